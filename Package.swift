@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers (DESIGN section 6): each target depends only on the ones below it.
+//   plugsync (CLI) -> PlugSync -> SyncEngine, Devices -> CUdev, CSQLite, CPosix
+let package = Package(
+    name: "plugsync",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "plugsync", targets: ["plugsync"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CUdev", path: "Sources/CUdev", pkgConfig: "libudev",
+                       providers: [.apt(["libudev-dev"])]),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "Devices", dependencies: ["CUdev"], path: "Sources/Devices"),
+        .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
+        .target(name: "SyncEngine", dependencies: ["CPosix"], path: "Sources/SyncEngine"),
+        .target(
+            name: "PlugSync",
+            dependencies: ["SyncEngine", "Devices", "CSQLite", .product(name: "Yams", package: "Yams")],
+            path: "Sources/PlugSync"),
+        .executableTarget(
+            name: "plugsync",
+            dependencies: ["PlugSync", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/plugsync"),
+        .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
+        .testTarget(name: "PlugSyncTests", dependencies: ["PlugSync"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PlugSync"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

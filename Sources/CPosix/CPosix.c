@@ -1,0 +1,13 @@
+#define _GNU_SOURCE
+#include "CPosix.h"
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+ssize_t cposix_copy_file_range(int fd_in, int fd_out, size_t length) {
+    return copy_file_range(fd_in, NULL, fd_out, NULL, length, 0);
+}
+
+int cposix_syncfs(int fd) { return syncfs(fd); }
+
+const long cposix_utime_omit = UTIME_OMIT;

@@ -1,0 +1,11 @@
+// Linux calls and constants the Swift Glibc module does not export (they need _GNU_SOURCE).
+#pragma once
+#include <sys/types.h>
+#include <stdint.h>
+
+/// copy_file_range(2) between two descriptors at their current offsets.
+ssize_t cposix_copy_file_range(int fd_in, int fd_out, size_t length);
+/// syncfs(2): flush the filesystem holding fd.
+int cposix_syncfs(int fd);
+/// UTIME_OMIT, a macro Swift cannot import.
+extern const long cposix_utime_omit;

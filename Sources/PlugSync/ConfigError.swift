@@ -1,0 +1,36 @@
+/// A problem in the definitions file: one line naming the file, the line, the field and the
+/// problem. The command line prints it and exits with code 2.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public var file: String
+    public var line: Int?
+    public var field: String?
+    public var problem: String
+
+    public init(file: String, line: Int? = nil, field: String? = nil, problem: String) {
+        self.file = file
+        self.line = line
+        self.field = field
+        self.problem = problem
+    }
+
+    public var description: String {
+        var text = file
+        if let line { text += ":\(line)" }
+        text += ": "
+        if let field { text += "\(field): " }
+        return text + problem
+    }
+}
+
+/// A refusal before anything was touched: a failed File Check, an absent drive, a safety rail.
+/// Exit code 3.
+public struct PreconditionError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A wrong command-line request (unknown definition, conflicting options). Exit code 2.
+public struct UsageError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

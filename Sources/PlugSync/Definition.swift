@@ -1,0 +1,151 @@
+import SyncEngine
+
+/// One named sync job, as the definitions file holds it.
+public struct Definition: Sendable, Equatable {
+    public var name: String
+    public var description: String?
+    public var group: String?
+    public var type: SyncType = .mirror
+    public var recursive = true
+    /// The deletion safety rail of a mirror; 50 % of the destination's entries by default.
+    public var maxDelete: MaxDelete = .percent(50)
+    public var source: EndpointSpec
+    public var destination: EndpointSpec
+    public var ignore: [String] = []
+    public var logFile: String?
+    public var schedule: [ScheduleRule] = []
+    /// Run when a matching drive is mounted; nil means "when an endpoint is a device".
+    public var onMount: Bool?
+    public var enabled = true
+    /// Files transferred at once; nil lets the engine choose.
+    public var parallel: Int?
+
+    public init(name: String, source: EndpointSpec, destination: EndpointSpec) {
+        self.name = name
+        self.source = source
+        self.destination = destination
+    }
+
+    /// Whether a mount of a matching drive starts this definition.
+    public var runsOnMount: Bool {
+        onMount ?? (source.location.isDevice || destination.location.isDevice)
+    }
+}
+
+/// The most a mirror may delete in one run before it refuses (unless forced).
+public enum MaxDelete: Sendable, Equatable, CustomStringConvertible {
+    case count(Int)
+    case percent(Double)
+
+    /// Whether deleting `deletions` of `total` destination entries stays within the limit.
+    public func allows(_ deletions: Int, of total: Int) -> Bool {
+        switch self {
+        case .count(let limit): return deletions <= limit
+        case .percent(let limit):
+            if deletions == 0 { return true }
+            return Double(deletions) * 100 <= limit * Double(max(total, 1))
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .count(let n): return "\(n)"
+        case .percent(let p): return p == p.rounded() ? "\(Int(p))%" : "\(p)%"
+        }
+    }
+}
+
+/// An endpoint with its optional File Check.
+public struct EndpointSpec: Sendable, Equatable {
+    public var location: Location
+    public var fileCheck: FileCheck?
+
+    public init(_ location: Location, fileCheck: FileCheck? = nil) {
+        self.location = location
+        self.fileCheck = fileCheck
+    }
+}
+
+/// Where an endpoint's files live.
+public enum Location: Sendable, Equatable {
+    case local(path: String)
+    case device(DeviceSpec)
+    case ftp(FTPSpec)
+
+    public var isDevice: Bool {
+        if case .device = self { return true }
+        return false
+    }
+
+    /// A one-line description for listings; never holds a password.
+    public var summary: String {
+        switch self {
+        case .local(let path): return path
+        case .device(let device): return device.summary
+        case .ftp(let ftp): return ftp.summary
+        }
+    }
+}
+
+/// A removable drive, recognized by any of its identities and/or its File Check.
+public struct DeviceSpec: Sendable, Equatable {
+    public var label: String?
+    public var uuid: String?
+    public var serial: String?
+    /// A folder inside the drive's mount point ("" for the root).
+    public var directory = ""
+    /// `auto`: the agent mounts the drive itself under /run/plugsync/ and unmounts it after.
+    public var mountAuto = false
+
+    public init(label: String? = nil, uuid: String? = nil, serial: String? = nil, directory: String = "") {
+        self.label = label
+        self.uuid = uuid
+        self.serial = serial
+        self.directory = directory
+    }
+
+    public var summary: String {
+        var parts: [String] = []
+        if let label { parts.append("label=\(label)") }
+        if let uuid { parts.append("uuid=\(uuid)") }
+        if let serial { parts.append("serial=\(serial)") }
+        if parts.isEmpty { parts.append("file check") }
+        return "device(\(parts.joined(separator: ","))):/" + directory
+    }
+}
+
+/// An FTP or FTPS server directory. Running FTP endpoints arrives with the FTP issue; the
+/// definitions file already accepts and checks them.
+public struct FTPSpec: Sendable, Equatable {
+    public enum TLS: String, Sendable, CaseIterable { case none, explicit, implicit }
+    public enum Password: Sendable, Equatable {
+        case none
+        case literal(String)
+        case file(String)
+        case environment(String)
+        case netrc
+    }
+    public enum ClockDiff: Sendable, Equatable {
+        case auto
+        case seconds(Int)
+    }
+
+    public var host: String
+    public var port: Int?
+    public var username: String?
+    public var password: Password = .netrc
+    public var directory = ""
+    public var tls: TLS = .none
+    public var passive = true
+    public var clockDiff: ClockDiff = .auto
+    public var caFile: String?
+
+    public init(host: String) { self.host = host }
+
+    public var summary: String {
+        let scheme = tls == .none ? "ftp" : "ftps"
+        let user = username.map { "\($0)@" } ?? ""
+        let port = port.map { ":\($0)" } ?? ""
+        return "\(scheme)://\(user)\(host)\(port)/\(directory)"
+    }
+}

@@ -1,0 +1,314 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Foundation
+import SyncEngine
+
+/// The definitions file: its definitions, and its text, so that editing one definition keeps
+/// every other line (comments included) as it was.
+public struct DefinitionsFile: Sendable {
+    public let path: String
+    public private(set) var text: String
+    public private(set) var definitions: [Definition]
+    /// Things the user should hear about that do not stop a run (a readable password).
+    public private(set) var warnings: [String] = []
+    /// Line ranges (0-based, half-open) of each definition's item in `text`, and its dash column.
+    private var spans: [(lines: Range<Int>, column: Int)] = []
+
+    /// The file commands use when `--config` is absent: root uses the system file; others their
+    /// own `$XDG_CONFIG_HOME/plugsync/plugsync.yaml`, or the system file when they have none.
+    public static func defaultPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        let system = "/etc/plugsync/plugsync.yaml"
+        if let explicit = environment["PLUGSYNC_CONFIG"], !explicit.isEmpty { return explicit }
+        if getuid() == 0 { return system }
+        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? ((environment["HOME"] ?? "/") + "/.config")
+        let user = base + "/plugsync/plugsync.yaml"
+        if access(user, F_OK) == 0 || access(system, F_OK) != 0 { return user }
+        return system
+    }
+
+    /// Reads and checks the file. With `allowMissing`, an absent file is an empty one.
+    public static func load(path: String, allowMissing: Bool = false) throws -> DefinitionsFile {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            if allowMissing && access(path, F_OK) != 0 { return try DefinitionsFile(path: path, text: "definitions:\n") }
+            let reason = access(path, F_OK) != 0 ? "no such file (create it with 'plugsync add' or pass --config)" : "cannot be read"
+            throw ConfigError(file: path, problem: reason)
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: path, problem: "is not UTF-8 text")
+        }
+        var file = try DefinitionsFile(path: path, text: text)
+        file.checkPermissions()
+        return file
+    }
+
+    public init(path: String, text: String) throws {
+        self.path = path
+        self.text = text
+        self.definitions = []
+        try reparse()
+    }
+
+    private mutating func reparse() throws {
+        let parsed = try DefinitionsParser(file: path).parse(text)
+        definitions = parsed.map(\.0)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        spans = parsed.map { item in
+            let start = item.line - 1
+            let dash = max(0, item.column - 3)
+            var end = start + 1
+            var lastContent = start + 1
+            while end < lines.count {
+                let line = lines[end]
+                let trimmed = line.drop { $0 == " " }
+                if !trimmed.isEmpty && !trimmed.hasPrefix("#") {
+                    if line.count - trimmed.count <= dash { break }
+                    lastContent = end + 1
+                }
+                end += 1
+            }
+            return (start..<lastContent, dash)
+        }
+    }
+
+    /// Warns when the file holds a password and other users can read it.
+    private mutating func checkPermissions() {
+        let holdsPassword = definitions.contains { definition in
+            [definition.source, definition.destination].contains {
+                if case .ftp(let ftp) = $0.location, case .literal = ftp.password { return true }
+                return false
+            }
+        }
+        var st = stat()
+        if holdsPassword && stat(path, &st) == 0 && st.st_mode & 0o044 != 0 {
+            warnings.append("warning: \(path) holds a password and other users can read it; run: chmod 600 \(path)")
+        }
+    }
+
+    public func definition(named name: String) throws -> Definition {
+        guard let found = definitions.first(where: { $0.name == name }) else {
+            let known = definitions.map(\.name).joined(separator: ", ")
+            throw UsageError("no definition named \"\(name)\" in \(path)" + (known.isEmpty ? "" : " (known: \(known))"))
+        }
+        return found
+    }
+
+    /// Definitions chosen by name, group or all; throws for an unknown name or empty group.
+    public func select(names: [String], group: String?, all: Bool) throws -> [Definition] {
+        if all { return definitions }
+        if let group {
+            let members = definitions.filter { $0.group == group }
+            if members.isEmpty { throw UsageError("no definition in group \"\(group)\" in \(path)") }
+            return members
+        }
+        return try names.map { try definition(named: $0) }
+    }
+
+    // MARK: editing
+
+    /// Adds a definition at the end of the list.
+    public mutating func add(_ definition: Definition) throws {
+        if definitions.contains(where: { $0.name == definition.name }) {
+            throw UsageError("a definition named \"\(definition.name)\" exists already in \(path)")
+        }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        let column = spans.last?.column ?? 2
+        let block = DefinitionEmitter.lines(for: definition, indent: column)
+        if let last = spans.last {
+            lines.insert(contentsOf: block, at: last.lines.upperBound)
+        } else if let index = lines.firstIndex(where: { $0.hasPrefix("definitions:") }) {
+            lines[index] = "definitions:"
+            lines.insert(contentsOf: block, at: index + 1)
+        } else {
+            lines.append("definitions:")
+            lines.append(contentsOf: block)
+        }
+        try replaceText(lines)
+    }
+
+    /// Replaces the definition called `name` (which may be renamed) with `definition`.
+    public mutating func replace(_ name: String, with definition: Definition) throws {
+        guard let index = definitions.firstIndex(where: { $0.name == name }) else { _ = try self.definition(named: name); return }
+        if definition.name != name && definitions.contains(where: { $0.name == definition.name }) {
+            throw UsageError("a definition named \"\(definition.name)\" exists already in \(path)")
+        }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let span = spans[index]
+        lines.replaceSubrange(span.lines, with: DefinitionEmitter.lines(for: definition, indent: span.column))
+        try replaceText(lines)
+    }
+
+    /// Removes the definition called `name`.
+    public mutating func remove(_ name: String) throws {
+        guard let index = definitions.firstIndex(where: { $0.name == name }) else { _ = try definition(named: name); return }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        lines.removeSubrange(spans[index].lines)
+        try replaceText(lines)
+    }
+
+    private mutating func replaceText(_ lines: [String]) throws {
+        var newText = lines.joined(separator: "\n")
+        if !newText.hasSuffix("\n") { newText += "\n" }
+        let previous = text
+        text = newText
+        do {
+            try reparse()  // never write a file that would not load again
+        } catch {
+            text = previous
+            try reparse()
+            throw error
+        }
+    }
+
+    /// Writes the text atomically: a temporary file in the same folder, flushed, then renamed;
+    /// an existing file's permissions are kept (new files are private: they may hold passwords).
+    public func save() throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        var st = stat()
+        let mode: mode_t = stat(path, &st) == 0 ? st.st_mode & 0o7777 : 0o600
+        let temporary = directory + "/.plugsync-tmp-" + (path as NSString).lastPathComponent + ".\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        if fd < 0 { throw ConfigError(file: path, problem: "cannot write: \(String(cString: strerror(errno)))") }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        var failure: Int32 = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = errno
+                break
+            }
+            offset += n
+        }
+        if failure == 0 && fsync(fd) != 0 { failure = errno }
+        fchmod(fd, mode)
+        close(fd)
+        if failure == 0 && rename(temporary, path) != 0 { failure = errno }
+        if failure != 0 {
+            unlink(temporary)
+            throw ConfigError(file: path, problem: "cannot write: \(String(cString: strerror(failure)))")
+        }
+    }
+}
+
+/// Writes a definition as YAML in the shape of DESIGN section 5.
+public enum DefinitionEmitter {
+    public static func lines(for d: Definition, indent: Int) -> [String] {
+        let pad = String(repeating: " ", count: indent)
+        var out: [String] = []
+        func add(_ level: Int, _ key: String, _ value: String?) {
+            guard let value else { return }
+            out.append(pad + String(repeating: "  ", count: level + 1) + "\(key): \(value)")
+        }
+        out.append(pad + "- name: " + scalar(d.name))
+        add(0, "description", d.description.map(scalar))
+        add(0, "group", d.group.map(scalar))
+        add(0, "type", d.type.rawValue)
+        if !d.recursive { add(0, "recursive", "false") }
+        if d.maxDelete != .percent(50) { add(0, "max_delete", scalar(d.maxDelete.description)) }
+        for (key, endpoint) in [("source", d.source), ("destination", d.destination)] {
+            add(0, key, "")
+            out[out.count - 1].removeLast()
+            switch endpoint.location {
+            case .local(let path): add(1, "local", scalar(path))
+            case .device(let device):
+                add(1, "device", "")
+                out[out.count - 1].removeLast()
+                add(2, "label", device.label.map(scalar))
+                add(2, "uuid", device.uuid.map(scalar))
+                add(2, "serial", device.serial.map(scalar))
+                if !device.directory.isEmpty { add(2, "directory", scalar(device.directory)) }
+                if device.mountAuto { add(2, "mount", "auto") }
+            case .ftp(let ftp):
+                add(1, "ftp", "")
+                out[out.count - 1].removeLast()
+                add(2, "server", scalar(ftp.host + (ftp.port.map { ":\($0)" } ?? "")))
+                add(2, "username", ftp.username.map(scalar))
+                switch ftp.password {
+                case .literal(let secret): add(2, "password", scalar(secret))
+                case .file(let file): add(2, "password_file", scalar(file))
+                case .environment(let name): add(2, "password_env", scalar(name))
+                case .none, .netrc: break
+                }
+                if !ftp.directory.isEmpty { add(2, "directory", scalar(ftp.directory)) }
+                if ftp.tls != .none { add(2, "tls", ftp.tls.rawValue) }
+                if !ftp.passive { add(2, "passive", "false") }
+                if case .seconds(let seconds) = ftp.clockDiff { add(2, "clock_diff", "\(seconds)") }
+                add(2, "ca_file", ftp.caFile.map(scalar))
+            }
+            add(1, "file_check", endpoint.fileCheck.map { scalar($0.description) })
+        }
+        if !d.ignore.isEmpty { add(0, "ignore", "[" + d.ignore.map(scalar).joined(separator: ", ") + "]") }
+        add(0, "log_file", d.logFile.map(scalar))
+        if !d.schedule.isEmpty {
+            add(0, "schedule", "")
+            out[out.count - 1].removeLast()
+            for rule in d.schedule {
+                var first = true
+                func ruleLine(_ key: String, _ value: String) {
+                    out.append(pad + "    " + (first ? "- " : "  ") + "\(key): \(value)")
+                    first = false
+                }
+                switch rule.days {
+                case .weekdays(let set) where set != Set(1...7):
+                    ruleLine("days", "[" + set.sorted().map { ScheduleRule.weekdayNames[$0 - 1] }.joined(separator: ", ") + "]")
+                case .monthDays(let set):
+                    ruleLine("month_days", "[" + set.sorted().map(String.init).joined(separator: ", ") + "]")
+                default: break
+                }
+                switch rule.when {
+                case .at(let minute): ruleLine("at", "\"\(clock(minute))\"")
+                case .every(let minutes):
+                    ruleLine("every", minutes % 60 == 0 ? "\(minutes / 60)h" : "\(minutes)m")
+                }
+                if let window = rule.between { ruleLine("between", "\"\(clock(window.lowerBound))-\(clock(window.upperBound))\"") }
+            }
+        }
+        if let onMount = d.onMount { add(0, "on_mount", onMount ? "true" : "false") }
+        if !d.enabled { add(0, "enabled", "false") }
+        if let parallel = d.parallel { add(0, "parallel", "\(parallel)") }
+        return out
+    }
+
+    static func clock(_ minute: Int) -> String {
+        String(format: "%02d:%02d", minute / 60, minute % 60)
+    }
+
+    /// A YAML scalar that reads back as exactly `text`: plain when safe, else single-quoted
+    /// (double-quoted when it holds control characters).
+    public static func scalar(_ text: String) -> String {
+        let plainSafe = !text.isEmpty
+            && text.unicodeScalars.allSatisfy { CharacterSet.plainScalar.contains($0) }
+            && !["true", "false", "yes", "no", "on", "off", "null", "~"].contains(text.lowercased())
+            && Double(text) == nil && !text.hasPrefix("-") && !text.hasSuffix(":")
+        if plainSafe { return text }
+        if text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+            var out = "\""
+            for s in text.unicodeScalars {
+                switch s {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\t": out += "\\t"
+                default:
+                    if s.value < 0x20 || s.value == 0x7f { out += String(format: "\\x%02x", s.value) } else { out.unicodeScalars.append(s) }
+                }
+            }
+            return out + "\""
+        }
+        return "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+    }
+}
+
+extension CharacterSet {
+    static let plainScalar = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-@+")
+}

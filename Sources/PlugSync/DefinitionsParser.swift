@@ -1,0 +1,424 @@
+import SyncEngine
+import Yams
+
+/// Reads the definitions file's YAML into `Definition`s, checking every field.
+struct DefinitionsParser {
+    let file: String
+
+    func error(_ node: Node?, _ field: String?, _ problem: String) -> ConfigError {
+        ConfigError(file: file, line: node?.mark?.line, field: field, problem: problem)
+    }
+
+    /// The definitions and, for each, the line (1-based) and column where its mapping starts.
+    func parse(_ text: String) throws -> [(Definition, line: Int, column: Int)] {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let yaml as YamlError {
+            throw yamlError(yaml)
+        } catch {
+            throw ConfigError(file: file, problem: "not valid YAML: \(error)")
+        }
+        guard let root else { return [] }
+        guard case .mapping(let top) = root else {
+            throw self.error(root, nil, "the file must be a mapping with a 'definitions' list")
+        }
+        let fields = try Fields(top, prefix: "", parser: self)
+        var result: [(Definition, Int, Int)] = []
+        if let list = try fields.sequence("definitions") {
+            var names: [String: Int] = [:]
+            for (index, item) in list.enumerated() {
+                let definition = try parseDefinition(item, index: index)
+                if let first = names[definition.name] {
+                    throw self.error(
+                        item, "definitions[\(index)].name",
+                        "duplicate name \"\(definition.name)\" (also at line \(first))")
+                }
+                names[definition.name] = item.mark?.line ?? 0
+                result.append((definition, item.mark?.line ?? 0, item.mark?.column ?? 1))
+            }
+        }
+        try fields.finish(allowed: ["definitions"])
+        return result
+    }
+
+    private func yamlError(_ error: YamlError) -> ConfigError {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+            .composer(_, let problem, let mark, _):
+            return ConfigError(file: file, line: mark.line, problem: "not valid YAML: \(problem)")
+        default:
+            return ConfigError(file: file, problem: "not valid YAML: \(error)")
+        }
+    }
+
+    static let definitionKeys = [
+        "name", "description", "group", "type", "recursive", "max_delete", "source", "destination",
+        "ignore", "log_file", "schedule", "on_mount", "enabled", "parallel",
+    ]
+
+    func parseDefinition(_ node: Node, index: Int) throws -> Definition {
+        guard case .mapping(let map) = node else {
+            throw error(node, "definitions[\(index)]", "must be a mapping of fields")
+        }
+        let fields = try Fields(map, prefix: "definitions[\(index)].", parser: self)
+        guard let name = try fields.string("name") else {
+            throw error(node, "definitions[\(index)].name", "missing (every definition needs a name)")
+        }
+        if name.isEmpty || name.first == "-"
+            || !name.unicodeScalars.allSatisfy({ CharacterSet.nameCharacters.contains($0) })
+        {
+            throw error(fields.node("name"), "definitions[\(index)].name", "\"\(name)\" may use only letters, digits, '.', '_' and '-'")
+        }
+        fields.prefix = "definition \"\(name)\": "
+        guard let sourceNode = fields.node("source") else { throw fields.missing("source", in: node) }
+        guard let destinationNode = fields.node("destination") else { throw fields.missing("destination", in: node) }
+        var definition = Definition(
+            name: name, source: try parseEndpoint(sourceNode, field: fields.prefix + "source"),
+            destination: try parseEndpoint(destinationNode, field: fields.prefix + "destination"))
+        definition.description = try fields.string("description")
+        definition.group = try fields.string("group")
+        if let type = try fields.string("type") {
+            guard let value = SyncType(rawValue: type) else {
+                throw fields.invalid("type", "\"\(type)\" is not one of mirror, backup")
+            }
+            definition.type = value
+        }
+        definition.recursive = try fields.bool("recursive") ?? true
+        if let maxDelete = try fields.string("max_delete") {
+            definition.maxDelete = try parseMaxDelete(maxDelete, fields: fields)
+        }
+        if let patterns = try fields.stringList("ignore") {
+            do { _ = try IgnoreList(patterns) } catch let bad as IgnoreList.PatternError {
+                throw fields.invalid("ignore", "item \(bad.index + 1): \(bad.description)")
+            }
+            definition.ignore = patterns
+        }
+        if let logFile = try fields.string("log_file") {
+            guard logFile.hasPrefix("/") else { throw fields.invalid("log_file", "\"\(logFile)\" must be an absolute path") }
+            definition.logFile = logFile
+        }
+        if let rules = try fields.sequence("schedule") {
+            definition.schedule = try rules.enumerated().map { try parseRule($1, field: fields.prefix + "schedule[\($0)]") }
+        }
+        definition.onMount = try fields.bool("on_mount")
+        definition.enabled = try fields.bool("enabled") ?? true
+        if let parallel = try fields.int("parallel") {
+            guard (1...64).contains(parallel) else { throw fields.invalid("parallel", "must be between 1 and 64") }
+            definition.parallel = parallel
+        }
+        try fields.finish(allowed: Self.definitionKeys)
+        return definition
+    }
+
+    func parseMaxDelete(_ text: String, fields: Fields) throws -> MaxDelete {
+        if text.hasSuffix("%"), let value = Double(text.dropLast()), value >= 0, value <= 100 {
+            return .percent(value)
+        }
+        if let count = Int(text), count >= 0 { return .count(count) }
+        throw fields.invalid("max_delete", "\"\(text)\" is neither a count (e.g. 100) nor a percentage (e.g. 50%)")
+    }
+
+    func parseEndpoint(_ node: Node, field: String) throws -> EndpointSpec {
+        guard case .mapping(let map) = node else {
+            throw error(node, field, "must be a mapping with one of local, device, ftp, ftps")
+        }
+        let fields = try Fields(map, prefix: field + ".", parser: self)
+        var fileCheck: FileCheck?
+        if let check = try fields.string("file_check") {
+            do { fileCheck = try FileCheck(parsing: check) } catch {
+                throw fields.invalid("file_check", "\"\(check)\" \(error)")
+            }
+        }
+        let kinds = ["local", "device", "ftp", "ftps"].filter { fields.node($0) != nil }
+        guard kinds.count == 1 else {
+            throw error(
+                node, field,
+                kinds.isEmpty ? "missing endpoint: give one of local, device, ftp, ftps"
+                    : "has both \(kinds[0]) and \(kinds[1]); give exactly one")
+        }
+        let location: Location
+        switch kinds[0] {
+        case "local":
+            let path = try fields.string("local")!
+            guard path.hasPrefix("/") else { throw fields.invalid("local", "\"\(path)\" must be an absolute path") }
+            location = .local(path: path)
+        case "device":
+            location = .device(try parseDevice(fields.node("device")!, field: field + ".device", fileCheck: fileCheck))
+        default:
+            location = .ftp(try parseFTP(fields.node(kinds[0])!, field: field + "." + kinds[0], secure: kinds[0] == "ftps"))
+        }
+        try fields.finish(allowed: ["local", "device", "ftp", "ftps", "file_check"])
+        return EndpointSpec(location, fileCheck: fileCheck)
+    }
+
+    func parseDevice(_ node: Node, field: String, fileCheck: FileCheck?) throws -> DeviceSpec {
+        guard case .mapping(let map) = node else { throw error(node, field, "must be a mapping (label, uuid, serial, directory)") }
+        let fields = try Fields(map, prefix: field + ".", parser: self)
+        var device = DeviceSpec()
+        device.label = try fields.string("label")
+        device.uuid = try fields.string("uuid")
+        device.serial = try fields.string("serial")
+        if let directory = try fields.string("directory") {
+            device.directory = try relativeDirectory(directory, fields: fields, key: "directory")
+        }
+        if let mount = try fields.string("mount") {
+            guard mount == "auto" || mount == "manual" else { throw fields.invalid("mount", "\"\(mount)\" is not one of auto, manual") }
+            device.mountAuto = mount == "auto"
+        }
+        if device.label == nil && device.uuid == nil && device.serial == nil && fileCheck == nil {
+            throw error(node, field, "needs a label, uuid or serial, or a file_check on the endpoint, to recognize the drive")
+        }
+        try fields.finish(allowed: ["label", "uuid", "serial", "directory", "mount"])
+        return device
+    }
+
+    func relativeDirectory(_ directory: String, fields: Fields, key: String) throws -> String {
+        let parts = directory.split(separator: "/", omittingEmptySubsequences: true)
+        if parts.contains("..") { throw fields.invalid(key, "\"\(directory)\" may not contain '..'") }
+        return parts.filter { $0 != "." }.joined(separator: "/")
+    }
+
+    func parseFTP(_ node: Node, field: String, secure: Bool) throws -> FTPSpec {
+        guard case .mapping(let map) = node else { throw error(node, field, "must be a mapping (server, username, password…, directory)") }
+        let fields = try Fields(map, prefix: field + ".", parser: self)
+        guard let server = try fields.string("server") else { throw fields.missing("server", in: node) }
+        var hostPart = Substring(server)
+        var port: Int?
+        if let colon = server.lastIndex(of: ":"), !server.hasSuffix("]") {
+            guard let value = Int(server[server.index(after: colon)...]), (1...65535).contains(value) else {
+                throw fields.invalid("server", "\"\(server)\" has a bad port")
+            }
+            port = value
+            hostPart = server[..<colon]
+        }
+        guard !hostPart.isEmpty, !hostPart.contains("/") else { throw fields.invalid("server", "\"\(server)\" is not host[:port]") }
+        var ftp = FTPSpec(host: String(hostPart))
+        ftp.port = port
+        ftp.username = try fields.string("username")
+        let sources = ["password", "password_file", "password_env"].filter { fields.node($0) != nil }
+        if sources.count > 1 { throw fields.invalid(sources[1], "give only one of password, password_file, password_env") }
+        if let password = try fields.string("password") { ftp.password = .literal(password) }
+        if let file = try fields.string("password_file") {
+            guard file.hasPrefix("/") else { throw fields.invalid("password_file", "\"\(file)\" must be an absolute path") }
+            ftp.password = .file(file)
+        }
+        if let variable = try fields.string("password_env") { ftp.password = .environment(variable) }
+        if let directory = try fields.string("directory") {
+            ftp.directory = try relativeDirectory(directory, fields: fields, key: "directory")
+        }
+        ftp.tls = secure ? .explicit : .none
+        if let tls = try fields.string("tls") {
+            guard let value = FTPSpec.TLS(rawValue: tls) else { throw fields.invalid("tls", "\"\(tls)\" is not one of none, explicit, implicit") }
+            ftp.tls = value
+        }
+        ftp.passive = try fields.bool("passive") ?? true
+        if let clock = try fields.string("clock_diff") {
+            if clock == "auto" {
+                ftp.clockDiff = .auto
+            } else if let seconds = Int(clock) {
+                ftp.clockDiff = .seconds(seconds)
+            } else {
+                throw fields.invalid("clock_diff", "\"\(clock)\" is neither auto nor a number of seconds")
+            }
+        }
+        if let ca = try fields.string("ca_file") {
+            guard ca.hasPrefix("/") else { throw fields.invalid("ca_file", "\"\(ca)\" must be an absolute path") }
+            ftp.caFile = ca
+        }
+        try fields.finish(allowed: ["server", "username", "password", "password_file", "password_env", "directory", "tls", "passive", "clock_diff", "ca_file"])
+        return ftp
+    }
+
+    func parseRule(_ node: Node, field: String) throws -> ScheduleRule {
+        guard case .mapping(let map) = node else { throw error(node, field, "must be a mapping (days, at or every, between)") }
+        let fields = try Fields(map, prefix: field + ".", parser: self)
+        var days: ScheduleRule.Days = .weekdays(Set(1...7))
+        if fields.node("days") != nil && fields.node("month_days") != nil {
+            throw fields.invalid("month_days", "give days or month_days, not both")
+        }
+        if let names = try fields.stringList("days") {
+            var set = Set<Int>()
+            for name in names {
+                let lower = name.lowercased()
+                if lower == "daily" || lower == "all" {
+                    set.formUnion(1...7)
+                } else if lower == "weekdays" {
+                    set.formUnion(2...6)
+                } else if lower == "weekend" {
+                    set.formUnion([1, 7])
+                } else if let index = ScheduleRule.weekdayNames.firstIndex(of: String(lower.prefix(3))),
+                    lower.count == 3 || ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"].contains(lower)
+                {
+                    set.insert(index + 1)
+                } else {
+                    throw fields.invalid("days", "\"\(name)\" is not a day (mon, tue, wed, thu, fri, sat, sun, weekdays, weekend, daily)")
+                }
+            }
+            days = .weekdays(set)
+        }
+        if let numbers = try fields.stringList("month_days") {
+            var set = Set<Int>()
+            for number in numbers {
+                guard let day = Int(number), (1...31).contains(day) else { throw fields.invalid("month_days", "\"\(number)\" is not a day of the month (1-31)") }
+                set.insert(day)
+            }
+            days = .monthDays(set)
+        }
+        let at = try fields.string("at")
+        let every = try fields.string("every")
+        let when: ScheduleRule.When
+        switch (at, every) {
+        case (let at?, nil):
+            guard let minute = Self.clockMinutes(at) else { throw fields.invalid("at", "\"\(at)\" is not a time HH:MM") }
+            when = .at(minute)
+        case (nil, let every?):
+            guard let minutes = Self.intervalMinutes(every) else { throw fields.invalid("every", "\"\(every)\" is not an interval like 30m or 2h (at least 1m)") }
+            when = .every(minutes)
+        case (nil, nil): throw error(node, field, "needs 'at' (HH:MM) or 'every' (e.g. 30m)")
+        default: throw fields.invalid("every", "give 'at' or 'every', not both")
+        }
+        var between: ClosedRange<Int>?
+        if let window = try fields.string("between") {
+            let parts = window.split(separator: "-").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, let start = Self.clockMinutes(parts[0]), let end = Self.clockMinutes(parts[1]), start < end else {
+                throw fields.invalid("between", "\"\(window)\" is not a window HH:MM-HH:MM with start before end")
+            }
+            guard case .every = when else { throw fields.invalid("between", "applies only to 'every'") }
+            between = start...end
+        }
+        try fields.finish(allowed: ["days", "month_days", "at", "every", "between"])
+        return ScheduleRule(days: days, when: when, between: between)
+    }
+
+    static func clockMinutes(_ text: String) -> Int? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[1].count == 2, let hour = Int(parts[0]), let minute = Int(parts[1]),
+            (0...23).contains(hour), (0...59).contains(minute)
+        else { return nil }
+        return hour * 60 + minute
+    }
+
+    static func intervalMinutes(_ text: String) -> Int? {
+        guard let unit = text.last, let value = Int(text.dropLast()), value > 0 else { return nil }
+        switch unit {
+        case "m": return value
+        case "h": return value * 60
+        default: return nil
+        }
+    }
+}
+
+/// The keys of one YAML mapping, read with type checks; `finish` rejects keys nobody read.
+final class Fields {
+    let pairs: [(key: String, keyNode: Node, value: Node)]
+    var prefix: String
+    let parser: DefinitionsParser
+
+    init(_ map: Node.Mapping, prefix: String, parser: DefinitionsParser) throws {
+        self.prefix = prefix
+        self.parser = parser
+        var pairs: [(String, Node, Node)] = []
+        for (key, value) in map {
+            guard case .scalar(let scalar) = key else {
+                throw parser.error(key, prefix.isEmpty ? nil : String(prefix.dropLast()), "keys must be plain words")
+            }
+            if pairs.contains(where: { $0.0 == scalar.string }) {
+                throw parser.error(key, prefix + scalar.string, "given twice")
+            }
+            pairs.append((scalar.string, key, value))
+        }
+        self.pairs = pairs
+    }
+
+    func node(_ key: String) -> Node? { pairs.first { $0.key == key }?.value }
+
+    func invalid(_ key: String, _ problem: String) -> ConfigError {
+        parser.error(node(key), prefix + key, problem)
+    }
+
+    func missing(_ key: String, in node: Node) -> ConfigError {
+        parser.error(node, prefix + key, "missing")
+    }
+
+    func string(_ key: String) throws -> String? {
+        guard let value = node(key) else { return nil }
+        guard case .scalar(let scalar) = value else { throw invalid(key, "must be a single value, not a list or mapping") }
+        if scalar.style == .plain && (scalar.string == "~" || scalar.string == "null" || scalar.string.isEmpty) { return nil }
+        return scalar.string
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let text = try string(key) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw invalid(key, "\"\(text)\" is not true or false")
+        }
+    }
+
+    func int(_ key: String) throws -> Int? {
+        guard let text = try string(key) else { return nil }
+        guard let value = Int(text) else { throw invalid(key, "\"\(text)\" is not a whole number") }
+        return value
+    }
+
+    func sequence(_ key: String) throws -> [Node]? {
+        guard let value = node(key) else { return nil }
+        switch value {
+        case .sequence(let sequence): return Array(sequence)
+        case .scalar(let scalar) where scalar.style == .plain && (scalar.string.isEmpty || scalar.string == "~" || scalar.string == "null"):
+            return []
+        default: throw invalid(key, "must be a list")
+        }
+    }
+
+    func stringList(_ key: String) throws -> [String]? {
+        guard let value = node(key) else { return nil }
+        if case .scalar = value, let single = try string(key) { return [single] }
+        guard let items = try sequence(key) else { return nil }
+        return try items.map { item in
+            guard case .scalar(let scalar) = item else { throw parser.error(item, prefix + key, "items must be single values") }
+            return scalar.string
+        }
+    }
+
+    func finish(allowed: [String]) throws {
+        for pair in pairs where !allowed.contains(pair.key) {
+            var problem = "unknown key \"\(pair.key)\""
+            if let close = allowed.first(where: { Self.similar($0, pair.key) }) { problem += " (did you mean \"\(close)\"?)" }
+            throw parser.error(pair.keyNode, prefix + pair.key, problem)
+        }
+    }
+
+    /// A typo's likely intent: same letters but one, or `-` for `_`.
+    static func similar(_ a: String, _ b: String) -> Bool {
+        let a = Array(a.lowercased().replacingOccurrences(of: "-", with: "_"))
+        let b = Array(b.lowercased().replacingOccurrences(of: "-", with: "_"))
+        if a == b { return true }
+        if abs(a.count - b.count) > 1 { return false }
+        var i = 0
+        var j = 0
+        var edits = 0
+        while i < a.count && j < b.count {
+            if a[i] == b[j] {
+                i += 1
+                j += 1
+                continue
+            }
+            edits += 1
+            if edits > 1 { return false }
+            if a.count > b.count { i += 1 } else if b.count > a.count { j += 1 } else {
+                i += 1
+                j += 1
+            }
+        }
+        return edits + (a.count - i) + (b.count - j) <= 1
+    }
+}
+
+import Foundation
+
+extension CharacterSet {
+    static let nameCharacters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+}

@@ -1,0 +1,165 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Devices
+import SyncEngine
+
+/// An endpoint made concrete for one run: where it is now, and what to leave out of it.
+public struct ResolvedEndpoint {
+    public var endpoint: Endpoint
+    /// The folder synchronized (local and device endpoints).
+    public var root: String
+    /// Paths the listing leaves out: the File Check file when it lies inside `root`.
+    public var excluded: Set<FileName> = []
+    /// For a device: which drive and where it is mounted, for the log.
+    public var drive: String?
+}
+
+/// Turns an `EndpointSpec` into a working endpoint: a device into its mount point, a File Check
+/// into a yes or no. Refusals are `PreconditionError`s (exit 3).
+public struct EndpointResolver {
+    public var mounts: [MountEntry]
+    public var devices: [BlockDevice]
+
+    /// Reads the mount table and udev's block devices now.
+    public init() {
+        mounts = (try? MountTable.read()) ?? []
+        devices = (try? BlockDevices.enumerate()) ?? []
+    }
+
+    public init(mounts: [MountEntry], devices: [BlockDevice]) {
+        self.mounts = mounts
+        self.devices = devices
+    }
+
+    public func resolve(_ spec: EndpointSpec, role: String) throws -> ResolvedEndpoint {
+        switch spec.location {
+        case .local(let path):
+            if let check = spec.fileCheck, let failure = check.failure(root: path) {
+                throw PreconditionError("File Check of the \(role) failed: \(failure)")
+            }
+            return ResolvedEndpoint(
+                endpoint: localEndpoint(path), root: path,
+                excluded: spec.fileCheck.flatMap { $0.relativePath(under: path) }.map { [$0] } ?? [])
+        case .device(let device):
+            let (mountPoint, drive) = try locate(device, fileCheck: spec.fileCheck, role: role)
+            let root = device.directory.isEmpty ? mountPoint : (mountPoint == "/" ? "" : mountPoint) + "/" + device.directory
+            var excluded: Set<FileName> = []
+            if let check = spec.fileCheck {
+                let absolute = check.path.hasPrefix("/") ? check.path : (mountPoint == "/" ? "" : mountPoint) + "/" + check.path
+                if let relative = FileCheck(path: absolute).relativePath(under: root) { excluded.insert(relative) }
+            }
+            return ResolvedEndpoint(endpoint: localEndpoint(root), root: root, excluded: excluded, drive: drive)
+        case .ftp:
+            throw UsageError("the \(role) is an FTP endpoint; this version of plugsync synchronizes local folders and drives only (FTP support is not built yet)")
+        }
+    }
+
+    /// A local endpoint with the timestamp precision and abilities of the filesystem under it.
+    public func localEndpoint(_ path: String) -> LocalEndpoint {
+        guard let mount = MountTable.mount(containing: realPath(path), in: mounts) else {
+            return LocalEndpoint(root: path)
+        }
+        let precision = TimestampPrecision.of(mount)
+        let fat = ["vfat", "msdos", "exfat", "fuse.fusefat", "fuse.exfat", "fuseblk"].contains(mount.fsType)
+            && precision.nanoseconds >= 1_000_000_000
+        return LocalEndpoint(root: path, timePrecision: precision.nanoseconds, keepsModes: !fat, keepsSymlinks: !fat)
+    }
+
+    /// The path with symbolic links resolved, as far as it exists.
+    func realPath(_ path: String) -> String {
+        var components = path.split(separator: "/").map(String.init)
+        var suffix: [String] = []
+        while true {
+            let candidate = "/" + components.joined(separator: "/")
+            if let resolved = realpath(candidate, nil) {
+                defer { free(resolved) }
+                let base = String(cString: resolved)
+                return suffix.isEmpty ? base : (base == "/" ? "" : base) + "/" + suffix.reversed().joined(separator: "/")
+            }
+            guard let last = components.popLast() else { return path }
+            suffix.append(last)
+        }
+    }
+
+    /// Drives whose identity matches (all given fields), with their mount points.
+    public func candidates(for device: DeviceSpec) -> [(mountPoint: String, drive: String)] {
+        let hasIdentity = device.label != nil || device.uuid != nil || device.serial != nil
+        if hasIdentity {
+            var found: [(String, String)] = []
+            for block in devices where Self.matches(block, device) {
+                for point in MountTable.mountPoints(ofDevice: block.major, minor: block.minor, in: mounts) {
+                    found.append((point, "\(block.devnode) (\(Self.identity(block)))"))
+                }
+            }
+            return found
+        }
+        // Recognized by File Check alone: any mounted filesystem that could be a drive.
+        return mounts.filter { Self.couldBeDrive($0) }.map { ($0.mountPoint, "\($0.source) (\($0.fsType))") }
+    }
+
+    /// Where a block device is mounted now.
+    public func mountPoints(of block: BlockDevice) -> [String] {
+        MountTable.mountPoints(ofDevice: block.major, minor: block.minor, in: mounts)
+    }
+
+    public static func matches(_ block: BlockDevice, _ device: DeviceSpec) -> Bool {
+        if let label = device.label, block.label != label && block.udevLabel != label { return false }
+        if let uuid = device.uuid, block.uuid?.lowercased() != uuid.lowercased() { return false }
+        if let serial = device.serial, block.serial != serial { return false }
+        return true
+    }
+
+    static func identity(_ block: BlockDevice) -> String {
+        var parts: [String] = []
+        if let label = block.label { parts.append("label \(label)") }
+        if let uuid = block.uuid { parts.append("uuid \(uuid)") }
+        if let serial = block.serial { parts.append("serial \(serial)") }
+        return parts.isEmpty ? "no identity" : parts.joined(separator: ", ")
+    }
+
+    static func couldBeDrive(_ mount: MountEntry) -> Bool {
+        let pseudo: Set<String> = [
+            "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "cgroup", "cgroup2", "securityfs", "debugfs",
+            "tracefs", "configfs", "fusectl", "mqueue", "hugetlbfs", "pstore", "bpf", "binfmt_misc",
+            "autofs", "overlay", "rpc_pipefs", "nsfs", "efivarfs", "ramfs",
+        ]
+        return !pseudo.contains(mount.fsType) && mount.mountPoint != "/"
+    }
+
+    func locate(_ device: DeviceSpec, fileCheck: FileCheck?, role: String) throws -> (String, String) {
+        let found = candidates(for: device)
+        if found.isEmpty {
+            var message = "the \(role) drive \(device.summary) is not mounted"
+            if devices.allSatisfy({ !$0.udevInitialized }) && (device.label != nil || device.uuid != nil || device.serial != nil) {
+                message += " (udev knows no drive identities here: is systemd-udevd running?)"
+            }
+            throw PreconditionError(message)
+        }
+        guard let fileCheck else {
+            let points = Set(found.map(\.mountPoint))
+            if points.count > 1 {
+                throw PreconditionError(
+                    "\(points.count) mounted drives match the \(role) \(device.summary) (\(points.sorted().joined(separator: ", "))); add a file_check to tell them apart")
+            }
+            return found[0]
+        }
+        var passed: [(String, String)] = []
+        var failures: [String] = []
+        for candidate in found {
+            if let failure = fileCheck.failure(root: candidate.mountPoint) {
+                failures.append(failure)
+            } else if !passed.contains(where: { $0.0 == candidate.mountPoint }) {
+                passed.append(candidate)
+            }
+        }
+        if passed.isEmpty {
+            throw PreconditionError("File Check of the \(role) failed: " + failures.joined(separator: "; "))
+        }
+        if passed.count > 1 {
+            throw PreconditionError(
+                "\(passed.count) mounted drives pass the \(role) File Check (\(passed.map(\.0).joined(separator: ", "))); give the check a regex that tells them apart")
+        }
+        return passed[0]
+    }
+}

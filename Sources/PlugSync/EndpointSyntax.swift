@@ -1,0 +1,104 @@
+/// The command line's short forms of endpoints and schedule rules, for `add`, `edit`, `copy`.
+///
+/// Endpoints: `/abs/path` (local); `device:label=X,uuid=Y,serial=Z,directory=a/b,mount=auto`;
+/// `ftp://user@host:port/dir` or `ftps://…` (the password from ~/.netrc, or set
+/// `password_file` in the file). Schedule rules: `mon,tue,fri at 18:30`,
+/// `sat every 2h between 08:00-20:00`, `daily every 30m`, `1,15 at 03:00` (days of the month).
+public enum EndpointSyntax {
+    public static func parseLocation(_ text: String) throws -> Location {
+        if text.hasPrefix("/") { return .local(path: text) }
+        if text.hasPrefix("device:") {
+            var device = DeviceSpec()
+            for pair in text.dropFirst("device:".count).split(separator: ",") {
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw UsageError("\"\(pair)\" in \"\(text)\" is not key=value") }
+                switch parts[0] {
+                case "label": device.label = parts[1]
+                case "uuid": device.uuid = parts[1]
+                case "serial": device.serial = parts[1]
+                case "directory", "dir": device.directory = parts[1].split(separator: "/").joined(separator: "/")
+                case "mount":
+                    guard parts[1] == "auto" || parts[1] == "manual" else { throw UsageError("mount=\(parts[1]) is not auto or manual") }
+                    device.mountAuto = parts[1] == "auto"
+                default: throw UsageError("unknown device field \"\(parts[0])\" in \"\(text)\" (label, uuid, serial, directory, mount)")
+                }
+            }
+            return .device(device)
+        }
+        for scheme in ["ftp://", "ftps://"] where text.hasPrefix(scheme) {
+            var rest = Substring(text.dropFirst(scheme.count))
+            var username: String?
+            if let at = rest.lastIndex(of: "@") {
+                username = String(rest[..<at])
+                rest = rest[rest.index(after: at)...]
+            }
+            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+            let server = String(rest[..<slash])
+            var ftp = FTPSpec(host: server)
+            if let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]) {
+                ftp.host = String(server[..<colon])
+                ftp.port = port
+            }
+            if ftp.host.isEmpty { throw UsageError("\"\(text)\" has no host") }
+            ftp.username = username
+            ftp.directory = rest[slash...].split(separator: "/").joined(separator: "/")
+            ftp.tls = scheme == "ftps://" ? .explicit : .none
+            return .ftp(ftp)
+        }
+        throw UsageError("\"\(text)\" is not an endpoint: give /absolute/path, device:label=…,directory=…, or ftp://user@host/dir")
+    }
+
+    public static func parseRule(_ text: String) throws -> ScheduleRule {
+        let words = text.split(separator: " ").map(String.init)
+        func fail(_ why: String) -> UsageError {
+            UsageError("schedule \"\(text)\": \(why) (e.g. \"mon,fri at 18:30\", \"sat every 2h between 08:00-20:00\")")
+        }
+        var index = 0
+        var rule = ScheduleRule(when: .at(0))
+        if let first = words.first, first != "at" && first != "every" {
+            let items = first.lowercased().split(separator: ",").map(String.init)
+            if items.allSatisfy({ Int($0) != nil }) {
+                let days = items.compactMap { Int($0) }
+                guard days.allSatisfy({ (1...31).contains($0) }) else { throw fail("days of the month are 1-31") }
+                rule.days = .monthDays(Set(days))
+            } else {
+                var set = Set<Int>()
+                for item in items {
+                    switch item {
+                    case "daily", "all": set.formUnion(1...7)
+                    case "weekdays": set.formUnion(2...6)
+                    case "weekend": set.formUnion([1, 7])
+                    default:
+                        guard let day = ScheduleRule.weekdayNames.firstIndex(of: String(item.prefix(3))) else {
+                            throw fail("\"\(item)\" is not a day")
+                        }
+                        set.insert(day + 1)
+                    }
+                }
+                rule.days = .weekdays(set)
+            }
+            index = 1
+        }
+        guard index + 1 < words.count else { throw fail("needs 'at HH:MM' or 'every N(m|h)'") }
+        switch words[index] {
+        case "at":
+            guard let minute = DefinitionsParser.clockMinutes(words[index + 1]) else { throw fail("\"\(words[index + 1])\" is not HH:MM") }
+            rule.when = .at(minute)
+        case "every":
+            guard let minutes = DefinitionsParser.intervalMinutes(words[index + 1]) else { throw fail("\"\(words[index + 1])\" is not like 30m or 2h") }
+            rule.when = .every(minutes)
+        default: throw fail("expected 'at' or 'every', found \"\(words[index])\"")
+        }
+        index += 2
+        if index < words.count {
+            guard words[index] == "between", index + 1 < words.count, case .every = rule.when else { throw fail("unexpected \"\(words[index])\"") }
+            let parts = words[index + 1].split(separator: "-").map(String.init)
+            guard parts.count == 2, let start = DefinitionsParser.clockMinutes(parts[0]), let end = DefinitionsParser.clockMinutes(parts[1]), start < end
+            else { throw fail("\"\(words[index + 1])\" is not HH:MM-HH:MM") }
+            rule.between = start...end
+            index += 2
+        }
+        if index < words.count { throw fail("unexpected \"\(words[index])\"") }
+        return rule
+    }
+}

@@ -1,0 +1,195 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Foundation
+import SyncEngine
+
+/// A plain-text log that every run of a definition appends to, one timestamped line each.
+public final class LogFile {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private var stampSecond = -1
+    private var stamp = ""
+
+    public init(path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        if fd < 0 { throw UsageError("cannot open log file \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit {
+        flush()
+        close(fd)
+    }
+
+    /// Appends one line behind the local time, `2026-11-22 18:30:02 `.
+    public func append(_ line: String) {
+        var now = time(nil)
+        if Int(now) != stampSecond {
+            stampSecond = Int(now)
+            var parts = tm()
+            localtime_r(&now, &parts)
+            var text = [CChar](repeating: 0, count: 32)
+            strftime(&text, text.count, "%Y-%m-%d %H:%M:%S ", &parts)
+            stamp = String(cString: text)
+        }
+        buffer.append(contentsOf: stamp.utf8)
+        buffer.append(contentsOf: line.utf8)
+        buffer.append(UInt8(ascii: "\n"))
+        if buffer.count > 1 << 16 { flush() }
+    }
+
+    public func flush() {
+        writeAll(fd, buffer)
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return
+        }
+        offset += n
+    }
+}
+
+/// Receives a run's events and writes them: action lines to standard output (unless quiet), the
+/// same lines with timestamps to the log file, and a progress bar on a terminal.
+public final class RunReporter: SyncObserver, @unchecked Sendable {
+    private let lock = NSLock()
+    private var formatter: ActionFormatter?
+    private let printLines: Bool
+    private let log: LogFile?
+    private var out: [UInt8] = []
+    private var progress: Progress?
+
+    struct Progress {
+        var totalFiles: Int
+        var totalBytes: Int64
+        var files = 0
+        var bytes: Int64 = 0
+        var started = Date()
+        var lastDraw = Date(timeIntervalSince1970: 0)
+        var shown = false
+    }
+
+    public init(printLines: Bool, log: LogFile?) {
+        self.printLines = printLines
+        self.log = log
+    }
+
+    /// Sets how actions are worded, and shows a progress bar for a plan of this size when
+    /// standard output and standard error are a terminal.
+    public func begin(formatter: ActionFormatter, files: Int, bytes: Int64) {
+        lock.lock()
+        self.formatter = formatter
+        if printLines && isatty(1) == 1 && isatty(2) == 1 {
+            progress = Progress(totalFiles: files, totalBytes: bytes)
+        }
+        lock.unlock()
+    }
+
+    /// A line that is not an action: headers, refusals, the summary.
+    public func say(_ line: String) {
+        lock.lock()
+        emit(line)
+        lock.unlock()
+    }
+
+    /// A line for the log file only (refusals, which the command line prints on stderr).
+    public func logOnly(_ line: String) {
+        lock.lock()
+        log?.append(line)
+        lock.unlock()
+    }
+
+    private func emit(_ line: String) {
+        log?.append(line)
+        guard printLines else { return }
+        out.append(contentsOf: line.utf8)
+        out.append(UInt8(ascii: "\n"))
+        if progress == nil && out.count > 1 << 16 { flushOut() }
+    }
+
+    public func finished(_ action: Action, outcome: Outcome) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let formatter else { return }
+        emit(formatter.line(for: action, outcome: outcome))
+        if progress != nil, action.kind == .transfer || action.kind == .replace {
+            progress!.files += 1
+            drawIfDue()
+        }
+    }
+
+    public func removedTemporaryFile(_ path: FileName) {
+        say(ActionFormatter.format(verb: "Removing", reason: "temporary file of an interrupted run", path: path.description))
+    }
+
+    public func transferred(bytes: Int64) {
+        guard progress != nil else { return }
+        lock.lock()
+        progress!.bytes += bytes
+        drawIfDue()
+        lock.unlock()
+    }
+
+    private func drawIfDue() {
+        let now = Date()
+        guard var p = progress, now.timeIntervalSince(p.lastDraw) >= 0.1 else { return }
+        p.lastDraw = now
+        clearBar()
+        flushOut()
+        let elapsed = max(now.timeIntervalSince(p.started), 0.001)
+        let rate = Double(p.bytes) / elapsed
+        let fraction = p.totalBytes > 0 ? Double(p.bytes) / Double(p.totalBytes) : Double(p.files) / Double(max(p.totalFiles, 1))
+        let width = 24
+        let filled = min(width, Int(fraction * Double(width)))
+        let eta = rate > 0 && p.totalBytes > p.bytes ? Double(p.totalBytes - p.bytes) / rate : 0
+        let bar = "[" + String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled) + "] "
+            + "\(p.files)/\(p.totalFiles) files  \(formatBytes(p.bytes))/\(formatBytes(p.totalBytes))  "
+            + "\(formatBytes(Int64(rate)))/s  ETA \(Int(eta.rounded()))s"
+        writeAll(2, Array(bar.utf8))
+        p.shown = true
+        progress = p
+    }
+
+    private func clearBar() {
+        if progress?.shown == true {
+            writeAll(2, Array("\r\u{1B}[K".utf8))
+            progress!.shown = false
+        }
+    }
+
+    private func flushOut() {
+        writeAll(1, out)
+        out.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes what is buffered and removes the progress bar.
+    public func flush() {
+        lock.lock()
+        clearBar()
+        progress = nil
+        flushOut()
+        log?.flush()
+        lock.unlock()
+    }
+}
+
+/// `12.3 MiB`, `512 B`.
+public func formatBytes(_ bytes: Int64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f", value) + " " + units[unit]
+}

@@ -1,0 +1,206 @@
+import Dispatch
+import Foundation
+import SyncEngine
+
+/// How a run was asked for.
+public struct RunOptions: Sendable {
+    public var dryRun = false
+    /// Lets a mirror delete more than `max_delete`, or empty a destination from an empty source.
+    public var forceDelete = false
+    /// "manual", "mount" or "schedule": written to the log and the run history.
+    public var trigger = "manual"
+    /// Print action lines on standard output (the log file gets them either way).
+    public var printLines = true
+
+    public init() {}
+}
+
+/// How one run ended.
+public struct RunOutcome: Sendable {
+    public enum Status: String, Sendable {
+        case success, failures, refused, error
+    }
+    public var name: String
+    public var status: Status
+    public var statistics: SyncStatistics
+    public var message: String
+
+    /// The exit code of DESIGN section 5 for this outcome.
+    public var exitCode: Int32 {
+        switch status {
+        case .success: return 0
+        case .failures: return 1
+        case .error: return 2
+        case .refused: return 3
+        }
+    }
+}
+
+/// Runs definitions: resolve, check, list, plan, guard, execute, report, record.
+public final class SyncRunner {
+    public let stateDirectory: String
+    private let history: RunHistory?
+    private let resolver: () -> EndpointResolver
+
+    public init(stateDirectory: String, resolver: @escaping () -> EndpointResolver = { EndpointResolver() }) throws {
+        self.stateDirectory = try StateDirectory.prepare(stateDirectory)
+        self.history = try RunHistory(stateDirectory: stateDirectory)
+        self.resolver = resolver
+    }
+
+    public func run(_ definition: Definition, options: RunOptions) -> RunOutcome {
+        var log: LogFile?
+        var logError: String?
+        if let path = definition.logFile {
+            do { log = try LogFile(path: path) } catch { logError = "\(error)" }
+        }
+        let reporter = RunReporter(printLines: options.printLines, log: log)
+        if let logError { printError("warning: \(logError)") }
+        let lock: DefinitionLock
+        do {
+            lock = try DefinitionLock(stateDirectory: stateDirectory, name: definition.name) {
+                reporter.say("Waiting for the running sync of \(definition.name) to finish.")
+                reporter.flush()
+            }
+        } catch {
+            return finish(definition, options, reporter, .error, SyncStatistics(), "\(error)", started: Date())
+        }
+        defer { withExtendedLifetime(lock) {} }
+        let started = Date()
+        let mode = options.dryRun ? " (dry run: nothing is changed)" : ""
+        reporter.say("Sync \(definition.name) started (\(definition.type.rawValue), trigger: \(options.trigger))\(mode)")
+        do {
+            let statistics = try execute(definition, options: options, reporter: reporter, started: started)
+            let status: RunOutcome.Status = statistics.failed > 0 ? .failures : .success
+            return finish(definition, options, reporter, status, statistics, "", started: started)
+        } catch let error as PreconditionError {
+            return finish(definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
+        } catch {
+            return finish(definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
+        }
+    }
+
+    private func execute(_ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date) throws -> SyncStatistics {
+        let resolver = self.resolver()
+        let source = try resolver.resolve(definition.source, role: "source")
+        let destination = try resolver.resolve(definition.destination, role: "destination")
+        if let drive = source.drive { reporter.say("Source drive \(drive) mounted at \(source.root)") }
+        if let drive = destination.drive { reporter.say("Destination drive \(drive) mounted at \(destination.root)") }
+        reporter.say("Synchronizing \(destination.endpoint.displayName) from \(source.endpoint.displayName)")
+
+        // Safety rail 1: an absent source never empties a mirror.
+        if try source.endpoint.rootState() == .missing {
+            throw PreconditionError("the source folder \(source.endpoint.displayName) does not exist; nothing was changed")
+        }
+        let ignore = try IgnoreList(definition.ignore)
+        var sourceListing = Listing()
+        var destinationListing = Listing()
+        DispatchQueue.concurrentPerform(iterations: 2) { side in
+            if side == 0 {
+                sourceListing = source.endpoint.list(
+                    recursive: definition.recursive, filter: ListingFilter(ignore: ignore, excludedPaths: source.excluded))
+            } else {
+                destinationListing = destination.endpoint.list(
+                    recursive: definition.recursive, filter: ListingFilter(ignore: ignore, excludedPaths: destination.excluded))
+            }
+        }
+        for error in sourceListing.errors { reporter.say("Cannot list \(error)") }
+        for error in destinationListing.errors { reporter.say("Cannot list \(error)") }
+        let destinationCount = destinationListing.count
+        if definition.type == .mirror && sourceListing.entries.isEmpty && destinationCount > 0 && !options.forceDelete {
+            throw PreconditionError(
+                "the source folder \(source.endpoint.displayName) is empty but the destination holds \(destinationCount) entries; an empty source must not wipe a mirror (use --force-delete if you mean it)")
+        }
+
+        let tolerance = max(source.endpoint.capabilities.timePrecision, destination.endpoint.capabilities.timePrecision)
+        let planner = Planner(
+            type: definition.type, tolerance: tolerance,
+            destinationKeepsTimes: destination.endpoint.capabilities.setsModificationTimes)
+        var plan = planner.plan(source: sourceListing.entries, destination: destinationListing.entries)
+
+        // Safety rail 2: a listing with errors deletes nothing (an unreadable folder is not empty).
+        let listingFailed = !sourceListing.errors.isEmpty || !destinationListing.errors.isEmpty
+        if listingFailed && plan.deletionCount > 0 {
+            let withheld = plan.deletionCount
+            plan.actions = plan.actions.compactMap { action in
+                switch action.kind {
+                case .delete: return nil
+                case .replace:
+                    var conflict = action
+                    conflict.kind = .conflict
+                    return conflict
+                default: return action
+                }
+            }
+            reporter.say("Not deleting \(withheld) entries: the listing had errors, so nothing is deleted this run")
+        }
+        // Safety rail 3: max_delete.
+        let deletions = plan.deletionCount
+        if definition.type == .mirror && !definition.maxDelete.allows(deletions, of: destinationCount) && !options.forceDelete {
+            throw PreconditionError(
+                "the mirror would delete \(deletions) of \(destinationCount) destination entries, more than max_delete (\(definition.maxDelete)); nothing was changed (use --force-delete if you mean it)")
+        }
+
+        if !options.dryRun, try destination.endpoint.rootState() == .missing {
+            try destination.endpoint.prepareRoot()
+        }
+        let formatter = ActionFormatter(source: source.endpoint.capabilities, destination: destination.endpoint.capabilities)
+        let transfers = plan.actions.filter { $0.kind == .transfer || $0.kind == .replace }
+        reporter.begin(formatter: formatter, files: transfers.count, bytes: plan.transferBytes)
+        let executor = Executor(
+            source: source.endpoint, destination: destination.endpoint,
+            parallelism: definition.parallel ?? 4, observer: reporter)
+        var statistics = executor.execute(plan, temporaryFiles: destinationListing.temporaryFiles, dryRun: options.dryRun)
+        if !options.dryRun && destination.drive != nil {
+            do { try destination.endpoint.flush() } catch {
+                reporter.say("Cannot flush the destination drive: \(error)")
+                statistics.failed += 1
+            }
+        }
+        if listingFailed { statistics.failed += sourceListing.errors.count + destinationListing.errors.count }
+        return statistics
+    }
+
+    private func finish(
+        _ definition: Definition, _ options: RunOptions, _ reporter: RunReporter, _ status: RunOutcome.Status,
+        _ statistics: SyncStatistics, _ message: String, started: Date
+    ) -> RunOutcome {
+        let seconds = Date().timeIntervalSince(started)
+        if !message.isEmpty {
+            reporter.logOnly(message)
+            reporter.flush()
+            printError("plugsync: \(definition.name): \(message)")  // a refusal must be seen even with stdout redirected
+        }
+        reporter.say(Self.summary(statistics, seconds: seconds, dryRun: options.dryRun, status: status))
+        reporter.flush()
+        if !options.dryRun {
+            let record = RunRecord(
+                definition: definition.name, trigger: options.trigger, started: started, seconds: seconds,
+                result: status.rawValue, transferred: statistics.transferred, deleted: statistics.deleted,
+                skipped: statistics.skipped, failed: statistics.failed, bytes: statistics.bytes, message: message)
+            do { try history?.record(record) } catch { printError("warning: \(error)") }
+        }
+        return RunOutcome(name: definition.name, status: status, statistics: statistics, message: message)
+    }
+
+    /// `Done: 12 copied (1.2 MiB), 1 folder created, 1 deleted, 100 skipped, 0 failed in 0.52 s (2.3 MiB/s)`.
+    public static func summary(_ s: SyncStatistics, seconds: Double, dryRun: Bool, status: RunOutcome.Status) -> String {
+        let head: String
+        switch status {
+        case .success: head = dryRun ? "Dry run" : "Done"
+        case .failures: head = "Done with failures"
+        case .refused: head = "Refused"
+        case .error: head = "Failed"
+        }
+        let rate = seconds > 0 ? Int64(Double(s.bytes) / seconds) : 0
+        var text = "\(head): \(s.transferred) copied (\(formatBytes(s.bytes))), \(s.foldersCreated) folders created, "
+            + "\(s.deleted) deleted, \(s.skipped) skipped, \(s.failed) failed"
+        if s.temporaryFilesRemoved > 0 { text += ", \(s.temporaryFilesRemoved) leftover temporary files removed" }
+        text += String(format: " in %.2f s", seconds) + " (\(formatBytes(rate))/s)"
+        return text
+    }
+}
+
+func printError(_ line: String) {
+    writeAll(2, Array((line + "\n").utf8))
+}

@@ -1,0 +1,99 @@
+/// What an endpoint can keep and how exact its times are; the planner and the report adapt to it.
+public struct EndpointCapabilities: Sendable {
+    /// Granularity of modification times in nanoseconds (1 = exact; FAT 2 s; FTP LIST 60 s).
+    public var timePrecision: Int64
+    /// Whether files written here can be given the source's modification time.
+    public var setsModificationTimes: Bool
+    /// Whether permission bits are stored.
+    public var keepsModes: Bool
+    /// Whether symbolic links can be created.
+    public var keepsSymlinks: Bool
+    /// A remote endpoint is named "remote" in reasons, and transfers to it are "Uploading".
+    public var isRemote: Bool
+
+    public init(
+        timePrecision: Int64 = 1, setsModificationTimes: Bool = true, keepsModes: Bool = true,
+        keepsSymlinks: Bool = true, isRemote: Bool = false
+    ) {
+        self.timePrecision = timePrecision
+        self.setsModificationTimes = setsModificationTimes
+        self.keepsModes = keepsModes
+        self.keepsSymlinks = keepsSymlinks
+        self.isRemote = isRemote
+    }
+}
+
+/// The state of an endpoint's root folder before a run.
+public enum RootState: Sendable, Equatable {
+    case missing, empty, nonEmpty
+}
+
+/// Entries a listing leaves out on one side: the ignore list (by name), the File Check file
+/// (by relative path), and this program's own temporary files.
+public struct ListingFilter: Sendable {
+    public var ignore: IgnoreList
+    public var excludedPaths: Set<FileName>
+
+    public init(ignore: IgnoreList = .none, excludedPaths: Set<FileName> = []) {
+        self.ignore = ignore
+        self.excludedPaths = excludedPaths
+    }
+
+    /// Prefix of the temporary names files are written under before the rename.
+    public static let temporaryPrefix: [UInt8] = Array(".plugsync-tmp-".utf8)
+}
+
+/// The result of listing one endpoint.
+public struct Listing: Sendable {
+    /// The root's entries, sorted by name; folders carry their children when recursive.
+    public var entries: [Entry] = []
+    /// Entries that could not be read; a run with any of these deletes nothing.
+    public var errors: [SystemError] = []
+    /// Temporary files an interrupted run left behind (relative paths).
+    public var temporaryFiles: [FileName] = []
+
+    public init() {}
+
+    /// Every entry in the listing, counted recursively.
+    public var count: Int { entries.reduce(0) { $0 + $1.treeCount } }
+}
+
+/// A file opened for reading on a source endpoint.
+public protocol ReadableFile: AnyObject {
+    /// A local descriptor, when there is one: lets a local destination use `copy_file_range`.
+    var localDescriptor: Int32? { get }
+    /// Reads up to `buffer.count` bytes; 0 at the end.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+    func close()
+}
+
+/// Where files live: a local folder, a folder on a drive, an FTP directory.
+///
+/// Paths are relative to the endpoint's root, components joined by `/`. Every write is atomic:
+/// `receive` writes under a temporary name in the destination folder and renames it into place.
+/// Implementations must allow calls from several threads at once.
+public protocol Endpoint: AnyObject, Sendable {
+    /// Shown in messages, e.g. `/home/ana/Documents` or `ftp://web@host/www`.
+    var displayName: String { get }
+    var capabilities: EndpointCapabilities { get }
+
+    func rootState() throws -> RootState
+    /// Creates the root folder (and missing parents) when it is a destination that is absent.
+    func prepareRoot() throws
+    func list(recursive: Bool, filter: ListingFilter) -> Listing
+
+    func openForReading(_ path: FileName, entry: Entry) throws -> ReadableFile
+    /// Writes `file` to `path` atomically and gives it the entry's mtime and mode.
+    /// `progress` is called with byte counts as they are written.
+    func receive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
+    ) throws
+    func createDirectory(_ path: FileName) throws
+    func createSymlink(_ path: FileName, entry: Entry) throws
+    /// Removes a file, a link, or an empty folder.
+    func remove(_ path: FileName, kind: EntryKind) throws
+    /// Gives a folder the source folder's mtime and mode, after its contents were written.
+    func setFolderAttributes(_ path: FileName, entry: Entry) throws
+    /// Makes written data durable (removable drives) before the run reports success.
+    func flush() throws
+}

@@ -1,0 +1,62 @@
+/// A modification time with nanoseconds, as `struct timespec` holds it.
+public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var seconds: Int64
+    public var nanoseconds: Int64
+
+    public init(seconds: Int64, nanoseconds: Int64 = 0) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    public var totalNanoseconds: Int64 { seconds &* 1_000_000_000 &+ nanoseconds }
+
+    public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool {
+        (lhs.seconds, lhs.nanoseconds) < (rhs.seconds, rhs.nanoseconds)
+    }
+
+    public var description: String { "\(seconds).\(String(nanoseconds).leftPadded(to: 9))" }
+}
+
+/// What kind of filesystem object an entry is.
+public enum EntryKind: UInt8, Sendable {
+    case file, directory, symlink
+}
+
+/// One file, folder or symbolic link as a listing found it.
+public struct Entry: Sendable {
+    /// The entry's own name (one path component).
+    public var name: FileName
+    public var kind: EntryKind
+    /// Size in bytes (files; 0 otherwise).
+    public var size: Int64
+    public var mtime: Timestamp
+    /// Permission bits (`0o7777`), or nil where the endpoint has none.
+    public var mode: UInt32?
+    /// A symbolic link's target, as bytes.
+    public var linkTarget: FileName?
+    /// A folder's entries, sorted by name; nil when the folder was not descended into.
+    public var children: [Entry]?
+
+    public init(
+        name: FileName, kind: EntryKind, size: Int64 = 0, mtime: Timestamp, mode: UInt32? = nil,
+        linkTarget: FileName? = nil, children: [Entry]? = nil
+    ) {
+        self.name = name
+        self.kind = kind
+        self.size = size
+        self.mtime = mtime
+        self.mode = mode
+        self.linkTarget = linkTarget
+        self.children = children
+    }
+
+    /// How many entries this one stands for: itself plus everything below it.
+    public var treeCount: Int {
+        1 + (children?.reduce(0) { $0 + $1.treeCount } ?? 0)
+    }
+
+    /// Bytes of all files at and below this entry.
+    public var treeBytes: Int64 {
+        (kind == .file ? size : 0) + (children?.reduce(0) { $0 + $1.treeBytes } ?? 0)
+    }
+}

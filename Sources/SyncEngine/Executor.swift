@@ -1,0 +1,181 @@
+import Foundation
+
+/// Carries out a plan between two endpoints.
+///
+/// Order: leftovers of interrupted runs are removed; deletions and replacements happen in plan
+/// order (so a file can replace a folder of the same name); folders are created parents first;
+/// files and links are transferred by `parallelism` workers; folders get their times last,
+/// because writing into a folder changes its mtime.
+public final class Executor: @unchecked Sendable {
+    public let source: Endpoint
+    public let destination: Endpoint
+    public let parallelism: Int
+    public let observer: SyncObserver
+
+    public init(source: Endpoint, destination: Endpoint, parallelism: Int = 4, observer: SyncObserver) {
+        self.source = source
+        self.destination = destination
+        self.parallelism = max(1, parallelism)
+        self.observer = observer
+    }
+
+    /// Executes `plan` (or only reports it, with `dryRun`) and returns the counts.
+    public func execute(_ plan: SyncPlan, temporaryFiles: [FileName], dryRun: Bool) -> SyncStatistics {
+        let stats = Counter()
+        if !dryRun {
+            for path in temporaryFiles {
+                if (try? destination.remove(path, kind: .file)) != nil {
+                    stats.update { $0.temporaryFilesRemoved += 1 }
+                    observer.removedTemporaryFile(path)
+                }
+            }
+        }
+        var transfers: [Action] = []
+        for action in plan.actions {
+            if dryRun {
+                record(action, .planned, stats)
+                continue
+            }
+            switch action.kind {
+            case .skip:
+                record(action, .done, stats)
+            case .conflict:
+                record(action, .failed("not copied"), stats)
+            case .delete:
+                record(action, deleteTree(action.path, entry: action.destination!), stats)
+            case .createFolder:
+                do {
+                    try destination.createDirectory(action.path)
+                    record(action, .done, stats)
+                } catch {
+                    record(action, .failed(Self.message(error)), stats)
+                }
+            case .replace:
+                let outcome = deleteTree(action.path, entry: action.destination!)
+                if case .done = outcome, let entry = action.source {
+                    if entry.kind == .directory {
+                        do {
+                            try destination.createDirectory(action.path)
+                            record(action, .done, stats)
+                        } catch {
+                            record(action, .failed(Self.message(error)), stats)
+                        }
+                    } else {
+                        transfers.append(action)
+                    }
+                } else {
+                    record(action, outcome, stats)
+                }
+            case .transfer:
+                transfers.append(action)
+            }
+        }
+        if !dryRun {
+            runTransfers(transfers, stats: stats)
+            for (path, entry) in plan.folderUpdates {
+                try? destination.setFolderAttributes(path, entry: entry)
+            }
+        }
+        return stats.value
+    }
+
+    private func record(_ action: Action, _ outcome: Outcome, _ stats: Counter) {
+        stats.update { s in
+            switch outcome {
+            case .failed:
+                s.failed += 1
+            case .kept:
+                s.skipped += 1
+            case .done, .planned:
+                switch action.kind {
+                case .transfer, .replace:
+                    if action.source?.kind == .directory {
+                        s.foldersCreated += 1
+                    } else {
+                        s.transferred += 1
+                        s.bytes += action.source?.size ?? 0
+                    }
+                    if action.kind == .replace { s.deleted += action.destination?.treeCount ?? 1 }
+                case .createFolder: s.foldersCreated += 1
+                case .delete: s.deleted += action.destination?.treeCount ?? 1
+                case .skip: s.skipped += 1
+                case .conflict: s.failed += 1
+                }
+            }
+        }
+        observer.finished(action, outcome: outcome)
+    }
+
+    /// Deletes a destination entry, a folder's contents first.
+    private func deleteTree(_ path: FileName, entry: Entry) -> Outcome {
+        do {
+            if entry.kind == .directory {
+                for child in entry.children ?? [] {
+                    let outcome = deleteTree(path.appending(child.name), entry: child)
+                    if case .done = outcome { continue }
+                    return outcome
+                }
+            }
+            try destination.remove(path, kind: entry.kind)
+            return .done
+        } catch let error as SystemError where error.errno == ENOTEMPTY {
+            return .kept("folder still holds ignored entries")
+        } catch {
+            return .failed(Self.message(error))
+        }
+    }
+
+    private func runTransfers(_ actions: [Action], stats: Counter) {
+        if actions.isEmpty { return }
+        let next = Counter()
+        let workers = min(parallelism, actions.count)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                var index = 0
+                next.update { index = $0.transferred; $0.transferred += 1 }
+                if index >= actions.count { return }
+                let action = actions[index]
+                record(action, transfer(action), stats)
+            }
+        }
+    }
+
+    private func transfer(_ action: Action) -> Outcome {
+        guard let entry = action.source else { return .failed("no source entry") }
+        do {
+            if entry.kind == .symlink {
+                try destination.createSymlink(action.path, entry: entry)
+                return .done
+            }
+            let file = try source.openForReading(action.path, entry: entry)
+            defer { file.close() }
+            try destination.receive(action.path, from: file, entry: entry) { [observer] bytes in
+                observer.transferred(bytes: bytes)
+            }
+            return .done
+        } catch {
+            return .failed(Self.message(error))
+        }
+    }
+
+    static func message(_ error: Error) -> String {
+        if let error = error as? SystemError { return "\(error.operation): \(error.reason)" }
+        return "\(error)"
+    }
+
+    /// Statistics shared by the workers.
+    final class Counter: @unchecked Sendable {
+        private var stats = SyncStatistics()
+        private let lock = NSLock()
+        func update(_ body: (inout SyncStatistics) -> Void) {
+            lock.lock()
+            body(&stats)
+            lock.unlock()
+        }
+        var value: SyncStatistics {
+            lock.lock()
+            defer { lock.unlock() }
+            return stats
+        }
+    }
+}

@@ -1,0 +1,361 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import CPosix
+
+/// A folder on a local or mounted filesystem, worked on with the system's calls directly.
+public final class LocalEndpoint: Endpoint, @unchecked Sendable {
+    public let root: String
+    public let capabilities: EndpointCapabilities
+    private let rootBytes: [UInt8]
+
+    /// - Parameters:
+    ///   - root: absolute path of the folder.
+    ///   - timePrecision: the filesystem's mtime granularity in nanoseconds (FAT: 2 s).
+    ///   - keepsModes: false on filesystems without Unix permissions (FAT, exFAT).
+    public init(root: String, timePrecision: Int64 = 1, keepsModes: Bool = true, keepsSymlinks: Bool = true) {
+        var trimmed = root
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        self.root = trimmed
+        self.rootBytes = Array(trimmed.utf8)
+        self.capabilities = EndpointCapabilities(
+            timePrecision: timePrecision, setsModificationTimes: true, keepsModes: keepsModes,
+            keepsSymlinks: keepsSymlinks, isRemote: false)
+    }
+
+    public var displayName: String { root }
+
+    /// The absolute path of a relative one, NUL-terminated.
+    func absolute(_ path: FileName) -> [CChar] {
+        var bytes = rootBytes
+        if !path.isEmpty {
+            if bytes.last != UInt8(ascii: "/") { bytes.append(UInt8(ascii: "/")) }
+            bytes.append(contentsOf: path.bytes)
+        }
+        bytes.append(0)
+        return bytes.map { CChar(bitPattern: $0) }
+    }
+
+    func display(_ path: FileName) -> String {
+        path.isEmpty ? root : (root == "/" ? "/" : root + "/") + path.description
+    }
+
+    // MARK: state and listing
+
+    public func rootState() throws -> RootState {
+        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return .missing }
+            throw SystemError("open", path: root, errno: errno)
+        }
+        guard let dir = fdopendir(fd) else {
+            let code = errno
+            close(fd)
+            throw SystemError("opendir", path: root, errno: code)
+        }
+        defer { closedir(dir) }
+        while let item = readdir(dir) {
+            let name = Self.name(of: item)
+            if name == [UInt8(ascii: ".")] || name == [UInt8(ascii: "."), UInt8(ascii: ".")] { continue }
+            if name.starts(with: ListingFilter.temporaryPrefix) { continue }
+            return .nonEmpty
+        }
+        return .empty
+    }
+
+    public func prepareRoot() throws {
+        var path: [UInt8] = []
+        for component in rootBytes.split(separator: UInt8(ascii: "/")) {
+            path.append(UInt8(ascii: "/"))
+            path.append(contentsOf: component)
+            let created = (path + [0]).withUnsafeBufferPointer {
+                $0.baseAddress!.withMemoryRebound(to: CChar.self, capacity: $0.count) { mkdir($0, 0o755) }
+            }
+            if created != 0 && errno != EEXIST {
+                throw SystemError("mkdir", path: String(decoding: path, as: UTF8.self), errno: errno)
+            }
+        }
+    }
+
+    public func list(recursive: Bool, filter: ListingFilter) -> Listing {
+        var listing = Listing()
+        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 {
+            if errno != ENOENT { listing.errors.append(SystemError("open", path: root, errno: errno)) }
+            return listing
+        }
+        listing.entries = listDirectory(
+            fd: fd, relative: .empty, recursive: recursive, filter: filter, into: &listing)
+        return listing
+    }
+
+    @inline(__always)
+    static func name(of item: UnsafeMutablePointer<dirent>) -> [UInt8] {
+        withUnsafePointer(to: &item.pointee.d_name) { tuple in
+            tuple.withMemoryRebound(to: UInt8.self, capacity: 256) { bytes in
+                Array(UnsafeBufferPointer(start: bytes, count: strlen(UnsafeRawPointer(bytes).assumingMemoryBound(to: CChar.self))))
+            }
+        }
+    }
+
+    /// Reads one folder (closing `fd`), stats each entry relative to it, and descends.
+    private func listDirectory(
+        fd: Int32, relative: FileName, recursive: Bool, filter: ListingFilter, into listing: inout Listing
+    ) -> [Entry] {
+        guard let dir = fdopendir(fd) else {
+            listing.errors.append(SystemError("opendir", path: display(relative), errno: errno))
+            close(fd)
+            return []
+        }
+        defer { closedir(dir) }
+        var entries: [Entry] = []
+        var st = stat()
+        while true {
+            errno = 0
+            guard let item = readdir(dir) else {
+                if errno != 0 { listing.errors.append(SystemError("readdir", path: display(relative), errno: errno)) }
+                break
+            }
+            let nameBytes = Self.name(of: item)
+            if nameBytes.count <= 2 && nameBytes.allSatisfy({ $0 == UInt8(ascii: ".") }) { continue }
+            let name = FileName(bytes: nameBytes)
+            let path = relative.appending(name)
+            if nameBytes.starts(with: ListingFilter.temporaryPrefix) {
+                listing.temporaryFiles.append(path)
+                continue
+            }
+            if filter.ignore.matches(name) || filter.excludedPaths.contains(path) { continue }
+            let status = item.pointee.d_name.0 == 0 ? -1 : withUnsafePointer(to: &item.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) {
+                    fstatat(dirfd(dir), $0, &st, AT_SYMLINK_NOFOLLOW)
+                }
+            }
+            if status != 0 {
+                if errno != ENOENT {  // vanished since readdir: not an error
+                    listing.errors.append(SystemError("stat", path: display(path), errno: errno))
+                }
+                continue
+            }
+            let mtime = Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec))
+            let mode = UInt32(st.st_mode) & 0o7777
+            switch st.st_mode & S_IFMT {
+            case S_IFREG:
+                entries.append(Entry(name: name, kind: .file, size: Int64(st.st_size), mtime: mtime, mode: mode))
+            case S_IFDIR:
+                var entry = Entry(name: name, kind: .directory, mtime: mtime, mode: mode)
+                if recursive {
+                    let child = withUnsafePointer(to: &item.pointee.d_name) {
+                        $0.withMemoryRebound(to: CChar.self, capacity: 256) {
+                            openat(dirfd(dir), $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                        }
+                    }
+                    if child < 0 {
+                        listing.errors.append(SystemError("open", path: display(path), errno: errno))
+                        entry.children = nil
+                    } else {
+                        entry.children = listDirectory(
+                            fd: child, relative: path, recursive: true, filter: filter, into: &listing)
+                    }
+                }
+                entries.append(entry)
+            case S_IFLNK:
+                var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
+                let length = withUnsafePointer(to: &item.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { cName in
+                        buffer.withUnsafeMutableBufferPointer {
+                            readlinkat(dirfd(dir), cName, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count)
+                        }
+                    }
+                }
+                if length < 0 {
+                    listing.errors.append(SystemError("readlink", path: display(path), errno: errno))
+                    continue
+                }
+                entries.append(
+                    Entry(
+                        name: name, kind: .symlink, mtime: mtime, mode: mode,
+                        linkTarget: FileName(bytes: Array(buffer[..<length]))))
+            default:
+                continue  // sockets, fifos and devices are not synchronized
+            }
+        }
+        entries.sort { $0.name < $1.name }
+        return entries
+    }
+
+    // MARK: reading
+
+    public func openForReading(_ path: FileName, entry: Entry) throws -> ReadableFile {
+        let fd = open(absolute(path), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 { throw SystemError("open", path: display(path), errno: errno) }
+        return LocalFile(fd: fd, path: display(path))
+    }
+
+    final class LocalFile: ReadableFile {
+        let fd: Int32
+        let path: String
+        init(fd: Int32, path: String) {
+            self.fd = fd
+            self.path = path
+        }
+        var localDescriptor: Int32? { fd }
+        func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+            while true {
+                let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+                if n >= 0 { return n }
+                if errno != EINTR { throw SystemError("read", path: path, errno: errno) }
+            }
+        }
+        func close() { _ = Glibc.close(fd) }
+    }
+
+    // MARK: writing
+
+    /// The temporary name a file is written under, in the same folder as its final name.
+    static func temporaryName(for path: FileName) -> FileName {
+        var name = ListingFilter.temporaryPrefix
+        let last = path.lastComponent.bytes
+        if last.count <= 200 {
+            name.append(contentsOf: last)
+        } else {
+            // Keep names within NAME_MAX; a hash of the whole name keeps long siblings apart.
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in last { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            name.append(contentsOf: last.prefix(180))
+            name.append(contentsOf: Array(("-" + String(hash, radix: 16)).utf8))
+        }
+        let parent = path.parent
+        return parent.appending(FileName(bytes: name))
+    }
+
+    public func receive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
+    ) throws {
+        let temporary = Self.temporaryName(for: path)
+        let tmpPath = absolute(temporary)
+        let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
+        var fd = open(tmpPath, flags, 0o600)
+        if fd < 0 && errno == EEXIST {
+            unlink(tmpPath)
+            fd = open(tmpPath, flags, 0o600)
+        }
+        if fd < 0 { throw SystemError("create", path: display(temporary), errno: errno) }
+        var succeeded = false
+        defer {
+            if !succeeded {
+                close(fd)
+                unlink(tmpPath)
+            }
+        }
+        try copyContents(from: file, to: fd, path: temporary, expected: entry.size, progress: progress)
+        if capabilities.keepsModes, let mode = entry.mode {
+            if fchmod(fd, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
+        }
+        var times = [timespec(tv_sec: 0, tv_nsec: cposix_utime_omit), Self.timespecOf(entry.mtime)]
+        if futimens(fd, &times) != 0 { throw SystemError("set time", path: display(path), errno: errno) }
+        let closed = close(fd)
+        succeeded = true  // the descriptor is closed either way
+        if closed != 0 {
+            let code = errno
+            unlink(tmpPath)
+            throw SystemError("close", path: display(temporary), errno: code)
+        }
+        if rename(tmpPath, absolute(path)) != 0 {
+            let code = errno
+            unlink(tmpPath)
+            throw SystemError("rename", path: display(path), errno: code)
+        }
+    }
+
+    static func timespecOf(_ t: Timestamp) -> timespec {
+        timespec(tv_sec: Int(t.seconds), tv_nsec: Int(t.nanoseconds))
+    }
+
+    private func copyContents(
+        from file: ReadableFile, to fd: Int32, path: FileName, expected: Int64, progress: (Int64) -> Void
+    ) throws {
+        if let input = file.localDescriptor {
+            var useCopyRange = true
+            while useCopyRange {
+                let n = cposix_copy_file_range(input, fd, 1 << 30)
+                if n > 0 {
+                    progress(Int64(n))
+                    continue
+                }
+                if n == 0 { return }
+                switch errno {
+                case EINTR: continue
+                case EXDEV, EINVAL, ENOSYS, EOPNOTSUPP, EPERM, EBADF:
+                    useCopyRange = false  // e.g. FUSE or another filesystem type: fall back to read/write
+                default:
+                    throw SystemError("write", path: display(path), errno: errno)
+                }
+            }
+        }
+        let size = 1 << 18
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            let n = try file.read(into: buffer)
+            if n == 0 { return }
+            var offset = 0
+            while offset < n {
+                let written = write(fd, buffer.baseAddress! + offset, n - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw SystemError("write", path: display(path), errno: errno)
+                }
+                offset += written
+            }
+            progress(Int64(n))
+        }
+    }
+
+    public func createDirectory(_ path: FileName) throws {
+        // Owner-writable until its contents are in; setFolderAttributes gives the final mode.
+        if mkdir(absolute(path), 0o700) != 0 && errno != EEXIST {
+            throw SystemError("mkdir", path: display(path), errno: errno)
+        }
+    }
+
+    public func createSymlink(_ path: FileName, entry: Entry) throws {
+        let temporary = absolute(Self.temporaryName(for: path))
+        unlink(temporary)
+        let target = (entry.linkTarget?.bytes ?? []).map { CChar(bitPattern: $0) } + [0]
+        if symlink(target, temporary) != 0 {
+            throw SystemError("symlink", path: display(path), errno: errno)
+        }
+        var times = [timespec(tv_sec: 0, tv_nsec: cposix_utime_omit), Self.timespecOf(entry.mtime)]
+        _ = utimensat(AT_FDCWD, temporary, &times, AT_SYMLINK_NOFOLLOW)
+        if rename(temporary, absolute(path)) != 0 {
+            let code = errno
+            unlink(temporary)
+            throw SystemError("rename", path: display(path), errno: code)
+        }
+    }
+
+    public func remove(_ path: FileName, kind: EntryKind) throws {
+        let result = kind == .directory ? rmdir(absolute(path)) : unlink(absolute(path))
+        if result != 0 && errno != ENOENT {
+            throw SystemError(kind == .directory ? "rmdir" : "unlink", path: display(path), errno: errno)
+        }
+    }
+
+    public func setFolderAttributes(_ path: FileName, entry: Entry) throws {
+        let target = absolute(path)
+        if capabilities.keepsModes, let mode = entry.mode {
+            if chmod(target, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
+        }
+        var times = [timespec(tv_sec: 0, tv_nsec: cposix_utime_omit), Self.timespecOf(entry.mtime)]
+        if utimensat(AT_FDCWD, target, &times, 0) != 0 {
+            throw SystemError("set time", path: display(path), errno: errno)
+        }
+    }
+
+    public func flush() throws {
+        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw SystemError("open", path: root, errno: errno) }
+        defer { close(fd) }
+        if cposix_syncfs(fd) != 0 { throw SystemError("syncfs", path: root, errno: errno) }
+    }
+}

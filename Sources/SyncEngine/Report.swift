@@ -1,0 +1,93 @@
+/// What happened to one planned action.
+public enum Outcome: Sendable {
+    case done
+    /// Shown with `--dry-run`: the action was planned, nothing was changed.
+    case planned
+    /// Not done, and not a failure (e.g. an orphan folder that still holds ignored entries).
+    case kept(String)
+    case failed(String)
+}
+
+/// Receives every action as it finishes, and byte progress. Called from several threads.
+public protocol SyncObserver: AnyObject, Sendable {
+    func finished(_ action: Action, outcome: Outcome)
+    func removedTemporaryFile(_ path: FileName)
+    func transferred(bytes: Int64)
+}
+
+/// Counts of one run, for the summary line and the run history.
+public struct SyncStatistics: Sendable, Equatable {
+    public var transferred = 0
+    public var bytes: Int64 = 0
+    public var foldersCreated = 0
+    public var deleted = 0
+    public var skipped = 0
+    public var failed = 0
+    public var temporaryFilesRemoved = 0
+
+    public init() {}
+}
+
+/// Formats action lines in the second seed's style:
+/// `Copying     (destination file not found)     about.html`.
+public struct ActionFormatter: Sendable {
+    /// The word for the destination side in reasons: "destination", "remote" or "local".
+    public var side: String
+    /// The verb for a transfer: "Copying", "Uploading" or "Downloading".
+    public var transferVerb: String
+
+    public init(source: EndpointCapabilities, destination: EndpointCapabilities) {
+        if destination.isRemote {
+            side = "remote"
+            transferVerb = "Uploading"
+        } else if source.isRemote {
+            side = "local"
+            transferVerb = "Downloading"
+        } else {
+            side = "destination"
+            transferVerb = "Copying"
+        }
+    }
+
+    public func verb(for action: Action, outcome: Outcome) -> String {
+        switch outcome {
+        case .failed: return "Failed"
+        case .kept: return "Keeping"
+        default: break
+        }
+        switch action.kind {
+        case .transfer: return transferVerb
+        case .createFolder: return "Creating"
+        case .delete: return "Deleting"
+        case .skip: return "Skipping"
+        case .replace: return "Replacing"
+        case .conflict: return "Failed"
+        }
+    }
+
+    public func line(for action: Action, outcome: Outcome) -> String {
+        var reason = action.reason.text(side: side)
+        switch outcome {
+        case .failed(let message): reason += "; " + message
+        case .kept(let message): reason = message
+        default: break
+        }
+        var path = action.path.description
+        if action.kind == .createFolder || (action.destination?.kind == .directory && action.kind == .delete) {
+            path += "/"
+        }
+        return Self.format(verb: verb(for: action, outcome: outcome), reason: reason, path: path)
+    }
+
+    public static func format(verb: String, reason: String, path: String) -> String {
+        let verbColumn = verb.padding(toLength: 12)
+        let reasonColumn = "(\(reason))".padding(toLength: 35)
+        return verbColumn + reasonColumn + " " + path
+    }
+}
+
+extension String {
+    func padding(toLength length: Int) -> String {
+        count >= length ? self : self + String(repeating: " ", count: length - count)
+    }
+}

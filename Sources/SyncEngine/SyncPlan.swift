@@ -1,0 +1,107 @@
+/// `mirror` makes the destination an exact copy; `backup` copies new and changed files and never
+/// deletes.
+public enum SyncType: String, Sendable, CaseIterable {
+    case mirror, backup
+}
+
+/// Why an action was chosen. The text names the destination side ("destination" locally,
+/// "remote" for an FTP destination, "local" when downloading), as the seeds do.
+public enum Reason: Sendable, Equatable {
+    case fileNotFound
+    case folderNotFound
+    case sizeDiffers
+    case older
+    case newer
+    case upToDate
+    case orphaned(EntryKind)
+    case kindDiffers(EntryKind)
+    case linkDiffers
+    /// A backup cannot replace a destination entry of another kind without deleting it.
+    case backupConflict(EntryKind)
+
+    public func text(side: String) -> String {
+        switch self {
+        case .fileNotFound: return "\(side) file not found"
+        case .folderNotFound: return "\(side) folder not found"
+        case .sizeDiffers: return "\(side) file size differs"
+        case .older: return "\(side) file is older"
+        case .newer: return "\(side) file is newer"
+        case .upToDate: return "\(side) file is up to date"
+        case .orphaned(let kind): return "\(side) \(Self.noun(kind)) is orphaned"
+        case .kindDiffers(let kind): return "\(side) is a \(Self.noun(kind))"
+        case .linkDiffers: return "\(side) link points elsewhere"
+        case .backupConflict(let kind): return "\(side) is a \(Self.noun(kind)); a backup never deletes"
+        }
+    }
+
+    static func noun(_ kind: EntryKind) -> String {
+        switch kind {
+        case .file: return "file"
+        case .directory: return "folder"
+        case .symlink: return "link"
+        }
+    }
+}
+
+/// One planned step.
+public struct Action: Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// Copy a file (or re-create a link) from source to destination.
+        case transfer
+        /// Create a folder that the destination lacks.
+        case createFolder
+        /// Delete a destination entry (and, for a folder, everything below it).
+        case delete
+        /// Nothing to do; reported as in the seeds.
+        case skip
+        /// Replace a destination entry of another kind: delete it, then transfer.
+        case replace
+        /// A conflict the run cannot resolve; counted as a failure.
+        case conflict
+    }
+
+    public var kind: Kind
+    /// Path relative to both roots.
+    public var path: FileName
+    public var source: Entry?
+    public var destination: Entry?
+    public var reason: Reason
+
+    public init(kind: Kind, path: FileName, source: Entry?, destination: Entry?, reason: Reason) {
+        self.kind = kind
+        self.path = path
+        self.source = source
+        self.destination = destination
+        self.reason = reason
+    }
+}
+
+/// Everything a run will do, in order: deletions and replacements as found, folders before
+/// their contents.
+public struct SyncPlan: Sendable {
+    public var actions: [Action] = []
+    /// Folders whose mtime and mode are set after all files were written (children first).
+    public var folderUpdates: [(path: FileName, entry: Entry)] = []
+
+    public init() {}
+
+    /// How many destination entries the plan deletes, counting everything inside deleted folders.
+    public var deletionCount: Int {
+        actions.reduce(0) { count, action in
+            switch action.kind {
+            case .delete, .replace: return count + (action.destination?.treeCount ?? 1)
+            default: return count
+            }
+        }
+    }
+
+    /// Bytes the plan transfers.
+    public var transferBytes: Int64 {
+        actions.reduce(0) { total, action in
+            switch action.kind {
+            case .transfer, .replace: return total + (action.source?.treeBytes ?? 0)
+            default: return total
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import ArgumentParser
+import PlugSync
+import SyncEngine
+
+/// The fields of a definition as flags; each given flag replaces that field.
+struct DefinitionFlags: ParsableArguments {
+    @Option(help: "Free text shown in listings.") var description: String?
+    @Option(help: "Group for 'run --group'.") var group: String?
+    @Option(help: "mirror or backup.") var type: String?
+    @Option(help: "Source endpoint: /path, device:label=…,directory=…, or ftp://user@host/dir.") var source: String?
+    @Option(help: "Destination endpoint, same forms as --source.") var destination: String?
+    @Option(name: .customLong("source-check"), help: "File Check on the source: path[=regex].") var sourceCheck: String?
+    @Option(name: .customLong("destination-check"), help: "File Check on the destination: path[=regex].") var destinationCheck: String?
+    @Option(help: "Regex of names to ignore (repeat for several; replaces the list).") var ignore: [String] = []
+    @Option(name: .customLong("log-file"), help: "Absolute path of the definition's log.") var logFile: String?
+    @Option(name: .customLong("max-delete"), help: "Most a mirror may delete: a count or a percentage.") var maxDelete: String?
+    @Option(help: "Schedule rule, e.g. \"mon,fri at 18:30\" (repeat; replaces the schedule).") var schedule: [String] = []
+    @Flag(inversion: .prefixedNo, help: "Synchronize subfolders too.") var recursive: Bool?
+    @Flag(inversion: .prefixedEnableDisable, help: "Whether the definition runs at all.") var enabled: Bool?
+
+    func apply(to definition: inout Definition) throws {
+        if let description { definition.description = description.isEmpty ? nil : description }
+        if let group { definition.group = group.isEmpty ? nil : group }
+        if let type {
+            guard let value = SyncType(rawValue: type) else { throw UsageError("--type \(type): give mirror or backup") }
+            definition.type = value
+        }
+        if let source { definition.source.location = try EndpointSyntax.parseLocation(source) }
+        if let destination { definition.destination.location = try EndpointSyntax.parseLocation(destination) }
+        if let sourceCheck { definition.source.fileCheck = try Self.check(sourceCheck, flag: "--source-check") }
+        if let destinationCheck { definition.destination.fileCheck = try Self.check(destinationCheck, flag: "--destination-check") }
+        if !ignore.isEmpty { definition.ignore = ignore.filter { !$0.isEmpty } }
+        if let logFile { definition.logFile = logFile.isEmpty ? nil : logFile }
+        if let maxDelete {
+            if maxDelete.hasSuffix("%"), let p = Double(maxDelete.dropLast()), (0...100).contains(p) {
+                definition.maxDelete = .percent(p)
+            } else if let n = Int(maxDelete), n >= 0 {
+                definition.maxDelete = .count(n)
+            } else {
+                throw UsageError("--max-delete \(maxDelete): give a count (100) or a percentage (50%)")
+            }
+        }
+        if !schedule.isEmpty { definition.schedule = try schedule.filter { !$0.isEmpty }.map(EndpointSyntax.parseRule) }
+        if let recursive { definition.recursive = recursive }
+        if let enabled { definition.enabled = enabled }
+    }
+
+    static func check(_ text: String, flag: String) throws -> FileCheck? {
+        if text.isEmpty { return nil }
+        do { return try FileCheck(parsing: text) } catch { throw UsageError("\(flag) \"\(text)\": \(error)") }
+    }
+}
+
+struct Add: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add a definition.",
+        discussion: "Example: plugsync add docs --source /home/ana/Documents --destination device:label=BLUEDISK,directory=backups/docs --destination-check '.plugsync-id=^ana-blue$'")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "The new definition's name.") var name: String
+    @OptionGroup var fields: DefinitionFlags
+
+    func run() throws {
+        try failing {
+            guard fields.source != nil, fields.destination != nil else {
+                throw UsageError("add needs --source and --destination")
+            }
+            var file = try options.load(allowMissing: true)
+            var definition = Definition(name: name, source: EndpointSpec(.local(path: "/")), destination: EndpointSpec(.local(path: "/")))
+            try fields.apply(to: &definition)
+            try file.add(definition)
+            try file.save()
+            print("Added \(name) to \(file.path)")
+        }
+    }
+}
+
+struct Edit: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Change fields of a definition; the others stay as they are.")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "The definition to change.") var name: String
+    @Option(help: "A new name.") var rename: String?
+    @OptionGroup var fields: DefinitionFlags
+
+    func run() throws {
+        try failing {
+            var file = try options.load()
+            var definition = try file.definition(named: name)
+            try fields.apply(to: &definition)
+            if let rename { definition.name = rename }
+            try file.replace(name, with: definition)
+            try file.save()
+            print("Changed \(definition.name) in \(file.path)")
+        }
+    }
+}
+
+struct Copy: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Copy a definition under a new name, with optional changes.")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "The definition to copy.") var name: String
+    @Argument(help: "The copy's name.") var newName: String
+    @OptionGroup var fields: DefinitionFlags
+
+    func run() throws {
+        try failing {
+            var file = try options.load()
+            var definition = try file.definition(named: name)
+            definition.name = newName
+            try fields.apply(to: &definition)
+            try file.add(definition)
+            try file.save()
+            print("Copied \(name) to \(newName) in \(file.path)")
+        }
+    }
+}
+
+struct Delete: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete a definition (its files and logs are left alone).")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "The definition to delete.") var name: String
+
+    func run() throws {
+        try failing {
+            var file = try options.load()
+            try file.remove(name)
+            try file.save()
+            print("Deleted \(name) from \(file.path)")
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import PlugSync
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The command line: parse, call PlugSync, print. Nothing else lives here.
+@main
+struct Plugsync: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plugsync",
+        abstract: "Back up and mirror folders when a drive is plugged in, on a schedule, or now.",
+        discussion: """
+            Definitions live in one YAML file: /etc/plugsync/plugsync.yaml for root, \
+            $XDG_CONFIG_HOME/plugsync/plugsync.yaml for others, or --config FILE.
+            Exit codes: 0 success, 1 the run finished with failed entries, 2 usage or \
+            configuration error, 3 a precondition refused the run (File Check, absent drive, safety rail).
+            """,
+        version: PlugSyncVersion.current,
+        subcommands: [
+            Add.self, Edit.self, Copy.self, Delete.self, List.self, Show.self, Run.self, Log.self,
+            Status.self, Devices.self, Check.self,
+        ]
+    )
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success || error is CleanExit {
+                exit(withError: error)
+            }
+            if let exit = error as? ExitCode { Glibc.exit(exit.rawValue) }
+            // Argument errors are usage errors: exit code 2, as DESIGN section 5 says.
+            let message = fullMessage(for: error)
+            if !message.isEmpty { FileHandleOut.error(message) }
+            Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+    }
+}
+
+/// Options every command takes.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The definitions file.", valueName: "file"))
+    var config: String?
+
+    var path: String { config ?? DefinitionsFile.defaultPath() }
+
+    func load(allowMissing: Bool = false) throws -> DefinitionsFile {
+        let file = try DefinitionsFile.load(path: path, allowMissing: allowMissing)
+        for warning in file.warnings { FileHandleOut.error(warning) }
+        return file
+    }
+}
+
+/// Maps PlugSync's errors to one line on stderr and the exit codes of DESIGN section 5.
+func failing<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as ConfigError {
+        FileHandleOut.error("plugsync: \(error)")
+        throw ExitCode(2)
+    } catch let error as UsageError {
+        FileHandleOut.error("plugsync: \(error)")
+        throw ExitCode(2)
+    } catch let error as PreconditionError {
+        FileHandleOut.error("plugsync: \(error)")
+        throw ExitCode(3)
+    }
+}
+
+enum FileHandleOut {
+    static func error(_ line: String) {
+        var text = line
+        if !text.hasSuffix("\n") { text += "\n" }
+        _ = text.withCString { fputs($0, stderr) }
+    }
+}

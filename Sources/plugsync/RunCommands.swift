@@ -1,0 +1,108 @@
+import ArgumentParser
+import Foundation
+import PlugSync
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Synchronize now (the seed's Sync Now).")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Definitions to run.") var names: [String] = []
+    @Option(help: "Run every definition of this group.") var group: String?
+    @Flag(help: "Run every enabled definition.") var all = false
+    @Flag(name: .customLong("dry-run"), help: "Print the plan; change nothing.") var dryRun = false
+    @Flag(name: .customLong("force-delete"), help: "Allow deleting beyond max_delete, or from an empty source.")
+    var forceDelete = false
+    @Flag(name: .shortAndLong, help: "Print only the summary (the log file still gets every line).") var quiet = false
+
+    func validate() throws {
+        let chosen = (names.isEmpty ? 0 : 1) + (group == nil ? 0 : 1) + (all ? 1 : 0)
+        if chosen != 1 { throw ValidationError("give definition names, --group G, or --all (one of them)") }
+    }
+
+    func run() throws {
+        let outcomes: [RunOutcome] = try failing {
+            let file = try options.load()
+            var definitions = try file.select(names: names, group: group, all: all)
+            if all || group != nil { definitions = definitions.filter(\.enabled) }
+            let runner = try SyncRunner(stateDirectory: StateDirectory.path())
+            var runOptions = RunOptions()
+            runOptions.dryRun = dryRun
+            runOptions.forceDelete = forceDelete
+            runOptions.printLines = !quiet
+            return definitions.map { definition in
+                let outcome = runner.run(definition, options: runOptions)
+                if quiet, let summary = outcome.summaryLine { print(summary) }
+                return outcome
+            }
+        }
+        // Several runs: the worst outcome decides (refused > error > failures > success).
+        let code = outcomes.map(\.exitCode).max { rank($0) < rank($1) } ?? 0
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    private func rank(_ code: Int32) -> Int { [0: 0, 1: 1, 2: 2, 3: 3][code] ?? 4 }
+}
+
+extension RunOutcome {
+    var summaryLine: String? { "\(name): \(status.rawValue)" }
+}
+
+struct Log: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a definition's log file.")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "The definition.") var name: String
+    @Option(name: [.short, .customLong("lines")], help: "Print only the last N lines.") var count: Int?
+    @Flag(name: .shortAndLong, help: "Follow the running sync (or wait for the next one) until it ends.") var follow = false
+
+    func run() throws {
+        try failing {
+            let file = try options.load()
+            let definition = try file.definition(named: name)
+            guard let path = definition.logFile else {
+                throw UsageError("definition \"\(name)\" has no log_file; set one with: plugsync edit \(name) --log-file /var/log/plugsync/\(name).txt")
+            }
+            var offset = try printExisting(path)
+            guard follow else { return }
+            let state = StateDirectory.path()
+            var sawRun = DefinitionLock.isHeld(stateDirectory: state, name: name)
+            while true {
+                offset = appendNew(path, from: offset)
+                let running = DefinitionLock.isHeld(stateDirectory: state, name: name)
+                if running { sawRun = true }
+                if sawRun && !running {
+                    _ = appendNew(path, from: offset)
+                    return
+                }
+                usleep(100_000)
+            }
+        }
+    }
+
+    private func printExisting(_ path: String) throws -> UInt64 {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            if follow { return 0 }
+            throw UsageError("\(path): no log yet (the definition has not run)")
+        }
+        defer { try? handle.close() }
+        let data = handle.readDataToEndOfFile()
+        var text = String(decoding: data, as: UTF8.self)
+        if let count {
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            text = lines.suffix(count + (text.hasSuffix("\n") ? 1 : 0)).joined(separator: "\n")
+        }
+        FileHandle.standardOutput.write(Data(text.utf8))
+        return UInt64(data.count)
+    }
+
+    private func appendNew(_ path: String, from offset: UInt64) -> UInt64 {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return offset }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: offset)
+        let data = handle.readDataToEndOfFile()
+        if !data.isEmpty { FileHandle.standardOutput.write(data) }
+        return offset + UInt64(data.count)
+    }
+}

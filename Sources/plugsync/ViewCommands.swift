@@ -1,0 +1,162 @@
+import ArgumentParser
+import Foundation
+import PlugSync
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the definitions.")
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        try failing {
+            let file = try options.load()
+            var rows = [["NAME", "TYPE", "GROUP", "SOURCE", "DESTINATION", "DESCRIPTION"]]
+            for d in file.definitions {
+                rows.append([
+                    d.name + (d.enabled ? "" : " (disabled)"), d.type.rawValue, d.group ?? "-", d.source.location.summary,
+                    d.destination.location.summary, d.description ?? "",
+                ])
+            }
+            printTable(rows)
+        }
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one definition as YAML (passwords hidden).")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "The definition to show.") var name: String
+
+    func run() throws {
+        try failing {
+            let file = try options.load()
+            var definition = try file.definition(named: name)
+            for keyPath in [\Definition.source, \Definition.destination] {
+                if case .ftp(var ftp) = definition[keyPath: keyPath].location, case .literal = ftp.password {
+                    ftp.password = .literal("********")
+                    definition[keyPath: keyPath].location = .ftp(ftp)
+                }
+            }
+            print(DefinitionEmitter.lines(for: definition, indent: 0).joined(separator: "\n"))
+            if let next = definition.schedule.nextRun(after: Date()) {
+                print("# next scheduled run: \(formatDate(next))")
+            }
+        }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Resolve a definition's endpoints and evaluate its File Checks, without syncing.")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "The definition to check.") var name: String
+
+    func run() throws {
+        try failing {
+            let file = try options.load()
+            let definition = try file.definition(named: name)
+            let resolver = EndpointResolver()
+            var refused = false
+            for (role, spec) in [("source", definition.source), ("destination", definition.destination)] {
+                do {
+                    let resolved = try resolver.resolve(spec, role: role)
+                    var line = "\(role): \(resolved.root)"
+                    if let drive = resolved.drive { line += " on \(drive)" }
+                    if let check = spec.fileCheck { line += "; File Check \(check) passed" }
+                    let state = try resolved.endpoint.rootState()
+                    line += state == .missing ? "; folder does not exist yet" : (state == .empty ? "; folder is empty" : "")
+                    print(line)
+                } catch let error as PreconditionError {
+                    print("\(role): \(error)")
+                    refused = true
+                }
+            }
+            if refused { throw ExitCode(3) }
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Last and next run of each definition.")
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        try failing {
+            let file = try options.load()
+            let history = try RunHistory(stateDirectory: StateDirectory.prepare(StateDirectory.path()))
+            let state = StateDirectory.path()
+            var rows = [["NAME", "LAST RUN", "TRIGGER", "RESULT", "COPIED", "DELETED", "FAILED", "NEXT RUN"]]
+            for d in file.definitions {
+                let last = history.runs(of: d.name).first
+                let running = DefinitionLock.isHeld(stateDirectory: state, name: d.name)
+                let next = d.enabled ? d.schedule.nextRun(after: Date()).map(formatDate) : nil
+                rows.append([
+                    d.name, last.map { formatDate($0.started) } ?? "never", last?.trigger ?? "-",
+                    running ? "running" : (last?.result ?? "-"), last.map { "\($0.transferred)" } ?? "-",
+                    last.map { "\($0.deleted)" } ?? "-", last.map { "\($0.failed)" } ?? "-",
+                    next ?? (d.enabled ? (d.runsOnMount ? "on mount" : "manual") : "disabled"),
+                ])
+            }
+            printTable(rows)
+        }
+    }
+}
+
+struct Devices: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Drives seen now: label, UUID, serial, mount point, and the definitions they match.")
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        try failing {
+            let definitions = (try? options.load().definitions) ?? []
+            let resolver = EndpointResolver()
+            var rows = [["DEVICE", "TYPE", "LABEL", "UUID", "SERIAL", "MOUNTED AT", "MATCHES"]]
+            for block in resolver.devices where block.fsUsage == "filesystem" || !resolver.mountPoints(of: block).isEmpty {
+                let points = resolver.mountPoints(of: block)
+                var matches: [String] = []
+                for d in definitions {
+                    for spec in [d.source, d.destination] {
+                        guard case .device(let device) = spec.location,
+                            device.label != nil || device.uuid != nil || device.serial != nil,
+                            EndpointResolver.matches(block, device)
+                        else { continue }
+                        var note = d.name
+                        if let check = spec.fileCheck {
+                            let passed = points.contains { check.failure(root: $0) == nil }
+                            note += passed ? " (File Check passed)" : (points.isEmpty ? " (not mounted)" : " (File Check failed)")
+                        }
+                        matches.append(note)
+                    }
+                }
+                rows.append([
+                    block.devnode, block.fsType ?? "-", block.label ?? "-", block.uuid ?? "-", block.serial ?? "-",
+                    points.isEmpty ? "-" : points.joined(separator: ","), matches.isEmpty ? "-" : matches.joined(separator: ", "),
+                ])
+            }
+            printTable(rows)
+            if resolver.devices.allSatisfy({ !$0.udevInitialized }) {
+                print("(udev has no data on these devices: is systemd-udevd running?)")
+            }
+        }
+    }
+}
+
+func formatDate(_ date: Date) -> String {
+    let formatter = DateFormatter()
+    formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
+    return formatter.string(from: date)
+}
+
+func printTable(_ rows: [[String]]) {
+    guard let header = rows.first else { return }
+    var widths = header.map(\.count)
+    for row in rows {
+        for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) }
+    }
+    for row in rows {
+        let line = row.enumerated().map { i, cell in
+            i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+        print(line.trimmingCharacters(in: .whitespaces))
+    }
+}
