@@ -1,0 +1,263 @@
+import Foundation
+import XCTest
+
+@testable import PlugSync
+
+final class ConfigTests: XCTestCase {
+    /// DESIGN section 5's example, which is the contract.
+    static let designExample = """
+        definitions:
+          - name: docs-to-usb
+            description: Home documents to the blue USB disk
+            group: laptop
+            type: mirror                 # mirror | backup
+            recursive: true
+            max_delete: 50%              # or a count
+            source:
+              local: /home/ana/Documents
+            destination:
+              device:
+                label: BLUEDISK          # and/or uuid: …, serial: …
+                directory: backups/docs
+                mount: auto              # optional, headless machines
+              file_check: ".plugsync-id=^ana-blue$"
+            ignore: ['\\.tmp$', '^~\\$']
+            log_file: /var/log/plugsync/docs-to-usb.txt
+            schedule:
+              - days: [mon, tue, wed, thu, fri]
+                at: "18:30"
+              - days: [sat]
+                every: 2h
+                between: "08:00-20:00"
+          - name: www-upload
+            type: mirror
+            source:
+              local: /srv/www
+            destination:
+              ftp:
+                server: ftp.example.com:21
+                username: web
+                password_file: /etc/plugsync/www.pass
+                directory: www
+                tls: explicit            # none | explicit | implicit
+                clock_diff: auto         # or seconds, e.g. -3600
+
+        """
+
+    func parse(_ text: String) throws -> DefinitionsFile {
+        try DefinitionsFile(path: "/etc/plugsync/test.yaml", text: text)
+    }
+
+    func testDesignExampleParses() throws {
+        let file = try parse(Self.designExample)
+        XCTAssertEqual(file.definitions.map(\.name), ["docs-to-usb", "www-upload"])
+        let docs = file.definitions[0]
+        XCTAssertEqual(docs.group, "laptop")
+        XCTAssertEqual(docs.maxDelete, .percent(50))
+        XCTAssertEqual(docs.ignore, ["\\.tmp$", "^~\\$"])
+        guard case .device(let device) = docs.destination.location else { return XCTFail("not a device") }
+        XCTAssertEqual(device.label, "BLUEDISK")
+        XCTAssertEqual(device.directory, "backups/docs")
+        XCTAssertTrue(device.mountAuto)
+        XCTAssertEqual(docs.destination.fileCheck, FileCheck(path: ".plugsync-id", pattern: "^ana-blue$"))
+        XCTAssertEqual(docs.schedule.count, 2)
+        XCTAssertEqual(docs.schedule[0].when, .at(18 * 60 + 30))
+        XCTAssertEqual(docs.schedule[1], ScheduleRule(days: .weekdays([7]), when: .every(120), between: 480...1200))
+        XCTAssertTrue(docs.runsOnMount)
+        guard case .ftp(let ftp) = file.definitions[1].destination.location else { return XCTFail("not ftp") }
+        XCTAssertEqual(ftp.host, "ftp.example.com")
+        XCTAssertEqual(ftp.port, 21)
+        XCTAssertEqual(ftp.password, .file("/etc/plugsync/www.pass"))
+        XCTAssertEqual(ftp.tls, .explicit)
+        XCTAssertEqual(ftp.clockDiff, .auto)
+    }
+
+    /// Each bad input: the message names the file, the line and the field.
+    func assertError(_ text: String, line: Int?, field: String?, contains problem: String, file: StaticString = #filePath, at: UInt = #line) {
+        XCTAssertThrowsError(try parse(text), file: file, line: at) { error in
+            guard let error = error as? ConfigError else { return XCTFail("\(error)", file: file, line: at) }
+            XCTAssertEqual(error.file, "/etc/plugsync/test.yaml", file: file, line: at)
+            XCTAssertEqual(error.line, line, "\(error)", file: file, line: at)
+            if let field { XCTAssertEqual(error.field, field, "\(error)", file: file, line: at) }
+            XCTAssertTrue(error.description.contains(problem), "\(error)", file: file, line: at)
+            XCTAssertFalse(error.description.contains("\n"), file: file, line: at)
+        }
+    }
+
+    func minimal(_ extra: String = "", source: String = "local: /a", destination: String = "local: /b") -> String {
+        """
+        definitions:
+          - name: job
+            source:
+              \(source)
+            destination:
+              \(destination)
+        \(extra)
+        """
+    }
+
+    func testUnknownKeySuggestsTheRightOne() {
+        assertError(minimal("    recusive: true"), line: 7, field: "definition \"job\": recusive", contains: "did you mean \"recursive\"")
+    }
+
+    func testBadRegex() {
+        assertError(minimal("    ignore: ['(unclosed']"), line: 7, field: "definition \"job\": ignore", contains: "bad regex \"(unclosed\"")
+    }
+
+    func testBadScheduleTime() {
+        assertError(
+            minimal("    schedule:\n      - at: \"25:00\""), line: 8, field: "definition \"job\": schedule[0].at",
+            contains: "not a time HH:MM")
+        assertError(
+            minimal("    schedule:\n      - days: [funday]\n        at: \"10:00\""), line: 8, field: nil, contains: "\"funday\" is not a day")
+        assertError(minimal("    schedule:\n      - every: 0m"), line: 8, field: nil, contains: "not an interval")
+        assertError(minimal("    schedule:\n      - days: [mon]"), line: 8, field: nil, contains: "needs 'at'")
+    }
+
+    func testRelativeLocalPath() {
+        assertError(minimal(source: "local: docs"), line: 4, field: "definition \"job\": source.local", contains: "must be an absolute path")
+    }
+
+    func testDuplicateName() {
+        let text = minimal() + "\n  - name: job\n    source: {local: /c}\n    destination: {local: /d}\n"
+        assertError(text, line: 8, field: "definitions[1].name", contains: "duplicate name \"job\" (also at line 2)")
+    }
+
+    func testMissingEndpoint() {
+        assertError("definitions:\n  - name: job\n    source:\n      local: /a\n", line: 2, field: "definition \"job\": destination", contains: "missing")
+        assertError(minimal(destination: "file_check: x"), line: 6, field: "definition \"job\": destination", contains: "missing endpoint")
+    }
+
+    func testDeviceNeedsAnIdentity() {
+        assertError(minimal(destination: "device: {directory: x}"), line: 6, field: nil, contains: "needs a label, uuid or serial")
+    }
+
+    func testBadValues() {
+        assertError(minimal("    type: sync"), line: 7, field: nil, contains: "not one of mirror, backup")
+        assertError(minimal("    max_delete: lots"), line: 7, field: nil, contains: "neither a count")
+        assertError(minimal("    recursive: maybe"), line: 7, field: nil, contains: "not true or false")
+        assertError(minimal(destination: "device: {label: X, directory: ../up}"), line: 6, field: nil, contains: "may not contain '..'")
+        assertError("definitions:\n  - name: 'bad name'\n    source: {local: /a}\n    destination: {local: /b}\n", line: 2, field: nil, contains: "may use only letters")
+    }
+
+    func testBrokenYAMLNamesTheLine() {
+        assertError("definitions:\n  - name: job\n   source: [\n", line: 3, field: nil, contains: "not valid YAML")
+    }
+
+    func testFileCheckSplitsAtTheFirstEquals() throws {
+        let check = try FileCheck(parsing: "id.txt=a=b")
+        XCTAssertEqual(check.path, "id.txt")
+        XCTAssertEqual(check.pattern, "a=b")
+        XCTAssertNil(try FileCheck(parsing: "id.txt").pattern)
+        XCTAssertNil(try FileCheck(parsing: "id.txt=").pattern)
+        XCTAssertThrowsError(try FileCheck(parsing: "=x"))
+    }
+
+    func testFileCheckEvaluation() throws {
+        let root = NSTemporaryDirectory() + "plugsync-check-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try "ana-blue\n".write(toFile: root + "/.plugsync-id", atomically: true, encoding: .utf8)
+        XCTAssertNil(try FileCheck(parsing: ".plugsync-id=^ana-blue$").failure(root: root))
+        XCTAssertNil(try FileCheck(parsing: ".plugsync-id").failure(root: root))
+        XCTAssertNil(try FileCheck(parsing: root + "/.plugsync-id=blue").failure(root: "/elsewhere"))
+        let mismatch = try FileCheck(parsing: ".plugsync-id=^ana-red$").failure(root: root)
+        XCTAssertTrue(mismatch?.contains("content does not match") == true, mismatch ?? "passed")
+        let missing = try FileCheck(parsing: "absent").failure(root: root)
+        XCTAssertTrue(missing?.contains("file not found") == true, missing ?? "passed")
+    }
+
+    func testEditingKeepsOtherDefinitionsAndComments() throws {
+        var file = try parse(Self.designExample)
+        var copy = file.definitions[1]
+        copy.name = "www-copy"
+        copy.type = .backup
+        try file.add(copy)
+        XCTAssertTrue(file.text.hasPrefix(Self.designExample.trimmingCharacters(in: .newlines)))
+        var changed = try file.definition(named: "docs-to-usb")
+        changed.description = "changed"
+        try file.replace("docs-to-usb", with: changed)
+        XCTAssertTrue(file.text.contains("clock_diff: auto         # or seconds, e.g. -3600"))
+        XCTAssertEqual(try file.definition(named: "docs-to-usb"), changed)
+        XCTAssertEqual(try file.definition(named: "www-copy"), copy)
+        try file.remove("docs-to-usb")
+        XCTAssertEqual(file.definitions.map(\.name), ["www-upload", "www-copy"])
+        XCTAssertTrue(file.text.contains("tls: explicit            # none | explicit | implicit"))
+        XCTAssertThrowsError(try file.add(copy))  // duplicate name
+    }
+
+    func testEmitterRoundTripsEveryField() throws {
+        var definition = Definition(
+            name: "all", source: EndpointSpec(.local(path: "/data/it's here"), fileCheck: FileCheck(path: "id", pattern: "^x: y$")),
+            destination: EndpointSpec(.device(DeviceSpec(label: "true", uuid: "1234-ABCD", serial: "007", directory: "a/b"))))
+        definition.description = "Quotes ' and \" and # hash: colon"
+        definition.group = "g"
+        definition.type = .backup
+        definition.recursive = false
+        definition.maxDelete = .count(7)
+        definition.ignore = ["\\.tmp$", "^~\\$", "a b"]
+        definition.logFile = "/var/log/x.txt"
+        definition.schedule = [
+            ScheduleRule(days: .weekdays([2, 6]), when: .at(18 * 60 + 30)),
+            ScheduleRule(days: .monthDays([1, 15]), when: .every(90), between: 60...120),
+        ]
+        definition.onMount = false
+        definition.enabled = false
+        definition.parallel = 3
+        var ftp = FTPSpec(host: "h")
+        ftp.port = 2121
+        ftp.username = "u"
+        ftp.password = .literal("s3cret:#")
+        ftp.directory = "www"
+        ftp.tls = .implicit
+        ftp.clockDiff = .seconds(-3600)
+        let second = Definition(name: "ftp", source: EndpointSpec(.local(path: "/x")), destination: EndpointSpec(.ftp(ftp)))
+        var file = try parse("definitions:\n")
+        try file.add(definition)
+        try file.add(second)
+        let reread = try parse(file.text)
+        XCTAssertEqual(reread.definitions, [definition, second])
+    }
+
+    func testScheduleNextRunAcrossDaylightSaving() throws {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = try XCTUnwrap(TimeZone(identifier: "Europe/Berlin"))
+        // 2026-03-29: clocks go from 02:00 to 03:00 in Berlin.
+        let before = calendar.date(from: DateComponents(year: 2026, month: 3, day: 28, hour: 23))!
+        let daily = ScheduleRule(when: .at(2 * 60 + 30))
+        let next = try XCTUnwrap(daily.nextRun(after: before, calendar: calendar))
+        let parts = calendar.dateComponents([.day, .hour, .minute], from: next)
+        XCTAssertEqual(parts.day, 29)
+        XCTAssertEqual(parts.hour, 3)  // 02:30 does not exist that day: the next valid time
+        let evening = ScheduleRule(when: .at(18 * 60 + 30))
+        let after = try XCTUnwrap(evening.nextRun(after: before, calendar: calendar))
+        XCTAssertEqual(after.timeIntervalSince(before), 19.5 * 3600 - 3600)  // one hour was skipped
+        let window = ScheduleRule(days: .weekdays([7]), when: .every(120), between: 480...1200)
+        let saturday = try XCTUnwrap(window.nextRun(after: before, calendar: calendar))
+        XCTAssertEqual(calendar.dateComponents([.weekday, .hour], from: saturday), DateComponents(hour: 8, weekday: 7))
+    }
+
+    func testMaxDelete() {
+        XCTAssertTrue(MaxDelete.percent(50).allows(5, of: 10))
+        XCTAssertFalse(MaxDelete.percent(50).allows(6, of: 10))
+        XCTAssertTrue(MaxDelete.percent(0).allows(0, of: 0))
+        XCTAssertFalse(MaxDelete.count(3).allows(4, of: 1000))
+    }
+
+    func testCommandLineEndpointForms() throws {
+        XCTAssertEqual(try EndpointSyntax.parseLocation("/a/b"), .local(path: "/a/b"))
+        guard case .device(let device) = try EndpointSyntax.parseLocation("device:label=BLUE,directory=/x/y/,mount=auto") else {
+            return XCTFail()
+        }
+        XCTAssertEqual(device.label, "BLUE")
+        XCTAssertEqual(device.directory, "x/y")
+        XCTAssertTrue(device.mountAuto)
+        guard case .ftp(let ftp) = try EndpointSyntax.parseLocation("ftps://web@host:2121/www/site") else { return XCTFail() }
+        XCTAssertEqual([ftp.host, ftp.username, ftp.directory], ["host", "web", "www/site"])
+        XCTAssertEqual(ftp.port, 2121)
+        XCTAssertThrowsError(try EndpointSyntax.parseLocation("relative/path"))
+        XCTAssertEqual(try EndpointSyntax.parseRule("sat every 2h between 08:00-20:00"), ScheduleRule(days: .weekdays([7]), when: .every(120), between: 480...1200))
+        XCTAssertEqual(try EndpointSyntax.parseRule("1,15 at 03:00"), ScheduleRule(days: .monthDays([1, 15]), when: .at(180)))
+        XCTAssertThrowsError(try EndpointSyntax.parseRule("mon at 25:00"))
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import XCTest
+
+@testable import SyncEngine
+
+final class LocalEndpointTests: XCTestCase {
+    var root: String!
+
+    override func setUpWithError() throws {
+        root = NSTemporaryDirectory() + "plugsync-local-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root + "/src/sub", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/dst", withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    func testListingSortsSkipsIgnoredAndCollectsTemporaryFiles() throws {
+        for name in ["b", "a", "x.tmp", ".plugsync-tmp-a", "sub/c"] {
+            FileManager.default.createFile(atPath: root + "/src/" + name, contents: Data("1".utf8))
+        }
+        let endpoint = LocalEndpoint(root: root + "/src")
+        let listing = endpoint.list(recursive: true, filter: ListingFilter(ignore: try IgnoreList(["\\.tmp$"])))
+        XCTAssertEqual(listing.entries.map(\.name.description), ["a", "b", "sub"])
+        XCTAssertEqual(listing.entries[2].children?.map(\.name.description), ["c"])
+        XCTAssertEqual(listing.temporaryFiles, [".plugsync-tmp-a"])
+        XCTAssertTrue(listing.errors.isEmpty)
+    }
+
+    func testReceiveWritesAtomicallyAndCopiesTimeAndMode() throws {
+        let data = Data((0..<300_000).map { UInt8($0 % 251) })
+        FileManager.default.createFile(atPath: root + "/src/f", contents: data)
+        chmod(root + "/src/f", 0o640)
+        var times = [timespec(tv_sec: 1_600_000_000, tv_nsec: 123_456_789), timespec(tv_sec: 1_600_000_000, tv_nsec: 123_456_789)]
+        utimensat(AT_FDCWD, root + "/src/f", &times, 0)
+        let source = LocalEndpoint(root: root + "/src")
+        let destination = LocalEndpoint(root: root + "/dst")
+        let entry = source.list(recursive: false, filter: ListingFilter()).entries.first { $0.name == "f" }!
+        let file = try source.openForReading("f", entry: entry)
+        var progressed: Int64 = 0
+        try destination.receive("f", from: file, entry: entry) { progressed += $0 }
+        file.close()
+        XCTAssertEqual(progressed, Int64(data.count))
+        XCTAssertEqual(FileManager.default.contents(atPath: root + "/dst/f"), data)
+        let copied = destination.list(recursive: false, filter: ListingFilter())
+        XCTAssertEqual(copied.entries.map(\.name), ["f"])  // no temporary file left
+        XCTAssertEqual(copied.entries[0].mtime, Timestamp(seconds: 1_600_000_000, nanoseconds: 123_456_789))
+        XCTAssertEqual(copied.entries[0].mode, 0o640)
+    }
+
+    func testFailedWriteLeavesNoFileUnderTheFinalName() throws {
+        FileManager.default.createFile(atPath: root + "/src/f", contents: Data("data".utf8))
+        let source = LocalEndpoint(root: root + "/src")
+        let destination = LocalEndpoint(root: root + "/dst/missing-folder")
+        let entry = source.list(recursive: false, filter: ListingFilter()).entries.first { $0.name == "f" }!
+        let file = try source.openForReading("f", entry: entry)
+        defer { file.close() }
+        XCTAssertThrowsError(try destination.receive("f", from: file, entry: entry) { _ in }) { error in
+            XCTAssertEqual((error as? SystemError)?.errno, ENOENT)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/dst/missing-folder/f"))
+    }
+
+    func testRootState() throws {
+        XCTAssertEqual(try LocalEndpoint(root: root + "/nope").rootState(), .missing)
+        XCTAssertEqual(try LocalEndpoint(root: root + "/dst").rootState(), .empty)
+        XCTAssertEqual(try LocalEndpoint(root: root + "/src").rootState(), .nonEmpty)
+    }
+
+    func testLongNamesGetDistinctTemporaryNames() {
+        let a = FileName(String(repeating: "x", count: 230) + "a")
+        let b = FileName(String(repeating: "x", count: 230) + "b")
+        let ta = LocalEndpoint.temporaryName(for: a)
+        XCTAssertNotEqual(ta, LocalEndpoint.temporaryName(for: b))
+        XCTAssertLessThanOrEqual(ta.bytes.count, 255)
+    }
+}
