@@ -14,10 +14,12 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
-        .systemLibrary(name: "CUdev", path: "Sources/CUdev", pkgConfig: "libudev",
-                       providers: [.apt(["libudev-dev"])]),
-        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
-                       providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CUdev", path: "Sources/CUdev", pkgConfig: "libudev",
+            providers: [.apt(["libudev-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "Devices", dependencies: ["CUdev"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
         .target(name: "SyncEngine", dependencies: ["CPosix"], path: "Sources/SyncEngine"),

@@ -1,8 +1,9 @@
+import Foundation
+import SyncEngine
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import Foundation
-import SyncEngine
 
 /// The definitions file: its definitions, and its text, so that editing one definition keeps
 /// every other line (comments included) as it was.
@@ -21,7 +22,8 @@ public struct DefinitionsFile: Sendable {
         let system = "/etc/plugsync/plugsync.yaml"
         if let explicit = environment["PLUGSYNC_CONFIG"], !explicit.isEmpty { return explicit }
         if getuid() == 0 { return system }
-        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+        let base =
+            environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? ((environment["HOME"] ?? "/") + "/.config")
         let user = base + "/plugsync/plugsync.yaml"
         if access(user, F_OK) == 0 || access(system, F_OK) != 0 { return user }
@@ -34,8 +36,12 @@ public struct DefinitionsFile: Sendable {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            if allowMissing && access(path, F_OK) != 0 { return try DefinitionsFile(path: path, text: "definitions:\n") }
-            let reason = access(path, F_OK) != 0 ? "no such file (create it with 'plugsync add' or pass --config)" : "cannot be read"
+            if allowMissing && access(path, F_OK) != 0 {
+                return try DefinitionsFile(path: path, text: "definitions:\n")
+            }
+            let reason =
+                access(path, F_OK) != 0
+                ? "no such file (create it with 'plugsync add' or pass --config)" : "cannot be read"
             throw ConfigError(file: path, problem: reason)
         }
         guard let text = String(data: data, encoding: .utf8) else {
@@ -133,7 +139,10 @@ public struct DefinitionsFile: Sendable {
 
     /// Replaces the definition called `name` (which may be renamed) with `definition`.
     public mutating func replace(_ name: String, with definition: Definition) throws {
-        guard let index = definitions.firstIndex(where: { $0.name == name }) else { _ = try self.definition(named: name); return }
+        guard let index = definitions.firstIndex(where: { $0.name == name }) else {
+            _ = try self.definition(named: name)
+            return
+        }
         if definition.name != name && definitions.contains(where: { $0.name == definition.name }) {
             throw UsageError("a definition named \"\(definition.name)\" exists already in \(path)")
         }
@@ -145,7 +154,10 @@ public struct DefinitionsFile: Sendable {
 
     /// Removes the definition called `name`.
     public mutating func remove(_ name: String) throws {
-        guard let index = definitions.firstIndex(where: { $0.name == name }) else { _ = try definition(named: name); return }
+        guard let index = definitions.firstIndex(where: { $0.name == name }) else {
+            _ = try definition(named: name)
+            return
+        }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         lines.removeSubrange(spans[index].lines)
         try replaceText(lines)
@@ -260,7 +272,9 @@ public enum DefinitionEmitter {
                 }
                 switch rule.days {
                 case .weekdays(let set) where set != Set(1...7):
-                    ruleLine("days", "[" + set.sorted().map { ScheduleRule.weekdayNames[$0 - 1] }.joined(separator: ", ") + "]")
+                    ruleLine(
+                        "days",
+                        "[" + set.sorted().map { ScheduleRule.weekdayNames[$0 - 1] }.joined(separator: ", ") + "]")
                 case .monthDays(let set):
                     ruleLine("month_days", "[" + set.sorted().map(String.init).joined(separator: ", ") + "]")
                 default: break
@@ -270,7 +284,9 @@ public enum DefinitionEmitter {
                 case .every(let minutes):
                     ruleLine("every", minutes % 60 == 0 ? "\(minutes / 60)h" : "\(minutes)m")
                 }
-                if let window = rule.between { ruleLine("between", "\"\(clock(window.lowerBound))-\(clock(window.upperBound))\"") }
+                if let window = rule.between {
+                    ruleLine("between", "\"\(clock(window.lowerBound))-\(clock(window.upperBound))\"")
+                }
             }
         }
         if let onMount = d.onMount { add(0, "on_mount", onMount ? "true" : "false") }
@@ -286,7 +302,8 @@ public enum DefinitionEmitter {
     /// A YAML scalar that reads back as exactly `text`: plain when safe, else single-quoted
     /// (double-quoted when it holds control characters).
     public static func scalar(_ text: String) -> String {
-        let plainSafe = !text.isEmpty
+        let plainSafe =
+            !text.isEmpty
             && text.unicodeScalars.allSatisfy { CharacterSet.plainScalar.contains($0) }
             && !["true", "false", "yes", "no", "on", "off", "null", "~"].contains(text.lowercased())
             && Double(text) == nil && !text.hasPrefix("-") && !text.hasSuffix(":")
@@ -300,7 +317,11 @@ public enum DefinitionEmitter {
                 case "\n": out += "\\n"
                 case "\t": out += "\\t"
                 default:
-                    if s.value < 0x20 || s.value == 0x7f { out += String(format: "\\x%02x", s.value) } else { out.unicodeScalars.append(s) }
+                    if s.value < 0x20 || s.value == 0x7f {
+                        out += String(format: "\\x%02x", s.value)
+                    } else {
+                        out.unicodeScalars.append(s)
+                    }
                 }
             }
             return out + "\""
@@ -310,5 +331,6 @@ public enum DefinitionEmitter {
 }
 
 extension CharacterSet {
-    static let plainScalar = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-@+")
+    static let plainScalar = CharacterSet(
+        charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-@+")
 }

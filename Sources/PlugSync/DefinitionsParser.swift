@@ -1,3 +1,4 @@
+import Foundation
 import SyncEngine
 import Yams
 
@@ -68,7 +69,9 @@ struct DefinitionsParser {
         if name.isEmpty || name.first == "-"
             || !name.unicodeScalars.allSatisfy({ CharacterSet.nameCharacters.contains($0) })
         {
-            throw error(fields.node("name"), "definitions[\(index)].name", "\"\(name)\" may use only letters, digits, '.', '_' and '-'")
+            throw error(
+                fields.node("name"), "definitions[\(index)].name",
+                "\"\(name)\" may use only letters, digits, '.', '_' and '-'")
         }
         fields.prefix = "definition \"\(name)\": "
         guard let sourceNode = fields.node("source") else { throw fields.missing("source", in: node) }
@@ -95,11 +98,15 @@ struct DefinitionsParser {
             definition.ignore = patterns
         }
         if let logFile = try fields.string("log_file") {
-            guard logFile.hasPrefix("/") else { throw fields.invalid("log_file", "\"\(logFile)\" must be an absolute path") }
+            guard logFile.hasPrefix("/") else {
+                throw fields.invalid("log_file", "\"\(logFile)\" must be an absolute path")
+            }
             definition.logFile = logFile
         }
         if let rules = try fields.sequence("schedule") {
-            definition.schedule = try rules.enumerated().map { try parseRule($1, field: fields.prefix + "schedule[\($0)]") }
+            definition.schedule = try rules.enumerated().map {
+                try parseRule($1, field: fields.prefix + "schedule[\($0)]")
+            }
         }
         definition.onMount = try fields.bool("on_mount")
         definition.enabled = try fields.bool("enabled") ?? true
@@ -134,7 +141,8 @@ struct DefinitionsParser {
         guard kinds.count == 1 else {
             throw error(
                 node, field,
-                kinds.isEmpty ? "missing endpoint: give one of local, device, ftp, ftps"
+                kinds.isEmpty
+                    ? "missing endpoint: give one of local, device, ftp, ftps"
                     : "has both \(kinds[0]) and \(kinds[1]); give exactly one")
         }
         let location: Location
@@ -146,14 +154,17 @@ struct DefinitionsParser {
         case "device":
             location = .device(try parseDevice(fields.node("device")!, field: field + ".device", fileCheck: fileCheck))
         default:
-            location = .ftp(try parseFTP(fields.node(kinds[0])!, field: field + "." + kinds[0], secure: kinds[0] == "ftps"))
+            location = .ftp(
+                try parseFTP(fields.node(kinds[0])!, field: field + "." + kinds[0], secure: kinds[0] == "ftps"))
         }
         try fields.finish(allowed: ["local", "device", "ftp", "ftps", "file_check"])
         return EndpointSpec(location, fileCheck: fileCheck)
     }
 
     func parseDevice(_ node: Node, field: String, fileCheck: FileCheck?) throws -> DeviceSpec {
-        guard case .mapping(let map) = node else { throw error(node, field, "must be a mapping (label, uuid, serial, directory)") }
+        guard case .mapping(let map) = node else {
+            throw error(node, field, "must be a mapping (label, uuid, serial, directory)")
+        }
         let fields = try Fields(map, prefix: field + ".", parser: self)
         var device = DeviceSpec()
         device.label = try fields.string("label")
@@ -163,11 +174,14 @@ struct DefinitionsParser {
             device.directory = try relativeDirectory(directory, fields: fields, key: "directory")
         }
         if let mount = try fields.string("mount") {
-            guard mount == "auto" || mount == "manual" else { throw fields.invalid("mount", "\"\(mount)\" is not one of auto, manual") }
+            guard mount == "auto" || mount == "manual" else {
+                throw fields.invalid("mount", "\"\(mount)\" is not one of auto, manual")
+            }
             device.mountAuto = mount == "auto"
         }
         if device.label == nil && device.uuid == nil && device.serial == nil && fileCheck == nil {
-            throw error(node, field, "needs a label, uuid or serial, or a file_check on the endpoint, to recognize the drive")
+            throw error(
+                node, field, "needs a label, uuid or serial, or a file_check on the endpoint, to recognize the drive")
         }
         try fields.finish(allowed: ["label", "uuid", "serial", "directory", "mount"])
         return device
@@ -180,7 +194,9 @@ struct DefinitionsParser {
     }
 
     func parseFTP(_ node: Node, field: String, secure: Bool) throws -> FTPSpec {
-        guard case .mapping(let map) = node else { throw error(node, field, "must be a mapping (server, username, password…, directory)") }
+        guard case .mapping(let map) = node else {
+            throw error(node, field, "must be a mapping (server, username, password…, directory)")
+        }
         let fields = try Fields(map, prefix: field + ".", parser: self)
         guard let server = try fields.string("server") else { throw fields.missing("server", in: node) }
         var hostPart = Substring(server)
@@ -192,15 +208,21 @@ struct DefinitionsParser {
             port = value
             hostPart = server[..<colon]
         }
-        guard !hostPart.isEmpty, !hostPart.contains("/") else { throw fields.invalid("server", "\"\(server)\" is not host[:port]") }
+        guard !hostPart.isEmpty, !hostPart.contains("/") else {
+            throw fields.invalid("server", "\"\(server)\" is not host[:port]")
+        }
         var ftp = FTPSpec(host: String(hostPart))
         ftp.port = port
         ftp.username = try fields.string("username")
         let sources = ["password", "password_file", "password_env"].filter { fields.node($0) != nil }
-        if sources.count > 1 { throw fields.invalid(sources[1], "give only one of password, password_file, password_env") }
+        if sources.count > 1 {
+            throw fields.invalid(sources[1], "give only one of password, password_file, password_env")
+        }
         if let password = try fields.string("password") { ftp.password = .literal(password) }
         if let file = try fields.string("password_file") {
-            guard file.hasPrefix("/") else { throw fields.invalid("password_file", "\"\(file)\" must be an absolute path") }
+            guard file.hasPrefix("/") else {
+                throw fields.invalid("password_file", "\"\(file)\" must be an absolute path")
+            }
             ftp.password = .file(file)
         }
         if let variable = try fields.string("password_env") { ftp.password = .environment(variable) }
@@ -209,7 +231,9 @@ struct DefinitionsParser {
         }
         ftp.tls = secure ? .explicit : .none
         if let tls = try fields.string("tls") {
-            guard let value = FTPSpec.TLS(rawValue: tls) else { throw fields.invalid("tls", "\"\(tls)\" is not one of none, explicit, implicit") }
+            guard let value = FTPSpec.TLS(rawValue: tls) else {
+                throw fields.invalid("tls", "\"\(tls)\" is not one of none, explicit, implicit")
+            }
             ftp.tls = value
         }
         ftp.passive = try fields.bool("passive") ?? true
@@ -226,12 +250,17 @@ struct DefinitionsParser {
             guard ca.hasPrefix("/") else { throw fields.invalid("ca_file", "\"\(ca)\" must be an absolute path") }
             ftp.caFile = ca
         }
-        try fields.finish(allowed: ["server", "username", "password", "password_file", "password_env", "directory", "tls", "passive", "clock_diff", "ca_file"])
+        try fields.finish(allowed: [
+            "server", "username", "password", "password_file", "password_env", "directory", "tls", "passive",
+            "clock_diff", "ca_file",
+        ])
         return ftp
     }
 
     func parseRule(_ node: Node, field: String) throws -> ScheduleRule {
-        guard case .mapping(let map) = node else { throw error(node, field, "must be a mapping (days, at or every, between)") }
+        guard case .mapping(let map) = node else {
+            throw error(node, field, "must be a mapping (days, at or every, between)")
+        }
         let fields = try Fields(map, prefix: field + ".", parser: self)
         var days: ScheduleRule.Days = .weekdays(Set(1...7))
         if fields.node("days") != nil && fields.node("month_days") != nil {
@@ -248,11 +277,15 @@ struct DefinitionsParser {
                 } else if lower == "weekend" {
                     set.formUnion([1, 7])
                 } else if let index = ScheduleRule.weekdayNames.firstIndex(of: String(lower.prefix(3))),
-                    lower.count == 3 || ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"].contains(lower)
+                    lower.count == 3
+                        || ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"].contains(
+                            lower)
                 {
                     set.insert(index + 1)
                 } else {
-                    throw fields.invalid("days", "\"\(name)\" is not a day (mon, tue, wed, thu, fri, sat, sun, weekdays, weekend, daily)")
+                    throw fields.invalid(
+                        "days", "\"\(name)\" is not a day (mon, tue, wed, thu, fri, sat, sun, weekdays, weekend, daily)"
+                    )
                 }
             }
             days = .weekdays(set)
@@ -260,7 +293,9 @@ struct DefinitionsParser {
         if let numbers = try fields.stringList("month_days") {
             var set = Set<Int>()
             for number in numbers {
-                guard let day = Int(number), (1...31).contains(day) else { throw fields.invalid("month_days", "\"\(number)\" is not a day of the month (1-31)") }
+                guard let day = Int(number), (1...31).contains(day) else {
+                    throw fields.invalid("month_days", "\"\(number)\" is not a day of the month (1-31)")
+                }
                 set.insert(day)
             }
             days = .monthDays(set)
@@ -270,10 +305,14 @@ struct DefinitionsParser {
         let when: ScheduleRule.When
         switch (at, every) {
         case (let at?, nil):
-            guard let minute = Self.clockMinutes(at) else { throw fields.invalid("at", "\"\(at)\" is not a time HH:MM") }
+            guard let minute = Self.clockMinutes(at) else {
+                throw fields.invalid("at", "\"\(at)\" is not a time HH:MM")
+            }
             when = .at(minute)
         case (nil, let every?):
-            guard let minutes = Self.intervalMinutes(every) else { throw fields.invalid("every", "\"\(every)\" is not an interval like 30m or 2h (at least 1m)") }
+            guard let minutes = Self.intervalMinutes(every) else {
+                throw fields.invalid("every", "\"\(every)\" is not an interval like 30m or 2h (at least 1m)")
+            }
             when = .every(minutes)
         case (nil, nil): throw error(node, field, "needs 'at' (HH:MM) or 'every' (e.g. 30m)")
         default: throw fields.invalid("every", "give 'at' or 'every', not both")
@@ -281,7 +320,9 @@ struct DefinitionsParser {
         var between: ClosedRange<Int>?
         if let window = try fields.string("between") {
             let parts = window.split(separator: "-").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard parts.count == 2, let start = Self.clockMinutes(parts[0]), let end = Self.clockMinutes(parts[1]), start < end else {
+            guard parts.count == 2, let start = Self.clockMinutes(parts[0]), let end = Self.clockMinutes(parts[1]),
+                start < end
+            else {
                 throw fields.invalid("between", "\"\(window)\" is not a window HH:MM-HH:MM with start before end")
             }
             guard case .every = when else { throw fields.invalid("between", "applies only to 'every'") }
@@ -343,8 +384,12 @@ final class Fields {
 
     func string(_ key: String) throws -> String? {
         guard let value = node(key) else { return nil }
-        guard case .scalar(let scalar) = value else { throw invalid(key, "must be a single value, not a list or mapping") }
-        if scalar.style == .plain && (scalar.string == "~" || scalar.string == "null" || scalar.string.isEmpty) { return nil }
+        guard case .scalar(let scalar) = value else {
+            throw invalid(key, "must be a single value, not a list or mapping")
+        }
+        if scalar.style == .plain && (scalar.string == "~" || scalar.string == "null" || scalar.string.isEmpty) {
+            return nil
+        }
         return scalar.string
     }
 
@@ -367,7 +412,8 @@ final class Fields {
         guard let value = node(key) else { return nil }
         switch value {
         case .sequence(let sequence): return Array(sequence)
-        case .scalar(let scalar) where scalar.style == .plain && (scalar.string.isEmpty || scalar.string == "~" || scalar.string == "null"):
+        case .scalar(let scalar)
+        where scalar.style == .plain && (scalar.string.isEmpty || scalar.string == "~" || scalar.string == "null"):
             return []
         default: throw invalid(key, "must be a list")
         }
@@ -378,7 +424,9 @@ final class Fields {
         if case .scalar = value, let single = try string(key) { return [single] }
         guard let items = try sequence(key) else { return nil }
         return try items.map { item in
-            guard case .scalar(let scalar) = item else { throw parser.error(item, prefix + key, "items must be single values") }
+            guard case .scalar(let scalar) = item else {
+                throw parser.error(item, prefix + key, "items must be single values")
+            }
             return scalar.string
         }
     }
@@ -386,7 +434,9 @@ final class Fields {
     func finish(allowed: [String]) throws {
         for pair in pairs where !allowed.contains(pair.key) {
             var problem = "unknown key \"\(pair.key)\""
-            if let close = allowed.first(where: { Self.similar($0, pair.key) }) { problem += " (did you mean \"\(close)\"?)" }
+            if let close = allowed.first(where: { Self.similar($0, pair.key) }) {
+                problem += " (did you mean \"\(close)\"?)"
+            }
             throw parser.error(pair.keyNode, prefix + pair.key, problem)
         }
     }
@@ -408,7 +458,11 @@ final class Fields {
             }
             edits += 1
             if edits > 1 { return false }
-            if a.count > b.count { i += 1 } else if b.count > a.count { j += 1 } else {
+            if a.count > b.count {
+                i += 1
+            } else if b.count > a.count {
+                j += 1
+            } else {
                 i += 1
                 j += 1
             }
@@ -417,8 +471,7 @@ final class Fields {
     }
 }
 
-import Foundation
-
 extension CharacterSet {
-    static let nameCharacters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    static let nameCharacters = CharacterSet(
+        charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 }

@@ -1,8 +1,9 @@
+import Devices
+import SyncEngine
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import Devices
-import SyncEngine
 
 /// An endpoint made concrete for one run: where it is now, and what to leave out of it.
 public struct ResolvedEndpoint {
@@ -43,15 +44,19 @@ public struct EndpointResolver {
                 excluded: spec.fileCheck.flatMap { $0.relativePath(under: path) }.map { [$0] } ?? [])
         case .device(let device):
             let (mountPoint, drive) = try locate(device, fileCheck: spec.fileCheck, role: role)
-            let root = device.directory.isEmpty ? mountPoint : (mountPoint == "/" ? "" : mountPoint) + "/" + device.directory
+            let root =
+                device.directory.isEmpty ? mountPoint : (mountPoint == "/" ? "" : mountPoint) + "/" + device.directory
             var excluded: Set<FileName> = []
             if let check = spec.fileCheck {
-                let absolute = check.path.hasPrefix("/") ? check.path : (mountPoint == "/" ? "" : mountPoint) + "/" + check.path
+                let absolute =
+                    check.path.hasPrefix("/") ? check.path : (mountPoint == "/" ? "" : mountPoint) + "/" + check.path
                 if let relative = FileCheck(path: absolute).relativePath(under: root) { excluded.insert(relative) }
             }
             return ResolvedEndpoint(endpoint: localEndpoint(root), root: root, excluded: excluded, drive: drive)
         case .ftp:
-            throw UsageError("the \(role) is an FTP endpoint; this version of plugsync synchronizes local folders and drives only (FTP support is not built yet)")
+            throw UsageError(
+                "the \(role) is an FTP endpoint; this version of plugsync synchronizes local folders and drives only (FTP support is not built yet)"
+            )
         }
     }
 
@@ -61,7 +66,8 @@ public struct EndpointResolver {
             return LocalEndpoint(root: path)
         }
         let precision = TimestampPrecision.of(mount)
-        let fat = ["vfat", "msdos", "exfat", "fuse.fusefat", "fuse.exfat", "fuseblk"].contains(mount.fsType)
+        let fat =
+            ["vfat", "msdos", "exfat", "fuse.fusefat", "fuse.exfat", "fuseblk"].contains(mount.fsType)
             && precision.nanoseconds >= 1_000_000_000
         return LocalEndpoint(root: path, timePrecision: precision.nanoseconds, keepsModes: !fat, keepsSymlinks: !fat)
     }
@@ -75,7 +81,8 @@ public struct EndpointResolver {
             if let resolved = realpath(candidate, nil) {
                 defer { free(resolved) }
                 let base = String(cString: resolved)
-                return suffix.isEmpty ? base : (base == "/" ? "" : base) + "/" + suffix.reversed().joined(separator: "/")
+                return suffix.isEmpty
+                    ? base : (base == "/" ? "" : base) + "/" + suffix.reversed().joined(separator: "/")
             }
             guard let last = components.popLast() else { return path }
             suffix.append(last)
@@ -131,7 +138,9 @@ public struct EndpointResolver {
         let found = candidates(for: device)
         if found.isEmpty {
             var message = "the \(role) drive \(device.summary) is not mounted"
-            if devices.allSatisfy({ !$0.udevInitialized }) && (device.label != nil || device.uuid != nil || device.serial != nil) {
+            if devices.allSatisfy({ !$0.udevInitialized })
+                && (device.label != nil || device.uuid != nil || device.serial != nil)
+            {
                 message += " (udev knows no drive identities here: is systemd-udevd running?)"
             }
             throw PreconditionError(message)
@@ -140,7 +149,8 @@ public struct EndpointResolver {
             let points = Set(found.map(\.mountPoint))
             if points.count > 1 {
                 throw PreconditionError(
-                    "\(points.count) mounted drives match the \(role) \(device.summary) (\(points.sorted().joined(separator: ", "))); add a file_check to tell them apart")
+                    "\(points.count) mounted drives match the \(role) \(device.summary) (\(points.sorted().joined(separator: ", "))); add a file_check to tell them apart"
+                )
             }
             return found[0]
         }
@@ -158,7 +168,8 @@ public struct EndpointResolver {
         }
         if passed.count > 1 {
             throw PreconditionError(
-                "\(passed.count) mounted drives pass the \(role) File Check (\(passed.map(\.0).joined(separator: ", "))); give the check a regex that tells them apart")
+                "\(passed.count) mounted drives pass the \(role) File Check (\(passed.map(\.0).joined(separator: ", "))); give the check a regex that tells them apart"
+            )
         }
         return passed[0]
     }

@@ -18,9 +18,13 @@ public enum EndpointSyntax {
                 case "serial": device.serial = parts[1]
                 case "directory", "dir": device.directory = parts[1].split(separator: "/").joined(separator: "/")
                 case "mount":
-                    guard parts[1] == "auto" || parts[1] == "manual" else { throw UsageError("mount=\(parts[1]) is not auto or manual") }
+                    guard parts[1] == "auto" || parts[1] == "manual" else {
+                        throw UsageError("mount=\(parts[1]) is not auto or manual")
+                    }
                     device.mountAuto = parts[1] == "auto"
-                default: throw UsageError("unknown device field \"\(parts[0])\" in \"\(text)\" (label, uuid, serial, directory, mount)")
+                default:
+                    throw UsageError(
+                        "unknown device field \"\(parts[0])\" in \"\(text)\" (label, uuid, serial, directory, mount)")
                 }
             }
             return .device(device)
@@ -45,7 +49,8 @@ public enum EndpointSyntax {
             ftp.tls = scheme == "ftps://" ? .explicit : .none
             return .ftp(ftp)
         }
-        throw UsageError("\"\(text)\" is not an endpoint: give /absolute/path, device:label=…,directory=…, or ftp://user@host/dir")
+        throw UsageError(
+            "\"\(text)\" is not an endpoint: give /absolute/path, device:label=…,directory=…, or ftp://user@host/dir")
     }
 
     public static func parseRule(_ text: String) throws -> ScheduleRule {
@@ -82,18 +87,25 @@ public enum EndpointSyntax {
         guard index + 1 < words.count else { throw fail("needs 'at HH:MM' or 'every N(m|h)'") }
         switch words[index] {
         case "at":
-            guard let minute = DefinitionsParser.clockMinutes(words[index + 1]) else { throw fail("\"\(words[index + 1])\" is not HH:MM") }
+            guard let minute = DefinitionsParser.clockMinutes(words[index + 1]) else {
+                throw fail("\"\(words[index + 1])\" is not HH:MM")
+            }
             rule.when = .at(minute)
         case "every":
-            guard let minutes = DefinitionsParser.intervalMinutes(words[index + 1]) else { throw fail("\"\(words[index + 1])\" is not like 30m or 2h") }
+            guard let minutes = DefinitionsParser.intervalMinutes(words[index + 1]) else {
+                throw fail("\"\(words[index + 1])\" is not like 30m or 2h")
+            }
             rule.when = .every(minutes)
         default: throw fail("expected 'at' or 'every', found \"\(words[index])\"")
         }
         index += 2
         if index < words.count {
-            guard words[index] == "between", index + 1 < words.count, case .every = rule.when else { throw fail("unexpected \"\(words[index])\"") }
+            guard words[index] == "between", index + 1 < words.count, case .every = rule.when else {
+                throw fail("unexpected \"\(words[index])\"")
+            }
             let parts = words[index + 1].split(separator: "-").map(String.init)
-            guard parts.count == 2, let start = DefinitionsParser.clockMinutes(parts[0]), let end = DefinitionsParser.clockMinutes(parts[1]), start < end
+            guard parts.count == 2, let start = DefinitionsParser.clockMinutes(parts[0]),
+                let end = DefinitionsParser.clockMinutes(parts[1]), start < end
             else { throw fail("\"\(words[index + 1])\" is not HH:MM-HH:MM") }
             rule.between = start...end
             index += 2

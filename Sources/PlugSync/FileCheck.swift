@@ -1,7 +1,8 @@
+import SyncEngine
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import SyncEngine
 
 /// `<path>=[<regex>]`: the run starts only if `path` exists and, with a regex, its content
 /// matches. This tells the right drive from a wrong one.
@@ -75,7 +76,8 @@ public struct FileCheck: Sendable, Equatable, CustomStringConvertible {
         // Match each line as well as the whole, so `^id$` works on a file ending in a newline.
         let text = Array(content[..<total])
         guard let regex = try? IgnoreList([pattern]) else { return "bad regex" }
-        let candidates = [text] + text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init)
+        let candidates =
+            [text] + text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init)
         for candidate in candidates where !candidate.contains(0) {
             if regex.matches(FileName(bytes: candidate)) { return nil }
         }

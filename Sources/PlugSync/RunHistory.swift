@@ -41,7 +41,9 @@ public final class RunHistory {
 
     public init(stateDirectory: String) throws {
         path = stateDirectory + "/history.sqlite"
-        if sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nil) != SQLITE_OK {
+        if sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nil)
+            != SQLITE_OK
+        {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close(db)
             throw UsageError("cannot open the run history \(path): \(message)")
@@ -75,7 +77,8 @@ public final class RunHistory {
 
     public func record(_ run: RunRecord) throws {
         var statement: OpaquePointer?
-        let sql = "INSERT INTO runs (definition, trigger, started, seconds, result, transferred, deleted, skipped, failed, bytes, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        let sql =
+            "INSERT INTO runs (definition, trigger, started, seconds, result, transferred, deleted, skipped, failed, bytes, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
         guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else {
             throw UsageError("run history \(path): \(String(cString: sqlite3_errmsg(db)))")
         }
@@ -99,18 +102,22 @@ public final class RunHistory {
     /// The most recent runs of a definition, newest first.
     public func runs(of definition: String, limit: Int = 1) -> [RunRecord] {
         var statement: OpaquePointer?
-        let sql = "SELECT definition, trigger, started, seconds, result, transferred, deleted, skipped, failed, bytes, message FROM runs WHERE definition = ? ORDER BY started DESC, id DESC LIMIT ?"
+        let sql =
+            "SELECT definition, trigger, started, seconds, result, transferred, deleted, skipped, failed, bytes, message FROM runs WHERE definition = ? ORDER BY started DESC, id DESC LIMIT ?"
         guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else { return [] }
         defer { sqlite3_finalize(statement) }
         sqlite3_bind_text(statement, 1, definition, -1, Self.transient)
         sqlite3_bind_int64(statement, 2, Int64(limit))
         var records: [RunRecord] = []
         while sqlite3_step(statement) == SQLITE_ROW {
-            func text(_ column: Int32) -> String { sqlite3_column_text(statement, column).map { String(cString: $0) } ?? "" }
+            func text(_ column: Int32) -> String {
+                sqlite3_column_text(statement, column).map { String(cString: $0) } ?? ""
+            }
             func int(_ column: Int32) -> Int { Int(sqlite3_column_int64(statement, column)) }
             records.append(
                 RunRecord(
-                    definition: text(0), trigger: text(1), started: Date(timeIntervalSince1970: sqlite3_column_double(statement, 2)),
+                    definition: text(0), trigger: text(1),
+                    started: Date(timeIntervalSince1970: sqlite3_column_double(statement, 2)),
                     seconds: sqlite3_column_double(statement, 3), result: text(4), transferred: int(5), deleted: int(6),
                     skipped: int(7), failed: int(8), bytes: sqlite3_column_int64(statement, 9), message: text(10)))
         }

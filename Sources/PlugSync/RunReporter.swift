@@ -1,8 +1,9 @@
+import Foundation
+import SyncEngine
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import Foundation
-import SyncEngine
 
 /// A plain-text log that every run of a definition appends to, one timestamped line each.
 public final class LogFile {
@@ -128,7 +129,9 @@ public final class RunReporter: SyncObserver, @unchecked Sendable {
     }
 
     public func removedTemporaryFile(_ path: FileName) {
-        say(ActionFormatter.format(verb: "Removing", reason: "temporary file of an interrupted run", path: path.description))
+        say(
+            ActionFormatter.format(
+                verb: "Removing", reason: "temporary file of an interrupted run", path: path.description))
     }
 
     public func transferred(bytes: Int64) {
@@ -147,11 +150,13 @@ public final class RunReporter: SyncObserver, @unchecked Sendable {
         flushOut()
         let elapsed = max(now.timeIntervalSince(p.started), 0.001)
         let rate = Double(p.bytes) / elapsed
-        let fraction = p.totalBytes > 0 ? Double(p.bytes) / Double(p.totalBytes) : Double(p.files) / Double(max(p.totalFiles, 1))
+        let fraction =
+            p.totalBytes > 0 ? Double(p.bytes) / Double(p.totalBytes) : Double(p.files) / Double(max(p.totalFiles, 1))
         let width = 24
         let filled = min(width, Int(fraction * Double(width)))
         let eta = rate > 0 && p.totalBytes > p.bytes ? Double(p.totalBytes - p.bytes) / rate : 0
-        let bar = "[" + String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled) + "] "
+        let bar =
+            "[" + String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled) + "] "
             + "\(p.files)/\(p.totalFiles) files  \(formatBytes(p.bytes))/\(formatBytes(p.totalBytes))  "
             + "\(formatBytes(Int64(rate)))/s  ETA \(Int(eta.rounded()))s"
         writeAll(2, Array(bar.utf8))

@@ -1,7 +1,8 @@
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import Foundation
 
 /// Where plugsync keeps its run history and locks: `$PLUGSYNC_STATE_DIR`, else
 /// `/var/lib/plugsync` for root, else `$XDG_STATE_HOME/plugsync` (`~/.local/state/plugsync`).
@@ -9,7 +10,8 @@ public enum StateDirectory {
     public static func path(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let explicit = environment["PLUGSYNC_STATE_DIR"], !explicit.isEmpty { return explicit }
         if getuid() == 0 { return "/var/lib/plugsync" }
-        let base = environment["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+        let base =
+            environment["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? ((environment["HOME"] ?? "/tmp") + "/.local/state")
         return base + "/plugsync"
     }

@@ -68,19 +68,24 @@ public final class SyncRunner {
         defer { withExtendedLifetime(lock) {} }
         let started = Date()
         let mode = options.dryRun ? " (dry run: nothing is changed)" : ""
-        reporter.say("Sync \(definition.name) started (\(definition.type.rawValue), trigger: \(options.trigger))\(mode)")
+        reporter.say(
+            "Sync \(definition.name) started (\(definition.type.rawValue), trigger: \(options.trigger))\(mode)")
         do {
             let statistics = try execute(definition, options: options, reporter: reporter, started: started)
             let status: RunOutcome.Status = statistics.failed > 0 ? .failures : .success
             return finish(definition, options, reporter, status, statistics, "", started: started)
         } catch let error as PreconditionError {
-            return finish(definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
+            return finish(
+                definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
         } catch {
             return finish(definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
         }
     }
 
-    private func execute(_ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date) throws -> SyncStatistics {
+    private func execute(_ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date) throws
+        -> SyncStatistics
+    {
+        var timer = PhaseTimer()
         let resolver = self.resolver()
         let source = try resolver.resolve(definition.source, role: "source")
         let destination = try resolver.resolve(definition.destination, role: "destination")
@@ -90,26 +95,32 @@ public final class SyncRunner {
 
         // Safety rail 1: an absent source never empties a mirror.
         if try source.endpoint.rootState() == .missing {
-            throw PreconditionError("the source folder \(source.endpoint.displayName) does not exist; nothing was changed")
+            throw PreconditionError(
+                "the source folder \(source.endpoint.displayName) does not exist; nothing was changed")
         }
+        timer.mark("resolve")
         let ignore = try IgnoreList(definition.ignore)
         var sourceListing = Listing()
         var destinationListing = Listing()
         DispatchQueue.concurrentPerform(iterations: 2) { side in
             if side == 0 {
                 sourceListing = source.endpoint.list(
-                    recursive: definition.recursive, filter: ListingFilter(ignore: ignore, excludedPaths: source.excluded))
+                    recursive: definition.recursive,
+                    filter: ListingFilter(ignore: ignore, excludedPaths: source.excluded))
             } else {
                 destinationListing = destination.endpoint.list(
-                    recursive: definition.recursive, filter: ListingFilter(ignore: ignore, excludedPaths: destination.excluded))
+                    recursive: definition.recursive,
+                    filter: ListingFilter(ignore: ignore, excludedPaths: destination.excluded))
             }
         }
         for error in sourceListing.errors { reporter.say("Cannot list \(error)") }
         for error in destinationListing.errors { reporter.say("Cannot list \(error)") }
+        timer.mark("list")
         let destinationCount = destinationListing.count
         if definition.type == .mirror && sourceListing.entries.isEmpty && destinationCount > 0 && !options.forceDelete {
             throw PreconditionError(
-                "the source folder \(source.endpoint.displayName) is empty but the destination holds \(destinationCount) entries; an empty source must not wipe a mirror (use --force-delete if you mean it)")
+                "the source folder \(source.endpoint.displayName) is empty but the destination holds \(destinationCount) entries; an empty source must not wipe a mirror (use --force-delete if you mean it)"
+            )
         }
 
         let tolerance = max(source.endpoint.capabilities.timePrecision, destination.endpoint.capabilities.timePrecision)
@@ -118,6 +129,7 @@ public final class SyncRunner {
             destinationKeepsTimes: destination.endpoint.capabilities.setsModificationTimes)
         var plan = planner.plan(source: sourceListing.entries, destination: destinationListing.entries)
 
+        timer.mark("plan")
         // Safety rail 2: a listing with errors deletes nothing (an unreadable folder is not empty).
         let listingFailed = !sourceListing.errors.isEmpty || !destinationListing.errors.isEmpty
         if listingFailed && plan.deletionCount > 0 {
@@ -136,27 +148,33 @@ public final class SyncRunner {
         }
         // Safety rail 3: max_delete.
         let deletions = plan.deletionCount
-        if definition.type == .mirror && !definition.maxDelete.allows(deletions, of: destinationCount) && !options.forceDelete {
+        if definition.type == .mirror && !definition.maxDelete.allows(deletions, of: destinationCount)
+            && !options.forceDelete
+        {
             throw PreconditionError(
-                "the mirror would delete \(deletions) of \(destinationCount) destination entries, more than max_delete (\(definition.maxDelete)); nothing was changed (use --force-delete if you mean it)")
+                "the mirror would delete \(deletions) of \(destinationCount) destination entries, more than max_delete (\(definition.maxDelete)); nothing was changed (use --force-delete if you mean it)"
+            )
         }
 
         if !options.dryRun, try destination.endpoint.rootState() == .missing {
             try destination.endpoint.prepareRoot()
         }
-        let formatter = ActionFormatter(source: source.endpoint.capabilities, destination: destination.endpoint.capabilities)
+        let formatter = ActionFormatter(
+            source: source.endpoint.capabilities, destination: destination.endpoint.capabilities)
         let transfers = plan.actions.filter { $0.kind == .transfer || $0.kind == .replace }
         reporter.begin(formatter: formatter, files: transfers.count, bytes: plan.transferBytes)
         let executor = Executor(
             source: source.endpoint, destination: destination.endpoint,
             parallelism: definition.parallel ?? 4, observer: reporter)
-        var statistics = executor.execute(plan, temporaryFiles: destinationListing.temporaryFiles, dryRun: options.dryRun)
+        var statistics = executor.execute(
+            plan, temporaryFiles: destinationListing.temporaryFiles, dryRun: options.dryRun)
         if !options.dryRun && destination.drive != nil {
             do { try destination.endpoint.flush() } catch {
                 reporter.say("Cannot flush the destination drive: \(error)")
                 statistics.failed += 1
             }
         }
+        timer.mark("execute")
         if listingFailed { statistics.failed += sourceListing.errors.count + destinationListing.errors.count }
         return statistics
     }
@@ -184,7 +202,8 @@ public final class SyncRunner {
     }
 
     /// `Done: 12 copied (1.2 MiB), 1 folder created, 1 deleted, 100 skipped, 0 failed in 0.52 s (2.3 MiB/s)`.
-    public static func summary(_ s: SyncStatistics, seconds: Double, dryRun: Bool, status: RunOutcome.Status) -> String {
+    public static func summary(_ s: SyncStatistics, seconds: Double, dryRun: Bool, status: RunOutcome.Status) -> String
+    {
         let head: String
         switch status {
         case .success: head = dryRun ? "Dry run" : "Done"
@@ -193,11 +212,24 @@ public final class SyncRunner {
         case .error: head = "Failed"
         }
         let rate = seconds > 0 ? Int64(Double(s.bytes) / seconds) : 0
-        var text = "\(head): \(s.transferred) copied (\(formatBytes(s.bytes))), \(s.foldersCreated) folders created, "
+        var text =
+            "\(head): \(s.transferred) copied (\(formatBytes(s.bytes))), \(s.foldersCreated) folders created, "
             + "\(s.deleted) deleted, \(s.skipped) skipped, \(s.failed) failed"
         if s.temporaryFilesRemoved > 0 { text += ", \(s.temporaryFilesRemoved) leftover temporary files removed" }
         text += String(format: " in %.2f s", seconds) + " (\(formatBytes(rate))/s)"
         return text
+    }
+}
+
+/// Phase timings on stderr when `PLUGSYNC_TIMING` is set: where a run spends its time.
+struct PhaseTimer {
+    static let enabled = ProcessInfo.processInfo.environment["PLUGSYNC_TIMING"] != nil
+    private var last = DispatchTime.now().uptimeNanoseconds
+    mutating func mark(_ phase: String) {
+        guard Self.enabled else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        printError("timing: \(phase) " + String(format: "%.1f ms", Double(now - last) / 1e6))
+        last = now
     }
 }
 

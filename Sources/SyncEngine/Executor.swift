@@ -132,7 +132,10 @@ public final class Executor: @unchecked Sendable {
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             while true {
                 var index = 0
-                next.update { index = $0.transferred; $0.transferred += 1 }
+                next.update {
+                    index = $0.transferred
+                    $0.transferred += 1
+                }
                 if index >= actions.count { return }
                 let action = actions[index]
                 record(action, transfer(action), stats)

@@ -25,6 +25,8 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
     /// The name for display; bytes that are not UTF-8 are shown as `\xNN`, control characters
     /// as `\xNN` too, so a hostile name cannot move the terminal's cursor.
     public var description: String {
+        // Fast path: printable ASCII, which is nearly every name.
+        if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) { return String(decoding: bytes, as: UTF8.self) }
         var out = ""
         if let text = String(validating: bytes, as: UTF8.self) {
             for scalar in text.unicodeScalars {

@@ -1,7 +1,9 @@
+import CPosix
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import CPosix
 
 /// A folder on a local or mounted filesystem, worked on with the system's calls directly.
 public final class LocalEndpoint: Endpoint, @unchecked Sendable {
@@ -93,7 +95,9 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     static func name(of item: UnsafeMutablePointer<dirent>) -> [UInt8] {
         withUnsafePointer(to: &item.pointee.d_name) { tuple in
             tuple.withMemoryRebound(to: UInt8.self, capacity: 256) { bytes in
-                Array(UnsafeBufferPointer(start: bytes, count: strlen(UnsafeRawPointer(bytes).assumingMemoryBound(to: CChar.self))))
+                Array(
+                    UnsafeBufferPointer(
+                        start: bytes, count: strlen(UnsafeRawPointer(bytes).assumingMemoryBound(to: CChar.self))))
             }
         }
     }
@@ -125,11 +129,14 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 continue
             }
             if filter.ignore.matches(name) || filter.excludedPaths.contains(path) { continue }
-            let status = item.pointee.d_name.0 == 0 ? -1 : withUnsafePointer(to: &item.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) {
-                    fstatat(dirfd(dir), $0, &st, AT_SYMLINK_NOFOLLOW)
+            let status =
+                item.pointee.d_name.0 == 0
+                ? -1
+                : withUnsafePointer(to: &item.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: 256) {
+                        fstatat(dirfd(dir), $0, &st, AT_SYMLINK_NOFOLLOW)
+                    }
                 }
-            }
             if status != 0 {
                 if errno != ENOENT {  // vanished since readdir: not an error
                     listing.errors.append(SystemError("stat", path: display(path), errno: errno))
@@ -163,7 +170,9 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 let length = withUnsafePointer(to: &item.pointee.d_name) {
                     $0.withMemoryRebound(to: CChar.self, capacity: 256) { cName in
                         buffer.withUnsafeMutableBufferPointer {
-                            readlinkat(dirfd(dir), cName, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count)
+                            readlinkat(
+                                dirfd(dir), cName,
+                                UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count)
                         }
                     }
                 }
@@ -228,7 +237,68 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         return parent.appending(FileName(bytes: name))
     }
 
+    /// Whether `O_TMPFILE` works here; FUSE filesystems (fusefat, exfat-fuse) refuse it.
+    private let anonymousFiles = ManagedFlag(true)
+
     public func receive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
+    ) throws {
+        // An anonymous file in the destination folder, linked under its final name only when
+        // complete: one directory operation instead of two, and nothing left behind by a crash.
+        if anonymousFiles.value {
+            let folder = absolute(path.parent)
+            let fd = open(folder, O_WRONLY | cposix_o_tmpfile | O_CLOEXEC, 0o600)
+            if fd >= 0 {
+                try receiveAnonymous(fd: fd, path, from: file, entry: entry, progress: progress)
+                return
+            }
+            if errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL {
+                anonymousFiles.value = false
+            } else {
+                throw SystemError("create", path: display(path), errno: errno)
+            }
+        }
+        try receiveNamed(path, from: file, entry: entry, progress: progress)
+    }
+
+    private func receiveAnonymous(
+        fd: Int32, _ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
+    ) throws {
+        var open = true
+        defer { if open { close(fd) } }
+        try copyContents(from: file, to: fd, path: path, expected: entry.size, progress: progress)
+        try finishAttributes(fd: fd, path: path, entry: entry)
+        let procPath = "/proc/self/fd/\(fd)"
+        let final = absolute(path)
+        if linkat(AT_FDCWD, procPath, AT_FDCWD, final, AT_SYMLINK_FOLLOW) == 0 {
+            open = false
+            if close(fd) != 0 { throw SystemError("close", path: display(path), errno: errno) }
+            return
+        }
+        guard errno == EEXIST else { throw SystemError("link", path: display(path), errno: errno) }
+        // Replacing a file: link under the temporary name, then rename over the old one.
+        let temporary = absolute(Self.temporaryName(for: path))
+        unlink(temporary)
+        if linkat(AT_FDCWD, procPath, AT_FDCWD, temporary, AT_SYMLINK_FOLLOW) != 0 {
+            throw SystemError("link", path: display(path), errno: errno)
+        }
+        if rename(temporary, final) != 0 {
+            let code = errno
+            unlink(temporary)
+            throw SystemError("rename", path: display(path), errno: code)
+        }
+    }
+
+    private func finishAttributes(fd: Int32, path: FileName, entry: Entry) throws {
+        if capabilities.keepsModes, let mode = entry.mode {
+            if fchmod(fd, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
+        }
+        var times = [timespec(tv_sec: 0, tv_nsec: cposix_utime_omit), Self.timespecOf(entry.mtime)]
+        if futimens(fd, &times) != 0 { throw SystemError("set time", path: display(path), errno: errno) }
+    }
+
+    /// The portable way: a temporary name in the destination folder, renamed when complete.
+    private func receiveNamed(
         _ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
     ) throws {
         let temporary = Self.temporaryName(for: path)
@@ -248,11 +318,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             }
         }
         try copyContents(from: file, to: fd, path: temporary, expected: entry.size, progress: progress)
-        if capabilities.keepsModes, let mode = entry.mode {
-            if fchmod(fd, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
-        }
-        var times = [timespec(tv_sec: 0, tv_nsec: cposix_utime_omit), Self.timespecOf(entry.mtime)]
-        if futimens(fd, &times) != 0 { throw SystemError("set time", path: display(path), errno: errno) }
+        try finishAttributes(fd: fd, path: path, entry: entry)
         let closed = close(fd)
         succeeded = true  // the descriptor is closed either way
         if closed != 0 {
@@ -276,16 +342,20 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     ) throws {
         if let input = file.localDescriptor {
             var useCopyRange = true
+            var copied: Int64 = 0
             while useCopyRange {
                 let n = cposix_copy_file_range(input, fd, 1 << 30)
                 if n > 0 {
                     progress(Int64(n))
+                    copied += Int64(n)
+                    if copied == expected { return }  // the listed size: no call just to read the end
                     continue
                 }
                 if n == 0 { return }
                 switch errno {
                 case EINTR: continue
                 case EXDEV, EINVAL, ENOSYS, EOPNOTSUPP, EPERM, EBADF:
+                    guard copied == 0 else { throw SystemError("write", path: display(path), errno: errno) }
                     useCopyRange = false  // e.g. FUSE or another filesystem type: fall back to read/write
                 default:
                     throw SystemError("write", path: display(path), errno: errno)
@@ -357,5 +427,24 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         if fd < 0 { throw SystemError("open", path: root, errno: errno) }
         defer { close(fd) }
         if cposix_syncfs(fd) != 0 { throw SystemError("syncfs", path: root, errno: errno) }
+    }
+}
+
+/// A flag that several threads read and that flips at most once.
+final class ManagedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Bool
+    init(_ value: Bool) { stored = value }
+    var value: Bool {
+        get {
+            lock.lock()
+            defer { lock.unlock() }
+            return stored
+        }
+        set {
+            lock.lock()
+            stored = newValue
+            lock.unlock()
+        }
     }
 }

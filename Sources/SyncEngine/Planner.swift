@@ -62,7 +62,8 @@ public struct Planner: Sendable {
     private func sourceOnly(_ entry: Entry, path: FileName, into plan: inout SyncPlan) {
         switch entry.kind {
         case .file, .symlink:
-            plan.actions.append(Action(kind: .transfer, path: path, source: entry, destination: nil, reason: .fileNotFound))
+            plan.actions.append(
+                Action(kind: .transfer, path: path, source: entry, destination: nil, reason: .fileNotFound))
         case .directory:
             guard let children = entry.children else { return }  // not recursive
             plan.actions.append(
@@ -95,16 +96,19 @@ public struct Planner: Sendable {
         switch source.kind {
         case .file:
             if let reason = difference(source: source, destination: destination) {
-                plan.actions.append(Action(kind: .transfer, path: path, source: source, destination: destination, reason: reason))
+                plan.actions.append(
+                    Action(kind: .transfer, path: path, source: source, destination: destination, reason: reason))
             } else {
-                plan.actions.append(Action(kind: .skip, path: path, source: source, destination: destination, reason: .upToDate))
+                plan.actions.append(
+                    Action(kind: .skip, path: path, source: source, destination: destination, reason: .upToDate))
             }
         case .symlink:
             if source.linkTarget != destination.linkTarget {
                 plan.actions.append(
                     Action(kind: .transfer, path: path, source: source, destination: destination, reason: .linkDiffers))
             } else {
-                plan.actions.append(Action(kind: .skip, path: path, source: source, destination: destination, reason: .upToDate))
+                plan.actions.append(
+                    Action(kind: .skip, path: path, source: source, destination: destination, reason: .upToDate))
             }
         case .directory:
             guard let children = source.children else { return }

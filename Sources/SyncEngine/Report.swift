@@ -31,6 +31,8 @@ public struct SyncStatistics: Sendable, Equatable {
 /// Formats action lines in the second seed's style:
 /// `Copying     (destination file not found)     about.html`.
 public struct ActionFormatter: Sendable {
+    /// "Skipping    (destination file is up to date)    ", the line a no-op run repeats.
+    private var skipPrefix = ""
     /// The word for the destination side in reasons: "destination", "remote" or "local".
     public var side: String
     /// The verb for a transfer: "Copying", "Uploading" or "Downloading".
@@ -47,6 +49,7 @@ public struct ActionFormatter: Sendable {
             side = "destination"
             transferVerb = "Copying"
         }
+        skipPrefix = Self.format(verb: "Skipping", reason: Reason.upToDate.text(side: side), path: "")
     }
 
     public func verb(for action: Action, outcome: Outcome) -> String {
@@ -66,23 +69,29 @@ public struct ActionFormatter: Sendable {
     }
 
     public func line(for action: Action, outcome: Outcome) -> String {
-        var reason = action.reason.text(side: side)
-        switch outcome {
-        case .failed(let message): reason += "; " + message
-        case .kept(let message): reason = message
-        default: break
-        }
         var path = action.path.description
         if action.kind == .createFolder || (action.destination?.kind == .directory && action.kind == .delete) {
             path += "/"
         }
-        return Self.format(verb: verb(for: action, outcome: outcome), reason: reason, path: path)
+        switch (outcome, action.kind, action.reason) {
+        case (.done, .skip, .upToDate), (.planned, .skip, .upToDate):
+            return skipPrefix + path  // the common line of a no-op run, made once
+        case (.failed(let message), _, _):
+            return Self.format(verb: "Failed", reason: action.reason.text(side: side) + "; " + message, path: path)
+        case (.kept(let message), _, _):
+            return Self.format(verb: "Keeping", reason: message, path: path)
+        default:
+            return Self.format(
+                verb: verb(for: action, outcome: outcome), reason: action.reason.text(side: side), path: path)
+        }
     }
 
     public static func format(verb: String, reason: String, path: String) -> String {
-        let verbColumn = verb.padding(toLength: 12)
-        let reasonColumn = "(\(reason))".padding(toLength: 35)
-        return verbColumn + reasonColumn + " " + path
+        var line = verb.padding(toLength: 12)
+        line.reserveCapacity(64 + path.utf8.count)
+        line += "(" + reason + ")"
+        if line.utf8.count < 47 { line += String(repeating: " ", count: 47 - line.utf8.count) }
+        return line + " " + path
     }
 }
 

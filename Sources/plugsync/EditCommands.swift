@@ -10,11 +10,14 @@ struct DefinitionFlags: ParsableArguments {
     @Option(help: "Source endpoint: /path, device:label=…,directory=…, or ftp://user@host/dir.") var source: String?
     @Option(help: "Destination endpoint, same forms as --source.") var destination: String?
     @Option(name: .customLong("source-check"), help: "File Check on the source: path[=regex].") var sourceCheck: String?
-    @Option(name: .customLong("destination-check"), help: "File Check on the destination: path[=regex].") var destinationCheck: String?
+    @Option(name: .customLong("destination-check"), help: "File Check on the destination: path[=regex].")
+    var destinationCheck: String?
     @Option(help: "Regex of names to ignore (repeat for several; replaces the list).") var ignore: [String] = []
     @Option(name: .customLong("log-file"), help: "Absolute path of the definition's log.") var logFile: String?
-    @Option(name: .customLong("max-delete"), help: "Most a mirror may delete: a count or a percentage.") var maxDelete: String?
-    @Option(help: "Schedule rule, e.g. \"mon,fri at 18:30\" (repeat; replaces the schedule).") var schedule: [String] = []
+    @Option(name: .customLong("max-delete"), help: "Most a mirror may delete: a count or a percentage.") var maxDelete:
+        String?
+    @Option(help: "Schedule rule, e.g. \"mon,fri at 18:30\" (repeat; replaces the schedule).") var schedule: [String] =
+        []
     @Flag(inversion: .prefixedNo, help: "Synchronize subfolders too.") var recursive: Bool?
     @Flag(inversion: .prefixedEnableDisable, help: "Whether the definition runs at all.") var enabled: Bool?
 
@@ -22,13 +25,17 @@ struct DefinitionFlags: ParsableArguments {
         if let description { definition.description = description.isEmpty ? nil : description }
         if let group { definition.group = group.isEmpty ? nil : group }
         if let type {
-            guard let value = SyncType(rawValue: type) else { throw UsageError("--type \(type): give mirror or backup") }
+            guard let value = SyncType(rawValue: type) else {
+                throw UsageError("--type \(type): give mirror or backup")
+            }
             definition.type = value
         }
         if let source { definition.source.location = try EndpointSyntax.parseLocation(source) }
         if let destination { definition.destination.location = try EndpointSyntax.parseLocation(destination) }
         if let sourceCheck { definition.source.fileCheck = try Self.check(sourceCheck, flag: "--source-check") }
-        if let destinationCheck { definition.destination.fileCheck = try Self.check(destinationCheck, flag: "--destination-check") }
+        if let destinationCheck {
+            definition.destination.fileCheck = try Self.check(destinationCheck, flag: "--destination-check")
+        }
         if !ignore.isEmpty { definition.ignore = ignore.filter { !$0.isEmpty } }
         if let logFile { definition.logFile = logFile.isEmpty ? nil : logFile }
         if let maxDelete {
@@ -54,7 +61,9 @@ struct DefinitionFlags: ParsableArguments {
 struct Add: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Add a definition.",
-        discussion: "Example: plugsync add docs --source /home/ana/Documents --destination device:label=BLUEDISK,directory=backups/docs --destination-check '.plugsync-id=^ana-blue$'")
+        discussion:
+            "Example: plugsync add docs --source /home/ana/Documents --destination device:label=BLUEDISK,directory=backups/docs --destination-check '.plugsync-id=^ana-blue$'"
+    )
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The new definition's name.") var name: String
     @OptionGroup var fields: DefinitionFlags
@@ -65,7 +74,8 @@ struct Add: ParsableCommand {
                 throw UsageError("add needs --source and --destination")
             }
             var file = try options.load(allowMissing: true)
-            var definition = Definition(name: name, source: EndpointSpec(.local(path: "/")), destination: EndpointSpec(.local(path: "/")))
+            var definition = Definition(
+                name: name, source: EndpointSpec(.local(path: "/")), destination: EndpointSpec(.local(path: "/")))
             try fields.apply(to: &definition)
             try file.add(definition)
             try file.save()
@@ -75,7 +85,8 @@ struct Add: ParsableCommand {
 }
 
 struct Edit: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Change fields of a definition; the others stay as they are.")
+    static let configuration = CommandConfiguration(
+        abstract: "Change fields of a definition; the others stay as they are.")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition to change.") var name: String
     @Option(help: "A new name.") var rename: String?
@@ -95,7 +106,8 @@ struct Edit: ParsableCommand {
 }
 
 struct Copy: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Copy a definition under a new name, with optional changes.")
+    static let configuration = CommandConfiguration(
+        abstract: "Copy a definition under a new name, with optional changes.")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition to copy.") var name: String
     @Argument(help: "The copy's name.") var newName: String
@@ -115,7 +127,8 @@ struct Copy: ParsableCommand {
 }
 
 struct Delete: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Delete a definition (its files and logs are left alone).")
+    static let configuration = CommandConfiguration(
+        abstract: "Delete a definition (its files and logs are left alone).")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition to delete.") var name: String
 

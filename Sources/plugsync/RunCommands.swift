@@ -55,14 +55,17 @@ struct Log: ParsableCommand {
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition.") var name: String
     @Option(name: [.short, .customLong("lines")], help: "Print only the last N lines.") var count: Int?
-    @Flag(name: .shortAndLong, help: "Follow the running sync (or wait for the next one) until it ends.") var follow = false
+    @Flag(name: .shortAndLong, help: "Follow the running sync (or wait for the next one) until it ends.") var follow =
+        false
 
     func run() throws {
         try failing {
             let file = try options.load()
             let definition = try file.definition(named: name)
             guard let path = definition.logFile else {
-                throw UsageError("definition \"\(name)\" has no log_file; set one with: plugsync edit \(name) --log-file /var/log/plugsync/\(name).txt")
+                throw UsageError(
+                    "definition \"\(name)\" has no log_file; set one with: plugsync edit \(name) --log-file /var/log/plugsync/\(name).txt"
+                )
             }
             var offset = try printExisting(path)
             guard follow else { return }

@@ -12,7 +12,8 @@ struct List: ParsableCommand {
             var rows = [["NAME", "TYPE", "GROUP", "SOURCE", "DESTINATION", "DESCRIPTION"]]
             for d in file.definitions {
                 rows.append([
-                    d.name + (d.enabled ? "" : " (disabled)"), d.type.rawValue, d.group ?? "-", d.source.location.summary,
+                    d.name + (d.enabled ? "" : " (disabled)"), d.type.rawValue, d.group ?? "-",
+                    d.source.location.summary,
                     d.destination.location.summary, d.description ?? "",
                 ])
             }
@@ -63,7 +64,8 @@ struct Check: ParsableCommand {
                     if let drive = resolved.drive { line += " on \(drive)" }
                     if let check = spec.fileCheck { line += "; File Check \(check) passed" }
                     let state = try resolved.endpoint.rootState()
-                    line += state == .missing ? "; folder does not exist yet" : (state == .empty ? "; folder is empty" : "")
+                    line +=
+                        state == .missing ? "; folder does not exist yet" : (state == .empty ? "; folder is empty" : "")
                     print(line)
                 } catch let error as PreconditionError {
                     print("\(role): \(error)")
@@ -111,7 +113,8 @@ struct Devices: ParsableCommand {
             let definitions = (try? options.load().definitions) ?? []
             let resolver = EndpointResolver()
             var rows = [["DEVICE", "TYPE", "LABEL", "UUID", "SERIAL", "MOUNTED AT", "MATCHES"]]
-            for block in resolver.devices where block.fsUsage == "filesystem" || !resolver.mountPoints(of: block).isEmpty {
+            for block in resolver.devices
+            where block.fsUsage == "filesystem" || !resolver.mountPoints(of: block).isEmpty {
                 let points = resolver.mountPoints(of: block)
                 var matches: [String] = []
                 for d in definitions {
@@ -123,14 +126,17 @@ struct Devices: ParsableCommand {
                         var note = d.name
                         if let check = spec.fileCheck {
                             let passed = points.contains { check.failure(root: $0) == nil }
-                            note += passed ? " (File Check passed)" : (points.isEmpty ? " (not mounted)" : " (File Check failed)")
+                            note +=
+                                passed
+                                ? " (File Check passed)" : (points.isEmpty ? " (not mounted)" : " (File Check failed)")
                         }
                         matches.append(note)
                     }
                 }
                 rows.append([
                     block.devnode, block.fsType ?? "-", block.label ?? "-", block.uuid ?? "-", block.serial ?? "-",
-                    points.isEmpty ? "-" : points.joined(separator: ","), matches.isEmpty ? "-" : matches.joined(separator: ", "),
+                    points.isEmpty ? "-" : points.joined(separator: ","),
+                    matches.isEmpty ? "-" : matches.joined(separator: ", "),
                 ])
             }
             printTable(rows)

@@ -73,7 +73,10 @@ final class ConfigTests: XCTestCase {
     }
 
     /// Each bad input: the message names the file, the line and the field.
-    func assertError(_ text: String, line: Int?, field: String?, contains problem: String, file: StaticString = #filePath, at: UInt = #line) {
+    func assertError(
+        _ text: String, line: Int?, field: String?, contains problem: String, file: StaticString = #filePath,
+        at: UInt = #line
+    ) {
         XCTAssertThrowsError(try parse(text), file: file, line: at) { error in
             guard let error = error as? ConfigError else { return XCTFail("\(error)", file: file, line: at) }
             XCTAssertEqual(error.file, "/etc/plugsync/test.yaml", file: file, line: at)
@@ -97,11 +100,15 @@ final class ConfigTests: XCTestCase {
     }
 
     func testUnknownKeySuggestsTheRightOne() {
-        assertError(minimal("    recusive: true"), line: 7, field: "definition \"job\": recusive", contains: "did you mean \"recursive\"")
+        assertError(
+            minimal("    recusive: true"), line: 7, field: "definition \"job\": recusive",
+            contains: "did you mean \"recursive\"")
     }
 
     func testBadRegex() {
-        assertError(minimal("    ignore: ['(unclosed']"), line: 7, field: "definition \"job\": ignore", contains: "bad regex \"(unclosed\"")
+        assertError(
+            minimal("    ignore: ['(unclosed']"), line: 7, field: "definition \"job\": ignore",
+            contains: "bad regex \"(unclosed\"")
     }
 
     func testBadScheduleTime() {
@@ -109,13 +116,16 @@ final class ConfigTests: XCTestCase {
             minimal("    schedule:\n      - at: \"25:00\""), line: 8, field: "definition \"job\": schedule[0].at",
             contains: "not a time HH:MM")
         assertError(
-            minimal("    schedule:\n      - days: [funday]\n        at: \"10:00\""), line: 8, field: nil, contains: "\"funday\" is not a day")
+            minimal("    schedule:\n      - days: [funday]\n        at: \"10:00\""), line: 8, field: nil,
+            contains: "\"funday\" is not a day")
         assertError(minimal("    schedule:\n      - every: 0m"), line: 8, field: nil, contains: "not an interval")
         assertError(minimal("    schedule:\n      - days: [mon]"), line: 8, field: nil, contains: "needs 'at'")
     }
 
     func testRelativeLocalPath() {
-        assertError(minimal(source: "local: docs"), line: 4, field: "definition \"job\": source.local", contains: "must be an absolute path")
+        assertError(
+            minimal(source: "local: docs"), line: 4, field: "definition \"job\": source.local",
+            contains: "must be an absolute path")
     }
 
     func testDuplicateName() {
@@ -124,20 +134,30 @@ final class ConfigTests: XCTestCase {
     }
 
     func testMissingEndpoint() {
-        assertError("definitions:\n  - name: job\n    source:\n      local: /a\n", line: 2, field: "definition \"job\": destination", contains: "missing")
-        assertError(minimal(destination: "file_check: x"), line: 6, field: "definition \"job\": destination", contains: "missing endpoint")
+        assertError(
+            "definitions:\n  - name: job\n    source:\n      local: /a\n", line: 2,
+            field: "definition \"job\": destination", contains: "missing")
+        assertError(
+            minimal(destination: "file_check: x"), line: 6, field: "definition \"job\": destination",
+            contains: "missing endpoint")
     }
 
     func testDeviceNeedsAnIdentity() {
-        assertError(minimal(destination: "device: {directory: x}"), line: 6, field: nil, contains: "needs a label, uuid or serial")
+        assertError(
+            minimal(destination: "device: {directory: x}"), line: 6, field: nil,
+            contains: "needs a label, uuid or serial")
     }
 
     func testBadValues() {
         assertError(minimal("    type: sync"), line: 7, field: nil, contains: "not one of mirror, backup")
         assertError(minimal("    max_delete: lots"), line: 7, field: nil, contains: "neither a count")
         assertError(minimal("    recursive: maybe"), line: 7, field: nil, contains: "not true or false")
-        assertError(minimal(destination: "device: {label: X, directory: ../up}"), line: 6, field: nil, contains: "may not contain '..'")
-        assertError("definitions:\n  - name: 'bad name'\n    source: {local: /a}\n    destination: {local: /b}\n", line: 2, field: nil, contains: "may use only letters")
+        assertError(
+            minimal(destination: "device: {label: X, directory: ../up}"), line: 6, field: nil,
+            contains: "may not contain '..'")
+        assertError(
+            "definitions:\n  - name: 'bad name'\n    source: {local: /a}\n    destination: {local: /b}\n", line: 2,
+            field: nil, contains: "may use only letters")
     }
 
     func testBrokenYAMLNamesTheLine() {
@@ -188,8 +208,10 @@ final class ConfigTests: XCTestCase {
 
     func testEmitterRoundTripsEveryField() throws {
         var definition = Definition(
-            name: "all", source: EndpointSpec(.local(path: "/data/it's here"), fileCheck: FileCheck(path: "id", pattern: "^x: y$")),
-            destination: EndpointSpec(.device(DeviceSpec(label: "true", uuid: "1234-ABCD", serial: "007", directory: "a/b"))))
+            name: "all",
+            source: EndpointSpec(.local(path: "/data/it's here"), fileCheck: FileCheck(path: "id", pattern: "^x: y$")),
+            destination: EndpointSpec(
+                .device(DeviceSpec(label: "true", uuid: "1234-ABCD", serial: "007", directory: "a/b"))))
         definition.description = "Quotes ' and \" and # hash: colon"
         definition.group = "g"
         definition.type = .backup
@@ -211,7 +233,8 @@ final class ConfigTests: XCTestCase {
         ftp.directory = "www"
         ftp.tls = .implicit
         ftp.clockDiff = .seconds(-3600)
-        let second = Definition(name: "ftp", source: EndpointSpec(.local(path: "/x")), destination: EndpointSpec(.ftp(ftp)))
+        let second = Definition(
+            name: "ftp", source: EndpointSpec(.local(path: "/x")), destination: EndpointSpec(.ftp(ftp)))
         var file = try parse("definitions:\n")
         try file.add(definition)
         try file.add(second)
@@ -246,18 +269,25 @@ final class ConfigTests: XCTestCase {
 
     func testCommandLineEndpointForms() throws {
         XCTAssertEqual(try EndpointSyntax.parseLocation("/a/b"), .local(path: "/a/b"))
-        guard case .device(let device) = try EndpointSyntax.parseLocation("device:label=BLUE,directory=/x/y/,mount=auto") else {
+        guard
+            case .device(let device) = try EndpointSyntax.parseLocation("device:label=BLUE,directory=/x/y/,mount=auto")
+        else {
             return XCTFail()
         }
         XCTAssertEqual(device.label, "BLUE")
         XCTAssertEqual(device.directory, "x/y")
         XCTAssertTrue(device.mountAuto)
-        guard case .ftp(let ftp) = try EndpointSyntax.parseLocation("ftps://web@host:2121/www/site") else { return XCTFail() }
+        guard case .ftp(let ftp) = try EndpointSyntax.parseLocation("ftps://web@host:2121/www/site") else {
+            return XCTFail()
+        }
         XCTAssertEqual([ftp.host, ftp.username, ftp.directory], ["host", "web", "www/site"])
         XCTAssertEqual(ftp.port, 2121)
         XCTAssertThrowsError(try EndpointSyntax.parseLocation("relative/path"))
-        XCTAssertEqual(try EndpointSyntax.parseRule("sat every 2h between 08:00-20:00"), ScheduleRule(days: .weekdays([7]), when: .every(120), between: 480...1200))
-        XCTAssertEqual(try EndpointSyntax.parseRule("1,15 at 03:00"), ScheduleRule(days: .monthDays([1, 15]), when: .at(180)))
+        XCTAssertEqual(
+            try EndpointSyntax.parseRule("sat every 2h between 08:00-20:00"),
+            ScheduleRule(days: .weekdays([7]), when: .every(120), between: 480...1200))
+        XCTAssertEqual(
+            try EndpointSyntax.parseRule("1,15 at 03:00"), ScheduleRule(days: .monthDays([1, 15]), when: .at(180)))
         XCTAssertThrowsError(try EndpointSyntax.parseRule("mon at 25:00"))
     }
 }

@@ -32,7 +32,10 @@ final class LocalEndpointTests: XCTestCase {
         let data = Data((0..<300_000).map { UInt8($0 % 251) })
         FileManager.default.createFile(atPath: root + "/src/f", contents: data)
         chmod(root + "/src/f", 0o640)
-        var times = [timespec(tv_sec: 1_600_000_000, tv_nsec: 123_456_789), timespec(tv_sec: 1_600_000_000, tv_nsec: 123_456_789)]
+        var times = [
+            timespec(tv_sec: 1_600_000_000, tv_nsec: 123_456_789),
+            timespec(tv_sec: 1_600_000_000, tv_nsec: 123_456_789),
+        ]
         utimensat(AT_FDCWD, root + "/src/f", &times, 0)
         let source = LocalEndpoint(root: root + "/src")
         let destination = LocalEndpoint(root: root + "/dst")

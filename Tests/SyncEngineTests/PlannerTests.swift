@@ -4,11 +4,14 @@ import XCTest
 
 final class PlannerTests: XCTestCase {
     func file(_ name: String, size: Int64 = 10, at seconds: Int64 = 1000, ns: Int64 = 0) -> Entry {
-        Entry(name: FileName(name), kind: .file, size: size, mtime: Timestamp(seconds: seconds, nanoseconds: ns), mode: 0o644)
+        Entry(
+            name: FileName(name), kind: .file, size: size, mtime: Timestamp(seconds: seconds, nanoseconds: ns),
+            mode: 0o644)
     }
 
     func folder(_ name: String, _ children: [Entry]?, at seconds: Int64 = 1000) -> Entry {
-        Entry(name: FileName(name), kind: .directory, mtime: Timestamp(seconds: seconds), mode: 0o755, children: children)
+        Entry(
+            name: FileName(name), kind: .directory, mtime: Timestamp(seconds: seconds), mode: 0o755, children: children)
     }
 
     func link(_ name: String, to target: String) -> Entry {
@@ -36,7 +39,8 @@ final class PlannerTests: XCTestCase {
     }
 
     func testSizeDiffersEvenWithEqualTimes() {
-        let plan = Planner(type: .mirror, tolerance: 1).plan(source: [file("a", size: 11)], destination: [file("a", size: 10)])
+        let plan = Planner(type: .mirror, tolerance: 1).plan(
+            source: [file("a", size: 11)], destination: [file("a", size: 10)])
         XCTAssertEqual(plan.actions.map(\.reason), [.sizeDiffers])
     }
 
@@ -113,7 +117,8 @@ final class PlannerTests: XCTestCase {
         let plan = Planner(type: .mirror, tolerance: 1).plan(
             source: [link("a", to: "one"), link("b", to: "two")],
             destination: [link("a", to: "one"), link("b", to: "three")])
-        XCTAssertEqual(summary(plan), ["skip a destination file is up to date", "transfer b destination link points elsewhere"])
+        XCTAssertEqual(
+            summary(plan), ["skip a destination file is up to date", "transfer b destination link points elsewhere"])
     }
 
     func testNonRecursiveListingsLeaveSubfoldersAlone() {
@@ -134,9 +139,11 @@ final class PlannerTests: XCTestCase {
         let remote = EndpointCapabilities(isRemote: true)
         let local = EndpointCapabilities()
         let up = ActionFormatter(source: local, destination: remote)
-        let action = Action(kind: .transfer, path: "about.html", source: file("about.html"), destination: nil, reason: .fileNotFound)
+        let action = Action(
+            kind: .transfer, path: "about.html", source: file("about.html"), destination: nil, reason: .fileNotFound)
         XCTAssertEqual(
-            up.line(for: action, outcome: .done).split(separator: " ", omittingEmptySubsequences: true).joined(separator: " "),
+            up.line(for: action, outcome: .done).split(separator: " ", omittingEmptySubsequences: true).joined(
+                separator: " "),
             "Uploading (remote file not found) about.html")
         let down = ActionFormatter(source: remote, destination: local)
         XCTAssertTrue(down.line(for: action, outcome: .done).hasPrefix("Downloading "))
