@@ -84,9 +84,10 @@ public protocol Endpoint: AnyObject, Sendable {
 
     func openForReading(_ path: FileName, entry: Entry) throws -> ReadableFile
     /// Writes `file` to `path` atomically and gives it the entry's mtime and mode.
+    /// `replacing` says the listing saw a file there (a hint; both cases must work).
     /// `progress` is called with byte counts as they are written.
     func receive(
-        _ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
+        _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
     ) throws
     func createDirectory(_ path: FileName) throws
     func createSymlink(_ path: FileName, entry: Entry) throws

@@ -152,7 +152,8 @@ public final class Executor: @unchecked Sendable {
             }
             let file = try source.openForReading(action.path, entry: entry)
             defer { file.close() }
-            try destination.receive(action.path, from: file, entry: entry) { [observer] bytes in
+            let replacing = action.destination?.kind == .file
+            try destination.receive(action.path, from: file, entry: entry, replacing: replacing) { [observer] bytes in
                 observer.transferred(bytes: bytes)
             }
             return .done

@@ -241,11 +241,12 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     private let anonymousFiles = ManagedFlag(true)
 
     public func receive(
-        _ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
+        _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
     ) throws {
-        // An anonymous file in the destination folder, linked under its final name only when
-        // complete: one directory operation instead of two, and nothing left behind by a crash.
-        if anonymousFiles.value {
+        // A new file: an anonymous file in the destination folder, linked under its final name
+        // only when complete; one directory operation instead of two, and nothing left behind
+        // by a crash. A replacement needs a rename over the old file anyway: a temporary name.
+        if !replacing && anonymousFiles.value {
             let folder = absolute(path.parent)
             let fd = open(folder, O_WRONLY | cposix_o_tmpfile | O_CLOEXEC, 0o600)
             if fd >= 0 {

@@ -42,7 +42,7 @@ final class LocalEndpointTests: XCTestCase {
         let entry = source.list(recursive: false, filter: ListingFilter()).entries.first { $0.name == "f" }!
         let file = try source.openForReading("f", entry: entry)
         var progressed: Int64 = 0
-        try destination.receive("f", from: file, entry: entry) { progressed += $0 }
+        try destination.receive("f", from: file, entry: entry, replacing: false) { progressed += $0 }
         file.close()
         XCTAssertEqual(progressed, Int64(data.count))
         XCTAssertEqual(FileManager.default.contents(atPath: root + "/dst/f"), data)
@@ -59,10 +59,25 @@ final class LocalEndpointTests: XCTestCase {
         let entry = source.list(recursive: false, filter: ListingFilter()).entries.first { $0.name == "f" }!
         let file = try source.openForReading("f", entry: entry)
         defer { file.close() }
-        XCTAssertThrowsError(try destination.receive("f", from: file, entry: entry) { _ in }) { error in
+        XCTAssertThrowsError(try destination.receive("f", from: file, entry: entry, replacing: false) { _ in }) { error in
             XCTAssertEqual((error as? SystemError)?.errno, ENOENT)
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/dst/missing-folder/f"))
+    }
+
+    func testReplacingAnExistingFileWorksWhateverTheHint() throws {
+        let source = LocalEndpoint(root: root + "/src")
+        let destination = LocalEndpoint(root: root + "/dst")
+        for (round, hint) in [false, true, false].enumerated() {
+            let content = Data("version \(round) with hint \(hint)".utf8)
+            FileManager.default.createFile(atPath: root + "/src/f", contents: content)
+            let entry = source.list(recursive: false, filter: ListingFilter()).entries.first { $0.name == "f" }!
+            let file = try source.openForReading("f", entry: entry)
+            try destination.receive("f", from: file, entry: entry, replacing: hint) { _ in }
+            file.close()
+            XCTAssertEqual(FileManager.default.contents(atPath: root + "/dst/f"), content)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/dst"), ["f"])
+        }
     }
 
     func testRootState() throws {
