@@ -121,7 +121,14 @@ public final class RunReporter: SyncObserver, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard let formatter else { return }
-        emit(formatter.line(for: action, outcome: outcome))
+        if log == nil {
+            if printLines {
+                formatter.appendLine(for: action, outcome: outcome, to: &out)
+                if progress == nil && out.count > 1 << 16 { flushOut() }
+            }
+        } else {
+            emit(formatter.line(for: action, outcome: outcome))
+        }
         if progress != nil, action.kind == .transfer || action.kind == .replace {
             progress!.files += 1
             drawIfDue()

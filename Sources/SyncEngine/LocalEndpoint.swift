@@ -123,12 +123,15 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             let nameBytes = Self.name(of: item)
             if nameBytes.count <= 2 && nameBytes.allSatisfy({ $0 == UInt8(ascii: ".") }) { continue }
             let name = FileName(bytes: nameBytes)
-            let path = relative.appending(name)
+            // The relative path is built only when something needs it (most entries do not).
+            var path: FileName { relative.appending(name) }
             if nameBytes.starts(with: ListingFilter.temporaryPrefix) {
                 listing.temporaryFiles.append(path)
                 continue
             }
-            if filter.ignore.matches(name) || filter.excludedPaths.contains(path) { continue }
+            if filter.ignore.matches(name) || (!filter.excludedPaths.isEmpty && filter.excludedPaths.contains(path)) {
+                continue
+            }
             let status =
                 item.pointee.d_name.0 == 0
                 ? -1

@@ -68,6 +68,25 @@ public struct ActionFormatter: Sendable {
         }
     }
 
+    /// Appends the action's line and a newline to `buffer`: the bytes of `line(for:outcome:)`,
+    /// without making a String for the skip lines that fill a no-op run.
+    public func appendLine(for action: Action, outcome: Outcome, to buffer: inout [UInt8]) {
+        if action.kind == .skip, action.reason == .upToDate,
+            action.path.bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f })
+        {
+            switch outcome {
+            case .done, .planned:
+                buffer.append(contentsOf: skipPrefix.utf8)
+                buffer.append(contentsOf: action.path.bytes)
+                buffer.append(UInt8(ascii: "\n"))
+                return
+            default: break
+            }
+        }
+        buffer.append(contentsOf: line(for: action, outcome: outcome).utf8)
+        buffer.append(UInt8(ascii: "\n"))
+    }
+
     public func line(for action: Action, outcome: Outcome) -> String {
         var path = action.path.description
         if action.kind == .createFolder || (action.destination?.kind == .directory && action.kind == .delete) {
