@@ -31,10 +31,11 @@ let package = Package(
             name: "plugsync",
             dependencies: ["PlugSync", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/plugsync"),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine"]),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "TestSupport"]),
         .testTarget(name: "PlugSyncTests", dependencies: ["PlugSync"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PlugSync"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PlugSync", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -10,5 +10,4 @@ ssize_t cposix_copy_file_range(int fd_in, int fd_out, size_t length) {
 
 int cposix_syncfs(int fd) { return syncfs(fd); }
 
-const long cposix_utime_omit = UTIME_OMIT;
 const int cposix_o_tmpfile = O_TMPFILE;

@@ -12,8 +12,10 @@ public struct ResolvedEndpoint {
     public var root: String
     /// Paths the listing leaves out: the File Check file when it lies inside `root`.
     public var excluded: Set<FileName> = []
-    /// For a device: which drive and where it is mounted, for the log.
+    /// For a device: which drive, for the log.
     public var drive: String?
+    /// For a device: its mount point.
+    public var mountPoint: String?
 }
 
 /// Turns an `EndpointSpec` into a working endpoint: a device into its mount point, a File Check
@@ -52,7 +54,8 @@ public struct EndpointResolver {
                     check.path.hasPrefix("/") ? check.path : (mountPoint == "/" ? "" : mountPoint) + "/" + check.path
                 if let relative = FileCheck(path: absolute).relativePath(under: root) { excluded.insert(relative) }
             }
-            return ResolvedEndpoint(endpoint: localEndpoint(root), root: root, excluded: excluded, drive: drive)
+            return ResolvedEndpoint(
+                endpoint: localEndpoint(root), root: root, excluded: excluded, drive: drive, mountPoint: mountPoint)
         case .ftp:
             throw UsageError(
                 "the \(role) is an FTP endpoint; this version of plugsync synchronizes local folders and drives only (FTP support is not built yet)"
@@ -69,7 +72,9 @@ public struct EndpointResolver {
         let fat =
             ["vfat", "msdos", "exfat", "fuse.fusefat", "fuse.exfat", "fuseblk"].contains(mount.fsType)
             && precision.nanoseconds >= 1_000_000_000
-        return LocalEndpoint(root: path, timePrecision: precision.nanoseconds, keepsModes: !fat, keepsSymlinks: !fat)
+        return LocalEndpoint(
+            root: path, timePrecision: precision.nanoseconds, keepsModes: !fat, keepsSymlinks: !fat,
+            timesAfterRename: mount.fsType.hasPrefix("fuse"))
     }
 
     /// The path with symbolic links resolved, as far as it exists.

@@ -89,8 +89,12 @@ public final class SyncRunner {
         let resolver = self.resolver()
         let source = try resolver.resolve(definition.source, role: "source")
         let destination = try resolver.resolve(definition.destination, role: "destination")
-        if let drive = source.drive { reporter.say("Source drive \(drive) mounted at \(source.root)") }
-        if let drive = destination.drive { reporter.say("Destination drive \(drive) mounted at \(destination.root)") }
+        if let drive = source.drive {
+            reporter.say("Source drive \(drive) mounted at \(source.mountPoint ?? source.root)")
+        }
+        if let drive = destination.drive {
+            reporter.say("Destination drive \(drive) mounted at \(destination.mountPoint ?? destination.root)")
+        }
         reporter.say("Synchronizing \(destination.endpoint.displayName) from \(source.endpoint.displayName)")
 
         // Safety rail 1: an absent source never empties a mirror.
@@ -100,22 +104,21 @@ public final class SyncRunner {
         }
         timer.mark("resolve")
         let ignore = try IgnoreList(definition.ignore)
+        // File Check files are part of a drive, not of the data: a path excluded on either side
+        // is left out on both, so it is neither copied, overwritten nor deleted.
+        let filter = ListingFilter(ignore: ignore, excludedPaths: source.excluded.union(destination.excluded))
         var sourceListing = Listing()
         var destinationListing = Listing()
         DispatchQueue.concurrentPerform(iterations: 2) { side in
             if side == 0 {
-                sourceListing = source.endpoint.list(
-                    recursive: definition.recursive,
-                    filter: ListingFilter(ignore: ignore, excludedPaths: source.excluded))
+                sourceListing = source.endpoint.list(recursive: definition.recursive, filter: filter)
             } else {
-                destinationListing = destination.endpoint.list(
-                    recursive: definition.recursive,
-                    filter: ListingFilter(ignore: ignore, excludedPaths: destination.excluded))
+                destinationListing = destination.endpoint.list(recursive: definition.recursive, filter: filter)
             }
         }
+        timer.mark("list")
         for error in sourceListing.errors { reporter.say("Cannot list \(error)") }
         for error in destinationListing.errors { reporter.say("Cannot list \(error)") }
-        timer.mark("list")
         let destinationCount = destinationListing.count
         if definition.type == .mirror && sourceListing.entries.isEmpty && destinationCount > 0 && !options.forceDelete {
             throw PreconditionError(
@@ -126,7 +129,8 @@ public final class SyncRunner {
         let tolerance = max(source.endpoint.capabilities.timePrecision, destination.endpoint.capabilities.timePrecision)
         let planner = Planner(
             type: definition.type, tolerance: tolerance,
-            destinationKeepsTimes: destination.endpoint.capabilities.setsModificationTimes)
+            destinationKeepsTimes: destination.endpoint.capabilities.setsModificationTimes,
+            keptFolders: Planner.ancestors(of: destination.excluded))
         var plan = planner.plan(source: sourceListing.entries, destination: destinationListing.entries)
 
         timer.mark("plan")

@@ -15,7 +15,14 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     ///   - root: absolute path of the folder.
     ///   - timePrecision: the filesystem's mtime granularity in nanoseconds (FAT: 2 s).
     ///   - keepsModes: false on filesystems without Unix permissions (FAT, exFAT).
-    public init(root: String, timePrecision: Int64 = 1, keepsModes: Bool = true, keepsSymlinks: Bool = true) {
+    /// FUSE filesystems (fusefat) stamp the current time on rename: times are set after it.
+    private let timesAfterRename: Bool
+
+    public init(
+        root: String, timePrecision: Int64 = 1, keepsModes: Bool = true, keepsSymlinks: Bool = true,
+        timesAfterRename: Bool = false
+    ) {
+        self.timesAfterRename = timesAfterRename
         var trimmed = root
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
         self.root = trimmed
@@ -297,7 +304,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         if capabilities.keepsModes, let mode = entry.mode {
             if fchmod(fd, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
         }
-        var times = [timespec(tv_sec: 0, tv_nsec: cposix_utime_omit), Self.timespecOf(entry.mtime)]
+        var times = Self.times(entry.mtime)
         if futimens(fd, &times) != 0 { throw SystemError("set time", path: display(path), errno: errno) }
     }
 
@@ -322,7 +329,9 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             }
         }
         try copyContents(from: file, to: fd, path: temporary, expected: entry.size, progress: progress)
-        try finishAttributes(fd: fd, path: path, entry: entry)
+        if capabilities.keepsModes, let mode = entry.mode {
+            if fchmod(fd, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
+        }
         let closed = close(fd)
         succeeded = true  // the descriptor is closed either way
         if closed != 0 {
@@ -330,11 +339,31 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             unlink(tmpPath)
             throw SystemError("close", path: display(temporary), errno: code)
         }
-        if rename(tmpPath, absolute(path)) != 0 {
+        // The time is set after close: FUSE filesystems (fusefat, exfat-fuse) write cached data
+        // at close and stamp the file with the current time then; fusefat also on rename.
+        var times = Self.times(entry.mtime)
+        if !timesAfterRename && utimensat(AT_FDCWD, tmpPath, &times, 0) != 0 {
+            let code = errno
+            unlink(tmpPath)
+            throw SystemError("set time", path: display(path), errno: code)
+        }
+        let final = absolute(path)
+        if rename(tmpPath, final) != 0 {
             let code = errno
             unlink(tmpPath)
             throw SystemError("rename", path: display(path), errno: code)
         }
+        if timesAfterRename && utimensat(AT_FDCWD, final, &times, 0) != 0 {
+            throw SystemError("set time", path: display(path), errno: errno)
+        }
+    }
+
+    /// atime = now (what a fresh copy has anyway), mtime = the source's. Not UTIME_OMIT for
+    /// atime: fusefat then sets both to now.
+    static func times(_ mtime: Timestamp) -> [timespec] {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return [now, timespecOf(mtime)]
     }
 
     static func timespecOf(_ t: Timestamp) -> timespec {
@@ -399,7 +428,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         if symlink(target, temporary) != 0 {
             throw SystemError("symlink", path: display(path), errno: errno)
         }
-        var times = [timespec(tv_sec: 0, tv_nsec: cposix_utime_omit), Self.timespecOf(entry.mtime)]
+        var times = Self.times(entry.mtime)
         _ = utimensat(AT_FDCWD, temporary, &times, AT_SYMLINK_NOFOLLOW)
         if rename(temporary, absolute(path)) != 0 {
             let code = errno
@@ -420,7 +449,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         if capabilities.keepsModes, let mode = entry.mode {
             if chmod(target, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
         }
-        var times = [timespec(tv_sec: 0, tv_nsec: cposix_utime_omit), Self.timespecOf(entry.mtime)]
+        var times = Self.times(entry.mtime)
         if utimensat(AT_FDCWD, target, &times, 0) != 0 {
             throw SystemError("set time", path: display(path), errno: errno)
         }

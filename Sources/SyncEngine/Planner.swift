@@ -12,10 +12,30 @@ public struct Planner: Sendable {
     /// only a source that is newer counts as a change.
     public var destinationKeepsTimes: Bool
 
-    public init(type: SyncType, tolerance: Int64, destinationKeepsTimes: Bool = true) {
+    /// Destination folders that must stay even when the source lacks them: those on the way to
+    /// a File Check file. What else they hold is still synchronized.
+    public var keptFolders: Set<FileName>
+
+    public init(
+        type: SyncType, tolerance: Int64, destinationKeepsTimes: Bool = true, keptFolders: Set<FileName> = []
+    ) {
         self.type = type
         self.tolerance = max(1, tolerance)
         self.destinationKeepsTimes = destinationKeepsTimes
+        self.keptFolders = keptFolders
+    }
+
+    /// The folders leading to each path: `a/b/c` gives `a` and `a/b`.
+    public static func ancestors(of paths: Set<FileName>) -> Set<FileName> {
+        var result = Set<FileName>()
+        for path in paths {
+            var parent = path.parent
+            while !parent.isEmpty {
+                result.insert(parent)
+                parent = parent.parent
+            }
+        }
+        return result
     }
 
     /// The plan for making `destination` follow `source`.
@@ -43,12 +63,17 @@ public struct Planner: Sendable {
                 i += 1
             } else if i == source.count || destination[j].name < source[i].name {
                 let entry = destination[j]
+                let path = parent.appending(entry.name)
                 // A folder that was not descended into (recursive: false) is out of scope.
                 if type == .mirror && !(entry.kind == .directory && entry.children == nil) {
-                    plan.actions.append(
-                        Action(
-                            kind: .delete, path: parent.appending(entry.name), source: nil, destination: entry,
-                            reason: .orphaned(entry.kind)))
+                    if entry.kind == .directory && keptFolders.contains(path) {
+                        merge(source: [], destination: entry.children ?? [], parent: path, into: &plan)
+                    } else {
+                        plan.actions.append(
+                            Action(
+                                kind: .delete, path: path, source: nil, destination: entry,
+                                reason: .orphaned(entry.kind)))
+                    }
                 }
                 j += 1
             } else {

@@ -152,4 +152,15 @@ final class PlannerTests: XCTestCase {
     func testControlCharactersInNamesAreEscapedForDisplay() {
         XCTAssertEqual(FileName("a\u{1B}[2Jb\n").description, "a\\x1b[2Jb\\x0a")
     }
+
+    func testFoldersLeadingToAFileCheckFileAreKeptButTheirOrphansGo() {
+        let kept = Planner.ancestors(of: [".plugsync/ids/disk"])
+        XCTAssertEqual(kept, [".plugsync", ".plugsync/ids"])
+        let planner = Planner(type: .mirror, tolerance: 1, keptFolders: kept)
+        // The listing left the check file out; the folders holding it look like orphans.
+        let plan = planner.plan(
+            source: [], destination: [folder(".plugsync", [folder("ids", []), file("stale")]), file("orphan")])
+        XCTAssertEqual(
+            summary(plan), ["delete .plugsync/stale destination file is orphaned", "delete orphan destination file is orphaned"])
+    }
 }

@@ -7,7 +7,5 @@
 ssize_t cposix_copy_file_range(int fd_in, int fd_out, size_t length);
 /// syncfs(2): flush the filesystem holding fd.
 int cposix_syncfs(int fd);
-/// UTIME_OMIT, a macro Swift cannot import.
-extern const long cposix_utime_omit;
 /// O_TMPFILE, which the Glibc module leaves out.
 extern const int cposix_o_tmpfile;

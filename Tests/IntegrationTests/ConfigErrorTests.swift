@@ -1,0 +1,96 @@
+import Foundation
+import XCTest
+
+/// Every mistake in the definitions file: exit code 2, one line on stderr naming the file, the
+/// line, the field and the problem, never a crash or a stack trace, and nothing touched.
+final class ConfigErrorTests: IntegrationTestCase {
+    /// A valid definition first (lines 2-6), so that the broken one starts at line 7.
+    private func good() -> String {
+        definition("good", source: path("src"), destination: path("dst"))
+    }
+
+    private func bad(_ lines: [String]) -> String {
+        (["  - name: bad"] + lines.map { "    " + $0 }).joined(separator: "\n") + "\n"
+    }
+
+    private let endpoints = ["source:", "  local: /tmp/a", "destination:", "  local: /tmp/b"]
+
+    func testUnknownKey() throws {
+        // line 7 "- name: bad", 8-11 endpoints, 12 the unknown key
+        try assertConfigError(bad(endpoints + ["colour: red"]), atLine: 12, field: "colour", problem: "unknown key")
+    }
+
+    func testBadRegexInIgnore() throws {
+        try assertConfigError(bad(endpoints + ["ignore: ['\\.tmp$', '(unclosed']"]), atLine: 12, field: "ignore", problem: "(unclosed")
+    }
+
+    func testBadScheduleTime() throws {
+        try assertConfigError(
+            bad(endpoints + ["schedule:", "  - days: [mon, fri]", "    at: \"25:00\""]), atLine: 14, field: "at", problem: "25:00")
+    }
+
+    func testRelativeLocalPath() throws {
+        try assertConfigError(
+            bad(["source:", "  local: relative/dir", "destination:", "  local: /tmp/b"]), atLine: 9, field: "local",
+            problem: "relative/dir")
+    }
+
+    func testDuplicateName() throws {
+        let duplicate = bad(endpoints).replacingOccurrences(of: "name: bad", with: "name: good")
+        try assertConfigError(duplicate, atLine: 7, field: "name", problem: "good")
+    }
+
+    func testMissingDestination() throws {
+        try assertConfigError(bad(["source:", "  local: /tmp/a", "type: mirror"]), atLine: 7, field: "destination", problem: "missing")
+    }
+
+    func testBadTypeAndMaxDelete() throws {
+        try assertConfigError(bad(endpoints + ["type: sideways"]), atLine: 12, field: "type", problem: "sideways")
+        try assertConfigError(bad(endpoints + ["max_delete: lots"]), atLine: 12, field: "max_delete", problem: "lots")
+    }
+
+    func testNotYAML() throws {
+        try assertConfigError(bad(["source: [unclosed", "destination:"]), atLine: nil, field: nil, problem: "YAML")
+    }
+
+    func testMissingConfigFile() throws {
+        let missing = path("nope/plugsync.yaml")
+        let result = try plugsync("run", "good", config: missing)
+        assertExit(result, 2)
+        assertNoCrash(result)
+        XCTAssertEqual(result.stderrLines.count, 1, "\(result)")
+        XCTAssertTrue(result.stderr.contains(missing), "\(result)")
+        XCTAssertFalse(exists("nope"), "a failed load created folders")
+    }
+
+    /// Writes `good` + `broken`, runs `run good`, `list` and `check good`, and checks each
+    /// refuses with one line naming `file:line`, the field and the problem.
+    private func assertConfigError(
+        _ broken: String, atLine line: Int?, field: String?, problem: String, file: StaticString = #filePath, line testLine: UInt = #line
+    ) throws {
+        try write("src/data.txt", "data\n")
+        try mkdir("dst")
+        try writeConfig(good(), broken)
+        let configBefore = try Data(contentsOf: URL(fileURLWithPath: configPath))
+        let treeBefore = try snapshot(root)
+        for arguments in [["run", "good"], ["list"], ["check", "good"], ["run", "--all"]] {
+            let result = try plugsync(arguments: arguments)
+            assertExit(result, 2, file: file, line: testLine)
+            assertNoCrash(result, file: file, line: testLine)
+            XCTAssertEqual(result.stdout, "", "\(result)", file: file, line: testLine)
+            XCTAssertEqual(result.stderrLines.count, 1, "one line on stderr\n\(result)", file: file, line: testLine)
+            let message = result.stderrLines.first ?? ""
+            XCTAssertTrue(message.contains(configPath), "names the file: \(message)", file: file, line: testLine)
+            if let line {
+                XCTAssertTrue(message.contains("\(configPath):\(line):"), "names line \(line): \(message)", file: file, line: testLine)
+            }
+            if let field {
+                XCTAssertTrue(message.contains(field), "names the field \(field): \(message)", file: file, line: testLine)
+            }
+            XCTAssertTrue(message.contains(problem), "says \(problem): \(message)", file: file, line: testLine)
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: configPath)), configBefore, "the file changed", file: file, line: testLine)
+        let treeAfter = try snapshot(root).filter { !$0.key.hasPrefix("state") }
+        XCTAssertEqual(treeAfter, treeBefore.filter { !$0.key.hasPrefix("state") }, "files changed", file: file, line: testLine)
+    }
+}

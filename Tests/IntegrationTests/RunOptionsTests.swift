@@ -1,0 +1,236 @@
+import Foundation
+import XCTest
+
+/// Backup vs mirror, `recursive: false`, `ignore`, `--dry-run`, `--quiet`, `--group`/`--all`,
+/// the log file and `status`.
+final class RunOptionsTests: IntegrationTestCase {
+    func testBackupNeverDeletes() throws {
+        let src = path("src"), dst = path("dst")
+        try write("src/a.txt", "a v1\n", mtime: FileTime(1_700_000_000, 1))
+        try write("src/b.txt", "b\n", mtime: FileTime(1_700_000_000, 2))
+        try write("src/dir/c.txt", "c\n", mtime: FileTime(1_700_000_000, 3))
+        try writeConfig(definition("keep", source: src, destination: dst, ["type: backup"]))
+        let first = try plugsync("run", "keep")
+        assertExit(first, 0)
+        XCTAssertEqual(first.lines.first, "Sync keep started (backup, trigger: manual)", "\(first)")
+
+        try write("dst/orphan.txt", "only here\n")
+        try write("dst/orphan-dir/x.txt", "only here too\n")
+        try write("src/a.txt", "a v2, longer\n", mtime: FileTime(1_700_000_100, 1))
+        try remove("src/b.txt")
+        try remove("src/dir")
+        try write("src/new.txt", "new\n")
+        let before = try snapshot(dst)
+
+        let second = try plugsync("run", "keep")
+        assertExit(second, 0)
+        assertActions(second, [
+            action("Copying", "destination file size differs", "a.txt"),
+            action("Copying", "destination file not found", "new.txt"),
+        ])
+        XCTAssertEqual(second.actions("Deleting"), [])
+        XCTAssertTrue(second.summary?.contains(" 0 deleted") == true, "\(second)")
+        let after = try snapshot(dst)
+        for kept in ["orphan.txt", "orphan-dir", "orphan-dir/x.txt", "b.txt", "dir", "dir/c.txt"] {
+            XCTAssertEqual(after[kept], before[kept], "\(kept) must be left as it was by a backup")
+        }
+        XCTAssertEqual(read("dst/a.txt"), "a v2, longer\n")
+        XCTAssertEqual(read("dst/new.txt"), "new\n")
+    }
+
+    /// A backup cannot put a folder where the destination has a file without deleting it: the
+    /// entry fails (exit 1) and the file stays.
+    func testBackupKindConflictFailsAndKeepsTheFile() throws {
+        try write("src/x/inside.txt", "in a folder\n")
+        try write("src/ok.txt", "ok\n")
+        try write("dst/x", "a file in the way\n")
+        try writeConfig(definition("keep", source: path("src"), destination: path("dst"), ["type: backup"]))
+        let result = try plugsync("run", "keep")
+        assertExit(result, 1)
+        assertNoCrash(result)
+        XCTAssertEqual(result.actions("Failed").count, 1, "\(result)")
+        XCTAssertTrue(result.actions("Failed").first?.hasSuffix(" x") == true, "\(result)")
+        XCTAssertEqual(read("dst/x"), "a file in the way\n")
+        XCTAssertEqual(read("dst/ok.txt"), "ok\n")
+    }
+
+    func testNonRecursiveLeavesSubfoldersAlone() throws {
+        let src = path("src"), dst = path("dst")
+        try write("src/top.txt", "top\n")
+        try write("src/sub/inner.txt", "inner\n")
+        try write("src/newsub/n.txt", "n\n")
+        try write("dst/sub/old.txt", "old, in a subfolder\n")
+        try write("dst/olddir/o.txt", "old folder\n")
+        try write("dst/stale.txt", "stale\n")
+        try writeConfig(definition("flat", source: src, destination: dst, ["recursive: false", "max_delete: 100%"]))
+        let before = try snapshot(dst)
+
+        let result = try plugsync("run", "flat")
+        assertExit(result, 0)
+        assertActions(result, [
+            action("Copying", "destination file not found", "top.txt"),
+            action("Deleting", "destination file is orphaned", "stale.txt"),
+        ])
+        let after = try snapshot(dst)
+        XCTAssertEqual(Set(after.keys), ["top.txt", "sub", "sub/old.txt", "olddir", "olddir/o.txt"])
+        for path in ["sub", "sub/old.txt", "olddir", "olddir/o.txt"] {
+            XCTAssertEqual(after[path], before[path], "\(path) must be left alone")
+        }
+    }
+
+    func testIgnoredEntriesAreNeitherCopiedNorDeleted() throws {
+        let src = path("src"), dst = path("dst")
+        try write("src/doc.txt", "doc\n")
+        try write("src/thumbs.db", "cache\n")
+        try write("src/~$doc.txt", "office lock file\n")
+        try write("src/cache/big.bin", "ignored folder\n")
+        try write("src/sub/local.db", "ignored in a subfolder\n")
+        try write("src/sub/keep.txt", "kept\n")
+        try write("dst/keep.db", "ignored orphan\n")
+        try write("dst/cache/old", "ignored orphan folder\n")
+        try write("dst/orphan.txt", "orphan\n")
+        try write("dst/gone/x.db", "an orphan folder that holds an ignored file\n")
+        try writeConfig(
+            definition(
+                "ign", source: src, destination: dst, [#"ignore: ['\.db$', '^~\$', '^cache$']"#, "max_delete: 100%"]))
+
+        let result = try plugsync("run", "ign")
+        assertExit(result, 0)
+        assertActions(result, [
+            action("Copying", "destination file not found", "doc.txt"),
+            action("Creating", "destination folder not found", "sub/"),
+            action("Copying", "destination file not found", "sub/keep.txt"),
+            action("Deleting", "destination file is orphaned", "orphan.txt"),
+            action("Keeping", "folder still holds ignored entries", "gone/"),
+        ])
+        XCTAssertEqual(
+            Set(try snapshot(dst).keys),
+            ["doc.txt", "sub", "sub/keep.txt", "keep.db", "cache", "cache/old", "gone", "gone/x.db"])
+        XCTAssertEqual(read("dst/keep.db"), "ignored orphan\n")
+        XCTAssertEqual(read("dst/cache/old"), "ignored orphan folder\n")
+    }
+
+    func testDryRunChangesNothing() throws {
+        let src = path("src"), dst = path("dst")
+        try write("src/same.txt", "same\n")
+        try write("src/changed.txt", "v1\n", mtime: FileTime(1_700_000_000))
+        try write("src/kind", "a file\n")
+        try write("src/dir/a.txt", "a\n")
+        try writeConfig(
+            definition("dry", source: src, destination: dst, ["max_delete: 100%"]),
+            definition("fresh", source: src, destination: path("never-created/dst")))
+        assertExit(try plugsync("run", "dry"), 0)
+
+        try write("src/changed.txt", "v2\n", mtime: FileTime(1_700_000_100))
+        try write("src/new/deep/n.txt", "new\n")
+        try remove("src/kind")
+        try write("src/kind/inside.txt", "now a folder\n")
+        try write("dst/orphan.txt", "orphan\n")
+        try remove("dst/dir/a.txt")
+        let sourceBefore = try snapshot(src)
+        let destinationBefore = try snapshot(dst)
+
+        let dry = try plugsync("run", "dry", "--dry-run")
+        assertExit(dry, 0)
+        XCTAssertTrue(dry.lines.first?.contains("dry run") == true, "\(dry)")
+        XCTAssertTrue(dry.summary?.hasPrefix("Dry run:") == true, "\(dry)")
+        let expected = [
+            action("Copying", "destination file is older", "changed.txt"),
+            action("Copying", "destination file not found", "dir/a.txt"),
+            action("Replacing", "destination is a file", "kind"),
+            action("Copying", "destination file not found", "kind/inside.txt"),
+            action("Creating", "destination folder not found", "new/"),
+            action("Creating", "destination folder not found", "new/deep/"),
+            action("Copying", "destination file not found", "new/deep/n.txt"),
+            action("Deleting", "destination file is orphaned", "orphan.txt"),
+            action("Skipping", "destination file is up to date", "same.txt"),
+        ]
+        assertActions(dry, expected)
+        XCTAssertEqual(try snapshot(src), sourceBefore, "a dry run changed the source")
+        XCTAssertEqual(try snapshot(dst), destinationBefore, "a dry run changed the destination")
+
+        let freshDry = try plugsync("run", "fresh", "--dry-run")
+        assertExit(freshDry, 0)
+        XCTAssertFalse(exists("never-created"), "a dry run created the destination folder\n\(freshDry)")
+
+        // The real run does what the dry run said.
+        let real = try plugsync("run", "dry")
+        assertExit(real, 0)
+        assertActions(real, expected)
+        try assertSameTree(src, dst)
+    }
+
+    func testLogFileGetsTheSameLinesWithTimestamps() throws {
+        let src = path("src"), dst = path("dst"), log = path("logs/sub/logged.txt")
+        try write("src/a.txt", "a\n")
+        try write("src/b/c.txt", "c\n")
+        try write("dst/orphan.txt", "o\n")
+        try writeConfig(definition("logged", source: src, destination: dst, ["log_file: '\(log)'", "max_delete: 100%"]))
+        let run = try plugsync("run", "logged")
+        assertExit(run, 0)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        let logLines = text.split(separator: "\n").map(String.init)
+        let stamp = try NSRegularExpression(pattern: #"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} "#)
+        for line in logLines {
+            XCTAssertNotNil(
+                stamp.firstMatch(in: line, range: NSRange(line.startIndex..., in: line)), "no timestamp: \(line)")
+        }
+        let stripped = logLines.map { collapse(String($0.dropFirst(20))) }
+        XCTAssertEqual(stripped, run.lines, "the log must hold the lines printed on stdout")
+
+        // A second run appends; --quiet still logs every line.
+        let quiet = try plugsync("run", "logged", "--quiet")
+        assertExit(quiet, 0)
+        XCTAssertEqual(quiet.actions, [], "--quiet printed action lines\n\(quiet)")
+        let again = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map { collapse(String($0.dropFirst(20))) }
+        XCTAssertEqual(Array(again.prefix(stripped.count)), stripped, "the log must be appended to")
+        XCTAssertTrue(again.contains(action("Skipping", "destination file is up to date", "b/c.txt")), again.joined(separator: "\n"))
+    }
+
+    func testGroupAllAndUnknownNames() throws {
+        for name in ["a", "b", "c", "d"] { try write("src-\(name)/f.txt", "\(name)\n") }
+        try writeConfig(
+            definition("a", source: path("src-a"), destination: path("dst-a"), ["group: g"]),
+            definition("b", source: path("src-b"), destination: path("dst-b"), ["group: g"]),
+            definition("c", source: path("src-c"), destination: path("dst-c")),
+            definition("d", source: path("src-d"), destination: path("dst-d"), ["group: g", "enabled: false"]))
+
+        let group = try plugsync("run", "--group", "g")
+        assertExit(group, 0)
+        XCTAssertTrue(exists("dst-a/f.txt") && exists("dst-b/f.txt"), "\(group)")
+        XCTAssertFalse(exists("dst-c"), "c is not in group g\n\(group)")
+        XCTAssertFalse(exists("dst-d"), "d is disabled\n\(group)")
+
+        let all = try plugsync("run", "--all")
+        assertExit(all, 0)
+        XCTAssertTrue(exists("dst-c/f.txt"), "\(all)")
+        XCTAssertFalse(exists("dst-d"), "--all runs enabled definitions only\n\(all)")
+
+        for arguments in [["run", "nosuch"], ["run", "--group", "nosuch"], ["run"], ["run", "a", "--all"]] {
+            let result = try plugsync(arguments: arguments)
+            assertExit(result, 2)
+            assertNoCrash(result)
+            XCTAssertFalse(result.stderrLines.isEmpty, "\(result)")
+        }
+    }
+
+    func testStatusShowsTheLastRun() throws {
+        try write("src/f.txt", "f\n")
+        try writeConfig(
+            definition("ok", source: path("src"), destination: path("dst")),
+            definition("refused", source: path("missing"), destination: path("dst2")))
+        let never = try plugsync("status")
+        assertExit(never, 0)
+        XCTAssertTrue(never.lines.contains { $0.hasPrefix("ok ") && $0.contains("never") }, "\(never)")
+
+        assertExit(try plugsync("run", "ok"), 0)
+        assertExit(try plugsync("run", "refused"), 3)
+        let status = try plugsync("status")
+        assertExit(status, 0)
+        let ok = status.lines.first { $0.hasPrefix("ok ") } ?? ""
+        let refused = status.lines.first { $0.hasPrefix("refused ") } ?? ""
+        XCTAssertTrue(ok.contains("manual") && ok.contains("success"), "\(status)")
+        XCTAssertTrue(refused.contains("refused"), "\(status)")
+        XCTAssertFalse(ok.contains("never"), "\(status)")
+    }
+}
