@@ -24,6 +24,8 @@ public struct RunOutcome: Sendable {
     public var status: Status
     public var statistics: SyncStatistics
     public var message: String
+    /// The summary line (`Done: …`).
+    public var summary: String
 
     /// The exit code of DESIGN section 5 for this outcome.
     public var exitCode: Int32 {
@@ -97,6 +99,18 @@ public final class SyncRunner {
         }
         reporter.say("Synchronizing \(destination.endpoint.displayName) from \(source.endpoint.displayName)")
 
+        // Safety rail 0: one tree inside the other would copy into itself, or (a source inside a
+        // mirror's destination) delete the source as an orphan.
+        let sourceReal = resolver.realPath(source.root)
+        let destinationReal = resolver.realPath(destination.root)
+        func inside(_ inner: String, _ outer: String) -> Bool {
+            inner == outer || inner.hasPrefix(outer == "/" ? "/" : outer + "/")
+        }
+        if inside(destinationReal, sourceReal) || inside(sourceReal, destinationReal) {
+            throw PreconditionError(
+                "the source \(sourceReal) and the destination \(destinationReal) overlap (one is inside the other); nothing was changed"
+            )
+        }
         // Safety rail 1: an absent source never empties a mirror.
         if try source.endpoint.rootState() == .missing {
             throw PreconditionError(
@@ -193,7 +207,8 @@ public final class SyncRunner {
             reporter.flush()
             printError("plugsync: \(definition.name): \(message)")  // a refusal must be seen even with stdout redirected
         }
-        reporter.say(Self.summary(statistics, seconds: seconds, dryRun: options.dryRun, status: status))
+        let summary = Self.summary(statistics, seconds: seconds, dryRun: options.dryRun, status: status)
+        reporter.say(summary)
         reporter.flush()
         if !options.dryRun {
             let record = RunRecord(
@@ -202,7 +217,8 @@ public final class SyncRunner {
                 skipped: statistics.skipped, failed: statistics.failed, bytes: statistics.bytes, message: message)
             do { try history?.record(record) } catch { printError("warning: \(error)") }
         }
-        return RunOutcome(name: definition.name, status: status, statistics: statistics, message: message)
+        return RunOutcome(
+            name: definition.name, status: status, statistics: statistics, message: message, summary: summary)
     }
 
     /// `Done: 12 copied (1.2 MiB), 1 folder created, 1 deleted, 100 skipped, 0 failed in 0.52 s (2.3 MiB/s)`.

@@ -34,7 +34,7 @@ struct Run: ParsableCommand {
             runOptions.printLines = !quiet
             return definitions.map { definition in
                 let outcome = runner.run(definition, options: runOptions)
-                if quiet, let summary = outcome.summaryLine { print(summary) }
+                if quiet { print("\(outcome.name): \(outcome.summary)") }
                 return outcome
             }
         }
@@ -44,10 +44,6 @@ struct Run: ParsableCommand {
     }
 
     private func rank(_ code: Int32) -> Int { [0: 0, 1: 1, 2: 2, 3: 3][code] ?? 4 }
-}
-
-extension RunOutcome {
-    var summaryLine: String? { "\(name): \(status.rawValue)" }
 }
 
 struct Log: ParsableCommand {

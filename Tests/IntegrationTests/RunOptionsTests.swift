@@ -182,6 +182,8 @@ final class RunOptionsTests: IntegrationTestCase {
         let quiet = try plugsync("run", "logged", "--quiet")
         assertExit(quiet, 0)
         XCTAssertEqual(quiet.actions, [], "--quiet printed action lines\n\(quiet)")
+        XCTAssertEqual(quiet.lines.count, 1, "--quiet prints one line per definition\n\(quiet)")
+        XCTAssertTrue(quiet.lines.first?.hasPrefix("logged: Done: 0 copied") == true, "\(quiet)")
         let again = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map { collapse(String($0.dropFirst(20))) }
         XCTAssertEqual(Array(again.prefix(stripped.count)), stripped, "the log must be appended to")
         XCTAssertTrue(again.contains(action("Skipping", "destination file is up to date", "b/c.txt")), again.joined(separator: "\n"))

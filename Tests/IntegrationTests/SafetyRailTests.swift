@@ -22,6 +22,22 @@ final class SafetyRailTests: IntegrationTestCase {
         XCTAssertFalse(exists("src"), "the run created the missing source")
     }
 
+    /// A destination inside its source would nest one level deeper each run; a source inside a
+    /// mirror's destination would be deleted as an orphan. Both are refused, nothing touched.
+    func testOverlappingTreesAreRefused() throws {
+        try write("top/src/a.txt", "a\n")
+        try write("top/other.txt", "keep me\n")
+        try writeConfig(
+            definition("nested", source: path("top/src"), destination: path("top/src/copy"), ["max_delete: 100%"]),
+            definition("around", source: path("top/src"), destination: path("top"), ["max_delete: 100%"]))
+        let before = try snapshot(path("top"))
+        for name in ["nested", "around"] {
+            let result = try plugsync("run", name, "--force-delete")
+            assertRefused(result, name: name, because: ["overlap"])
+        }
+        XCTAssertEqual(try snapshot(path("top")), before, "a refused run changed something")
+    }
+
     func testEmptySourceRefusesUnlessForced() throws {
         try setUpMirror(kept: 0, ["max_delete: 100%"])
         try mkdir("src")
