@@ -69,6 +69,45 @@ final class LoopDeviceTests: XCTestCase {
         try checkStoredMtime(in: dir, precision: .exact)
     }
 
+    /// udev-rules/90-plugsync.rules, loaded into the real udevd: a loop device with a filesystem
+    /// carries the tag and property; one without a filesystem does not.
+    func testUdevRuleMarksDevicesWithAFilesystem() throws {
+        guard try prerequisites(tools: ["mkfs.ext4", "losetup", "udevadm"]) else { return }
+        let rule = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../udev-rules/90-plugsync.rules").standardizedFileURL
+        let installed = "/run/udev/rules.d/90-plugsync.rules"
+        try FileManager.default.createDirectory(atPath: "/run/udev/rules.d", withIntermediateDirectories: true)
+        try? FileManager.default.removeItem(atPath: installed)
+        try FileManager.default.copyItem(atPath: rule.path, toPath: installed)
+        addTeardownBlock { [self] in
+            try? FileManager.default.removeItem(atPath: installed)
+            _ = try? run("udevadm", "control", "--reload")
+        }
+        try ensureUdevd()
+        try run("udevadm", "control", "--reload")
+
+        let withFS = try makeImage("tagged.img")
+        try run("mkfs.ext4", "-q", "-F", "-L", "PSRULE", withFS)
+        let bare = try makeImage("bare.img")  // zeros: no filesystem
+        let tagged = try attach(withFS)
+        let untagged = try attach(bare)
+        for dev in [tagged, untagged] { try run("udevadm", "trigger", "--action=change", dev) }
+        try run("udevadm", "settle", "--timeout=20")
+
+        func properties(_ dev: String) throws -> [String] {
+            try run("udevadm", "info", "--query=property", dev).split(separator: "\n").map(String.init)
+        }
+        var props = try properties(tagged)
+        for _ in 0..<30 where !props.contains("PLUGSYNC_CANDIDATE=1") {
+            usleep(100_000)
+            props = try properties(tagged)
+        }
+        XCTAssertTrue(props.contains("PLUGSYNC_CANDIDATE=1"), props.joined(separator: "\n"))
+        XCTAssertTrue(props.contains { $0.hasPrefix("TAGS=") && $0.contains(":plugsync:") }, props.joined(separator: "\n"))
+        let bareProps = try properties(untagged)
+        XCTAssertFalse(bareProps.contains("PLUGSYNC_CANDIDATE=1"), bareProps.joined(separator: "\n"))
+    }
+
     func testFusefatMountHasTwoSecondPrecision() throws {
         guard try prerequisites(tools: ["mkfs.vfat", "losetup", "fusefat", "umount"]) else { return }
         let image = try makeImage("fat.img")
