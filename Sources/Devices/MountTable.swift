@@ -161,7 +161,8 @@ public enum MountTable {
             matching.append(i)
         }
         guard !matching.isEmpty else { return nil }
-        let lengths = Dictionary(uniqueKeysWithValues: matching.map { ($0, normalize(entries[$0].mountPoint).utf8.count) })
+        let lengths = Dictionary(
+            uniqueKeysWithValues: matching.map { ($0, normalize(entries[$0].mountPoint).utf8.count) })
 
         // Longest prefix, last wins on ties.
         var longest = matching[0]
@@ -253,7 +254,8 @@ public enum MountTable {
     static func isPrefix(_ prefix: String, of path: String) -> Bool {
         if prefix == "/" { return path.hasPrefix("/") }
         guard path.hasPrefix(prefix) else { return false }
-        let p = prefix.utf8, s = path.utf8
+        let p = prefix.utf8
+        let s = path.utf8
         if p.count == s.count { return true }
         return s[s.index(s.startIndex, offsetBy: p.count)] == UInt8(ascii: "/")
     }

@@ -68,7 +68,8 @@ enum SystemFiles {
 /// Linux `dev_t` encoding (glibc's `gnu_dev_major/minor/makedev`, which Swift does not import).
 enum DeviceNumber {
     static func make(major: UInt32, minor: UInt32) -> UInt64 {
-        let ma = UInt64(major), mi = UInt64(minor)
+        let ma = UInt64(major)
+        let mi = UInt64(minor)
         return ((ma & 0xffff_f000) << 32) | ((ma & 0x0000_0fff) << 8)
             | ((mi & 0xffff_ff00) << 12) | (mi & 0x0000_00ff)
     }

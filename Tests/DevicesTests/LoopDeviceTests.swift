@@ -103,7 +103,8 @@ final class LoopDeviceTests: XCTestCase {
             props = try properties(tagged)
         }
         XCTAssertTrue(props.contains("PLUGSYNC_CANDIDATE=1"), props.joined(separator: "\n"))
-        XCTAssertTrue(props.contains { $0.hasPrefix("TAGS=") && $0.contains(":plugsync:") }, props.joined(separator: "\n"))
+        XCTAssertTrue(
+            props.contains { $0.hasPrefix("TAGS=") && $0.contains(":plugsync:") }, props.joined(separator: "\n"))
         let bareProps = try properties(untagged)
         XCTAssertFalse(bareProps.contains("PLUGSYNC_CANDIDATE=1"), bareProps.joined(separator: "\n"))
     }
@@ -160,7 +161,8 @@ final class LoopDeviceTests: XCTestCase {
         if getuid() != 0 {
             reason = "needs root: loop devices, mounts and udevd (uid is \(getuid()))"
         } else if let missing = tools.first(where: { which($0) == nil }) {
-            reason = "needs \(missing) on PATH (apt-get install udev e2fsprogs dosfstools exfatprogs fusefat exfat-fuse)"
+            reason =
+                "needs \(missing) on PATH (apt-get install udev e2fsprogs dosfstools exfatprogs fusefat exfat-fuse)"
         } else if !FileManager.default.fileExists(atPath: "/dev/loop-control") {
             reason = "needs /dev/loop-control (loop device support)"
         }
@@ -258,7 +260,8 @@ final class LoopDeviceTests: XCTestCase {
     }
 
     private func which(_ tool: String) -> String? {
-        let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
+        let dirs =
+            (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
             .split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"]
         return dirs.map { $0 + "/" + tool }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
@@ -278,7 +281,8 @@ final class LoopDeviceTests: XCTestCase {
         let executable = tool.hasPrefix("/") ? tool : (which(tool) ?? tool)
         let base = (scratch ?? URL(fileURLWithPath: NSTemporaryDirectory()))
             .appendingPathComponent("cmd-\(UInt32.random(in: 0...UInt32.max))")
-        let outURL = base.appendingPathExtension("out"), errURL = base.appendingPathExtension("err")
+        let outURL = base.appendingPathExtension("out")
+        let errURL = base.appendingPathExtension("err")
         defer {
             try? FileManager.default.removeItem(at: outURL)
             try? FileManager.default.removeItem(at: errURL)

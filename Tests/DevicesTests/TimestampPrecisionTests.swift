@@ -31,7 +31,8 @@ final class TimestampPrecisionTests: XCTestCase {
 
     func testFuseblkOrderOfEvidence() {
         XCTAssertEqual(TimestampPrecision.resolveFuseblk(bootSectorType: "exfat", udevType: { "ntfs" }), .oneSecond)
-        XCTAssertEqual(TimestampPrecision.resolveFuseblk(bootSectorType: "ntfs", udevType: { nil }), .hundredNanoseconds)
+        XCTAssertEqual(
+            TimestampPrecision.resolveFuseblk(bootSectorType: "ntfs", udevType: { nil }), .hundredNanoseconds)
         XCTAssertEqual(TimestampPrecision.resolveFuseblk(bootSectorType: "vfat", udevType: { nil }), .twoSeconds)
         XCTAssertEqual(TimestampPrecision.resolveFuseblk(bootSectorType: nil, udevType: { "vfat" }), .twoSeconds)
         XCTAssertEqual(TimestampPrecision.resolveFuseblk(bootSectorType: nil, udevType: { nil }), .oneSecond)

@@ -21,12 +21,14 @@ final class ConfigErrorTests: IntegrationTestCase {
     }
 
     func testBadRegexInIgnore() throws {
-        try assertConfigError(bad(endpoints + ["ignore: ['\\.tmp$', '(unclosed']"]), atLine: 12, field: "ignore", problem: "(unclosed")
+        try assertConfigError(
+            bad(endpoints + ["ignore: ['\\.tmp$', '(unclosed']"]), atLine: 12, field: "ignore", problem: "(unclosed")
     }
 
     func testBadScheduleTime() throws {
         try assertConfigError(
-            bad(endpoints + ["schedule:", "  - days: [mon, fri]", "    at: \"25:00\""]), atLine: 14, field: "at", problem: "25:00")
+            bad(endpoints + ["schedule:", "  - days: [mon, fri]", "    at: \"25:00\""]), atLine: 14, field: "at",
+            problem: "25:00")
     }
 
     func testRelativeLocalPath() throws {
@@ -41,7 +43,8 @@ final class ConfigErrorTests: IntegrationTestCase {
     }
 
     func testMissingDestination() throws {
-        try assertConfigError(bad(["source:", "  local: /tmp/a", "type: mirror"]), atLine: 7, field: "destination", problem: "missing")
+        try assertConfigError(
+            bad(["source:", "  local: /tmp/a", "type: mirror"]), atLine: 7, field: "destination", problem: "missing")
     }
 
     func testBadTypeAndMaxDelete() throws {
@@ -66,7 +69,8 @@ final class ConfigErrorTests: IntegrationTestCase {
     /// Writes `good` + `broken`, runs `run good`, `list` and `check good`, and checks each
     /// refuses with one line naming `file:line`, the field and the problem.
     private func assertConfigError(
-        _ broken: String, atLine line: Int?, field: String?, problem: String, file: StaticString = #filePath, line testLine: UInt = #line
+        _ broken: String, atLine line: Int?, field: String?, problem: String, file: StaticString = #filePath,
+        line testLine: UInt = #line
     ) throws {
         try write("src/data.txt", "data\n")
         try mkdir("dst")
@@ -82,15 +86,21 @@ final class ConfigErrorTests: IntegrationTestCase {
             let message = result.stderrLines.first ?? ""
             XCTAssertTrue(message.contains(configPath), "names the file: \(message)", file: file, line: testLine)
             if let line {
-                XCTAssertTrue(message.contains("\(configPath):\(line):"), "names line \(line): \(message)", file: file, line: testLine)
+                XCTAssertTrue(
+                    message.contains("\(configPath):\(line):"), "names line \(line): \(message)", file: file,
+                    line: testLine)
             }
             if let field {
-                XCTAssertTrue(message.contains(field), "names the field \(field): \(message)", file: file, line: testLine)
+                XCTAssertTrue(
+                    message.contains(field), "names the field \(field): \(message)", file: file, line: testLine)
             }
             XCTAssertTrue(message.contains(problem), "says \(problem): \(message)", file: file, line: testLine)
         }
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: configPath)), configBefore, "the file changed", file: file, line: testLine)
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: configPath)), configBefore, "the file changed", file: file,
+            line: testLine)
         let treeAfter = try snapshot(root).filter { !$0.key.hasPrefix("state") }
-        XCTAssertEqual(treeAfter, treeBefore.filter { !$0.key.hasPrefix("state") }, "files changed", file: file, line: testLine)
+        XCTAssertEqual(
+            treeAfter, treeBefore.filter { !$0.key.hasPrefix("state") }, "files changed", file: file, line: testLine)
     }
 }

@@ -7,7 +7,8 @@ final class DriveTests: IntegrationTestCase {
     // MARK: coarse timestamps
 
     func testFatDestinationSecondRunCopiesNothing() throws {
-        try requireRoot("loop devices and FUSE mounts", tools: ["truncate", "mkfs.vfat", "losetup", "fusefat", "fusermount"])
+        try requireRoot(
+            "loop devices and FUSE mounts", tools: ["truncate", "mkfs.vfat", "losetup", "fusefat", "fusermount"])
         let image = try makeImage("fat.img")
         try shell("mkfs.vfat -n PSFAT \(quote(image)) >/dev/null")
         let device = try attach(image)
@@ -19,7 +20,9 @@ final class DriveTests: IntegrationTestCase {
     }
 
     func testExfatDestinationSecondRunCopiesNothing() throws {
-        try requireRoot("loop devices and FUSE mounts", tools: ["truncate", "mkfs.exfat", "losetup", "mount.exfat-fuse", "fusermount"])
+        try requireRoot(
+            "loop devices and FUSE mounts",
+            tools: ["truncate", "mkfs.exfat", "losetup", "mount.exfat-fuse", "fusermount"])
         let image = try makeImage("exfat.img")
         try shell("mkfs.exfat -L PSEXFAT \(quote(image)) >/dev/null")
         let device = try attach(image)
@@ -51,20 +54,24 @@ final class DriveTests: IntegrationTestCase {
 
         let second = try plugsync("run", "usb")
         assertExit(second, 0)
-        XCTAssertEqual(second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "the second run onto a coarse drive must copy nothing\n\(second)")
+        XCTAssertEqual(
+            second.actions.filter { !$0.hasPrefix("Skipping ") }, [],
+            "the second run onto a coarse drive must copy nothing\n\(second)")
         XCTAssertEqual(second.actions("Skipping").count, 5, "\(second)")
         XCTAssertTrue(second.summary?.hasPrefix("Done: 0 copied") == true, "\(second)")
 
         try setMtime("src/report.txt", FileTime(1_700_000_011, 700_000_000))
         let third = try plugsync("run", "usb")
         assertExit(third, 0)
-        XCTAssertEqual(third.actions("Copying"), [action("Copying", "destination file is older", "report.txt")], "\(third)")
+        XCTAssertEqual(
+            third.actions("Copying"), [action("Copying", "destination file is older", "report.txt")], "\(third)")
     }
 
     // MARK: a drive found by label and File Check
 
     func testExt4DriveByLabelWithFileCheck() throws {
-        try requireRoot("loop devices, mounts and udevd", tools: ["truncate", "mkfs.ext4", "losetup", "udevadm", "mount", "umount"])
+        try requireRoot(
+            "loop devices, mounts and udevd", tools: ["truncate", "mkfs.ext4", "losetup", "udevadm", "mount", "umount"])
         let token = String(UInt32.random(in: 0...UInt32.max), radix: 16, uppercase: true)
         let label = "PSEXT" + token
         let otherLabel = "PSEXT" + String(UInt32.random(in: 0...UInt32.max), radix: 16, uppercase: true)
@@ -84,7 +91,9 @@ final class DriveTests: IntegrationTestCase {
         assertExit(first, 0)
         assertNoCrash(first)
         XCTAssertTrue(
-            first.lines.contains { $0.hasPrefix("Destination drive") && $0.contains(label) && $0.hasSuffix("mounted at \(right)") },
+            first.lines.contains {
+                $0.hasPrefix("Destination drive") && $0.contains(label) && $0.hasSuffix("mounted at \(right)")
+            },
             "\(first)")
         XCTAssertTrue(first.lines.contains("Synchronizing \(right)/backups from \(path("src"))"), "\(first)")
         try assertSameTree(path("src"), right + "/backups")
@@ -96,7 +105,8 @@ final class DriveTests: IntegrationTestCase {
 
         // The other drive's File Check content does not match: refused, nothing written.
         let refused = try plugsync("run", "wrong")
-        assertRefused(refused, name: "wrong", because: ["File Check of the destination failed", "content does not match"])
+        assertRefused(
+            refused, name: "wrong", because: ["File Check of the destination failed", "content does not match"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: wrong + "/backups"), "\(refused)")
 
         // A drive that is not there.
@@ -158,7 +168,9 @@ final class DriveTests: IntegrationTestCase {
 
     private func isMounted(_ dir: String) -> Bool {
         let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        return table.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == dir }
+        return table.split(separator: "\n").contains {
+            $0.split(separator: " ").dropFirst(4).first.map(String.init) == dir
+        }
     }
 
     private func waitForMount(_ dir: String) throws {

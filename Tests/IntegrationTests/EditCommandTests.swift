@@ -46,10 +46,15 @@ final class EditCommandTests: IntegrationTestCase {
 
     private func text() throws -> String { try String(contentsOfFile: configPath, encoding: .utf8) }
 
-    private func assertKept(_ blocks: [String], _ context: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    private func assertKept(_ blocks: [String], _ context: String, file: StaticString = #filePath, line: UInt = #line)
+        throws
+    {
         let now = try text()
         for block in blocks {
-            XCTAssertTrue(now.contains(block), "after \(context), this is no longer in the file byte for byte:\n\(block)\n--- file:\n\(now)", file: file, line: line)
+            XCTAssertTrue(
+                now.contains(block),
+                "after \(context), this is no longer in the file byte for byte:\n\(block)\n--- file:\n\(now)",
+                file: file, line: line)
         }
     }
 
@@ -74,7 +79,10 @@ final class EditCommandTests: IntegrationTestCase {
         XCTAssertEqual(try definitionNames(), ["docs", "site", "newdef"])
         let show = try plugsync("show", "newdef")
         assertExit(show, 0)
-        for fragment in ["name: newdef", "type: backup", path("new-src"), path("new-dst"), ".id=^x$", #"\.bak$"#, "18:30", "mon", "fri"] {
+        for fragment in [
+            "name: newdef", "type: backup", path("new-src"), path("new-dst"), ".id=^x$", #"\.bak$"#, "18:30", "mon",
+            "fri",
+        ] {
             XCTAssertTrue(show.stdout.contains(fragment), "show lacks \(fragment)\n\(show)")
         }
         let run = try plugsync("run", "newdef")
@@ -140,7 +148,8 @@ final class EditCommandTests: IntegrationTestCase {
             assertExit(result, 2)
             assertNoCrash(result)
             XCTAssertEqual(result.stderrLines.count, 1, "\(result)")
-            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: configPath)), before, "\(arguments) changed the file")
+            XCTAssertEqual(
+                try Data(contentsOf: URL(fileURLWithPath: configPath)), before, "\(arguments) changed the file")
         }
         let duplicate = try plugsync("add", "docs", "--source", "/a", "--destination", "/b")
         XCTAssertTrue(duplicate.stderr.contains("docs"), "\(duplicate)")

@@ -15,12 +15,18 @@ final class FileCheckTests: IntegrationTestCase {
         try write("dst/.id", "blue\n")
         try write("dst2/.plugsync/id", "green\n")
         try writeConfig(
-            definition("blue", source: path("src"), destination: path("dst"), ["max_delete: 100%"], destinationExtra: [#"file_check: ".id=^blue$""#]),
-            definition("green", source: path("src"), destination: path("dst2"), destinationExtra: [#"file_check: ".plugsync/id=^green$""#]))
+            definition(
+                "blue", source: path("src"), destination: path("dst"), ["max_delete: 100%"],
+                destinationExtra: [#"file_check: ".id=^blue$""#]),
+            definition(
+                "green", source: path("src"), destination: path("dst2"),
+                destinationExtra: [#"file_check: ".plugsync/id=^green$""#]))
         let result = try plugsync("run", "blue")
         assertExit(result, 0)
-        XCTAssertFalse(result.actions.contains { $0.hasSuffix(" .id") }, "the check file is not part of the data\n\(result)")
-        XCTAssertTrue(result.actions.contains(action("Deleting", "destination file is orphaned", "orphan.txt")), "\(result)")
+        XCTAssertFalse(
+            result.actions.contains { $0.hasSuffix(" .id") }, "the check file is not part of the data\n\(result)")
+        XCTAssertTrue(
+            result.actions.contains(action("Deleting", "destination file is orphaned", "orphan.txt")), "\(result)")
         XCTAssertEqual(read("dst/.id"), "blue\n")
         try assertSameTree(path("src"), path("dst"), skip: { $0 == ".id" })
 
@@ -47,10 +53,14 @@ final class FileCheckTests: IntegrationTestCase {
         try write("src/.id", "red\n")
         try write("dst/.id", "blue\n")
         try writeConfig(
-            definition("blue", source: path("src"), destination: path("dst"), ["max_delete: 100%"], destinationExtra: [#"file_check: ".id=^blue$""#]))
+            definition(
+                "blue", source: path("src"), destination: path("dst"), ["max_delete: 100%"],
+                destinationExtra: [#"file_check: ".id=^blue$""#]))
         let first = try plugsync("run", "blue")
         assertExit(first, 0)
-        XCTAssertEqual(read("dst/.id"), "blue\n", "the destination's File Check file was overwritten by the source's .id\n\(first)")
+        XCTAssertEqual(
+            read("dst/.id"), "blue\n", "the destination's File Check file was overwritten by the source's .id\n\(first)"
+        )
         let second = try plugsync("run", "blue")
         assertExit(second, 0)
     }
@@ -59,13 +69,18 @@ final class FileCheckTests: IntegrationTestCase {
         try setUpTrees()
         let log = path("logs/blue.txt")
         try writeConfig(
-            definition("blue", source: path("src"), destination: path("dst"), ["log_file: '\(log)'"], destinationExtra: [#"file_check: ".id=^blue$""#]))
+            definition(
+                "blue", source: path("src"), destination: path("dst"), ["log_file: '\(log)'"],
+                destinationExtra: [#"file_check: ".id=^blue$""#]))
         let before = try snapshot(path("dst"))
         let result = try plugsync("run", "blue")
-        assertRefused(result, name: "blue", because: ["File Check of the destination failed", path("dst/.id"), "file not found"])
+        assertRefused(
+            result, name: "blue", because: ["File Check of the destination failed", path("dst/.id"), "file not found"])
         XCTAssertEqual(try snapshot(path("dst")), before, "a refused run changed the destination")
         let logText = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        XCTAssertTrue(logText.contains("File Check of the destination failed") && logText.contains("file not found"), "log:\n\(logText)")
+        XCTAssertTrue(
+            logText.contains("File Check of the destination failed") && logText.contains("file not found"),
+            "log:\n\(logText)")
 
         let check = try plugsync("check", "blue")
         assertExit(check, 3)
@@ -77,10 +92,13 @@ final class FileCheckTests: IntegrationTestCase {
         try write("dst/.id", "red\n")
         let log = path("blue.log")
         try writeConfig(
-            definition("blue", source: path("src"), destination: path("dst"), ["log_file: '\(log)'"], destinationExtra: [#"file_check: ".id=^blue$""#]))
+            definition(
+                "blue", source: path("src"), destination: path("dst"), ["log_file: '\(log)'"],
+                destinationExtra: [#"file_check: ".id=^blue$""#]))
         let before = try snapshot(path("dst"))
         let result = try plugsync("run", "blue")
-        assertRefused(result, name: "blue", because: ["File Check of the destination failed", "content does not match", "^blue$"])
+        assertRefused(
+            result, name: "blue", because: ["File Check of the destination failed", "content does not match", "^blue$"])
         XCTAssertEqual(try snapshot(path("dst")), before, "a refused run changed the destination")
         let logText = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         XCTAssertTrue(logText.contains("content does not match"), "log:\n\(logText)")
@@ -89,10 +107,13 @@ final class FileCheckTests: IntegrationTestCase {
     func testSourceCheckRefuses() throws {
         try setUpTrees()
         try writeConfig(
-            definition("src-check", source: path("src"), destination: path("dst"), sourceExtra: [#"file_check: "/nonexistent/plugsync-check=""#]))
+            definition(
+                "src-check", source: path("src"), destination: path("dst"),
+                sourceExtra: [#"file_check: "/nonexistent/plugsync-check=""#]))
         let before = try snapshot(path("dst"))
         let result = try plugsync("run", "src-check")
-        assertRefused(result, name: "src-check", because: ["File Check of the source failed", "/nonexistent/plugsync-check"])
+        assertRefused(
+            result, name: "src-check", because: ["File Check of the source failed", "/nonexistent/plugsync-check"])
         XCTAssertEqual(try snapshot(path("dst")), before)
     }
 }
@@ -107,8 +128,12 @@ extension IntegrationTestCase {
         let refusal = result.stderrLines.first { $0.hasPrefix("plugsync: \(name): Refused: ") }
         XCTAssertNotNil(refusal, "no 'plugsync: \(name): Refused:' line on stderr\n\(result)", file: file, line: line)
         for fragment in because {
-            XCTAssertTrue(refusal?.contains(fragment) == true, "the refusal does not say \(fragment)\n\(result)", file: file, line: line)
+            XCTAssertTrue(
+                refusal?.contains(fragment) == true, "the refusal does not say \(fragment)\n\(result)", file: file,
+                line: line)
         }
-        XCTAssertEqual(result.actions.filter { !$0.hasPrefix("Skipping ") }, [], "a refused run acted\n\(result)", file: file, line: line)
+        XCTAssertEqual(
+            result.actions.filter { !$0.hasPrefix("Skipping ") }, [], "a refused run acted\n\(result)", file: file,
+            line: line)
     }
 }

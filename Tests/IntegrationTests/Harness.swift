@@ -45,7 +45,9 @@ enum PlugsyncBinary {
         }
         // <scratch>/<triple>/debug → <scratch>
         var scratch = folders.first.map { ($0 as NSString).deletingLastPathComponent } ?? ".build"
-        if (scratch as NSString).lastPathComponent.contains("-linux") || (scratch as NSString).lastPathComponent.contains("-apple-") {
+        if (scratch as NSString).lastPathComponent.contains("-linux")
+            || (scratch as NSString).lastPathComponent.contains("-apple-")
+        {
             scratch = (scratch as NSString).deletingLastPathComponent
         }
         throw HarnessError(
@@ -142,7 +144,8 @@ class IntegrationTestCase: XCTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        let base = NSTemporaryDirectory() + "/plugsync-it-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        let base =
+            NSTemporaryDirectory() + "/plugsync-it-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         root = realPath(base) ?? base
     }
@@ -313,7 +316,9 @@ class IntegrationTestCase: XCTestCase {
         }
     }
 
-    func startPlugsync(_ arguments: [String], wrapper: [String] = [], environment: [String: String] = [:]) throws -> Running {
+    func startPlugsync(_ arguments: [String], wrapper: [String] = [], environment: [String: String] = [:]) throws
+        -> Running
+    {
         let binary = try PlugsyncBinary.path()
         let process = Process()
         if let tool = wrapper.first {
@@ -329,7 +334,8 @@ class IntegrationTestCase: XCTestCase {
         process.environment = env
         process.currentDirectoryURL = URL(fileURLWithPath: root)
         let base = root + "/.cmd-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-        let outPath = base + ".out", errPath = base + ".err"
+        let outPath = base + ".out"
+        let errPath = base + ".err"
         FileManager.default.createFile(atPath: outPath, contents: nil)
         FileManager.default.createFile(atPath: errPath, contents: nil)
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
@@ -351,7 +357,8 @@ class IntegrationTestCase: XCTestCase {
     func shell(_ command: String, allowFailure: Bool = false) throws -> String {
         let folder = root.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil } ?? NSTemporaryDirectory()
         let base = folder + "/.sh-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-        let outPath = base + ".out", errPath = base + ".err"
+        let outPath = base + ".out"
+        let errPath = base + ".err"
         defer {
             try? FileManager.default.removeItem(atPath: outPath)
             try? FileManager.default.removeItem(atPath: errPath)
@@ -371,9 +378,11 @@ class IntegrationTestCase: XCTestCase {
 
     func which(_ tool: String) throws -> String {
         if tool.hasPrefix("/") { return tool }
-        let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        let dirs =
+            (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
             + ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        guard let found = dirs.map({ $0 + "/" + tool }).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        guard
+            let found = dirs.map({ $0 + "/" + tool }).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
         else { throw HarnessError("\(tool) is not installed") }
         return found
     }
@@ -432,7 +441,9 @@ class IntegrationTestCase: XCTestCase {
                     kind: kind, size: kind == .file ? Int64(st.st_size) : 0,
                     mtime: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
                     mode: UInt32(st.st_mode) & 0o7777)
-                if kind == .symlink { node.linkTarget = try FileManager.default.destinationOfSymbolicLink(atPath: entryPath) }
+                if kind == .symlink {
+                    node.linkTarget = try FileManager.default.destinationOfSymbolicLink(atPath: entryPath)
+                }
                 if kind == .file && st.st_size <= 1 << 20 {
                     node.content = try Data(contentsOf: URL(fileURLWithPath: entryPath))
                 }
@@ -481,7 +492,9 @@ class IntegrationTestCase: XCTestCase {
             switch s.kind {
             case .file:
                 XCTAssertEqual(s.size, d.size, what, file: file, line: line)
-                XCTAssertTrue(filesEqual(source + "/" + path, destination + "/" + path), "\(path): contents differ", file: file, line: line)
+                XCTAssertTrue(
+                    filesEqual(source + "/" + path, destination + "/" + path), "\(path): contents differ", file: file,
+                    line: line)
             case .symlink:
                 XCTAssertEqual(s.linkTarget, d.linkTarget, what, file: file, line: line)
             default: break
@@ -490,7 +503,8 @@ class IntegrationTestCase: XCTestCase {
                 XCTAssertLessThanOrEqual(abs(s.mtime - d.mtime), tolerance, "mtime: \(what)", file: file, line: line)
             }
             if modes && s.kind != .symlink {
-                XCTAssertEqual(String(s.mode, radix: 8), String(d.mode, radix: 8), "mode: \(what)", file: file, line: line)
+                XCTAssertEqual(
+                    String(s.mode, radix: 8), String(d.mode, radix: 8), "mode: \(what)", file: file, line: line)
             }
         }
     }
@@ -517,8 +531,13 @@ class IntegrationTestCase: XCTestCase {
     /// No crash, no Swift runtime trap or stack trace in the output.
     func assertNoCrash(_ result: CommandResult, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertFalse(result.signaled, "plugsync died of a signal\n\(result)", file: file, line: line)
-        for marker in ["Fatal error", "Stack dump", "Backtrace", "Current stack trace", "fatalError", "Illegal instruction", "0x0000"] {
-            XCTAssertFalse(result.stderr.contains(marker) || result.stdout.contains(marker), "'\(marker)' in output\n\(result)", file: file, line: line)
+        for marker in [
+            "Fatal error", "Stack dump", "Backtrace", "Current stack trace", "fatalError", "Illegal instruction",
+            "0x0000",
+        ] {
+            XCTAssertFalse(
+                result.stderr.contains(marker) || result.stdout.contains(marker), "'\(marker)' in output\n\(result)",
+                file: file, line: line)
         }
     }
 }

@@ -13,7 +13,9 @@ final class InterruptedRunTests: IntegrationTestCase {
     static let bigSize = 200 << 20
 
     func testKilledRunLeavesNoPartialFileAndTheNextRunCleansUp() throws {
-        let src = path("src"), dst = path("dst"), random = path("random.bin")
+        let src = path("src")
+        let dst = path("dst")
+        let random = path("random.bin")
         // Four 200 MiB files of random data (one random file behind a distinct first line each,
         // to keep the setup fast), and 300 small ones in subfolders.
         try mkdir("src")
@@ -21,7 +23,9 @@ final class InterruptedRunTests: IntegrationTestCase {
         try writeBigFiles(version: "v1")
         for folder in 0..<10 {
             for file in 0..<30 {
-                try write("src/many/dir-\(folder)/file-\(file).txt", "small file \(folder)/\(file)\n" + String(repeating: "x", count: file * 37))
+                try write(
+                    "src/many/dir-\(folder)/file-\(file).txt",
+                    "small file \(folder)/\(file)\n" + String(repeating: "x", count: file * 37))
             }
         }
         try writeConfig(definition("big", source: src, destination: dst))
@@ -42,7 +46,9 @@ final class InterruptedRunTests: IntegrationTestCase {
 
     private func writeBigFiles(version: String) throws {
         for i in 1...Self.bigFiles {
-            try shell("{ printf 'big file %d %s\\n' \(i) \(quote(version)); cat \(quote(path("random.bin"))); } > \(quote(path("src/big-\(i).bin")))")
+            try shell(
+                "{ printf 'big file %d %s\\n' \(i) \(quote(version)); cat \(quote(path("random.bin"))); } > \(quote(path("src/big-\(i).bin")))"
+            )
         }
     }
 
@@ -78,9 +84,11 @@ final class InterruptedRunTests: IntegrationTestCase {
                 XCTFail("\(phase): \(relative) is in the destination but not in the source")
                 continue
             }
-            let complete = (node.size == original.size && filesEqual(path("src/") + relative, destination + "/" + relative))
+            let complete =
+                (node.size == original.size && filesEqual(path("src/") + relative, destination + "/" + relative))
                 || filesEqual(path("old/") + relative, destination + "/" + relative)
-            XCTAssertTrue(complete, "\(phase): \(relative) under its final name is neither the new nor the old complete file")
+            XCTAssertTrue(
+                complete, "\(phase): \(relative) under its final name is neither the new nor the old complete file")
         }
         lastLeftovers = leftovers
     }

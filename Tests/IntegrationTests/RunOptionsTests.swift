@@ -5,7 +5,8 @@ import XCTest
 /// the log file and `status`.
 final class RunOptionsTests: IntegrationTestCase {
     func testBackupNeverDeletes() throws {
-        let src = path("src"), dst = path("dst")
+        let src = path("src")
+        let dst = path("dst")
         try write("src/a.txt", "a v1\n", mtime: FileTime(1_700_000_000, 1))
         try write("src/b.txt", "b\n", mtime: FileTime(1_700_000_000, 2))
         try write("src/dir/c.txt", "c\n", mtime: FileTime(1_700_000_000, 3))
@@ -24,10 +25,12 @@ final class RunOptionsTests: IntegrationTestCase {
 
         let second = try plugsync("run", "keep")
         assertExit(second, 0)
-        assertActions(second, [
-            action("Copying", "destination file size differs", "a.txt"),
-            action("Copying", "destination file not found", "new.txt"),
-        ])
+        assertActions(
+            second,
+            [
+                action("Copying", "destination file size differs", "a.txt"),
+                action("Copying", "destination file not found", "new.txt"),
+            ])
         XCTAssertEqual(second.actions("Deleting"), [])
         XCTAssertTrue(second.summary?.contains(" 0 deleted") == true, "\(second)")
         let after = try snapshot(dst)
@@ -55,7 +58,8 @@ final class RunOptionsTests: IntegrationTestCase {
     }
 
     func testNonRecursiveLeavesSubfoldersAlone() throws {
-        let src = path("src"), dst = path("dst")
+        let src = path("src")
+        let dst = path("dst")
         try write("src/top.txt", "top\n")
         try write("src/sub/inner.txt", "inner\n")
         try write("src/newsub/n.txt", "n\n")
@@ -67,10 +71,12 @@ final class RunOptionsTests: IntegrationTestCase {
 
         let result = try plugsync("run", "flat")
         assertExit(result, 0)
-        assertActions(result, [
-            action("Copying", "destination file not found", "top.txt"),
-            action("Deleting", "destination file is orphaned", "stale.txt"),
-        ])
+        assertActions(
+            result,
+            [
+                action("Copying", "destination file not found", "top.txt"),
+                action("Deleting", "destination file is orphaned", "stale.txt"),
+            ])
         let after = try snapshot(dst)
         XCTAssertEqual(Set(after.keys), ["top.txt", "sub", "sub/old.txt", "olddir", "olddir/o.txt"])
         for path in ["sub", "sub/old.txt", "olddir", "olddir/o.txt"] {
@@ -79,7 +85,8 @@ final class RunOptionsTests: IntegrationTestCase {
     }
 
     func testIgnoredEntriesAreNeitherCopiedNorDeleted() throws {
-        let src = path("src"), dst = path("dst")
+        let src = path("src")
+        let dst = path("dst")
         try write("src/doc.txt", "doc\n")
         try write("src/thumbs.db", "cache\n")
         try write("src/~$doc.txt", "office lock file\n")
@@ -96,13 +103,15 @@ final class RunOptionsTests: IntegrationTestCase {
 
         let result = try plugsync("run", "ign")
         assertExit(result, 0)
-        assertActions(result, [
-            action("Copying", "destination file not found", "doc.txt"),
-            action("Creating", "destination folder not found", "sub/"),
-            action("Copying", "destination file not found", "sub/keep.txt"),
-            action("Deleting", "destination file is orphaned", "orphan.txt"),
-            action("Keeping", "folder still holds ignored entries", "gone/"),
-        ])
+        assertActions(
+            result,
+            [
+                action("Copying", "destination file not found", "doc.txt"),
+                action("Creating", "destination folder not found", "sub/"),
+                action("Copying", "destination file not found", "sub/keep.txt"),
+                action("Deleting", "destination file is orphaned", "orphan.txt"),
+                action("Keeping", "folder still holds ignored entries", "gone/"),
+            ])
         XCTAssertEqual(
             Set(try snapshot(dst).keys),
             ["doc.txt", "sub", "sub/keep.txt", "keep.db", "cache", "cache/old", "gone", "gone/x.db"])
@@ -111,7 +120,8 @@ final class RunOptionsTests: IntegrationTestCase {
     }
 
     func testDryRunChangesNothing() throws {
-        let src = path("src"), dst = path("dst")
+        let src = path("src")
+        let dst = path("dst")
         try write("src/same.txt", "same\n")
         try write("src/changed.txt", "v1\n", mtime: FileTime(1_700_000_000))
         try write("src/kind", "a file\n")
@@ -161,11 +171,14 @@ final class RunOptionsTests: IntegrationTestCase {
     }
 
     func testLogFileGetsTheSameLinesWithTimestamps() throws {
-        let src = path("src"), dst = path("dst"), log = path("logs/sub/logged.txt")
+        let src = path("src")
+        let dst = path("dst")
+        let log = path("logs/sub/logged.txt")
         try write("src/a.txt", "a\n")
         try write("src/b/c.txt", "c\n")
         try write("dst/orphan.txt", "o\n")
-        try writeConfig(definition("logged", source: src, destination: dst, ["log_file: '\(log)'", "max_delete: 100%"]))
+        try writeConfig(
+            definition("logged", source: src, destination: dst, ["log_file: '\(log)'", "max_delete: 100%"]))
         let run = try plugsync("run", "logged")
         assertExit(run, 0)
         let text = try String(contentsOfFile: log, encoding: .utf8)
@@ -184,9 +197,13 @@ final class RunOptionsTests: IntegrationTestCase {
         XCTAssertEqual(quiet.actions, [], "--quiet printed action lines\n\(quiet)")
         XCTAssertEqual(quiet.lines.count, 1, "--quiet prints one line per definition\n\(quiet)")
         XCTAssertTrue(quiet.lines.first?.hasPrefix("logged: Done: 0 copied") == true, "\(quiet)")
-        let again = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map { collapse(String($0.dropFirst(20))) }
+        let again = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map {
+            collapse(String($0.dropFirst(20)))
+        }
         XCTAssertEqual(Array(again.prefix(stripped.count)), stripped, "the log must be appended to")
-        XCTAssertTrue(again.contains(action("Skipping", "destination file is up to date", "b/c.txt")), again.joined(separator: "\n"))
+        XCTAssertTrue(
+            again.contains(action("Skipping", "destination file is up to date", "b/c.txt")),
+            again.joined(separator: "\n"))
     }
 
     func testGroupAllAndUnknownNames() throws {

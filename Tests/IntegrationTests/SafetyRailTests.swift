@@ -106,7 +106,8 @@ final class SafetyRailTests: IntegrationTestCase {
         try write("src/f8.txt", "file 8\n", mtime: FileTime(1_700_000_008))  // 1 of 10: 10 %
         let allowed = try plugsync("run", "m")
         assertExit(allowed, 0)
-        XCTAssertEqual(allowed.actions("Deleting"), [action("Deleting", "destination file is orphaned", "f9.txt")], "\(allowed)")
+        XCTAssertEqual(
+            allowed.actions("Deleting"), [action("Deleting", "destination file is orphaned", "f9.txt")], "\(allowed)")
     }
 
     /// A source folder that cannot be listed is not an empty one: nothing is deleted.
@@ -123,7 +124,8 @@ final class SafetyRailTests: IntegrationTestCase {
         try chmod("src/locked", 0o755)
         assertExit(result, 1)
         assertNoCrash(result)
-        XCTAssertTrue(result.lines.contains { $0.hasPrefix("Cannot list") && $0.contains(path("src/locked")) }, "\(result)")
+        XCTAssertTrue(
+            result.lines.contains { $0.hasPrefix("Cannot list") && $0.contains(path("src/locked")) }, "\(result)")
         XCTAssertEqual(result.actions("Deleting"), [], "\(result)")
         XCTAssertTrue(exists("dst/orphan.txt"), "deleted although the source listing failed\n\(result)")
         XCTAssertTrue(exists("dst/locked/old.txt"), "deleted although the source listing failed\n\(result)")
@@ -142,7 +144,8 @@ final class SafetyRailTests: IntegrationTestCase {
         try chmod("dst/locked", 0o755)
         assertExit(result, 1)
         assertNoCrash(result)
-        XCTAssertTrue(result.lines.contains { $0.hasPrefix("Cannot list") && $0.contains(path("dst/locked")) }, "\(result)")
+        XCTAssertTrue(
+            result.lines.contains { $0.hasPrefix("Cannot list") && $0.contains(path("dst/locked")) }, "\(result)")
         XCTAssertEqual(result.actions("Deleting"), [], "\(result)")
         XCTAssertTrue(exists("dst/orphan.txt"), "deleted although the destination listing failed\n\(result)")
         XCTAssertTrue(exists("dst/locked/inside.txt"))
@@ -164,8 +167,12 @@ final class SafetyRailTests: IntegrationTestCase {
         assertNoCrash(result)
         let failed = result.actions("Failed")
         XCTAssertEqual(failed.count, 1, "\(result)")
-        XCTAssertTrue(failed.first?.hasPrefix("Failed (destination file not found") == true && failed.first?.hasSuffix(" secret.bin") == true, "\(result)")
-        XCTAssertTrue(result.summary?.hasPrefix("Done with failures: 2 copied") == true && result.summary?.contains("1 failed") == true, "\(result)")
+        XCTAssertTrue(
+            failed.first?.hasPrefix("Failed (destination file not found") == true
+                && failed.first?.hasSuffix(" secret.bin") == true, "\(result)")
+        XCTAssertTrue(
+            result.summary?.hasPrefix("Done with failures: 2 copied") == true
+                && result.summary?.contains("1 failed") == true, "\(result)")
         XCTAssertEqual(read("dst/a.txt"), "a\n")
         XCTAssertEqual(read("dst/z.txt"), "z\n")
         XCTAssertFalse(exists("dst/secret.bin"), "\(result)")
@@ -174,7 +181,8 @@ final class SafetyRailTests: IntegrationTestCase {
         // Readable again: the next run copies it, and only it.
         let again = try plugsync("run", "m")
         assertExit(again, 0)
-        XCTAssertEqual(again.actions("Copying"), [action("Copying", "destination file not found", "secret.bin")], "\(again)")
+        XCTAssertEqual(
+            again.actions("Copying"), [action("Copying", "destination file not found", "secret.bin")], "\(again)")
         try assertSameTree(path("src"), path("dst"))
     }
 }

@@ -6,7 +6,8 @@ import XCTest
 /// the rest; the run after that copies nothing.
 final class SeedWalkthroughTests: IntegrationTestCase {
     func testSeedWalkthroughOnRealTrees() throws {
-        let src = path("src"), dst = path("dst")
+        let src = path("src")
+        let dst = path("dst")
         try buildSourceTree()
         try writeConfig(definition("seed", source: src, destination: dst))
 
@@ -16,25 +17,27 @@ final class SeedWalkthroughTests: IntegrationTestCase {
         assertNoCrash(first)
         XCTAssertEqual(first.lines.first, "Sync seed started (mirror, trigger: manual)", "\(first)")
         XCTAssertTrue(first.lines.contains("Synchronizing \(dst) from \(src)"), "\(first)")
-        assertActions(first, [
-            action("Creating", "destination folder not found", "becomes-file/"),
-            action("Creating", "destination folder not found", "empty/"),
-            action("Creating", "destination folder not found", "sub/"),
-            action("Creating", "destination folder not found", "sub/deep/"),
-            action("Copying", "destination file not found", ".hidden"),
-            action("Copying", "destination file not found", "about.html"),
-            action("Copying", "destination file not found", "back.jpg"),
-            action("Copying", "destination file not found", "becomes-file/inner.txt"),
-            action("Copying", "destination file not found", "becomes-folder"),
-            action("Copying", "destination file not found", "café menu.txt"),
-            action("Copying", "destination file not found", "contact.html"),
-            action("Copying", "destination file not found", "dangling"),
-            action("Copying", "destination file not found", "link-to-about"),
-            action("Copying", "destination file not found", "private.txt"),
-            action("Copying", "destination file not found", "size.txt"),
-            action("Copying", "destination file not found", "sub/deep/file.txt"),
-            action("Copying", "destination file not found", "tool.sh"),
-        ])
+        assertActions(
+            first,
+            [
+                action("Creating", "destination folder not found", "becomes-file/"),
+                action("Creating", "destination folder not found", "empty/"),
+                action("Creating", "destination folder not found", "sub/"),
+                action("Creating", "destination folder not found", "sub/deep/"),
+                action("Copying", "destination file not found", ".hidden"),
+                action("Copying", "destination file not found", "about.html"),
+                action("Copying", "destination file not found", "back.jpg"),
+                action("Copying", "destination file not found", "becomes-file/inner.txt"),
+                action("Copying", "destination file not found", "becomes-folder"),
+                action("Copying", "destination file not found", "café menu.txt"),
+                action("Copying", "destination file not found", "contact.html"),
+                action("Copying", "destination file not found", "dangling"),
+                action("Copying", "destination file not found", "link-to-about"),
+                action("Copying", "destination file not found", "private.txt"),
+                action("Copying", "destination file not found", "size.txt"),
+                action("Copying", "destination file not found", "sub/deep/file.txt"),
+                action("Copying", "destination file not found", "tool.sh"),
+            ])
         XCTAssertTrue(first.summary?.hasPrefix("Done: 13 copied") == true, "\(first)")
         XCTAssertTrue(first.summary?.contains("4 folders created, 0 deleted, 0 skipped, 0 failed") == true, "\(first)")
         try assertSameTree(src, dst)
@@ -59,24 +62,26 @@ final class SeedWalkthroughTests: IntegrationTestCase {
         let second = try plugsync("run", "seed")
         assertExit(second, 0)
         assertNoCrash(second)
-        assertActions(second, [
-            action("Deleting", "destination folder is orphaned", "old-stuff/"),
-            action("Deleting", "destination file is orphaned", "orphaned_file.txt"),
-            action("Copying", "destination file not found", "about.html"),
-            action("Copying", "destination file is older", "contact.html"),
-            action("Copying", "destination file size differs", "size.txt"),
-            action("Replacing", "destination is a folder", "becomes-file"),
-            action("Replacing", "destination is a file", "becomes-folder"),
-            action("Copying", "destination file not found", "becomes-folder/child.txt"),
-            action("Skipping", "destination file is up to date", ".hidden"),
-            action("Skipping", "destination file is up to date", "back.jpg"),
-            action("Skipping", "destination file is up to date", "café menu.txt"),
-            action("Skipping", "destination file is up to date", "dangling"),
-            action("Skipping", "destination file is up to date", "link-to-about"),
-            action("Skipping", "destination file is up to date", "private.txt"),
-            action("Skipping", "destination file is up to date", "sub/deep/file.txt"),
-            action("Skipping", "destination file is up to date", "tool.sh"),
-        ])
+        assertActions(
+            second,
+            [
+                action("Deleting", "destination folder is orphaned", "old-stuff/"),
+                action("Deleting", "destination file is orphaned", "orphaned_file.txt"),
+                action("Copying", "destination file not found", "about.html"),
+                action("Copying", "destination file is older", "contact.html"),
+                action("Copying", "destination file size differs", "size.txt"),
+                action("Replacing", "destination is a folder", "becomes-file"),
+                action("Replacing", "destination is a file", "becomes-folder"),
+                action("Copying", "destination file not found", "becomes-folder/child.txt"),
+                action("Skipping", "destination file is up to date", ".hidden"),
+                action("Skipping", "destination file is up to date", "back.jpg"),
+                action("Skipping", "destination file is up to date", "café menu.txt"),
+                action("Skipping", "destination file is up to date", "dangling"),
+                action("Skipping", "destination file is up to date", "link-to-about"),
+                action("Skipping", "destination file is up to date", "private.txt"),
+                action("Skipping", "destination file is up to date", "sub/deep/file.txt"),
+                action("Skipping", "destination file is up to date", "tool.sh"),
+            ])
         try assertSameTree(src, dst)
         XCTAssertEqual(read("dst/contact.html"), "contact v2\n")
         XCTAssertEqual(try snapshot(dst)["link-to-about"]?.kind, .symlink)

@@ -292,11 +292,14 @@ final class ConfigTests: XCTestCase {
     }
 
     func testAddToThePackagedDefaultFile() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../packaging/plugsync.yaml")
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../packaging/plugsync.yaml")
         let text = try String(contentsOf: url, encoding: .utf8)
         var file = try parse(text)
         XCTAssertTrue(file.definitions.isEmpty, "the packaged file must hold no active definition")
-        try file.add(Definition(name: "x", source: EndpointSpec(.local(path: "/a")), destination: EndpointSpec(.local(path: "/b"))))
+        try file.add(
+            Definition(
+                name: "x", source: EndpointSpec(.local(path: "/a")), destination: EndpointSpec(.local(path: "/b"))))
         XCTAssertEqual(try parse(file.text).definitions.map(\.name), ["x"])
         XCTAssertTrue(file.text.hasPrefix("# plugsync definitions"))
     }

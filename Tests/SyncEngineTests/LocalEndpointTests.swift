@@ -59,7 +59,8 @@ final class LocalEndpointTests: XCTestCase {
         let entry = source.list(recursive: false, filter: ListingFilter()).entries.first { $0.name == "f" }!
         let file = try source.openForReading("f", entry: entry)
         defer { file.close() }
-        XCTAssertThrowsError(try destination.receive("f", from: file, entry: entry, replacing: false) { _ in }) { error in
+        XCTAssertThrowsError(try destination.receive("f", from: file, entry: entry, replacing: false) { _ in }) {
+            error in
             XCTAssertEqual((error as? SystemError)?.errno, ENOENT)
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/dst/missing-folder/f"))

@@ -161,6 +161,7 @@ final class PlannerTests: XCTestCase {
         let plan = planner.plan(
             source: [], destination: [folder(".plugsync", [folder("ids", []), file("stale")]), file("orphan")])
         XCTAssertEqual(
-            summary(plan), ["delete .plugsync/stale destination file is orphaned", "delete orphan destination file is orphaned"])
+            summary(plan),
+            ["delete .plugsync/stale destination file is orphaned", "delete orphan destination file is orphaned"])
     }
 }
