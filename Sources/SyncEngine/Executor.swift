@@ -127,18 +127,10 @@ public final class Executor: @unchecked Sendable {
 
     private func runTransfers(_ actions: [Action], stats: Counter) {
         if actions.isEmpty { return }
-        let next = Counter()
-        let workers = min(parallelism, actions.count)
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while true {
-                var index = 0
-                next.update {
-                    index = $0.transferred
-                    $0.transferred += 1
-                }
-                if index >= actions.count { return }
-                let action = actions[index]
-                record(action, transfer(action), stats)
+        let queue = WorkQueue(count: actions.count)
+        DispatchQueue.concurrentPerform(iterations: min(parallelism, actions.count)) { _ in
+            while let index = queue.next() {
+                record(actions[index], transfer(actions[index]), stats)
             }
         }
     }
@@ -147,6 +139,9 @@ public final class Executor: @unchecked Sendable {
         guard let entry = action.source else { return .failed("no source entry") }
         do {
             if entry.kind == .symlink {
+                guard destination.capabilities.keepsSymlinks else {
+                    return .failed("the destination's filesystem cannot store symbolic links")
+                }
                 try destination.createSymlink(action.path, entry: entry)
                 return .done
             }
@@ -180,6 +175,21 @@ public final class Executor: @unchecked Sendable {
             lock.lock()
             defer { lock.unlock() }
             return stats
+        }
+    }
+
+    /// Hands out the indexes 0..<count once each, to several workers.
+    final class WorkQueue: @unchecked Sendable {
+        private let count: Int
+        private var taken = 0
+        private let lock = NSLock()
+        init(count: Int) { self.count = count }
+        func next() -> Int? {
+            lock.lock()
+            defer { lock.unlock() }
+            guard taken < count else { return nil }
+            taken += 1
+            return taken - 1
         }
     }
 }

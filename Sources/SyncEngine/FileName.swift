@@ -78,8 +78,6 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
         return .empty
     }
 
-    public func hasPrefix(_ prefix: [UInt8]) -> Bool { bytes.starts(with: prefix) }
-
     /// Calls `body` with a NUL-terminated copy of the bytes.
     public func withCString<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
         var copy = bytes

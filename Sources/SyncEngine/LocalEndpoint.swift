@@ -300,10 +300,14 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         }
     }
 
-    private func finishAttributes(fd: Int32, path: FileName, entry: Entry) throws {
+    private func applyMode(fd: Int32, path: FileName, entry: Entry) throws {
         if capabilities.keepsModes, let mode = entry.mode {
             if fchmod(fd, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
         }
+    }
+
+    private func finishAttributes(fd: Int32, path: FileName, entry: Entry) throws {
+        try applyMode(fd: fd, path: path, entry: entry)
         var times = Self.times(entry.mtime)
         if futimens(fd, &times) != 0 { throw SystemError("set time", path: display(path), errno: errno) }
     }
@@ -329,9 +333,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             }
         }
         try copyContents(from: file, to: fd, path: temporary, expected: entry.size, progress: progress)
-        if capabilities.keepsModes, let mode = entry.mode {
-            if fchmod(fd, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
-        }
+        try applyMode(fd: fd, path: path, entry: entry)
         let closed = close(fd)
         succeeded = true  // the descriptor is closed either way
         if closed != 0 {

@@ -19,10 +19,3 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { "\(path): \(operation): \(reason)" }
 }
-
-/// An error of the sync layer with the endpoint and path it concerns.
-public struct SyncError: Error, CustomStringConvertible, Sendable {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
