@@ -192,7 +192,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         try pool.with { connection in
             do {
                 let data = try connection.listing(root.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
-                return parse(data, folder: root).isEmpty ? .empty : .nonEmpty
+                return parse(data).entries.isEmpty ? .empty : .nonEmpty
             } catch let error as FTPError where error.kind == .notFound {
                 return .missing
             }
@@ -215,12 +215,12 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         }
     }
 
-    /// Parses one folder's listing into sorted entries with corrected times (no filtering).
-    private func parse(_ data: [UInt8], folder: FileName) -> [RemoteEntry] {
+    /// Parses one folder's listing (no filtering); `unreadable` counts lines it could not read.
+    private func parse(_ data: [UInt8]) -> (entries: [RemoteEntry], unreadable: Int) {
         let serverNow = Int64(wallClockSeconds()) + listOffset
         let parsed =
             features.mlsd ? FTPListingParser.parseMLSD(data) : FTPListingParser.parseLIST(data, serverNow: serverNow)
-        return parsed.entries.filter { $0.name != [0x2e] && $0.name != [0x2e, 0x2e] }
+        return (parsed.entries.filter { $0.name != [0x2e] && $0.name != [0x2e, 0x2e] }, parsed.unreadable)
     }
 
     public func list(recursive: Bool, filter: ListingFilter) -> Listing {
@@ -278,9 +278,14 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     > {
         do {
             let data = try pool.with { try $0.listing(folder.bytes, verb: features.mlsd ? "MLSD" : "LIST -a") }
-            let remote = parse(data, folder: folder)
+            let (remote, unreadable) = parse(data)
             var entries: [Entry] = []
             var problems: [Error] = []
+            if unreadable > 0 {
+                // A line this client cannot read may hide an entry: the run then deletes nothing.
+                problems.append(
+                    ListingError(path: display(folder), message: "\(unreadable) lines of the listing could not be read"))
+            }
             var temporary: [FileName] = []
             let base = relative(folder)
             var coarseHere: [(FileName, Int64)] = []
