@@ -136,7 +136,7 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Pauses before the second, third and fourth try of a transfer whose error is transient.
-    static let retryDelays: [Double] = [0.5, 2, 5]
+    public var retryDelays: [Double] = [0.5, 2, 5]
 
     private func transfer(_ action: Action) -> Outcome {
         var attempt = 0
@@ -144,9 +144,9 @@ public final class Executor: @unchecked Sendable {
             do {
                 try transferOnce(action)
                 return .done
-            } catch let error as RetryableError where error.isRetryable && attempt < Self.retryDelays.count {
-                observer.retrying(action, error: Self.message(error), delay: Self.retryDelays[attempt])
-                usleep(useconds_t(Self.retryDelays[attempt] * 1_000_000))
+            } catch let error as RetryableError where error.isRetryable && attempt < retryDelays.count {
+                observer.retrying(action, error: Self.message(error), delay: retryDelays[attempt])
+                usleep(useconds_t(retryDelays[attempt] * 1_000_000))
                 attempt += 1
             } catch {
                 return .failed(Self.message(error))

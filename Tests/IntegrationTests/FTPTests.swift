@@ -34,7 +34,9 @@ final class FTPTests: IntegrationTestCase {
             "  ftp:", "    server: 127.0.0.1:\(server.port)", "    username: \(server.user)",
             "    password_env: PLUGSYNC_TEST_FTP_PW", "    directory: '\(directory)'",
         ]
-        if let ca = server.caFile { lines += ["    tls: explicit", "    ca_file: '\(ca)'"] }
+        if let ca = server.caFile {
+            lines += ["    tls: \(server.name == "vsftpd-tlsi" ? "implicit" : "explicit")", "    ca_file: '\(ca)'"]
+        }
         return lines + extra.map { "    " + $0 }
     }
 
@@ -76,6 +78,7 @@ final class FTPTests: IntegrationTestCase {
     func testUploadWalkthroughSkewedVsftpd() throws { try uploadWalkthrough("vsftpd-skew", clock: 3684) }
     func testUploadWalkthroughSkewedProftpd() throws { try uploadWalkthrough("proftpd-skew", clock: 3684) }
     func testUploadWalkthroughExplicitFTPS() throws { try uploadWalkthrough("vsftpd-tls", clock: 0) }
+    func testUploadWalkthroughImplicitFTPS() throws { try uploadWalkthrough("vsftpd-tlsi", clock: 0) }
 
     func uploadWalkthrough(_ name: String, clock: Int) throws {
         let server = try start(name)
