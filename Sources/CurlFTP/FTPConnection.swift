@@ -140,7 +140,7 @@ public final class FTPConnection {
             let code = curl_multi_perform(multi, &running)
             guard code == CURLM_OK else { throw FTPError(.local, "curl_multi_perform failed (\(code.rawValue))") }
             if running == 0 { break }
-            if body.isEmpty { _ = curl_multi_poll(multi, nil, 0, 1000, nil) }
+            if body.isEmpty { waitForActivity() }
         }
         if running == 0 && body.isEmpty {
             let result = finishedResult()
@@ -243,11 +243,21 @@ public final class FTPConnection {
                 throw FTPError(.local, "curl_multi_perform failed (\(code.rawValue))")
             }
             if running == 0 { break }
-            _ = curl_multi_poll(multi, nil, 0, 1000, nil)
+            waitForActivity()
         }
         let result = finishedResult()
         curl_multi_remove_handle(multi, easy)
         try check(result, what: what, path: path)
+    }
+
+    /// Waits for socket activity, but never past curl's own timer: after a passive-mode reply
+    /// curl connects the data channel from a timer, and a blind one-second wait stalled every
+    /// such transfer by a second.
+    private func waitForActivity() {
+        var timeout = -1
+        curl_multi_timeout(multi, &timeout)
+        if timeout == 0 { return }
+        _ = curl_multi_poll(multi, nil, 0, Int32(timeout < 0 ? 1000 : min(timeout, 1000)), nil)
     }
 
     private func finishedResult() -> CURLcode {

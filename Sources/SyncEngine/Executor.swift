@@ -128,7 +128,7 @@ public final class Executor: @unchecked Sendable {
     private func runTransfers(_ actions: [Action], stats: Counter) {
         if actions.isEmpty { return }
         let queue = WorkQueue(count: actions.count)
-        DispatchQueue.concurrentPerform(iterations: min(parallelism, actions.count)) { _ in
+        runOnThreads(min(parallelism, actions.count)) { _ in
             while let index = queue.next() {
                 record(actions[index], transfer(actions[index]), stats)
             }

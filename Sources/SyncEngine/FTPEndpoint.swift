@@ -232,7 +232,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         while !level.isEmpty {
             var next: [FileName] = []
             let queue = Executor.WorkQueue(count: level.count)
-            DispatchQueue.concurrentPerform(iterations: min(pool.size, level.count)) { _ in
+            runOnThreads(min(pool.size, level.count)) { _ in
                 while let index = queue.next() {
                     let folder = level[index]
                     let result = listFolder(folder, filter: filter)
@@ -368,7 +368,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         var exact: [FileName: Int64] = [:]
         let lock = Mutex()
         let queue = Executor.WorkQueue(count: undecided.count)
-        DispatchQueue.concurrentPerform(iterations: min(pool.size, undecided.count)) { _ in
+        runOnThreads(min(pool.size, undecided.count)) { _ in
             while let index = queue.next() {
                 let path = undecided[index]
                 let time = try? pool.with { try modificationTime(absolute(path), $0) }
