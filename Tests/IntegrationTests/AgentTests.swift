@@ -261,4 +261,54 @@ final class AgentTests: IntegrationTestCase {
         XCTAssertTrue(
             status.lines.contains { $0.hasPrefix("timed ") && $0.contains(" schedule success ") }, "\(status)")
     }
+
+    /// SIGTERM while a run is about to copy: no file is started after it, the run ends "with
+    /// failures" ("the sync was stopped"), and the agent exits within a few seconds.
+    func testTerminateStopsBeforeTheNextFile() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSAG" + t
+        for i in 0..<5 { try write("src/f\(i).txt", "file \(i)\n") }
+        let drive = try makeUnmountedDrive(label: label, name: "d", id: "id-\(t)")
+        try writeConfig(driveDefinition("stop", label: label, id: "id-\(t)", extra: ["hooks:", "  before: 'sleep 1'"]))
+        try startAgent()
+        let mount = try mountPoint("d")
+        try shell("mount \(drive) \(quote(mount))")
+        addTeardownBlock { [self] in unmount(mount, fuse: false) }
+        try waitForAgentLog("stop: run started (trigger: mount)")
+        let seconds = try XCTUnwrap(stopAgent())
+        XCTAssertLessThan(seconds, 5, agentLog)
+        XCTAssertTrue(agentLog.contains("stop: Done with failures: 0 copied"), agentLog)
+        XCTAssertTrue(read("stop.log")?.contains("not copied: the sync was stopped") == true, read("stop.log") ?? "")
+        let copied = (try? FileManager.default.contentsOfDirectory(atPath: mount + "/backup")) ?? []
+        XCTAssertEqual(copied, [], "no file may be started after SIGTERM")
+    }
+
+    /// The drive goes away while its run is going on: that run fails cleanly (nothing written
+    /// anywhere else), and the next mount completes the sync.
+    func testUnmountDuringARunThenTheNextMountCompletes() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSAG" + t
+        try write("src/a.txt", "a\n")
+        try write("src/b/c.txt", "c\n")
+        let drive = try makeUnmountedDrive(label: label, name: "d", id: "id-\(t)")
+        let flag = path("slowed")
+        try writeConfig(
+            driveDefinition(
+                "gone", label: label, id: "id-\(t)",
+                extra: ["hooks:", "  before: 'test -e \(flag) || { touch \(flag); sleep 1.5; }'"]))
+        try startAgent()
+        let mount = try mountPoint("d")
+        try shell("mount \(drive) \(quote(mount))")
+        addTeardownBlock { [self] in unmount(mount, fuse: false) }
+        try waitForAgentLog("gone: run started (trigger: mount)")
+        try shell("umount \(quote(mount))")
+        try waitForAgentLog("gone: Refused", timeout: 10)
+        XCTAssertTrue(agentLog.contains("not mounted"), agentLog)
+        XCTAssertFalse(exists("mnt-d/backup"), "the run wrote under the bare mount point")
+        try shell("mount \(drive) \(quote(mount))")
+        try waitForAgentLog("gone: Done: 2 copied", timeout: 10)
+        try assertSameTree(path("src"), mount + "/backup")
+    }
 }
