@@ -235,6 +235,10 @@ final class AgentTests: IntegrationTestCase {
         XCTAssertFalse(
             ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains(drive + " "),
             "still mounted")
+        // Another change event for the same drive does not start another round.
+        try shell("udevadm trigger --action=change \(drive) && udevadm settle --timeout=20")
+        usleep(500_000)
+        XCTAssertEqual(agentLog.components(separatedBy: "(mount: auto)").count - 1, 1, agentLog)
         let check = try mountPoint("check")
         try shell("mount \(drive) \(quote(check))")
         addTeardownBlock { [self] in unmount(check, fuse: false) }

@@ -19,6 +19,8 @@ public final class Agent: @unchecked Sendable {
     /// Mount points the agent made itself (`mount: auto`); their runs are driven by the mounter.
     private var autoMountPoints: Set<String> = []
     private var autoMounting: Set<String> = []
+    /// Devices auto-mounted, synced and released, until they are plugged in again.
+    private var autoMountDone: Set<String> = []
     private var nextRuns: [String: Date] = [:]
     private let cancellation = Cancellation()
     public private(set) var queue: JobQueue!
@@ -118,6 +120,13 @@ public final class Agent: @unchecked Sendable {
 
     private func deviceEvent(_ event: DeviceEvent) {
         let block = event.device
+        // A drive the agent auto-mounted is not mounted again until it is plugged in anew
+        // (remove/add) or its medium changes: an unmount must not start another round.
+        if event.action != "change" || block.fsUsage != "filesystem" {
+            lock.lock()
+            autoMountDone.remove(block.devnode)
+            lock.unlock()
+        }
         guard event.action == "add" || event.action == "change" else {
             if event.action == "remove" { say("drive \(block.devnode) removed") }
             return
@@ -233,7 +242,7 @@ public final class Agent: @unchecked Sendable {
         let name = (block.uuid ?? block.label ?? block.sysName).filter { $0.isLetter || $0.isNumber || $0 == "-" }
         let point = "/run/plugsync/" + (name.isEmpty ? block.sysName : name)
         lock.lock()
-        let busy = !autoMounting.insert(block.devnode).inserted
+        let busy = autoMountDone.contains(block.devnode) || !autoMounting.insert(block.devnode).inserted
         if !busy { autoMountPoints.insert(point) }
         lock.unlock()
         if busy { return }
@@ -263,6 +272,9 @@ public final class Agent: @unchecked Sendable {
             group.wait()
             release(mountPoint: point, device: block.devnode, powerOff: false)
             rmdir(point)
+            lock.lock()
+            autoMountDone.insert(block.devnode)
+            lock.unlock()
         }
     }
 
