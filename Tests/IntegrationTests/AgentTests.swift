@@ -315,4 +315,24 @@ final class AgentTests: IntegrationTestCase {
         try waitForAgentLog("gone: Done: 2 copied", timeout: 10)
         try assertSameTree(path("src"), mount + "/backup")
     }
+
+    /// `unmount_after` on a drive someone else mounted: after its run the agent flushes and
+    /// unmounts it, and says it is safe to remove.
+    func testUnmountAfter() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSAG" + t
+        try write("src/a.txt", "a\n")
+        let drive = try makeUnmountedDrive(label: label, name: "d", id: "id-\(t)")
+        try writeConfig(driveDefinition("ua", label: label, id: "id-\(t)", device: ["unmount_after: true"]))
+        try startAgent()
+        let mount = try mountPoint("d")
+        try shell("mount \(drive) \(quote(mount))")
+        addTeardownBlock { [self] in unmount(mount, fuse: false) }
+        try waitForAgentLog("safe to remove", timeout: 10)
+        XCTAssertTrue(agentLog.contains("ua: Done: 1 copied"), agentLog)
+        XCTAssertFalse(isMounted(mount), agentLog)
+        try shell("mount \(drive) \(quote(mount))")
+        XCTAssertEqual(read("mnt-d/backup/a.txt"), "a\n")
+    }
 }
