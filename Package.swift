@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(
@@ -30,7 +32,11 @@ let package = Package(
         .target(name: "SyncEngine", dependencies: ["CPosix", "CurlFTP"], path: "Sources/SyncEngine"),
         .target(
             name: "PlugSync",
-            dependencies: ["SyncEngine", "CurlFTP", "Devices", "CSQLite", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "SyncEngine", "CurlFTP", "Devices", "CSQLite", .product(name: "Yams", package: "Yams"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Sources/PlugSync"),
         .executableTarget(
             name: "plugsync",

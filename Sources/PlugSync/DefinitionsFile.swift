@@ -240,6 +240,8 @@ public enum DefinitionEmitter {
                 add(2, "serial", device.serial.map(scalar))
                 if !device.directory.isEmpty { add(2, "directory", scalar(device.directory)) }
                 if device.mountAuto { add(2, "mount", "auto") }
+                if device.unmountAfter { add(2, "unmount_after", "true") }
+                if device.powerOffAfter { add(2, "power_off_after", "true") }
             case .ftp(let ftp):
                 add(1, "ftp", "")
                 out[out.count - 1].removeLast()
@@ -292,6 +294,13 @@ public enum DefinitionEmitter {
         if let onMount = d.onMount { add(0, "on_mount", onMount ? "true" : "false") }
         if !d.enabled { add(0, "enabled", "false") }
         if let parallel = d.parallel { add(0, "parallel", "\(parallel)") }
+        if !d.hooks.isEmpty {
+            add(0, "hooks", "")
+            out[out.count - 1].removeLast()
+            add(1, "before", d.hooks.before.map(scalar))
+            add(1, "after", d.hooks.after.map(scalar))
+            add(1, "on_error", d.hooks.onError.map(scalar))
+        }
         return out
     }
 

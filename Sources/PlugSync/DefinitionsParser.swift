@@ -55,7 +55,7 @@ struct DefinitionsParser {
 
     static let definitionKeys = [
         "name", "description", "group", "type", "recursive", "max_delete", "source", "destination",
-        "ignore", "log_file", "schedule", "on_mount", "enabled", "parallel",
+        "ignore", "log_file", "schedule", "on_mount", "enabled", "parallel", "hooks",
     ]
 
     func parseDefinition(_ node: Node, index: Int) throws -> Definition {
@@ -113,6 +113,16 @@ struct DefinitionsParser {
         if let parallel = try fields.int("parallel") {
             guard (1...64).contains(parallel) else { throw fields.invalid("parallel", "must be between 1 and 64") }
             definition.parallel = parallel
+        }
+        if let hooksNode = fields.node("hooks") {
+            guard case .mapping(let map) = hooksNode else {
+                throw fields.invalid("hooks", "must be a mapping (before, after, on_error)")
+            }
+            let hooks = try Fields(map, prefix: fields.prefix + "hooks.", parser: self)
+            definition.hooks.before = try hooks.string("before")
+            definition.hooks.after = try hooks.string("after")
+            definition.hooks.onError = try hooks.string("on_error")
+            try hooks.finish(allowed: ["before", "after", "on_error"])
         }
         try fields.finish(allowed: Self.definitionKeys)
         return definition
@@ -179,11 +189,15 @@ struct DefinitionsParser {
             }
             device.mountAuto = mount == "auto"
         }
+        device.unmountAfter = try fields.bool("unmount_after") ?? false
+        device.powerOffAfter = try fields.bool("power_off_after") ?? false
         if device.label == nil && device.uuid == nil && device.serial == nil && fileCheck == nil {
             throw error(
                 node, field, "needs a label, uuid or serial, or a file_check on the endpoint, to recognize the drive")
         }
-        try fields.finish(allowed: ["label", "uuid", "serial", "directory", "mount"])
+        try fields.finish(allowed: [
+            "label", "uuid", "serial", "directory", "mount", "unmount_after", "power_off_after",
+        ])
         return device
     }
 

@@ -11,6 +11,8 @@ public struct RunOptions: Sendable {
     public var trigger = "manual"
     /// Print action lines on standard output (the log file gets them either way).
     public var printLines = true
+    /// Set by the agent on SIGTERM: no new file is started, files in flight finish.
+    public var cancellation: Cancellation?
 
     public init() {}
 }
@@ -72,19 +74,29 @@ public final class SyncRunner {
         let mode = options.dryRun ? " (dry run: nothing is changed)" : ""
         reporter.say(
             "Sync \(definition.name) started (\(definition.type.rawValue), trigger: \(options.trigger))\(mode)")
+        let hooks = Hooks(definition: definition, trigger: options.trigger, enabled: !options.dryRun)
+        if let failure = hooks.before(reporter) {
+            let outcome = finish(
+                definition, options, reporter, .refused, SyncStatistics(), "Refused: \(failure)", started: started)
+            hooks.after(outcome, reporter)
+            return outcome
+        }
+        let outcome: RunOutcome
         do {
             let statistics = try execute(definition, options: options, reporter: reporter, started: started)
             let status: RunOutcome.Status = statistics.failed > 0 ? .failures : .success
-            return finish(definition, options, reporter, status, statistics, "", started: started)
+            outcome = finish(definition, options, reporter, status, statistics, "", started: started)
         } catch let error as PreconditionError {
-            return finish(
+            outcome = finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
         } catch let error as ClockProbeRefused {
             return finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
         } catch {
-            return finish(definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
+            outcome = finish(definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
         }
+        hooks.after(outcome, reporter)
+        return outcome
     }
 
     private func execute(_ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date) throws
@@ -201,7 +213,7 @@ public final class SyncRunner {
         reporter.begin(formatter: formatter, files: transfers.count, bytes: plan.transferBytes)
         let executor = Executor(
             source: source.endpoint, destination: destination.endpoint,
-            parallelism: definition.parallel ?? 4, observer: reporter)
+            parallelism: definition.parallel ?? 4, observer: reporter, cancellation: options.cancellation)
         var statistics = executor.execute(
             plan, temporaryFiles: destinationListing.temporaryFiles, dryRun: options.dryRun)
         if !options.dryRun && destination.drive != nil {

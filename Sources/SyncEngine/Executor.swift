@@ -11,12 +11,18 @@ public final class Executor: @unchecked Sendable {
     public let destination: Endpoint
     public let parallelism: Int
     public let observer: SyncObserver
+    /// When set, transfers not yet started are not started (they fail as "stopped").
+    public let cancellation: Cancellation?
 
-    public init(source: Endpoint, destination: Endpoint, parallelism: Int = 4, observer: SyncObserver) {
+    public init(
+        source: Endpoint, destination: Endpoint, parallelism: Int = 4, observer: SyncObserver,
+        cancellation: Cancellation? = nil
+    ) {
         self.source = source
         self.destination = destination
         self.parallelism = max(1, parallelism)
         self.observer = observer
+        self.cancellation = cancellation
     }
 
     /// Executes `plan` (or only reports it, with `dryRun`) and returns the counts.
@@ -130,6 +136,10 @@ public final class Executor: @unchecked Sendable {
         let queue = WorkQueue(count: actions.count)
         runOnThreads(min(parallelism, actions.count)) { _ in
             while let index = queue.next() {
+                if cancellation?.isCancelled == true {
+                    record(actions[index], .failed("not copied: the sync was stopped"), stats)
+                    continue
+                }
                 record(actions[index], transfer(actions[index]), stats)
             }
         }
