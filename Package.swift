@@ -11,7 +11,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -25,7 +24,7 @@ let package = Package(
         .target(name: "SyncEngine", dependencies: ["CPosix"], path: "Sources/SyncEngine"),
         .target(
             name: "PlugSync",
-            dependencies: ["SyncEngine", "Devices", "CSQLite", .product(name: "Yams", package: "Yams")],
+            dependencies: ["SyncEngine", "Devices", "CSQLite"],
             path: "Sources/PlugSync"),
         .executableTarget(
             name: "plugsync",

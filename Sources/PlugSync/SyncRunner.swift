@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
 import SyncEngine
 
 /// How a run was asked for.
@@ -236,19 +236,19 @@ public final class SyncRunner {
             "\(head): \(s.transferred) copied (\(formatBytes(s.bytes))), \(s.foldersCreated) folders created, "
             + "\(s.deleted) deleted, \(s.skipped) skipped, \(s.failed) failed"
         if s.temporaryFilesRemoved > 0 { text += ", \(s.temporaryFilesRemoved) leftover temporary files removed" }
-        text += String(format: " in %.2f s", seconds) + " (\(formatBytes(rate))/s)"
+        text += " in " + formatFixed(seconds, decimals: 2) + " s" + " (\(formatBytes(rate))/s)"
         return text
     }
 }
 
 /// Phase timings on stderr when `PLUGSYNC_TIMING` is set: where a run spends its time.
 struct PhaseTimer {
-    static let enabled = ProcessInfo.processInfo.environment["PLUGSYNC_TIMING"] != nil
+    static let enabled = Posix.environment("PLUGSYNC_TIMING") != nil
     private var last = DispatchTime.now().uptimeNanoseconds
     mutating func mark(_ phase: String) {
         guard Self.enabled else { return }
         let now = DispatchTime.now().uptimeNanoseconds
-        printError("timing: \(phase) " + String(format: "%.1f ms", Double(now - last) / 1e6))
+        printError("timing: \(phase) " + formatFixed(Double(now - last) / 1e6, decimals: 1) + " ms")
         last = now
     }
 }

@@ -1,4 +1,8 @@
-import Foundation
+import Dispatch
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Carries out a plan between two endpoints.
 ///
@@ -165,7 +169,7 @@ public final class Executor: @unchecked Sendable {
     /// Statistics shared by the workers.
     final class Counter: @unchecked Sendable {
         private var stats = SyncStatistics()
-        private let lock = NSLock()
+        private let lock = Lock()
         func update(_ body: (inout SyncStatistics) -> Void) {
             lock.lock()
             body(&stats)
@@ -182,7 +186,7 @@ public final class Executor: @unchecked Sendable {
     final class WorkQueue: @unchecked Sendable {
         private let count: Int
         private var taken = 0
-        private let lock = NSLock()
+        private let lock = Lock()
         init(count: Int) { self.count = count }
         func next() -> Int? {
             lock.lock()

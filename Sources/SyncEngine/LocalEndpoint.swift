@@ -1,5 +1,4 @@
 import CPosix
-import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -467,7 +466,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
 /// A flag that several threads read and that flips at most once.
 final class ManagedFlag: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var stored: Bool
     init(_ value: Bool) { stored = value }
     var value: Bool {
