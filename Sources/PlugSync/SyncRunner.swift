@@ -41,12 +41,14 @@ public struct RunOutcome: Sendable {
 /// Runs definitions: resolve, check, list, plan, guard, execute, report, record.
 public final class SyncRunner {
     public let stateDirectory: String
-    private let history: RunHistory?
+    /// Opened at the first record, after the sync: SQLite's pages stay out of the run's peak
+    /// memory (the freed listings are handed back first).
+    private var history: RunHistory?
+    private let historyLock = Lock()
     private let resolver: () -> EndpointResolver
 
     public init(stateDirectory: String, resolver: @escaping () -> EndpointResolver = { EndpointResolver() }) throws {
         self.stateDirectory = try StateDirectory.prepare(stateDirectory)
-        self.history = try RunHistory(stateDirectory: stateDirectory)
         self.resolver = resolver
     }
 
@@ -88,6 +90,7 @@ public final class SyncRunner {
         -> SyncStatistics
     {
         var timer = PhaseTimer()
+        timer.mark("start")
         let resolver = self.resolver()
         let source = try resolver.resolve(definition.source, role: "source")
         let destination = try resolver.resolve(definition.destination, role: "destination")
@@ -215,7 +218,14 @@ public final class SyncRunner {
                 definition: definition.name, trigger: options.trigger, started: started, seconds: seconds,
                 result: status.rawValue, transferred: statistics.transferred, deleted: statistics.deleted,
                 skipped: statistics.skipped, failed: statistics.failed, bytes: statistics.bytes, message: message)
-            do { try history?.record(record) } catch { printError("warning: \(error)") }
+            Posix.releaseFreeMemory()
+            do {
+                try historyLock.withLock {
+                    if history == nil { history = try RunHistory(stateDirectory: stateDirectory) }
+                    try history?.record(record)
+                }
+            } catch { printError("warning: \(error)") }
+            if PhaseTimer.enabled { printError("timing: history, " + Posix.memoryStatus()) }
         }
         return RunOutcome(
             name: definition.name, status: status, statistics: statistics, message: message, summary: summary)
@@ -248,7 +258,9 @@ struct PhaseTimer {
     mutating func mark(_ phase: String) {
         guard Self.enabled else { return }
         let now = DispatchTime.now().uptimeNanoseconds
-        printError("timing: \(phase) " + formatFixed(Double(now - last) / 1e6, decimals: 1) + " ms")
+        printError(
+            "timing: \(phase) " + formatFixed(Double(now - last) / 1e6, decimals: 1) + " ms, "
+                + Posix.memoryStatus())
         last = now
     }
 }

@@ -34,8 +34,8 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         }
-        var transfers: [Action] = []
-        for action in plan.actions {
+        var transfers: [Int] = []  // indexes into plan.actions: no copies of the actions
+        for (index, action) in plan.actions.enumerated() {
             if dryRun {
                 record(action, .planned, stats)
                 continue
@@ -65,17 +65,17 @@ public final class Executor: @unchecked Sendable {
                             record(action, .failed(Self.message(error)), stats)
                         }
                     } else {
-                        transfers.append(action)
+                        transfers.append(index)
                     }
                 } else {
                     record(action, outcome, stats)
                 }
             case .transfer:
-                transfers.append(action)
+                transfers.append(index)
             }
         }
         if !dryRun {
-            runTransfers(transfers, stats: stats)
+            runTransfers(plan.actions, transfers, stats: stats)
             for (path, entry) in plan.folderUpdates {
                 try? destination.setFolderAttributes(path, entry: entry)
             }
@@ -129,12 +129,13 @@ public final class Executor: @unchecked Sendable {
         }
     }
 
-    private func runTransfers(_ actions: [Action], stats: Counter) {
-        if actions.isEmpty { return }
-        let queue = WorkQueue(count: actions.count)
-        DispatchQueue.concurrentPerform(iterations: min(parallelism, actions.count)) { _ in
-            while let index = queue.next() {
-                record(actions[index], transfer(actions[index]), stats)
+    private func runTransfers(_ actions: [Action], _ indexes: [Int], stats: Counter) {
+        if indexes.isEmpty { return }
+        let queue = WorkQueue(count: indexes.count)
+        DispatchQueue.concurrentPerform(iterations: min(parallelism, indexes.count)) { _ in
+            while let next = queue.next() {
+                let action = actions[indexes[next]]
+                record(action, transfer(action), stats)
             }
         }
     }
