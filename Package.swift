@@ -10,7 +10,7 @@ let package = Package(
         .executable(name: "plugsync", targets: ["plugsync"])
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         .systemLibrary(
@@ -29,7 +29,14 @@ let package = Package(
         .executableTarget(
             name: "plugsync",
             dependencies: ["PlugSync", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Sources/plugsync"),
+            path: "Sources/plugsync",
+            // Release: link with lld and pack the relative relocations (DT_RELR, glibc >= 2.36):
+            // ~0.9 MiB less resident memory per run, position-independent still (bench/README.md).
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-Xclang-linker", "-fuse-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+                    .when(platforms: [.linux], configuration: .release))
+            ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "TestSupport"]),
