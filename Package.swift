@@ -12,7 +12,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
@@ -33,7 +32,7 @@ let package = Package(
         .target(
             name: "PlugSync",
             dependencies: [
-                "SyncEngine", "CurlFTP", "Devices", "CSQLite", .product(name: "Yams", package: "Yams"),
+                "SyncEngine", "CurlFTP", "Devices", "CSQLite",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -41,7 +40,14 @@ let package = Package(
         .executableTarget(
             name: "plugsync",
             dependencies: ["PlugSync", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Sources/plugsync"),
+            path: "Sources/plugsync",
+            // Release: link with lld and pack the relative relocations (DT_RELR, glibc >= 2.36):
+            // ~0.9 MiB less resident memory per run, position-independent still (bench/README.md).
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-Xclang-linker", "-fuse-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+                    .when(platforms: [.linux], configuration: .release))
+            ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CurlFTPTests", dependencies: ["CurlFTP"]),
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine"]),

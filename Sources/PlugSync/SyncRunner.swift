@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
 import SyncEngine
 
 /// How a run was asked for.
@@ -43,12 +43,14 @@ public struct RunOutcome: Sendable {
 /// Runs definitions: resolve, check, list, plan, guard, execute, report, record.
 public final class SyncRunner {
     public let stateDirectory: String
-    private let history: RunHistory?
+    /// Opened at the first record, after the sync: SQLite's pages stay out of the run's peak
+    /// memory (the freed listings are handed back first).
+    private var history: RunHistory?
+    private let historyLock = Lock()
     private let resolver: () -> EndpointResolver
 
     public init(stateDirectory: String, resolver: @escaping () -> EndpointResolver = { EndpointResolver() }) throws {
         self.stateDirectory = try StateDirectory.prepare(stateDirectory)
-        self.history = try RunHistory(stateDirectory: stateDirectory)
         self.resolver = resolver
     }
 
@@ -103,6 +105,7 @@ public final class SyncRunner {
         -> SyncStatistics
     {
         var timer = PhaseTimer()
+        timer.mark("start")
         let resolver = self.resolver()
         let connections = definition.parallel ?? 4
         let source = try resolver.resolve(definition.source, role: "source", connections: connections)
@@ -245,7 +248,14 @@ public final class SyncRunner {
                 definition: definition.name, trigger: options.trigger, started: started, seconds: seconds,
                 result: status.rawValue, transferred: statistics.transferred, deleted: statistics.deleted,
                 skipped: statistics.skipped, failed: statistics.failed, bytes: statistics.bytes, message: message)
-            do { try history?.record(record) } catch { printError("warning: \(error)") }
+            Posix.releaseFreeMemory()
+            do {
+                try historyLock.withLock {
+                    if history == nil { history = try RunHistory(stateDirectory: stateDirectory) }
+                    try history?.record(record)
+                }
+            } catch { printError("warning: \(error)") }
+            if PhaseTimer.enabled { printError("timing: history, " + Posix.memoryStatus()) }
         }
         return RunOutcome(
             name: definition.name, status: status, statistics: statistics, message: message, summary: summary)
@@ -266,19 +276,21 @@ public final class SyncRunner {
             "\(head): \(s.transferred) copied (\(formatBytes(s.bytes))), \(s.foldersCreated) folders created, "
             + "\(s.deleted) deleted, \(s.skipped) skipped, \(s.failed) failed"
         if s.temporaryFilesRemoved > 0 { text += ", \(s.temporaryFilesRemoved) leftover temporary files removed" }
-        text += String(format: " in %.2f s", seconds) + " (\(formatBytes(rate))/s)"
+        text += " in " + formatFixed(seconds, decimals: 2) + " s" + " (\(formatBytes(rate))/s)"
         return text
     }
 }
 
 /// Phase timings on stderr when `PLUGSYNC_TIMING` is set: where a run spends its time.
 struct PhaseTimer {
-    static let enabled = ProcessInfo.processInfo.environment["PLUGSYNC_TIMING"] != nil
+    static let enabled = Posix.environment("PLUGSYNC_TIMING") != nil
     private var last = DispatchTime.now().uptimeNanoseconds
     mutating func mark(_ phase: String) {
         guard Self.enabled else { return }
         let now = DispatchTime.now().uptimeNanoseconds
-        printError("timing: \(phase) " + String(format: "%.1f ms", Double(now - last) / 1e6))
+        printError(
+            "timing: \(phase) " + formatFixed(Double(now - last) / 1e6, decimals: 1) + " ms, "
+                + Posix.memoryStatus())
         last = now
     }
 }

@@ -61,20 +61,28 @@ final class JobQueueTests: XCTestCase {
 
     /// `every` across the autumn change in Berlin (2026-10-25, 03:00 CEST → 02:00 CET).
     func testEveryRuleAcrossTheAutumnChange() throws {
+        // Schedules use the process's time zone (localtime_r/mktime): set it for this test.
+        let saved = getenv("TZ").map { String(cString: $0) }
+        setenv("TZ", "Europe/Berlin", 1)
+        tzset()
+        defer {
+            if let saved { setenv("TZ", saved, 1) } else { unsetenv("TZ") }
+            tzset()
+        }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = try XCTUnwrap(TimeZone(identifier: "Europe/Berlin"))
         let start = calendar.date(from: DateComponents(year: 2026, month: 10, day: 25, hour: 0, minute: 30))!
         let rule = ScheduleRule(when: .every(120))
-        let first = try XCTUnwrap(rule.nextRun(after: start, calendar: calendar))
+        let first = try XCTUnwrap(rule.nextRun(after: start))
         XCTAssertEqual(calendar.component(.hour, from: first), 2)
         XCTAssertEqual(first.timeIntervalSince(start), 1.5 * 3600)
-        let second = try XCTUnwrap(rule.nextRun(after: first, calendar: calendar))
+        let second = try XCTUnwrap(rule.nextRun(after: first))
         XCTAssertEqual(calendar.component(.hour, from: second), 4)
         XCTAssertEqual(second.timeIntervalSince(first), 3 * 3600, "02:00 CEST to 04:00 CET is three real hours")
         // Spring: 2026-03-29 02:00 CET → 03:00 CEST; every 30 m never lands in the missing hour.
         let spring = calendar.date(from: DateComponents(year: 2026, month: 3, day: 29, hour: 1, minute: 40))!
         let half = ScheduleRule(when: .every(30))
-        let next = try XCTUnwrap(half.nextRun(after: spring, calendar: calendar))
+        let next = try XCTUnwrap(half.nextRun(after: spring))
         XCTAssertEqual(next.timeIntervalSince(spring), 20 * 60, "01:40 CET to 03:00 CEST is 20 real minutes")
         XCTAssertEqual(calendar.component(.hour, from: next), 3)
     }
