@@ -24,9 +24,10 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "Devices", dependencies: ["CUdev"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
+        // libcurl is loaded with dlopen at the first FTP connection (CCurl.h says why).
         .target(
             name: "CCurl", path: "Sources/CCurl", cSettings: [.define("_GNU_SOURCE")],
-            linkerSettings: [.linkedLibrary("curl")]),
+            linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CurlFTP", dependencies: ["CCurl"], path: "Sources/CurlFTP"),
         .target(name: "SyncEngine", dependencies: ["CPosix", "CurlFTP"], path: "Sources/SyncEngine"),
         .target(

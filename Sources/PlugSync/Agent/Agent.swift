@@ -1,9 +1,13 @@
 import Devices
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Logging
 import ServiceLifecycle
 import SyncEngine
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The long-running agent: device and mount events and the schedule become runs, one at a time
 /// per definition (`JobQueue`), recorded with trigger `mount` or `schedule`.
@@ -12,7 +16,7 @@ import SyncEngine
 public final class Agent: @unchecked Sendable {
     public let configPath: String
     private let runner: SyncRunner
-    private let lock = NSLock()
+    private let lock = Lock()
     private var definitions: [Definition]
     /// Mount IDs already acted on (or deliberately left alone), until they go away.
     private var handledMounts: Set<Int> = []
@@ -341,7 +345,9 @@ public final class Agent: @unchecked Sendable {
     }
 }
 
-func shellQuote(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+func shellQuote(_ text: String) -> String {
+    "'" + text.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
+}
 
 // MARK: services
 
@@ -387,9 +393,7 @@ struct JobRunnerService: Service {
 struct DeviceWatcherService: Service {
     let agent: Agent
     func run() async throws {
-        let thread = Thread { agent.watchDevices() }
-        thread.name = "plugsync-devices"
-        thread.start()
+        startThread { agent.watchDevices() }
         try? await gracefulShutdown()
         agent.watch.stop()
     }

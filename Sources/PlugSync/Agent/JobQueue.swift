@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+import SyncEngine
 
 /// One run of a definition at a time, whichever triggers fire.
 ///
@@ -25,7 +25,7 @@ public final class JobQueue: @unchecked Sendable {
         var pendingWaiters: [@Sendable () -> Void] = []
     }
 
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var states: [String: State] = [:]
     private var accepting = true
     private let work: @Sendable (_ name: String, _ trigger: String) -> Void
@@ -58,7 +58,7 @@ public final class JobQueue: @unchecked Sendable {
     }
 
     private func start(_ name: String, _ trigger: String) {
-        let thread = Thread { [self] in
+        startThread { [self] in
             var trigger = trigger
             while true {
                 work(name, trigger)
@@ -82,8 +82,6 @@ public final class JobQueue: @unchecked Sendable {
                 trigger = next
             }
         }
-        thread.name = "plugsync-run-\(name)"
-        thread.start()
     }
 
     /// Whether a run of `name` is going on.
@@ -106,7 +104,7 @@ public final class JobQueue: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         accepting = false
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = Condition.now() + timeout
         while states.values.contains(where: { $0.running }) {
             if !condition.wait(until: deadline) { return false }
         }
@@ -117,7 +115,7 @@ public final class JobQueue: @unchecked Sendable {
     public func waitUntilIdle(timeout: Double) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = Condition.now() + timeout
         while states.values.contains(where: { $0.running }) {
             if !condition.wait(until: deadline) { return false }
         }
