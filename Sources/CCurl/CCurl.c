@@ -17,7 +17,7 @@ static struct {
     CURLMcode (*multi_add_handle)(CURLM *, CURL *);
     CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
     CURLMcode (*multi_perform)(CURLM *, int *);
-    CURLMcode (*multi_poll)(CURLM *, struct curl_waitfd *, unsigned int, int, int *);
+    CURLMcode (*multi_wait)(CURLM *, struct curl_waitfd *, unsigned int, int, int *);
     CURLMcode (*multi_timeout)(CURLM *, long *);
     CURLMsg *(*multi_info_read)(CURLM *, int *);
     struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
@@ -54,7 +54,7 @@ static void global_init(void) {
     RESOLVE(multi_add_handle, "curl_multi_add_handle")
     RESOLVE(multi_remove_handle, "curl_multi_remove_handle")
     RESOLVE(multi_perform, "curl_multi_perform")
-    RESOLVE(multi_poll, "curl_multi_poll")
+    RESOLVE(multi_wait, "curl_multi_wait")
     RESOLVE(multi_timeout, "curl_multi_timeout")
     RESOLVE(multi_info_read, "curl_multi_info_read")
     RESOLVE(slist_append, "curl_slist_append")
@@ -79,7 +79,7 @@ CURLMcode ccurl_multi_cleanup(CURLM *multi) { return curl.multi_cleanup(multi); 
 CURLMcode ccurl_multi_add_handle(CURLM *multi, CURL *handle) { return curl.multi_add_handle(multi, handle); }
 CURLMcode ccurl_multi_remove_handle(CURLM *multi, CURL *handle) { return curl.multi_remove_handle(multi, handle); }
 CURLMcode ccurl_multi_perform(CURLM *multi, int *running) { return curl.multi_perform(multi, running); }
-CURLMcode ccurl_multi_poll(CURLM *multi, int timeout_ms) { return curl.multi_poll(multi, NULL, 0, timeout_ms, NULL); }
+CURLMcode ccurl_multi_wait(CURLM *multi, int timeout_ms) { return curl.multi_wait(multi, NULL, 0, timeout_ms, NULL); }
 CURLMcode ccurl_multi_timeout(CURLM *multi, long *timeout) { return curl.multi_timeout(multi, timeout); }
 CURLMsg *ccurl_multi_info_read(CURLM *multi, int *queued) { return curl.multi_info_read(multi, queued); }
 struct curl_slist *ccurl_slist_append(struct curl_slist *list, const char *text) { return curl.slist_append(list, text); }

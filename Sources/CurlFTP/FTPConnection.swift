@@ -253,14 +253,14 @@ public final class FTPConnection {
         try check(result, what: what, path: path)
     }
 
-    /// Waits for socket activity, but never past curl's own timer: after a passive-mode reply
-    /// curl connects the data channel from a timer, and a blind one-second wait stalled every
-    /// such transfer by a second.
+    /// Waits for socket activity, but never past curl's own timer, and not at all when curl has
+    /// no socket to wait on (a blind one-second wait after each passive-mode reply stalled
+    /// transfers by a second).
     private func waitForActivity() {
         var timeout = -1
         ccurl_multi_timeout(multi, &timeout)
         if timeout == 0 { return }
-        _ = ccurl_multi_poll(multi, Int32(timeout < 0 ? 1000 : min(timeout, 1000)))
+        _ = ccurl_multi_wait(multi, Int32(timeout < 0 ? 1000 : min(timeout, 1000)))
     }
 
     private func finishedResult() -> CURLcode {

@@ -122,7 +122,7 @@ public struct DeviceSpec: Sendable, Equatable {
     }
 }
 
-/// An FTP or FTPS server directory. Running FTP endpoints arrives with the FTP issue; the
+/// An FTP or FTPS server directory (SyncEngine.FTPEndpoint runs it). The
 /// definitions file already accepts and checks them.
 public struct FTPSpec: Sendable, Equatable {
     public enum TLS: String, Sendable, CaseIterable { case none, explicit, implicit }

@@ -24,7 +24,10 @@ CURLMcode ccurl_multi_cleanup(CURLM *multi);
 CURLMcode ccurl_multi_add_handle(CURLM *multi, CURL *handle);
 CURLMcode ccurl_multi_remove_handle(CURLM *multi, CURL *handle);
 CURLMcode ccurl_multi_perform(CURLM *multi, int *running);
-CURLMcode ccurl_multi_poll(CURLM *multi, int timeout_ms);
+/// curl_multi_wait, not curl_multi_poll: when curl has no socket to wait on (after a passive-mode
+/// reply it connects the data channel on the next perform) it returns at once instead of
+/// sleeping the whole timeout.
+CURLMcode ccurl_multi_wait(CURLM *multi, int timeout_ms);
 CURLMcode ccurl_multi_timeout(CURLM *multi, long *timeout);
 CURLMsg *ccurl_multi_info_read(CURLM *multi, int *queued);
 struct curl_slist *ccurl_slist_append(struct curl_slist *list, const char *text);
