@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Layers (DESIGN section 6): each target depends only on the ones below it.
-//   plugsync (CLI) -> PlugSync -> SyncEngine, Devices -> CUdev, CSQLite, CPosix
+//   plugsync (CLI) -> PlugSync -> SyncEngine -> CurlFTP -> CCurl; PlugSync -> Devices -> CUdev;
+//   C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CPosix
 let package = Package(
     name: "plugsync",
     platforms: [.macOS(.v13)],
@@ -22,16 +23,21 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "Devices", dependencies: ["CUdev"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
-        .target(name: "SyncEngine", dependencies: ["CPosix"], path: "Sources/SyncEngine"),
+        .target(
+            name: "CCurl", path: "Sources/CCurl", cSettings: [.define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("curl")]),
+        .target(name: "CurlFTP", dependencies: ["CCurl"], path: "Sources/CurlFTP"),
+        .target(name: "SyncEngine", dependencies: ["CPosix", "CurlFTP"], path: "Sources/SyncEngine"),
         .target(
             name: "PlugSync",
-            dependencies: ["SyncEngine", "Devices", "CSQLite", .product(name: "Yams", package: "Yams")],
+            dependencies: ["SyncEngine", "CurlFTP", "Devices", "CSQLite", .product(name: "Yams", package: "Yams")],
             path: "Sources/PlugSync"),
         .executableTarget(
             name: "plugsync",
             dependencies: ["PlugSync", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/plugsync"),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "CurlFTPTests", dependencies: ["CurlFTP"]),
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "TestSupport"]),
         .testTarget(name: "PlugSyncTests", dependencies: ["PlugSync"]),

@@ -1,3 +1,4 @@
+import CurlFTP
 import Devices
 import SyncEngine
 
@@ -35,7 +36,8 @@ public struct EndpointResolver {
         self.devices = devices
     }
 
-    public func resolve(_ spec: EndpointSpec, role: String) throws -> ResolvedEndpoint {
+    /// - Parameter connections: for an FTP endpoint, how many control connections it may open.
+    public func resolve(_ spec: EndpointSpec, role: String, connections: Int = 4) throws -> ResolvedEndpoint {
         switch spec.location {
         case .local(let path):
             if let check = spec.fileCheck, let failure = check.failure(root: path) {
@@ -56,10 +58,40 @@ public struct EndpointResolver {
             }
             return ResolvedEndpoint(
                 endpoint: localEndpoint(root), root: root, excluded: excluded, drive: drive, mountPoint: mountPoint)
-        case .ftp:
-            throw UsageError(
-                "the \(role) is an FTP endpoint; this version of plugsync synchronizes local folders and drives only (FTP support is not built yet)"
-            )
+        case .ftp(let ftp):
+            let endpoint = FTPEndpoint(
+                options: try FTPSettings.options(ftp, role: role), directory: ftp.directory,
+                connections: connections, clock: ftp.clockDiff.engineValue)
+            try FTPSettings.mapErrors(role: role) { try endpoint.connect() }
+            var excluded: Set<FileName> = []
+            if let check = spec.fileCheck {
+                // On a server, an absolute check path starts at the login directory.
+                let relative = check.path.split(separator: "/").joined(separator: "/")
+                let root = ftp.directory
+                let path: String
+                if check.path.hasPrefix("/") {
+                    guard root.isEmpty || relative.hasPrefix(root + "/") else {
+                        throw UsageError(
+                            "the \(role)'s file_check \(check.path) must lie inside its directory /\(root)")
+                    }
+                    path = root.isEmpty ? relative : String(relative.dropFirst(root.count + 1))
+                } else {
+                    path = relative
+                }
+                let place = endpoint.displayName + (endpoint.displayName.hasSuffix("/") ? "" : "/") + path
+                do {
+                    let content = try FTPSettings.mapErrors(role: role) {
+                        try endpoint.contents(of: FileName(path), limit: FileCheck.contentLimit)
+                    }
+                    if let failure = check.contentFailure(content, where: place) {
+                        throw PreconditionError("File Check of the \(role) failed: \(failure)")
+                    }
+                } catch let error as FTPError where error.kind == .notFound {
+                    throw PreconditionError("File Check of the \(role) failed: \(place): file not found")
+                }
+                excluded.insert(FileName(path))
+            }
+            return ResolvedEndpoint(endpoint: endpoint, root: ftp.summary, excluded: excluded)
         }
     }
 

@@ -73,15 +73,21 @@ public struct FileCheck: Sendable, Equatable, CustomStringConvertible {
             if n == 0 { break }
             total += n
         }
+        return contentFailure(Array(content[..<total]), where: full)
+    }
+
+    /// Whether `content` (the file's first `contentLimit` bytes) satisfies the regex; nil when it
+    /// does (or there is none), else why not. `place` names the file in the message.
+    public func contentFailure(_ content: [UInt8], where place: String) -> String? {
+        guard let pattern else { return nil }
         // Match each line as well as the whole, so `^id$` works on a file ending in a newline.
-        let text = Array(content[..<total])
         guard let regex = try? IgnoreList([pattern]) else { return "bad regex" }
         let candidates =
-            [text] + text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init)
+            [content] + content.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init)
         for candidate in candidates where !candidate.contains(0) {
             if regex.matches(FileName(bytes: candidate)) { return nil }
         }
-        return "\(full): content does not match \"\(pattern)\""
+        return "\(place): content does not match \"\(pattern)\""
     }
 }
 

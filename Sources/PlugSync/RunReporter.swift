@@ -135,6 +135,10 @@ public final class RunReporter: SyncObserver, @unchecked Sendable {
         }
     }
 
+    public func retrying(_ action: Action, error: String, delay: Double) {
+        say("Retrying    (\(error)) \(action.path) in \(delay) s")
+    }
+
     public func removedTemporaryFile(_ path: FileName) {
         say(
             ActionFormatter.format(

@@ -79,6 +79,9 @@ public final class SyncRunner {
         } catch let error as PreconditionError {
             return finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
+        } catch let error as ClockProbeRefused {
+            return finish(
+                definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
         } catch {
             return finish(definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
         }
@@ -89,8 +92,11 @@ public final class SyncRunner {
     {
         var timer = PhaseTimer()
         let resolver = self.resolver()
-        let source = try resolver.resolve(definition.source, role: "source")
-        let destination = try resolver.resolve(definition.destination, role: "destination")
+        let connections = definition.parallel ?? 4
+        let source = try resolver.resolve(definition.source, role: "source", connections: connections)
+        defer { (source.endpoint as? FTPEndpoint)?.close() }
+        let destination = try resolver.resolve(definition.destination, role: "destination", connections: connections)
+        defer { (destination.endpoint as? FTPEndpoint)?.close() }
         if let drive = source.drive {
             reporter.say("Source drive \(drive) mounted at \(source.mountPoint ?? source.root)")
         }
@@ -116,6 +122,13 @@ public final class SyncRunner {
             throw PreconditionError(
                 "the source folder \(source.endpoint.displayName) does not exist; nothing was changed")
         }
+        // FTP servers: the clock difference, and how times are set (a probe file, deleted again).
+        try FTPSettings.mapErrors(role: "source") {
+            try (source.endpoint as? FTPEndpoint)?.prepare(needsTimeSetter: false) { reporter.say($0) }
+        }
+        try FTPSettings.mapErrors(role: "destination") {
+            try (destination.endpoint as? FTPEndpoint)?.prepare(needsTimeSetter: true) { reporter.say($0) }
+        }
         timer.mark("resolve")
         let ignore = try IgnoreList(definition.ignore)
         // File Check files are part of a drive, not of the data: a path excluded on either side
@@ -130,6 +143,11 @@ public final class SyncRunner {
                 destinationListing = destination.endpoint.list(recursive: definition.recursive, filter: filter)
             }
         }
+        // Coarse FTP LIST times (a minute, a day) are made exact where a comparison needs it.
+        let sourceFTP = source.endpoint as? FTPEndpoint
+        let destinationFTP = destination.endpoint as? FTPEndpoint
+        sourceFTP?.refineTimes(&sourceListing, comparedWith: destinationListing.entries, everyFile: true)
+        destinationFTP?.refineTimes(&destinationListing, comparedWith: sourceListing.entries)
         timer.mark("list")
         for error in sourceListing.errors { reporter.say("Cannot list \(error)") }
         for error in destinationListing.errors { reporter.say("Cannot list \(error)") }

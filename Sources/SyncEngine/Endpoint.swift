@@ -48,7 +48,7 @@ public struct Listing: Sendable {
     /// The root's entries, sorted by name; folders carry their children when recursive.
     public var entries: [Entry] = []
     /// Entries that could not be read; a run with any of these deletes nothing.
-    public var errors: [SystemError] = []
+    public var errors: [Error] = []
     /// Temporary files an interrupted run left behind (relative paths).
     public var temporaryFiles: [FileName] = []
 

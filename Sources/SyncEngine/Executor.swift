@@ -135,15 +135,34 @@ public final class Executor: @unchecked Sendable {
         }
     }
 
+    /// Pauses before the second, third and fourth try of a transfer whose error is transient.
+    public var retryDelays: [Double] = [0.5, 2, 5]
+
     private func transfer(_ action: Action) -> Outcome {
-        guard let entry = action.source else { return .failed("no source entry") }
+        var attempt = 0
+        while true {
+            do {
+                try transferOnce(action)
+                return .done
+            } catch let error as RetryableError where error.isRetryable && attempt < retryDelays.count {
+                observer.retrying(action, error: Self.message(error), delay: retryDelays[attempt])
+                usleep(useconds_t(retryDelays[attempt] * 1_000_000))
+                attempt += 1
+            } catch {
+                return .failed(Self.message(error))
+            }
+        }
+    }
+
+    private func transferOnce(_ action: Action) throws {
+        guard let entry = action.source else { throw SyncFailure("no source entry") }
         do {
             if entry.kind == .symlink {
                 guard destination.capabilities.keepsSymlinks else {
-                    return .failed("the destination's filesystem cannot store symbolic links")
+                    throw SyncFailure("the destination's filesystem cannot store symbolic links")
                 }
                 try destination.createSymlink(action.path, entry: entry)
-                return .done
+                return
             }
             let file = try source.openForReading(action.path, entry: entry)
             defer { file.close() }
@@ -151,9 +170,6 @@ public final class Executor: @unchecked Sendable {
             try destination.receive(action.path, from: file, entry: entry, replacing: replacing) { [observer] bytes in
                 observer.transferred(bytes: bytes)
             }
-            return .done
-        } catch {
-            return .failed(Self.message(error))
         }
     }
 

@@ -13,6 +13,12 @@ public protocol SyncObserver: AnyObject, Sendable {
     func finished(_ action: Action, outcome: Outcome)
     func removedTemporaryFile(_ path: FileName)
     func transferred(bytes: Int64)
+    /// A transfer failed with a transient error and will be tried again after `delay` seconds.
+    func retrying(_ action: Action, error: String, delay: Double)
+}
+
+extension SyncObserver {
+    public func retrying(_ action: Action, error: String, delay: Double) {}
 }
 
 /// Counts of one run, for the summary line and the run history.

@@ -19,3 +19,15 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { "\(path): \(operation): \(reason)" }
 }
+
+/// An error an endpoint classifies as transient (a dropped connection, a 4xx reply): the
+/// executor tries the transfer again after a pause before recording it as failed.
+public protocol RetryableError: Error {
+    var isRetryable: Bool { get }
+}
+
+/// A transfer that cannot happen, with the reason shown in its action line.
+struct SyncFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

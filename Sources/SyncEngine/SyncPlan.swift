@@ -26,7 +26,8 @@ public enum Reason: Sendable, Equatable {
         case .sizeDiffers: return "\(side) file size differs"
         case .older: return "\(side) file is older"
         case .newer: return "\(side) file is newer"
-        case .upToDate: return "\(side) file is up to date"
+        // The second seed's word when an FTP server is involved; plain English locally.
+        case .upToDate: return side == "destination" ? "destination file is up to date" : "\(side) file is uptodate"
         case .orphaned(let kind): return "\(side) \(Self.noun(kind)) is orphaned"
         case .kindDiffers(let kind): return "\(side) is a \(Self.noun(kind))"
         case .linkDiffers: return "\(side) link points elsewhere"

@@ -91,7 +91,10 @@ struct CommandResult: CustomStringConvertible {
     }
 }
 
-let actionVerbs = ["Copying", "Skipping", "Deleting", "Creating", "Replacing", "Removing", "Failed", "Keeping"]
+let actionVerbs = [
+    "Copying", "Uploading", "Downloading", "Skipping", "Deleting", "Creating", "Replacing", "Removing", "Failed",
+    "Keeping",
+]
 
 func isActionLine(_ line: String) -> Bool {
     actionVerbs.contains { line.hasPrefix($0 + " (") }

@@ -40,4 +40,80 @@ final class ExecutorTests: XCTestCase {
             }, "\(recorder.lines)")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/dst"), ["f"])
     }
+
+    /// An endpoint whose writes fail `failures` times with `error`, then go through to a folder.
+    final class FlakyDestination: Endpoint, @unchecked Sendable {
+        struct Transient: RetryableError, CustomStringConvertible {
+            var isRetryable: Bool
+            var description: String { isRetryable ? "connection reset" : "permission denied" }
+        }
+        let inner: LocalEndpoint
+        var failures: Int
+        let retryable: Bool
+        private(set) var attempts = 0
+        init(root: String, failures: Int, retryable: Bool) {
+            inner = LocalEndpoint(root: root)
+            self.failures = failures
+            self.retryable = retryable
+        }
+        var displayName: String { inner.displayName }
+        var capabilities: EndpointCapabilities { inner.capabilities }
+        func rootState() throws -> RootState { try inner.rootState() }
+        func prepareRoot() throws { try inner.prepareRoot() }
+        func list(recursive: Bool, filter: ListingFilter) -> Listing {
+            inner.list(recursive: recursive, filter: filter)
+        }
+        func openForReading(_ path: FileName, entry: Entry) throws -> ReadableFile {
+            try inner.openForReading(path, entry: entry)
+        }
+        func receive(
+            _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
+        ) throws {
+            attempts += 1
+            if failures > 0 {
+                failures -= 1
+                throw Transient(isRetryable: retryable)
+            }
+            try inner.receive(path, from: file, entry: entry, replacing: replacing, progress: progress)
+        }
+        func createDirectory(_ path: FileName) throws { try inner.createDirectory(path) }
+        func createSymlink(_ path: FileName, entry: Entry) throws { try inner.createSymlink(path, entry: entry) }
+        func remove(_ path: FileName, kind: EntryKind) throws { try inner.remove(path, kind: kind) }
+        func setFolderAttributes(_ path: FileName, entry: Entry) throws {}
+        func flush() throws {}
+    }
+
+    func transferOneFile(to destination: FlakyDestination, root: String) throws -> (SyncStatistics, Recorder) {
+        try FileManager.default.createDirectory(atPath: root + "/src", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/dst", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: root + "/src/f", contents: Data("payload".utf8))
+        let source = LocalEndpoint(root: root + "/src")
+        let plan = Planner(type: .mirror, tolerance: 1).plan(
+            source: source.list(recursive: true, filter: ListingFilter()).entries, destination: [])
+        let recorder = Recorder()
+        let executor = Executor(source: source, destination: destination, parallelism: 1, observer: recorder)
+        executor.retryDelays = [0.01, 0.01, 0.01]
+        return (executor.execute(plan, temporaryFiles: [], dryRun: false), recorder)
+    }
+
+    func testATransientFailureIsRetriedUntilTheTransferSucceeds() throws {
+        let root = NSTemporaryDirectory() + "plugsync-exec-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let destination = FlakyDestination(root: root + "/dst", failures: 2, retryable: true)
+        let (stats, _) = try transferOneFile(to: destination, root: root)
+        XCTAssertEqual(destination.attempts, 3)
+        XCTAssertEqual(stats.transferred, 1)
+        XCTAssertEqual(stats.failed, 0)
+        XCTAssertEqual(try String(contentsOfFile: root + "/dst/f", encoding: .utf8), "payload")
+    }
+
+    func testAPermanentFailureIsNotRetriedAndIsRecorded() throws {
+        let root = NSTemporaryDirectory() + "plugsync-exec-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let destination = FlakyDestination(root: root + "/dst", failures: 1, retryable: false)
+        let (stats, recorder) = try transferOneFile(to: destination, root: root)
+        XCTAssertEqual(destination.attempts, 1)
+        XCTAssertEqual(stats.failed, 1)
+        XCTAssertTrue(recorder.lines.contains { $0.hasPrefix("Failed") && $0.contains("permission denied") })
+    }
 }

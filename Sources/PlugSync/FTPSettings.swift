@@ -1,0 +1,88 @@
+import CurlFTP
+import SyncEngine
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Turns an `ftp:` endpoint of the definitions file into client options, and FTP failures into
+/// the errors the command line maps to exit codes.
+enum FTPSettings {
+    static func options(_ spec: FTPSpec, role: String) throws -> FTPOptions {
+        var options = FTPOptions(host: spec.host, port: spec.port, username: spec.username ?? "")
+        options.password = try password(spec.password, role: role)
+        options.tls = FTPOptions.TLS(rawValue: spec.tls.rawValue) ?? .none
+        options.passive = spec.passive
+        options.caFile = spec.caFile
+        return options
+    }
+
+    /// The password, read now (never stored in the definitions file's memory beyond the run);
+    /// nil lets curl read ~/.netrc.
+    static func password(_ password: FTPSpec.Password, role: String) throws -> String? {
+        switch password {
+        case .none, .netrc:
+            return nil
+        case .literal(let value):
+            return value
+        case .environment(let name):
+            guard let value = getenv(name) else {
+                throw UsageError("the \(role)'s password_env names \(name), which is not set in the environment")
+            }
+            return String(cString: value)
+        case .file(let path):
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw UsageError("the \(role)'s password_file \(path): \(String(cString: strerror(errno)))")
+            }
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n >= 0 else {
+                throw UsageError("the \(role)'s password_file \(path): \(String(cString: strerror(errno)))")
+            }
+            let line = buffer[..<n].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).first ?? []
+            var bytes = Array(line)
+            if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    /// Runs `body`, turning an unreachable server into a refusal (exit 3, like an absent drive)
+    /// and a refused login or TLS failure into a configuration error (exit 2).
+    static func mapErrors<R>(role: String, _ body: () throws -> R) throws -> R {
+        do {
+            return try body()
+        } catch let error as FTPError {
+            throw mapped(error, role: role)
+        }
+    }
+
+    static func mapped(_ error: Error, role: String) -> Error {
+        guard let error = error as? FTPError else {
+            if let refused = error as? ClockProbeRefused { return PreconditionError(refused.message) }
+            return error
+        }
+        switch error.kind {
+        case .connection, .interrupted:
+            return PreconditionError("the \(role) server cannot be reached: \(error.message)")
+        case .login:
+            return UsageError("the \(role) server refused the login: \(error.message) (check username and password)")
+        case .tls:
+            return UsageError(
+                "TLS with the \(role) server failed: \(error.message) (check tls: and ca_file:, or the server's certificate)"
+            )
+        default:
+            return UsageError("the \(role) server: \(error.message)")
+        }
+    }
+}
+
+extension FTPSpec.ClockDiff {
+    var engineValue: FTPEndpoint.ClockDifference {
+        switch self {
+        case .auto: return .auto
+        case .seconds(let seconds): return .seconds(Int64(seconds))
+        }
+    }
+}

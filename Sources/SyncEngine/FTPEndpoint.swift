@@ -1,0 +1,589 @@
+import CurlFTP
+import Dispatch
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A directory on an FTP or FTPS server, as a source or a destination.
+///
+/// Times: the server's clock is not the client's. `prepare` measures the difference once per
+/// run (a probe file, as the second seed describes) and every remote time is corrected by it.
+/// MLSD and MDTM give seconds; a LIST time is a window of a minute (or a day for old entries):
+/// `refineTimes` asks MDTM for exactly the files whose comparison such a window leaves
+/// undecided, so a same-size change within the same minute is still seen.
+///
+/// Writes: a file is uploaded under a temporary name in its folder, renamed into place, then
+/// given the source's mtime (MFMT, the MDTM-set form, or SITE UTIME: whichever the probe found
+/// to work). Connections: a pool of logged-in control connections, reused for the whole run.
+public final class FTPEndpoint: Endpoint, @unchecked Sendable {
+    public enum ClockDifference: Sendable, Equatable {
+        case auto
+        case seconds(Int64)
+    }
+
+    /// How a remote file's modification time can be set.
+    enum TimeSetter: Sendable, Equatable {
+        case mfmt, mdtmWrite, siteUtime, none
+    }
+
+    public let options: FTPOptions
+    /// The synchronized folder, relative to the login directory ("" for it).
+    public let root: FileName
+    public let displayName: String
+    let clockSetting: ClockDifference
+    private let pool: ConnectionPool
+    private let state = Mutex()
+
+    // Learned by `connect` and `prepare`; read-only afterwards.
+    private(set) var features = FTPFeatures()
+    /// Server clock minus client clock, for MDTM and MLSD times (UTC on both sides).
+    public private(set) var clockOffset: Int64 = 0
+    /// The same for LIST times, which are the server's wall clock (its time zone included).
+    public private(set) var listOffset: Int64 = 0
+    private(set) var setter: TimeSetter = .none
+    private var setterKnown = false
+    /// LIST entries whose time is a window wider than a second: path -> window in seconds.
+    private var coarse: [FileName: Int64] = [:]
+
+    public init(options: FTPOptions, directory: String, connections: Int, clock: ClockDifference) {
+        self.options = options
+        self.root = FileName(directory.split(separator: "/").joined(separator: "/"))
+        self.displayName = options.display + "/" + directory
+        self.clockSetting = clock
+        self.pool = ConnectionPool(options: options, size: max(1, connections))
+    }
+
+    public var capabilities: EndpointCapabilities {
+        EndpointCapabilities(
+            timePrecision: 1_000_000_000, setsModificationTimes: setter != .none, keepsModes: false,
+            keepsSymlinks: false, isRemote: true)
+    }
+
+    // MARK: run preparation
+
+    /// Logs in (one connection) and reads the server's features. Throws `FTPError`.
+    public func connect() throws {
+        try pool.with { connection in
+            let reply = try connection.command("*FEAT")
+            features = reply.code == 211 ? FTPFeatures(reply: reply) : FTPFeatures()
+            if features.utf8 { try connection.command("*OPTS UTF8 ON") }
+        }
+    }
+
+    /// Learns the clock difference and how times can be set, with a probe file uploaded to the
+    /// synchronized folder (or the nearest folder above it that exists) and deleted again.
+    /// - Parameters:
+    ///   - needsTimeSetter: the endpoint is a destination (its files get the source's mtimes).
+    ///   - say: prints a line of the run's report.
+    public func prepare(needsTimeSetter: Bool, say: (String) -> Void) throws {
+        if case .seconds(let seconds) = clockSetting {
+            clockOffset = seconds
+            listOffset = seconds
+            if !needsTimeSetter {
+                setterKnown = true
+                return
+            }
+        }
+        try pool.with { connection in
+            var folder = root
+            while !folder.isEmpty, try !directoryExists(folder, connection) { folder = folder.parent }
+            let probe = folder.appending(
+                FileName(
+                    bytes: ListingFilter.temporaryPrefix
+                        + Array("clock-\(getpid())-\(monotonicNanoseconds() % 1_000_000)".utf8)))
+            if clockSetting == .auto {
+                say("Uploading temporary file to calculate server-client clock time difference.")
+            }
+            let content = Array("plugsync clock probe\n".utf8)
+            var sent = false
+            do {
+                try connection.upload(to: probe.bytes, size: Int64(content.count)) { buffer in
+                    if sent { return 0 }
+                    sent = true
+                    content.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                    return content.count
+                }
+            } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                if clockSetting == .auto {
+                    throw ClockProbeRefused(
+                        message:
+                            "the server refused the upload of a temporary file to measure its clock difference (\(error.message)); set clock_diff: <seconds> in the endpoint by hand (the difference between the server's clock and this computer's, e.g. clock_diff: -3600)"
+                    )
+                }
+                setterKnown = true
+                return  // manual clock: uploads will fail on their own with a clear message
+            }
+            let after = wallClockSeconds()
+            defer { _ = try? connection.command([Array("DELE ".utf8) + connection.commandPath(probe.bytes)]) }
+            if clockSetting == .auto {
+                let serverTime = try modificationTime(probe, connection)
+                // The server stamped the file when the upload ended, just before `after`.
+                clockOffset = Int64((Double(serverTime) + 0.5 - after).rounded())
+                listOffset = clockOffset
+                if !features.mlsd {
+                    let data = try connection.listing(folder.bytes, verb: "LIST -a")
+                    let serverNow = Int64(after) + clockOffset
+                    let name = probe.lastComponent.bytes
+                    if let entry = FTPListingParser.parseLIST(data, serverNow: serverNow).entries.first(where: {
+                        $0.name == name
+                    }) {
+                        // LIST shows the server's wall clock: its time zone, a multiple of 15 minutes.
+                        let zone = ((Double(entry.time - serverTime) + 30) / 900).rounded() * 900
+                        listOffset = clockOffset + Int64(zone)
+                    }
+                }
+                say("Clock time difference is \(clockOffset) seconds.")
+            }
+            if needsTimeSetter { try detectTimeSetter(probe, connection) }
+            setterKnown = true
+        }
+    }
+
+    /// Tries each way of setting a remote mtime on the probe and keeps the first that reads back.
+    private func detectTimeSetter(_ probe: FileName, _ connection: FTPConnection) throws {
+        let target = wallClockSeconds() - 400 * 86_400
+        let value = FTPListingParser.timeValue(Int64(target) + clockOffset)
+        var candidates: [TimeSetter] = []
+        if features.mfmt { candidates.append(.mfmt) }
+        candidates += [.mdtmWrite, .siteUtime]
+        for candidate in candidates {
+            guard let command = Self.setTimeCommand(candidate, value: value, path: connection.commandPath(probe.bytes))
+            else { continue }
+            guard let reply = try? connection.command([Array("*".utf8) + command]), reply.code < 300 else { continue }
+            if let readBack = try? modificationTime(probe, connection), readBack == Int64(target) + clockOffset {
+                setter = candidate
+                return
+            }
+        }
+        setter = .none
+    }
+
+    static func setTimeCommand(_ setter: TimeSetter, value: String, path: [UInt8]) -> [UInt8]? {
+        switch setter {
+        case .mfmt: return Array("MFMT \(value) ".utf8) + path
+        case .mdtmWrite: return Array("MDTM \(value) ".utf8) + path
+        case .siteUtime: return Array("SITE UTIME ".utf8) + path + Array(" \(value) \(value) \(value) UTC".utf8)
+        case .none: return nil
+        }
+    }
+
+    private func modificationTime(_ path: FileName, _ connection: FTPConnection) throws -> Int64 {
+        let reply = try connection.command([Array("MDTM ".utf8) + connection.commandPath(path.bytes)])
+        guard reply.code == 213, let time = FTPListingParser.parseTimeValue(reply.text) else {
+            throw FTPError(
+                .protocolError, "\(options.display): MDTM \(path): unexpected reply \(reply.code) \(reply.text)")
+        }
+        return time
+    }
+
+    private func directoryExists(_ path: FileName, _ connection: FTPConnection) throws -> Bool {
+        do {
+            _ = try connection.listing(path.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
+            return true
+        } catch let error as FTPError where error.kind == .notFound || error.kind == .refused {
+            return false
+        }
+    }
+
+    // MARK: Endpoint: state and listing
+
+    public func rootState() throws -> RootState {
+        try pool.with { connection in
+            do {
+                let data = try connection.listing(root.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
+                return parse(data).entries.isEmpty ? .empty : .nonEmpty
+            } catch let error as FTPError where error.kind == .notFound {
+                return .missing
+            }
+        }
+    }
+
+    public func prepareRoot() throws {
+        var missing: [FileName] = []
+        var folder = root
+        try pool.with { connection in
+            while !folder.isEmpty, try !directoryExists(folder, connection) {
+                missing.append(folder)
+                folder = folder.parent
+            }
+        }
+        try pool.with { connection in
+            for folder in missing.reversed() {
+                try connection.command([Array("MKD ".utf8) + connection.commandPath(folder.bytes)])
+            }
+        }
+    }
+
+    /// Parses one folder's listing (no filtering); `unreadable` counts lines it could not read.
+    private func parse(_ data: [UInt8]) -> (entries: [RemoteEntry], unreadable: Int) {
+        let serverNow = Int64(wallClockSeconds()) + listOffset
+        let parsed =
+            features.mlsd ? FTPListingParser.parseMLSD(data) : FTPListingParser.parseLIST(data, serverNow: serverNow)
+        return (parsed.entries.filter { $0.name != [0x2e] && $0.name != [0x2e, 0x2e] }, parsed.unreadable)
+    }
+
+    public func list(recursive: Bool, filter: ListingFilter) -> Listing {
+        var listing = Listing()
+        var folders: [FileName: [Entry]] = [:]
+        var level: [FileName] = [root]
+        let lock = Mutex()
+        var first = true
+        while !level.isEmpty {
+            var next: [FileName] = []
+            let queue = Executor.WorkQueue(count: level.count)
+            DispatchQueue.concurrentPerform(iterations: min(pool.size, level.count)) { _ in
+                while let index = queue.next() {
+                    let folder = level[index]
+                    let result = listFolder(folder, filter: filter)
+                    lock.locked {
+                        switch result {
+                        case .failure(let error):
+                            if !(first && (error as? FTPError)?.kind == .notFound) {
+                                listing.errors.append(ListingError(path: display(folder), message: "\(error)"))
+                            }
+                        case .success(let (entries, problems, temporary)):
+                            folders[folder] = entries
+                            listing.errors += problems
+                            listing.temporaryFiles += temporary
+                            if recursive {
+                                for entry in entries where entry.kind == .directory {
+                                    next.append(relative(folder).appending(entry.name))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            first = false
+            level = next.map { root.isEmpty ? $0 : root.appending($0) }
+        }
+        func assemble(_ folder: FileName) -> [Entry] {
+            var entries = folders[folder] ?? []
+            if recursive {
+                for i in entries.indices where entries[i].kind == .directory {
+                    entries[i].children = assemble(folder.appending(entries[i].name))
+                }
+            }
+            return entries
+        }
+        listing.entries = assemble(root)
+        return listing
+    }
+
+    /// Lists one folder (a path from the login directory): entries sorted by name, problems
+    /// with names, and leftover temporary files (relative to the root).
+    private func listFolder(_ folder: FileName, filter: ListingFilter) -> Result<
+        ([Entry], [Error], [FileName]), Error
+    > {
+        do {
+            let data = try pool.with { try $0.listing(folder.bytes, verb: features.mlsd ? "MLSD" : "LIST -a") }
+            let (remote, unreadable) = parse(data)
+            var entries: [Entry] = []
+            var problems: [Error] = []
+            if unreadable > 0 {
+                // A line this client cannot read may hide an entry: the run then deletes nothing.
+                problems.append(
+                    ListingError(path: display(folder), message: "\(unreadable) lines of the listing could not be read"))
+            }
+            var temporary: [FileName] = []
+            let base = relative(folder)
+            var coarseHere: [(FileName, Int64)] = []
+            for item in remote {
+                guard FTPListingParser.isSafeName(item.name) else {
+                    problems.append(
+                        ListingError(
+                            path: display(folder),
+                            message:
+                                "refused a name from the server: \"\(FTPConnection.printable(item.name))\" (a path separator, dot name or control character); skipped"
+                        ))
+                    continue
+                }
+                let name = FileName(bytes: item.name)
+                let path = base.appending(name)
+                if item.name.starts(with: ListingFilter.temporaryPrefix) {
+                    temporary.append(path)
+                    continue
+                }
+                if filter.ignore.matches(name) || filter.excludedPaths.contains(path) { continue }
+                let offset = features.mlsd ? clockOffset : listOffset
+                let mtime = Timestamp(seconds: item.time - offset)
+                switch item.kind {
+                case .file:
+                    entries.append(Entry(name: name, kind: .file, size: item.size, mtime: mtime, mode: item.mode))
+                    if item.precision > 1 { coarseHere.append((path, item.precision)) }
+                case .directory:
+                    entries.append(Entry(name: name, kind: .directory, mtime: mtime, mode: item.mode, children: []))
+                case .symlink:
+                    guard let target = item.linkTarget, !target.isEmpty, !target.contains(0) else { continue }
+                    entries.append(
+                        Entry(
+                            name: name, kind: .symlink, mtime: mtime, mode: item.mode,
+                            linkTarget: FileName(bytes: target)))
+                case .other:
+                    continue
+                }
+            }
+            if !coarseHere.isEmpty {
+                state.locked { for (path, width) in coarseHere { coarse[path] = width } }
+            }
+            entries.sort { $0.name < $1.name }
+            return .success((entries, problems, temporary))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Makes coarse LIST times exact where they matter: for every file whose size equals the
+    /// other side's and whose time window holds the other side's time, MDTM gives the second.
+    /// `slack` widens the window when the other side is coarse too (FTP to FTP). A source gives
+    /// its times to the files it writes, so `everyFile` makes every coarse time exact.
+    public func refineTimes(
+        _ listing: inout Listing, comparedWith other: [Entry], slack: Int64 = 1, everyFile: Bool = false
+    ) {
+        let coarse = state.locked { self.coarse }
+        if coarse.isEmpty { return }
+        var undecided: [FileName] = []
+        func walk(_ mine: [Entry], _ theirs: [Entry], _ parent: FileName) {
+            for entry in mine {
+                let path = parent.appending(entry.name)
+                if everyFile {
+                    if entry.kind == .file, coarse[path] != nil { undecided.append(path) }
+                    if entry.kind == .directory { walk(entry.children ?? [], [], path) }
+                    continue
+                }
+                guard let match = Self.find(entry.name, in: theirs), match.kind == entry.kind else { continue }
+                if entry.kind == .directory {
+                    walk(entry.children ?? [], match.children ?? [], path)
+                } else if entry.kind == .file, entry.size == match.size, let width = coarse[path] {
+                    let start = (entry.mtime.seconds - slack) * 1_000_000_000
+                    let end = (entry.mtime.seconds + width + slack) * 1_000_000_000
+                    let time = match.mtime.totalNanoseconds
+                    if time >= start && time < end { undecided.append(path) }
+                }
+            }
+        }
+        walk(listing.entries, other, .empty)
+        if undecided.isEmpty { return }
+        var exact: [FileName: Int64] = [:]
+        let lock = Mutex()
+        let queue = Executor.WorkQueue(count: undecided.count)
+        DispatchQueue.concurrentPerform(iterations: min(pool.size, undecided.count)) { _ in
+            while let index = queue.next() {
+                let path = undecided[index]
+                let time = try? pool.with { try modificationTime(absolute(path), $0) }
+                if let time { lock.locked { exact[path] = time - clockOffset } }
+            }
+        }
+        func update(_ entries: inout [Entry], _ parent: FileName) {
+            for i in entries.indices {
+                let path = parent.appending(entries[i].name)
+                if entries[i].kind == .directory, entries[i].children != nil {
+                    update(&entries[i].children!, path)
+                } else if let seconds = exact[path] {
+                    entries[i].mtime = Timestamp(seconds: seconds)
+                }
+            }
+        }
+        update(&listing.entries, .empty)
+    }
+
+    static func find(_ name: FileName, in entries: [Entry]) -> Entry? {
+        var low = 0
+        var high = entries.count
+        while low < high {
+            let mid = (low + high) / 2
+            if entries[mid].name < name { low = mid + 1 } else { high = mid }
+        }
+        return low < entries.count && entries[low].name == name ? entries[low] : nil
+    }
+
+    // MARK: Endpoint: reading
+
+    public func openForReading(_ path: FileName, entry: Entry) throws -> ReadableFile {
+        let connection = try pool.checkOut()
+        do {
+            let download = try connection.download(absolute(path).bytes)
+            return RemoteFile(download: download) { [pool] in pool.checkIn(connection) }
+        } catch {
+            pool.checkIn(connection)
+            throw error
+        }
+    }
+
+    final class RemoteFile: ReadableFile {
+        let download: FTPDownload
+        let done: () -> Void
+        var closed = false
+        init(download: FTPDownload, done: @escaping () -> Void) {
+            self.download = download
+            self.done = done
+        }
+        var localDescriptor: Int32? { nil }
+        func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try download.read(into: buffer) }
+        func close() {
+            guard !closed else { return }
+            closed = true
+            download.close()
+            done()
+        }
+    }
+
+    /// Reads the first `limit` bytes of a file under the root (File Checks).
+    public func contents(of path: FileName, limit: Int) throws -> [UInt8] {
+        try pool.with { try $0.contents(of: absolute(path).bytes, limit: limit) }
+    }
+
+    // MARK: Endpoint: writing
+
+    public func receive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
+    ) throws {
+        let final = absolute(path)
+        let temporary = absolute(LocalEndpoint.temporaryName(for: path))
+        try withoutActuallyEscaping(progress) { progress in
+            try pool.with { connection in
+                let finalPath = connection.commandPath(final.bytes)
+                let temporaryPath = connection.commandPath(temporary.bytes)
+                var after: [[UInt8]] = [Array("RNFR ".utf8) + temporaryPath, Array("RNTO ".utf8) + finalPath]
+                if let command = Self.setTimeCommand(
+                    setter, value: FTPListingParser.timeValue(entry.mtime.seconds + clockOffset), path: finalPath)
+                {
+                    after.append(command)
+                }
+                do {
+                    try connection.upload(to: temporary.bytes, size: entry.size, after: after) { buffer in
+                        let n = try file.read(into: buffer)
+                        progress(Int64(n))
+                        return n
+                    }
+                } catch let error as FTPError where error.kind == .refused && replacing && Self.renameFailed(error) {
+                    // Some servers will not rename onto an existing name: remove it, then rename.
+                    try connection.command([Array("DELE ".utf8) + finalPath])
+                    try connection.command(after)
+                } catch {
+                    _ = try? connection.command([Array("*DELE ".utf8) + temporaryPath])
+                    throw error
+                }
+            }
+        }
+    }
+
+    static func renameFailed(_ error: FTPError) -> Bool { error.replyCode == 553 || error.message.contains("RNTO") }
+
+    public func createDirectory(_ path: FileName) throws {
+        try pool.with { connection in
+            do {
+                try connection.command([Array("MKD ".utf8) + connection.commandPath(absolute(path).bytes)])
+            } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                if try directoryExists(absolute(path), connection) { return }
+                throw error
+            }
+        }
+    }
+
+    public func createSymlink(_ path: FileName, entry: Entry) throws {
+        throw FTPError(.refused, "\(display(path)): FTP servers cannot store symbolic links")
+    }
+
+    public func remove(_ path: FileName, kind: EntryKind) throws {
+        try pool.with { connection in
+            do {
+                try connection.command([
+                    Array((kind == .directory ? "RMD " : "DELE ").utf8) + connection.commandPath(absolute(path).bytes)
+                ])
+            } catch let error as FTPError where kind == .directory && error.message.lowercased().contains("not empty") {
+                throw SystemError("RMD", path: display(path), errno: ENOTEMPTY)
+            }
+        }
+    }
+
+    public func setFolderAttributes(_ path: FileName, entry: Entry) throws {}
+
+    public func flush() throws {}
+
+    /// Closes every connection (QUIT is sent by curl when a handle is cleaned up).
+    public func close() { pool.drain() }
+
+    // MARK: paths
+
+    private func absolute(_ path: FileName) -> FileName { root.isEmpty ? path : root.appending(path) }
+
+    private func relative(_ folder: FileName) -> FileName {
+        if root.isEmpty { return folder }
+        if folder == root { return .empty }
+        return FileName(bytes: Array(folder.bytes.dropFirst(root.bytes.count + 1)))
+    }
+
+    private func display(_ path: FileName) -> String { options.display + "/" + path.description }
+}
+
+/// A problem found while listing that is not a system call's errno (a server's refusal, an
+/// unsafe name).
+public struct ListingError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var message: String
+    public var description: String { "\(path): \(message)" }
+}
+
+/// The clock probe's upload was refused: the user must set the difference by hand.
+public struct ClockProbeRefused: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
+}
+
+extension FTPError: RetryableError {}
+
+/// Logged-in connections handed to one thread at a time, opened on first need, up to `size`.
+final class ConnectionPool: @unchecked Sendable {
+    let options: FTPOptions
+    let size: Int
+    private var idle: [FTPConnection] = []
+    private var open = 0
+    private let mutex = Mutex()
+    private let available: DispatchSemaphore
+
+    init(options: FTPOptions, size: Int) {
+        self.options = options
+        self.size = size
+        self.available = DispatchSemaphore(value: size)
+    }
+
+    func checkOut() throws -> FTPConnection {
+        available.wait()
+        if let connection = mutex.locked({ idle.popLast() }) { return connection }
+        do {
+            let connection = try FTPConnection(options)
+            mutex.locked { open += 1 }
+            return connection
+        } catch {
+            available.signal()
+            throw error
+        }
+    }
+
+    func checkIn(_ connection: FTPConnection) {
+        mutex.locked { idle.append(connection) }
+        available.signal()
+    }
+
+    func with<R>(_ body: (FTPConnection) throws -> R) throws -> R {
+        let connection = try checkOut()
+        defer { checkIn(connection) }
+        return try body(connection)
+    }
+
+    func drain() { mutex.locked { idle.removeAll() } }
+}
+
+func wallClockSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}

@@ -1,0 +1,137 @@
+import XCTest
+
+@testable import CurlFTP
+
+final class ListingParserTests: XCTestCase {
+    // 2026-11-23 08:00:00 UTC
+    let now: Int64 = FTPListingParser.utcSeconds(year: 2026, month: 11, day: 23, hour: 8, minute: 0)
+
+    func testMLSDFactsAndNames() {
+        let data = Array(
+            """
+            type=cdir;modify=20261123080000;UNIX.mode=0755; .
+            type=pdir;modify=20261123080000; ..
+            type=file;size=1234;modify=20261123075326;UNIX.mode=0644; about.html
+            type=dir;modify=20250101100000;UNIX.mode=0700; sub folder
+            type=OS.unix=slink:/etc/passwd;modify=20250101100000; link
+            type=file;size=5;modify=20261123075326.123; name; with = odd chars
+            garbage line without facts
+            """.utf8)
+        let (entries, unreadable) = FTPListingParser.parseMLSD(data)
+        XCTAssertEqual(unreadable, 1)
+        XCTAssertEqual(
+            entries.map { String(decoding: $0.name, as: UTF8.self) },
+            [
+                "about.html", "sub folder", "link", "name; with = odd chars",
+            ])
+        XCTAssertEqual(entries[0].kind, .file)
+        XCTAssertEqual(entries[0].size, 1234)
+        XCTAssertEqual(
+            entries[0].time, FTPListingParser.utcSeconds(year: 2026, month: 11, day: 23, hour: 7, minute: 53) + 26)
+        XCTAssertEqual(entries[0].precision, 1)
+        XCTAssertEqual(entries[0].mode, 0o644)
+        XCTAssertEqual(entries[1].kind, .directory)
+        XCTAssertEqual(entries[2].kind, .symlink)
+        XCTAssertEqual(entries[2].linkTarget, Array("/etc/passwd".utf8))
+    }
+
+    func testUnixLISTMinuteAndYearForms() {
+        let data = Array(
+            """
+            total 12
+            drwxr-xr-x    2 1001     1001         4096 Nov 23 07:53 .
+            -rw-r--r--    1 1001     1001         1234 Nov 23 07:53 about.html
+            -rw-r--r--    1 1001     1001            7 Mar 12  2023 old.txt
+            -rw-r--r--    1 1001     1001            9 Dec 31 23:59 last year.txt
+            lrwxrwxrwx    1 0        0               7 Nov 23 07:53 link -> target
+            -rw-r--r-- 1 owner 42 Nov 01 10:00  two spaces
+            crw-rw-rw-    1 0        0            1,   3 Nov 23 07:53 null
+            this is not a listing line
+            """.utf8)
+        let (entries, unreadable) = FTPListingParser.parseLIST(data, serverNow: now)
+        let byName = Dictionary(uniqueKeysWithValues: entries.map { (String(decoding: $0.name, as: UTF8.self), $0) })
+        XCTAssertEqual(unreadable, 1)
+        XCTAssertEqual(byName["about.html"]?.size, 1234)
+        XCTAssertEqual(byName["about.html"]?.precision, 60)
+        XCTAssertEqual(
+            byName["about.html"]?.time, FTPListingParser.utcSeconds(year: 2026, month: 11, day: 23, hour: 7, minute: 53)
+        )
+        XCTAssertEqual(byName["about.html"]?.mode, 0o644)
+        XCTAssertEqual(byName["old.txt"]?.precision, 86_400)
+        XCTAssertEqual(
+            byName["old.txt"]?.time, FTPListingParser.utcSeconds(year: 2023, month: 3, day: 12, hour: 0, minute: 0))
+        // A date after "now" without a year is last year's.
+        XCTAssertEqual(
+            byName["last year.txt"]?.time,
+            FTPListingParser.utcSeconds(year: 2025, month: 12, day: 31, hour: 23, minute: 59))
+        XCTAssertEqual(byName["link"]?.kind, .symlink)
+        XCTAssertEqual(byName["link"]?.linkTarget, Array("target".utf8))
+        XCTAssertEqual(byName[" two spaces"]?.size, 42, "a name keeps its leading space; a missing group is tolerated")
+        XCTAssertNil(byName["null"], "devices are not synchronized")
+        XCTAssertEqual(byName["."]?.kind, .directory, "the parser reports dot entries; the endpoint drops them")
+    }
+
+    func testDOSLIST() {
+        let data = Array(
+            """
+            11-23-26  07:53AM       <DIR>          Sub Folder
+            11-23-2026  01:05PM                 1,234 report.pdf
+            01-02-99  12:00AM                    10 y2k.txt
+            """.utf8)
+        let (entries, unreadable) = FTPListingParser.parseLIST(data, serverNow: now)
+        XCTAssertEqual(unreadable, 0)
+        XCTAssertEqual(entries.count, 3)
+        XCTAssertEqual(entries[0].kind, .directory)
+        XCTAssertEqual(entries[0].name, Array("Sub Folder".utf8))
+        XCTAssertEqual(entries[1].size, 1234)
+        XCTAssertEqual(
+            entries[1].time, FTPListingParser.utcSeconds(year: 2026, month: 11, day: 23, hour: 13, minute: 5))
+        XCTAssertEqual(entries[2].time, FTPListingParser.utcSeconds(year: 1999, month: 1, day: 2, hour: 0, minute: 0))
+    }
+
+    func testUnsafeNamesAreRecognized() {
+        for bad in ["", ".", "..", "a/b", "../x", "tab\there", "nl\nx", "esc\u{1b}[2J", "del\u{7f}"] {
+            XCTAssertFalse(FTPListingParser.isSafeName(Array(bad.utf8)), bad)
+        }
+        XCTAssertFalse(FTPListingParser.isSafeName([0x61, 0x00, 0x62]))
+        for good in ["a", "...", ".hidden", "naïve café", "x..y"] {
+            XCTAssertTrue(FTPListingParser.isSafeName(Array(good.utf8)), good)
+        }
+        XCTAssertTrue(FTPListingParser.isSafeName([0xe9, 0x74, 0xe9]), "Latin-1 bytes are a valid name")
+    }
+
+    func testTimeValuesRoundTrip() {
+        XCTAssertEqual(FTPListingParser.parseTimeValue("19700101000000"), 0)
+        XCTAssertEqual(FTPListingParser.parseTimeValue("20261123075326"), now - 6 * 60 - 34)
+        XCTAssertEqual(FTPListingParser.timeValue(now - 6 * 60 - 34), "20261123075326")
+        XCTAssertEqual(FTPListingParser.parseTimeValue("20241301000000"), nil, "month 13")
+        XCTAssertEqual(FTPListingParser.parseTimeValue("2024"), nil)
+        XCTAssertEqual(FTPListingParser.utcSeconds(year: 2024, month: 2, day: 29, hour: 0, minute: 0), 1_709_164_800)
+    }
+
+    func testRepliesAndFeatures() {
+        let dialogue = Array(
+            "220 (vsFTPd 3.0.3)\r\n211-Features:\r\n EPRT\r\n MDTM\r\n MLST type*;size*;modify*;\r\n MFMT\r\n UTF8\r\n211 End\r\n213 20261123075326\r\n"
+                .utf8)
+        let replies = FTPReply.parse(dialogue)
+        XCTAssertEqual(replies.map(\.code), [220, 211, 213])
+        let features = FTPFeatures(reply: replies[1])
+        XCTAssertTrue(features.mlsd)
+        XCTAssertTrue(features.mfmt)
+        XCTAssertTrue(features.mdtm)
+        XCTAssertTrue(features.utf8)
+        XCTAssertFalse(FTPFeatures(reply: FTPReply(code: 211, text: "End", lines: ["Features:", " MDTM", "End"])).mlsd)
+        XCTAssertEqual(replies[2].text, "20261123075326")
+    }
+
+    func testURLPathsAndPWD() {
+        XCTAssertEqual(
+            FTPConnection.urlPath(Array("a b/c%d".utf8), home: Array("/".utf8), isDirectory: false), "%2Fa%20b/c%25d")
+        XCTAssertEqual(
+            FTPConnection.urlPath(Array("www".utf8), home: Array("/home/u".utf8), isDirectory: true), "%2Fhome/u/www/")
+        XCTAssertEqual(FTPConnection.urlPath([0xe9], home: nil, isDirectory: false), "%E9")
+        XCTAssertEqual(
+            FTPConnection.quotedPath(in: "\"/home/a \"\"q\"\"\" is the current directory"), Array("/home/a \"q\"".utf8))
+        XCTAssertNil(FTPConnection.quotedPath(in: "\"relative\" is weird"))
+    }
+}

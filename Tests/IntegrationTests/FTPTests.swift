@@ -1,0 +1,327 @@
+import Foundation
+import TestSupport
+import XCTest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// FTP endpoints against real servers started on 127.0.0.1 (Tests/Fixtures/ftp-servers):
+/// vsftpd (LIST only, the MDTM-set form), proftpd (MLSD, MFMT), a vsftpd whose clock runs
+/// 3684 s ahead, FTPS, and a server that refuses uploads.
+final class FTPTests: IntegrationTestCase {
+    var servers: [FTPServer] = []
+
+    override func tearDownWithError() throws {
+        for server in servers { server.stop() }
+        servers = []
+        try super.tearDownWithError()
+    }
+
+    /// Starts `name` serving a fresh folder of this test; skips (or fails in CI) without root.
+    func start(_ name: String, folder: String = "server") throws -> FTPServer {
+        try requireRoot("the FTP test servers bind ports and log in local users")
+        let root = path(folder)
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let server = try FTPServer.start(name, root: root)
+        servers.append(server)
+        return server
+    }
+
+    /// The lines of an `ftp:` endpoint for `server`, its password passed in the environment.
+    func ftp(_ server: FTPServer, directory: String, _ extra: [String] = []) -> [String] {
+        var lines = [
+            "  ftp:", "    server: 127.0.0.1:\(server.port)", "    username: \(server.user)",
+            "    password_env: PLUGSYNC_TEST_FTP_PW", "    directory: '\(directory)'",
+        ]
+        if let ca = server.caFile {
+            lines += ["    tls: \(server.name == "vsftpd-tlsi" ? "implicit" : "explicit")", "    ca_file: '\(ca)'"]
+        }
+        return lines + extra.map { "    " + $0 }
+    }
+
+    func definition(_ name: String, source: [String], destination: [String], _ extra: [String] = []) -> String {
+        var lines = ["  - name: \(name)", "    source:"] + source.map { "    " + $0 }
+        lines += ["    destination:"] + destination.map { "    " + $0 }
+        lines += extra.map { "    " + $0 }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    func local(_ folder: String) -> [String] { ["  local: '\(folder)'"] }
+
+    func run(_ name: String, _ server: FTPServer, _ more: String...) throws -> CommandResult {
+        try plugsync(arguments: ["run", name] + more, environment: ["PLUGSYNC_TEST_FTP_PW": server.password])
+    }
+
+    /// Gives the server's files to its login user (the tests write them as root).
+    func chownToServer(_ server: FTPServer) throws {
+        _ = try shell("chown -R \(quote(server.user)) \(quote(server.root))")
+    }
+
+    func mtimeSeconds(_ file: String) -> Int64? {
+        var st = stat()
+        guard stat(file, &st) == 0 else { return nil }
+        return Int64(st.st_mtim.tv_sec)
+    }
+
+    func clockDifference(_ result: CommandResult) -> Int? {
+        for line in result.lines where line.hasPrefix("Clock time difference is ") {
+            return Int(line.dropFirst("Clock time difference is ".count).split(separator: " ")[0])
+        }
+        return nil
+    }
+
+    // MARK: the second seed's walkthrough, upload
+
+    func testUploadWalkthroughVsftpd() throws { try uploadWalkthrough("vsftpd", clock: 0) }
+    func testUploadWalkthroughProftpd() throws { try uploadWalkthrough("proftpd", clock: 0) }
+    func testUploadWalkthroughSkewedVsftpd() throws { try uploadWalkthrough("vsftpd-skew", clock: 3684) }
+    func testUploadWalkthroughSkewedProftpd() throws { try uploadWalkthrough("proftpd-skew", clock: 3684) }
+    func testUploadWalkthroughExplicitFTPS() throws { try uploadWalkthrough("vsftpd-tls", clock: 0) }
+    func testUploadWalkthroughImplicitFTPS() throws { try uploadWalkthrough("vsftpd-tlsi", clock: 0) }
+
+    func uploadWalkthrough(_ name: String, clock: Int) throws {
+        let server = try start(name)
+        let site = server.root + "/www"
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        try write("src/about.html", "about us\n", mtime: FileTime(t))
+        try write("src/back.jpg", "JPEG bytes\n", mtime: FileTime(t, 400_000_000))
+        try write("src/contact.html", "contact v2\n", mtime: FileTime(t + 300))
+        try write("src/index.html", "<h1>index</h1>\n", mtime: FileTime(t))
+        try write("src/notes.txt", "notes\n", mtime: FileTime(t))
+        try write("src/sub/deep.txt", "deep\n", mtime: FileTime(t))
+        // The remote side as in the seed: an orphan, an up-to-date file, an older one.
+        try write("server/www/orphaned_file.txt", "orphan\n", mtime: FileTime(t))
+        try write("server/www/back.jpg", "JPEG bytes\n", mtime: FileTime(t))
+        try write("server/www/contact.html", "contact v1\n", mtime: FileTime(t))
+        try write("server/www/notes.txt", "notes\n", mtime: FileTime(t))
+        try write("server/www/sub/deep.txt", "deep\n", mtime: FileTime(t))
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+
+        let first = try run("up", server)
+        assertExit(first, 0)
+        assertNoCrash(first)
+        XCTAssertTrue(
+            first.lines.contains("Uploading temporary file to calculate server-client clock time difference."),
+            "\(first)")
+        let measured = try XCTUnwrap(clockDifference(first), "\(first)")
+        XCTAssertLessThanOrEqual(abs(measured - clock), 2, "\(first)")
+        assertActions(
+            first,
+            [
+                action("Deleting", "remote file is orphaned", "orphaned_file.txt"),
+                action("Uploading", "remote file not found", "about.html"),
+                action("Skipping", "remote file is uptodate", "back.jpg"),
+                action("Uploading", "remote file is older", "contact.html"),
+                action("Uploading", "remote file not found", "index.html"),
+                action("Skipping", "remote file is uptodate", "notes.txt"),
+                action("Skipping", "remote file is uptodate", "sub/deep.txt"),
+            ])
+        XCTAssertFalse(first.stdout.contains(server.password) || first.stderr.contains(server.password))
+        for file in ["about.html", "contact.html", "index.html", "back.jpg", "notes.txt", "sub/deep.txt"] {
+            XCTAssertEqual(read("server/www/" + file), read("src/" + file), file)
+            // The server holds the source's mtime (to the second), whatever its clock says.
+            XCTAssertEqual(mtimeSeconds(site + "/" + file), mtimeSeconds(path("src/" + file)), file)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: site + "/orphaned_file.txt"))
+        XCTAssertEqual(temporaryFiles(in: server.root), [], "no probe or temporary file is left behind")
+
+        // A second run transfers nothing.
+        let second = try run("up", server)
+        assertExit(second, 0)
+        XCTAssertEqual(second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second)")
+        XCTAssertEqual(second.actions.count, 6, "\(second)")
+
+        // A same-size edit seconds after the upload, within the same minute: LIST shows the same
+        // minute for old and new content, so only an exact time can tell; it must be uploaded.
+        try write("src/notes.txt", "NOTES\n")
+        try write("src/sub/deep.txt", "DEEP\n")
+        let third = try run("up", server)
+        assertExit(third, 0)
+        assertActions(
+            third,
+            [
+                action("Skipping", "remote file is uptodate", "about.html"),
+                action("Skipping", "remote file is uptodate", "back.jpg"),
+                action("Skipping", "remote file is uptodate", "contact.html"),
+                action("Skipping", "remote file is uptodate", "index.html"),
+                action("Uploading", "remote file is older", "notes.txt"),
+                action("Uploading", "remote file is older", "sub/deep.txt"),
+            ])
+        XCTAssertEqual(read("server/www/notes.txt"), "NOTES\n")
+        XCTAssertEqual(read("server/www/sub/deep.txt"), "DEEP\n")
+    }
+
+    // MARK: download
+
+    func testDownloadWalkthroughVsftpd() throws { try downloadWalkthrough("vsftpd") }
+    func testDownloadWalkthroughProftpd() throws { try downloadWalkthrough("proftpd") }
+    func testDownloadWalkthroughSkewedVsftpd() throws { try downloadWalkthrough("vsftpd-skew") }
+
+    func downloadWalkthrough(_ name: String) throws {
+        let server = try start(name)
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        let old = 1_600_000_000  // 2020: LIST shows a year, not a time (a day's precision)
+        try write("server/pub/about.html", "about us\n", mtime: FileTime(t))
+        try write("server/pub/back.jpg", "JPEG bytes\n", mtime: FileTime(t))
+        try write("server/pub/contact.html", "contact v2\n", mtime: FileTime(t + 300))
+        try write("server/pub/archive/2020.txt", "old news\n", mtime: FileTime(old))
+        try write("server/pub/with space.txt", "spaces\n", mtime: FileTime(t))
+        try write("dst/orphaned_file.txt", "orphan\n", mtime: FileTime(t))
+        try write("dst/back.jpg", "JPEG bytes\n", mtime: FileTime(t))
+        try write("dst/contact.html", "contact v1\n", mtime: FileTime(t))
+        try chownToServer(server)
+        try writeConfig(definition("down", source: ftp(server, directory: "pub"), destination: local(path("dst"))))
+
+        let first = try run("down", server)
+        assertExit(first, 0)
+        assertNoCrash(first)
+        assertActions(
+            first,
+            [
+                action("Deleting", "local file is orphaned", "orphaned_file.txt"),
+                action("Downloading", "local file not found", "about.html"),
+                action("Skipping", "local file is uptodate", "back.jpg"),
+                action("Downloading", "local file is older", "contact.html"),
+                action("Creating", "local folder not found", "archive/"),
+                action("Downloading", "local file not found", "archive/2020.txt"),
+                action("Downloading", "local file not found", "with space.txt"),
+            ])
+        for file in ["about.html", "contact.html", "archive/2020.txt", "with space.txt"] {
+            XCTAssertEqual(read("dst/" + file), read("server/pub/" + file), file)
+            XCTAssertEqual(mtimeSeconds(path("dst/" + file)), mtimeSeconds(path("server/pub/" + file)), file)
+        }
+        XCTAssertEqual(temporaryFiles(in: path("dst")), [])
+        XCTAssertEqual(temporaryFiles(in: server.root), [], "the clock probe is deleted")
+
+        let second = try run("down", server)
+        assertExit(second, 0)
+        XCTAssertEqual(second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second)")
+
+        // A same-size change on the server, in the same minute as the last download.
+        try write("server/pub/about.html", "ABOUT US\n")
+        try chownToServer(server)
+        let third = try run("down", server)
+        assertExit(third, 0)
+        XCTAssertEqual(
+            third.actions.filter { !$0.hasPrefix("Skipping ") },
+            [
+                action("Downloading", "local file is older", "about.html")
+            ], "\(third)")
+        XCTAssertEqual(read("dst/about.html"), "ABOUT US\n")
+    }
+
+    // MARK: FTP to FTP
+
+    func testFTPToFTP() throws {
+        let from = try start("vsftpd", folder: "server-a")
+        let to = try start("proftpd", folder: "server-b")
+        try write("server-a/data/a.txt", "a\n", mtime: FileTime(1_700_000_000))
+        try write("server-a/data/sub/b.txt", "bb\n", mtime: FileTime(1_700_000_100))
+        try write("server-b/copy/orphan.txt", "x\n")
+        try chownToServer(from)
+        try chownToServer(to)
+        XCTAssertEqual(from.password, to.password, "the fixture uses one login for every server")
+        try writeConfig(
+            definition(
+                "relay", source: ftp(from, directory: "data"), destination: ftp(to, directory: "copy"),
+                ["max_delete: 5"]))
+        let first = try run("relay", from)
+        assertExit(first, 0)
+        assertActions(
+            first,
+            [
+                action("Deleting", "remote file is orphaned", "orphan.txt"),
+                action("Uploading", "remote file not found", "a.txt"),
+                action("Creating", "remote folder not found", "sub/"),
+                action("Uploading", "remote file not found", "sub/b.txt"),
+            ])
+        XCTAssertEqual(read("server-b/copy/sub/b.txt"), "bb\n")
+        XCTAssertEqual(mtimeSeconds(path("server-b/copy/sub/b.txt")), 1_700_000_100)
+        let second = try run("relay", from)
+        assertExit(second, 0)
+        XCTAssertEqual(second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second)")
+    }
+
+    // MARK: refusals and errors
+
+    func testRefusedClockProbeTellsToSetClockDiff() throws {
+        let server = try start("vsftpd-ro")
+        try write("server/pub/a.txt", "a\n", mtime: FileTime(1_700_000_000))
+        try chownToServer(server)
+        try writeConfig(
+            definition("ro", source: ftp(server, directory: "pub"), destination: local(path("dst"))),
+            definition(
+                "ro-manual", source: ftp(server, directory: "pub", ["clock_diff: 0"]), destination: local(path("dst2")))
+        )
+        let refused = try run("ro", server)
+        assertExit(refused, 3)
+        assertNoCrash(refused)
+        XCTAssertTrue(refused.stderr.contains("clock_diff"), "\(refused)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("dst/a.txt")))
+        // With the difference given by hand, no probe is needed: a read-only server is a fine source.
+        let manual = try run("ro-manual", server)
+        assertExit(manual, 0)
+        XCTAssertFalse(manual.lines.contains { $0.hasPrefix("Clock time difference") }, "\(manual)")
+        XCTAssertEqual(read("dst2/a.txt"), "a\n")
+    }
+
+    func testLoginAndConnectionErrorsAreOneClearLine() throws {
+        let server = try start("vsftpd")
+        try write("src/a.txt", "a\n")
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let badLogin = try plugsync(arguments: ["run", "up"], environment: ["PLUGSYNC_TEST_FTP_PW": "wrong-password"])
+        assertExit(badLogin, 2)
+        assertNoCrash(badLogin)
+        XCTAssertTrue(badLogin.stderr.contains("refused the login"), "\(badLogin)")
+        XCTAssertFalse(badLogin.stderr.contains("wrong-password") || badLogin.stdout.contains("wrong-password"))
+        server.stop()
+        let unreachable = try run("up", server)
+        assertExit(unreachable, 3)
+        assertNoCrash(unreachable)
+        XCTAssertTrue(unreachable.stderr.contains("cannot be reached"), "\(unreachable)")
+        let unset = try plugsync("run", "up")
+        assertExit(unset, 2)
+        XCTAssertTrue(unset.stderr.contains("PLUGSYNC_TEST_FTP_PW"), "\(unset)")
+    }
+
+    func testMissingSourceFolderIsRefused() throws {
+        let server = try start("vsftpd")
+        try write("dst/keep.txt", "precious\n")
+        try writeConfig(
+            definition("down", source: ftp(server, directory: "nothing-here"), destination: local(path("dst"))))
+        let result = try run("down", server)
+        assertExit(result, 3)
+        XCTAssertEqual(read("dst/keep.txt"), "precious\n", "a missing remote source never empties the mirror")
+    }
+
+    func testTLSWithoutTheRightCAFails() throws {
+        let server = try start("vsftpd-tls")
+        try write("src/a.txt", "a\n")
+        var endpoint = ftp(server, directory: "www")
+        endpoint.removeAll { $0.contains("ca_file") }
+        try writeConfig(definition("up", source: local(path("src")), destination: endpoint))
+        let result = try run("up", server)
+        assertExit(result, 2)
+        assertNoCrash(result)
+        XCTAssertTrue(result.stderr.contains("TLS"), "\(result)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: server.root + "/www/a.txt"))
+    }
+
+    func testHostileNamesAreRefusedAndNothingIsWrittenOutside() throws {
+        let server = try start("vsftpd")
+        try write("server/pub/fine.txt", "fine\n")
+        try write("server/pub/new\nline.txt", "nl\n")
+        try write("server/pub/esc\u{1b}[2J.txt", "esc\n")
+        try chownToServer(server)
+        try writeConfig(definition("down", source: ftp(server, directory: "pub"), destination: local(path("dst"))))
+        let result = try run("down", server)
+        assertNoCrash(result)
+        XCTAssertEqual(result.status, 1, "refused names make the run one with failures\n\(result)")
+        XCTAssertEqual(read("dst/fine.txt"), "fine\n")
+        XCTAssertEqual(try snapshot(path("dst")).keys.sorted(), ["fine.txt"])
+        XCTAssertTrue(result.stdout.contains("refused a name from the server"), "\(result)")
+        XCTAssertFalse(result.stdout.contains("\u{1b}"), "a terminal escape from the server is never printed raw")
+    }
+}
