@@ -12,7 +12,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(
@@ -23,19 +24,31 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "Devices", dependencies: ["CUdev"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
+        // libcurl is loaded with dlopen at the first FTP connection (CCurl.h says why).
         .target(
             name: "CCurl", path: "Sources/CCurl", cSettings: [.define("_GNU_SOURCE")],
-            linkerSettings: [.linkedLibrary("curl")]),
+            linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CurlFTP", dependencies: ["CCurl"], path: "Sources/CurlFTP"),
         .target(name: "SyncEngine", dependencies: ["CPosix", "CurlFTP"], path: "Sources/SyncEngine"),
         .target(
             name: "PlugSync",
-            dependencies: ["SyncEngine", "CurlFTP", "Devices", "CSQLite", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "SyncEngine", "CurlFTP", "Devices", "CSQLite",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Sources/PlugSync"),
         .executableTarget(
             name: "plugsync",
             dependencies: ["PlugSync", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Sources/plugsync"),
+            path: "Sources/plugsync",
+            // Release: link with lld and pack the relative relocations (DT_RELR, glibc >= 2.36):
+            // ~0.9 MiB less resident memory per run, position-independent still (bench/README.md).
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-Xclang-linker", "-fuse-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+                    .when(platforms: [.linux], configuration: .release))
+            ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CurlFTPTests", dependencies: ["CurlFTP"]),
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine"]),

@@ -5,7 +5,7 @@
 #
 #   -n N          repetitions per scenario (default 5); the median is reported
 #   --quick       smoke test: -n 1 and 2,000 files (an explicit -n / --files still wins)
-#   --only LIST   comma-separated subset of plugsync,rsync,cp (default: all three)
+#   --only LIST   comma-separated subset of plugsync,rsync,cp,rclone (default: all four)
 #   --files N     number of files in the tree (default 10000)
 #   --folders N   number of folders (default 200)
 #
@@ -21,7 +21,7 @@ GEN_VERSION=1   # bump when gentree.py's "gen" output changes
 usage() { sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 die() { echo "bench: $*" >&2; exit 2; }
 
-reps=5; files=10000; folders=200; quick=0; reps_set=0; files_set=0; only="plugsync,rsync,cp"
+reps=5; files=10000; folders=200; quick=0; reps_set=0; files_set=0; only="plugsync,rsync,cp,rclone"
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) [ $# -ge 2 ] || die "-n needs a number"; reps=$2; reps_set=1; shift 2 ;;
@@ -47,9 +47,9 @@ tools=()
 IFS=, read -r -a wanted <<<"$only"
 for t in "${wanted[@]}"; do
   case "$t" in
-    plugsync|rsync|cp) tools+=("$t") ;;
+    plugsync|rsync|cp|rclone) tools+=("$t") ;;
     "") ;;
-    *) die "--only: unknown tool '$t' (known: plugsync, rsync, cp)" ;;
+    *) die "--only: unknown tool '$t' (known: plugsync, rsync, cp, rclone)" ;;
   esac
 done
 [ ${#tools[@]} -gt 0 ] || die "--only selected no tool"
@@ -62,6 +62,7 @@ command -v python3 >/dev/null || missing+=("python3")
 command -v sync >/dev/null || missing+=("sync (coreutils)")
 has rsync && ! command -v rsync >/dev/null && missing+=("rsync (apt-get install -y rsync, or --only plugsync,cp)")
 has cp && ! command -v cp >/dev/null && missing+=("cp (coreutils)")
+has rclone && ! command -v rclone >/dev/null && missing+=("rclone (apt-get install -y rclone, or --only plugsync,rsync,cp)")
 # Without PLUGSYNC, measure what users get: the release build with the Swift standard library
 # linked statically (as the Debian package ships it), built here into .build-bench.
 if [ -z "${PLUGSYNC:-}" ] && has plugsync; then
@@ -141,6 +142,7 @@ cmd_for() { # tool -> array CMD
     plugsync) CMD=("$PLUGSYNC" run bench --config "$CFG") ;;
     rsync) CMD=(rsync -a --delete "$SRC/" "$dst/") ;;
     cp) CMD=(cp -a "$SRC/." "$dst/") ;;
+    rclone) CMD=(rclone sync "$SRC/" "$dst/" --config /dev/null) ;;
   esac
 }
 
@@ -211,6 +213,7 @@ out=$BENCH/results/local-$stamp_now.txt
   echo "tree: $stamp_text changed_per_rep=$change reps=$reps tools=$(IFS=,; echo "${tools[*]}")"
   has rsync && echo "rsync=$(rsync --version | head -n 1)"
   has cp && echo "cp=$(cp --version | head -n 1)"
+  has rclone && echo "rclone=$(rclone version 2>/dev/null | head -n 1)"
   if has plugsync; then
     echo "plugsync=$PLUGSYNC sha256=$(sha256sum "$PLUGSYNC" | cut -c1-16) git=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none)"
   fi

@@ -11,7 +11,7 @@ import sys
 SCENARIOS = [("first-copy", "(a) first copy into an empty destination"),
              ("no-op", "(b) re-run, nothing changed"),
              ("changed-1pct", "(c) re-run after 1% of the files were rewritten")]
-TOOLS = ["plugsync", "rsync", "cp"]
+TOOLS = ["plugsync", "rsync", "cp", "rclone"]
 
 
 def fmt(x, nd=3):
@@ -90,6 +90,9 @@ def main(raw_path, meta_path, out_path):
     rrss = [v["rss"] for (sc, t), v in summary.items() if t == "rsync"]
     add("peak-rss plugsync/rsync (max over scenarios)",
         ratio(max(prss), max(rrss)) if prss and rrss else None, 2.0)
+    crss = [v["rss"] for (sc, t), v in summary.items() if t == "rclone"]
+    add("peak-rss plugsync/rclone (max over scenarios)",
+        ratio(max(prss), max(crss)) if prss and crss else None, 1.0, note=" (below rclone)")
 
     # Human table.
     lines = []

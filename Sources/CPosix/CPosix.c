@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <malloc.h>
 
 ssize_t cposix_copy_file_range(int fd_in, int fd_out, size_t length) {
     return copy_file_range(fd_in, NULL, fd_out, NULL, length, 0);
@@ -11,3 +12,5 @@ ssize_t cposix_copy_file_range(int fd_in, int fd_out, size_t length) {
 int cposix_syncfs(int fd) { return syncfs(fd); }
 
 const int cposix_o_tmpfile = O_TMPFILE;
+
+int cposix_malloc_trim(void) { return malloc_trim(0); }

@@ -31,7 +31,10 @@ public final class FTPConnection {
 
     /// Connects and logs in; throws `FTPError` (`.connection`, `.login`, `.tls`, …).
     public init(_ options: FTPOptions) throws {
-        guard ccurl_global_init() == CURLE_OK, let easy = curl_easy_init(), let multi = curl_multi_init() else {
+        guard ccurl_global_init() == CURLE_OK else {
+            throw FTPError(.local, String(cString: ccurl_load_error()))
+        }
+        guard let easy = ccurl_easy_init(), let multi = ccurl_multi_init() else {
             throw FTPError(.local, "cannot initialize libcurl")
         }
         self.options = options
@@ -43,8 +46,8 @@ public final class FTPConnection {
 
     deinit {
         freeLists()
-        curl_easy_cleanup(easy)
-        curl_multi_cleanup(multi)
+        ccurl_easy_cleanup(easy)
+        ccurl_multi_cleanup(multi)
         errorBufferPointer.deallocate()
     }
 
@@ -117,7 +120,7 @@ public final class FTPConnection {
         try begin(path: path)
         set(CURLOPT_IGNORE_CONTENT_LENGTH, 1)  // no SIZE round trip: the listing said the size
         collectBody(limit: Int.max)
-        let added = curl_multi_add_handle(multi, easy)
+        let added = ccurl_multi_add_handle(multi, easy)
         guard added == CURLM_OK else { throw FTPError(.local, "curl_multi_add_handle failed (\(added.rawValue))") }
         return FTPDownload(connection: self, path: path)
     }
@@ -137,14 +140,14 @@ public final class FTPConnection {
         if !body.isEmpty { return true }
         var running: Int32 = 0
         while body.isEmpty {
-            let code = curl_multi_perform(multi, &running)
+            let code = ccurl_multi_perform(multi, &running)
             guard code == CURLM_OK else { throw FTPError(.local, "curl_multi_perform failed (\(code.rawValue))") }
             if running == 0 { break }
-            if body.isEmpty { _ = curl_multi_poll(multi, nil, 0, 1000, nil) }
+            if body.isEmpty { waitForActivity() }
         }
         if running == 0 && body.isEmpty {
             let result = finishedResult()
-            curl_multi_remove_handle(multi, easy)
+            ccurl_multi_remove_handle(multi, easy)
             try check(result, what: "RETR", path: downloadPath)
             return false
         }
@@ -169,7 +172,7 @@ public final class FTPConnection {
 
     /// Ends a download early (the caller stopped reading): the connection is reset by curl.
     func abandonDownload() {
-        curl_multi_remove_handle(multi, easy)
+        ccurl_multi_remove_handle(multi, easy)
         body.removeAll()
         bodyStart = 0
     }
@@ -178,7 +181,7 @@ public final class FTPConnection {
 
     /// Resets the handle for a new operation and applies the connection-wide options.
     private func begin(path: [UInt8]?, isDirectory: Bool = false) throws {
-        curl_easy_reset(easy)  // keeps the live connection
+        ccurl_easy_reset(easy)  // keeps the live connection
         freeLists()
         replyBytes.removeAll(keepingCapacity: true)
         body.removeAll(keepingCapacity: true)
@@ -233,27 +236,37 @@ public final class FTPConnection {
 
     /// Runs the prepared operation to its end.
     private func perform(what: String, path: [UInt8]? = nil) throws {
-        let added = curl_multi_add_handle(multi, easy)
+        let added = ccurl_multi_add_handle(multi, easy)
         guard added == CURLM_OK else { throw FTPError(.local, "curl_multi_add_handle failed (\(added.rawValue))") }
         var running: Int32 = 1
         while true {
-            let code = curl_multi_perform(multi, &running)
+            let code = ccurl_multi_perform(multi, &running)
             guard code == CURLM_OK else {
-                curl_multi_remove_handle(multi, easy)
+                ccurl_multi_remove_handle(multi, easy)
                 throw FTPError(.local, "curl_multi_perform failed (\(code.rawValue))")
             }
             if running == 0 { break }
-            _ = curl_multi_poll(multi, nil, 0, 1000, nil)
+            waitForActivity()
         }
         let result = finishedResult()
-        curl_multi_remove_handle(multi, easy)
+        ccurl_multi_remove_handle(multi, easy)
         try check(result, what: what, path: path)
+    }
+
+    /// Waits for socket activity, but never past curl's own timer: after a passive-mode reply
+    /// curl connects the data channel from a timer, and a blind one-second wait stalled every
+    /// such transfer by a second.
+    private func waitForActivity() {
+        var timeout = -1
+        ccurl_multi_timeout(multi, &timeout)
+        if timeout == 0 { return }
+        _ = ccurl_multi_poll(multi, Int32(timeout < 0 ? 1000 : min(timeout, 1000)))
     }
 
     private func finishedResult() -> CURLcode {
         var result = CURLE_OK
         var queued: Int32 = 0
-        while let message = curl_multi_info_read(multi, &queued) {
+        while let message = ccurl_multi_info_read(multi, &queued) {
             if message.pointee.msg == CURLMSG_DONE { result = message.pointee.data.result }
         }
         return result
@@ -273,7 +286,7 @@ public final class FTPConnection {
         if bodyOverflow && !bodyOverflowIsError && result == CURLE_WRITE_ERROR { return }
         let reply = FTPReply.parse(replyBytes).last
         let curlText = String(cString: errorBufferPointer)
-        let detail = curlText.isEmpty ? String(cString: curl_easy_strerror(result)) : curlText
+        let detail = curlText.isEmpty ? String(cString: ccurl_easy_strerror(result)) : curlText
         let target = path.map { " " + Self.printable($0) } ?? ""
         var message = "\(options.display): \(what)\(target): \(detail)"
         if let reply, !detail.contains(reply.text) { message += " (server: \(reply.code) \(reply.text))" }
@@ -335,7 +348,7 @@ public final class FTPConnection {
             var bytes = item
             bytes.append(0)
             head = bytes.withUnsafeBufferPointer {
-                $0.withMemoryRebound(to: CChar.self) { curl_slist_append(head, $0.baseAddress) }
+                $0.withMemoryRebound(to: CChar.self) { ccurl_slist_append(head, $0.baseAddress) }
             }
         }
         if let head { lists.append(head) }
@@ -343,7 +356,7 @@ public final class FTPConnection {
     }
 
     private func freeLists() {
-        for list in lists { curl_slist_free_all(list) }
+        for list in lists { ccurl_slist_free_all(list) }
         lists.removeAll()
     }
 

@@ -66,6 +66,11 @@ final class UdevDevice {
         self.pointer = pointer
     }
 
+    /// Adopts a reference the caller owns.
+    convenience init(context: UdevContext, adopting pointer: OpaquePointer) {
+        self.init(context: context, pointer: pointer)
+    }
+
     convenience init?(context: UdevContext, sysPath: String) {
         guard let pointer = udev_device_new_from_syspath(context.pointer, sysPath) else { return nil }
         self.init(context: context, pointer: pointer)

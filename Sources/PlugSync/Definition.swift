@@ -19,6 +19,10 @@ public struct Definition: Sendable, Equatable {
     public var enabled = true
     /// Files transferred at once; nil lets the engine choose.
     public var parallel: Int?
+    /// Shell commands run around each run (`/bin/sh -c`), with the run's facts in `PLUGSYNC_*`
+    /// environment variables: `before` (a failure refuses the run), `after` (every run),
+    /// `on_error` (runs that did not succeed).
+    public var hooks = HookCommands()
 
     public init(name: String, source: EndpointSpec, destination: EndpointSpec) {
         self.name = name
@@ -96,6 +100,10 @@ public struct DeviceSpec: Sendable, Equatable {
     public var directory = ""
     /// `auto`: the agent mounts the drive itself under /run/plugsync/ and unmounts it after.
     public var mountAuto = false
+    /// After the mount-triggered runs, unmount the drive (one that someone else mounted).
+    public var unmountAfter = false
+    /// After the mount-triggered runs, unmount the drive and power it off (`udisksctl power-off`).
+    public var powerOffAfter = false
 
     public init(label: String? = nil, uuid: String? = nil, serial: String? = nil, directory: String = "") {
         self.label = label
@@ -148,4 +156,17 @@ public struct FTPSpec: Sendable, Equatable {
         let port = port.map { ":\($0)" } ?? ""
         return "\(scheme)://\(user)\(host)\(port)/\(directory)"
     }
+}
+
+/// The `hooks:` of a definition.
+public struct HookCommands: Sendable, Equatable {
+    public var before: String?
+    public var after: String?
+    public var onError: String?
+    public init(before: String? = nil, after: String? = nil, onError: String? = nil) {
+        self.before = before
+        self.after = after
+        self.onError = onError
+    }
+    public var isEmpty: Bool { before == nil && after == nil && onError == nil }
 }

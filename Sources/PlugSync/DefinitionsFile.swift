@@ -1,4 +1,3 @@
-import Foundation
 import SyncEngine
 
 #if canImport(Glibc)
@@ -18,7 +17,7 @@ public struct DefinitionsFile: Sendable {
 
     /// The file commands use when `--config` is absent: root uses the system file; others their
     /// own `$XDG_CONFIG_HOME/plugsync/plugsync.yaml`, or the system file when they have none.
-    public static func defaultPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    public static func defaultPath(environment: [String: String] = Posix.environment()) -> String {
         let system = "/etc/plugsync/plugsync.yaml"
         if let explicit = environment["PLUGSYNC_CONFIG"], !explicit.isEmpty { return explicit }
         if getuid() == 0 { return system }
@@ -32,10 +31,7 @@ public struct DefinitionsFile: Sendable {
 
     /// Reads and checks the file. With `allowMissing`, an absent file is an empty one.
     public static func load(path: String, allowMissing: Bool = false) throws -> DefinitionsFile {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
+        guard let data = Posix.readFile(path) else {
             if allowMissing && access(path, F_OK) != 0 {
                 return try DefinitionsFile(path: path, text: "definitions:\n")
             }
@@ -44,7 +40,7 @@ public struct DefinitionsFile: Sendable {
                 ? "no such file (create it with 'plugsync add' or pass --config)" : "cannot be read"
             throw ConfigError(file: path, problem: reason)
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard let text = String(validating: data, as: UTF8.self) else {
             throw ConfigError(file: path, problem: "is not UTF-8 text")
         }
         var file = try DefinitionsFile(path: path, text: text)
@@ -180,13 +176,12 @@ public struct DefinitionsFile: Sendable {
     /// Writes the text atomically: a temporary file in the same folder, flushed, then renamed;
     /// an existing file's permissions are kept (new files are private: they may hold passwords).
     public func save() throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        }
+        let directory = Posix.parentPath(path)
+        if !directory.isEmpty { try? Posix.makeDirectories(directory) }
         var st = stat()
         let mode: mode_t = stat(path, &st) == 0 ? st.st_mode & 0o7777 : 0o600
-        let temporary = directory + "/.plugsync-tmp-" + (path as NSString).lastPathComponent + ".\(getpid())"
+        let temporary =
+            (directory.isEmpty ? "." : directory) + "/.plugsync-tmp-" + Posix.lastComponent(path) + ".\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         if fd < 0 { throw ConfigError(file: path, problem: "cannot write: \(String(cString: strerror(errno)))") }
         let bytes = Array(text.utf8)
@@ -240,6 +235,8 @@ public enum DefinitionEmitter {
                 add(2, "serial", device.serial.map(scalar))
                 if !device.directory.isEmpty { add(2, "directory", scalar(device.directory)) }
                 if device.mountAuto { add(2, "mount", "auto") }
+                if device.unmountAfter { add(2, "unmount_after", "true") }
+                if device.powerOffAfter { add(2, "power_off_after", "true") }
             case .ftp(let ftp):
                 add(1, "ftp", "")
                 out[out.count - 1].removeLast()
@@ -292,11 +289,18 @@ public enum DefinitionEmitter {
         if let onMount = d.onMount { add(0, "on_mount", onMount ? "true" : "false") }
         if !d.enabled { add(0, "enabled", "false") }
         if let parallel = d.parallel { add(0, "parallel", "\(parallel)") }
+        if !d.hooks.isEmpty {
+            add(0, "hooks", "")
+            out[out.count - 1].removeLast()
+            add(1, "before", d.hooks.before.map(scalar))
+            add(1, "after", d.hooks.after.map(scalar))
+            add(1, "on_error", d.hooks.onError.map(scalar))
+        }
         return out
     }
 
     static func clock(_ minute: Int) -> String {
-        String(format: "%02d:%02d", minute / 60, minute % 60)
+        formatPadded(minute / 60, width: 2) + ":" + formatPadded(minute % 60, width: 2)
     }
 
     /// A YAML scalar that reads back as exactly `text`: plain when safe, else single-quoted
@@ -304,7 +308,7 @@ public enum DefinitionEmitter {
     public static func scalar(_ text: String) -> String {
         let plainSafe =
             !text.isEmpty
-            && text.unicodeScalars.allSatisfy { CharacterSet.plainScalar.contains($0) }
+            && text.utf8.allSatisfy { ASCII.isPlainScalarByte($0) }
             && !["true", "false", "yes", "no", "on", "off", "null", "~"].contains(text.lowercased())
             && Double(text) == nil && !text.hasPrefix("-") && !text.hasSuffix(":")
         if plainSafe { return text }
@@ -318,7 +322,7 @@ public enum DefinitionEmitter {
                 case "\t": out += "\\t"
                 default:
                     if s.value < 0x20 || s.value == 0x7f {
-                        out += String(format: "\\x%02x", s.value)
+                        out += "\\x" + (s.value < 0x10 ? "0" : "") + String(s.value, radix: 16)
                     } else {
                         out.unicodeScalars.append(s)
                     }
@@ -326,11 +330,6 @@ public enum DefinitionEmitter {
             }
             return out + "\""
         }
-        return "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+        return "'" + text.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "''") + "'"
     }
-}
-
-extension CharacterSet {
-    static let plainScalar = CharacterSet(
-        charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-@+")
 }

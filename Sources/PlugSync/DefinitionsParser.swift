@@ -1,10 +1,10 @@
-import Foundation
 import SyncEngine
-import Yams
 
 /// Reads the definitions file's YAML into `Definition`s, checking every field.
 struct DefinitionsParser {
     let file: String
+
+    typealias Node = YAML.Node
 
     func error(_ node: Node?, _ field: String?, _ problem: String) -> ConfigError {
         ConfigError(file: file, line: node?.mark?.line, field: field, problem: problem)
@@ -14,14 +14,14 @@ struct DefinitionsParser {
     func parse(_ text: String) throws -> [(Definition, line: Int, column: Int)] {
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
-        } catch let yaml as YamlError {
-            throw yamlError(yaml)
+            root = try YAML.compose(text)
+        } catch let yaml as YAML.Error {
+            throw ConfigError(file: file, line: yaml.line, problem: "not valid YAML: \(yaml.problem)")
         } catch {
             throw ConfigError(file: file, problem: "not valid YAML: \(error)")
         }
         guard let root else { return [] }
-        guard case .mapping(let top) = root else {
+        guard case .mapping(let top) = root.kind else {
             throw self.error(root, nil, "the file must be a mapping with a 'definitions' list")
         }
         let fields = try Fields(top, prefix: "", parser: self)
@@ -43,23 +43,13 @@ struct DefinitionsParser {
         return result
     }
 
-    private func yamlError(_ error: YamlError) -> ConfigError {
-        switch error {
-        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
-            .composer(_, let problem, let mark, _):
-            return ConfigError(file: file, line: mark.line, problem: "not valid YAML: \(problem)")
-        default:
-            return ConfigError(file: file, problem: "not valid YAML: \(error)")
-        }
-    }
-
     static let definitionKeys = [
         "name", "description", "group", "type", "recursive", "max_delete", "source", "destination",
-        "ignore", "log_file", "schedule", "on_mount", "enabled", "parallel",
+        "ignore", "log_file", "schedule", "on_mount", "enabled", "parallel", "hooks",
     ]
 
     func parseDefinition(_ node: Node, index: Int) throws -> Definition {
-        guard case .mapping(let map) = node else {
+        guard case .mapping(let map) = node.kind else {
             throw error(node, "definitions[\(index)]", "must be a mapping of fields")
         }
         let fields = try Fields(map, prefix: "definitions[\(index)].", parser: self)
@@ -67,7 +57,7 @@ struct DefinitionsParser {
             throw error(node, "definitions[\(index)].name", "missing (every definition needs a name)")
         }
         if name.isEmpty || name.first == "-"
-            || !name.unicodeScalars.allSatisfy({ CharacterSet.nameCharacters.contains($0) })
+            || !name.utf8.allSatisfy({ ASCII.isNameCharacter($0) })
         {
             throw error(
                 fields.node("name"), "definitions[\(index)].name",
@@ -114,6 +104,16 @@ struct DefinitionsParser {
             guard (1...64).contains(parallel) else { throw fields.invalid("parallel", "must be between 1 and 64") }
             definition.parallel = parallel
         }
+        if let hooksNode = fields.node("hooks") {
+            guard case .mapping(let map) = hooksNode.kind else {
+                throw fields.invalid("hooks", "must be a mapping (before, after, on_error)")
+            }
+            let hooks = try Fields(map, prefix: fields.prefix + "hooks.", parser: self)
+            definition.hooks.before = try hooks.string("before")
+            definition.hooks.after = try hooks.string("after")
+            definition.hooks.onError = try hooks.string("on_error")
+            try hooks.finish(allowed: ["before", "after", "on_error"])
+        }
         try fields.finish(allowed: Self.definitionKeys)
         return definition
     }
@@ -127,7 +127,7 @@ struct DefinitionsParser {
     }
 
     func parseEndpoint(_ node: Node, field: String) throws -> EndpointSpec {
-        guard case .mapping(let map) = node else {
+        guard case .mapping(let map) = node.kind else {
             throw error(node, field, "must be a mapping with one of local, device, ftp, ftps")
         }
         let fields = try Fields(map, prefix: field + ".", parser: self)
@@ -162,7 +162,7 @@ struct DefinitionsParser {
     }
 
     func parseDevice(_ node: Node, field: String, fileCheck: FileCheck?) throws -> DeviceSpec {
-        guard case .mapping(let map) = node else {
+        guard case .mapping(let map) = node.kind else {
             throw error(node, field, "must be a mapping (label, uuid, serial, directory)")
         }
         let fields = try Fields(map, prefix: field + ".", parser: self)
@@ -179,11 +179,15 @@ struct DefinitionsParser {
             }
             device.mountAuto = mount == "auto"
         }
+        device.unmountAfter = try fields.bool("unmount_after") ?? false
+        device.powerOffAfter = try fields.bool("power_off_after") ?? false
         if device.label == nil && device.uuid == nil && device.serial == nil && fileCheck == nil {
             throw error(
                 node, field, "needs a label, uuid or serial, or a file_check on the endpoint, to recognize the drive")
         }
-        try fields.finish(allowed: ["label", "uuid", "serial", "directory", "mount"])
+        try fields.finish(allowed: [
+            "label", "uuid", "serial", "directory", "mount", "unmount_after", "power_off_after",
+        ])
         return device
     }
 
@@ -194,7 +198,7 @@ struct DefinitionsParser {
     }
 
     func parseFTP(_ node: Node, field: String, secure: Bool) throws -> FTPSpec {
-        guard case .mapping(let map) = node else {
+        guard case .mapping(let map) = node.kind else {
             throw error(node, field, "must be a mapping (server, username, password…, directory)")
         }
         let fields = try Fields(map, prefix: field + ".", parser: self)
@@ -258,7 +262,7 @@ struct DefinitionsParser {
     }
 
     func parseRule(_ node: Node, field: String) throws -> ScheduleRule {
-        guard case .mapping(let map) = node else {
+        guard case .mapping(let map) = node.kind else {
             throw error(node, field, "must be a mapping (days, at or every, between)")
         }
         let fields = try Fields(map, prefix: field + ".", parser: self)
@@ -319,7 +323,7 @@ struct DefinitionsParser {
         }
         var between: ClosedRange<Int>?
         if let window = try fields.string("between") {
-            let parts = window.split(separator: "-").map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = window.split(separator: "-").map { ASCII.trimmingBlanks($0) }
             guard parts.count == 2, let start = Self.clockMinutes(parts[0]), let end = Self.clockMinutes(parts[1]),
                 start < end
             else {
@@ -352,16 +356,16 @@ struct DefinitionsParser {
 
 /// The keys of one YAML mapping, read with type checks; `finish` rejects keys nobody read.
 final class Fields {
-    let pairs: [(key: String, keyNode: Node, value: Node)]
+    let pairs: [(key: String, keyNode: YAML.Node, value: YAML.Node)]
     var prefix: String
     let parser: DefinitionsParser
 
-    init(_ map: Node.Mapping, prefix: String, parser: DefinitionsParser) throws {
+    init(_ map: [(key: YAML.Node, value: YAML.Node)], prefix: String, parser: DefinitionsParser) throws {
         self.prefix = prefix
         self.parser = parser
-        var pairs: [(String, Node, Node)] = []
+        var pairs: [(String, YAML.Node, YAML.Node)] = []
         for (key, value) in map {
-            guard case .scalar(let scalar) = key else {
+            guard case .scalar(let scalar) = key.kind else {
                 throw parser.error(key, prefix.isEmpty ? nil : String(prefix.dropLast()), "keys must be plain words")
             }
             if pairs.contains(where: { $0.0 == scalar.string }) {
@@ -372,19 +376,19 @@ final class Fields {
         self.pairs = pairs
     }
 
-    func node(_ key: String) -> Node? { pairs.first { $0.key == key }?.value }
+    func node(_ key: String) -> YAML.Node? { pairs.first { $0.key == key }?.value }
 
     func invalid(_ key: String, _ problem: String) -> ConfigError {
         parser.error(node(key), prefix + key, problem)
     }
 
-    func missing(_ key: String, in node: Node) -> ConfigError {
+    func missing(_ key: String, in node: YAML.Node) -> ConfigError {
         parser.error(node, prefix + key, "missing")
     }
 
     func string(_ key: String) throws -> String? {
         guard let value = node(key) else { return nil }
-        guard case .scalar(let scalar) = value else {
+        guard case .scalar(let scalar) = value.kind else {
             throw invalid(key, "must be a single value, not a list or mapping")
         }
         if scalar.style == .plain && (scalar.string == "~" || scalar.string == "null" || scalar.string.isEmpty) {
@@ -408,10 +412,10 @@ final class Fields {
         return value
     }
 
-    func sequence(_ key: String) throws -> [Node]? {
+    func sequence(_ key: String) throws -> [YAML.Node]? {
         guard let value = node(key) else { return nil }
-        switch value {
-        case .sequence(let sequence): return Array(sequence)
+        switch value.kind {
+        case .sequence(let sequence): return sequence
         case .scalar(let scalar)
         where scalar.style == .plain && (scalar.string.isEmpty || scalar.string == "~" || scalar.string == "null"):
             return []
@@ -421,10 +425,10 @@ final class Fields {
 
     func stringList(_ key: String) throws -> [String]? {
         guard let value = node(key) else { return nil }
-        if case .scalar = value, let single = try string(key) { return [single] }
+        if case .scalar = value.kind, let single = try string(key) { return [single] }
         guard let items = try sequence(key) else { return nil }
         return try items.map { item in
-            guard case .scalar(let scalar) = item else {
+            guard case .scalar(let scalar) = item.kind else {
                 throw parser.error(item, prefix + key, "items must be single values")
             }
             return scalar.string
@@ -443,8 +447,8 @@ final class Fields {
 
     /// A typo's likely intent: same letters but one, or `-` for `_`.
     static func similar(_ a: String, _ b: String) -> Bool {
-        let a = Array(a.lowercased().replacingOccurrences(of: "-", with: "_"))
-        let b = Array(b.lowercased().replacingOccurrences(of: "-", with: "_"))
+        let a = a.lowercased().map { $0 == "-" ? "_" : $0 }
+        let b = b.lowercased().map { $0 == "-" ? "_" : $0 }
         if a == b { return true }
         if abs(a.count - b.count) > 1 { return false }
         var i = 0
@@ -469,9 +473,4 @@ final class Fields {
         }
         return edits + (a.count - i) + (b.count - j) <= 1
     }
-}
-
-extension CharacterSet {
-    static let nameCharacters = CharacterSet(
-        charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 }

@@ -1,5 +1,5 @@
 import CSQLite
-import Foundation
+import FoundationEssentials
 
 /// One finished run, as `status` shows it.
 public struct RunRecord: Sendable, Equatable {

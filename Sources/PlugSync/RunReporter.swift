@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import SyncEngine
 
 #if canImport(Glibc)
@@ -13,8 +13,7 @@ public final class LogFile {
     private var stamp = ""
 
     public init(path: String) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try? Posix.makeDirectories(Posix.parentPath(path))
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         if fd < 0 { throw UsageError("cannot open log file \(path): \(String(cString: strerror(errno)))") }
     }
@@ -62,7 +61,7 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
 /// Receives a run's events and writes them: action lines to standard output (unless quiet), the
 /// same lines with timestamps to the log file, and a progress bar on a terminal.
 public final class RunReporter: SyncObserver, @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var formatter: ActionFormatter?
     private let printLines: Bool
     private let log: LogFile?
@@ -207,5 +206,5 @@ public func formatBytes(_ bytes: Int64) -> String {
         value /= 1024
         unit += 1
     }
-    return unit == 0 ? "\(bytes) B" : String(format: "%.1f", value) + " " + units[unit]
+    return unit == 0 ? "\(bytes) B" : formatFixed(value, decimals: 1) + " " + units[unit]
 }

@@ -1,13 +1,18 @@
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One schedule rule: on which days, and when on those days, a definition runs.
 ///
-/// Times are local wall-clock times; computing them with the calendar keeps them right across
+/// Times are local wall-clock times in the process's time zone (`TZ`, else /etc/localtime);
+/// computing them with the C library's `localtime_r`/`mktime` keeps them right across
 /// daylight-saving changes (an `at` time that does not exist that day runs at the next valid
-/// minute).
+/// minute; one that exists twice runs at the first).
 public struct ScheduleRule: Sendable, Equatable {
     public enum Days: Sendable, Equatable {
-        /// 1 = Sunday … 7 = Saturday, as `Calendar` numbers weekdays.
+        /// 1 = Sunday … 7 = Saturday (`tm_wday` + 1).
         case weekdays(Set<Int>)
         case monthDays(Set<Int>)
     }
@@ -32,28 +37,77 @@ public struct ScheduleRule: Sendable, Equatable {
     public static let weekdayNames = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 
     /// The first time strictly after `date` that this rule fires.
-    public func nextRun(after date: Date, calendar: Calendar = .current) -> Date? {
-        let today = calendar.startOfDay(for: date)
+    public func nextRun(after date: Date) -> Date? {
+        let after = date.timeIntervalSince1970
+        var now = time_t(after.rounded(.down))
+        var today = tm()
+        localtime_r(&now, &today)
         for offset in 0..<400 {
-            guard let day = calendar.date(byAdding: .day, value: offset, to: today) else { return nil }
-            guard matches(day: day, calendar: calendar) else { continue }
+            // Noon of the day `offset` days on: mktime normalizes the date and fills the weekday.
+            var day = tm()
+            day.tm_year = today.tm_year
+            day.tm_mon = today.tm_mon
+            day.tm_mday = today.tm_mday + Int32(offset)
+            day.tm_hour = 12
+            day.tm_isdst = -1
+            guard mktime(&day) != -1 else { return nil }
+            guard matches(day) else { continue }
             for minute in minutes() {
-                guard
-                    let candidate = calendar.date(
-                        bySettingHour: minute / 60, minute: minute % 60, second: 0, of: day,
-                        matchingPolicy: .nextTime, repeatedTimePolicy: .first, direction: .forward)
-                else { continue }
-                if candidate > date && calendar.isDate(candidate, inSameDayAs: day) { return candidate }
+                guard let candidate = Self.localTime(of: day, minute: minute) else { continue }
+                if Double(candidate) > after { return Date(timeIntervalSince1970: Double(candidate)) }
             }
         }
         return nil
     }
 
-    private func matches(day: Date, calendar: Calendar) -> Bool {
+    private func matches(_ day: tm) -> Bool {
         switch days {
-        case .weekdays(let set): return set.contains(calendar.component(.weekday, from: day))
-        case .monthDays(let set): return set.contains(calendar.component(.day, from: day))
+        case .weekdays(let set): return set.contains(Int(day.tm_wday) + 1)
+        case .monthDays(let set): return set.contains(Int(day.tm_mday))
         }
+    }
+
+    /// The instant of `minute` (after midnight) on `day`'s date in local time: the first of two
+    /// when the clock is set back, the end of the gap when that time is skipped; nil if the
+    /// result would fall on another day.
+    static func localTime(of day: tm, minute: Int) -> time_t? {
+        func wallMinute(_ t: time_t) -> (sameDay: Bool, minute: Int) {
+            var t = t
+            var parts = tm()
+            localtime_r(&t, &parts)
+            let same = parts.tm_year == day.tm_year && parts.tm_mon == day.tm_mon && parts.tm_mday == day.tm_mday
+            return (same, Int(parts.tm_hour) * 60 + Int(parts.tm_min))
+        }
+        func make(_ isDST: Int32) -> time_t {
+            var parts = tm()
+            parts.tm_year = day.tm_year
+            parts.tm_mon = day.tm_mon
+            parts.tm_mday = day.tm_mday
+            parts.tm_hour = Int32(minute / 60)
+            parts.tm_min = Int32(minute % 60)
+            parts.tm_isdst = isDST
+            return mktime(&parts)
+        }
+        // The time as it exists: try both offsets, keep those that read back as asked.
+        let exact = [make(0), make(1)].filter { $0 != -1 && wallMinute($0) == (true, minute) }
+        if let first = exact.min() { return first }
+        // Skipped (spring forward): mktime lands past the gap; walk back to the gap's end.
+        var t = make(-1)
+        if t == -1 { return nil }
+        for _ in 0..<(26 * 60) {
+            let here = wallMinute(t)
+            guard here.sameDay && here.minute < minute else { break }
+            t += 60
+        }
+        while true {
+            let earlier = wallMinute(t - 60)
+            guard earlier.sameDay && earlier.minute > minute else { break }
+            t -= 60
+        }
+        // Seconds into the minute (zones with odd offsets) are dropped: whole minutes only.
+        t -= t % 60
+        let result = wallMinute(t)
+        return result.sameDay && result.minute >= minute ? t : nil
     }
 
     /// The minutes of a matching day at which the rule fires, in order.
@@ -69,7 +123,7 @@ public struct ScheduleRule: Sendable, Equatable {
 
 extension Array where Element == ScheduleRule {
     /// The earliest next run of any rule.
-    public func nextRun(after date: Date, calendar: Calendar = .current) -> Date? {
-        compactMap { $0.nextRun(after: date, calendar: calendar) }.min()
+    public func nextRun(after date: Date) -> Date? {
+        compactMap { $0.nextRun(after: date) }.min()
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import SyncEngine
 
 #if canImport(Glibc)
     import Glibc
@@ -7,7 +7,7 @@ import Foundation
 /// Where plugsync keeps its run history and locks: `$PLUGSYNC_STATE_DIR`, else
 /// `/var/lib/plugsync` for root, else `$XDG_STATE_HOME/plugsync` (`~/.local/state/plugsync`).
 public enum StateDirectory {
-    public static func path(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    public static func path(environment: [String: String] = Posix.environment()) -> String {
         if let explicit = environment["PLUGSYNC_STATE_DIR"], !explicit.isEmpty { return explicit }
         if getuid() == 0 { return "/var/lib/plugsync" }
         let base =
@@ -19,10 +19,11 @@ public enum StateDirectory {
     /// Creates the folder (private to its owner) if needed and returns it.
     public static func prepare(_ path: String) throws -> String {
         do {
-            try FileManager.default.createDirectory(
-                atPath: path + "/locks", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try Posix.makeDirectories(path + "/locks", mode: 0o700)
+        } catch let error as SystemError {
+            throw UsageError("cannot create the state folder \(path): \(error.reason)")
         } catch {
-            throw UsageError("cannot create the state folder \(path): \(error.localizedDescription)")
+            throw UsageError("cannot create the state folder \(path): \(error)")
         }
         return path
     }

@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
 import SyncEngine
 
 /// How a run was asked for.
@@ -11,6 +11,8 @@ public struct RunOptions: Sendable {
     public var trigger = "manual"
     /// Print action lines on standard output (the log file gets them either way).
     public var printLines = true
+    /// Set by the agent on SIGTERM: no new file is started, files in flight finish.
+    public var cancellation: Cancellation?
 
     public init() {}
 }
@@ -41,12 +43,14 @@ public struct RunOutcome: Sendable {
 /// Runs definitions: resolve, check, list, plan, guard, execute, report, record.
 public final class SyncRunner {
     public let stateDirectory: String
-    private let history: RunHistory?
+    /// Opened at the first record, after the sync: SQLite's pages stay out of the run's peak
+    /// memory (the freed listings are handed back first).
+    private var history: RunHistory?
+    private let historyLock = Lock()
     private let resolver: () -> EndpointResolver
 
     public init(stateDirectory: String, resolver: @escaping () -> EndpointResolver = { EndpointResolver() }) throws {
         self.stateDirectory = try StateDirectory.prepare(stateDirectory)
-        self.history = try RunHistory(stateDirectory: stateDirectory)
         self.resolver = resolver
     }
 
@@ -72,25 +76,36 @@ public final class SyncRunner {
         let mode = options.dryRun ? " (dry run: nothing is changed)" : ""
         reporter.say(
             "Sync \(definition.name) started (\(definition.type.rawValue), trigger: \(options.trigger))\(mode)")
+        let hooks = Hooks(definition: definition, trigger: options.trigger, enabled: !options.dryRun)
+        if let failure = hooks.before(reporter) {
+            let outcome = finish(
+                definition, options, reporter, .refused, SyncStatistics(), "Refused: \(failure)", started: started)
+            hooks.after(outcome, reporter)
+            return outcome
+        }
+        let outcome: RunOutcome
         do {
             let statistics = try execute(definition, options: options, reporter: reporter, started: started)
             let status: RunOutcome.Status = statistics.failed > 0 ? .failures : .success
-            return finish(definition, options, reporter, status, statistics, "", started: started)
+            outcome = finish(definition, options, reporter, status, statistics, "", started: started)
         } catch let error as PreconditionError {
-            return finish(
+            outcome = finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
         } catch let error as ClockProbeRefused {
             return finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
         } catch {
-            return finish(definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
+            outcome = finish(definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
         }
+        hooks.after(outcome, reporter)
+        return outcome
     }
 
     private func execute(_ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date) throws
         -> SyncStatistics
     {
         var timer = PhaseTimer()
+        timer.mark("start")
         let resolver = self.resolver()
         let connections = definition.parallel ?? 4
         let source = try resolver.resolve(definition.source, role: "source", connections: connections)
@@ -201,7 +216,7 @@ public final class SyncRunner {
         reporter.begin(formatter: formatter, files: transfers.count, bytes: plan.transferBytes)
         let executor = Executor(
             source: source.endpoint, destination: destination.endpoint,
-            parallelism: definition.parallel ?? 4, observer: reporter)
+            parallelism: definition.parallel ?? 4, observer: reporter, cancellation: options.cancellation)
         var statistics = executor.execute(
             plan, temporaryFiles: destinationListing.temporaryFiles, dryRun: options.dryRun)
         if !options.dryRun && destination.drive != nil {
@@ -233,7 +248,14 @@ public final class SyncRunner {
                 definition: definition.name, trigger: options.trigger, started: started, seconds: seconds,
                 result: status.rawValue, transferred: statistics.transferred, deleted: statistics.deleted,
                 skipped: statistics.skipped, failed: statistics.failed, bytes: statistics.bytes, message: message)
-            do { try history?.record(record) } catch { printError("warning: \(error)") }
+            Posix.releaseFreeMemory()
+            do {
+                try historyLock.withLock {
+                    if history == nil { history = try RunHistory(stateDirectory: stateDirectory) }
+                    try history?.record(record)
+                }
+            } catch { printError("warning: \(error)") }
+            if PhaseTimer.enabled { printError("timing: history, " + Posix.memoryStatus()) }
         }
         return RunOutcome(
             name: definition.name, status: status, statistics: statistics, message: message, summary: summary)
@@ -254,19 +276,21 @@ public final class SyncRunner {
             "\(head): \(s.transferred) copied (\(formatBytes(s.bytes))), \(s.foldersCreated) folders created, "
             + "\(s.deleted) deleted, \(s.skipped) skipped, \(s.failed) failed"
         if s.temporaryFilesRemoved > 0 { text += ", \(s.temporaryFilesRemoved) leftover temporary files removed" }
-        text += String(format: " in %.2f s", seconds) + " (\(formatBytes(rate))/s)"
+        text += " in " + formatFixed(seconds, decimals: 2) + " s" + " (\(formatBytes(rate))/s)"
         return text
     }
 }
 
 /// Phase timings on stderr when `PLUGSYNC_TIMING` is set: where a run spends its time.
 struct PhaseTimer {
-    static let enabled = ProcessInfo.processInfo.environment["PLUGSYNC_TIMING"] != nil
+    static let enabled = Posix.environment("PLUGSYNC_TIMING") != nil
     private var last = DispatchTime.now().uptimeNanoseconds
     mutating func mark(_ phase: String) {
         guard Self.enabled else { return }
         let now = DispatchTime.now().uptimeNanoseconds
-        printError("timing: \(phase) " + String(format: "%.1f ms", Double(now - last) / 1e6))
+        printError(
+            "timing: \(phase) " + formatFixed(Double(now - last) / 1e6, decimals: 1) + " ms, "
+                + Posix.memoryStatus())
         last = now
     }
 }

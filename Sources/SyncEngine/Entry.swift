@@ -25,17 +25,18 @@ public enum EntryKind: UInt8, Sendable {
 /// One file, folder or symbolic link as a listing found it.
 public struct Entry: Sendable {
     /// The entry's own name (one path component).
+    // Declared in this order so that the small fields pack at the end (56 bytes, not 64).
     public var name: FileName
-    public var kind: EntryKind
     /// Size in bytes (files; 0 otherwise).
     public var size: Int64
     public var mtime: Timestamp
-    /// Permission bits (`0o7777`), or nil where the endpoint has none.
-    public var mode: UInt32?
     /// A symbolic link's target, as bytes.
     public var linkTarget: FileName?
     /// A folder's entries, sorted by name; nil when the folder was not descended into.
     public var children: [Entry]?
+    /// Permission bits (`0o7777`), or nil where the endpoint has none.
+    public var mode: UInt32?
+    public var kind: EntryKind
 
     public init(
         name: FileName, kind: EntryKind, size: Int64 = 0, mtime: Timestamp, mode: UInt32? = nil,

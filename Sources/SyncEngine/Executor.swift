@@ -1,4 +1,8 @@
-import Foundation
+import Dispatch
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Carries out a plan between two endpoints.
 ///
@@ -11,12 +15,18 @@ public final class Executor: @unchecked Sendable {
     public let destination: Endpoint
     public let parallelism: Int
     public let observer: SyncObserver
+    /// When set, transfers not yet started are not started (they fail as "stopped").
+    public let cancellation: Cancellation?
 
-    public init(source: Endpoint, destination: Endpoint, parallelism: Int = 4, observer: SyncObserver) {
+    public init(
+        source: Endpoint, destination: Endpoint, parallelism: Int = 4, observer: SyncObserver,
+        cancellation: Cancellation? = nil
+    ) {
         self.source = source
         self.destination = destination
         self.parallelism = max(1, parallelism)
         self.observer = observer
+        self.cancellation = cancellation
     }
 
     /// Executes `plan` (or only reports it, with `dryRun`) and returns the counts.
@@ -30,8 +40,8 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         }
-        var transfers: [Action] = []
-        for action in plan.actions {
+        var transfers: [Int] = []  // indexes into plan.actions: no copies of the actions
+        for (index, action) in plan.actions.enumerated() {
             if dryRun {
                 record(action, .planned, stats)
                 continue
@@ -61,17 +71,17 @@ public final class Executor: @unchecked Sendable {
                             record(action, .failed(Self.message(error)), stats)
                         }
                     } else {
-                        transfers.append(action)
+                        transfers.append(index)
                     }
                 } else {
                     record(action, outcome, stats)
                 }
             case .transfer:
-                transfers.append(action)
+                transfers.append(index)
             }
         }
         if !dryRun {
-            runTransfers(transfers, stats: stats)
+            runTransfers(plan.actions, transfers, stats: stats)
             for (path, entry) in plan.folderUpdates {
                 try? destination.setFolderAttributes(path, entry: entry)
             }
@@ -125,12 +135,17 @@ public final class Executor: @unchecked Sendable {
         }
     }
 
-    private func runTransfers(_ actions: [Action], stats: Counter) {
-        if actions.isEmpty { return }
-        let queue = WorkQueue(count: actions.count)
-        DispatchQueue.concurrentPerform(iterations: min(parallelism, actions.count)) { _ in
-            while let index = queue.next() {
-                record(actions[index], transfer(actions[index]), stats)
+    private func runTransfers(_ actions: [Action], _ indexes: [Int], stats: Counter) {
+        if indexes.isEmpty { return }
+        let queue = WorkQueue(count: indexes.count)
+        runOnThreads(min(parallelism, indexes.count)) { _ in
+            while let next = queue.next() {
+                let action = actions[indexes[next]]
+                if cancellation?.isCancelled == true {
+                    record(action, .failed("not copied: the sync was stopped"), stats)
+                    continue
+                }
+                record(action, transfer(action), stats)
             }
         }
     }
@@ -181,7 +196,7 @@ public final class Executor: @unchecked Sendable {
     /// Statistics shared by the workers.
     final class Counter: @unchecked Sendable {
         private var stats = SyncStatistics()
-        private let lock = NSLock()
+        private let lock = Lock()
         func update(_ body: (inout SyncStatistics) -> Void) {
             lock.lock()
             body(&stats)
@@ -198,7 +213,7 @@ public final class Executor: @unchecked Sendable {
     final class WorkQueue: @unchecked Sendable {
         private let count: Int
         private var taken = 0
-        private let lock = NSLock()
+        private let lock = Lock()
         init(count: Int) { self.count = count }
         func next() -> Int? {
             lock.lock()

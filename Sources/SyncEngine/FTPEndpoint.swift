@@ -33,7 +33,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     public let displayName: String
     let clockSetting: ClockDifference
     private let pool: ConnectionPool
-    private let state = Mutex()
+    private let state = Lock()
 
     // Learned by `connect` and `prepare`; read-only afterwards.
     private(set) var features = FTPFeatures()
@@ -227,16 +227,16 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         var listing = Listing()
         var folders: [FileName: [Entry]] = [:]
         var level: [FileName] = [root]
-        let lock = Mutex()
+        let lock = Lock()
         var first = true
         while !level.isEmpty {
             var next: [FileName] = []
             let queue = Executor.WorkQueue(count: level.count)
-            DispatchQueue.concurrentPerform(iterations: min(pool.size, level.count)) { _ in
+            runOnThreads(min(pool.size, level.count)) { _ in
                 while let index = queue.next() {
                     let folder = level[index]
                     let result = listFolder(folder, filter: filter)
-                    lock.locked {
+                    lock.withLock {
                         switch result {
                         case .failure(let error):
                             if !(first && (error as? FTPError)?.kind == .notFound) {
@@ -284,7 +284,8 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
             if unreadable > 0 {
                 // A line this client cannot read may hide an entry: the run then deletes nothing.
                 problems.append(
-                    ListingError(path: display(folder), message: "\(unreadable) lines of the listing could not be read"))
+                    ListingError(path: display(folder), message: "\(unreadable) lines of the listing could not be read")
+                )
             }
             var temporary: [FileName] = []
             let base = relative(folder)
@@ -325,7 +326,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
                 }
             }
             if !coarseHere.isEmpty {
-                state.locked { for (path, width) in coarseHere { coarse[path] = width } }
+                state.withLock { for (path, width) in coarseHere { coarse[path] = width } }
             }
             entries.sort { $0.name < $1.name }
             return .success((entries, problems, temporary))
@@ -341,7 +342,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     public func refineTimes(
         _ listing: inout Listing, comparedWith other: [Entry], slack: Int64 = 1, everyFile: Bool = false
     ) {
-        let coarse = state.locked { self.coarse }
+        let coarse = state.withLock { self.coarse }
         if coarse.isEmpty { return }
         var undecided: [FileName] = []
         func walk(_ mine: [Entry], _ theirs: [Entry], _ parent: FileName) {
@@ -366,13 +367,13 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         walk(listing.entries, other, .empty)
         if undecided.isEmpty { return }
         var exact: [FileName: Int64] = [:]
-        let lock = Mutex()
+        let lock = Lock()
         let queue = Executor.WorkQueue(count: undecided.count)
-        DispatchQueue.concurrentPerform(iterations: min(pool.size, undecided.count)) { _ in
+        runOnThreads(min(pool.size, undecided.count)) { _ in
             while let index = queue.next() {
                 let path = undecided[index]
                 let time = try? pool.with { try modificationTime(absolute(path), $0) }
-                if let time { lock.locked { exact[path] = time - clockOffset } }
+                if let time { lock.withLock { exact[path] = time - clockOffset } }
             }
         }
         func update(_ entries: inout [Entry], _ parent: FileName) {
@@ -540,7 +541,7 @@ final class ConnectionPool: @unchecked Sendable {
     let size: Int
     private var idle: [FTPConnection] = []
     private var open = 0
-    private let mutex = Mutex()
+    private let mutex = Lock()
     private let available: DispatchSemaphore
 
     init(options: FTPOptions, size: Int) {
@@ -551,10 +552,10 @@ final class ConnectionPool: @unchecked Sendable {
 
     func checkOut() throws -> FTPConnection {
         available.wait()
-        if let connection = mutex.locked({ idle.popLast() }) { return connection }
+        if let connection = mutex.withLock({ idle.popLast() }) { return connection }
         do {
             let connection = try FTPConnection(options)
-            mutex.locked { open += 1 }
+            mutex.withLock { open += 1 }
             return connection
         } catch {
             available.signal()
@@ -563,7 +564,7 @@ final class ConnectionPool: @unchecked Sendable {
     }
 
     func checkIn(_ connection: FTPConnection) {
-        mutex.locked { idle.append(connection) }
+        mutex.withLock { idle.append(connection) }
         available.signal()
     }
 
@@ -573,7 +574,7 @@ final class ConnectionPool: @unchecked Sendable {
         return try body(connection)
     }
 
-    func drain() { mutex.locked { idle.removeAll() } }
+    func drain() { mutex.withLock { idle.removeAll() } }
 }
 
 func wallClockSeconds() -> Double {

@@ -7,26 +7,87 @@
 public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
     ExpressibleByStringLiteral
 {
-    public var bytes: [UInt8]
+    // Stored as a String when the bytes are UTF-8 (nearly always): names of up to 15 bytes then
+    // live inline, with no allocation (a listing holds one name per entry; an array each cost
+    // 64 bytes of heap). Other bytes are kept exactly, escaped as U+FFFF followed by hex digits
+    // (as is a UTF-8 name that itself starts with U+FFFF). Comparison, equality and hashing are
+    // always on the bytes, never on Unicode equivalence.
+    private var storage: String
+    private static let escapeMark: Unicode.Scalar = "\u{FFFF}"
 
-    public init(bytes: [UInt8]) { self.bytes = bytes }
-    public init(_ string: String) { self.bytes = Array(string.utf8) }
+    public var bytes: [UInt8] {
+        get {
+            if isEscaped { return Self.unescape(storage) }
+            return Array(storage.utf8)
+        }
+        set { storage = Self.store(newValue) }
+    }
+
+    public init(bytes: [UInt8]) { storage = Self.store(bytes) }
+    public init(_ string: String) { storage = Self.store(Array(string.utf8)) }
     public init(stringLiteral value: String) { self.init(value) }
+
+    private static func store<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        if let text = String(validating: bytes, as: UTF8.self), text.unicodeScalars.first != escapeMark {
+            return text
+        }
+        var out = String(escapeMark)
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 15)])
+        }
+        out += String(decoding: hex, as: UTF8.self)
+        return out
+    }
+
+    private var isEscaped: Bool { storage.unicodeScalars.first == Self.escapeMark }
+
+    private static func unescape(_ text: String) -> [UInt8] {
+        let hex = Array(text.utf8.dropFirst(3))  // U+FFFF is 3 bytes
+        func value(_ c: UInt8) -> UInt8 { c <= UInt8(ascii: "9") ? c - UInt8(ascii: "0") : c - UInt8(ascii: "a") + 10 }
+        var out: [UInt8] = []
+        out.reserveCapacity(hex.count / 2)
+        var i = 0
+        while i + 1 < hex.count {
+            out.append(value(hex[i]) << 4 | value(hex[i + 1]))
+            i += 2
+        }
+        return out
+    }
+
+    /// Calls `body` with the bytes, without copying them when they are UTF-8.
+    public func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        if !isEscaped, let result = try storage.utf8.withContiguousStorageIfAvailable(body) { return result }
+        return try bytes.withUnsafeBufferPointer(body)
+    }
 
     public static let empty = FileName(bytes: [])
 
-    public var isEmpty: Bool { bytes.isEmpty }
+    public var isEmpty: Bool { storage.isEmpty }
+
+    public static func == (lhs: FileName, rhs: FileName) -> Bool {
+        lhs.storage.utf8.elementsEqual(rhs.storage.utf8)  // the escaped form is unique too
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        withBytes { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
 
     /// Byte order, the order `ls` uses in the C locale; both sides of a sync sort the same way.
     public static func < (lhs: FileName, rhs: FileName) -> Bool {
-        lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+        if !lhs.isEscaped && !rhs.isEscaped { return lhs.storage.utf8.lexicographicallyPrecedes(rhs.storage.utf8) }
+        return lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
     }
 
     /// The name for display; bytes that are not UTF-8 are shown as `\xNN`, control characters
     /// as `\xNN` too, so a hostile name cannot move the terminal's cursor.
     public var description: String {
         // Fast path: printable ASCII, which is nearly every name.
-        if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) { return String(decoding: bytes, as: UTF8.self) }
+        if storage.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) { return storage }
+        let bytes = self.bytes
         var out = ""
         if let text = String(validating: bytes, as: UTF8.self) {
             for scalar in text.unicodeScalars {
@@ -54,7 +115,12 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
 
     /// `self` joined with `name` by a slash (no slash when `self` is empty).
     public func appending(_ name: FileName) -> FileName {
-        if bytes.isEmpty { return name }
+        if isEmpty { return name }
+        if !isEscaped && !name.isEscaped {
+            var joined = FileName.empty
+            joined.storage = storage + "/" + name.storage
+            return joined
+        }
         var joined = bytes
         joined.reserveCapacity(bytes.count + 1 + name.bytes.count)
         joined.append(UInt8(ascii: "/"))
@@ -80,6 +146,7 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
 
     /// Calls `body` with a NUL-terminated copy of the bytes.
     public func withCString<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
+        if !isEscaped { return try storage.withCString(body) }
         var copy = bytes
         copy.append(0)
         return try copy.withUnsafeBufferPointer { buffer in

@@ -1,5 +1,4 @@
 import CPosix
-import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -199,7 +198,9 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             }
         }
         entries.sort { $0.name < $1.name }
-        return entries
+        // Kept for the whole run: an exact-size copy drops the slack of appending (a quarter of
+        // the listing's memory on average).
+        return entries.count == entries.capacity ? entries : entries.withUnsafeBufferPointer { Array($0) }
     }
 
     // MARK: reading
@@ -467,7 +468,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
 /// A flag that several threads read and that flips at most once.
 final class ManagedFlag: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var stored: Bool
     init(_ value: Bool) { stored = value }
     var value: Bool {

@@ -41,6 +41,10 @@ public struct Planner: Sendable {
     /// The plan for making `destination` follow `source`.
     public func plan(source: [Entry], destination: [Entry]) -> SyncPlan {
         var plan = SyncPlan()
+        // At most one action per entry of either side; reserved once (untouched pages cost
+        // nothing) instead of growing by copies.
+        plan.actions.reserveCapacity(
+            source.reduce(0) { $0 + $1.treeCount } + destination.reduce(0) { $0 + $1.treeCount })
         merge(source: source, destination: destination, parent: .empty, into: &plan)
         return plan
     }
@@ -59,60 +63,63 @@ public struct Planner: Sendable {
         var j = 0
         while i < source.count || j < destination.count {
             if j == destination.count || (i < source.count && source[i].name < destination[j].name) {
-                sourceOnly(source[i], path: parent.appending(source[i].name), into: &plan)
+                sourceOnly(EntryRef(source, i), parent: parent, into: &plan)
                 i += 1
             } else if i == source.count || destination[j].name < source[i].name {
                 let entry = destination[j]
-                let path = parent.appending(entry.name)
                 // A folder that was not descended into (recursive: false) is out of scope.
                 if type == .mirror && !(entry.kind == .directory && entry.children == nil) {
+                    let path = parent.appending(entry.name)
                     if entry.kind == .directory && keptFolders.contains(path) {
                         merge(source: [], destination: entry.children ?? [], parent: path, into: &plan)
                     } else {
                         plan.actions.append(
                             Action(
-                                kind: .delete, path: path, source: nil, destination: entry,
+                                kind: .delete, parent: parent, source: nil, destination: EntryRef(destination, j),
                                 reason: .orphaned(entry.kind)))
                     }
                 }
                 j += 1
             } else {
-                both(source[i], destination[j], path: parent.appending(source[i].name), into: &plan)
+                both(EntryRef(source, i), EntryRef(destination, j), parent: parent, into: &plan)
                 i += 1
                 j += 1
             }
         }
     }
 
-    private func sourceOnly(_ entry: Entry, path: FileName, into plan: inout SyncPlan) {
+    private func sourceOnly(_ ref: EntryRef, parent: FileName, into plan: inout SyncPlan) {
+        let entry = ref.entry
         switch entry.kind {
         case .file, .symlink:
             plan.actions.append(
-                Action(kind: .transfer, path: path, source: entry, destination: nil, reason: .fileNotFound))
+                Action(kind: .transfer, parent: parent, source: ref, destination: nil, reason: .fileNotFound))
         case .directory:
             guard let children = entry.children else { return }  // not recursive
             plan.actions.append(
-                Action(kind: .createFolder, path: path, source: entry, destination: nil, reason: .folderNotFound))
+                Action(kind: .createFolder, parent: parent, source: ref, destination: nil, reason: .folderNotFound))
+            let path = parent.appending(entry.name)
             merge(source: children, destination: [], parent: path, into: &plan)
             plan.folderUpdates.append((path, entry))
         }
     }
 
-    private func both(_ source: Entry, _ destination: Entry, path: FileName, into plan: inout SyncPlan) {
+    private func both(_ sourceRef: EntryRef, _ destinationRef: EntryRef, parent: FileName, into plan: inout SyncPlan) {
+        let source = sourceRef.entry
+        let destination = destinationRef.entry
+        func add(_ kind: Action.Kind, _ reason: Reason) {
+            plan.actions.append(
+                Action(kind: kind, parent: parent, source: sourceRef, destination: destinationRef, reason: reason))
+        }
         if source.kind != destination.kind {
             if type == .backup {
-                plan.actions.append(
-                    Action(
-                        kind: .conflict, path: path, source: source, destination: destination,
-                        reason: .backupConflict(destination.kind)))
+                add(.conflict, .backupConflict(destination.kind))
                 return
             }
             if source.kind == .directory && source.children == nil { return }  // not recursive
-            plan.actions.append(
-                Action(
-                    kind: .replace, path: path, source: source, destination: destination,
-                    reason: .kindDiffers(destination.kind)))
+            add(.replace, .kindDiffers(destination.kind))
             if source.kind == .directory, let children = source.children {
+                let path = parent.appending(source.name)
                 merge(source: children, destination: [], parent: path, into: &plan)
                 plan.folderUpdates.append((path, source))
             }
@@ -121,22 +128,19 @@ public struct Planner: Sendable {
         switch source.kind {
         case .file:
             if let reason = difference(source: source, destination: destination) {
-                plan.actions.append(
-                    Action(kind: .transfer, path: path, source: source, destination: destination, reason: reason))
+                add(.transfer, reason)
             } else {
-                plan.actions.append(
-                    Action(kind: .skip, path: path, source: source, destination: destination, reason: .upToDate))
+                add(.skip, .upToDate)
             }
         case .symlink:
             if source.linkTarget != destination.linkTarget {
-                plan.actions.append(
-                    Action(kind: .transfer, path: path, source: source, destination: destination, reason: .linkDiffers))
+                add(.transfer, .linkDiffers)
             } else {
-                plan.actions.append(
-                    Action(kind: .skip, path: path, source: source, destination: destination, reason: .upToDate))
+                add(.skip, .upToDate)
             }
         case .directory:
             guard let children = source.children else { return }
+            let path = parent.appending(source.name)
             let before = plan.actions.count
             merge(source: children, destination: destination.children ?? [], parent: path, into: &plan)
             let changed = plan.actions[before...].contains { $0.kind != .skip }

@@ -77,15 +77,17 @@ public struct ActionFormatter: Sendable {
     /// Appends the action's line and a newline to `buffer`: the bytes of `line(for:outcome:)`,
     /// without making a String for the skip lines that fill a no-op run.
     public func appendLine(for action: Action, outcome: Outcome, to buffer: inout [UInt8]) {
-        if action.kind == .skip, action.reason == .upToDate,
-            action.path.bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f })
-        {
+        if action.kind == .skip, action.reason == .upToDate {
             switch outcome {
             case .done, .planned:
-                buffer.append(contentsOf: skipPrefix.utf8)
-                buffer.append(contentsOf: action.path.bytes)
-                buffer.append(UInt8(ascii: "\n"))
-                return
+                let appended = action.path.withBytes { path -> Bool in
+                    guard path.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else { return false }
+                    buffer.append(contentsOf: skipPrefix.utf8)
+                    buffer.append(contentsOf: path)
+                    buffer.append(UInt8(ascii: "\n"))
+                    return true
+                }
+                if appended { return }
             default: break
             }
         }

@@ -1,6 +1,6 @@
 import ArgumentParser
-import Foundation
 import PlugSync
+import SyncEngine
 
 #if canImport(Glibc)
     import Glibc
@@ -81,27 +81,22 @@ struct Log: ParsableCommand {
     }
 
     private func printExisting(_ path: String) throws -> UInt64 {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
+        guard let data = Posix.readFile(path) else {
             if follow { return 0 }
             throw UsageError("\(path): no log yet (the definition has not run)")
         }
-        defer { try? handle.close() }
-        let data = handle.readDataToEndOfFile()
         var text = String(decoding: data, as: UTF8.self)
         if let count {
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
             text = lines.suffix(count + (text.hasSuffix("\n") ? 1 : 0)).joined(separator: "\n")
         }
-        FileHandle.standardOutput.write(Data(text.utf8))
+        Posix.writeStandardOutput(Array(text.utf8))
         return UInt64(data.count)
     }
 
     private func appendNew(_ path: String, from offset: UInt64) -> UInt64 {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return offset }
-        defer { try? handle.close() }
-        try? handle.seek(toOffset: offset)
-        let data = handle.readDataToEndOfFile()
-        if !data.isEmpty { FileHandle.standardOutput.write(data) }
+        guard let data = Posix.readFile(path, from: Int(offset)) else { return offset }
+        if !data.isEmpty { Posix.writeStandardOutput(data) }
         return offset + UInt64(data.count)
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import PlugSync
+import SyncEngine
 
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the definitions.")
@@ -148,9 +149,7 @@ struct Devices: ParsableCommand {
 }
 
 func formatDate(_ date: Date) -> String {
-    let formatter = DateFormatter()
-    formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
-    return formatter.string(from: date)
+    Posix.localTimeString(date.timeIntervalSince1970)
 }
 
 func printTable(_ rows: [[String]]) {
@@ -161,8 +160,11 @@ func printTable(_ rows: [[String]]) {
     }
     for row in rows {
         let line = row.enumerated().map { i, cell in
-            i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            i == row.count - 1 ? cell : cell + String(repeating: " ", count: max(0, widths[i] - cell.count))
         }.joined(separator: "  ")
-        print(line.trimmingCharacters(in: .whitespaces))
+        var trimmed = Substring(line)
+        while trimmed.last == " " || trimmed.last == "\t" { trimmed.removeLast() }
+        while trimmed.first == " " || trimmed.first == "\t" { trimmed.removeFirst() }
+        print(trimmed)
     }
 }

@@ -243,21 +243,50 @@ final class ConfigTests: XCTestCase {
     }
 
     func testScheduleNextRunAcrossDaylightSaving() throws {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = try XCTUnwrap(TimeZone(identifier: "Europe/Berlin"))
+        // Local time comes from TZ, as the C library reads it.
+        let saved = getenv("TZ").map { String(cString: $0) }
+        setenv("TZ", "Europe/Berlin", 1)
+        tzset()
+        defer {
+            if let saved { setenv("TZ", saved, 1) } else { unsetenv("TZ") }
+            tzset()
+        }
+        func local(_ date: Date) -> tm {
+            var t = time_t(date.timeIntervalSince1970)
+            var parts = tm()
+            localtime_r(&t, &parts)
+            return parts
+        }
         // 2026-03-29: clocks go from 02:00 to 03:00 in Berlin.
-        let before = calendar.date(from: DateComponents(year: 2026, month: 3, day: 28, hour: 23))!
+        var start = tm()
+        start.tm_year = 2026 - 1900
+        start.tm_mon = 2
+        start.tm_mday = 28
+        start.tm_hour = 23
+        start.tm_isdst = -1
+        let before = Date(timeIntervalSince1970: Double(mktime(&start)))
         let daily = ScheduleRule(when: .at(2 * 60 + 30))
-        let next = try XCTUnwrap(daily.nextRun(after: before, calendar: calendar))
-        let parts = calendar.dateComponents([.day, .hour, .minute], from: next)
-        XCTAssertEqual(parts.day, 29)
-        XCTAssertEqual(parts.hour, 3)  // 02:30 does not exist that day: the next valid time
+        let next = local(try XCTUnwrap(daily.nextRun(after: before)))
+        XCTAssertEqual(next.tm_mday, 29)
+        XCTAssertEqual(next.tm_hour, 3)  // 02:30 does not exist that day: the next valid time
+        XCTAssertEqual(next.tm_min, 0)
         let evening = ScheduleRule(when: .at(18 * 60 + 30))
-        let after = try XCTUnwrap(evening.nextRun(after: before, calendar: calendar))
+        let after = try XCTUnwrap(evening.nextRun(after: before))
         XCTAssertEqual(after.timeIntervalSince(before), 19.5 * 3600 - 3600)  // one hour was skipped
         let window = ScheduleRule(days: .weekdays([7]), when: .every(120), between: 480...1200)
-        let saturday = try XCTUnwrap(window.nextRun(after: before, calendar: calendar))
-        XCTAssertEqual(calendar.dateComponents([.weekday, .hour], from: saturday), DateComponents(hour: 8, weekday: 7))
+        let saturday = local(try XCTUnwrap(window.nextRun(after: before)))
+        XCTAssertEqual(saturday.tm_wday + 1, 7)
+        XCTAssertEqual(saturday.tm_hour, 8)
+        // 2026-10-25: 02:30 happens twice; the rule runs at the first (still summer time).
+        var autumn = tm()
+        autumn.tm_year = 2026 - 1900
+        autumn.tm_mon = 9
+        autumn.tm_mday = 24
+        autumn.tm_hour = 23
+        autumn.tm_isdst = -1
+        let october = Date(timeIntervalSince1970: Double(mktime(&autumn)))
+        let twice = local(try XCTUnwrap(daily.nextRun(after: october)))
+        XCTAssertEqual([twice.tm_mday, twice.tm_hour, twice.tm_min, twice.tm_isdst], [25, 2, 30, 1])
     }
 
     func testMaxDelete() {

@@ -7,8 +7,28 @@
 /// A data callback: write (download, server replies) or read (upload).
 typedef size_t (*ccurl_data_callback)(char *buffer, size_t size, size_t count, void *userdata);
 
-/// curl_global_init once for the process (thread-safe).
+/// Loads libcurl (dlopen "libcurl.so.4") and runs curl_global_init, once for the process
+/// (thread-safe). libcurl and the ~30 libraries it links cost about 8 MiB of resident memory,
+/// so a run without an FTP endpoint never loads it. Returns CURLE_FAILED_INIT when it cannot be
+/// loaded; `ccurl_load_error` then says why.
 CURLcode ccurl_global_init(void);
+const char *ccurl_load_error(void);
+
+// libcurl's own functions, called through the loaded library.
+CURL *ccurl_easy_init(void);
+void ccurl_easy_cleanup(CURL *handle);
+void ccurl_easy_reset(CURL *handle);
+const char *ccurl_easy_strerror(CURLcode code);
+CURLM *ccurl_multi_init(void);
+CURLMcode ccurl_multi_cleanup(CURLM *multi);
+CURLMcode ccurl_multi_add_handle(CURLM *multi, CURL *handle);
+CURLMcode ccurl_multi_remove_handle(CURLM *multi, CURL *handle);
+CURLMcode ccurl_multi_perform(CURLM *multi, int *running);
+CURLMcode ccurl_multi_poll(CURLM *multi, int timeout_ms);
+CURLMcode ccurl_multi_timeout(CURLM *multi, long *timeout);
+CURLMsg *ccurl_multi_info_read(CURLM *multi, int *queued);
+struct curl_slist *ccurl_slist_append(struct curl_slist *list, const char *text);
+void ccurl_slist_free_all(struct curl_slist *list);
 
 CURLcode ccurl_setopt_long(CURL *handle, CURLoption option, long value);
 CURLcode ccurl_setopt_off(CURL *handle, CURLoption option, curl_off_t value);

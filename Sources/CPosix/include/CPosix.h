@@ -9,3 +9,5 @@ ssize_t cposix_copy_file_range(int fd_in, int fd_out, size_t length);
 int cposix_syncfs(int fd);
 /// O_TMPFILE, which the Glibc module leaves out.
 extern const int cposix_o_tmpfile;
+/// malloc_trim(3): return the heap's free pages to the system.
+int cposix_malloc_trim(void);

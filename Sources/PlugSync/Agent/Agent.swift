@@ -1,0 +1,409 @@
+import Devices
+import Dispatch
+import FoundationEssentials
+import Logging
+import ServiceLifecycle
+import SyncEngine
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The long-running agent: device and mount events and the schedule become runs, one at a time
+/// per definition (`JobQueue`), recorded with trigger `mount` or `schedule`.
+///
+/// It logs one line per trigger, run and skip on standard error (journald adds the time).
+public final class Agent: @unchecked Sendable {
+    public let configPath: String
+    private let runner: SyncRunner
+    private let lock = Lock()
+    private var definitions: [Definition]
+    /// Mount IDs already acted on (or deliberately left alone), until they go away.
+    private var handledMounts: Set<Int> = []
+    /// Mount points the agent made itself (`mount: auto`); their runs are driven by the mounter.
+    private var autoMountPoints: Set<String> = []
+    private var autoMounting: Set<String> = []
+    /// Devices auto-mounted, synced and released, until they are plugged in again.
+    private var autoMountDone: Set<String> = []
+    private var nextRuns: [String: Date] = [:]
+    private let cancellation = Cancellation()
+    public private(set) var queue: JobQueue!
+    let watch: DeviceWatch
+    private let timer: DispatchSourceTimer
+    private let timerQueue = DispatchQueue(label: "plugsync-scheduler")
+    private let isRoot = getuid() == 0
+
+    /// Loads the definitions file (a bad one is an error here: nothing to keep yet).
+    public init(configPath: String, stateDirectory: String) throws {
+        self.configPath = configPath
+        definitions = try DefinitionsFile.load(path: configPath).definitions
+        runner = try SyncRunner(stateDirectory: stateDirectory)
+        watch = try DeviceWatch()
+        timer = DispatchSource.makeTimerSource(queue: timerQueue)
+        queue = JobQueue { [weak self] name, trigger in self?.execute(name, trigger: trigger) }
+        timer.setEventHandler { [weak self] in self?.scheduleFired() }
+        timer.resume()
+    }
+
+    public static func say(_ line: String) {
+        var text = "plugsync agent: " + line + "\n"
+        text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    }
+    private func say(_ line: String) { Self.say(line) }
+
+    // MARK: definitions
+
+    private func snapshot() -> [Definition] {
+        lock.lock()
+        defer { lock.unlock() }
+        return definitions
+    }
+
+    /// SIGHUP: reads the file again; a bad file keeps the old definitions.
+    public func reload() {
+        do {
+            let fresh = try DefinitionsFile.load(path: configPath).definitions
+            lock.lock()
+            definitions = fresh
+            lock.unlock()
+            say("reloaded \(configPath): \(fresh.count) definitions")
+            reschedule()
+        } catch {
+            say("reload failed, keeping the previous \(snapshot().count) definitions: \(error)")
+        }
+    }
+
+    // MARK: runs
+
+    private func execute(_ name: String, trigger: String) {
+        guard let definition = snapshot().first(where: { $0.name == name }) else {
+            say("\(name): no longer defined; \(trigger) run skipped")
+            return
+        }
+        say("\(name): run started (trigger: \(trigger))")
+        var options = RunOptions()
+        options.trigger = trigger
+        options.printLines = false
+        options.cancellation = cancellation
+        let outcome = runner.run(definition, options: options)
+        say("\(name): \(outcome.summary) (trigger: \(trigger))")
+    }
+
+    /// Submits a run and logs what became of the request.
+    private func request(_ name: String, trigger: String, why: String, done: (@Sendable () -> Void)? = nil) {
+        switch queue.submit(name, trigger: trigger, done: done) {
+        case .started: say("\(name): \(why): starting a run")
+        case .queued: say("\(name): \(why): a run is going on; one more run follows it")
+        case .merged: say("\(name): \(why): a run is going on and one more is queued already")
+        case nil: done?()
+        }
+    }
+
+    // MARK: devices
+
+    /// Runs the device loop on its own thread until `stop()`.
+    func watchDevices() {
+        if let problem = watch.udevProblem { say("no udev events (\(problem)); watching the mount table only") }
+        lock.lock()
+        handledMounts = Set(watch.mountTable.map(\.mountID))  // mounted before the agent started
+        lock.unlock()
+        watch.run { [self] event in
+            switch event {
+            case .mounts(let change): mountsChanged(change)
+            case .device(let event): deviceEvent(event)
+            }
+        }
+    }
+
+    private func mountsChanged(_ change: MountChange) {
+        lock.lock()
+        for entry in change.removed { handledMounts.remove(entry.mountID) }
+        lock.unlock()
+        for entry in change.added { consider(entry, table: change.table) }
+    }
+
+    private func deviceEvent(_ event: DeviceEvent) {
+        let block = event.device
+        // A drive the agent auto-mounted is not mounted again until it is plugged in anew
+        // (remove/add) or its medium changes: an unmount must not start another round.
+        if event.action != "change" || block.fsUsage != "filesystem" {
+            lock.lock()
+            autoMountDone.remove(block.devnode)
+            lock.unlock()
+        }
+        guard event.action == "add" || event.action == "change" else {
+            if event.action == "remove" { say("drive \(block.devnode) removed") }
+            return
+        }
+        guard block.fsUsage == "filesystem" else { return }
+        let table = watch.mountTable
+        let mounts = MountTable.mounts(ofDevice: block.major, minor: block.minor, in: table)
+        if mounts.isEmpty {
+            autoMount(block)
+        } else {
+            // udev may know the drive only now: look again at its mounts not acted on yet.
+            for entry in mounts { consider(entry, table: table, block: block) }
+        }
+    }
+
+    /// A new mount: every enabled on-mount definition whose drive it is runs once.
+    private func consider(_ entry: MountEntry, table: [MountEntry], block known: BlockDevice? = nil) {
+        guard EndpointResolver.couldBeDrive(entry) else { return }
+        lock.lock()
+        let skip = handledMounts.contains(entry.mountID) || autoMountPoints.contains(entry.mountPoint)
+        lock.unlock()
+        if skip { return }
+        let block =
+            known ?? (entry.major != 0 ? BlockDevices.device(major: entry.major, minor: entry.minor) : nil)
+            ?? (entry.source.hasPrefix("/dev/") ? BlockDevices.device(path: entry.source) : nil)
+        var matched: [(Definition, DeviceSpec)] = []
+        var waitForUdev = false
+        for definition in snapshot() where definition.enabled && definition.runsOnMount {
+            for spec in [definition.source, definition.destination] {
+                guard case .device(let device) = spec.location else { continue }
+                let hasIdentity = device.label != nil || device.uuid != nil || device.serial != nil
+                if hasIdentity {
+                    guard let block else { continue }
+                    if !block.udevInitialized && block.label == nil && block.uuid == nil {
+                        waitForUdev = true
+                        continue
+                    }
+                    guard EndpointResolver.matches(block, device) else { continue }
+                }
+                if let check = spec.fileCheck, let failure = check.failure(root: entry.mountPoint) {
+                    if hasIdentity {
+                        say(
+                            "\(definition.name): drive \(entry.source) at \(entry.mountPoint) left alone: File Check failed: \(failure)"
+                        )
+                    }
+                    continue
+                }
+                if !hasIdentity && spec.fileCheck == nil { continue }
+                matched.append((definition, device))
+                break
+            }
+        }
+        if matched.isEmpty && waitForUdev { return }  // decided when udev has described the drive
+        lock.lock()
+        let fresh = handledMounts.insert(entry.mountID).inserted
+        lock.unlock()
+        guard fresh, !matched.isEmpty else { return }
+        say("mount: \(entry.source) at \(entry.mountPoint) matches \(matched.map(\.0.name).joined(separator: ", "))")
+        let unmount = matched.contains { $0.1.unmountAfter || $0.1.powerOffAfter }
+        let powerOff = matched.contains { $0.1.powerOffAfter }
+        let group = DispatchGroup()
+        for (definition, _) in matched {
+            group.enter()
+            request(definition.name, trigger: "mount", why: "drive mounted at \(entry.mountPoint)") { group.leave() }
+        }
+        if unmount {
+            group.notify(queue: .global()) { [self] in
+                release(mountPoint: entry.mountPoint, device: entry.source, powerOff: powerOff)
+            }
+        }
+    }
+
+    /// Flushes and unmounts a drive after its runs (and powers it off when asked).
+    private func release(mountPoint: String, device: String, powerOff: Bool) {
+        try? LocalEndpoint(root: mountPoint).flush()
+        let status = Hooks.shell("umount \(shellQuote(mountPoint))", environment: pathEnvironment())
+        guard status == 0 else {
+            say("cannot unmount \(mountPoint) (umount exit status \(status)); the drive is NOT safe to remove")
+            return
+        }
+        if powerOff {
+            let off = Hooks.shell(
+                "command -v udisksctl >/dev/null && udisksctl power-off -b \(shellQuote(device))",
+                environment: pathEnvironment())
+            say(
+                off == 0
+                    ? "\(device) unmounted and powered off: safe to remove"
+                    : "\(device) unmounted (power-off unavailable or failed): safe to remove")
+        } else {
+            say("\(device) unmounted from \(mountPoint): safe to remove")
+        }
+    }
+
+    /// `mount: auto`: a matching drive nobody mounted is mounted under /run/plugsync/, its
+    /// definitions run, then it is flushed and unmounted.
+    private func autoMount(_ block: BlockDevice) {
+        let wanting = snapshot().filter { definition in
+            definition.enabled && definition.runsOnMount
+                && [definition.source, definition.destination].contains {
+                    guard case .device(let device) = $0.location, device.mountAuto,
+                        device.label != nil || device.uuid != nil || device.serial != nil
+                    else { return false }
+                    return EndpointResolver.matches(block, device)
+                }
+        }
+        guard !wanting.isEmpty else { return }
+        guard isRoot else {
+            say(
+                "\(block.devnode) matches \(wanting.map(\.name).joined(separator: ", ")) (mount: auto), but mounting needs root: run the system agent, or mount the drive yourself"
+            )
+            return
+        }
+        let name = (block.uuid ?? block.label ?? block.sysName).filter { $0.isLetter || $0.isNumber || $0 == "-" }
+        let point = "/run/plugsync/" + (name.isEmpty ? block.sysName : name)
+        lock.lock()
+        let busy = autoMountDone.contains(block.devnode) || !autoMounting.insert(block.devnode).inserted
+        if !busy { autoMountPoints.insert(point) }
+        lock.unlock()
+        if busy { return }
+        DispatchQueue.global().async { [self] in
+            defer {
+                lock.lock()
+                autoMounting.remove(block.devnode)
+                autoMountPoints.remove(point)
+                lock.unlock()
+            }
+            mkdir("/run/plugsync", 0o755)
+            mkdir(point, 0o700)
+            let status = Hooks.shell(
+                "mount -o nosuid,nodev \(shellQuote(block.devnode)) \(shellQuote(point))",
+                environment: pathEnvironment())
+            guard status == 0 else {
+                say("cannot mount \(block.devnode) at \(point) (mount exit status \(status))")
+                rmdir(point)
+                return
+            }
+            say("mounted \(block.devnode) at \(point) (mount: auto)")
+            let group = DispatchGroup()
+            for definition in wanting {
+                group.enter()
+                request(definition.name, trigger: "mount", why: "drive mounted at \(point)") { group.leave() }
+            }
+            group.wait()
+            release(mountPoint: point, device: block.devnode, powerOff: false)
+            rmdir(point)
+            lock.lock()
+            autoMountDone.insert(block.devnode)
+            lock.unlock()
+        }
+    }
+
+    // MARK: schedule
+
+    /// Sets the timer to the earliest next scheduled run.
+    func reschedule(after date: Date = Date()) {
+        var next: [String: Date] = [:]
+        for definition in snapshot() where definition.enabled && !definition.schedule.isEmpty {
+            if let when = definition.schedule.nextRun(after: date) { next[definition.name] = when }
+        }
+        lock.lock()
+        nextRuns = next
+        lock.unlock()
+        guard let earliest = next.values.min() else {
+            timer.schedule(wallDeadline: .distantFuture)
+            return
+        }
+        let seconds = max(0, earliest.timeIntervalSinceNow)
+        timer.schedule(wallDeadline: .now() + seconds, leeway: .milliseconds(50))
+    }
+
+    private func scheduleFired() {
+        let now = Date()
+        lock.lock()
+        let due = nextRuns.filter { $0.value <= now.addingTimeInterval(0.2) }
+        lock.unlock()
+        let definitions = snapshot()
+        for (name, when) in due.sorted(by: { $0.key < $1.key }) {
+            guard let definition = definitions.first(where: { $0.name == name }) else { continue }
+            if let absent = absentDrive(definition) {
+                say("\(name): scheduled run skipped: \(absent)")
+                continue
+            }
+            request(name, trigger: "schedule", why: "scheduled for \(when)")
+        }
+        reschedule(after: max(now, due.values.max() ?? now))
+    }
+
+    /// Why a scheduled run cannot find its drive, or nil when every device endpoint is there.
+    private func absentDrive(_ definition: Definition) -> String? {
+        let specs = [definition.source, definition.destination].filter { $0.location.isDevice }
+        if specs.isEmpty { return nil }
+        let resolver = EndpointResolver()
+        for spec in specs {
+            guard case .device(let device) = spec.location else { continue }
+            if resolver.candidates(for: device).isEmpty { return "the drive \(device.summary) is not mounted" }
+        }
+        return nil
+    }
+
+    // MARK: shutdown
+
+    /// SIGTERM: no new file starts; files in flight finish; waits up to `timeout` seconds.
+    func shutdown(timeout: Double) {
+        timer.cancel()
+        watch.stop()
+        cancellation.cancel()
+        if !queue.drain(timeout: timeout) { say("runs still going on after \(Int(timeout)) s; exiting anyway") }
+    }
+
+    private func pathEnvironment() -> [String: String] {
+        ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    }
+}
+
+func shellQuote(_ text: String) -> String {
+    "'" + text.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
+}
+
+// MARK: services
+
+/// The agent's parts as services of one `ServiceGroup`: SIGTERM and SIGINT shut it down
+/// gracefully, SIGHUP reloads the definitions file.
+public enum AgentServices {
+    public static func run(configPath: String, stateDirectory: String) async throws {
+        let agent = try Agent(configPath: configPath, stateDirectory: stateDirectory)
+        var logger = Logger(label: "plugsync.agent")
+        logger.logLevel = .warning
+        let group = ServiceGroup(
+            services: [
+                JobRunnerService(agent: agent), DeviceWatcherService(agent: agent), SchedulerService(agent: agent),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hangup.setEventHandler { agent.reload() }
+        hangup.resume()
+        Agent.say(
+            "started (pid \(getpid()), \(getuid() == 0 ? "system" : "user") mode, definitions \(configPath), \(agent.definitionCount) definitions)"
+        )
+        try await group.run()
+        hangup.cancel()
+        Agent.say("stopped")
+    }
+}
+
+extension Agent {
+    var definitionCount: Int { snapshot().count }
+}
+
+/// Waits for shutdown, then stops new files and waits for the runs going on.
+struct JobRunnerService: Service {
+    let agent: Agent
+    func run() async throws {
+        try? await gracefulShutdown()
+        agent.shutdown(timeout: 4)
+    }
+}
+
+/// The udev + mount-table event loop on its own thread.
+struct DeviceWatcherService: Service {
+    let agent: Agent
+    func run() async throws {
+        startThread { agent.watchDevices() }
+        try? await gracefulShutdown()
+        agent.watch.stop()
+    }
+}
+
+/// The schedule timer: set to the earliest next run, reset on reload.
+struct SchedulerService: Service {
+    let agent: Agent
+    func run() async throws {
+        agent.reschedule()
+        try? await gracefulShutdown()
+    }
+}

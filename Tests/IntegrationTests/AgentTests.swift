@@ -1,0 +1,338 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `plugsync agent` end to end: the built binary, a real systemd-udevd, loop devices with ext4,
+/// real mounts. Needs root: skipped otherwise, except with CI=true, where it fails.
+final class AgentTests: IntegrationTestCase {
+    private var agent: Running?
+
+    override func tearDownWithError() throws {
+        stopAgent()
+        try super.tearDownWithError()
+    }
+
+    // MARK: helpers
+
+    private func requireDrives() throws {
+        try requireRoot(
+            "loop devices, mounts and udevd", tools: ["truncate", "mkfs.ext4", "losetup", "udevadm", "mount", "umount"])
+        try ensureUdevd()
+    }
+
+    /// An ext4 image labelled `label`, carrying `.plugsync-id` = `id`, attached and known to udev
+    /// but NOT mounted. Returns the loop device.
+    private func makeUnmountedDrive(label: String, name: String, id: String?) throws -> String {
+        let image = try makeImage("\(name).img")
+        try shell("mkfs.ext4 -q -F -L \(label) \(quote(image))")
+        let device = try attach(image)
+        if let id {
+            let staging = try mountPoint("\(name)-staging")
+            try shell("mount \(device) \(quote(staging))")
+            try (id + "\n").write(toFile: staging + "/.plugsync-id", atomically: false, encoding: .utf8)
+            try shell("umount \(quote(staging))")
+        }
+        try shell("udevadm trigger --action=change \(device) && udevadm settle --timeout=20")
+        try waitForUdevLabel(device, label)
+        return device
+    }
+
+    private func startAgent(environment: [String: String] = [:]) throws {
+        agent = try startPlugsync(["agent", "--config", configPath], environment: environment)
+        try waitForAgentLog("started")
+    }
+
+    private var agentLog: String {
+        guard let agent else { return "" }
+        return (try? String(contentsOfFile: agent.errPath, encoding: .utf8)) ?? ""
+    }
+
+    @discardableResult
+    private func waitForAgentLog(_ text: String, count: Int = 1, timeout: Double = 10) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let log = agentLog
+            if log.components(separatedBy: text).count - 1 >= count { return log }
+            if let agent, !agent.process.isRunning { break }
+            usleep(20_000)
+        }
+        throw HarnessError("the agent did not log \"\(text)\" (\(count)×) within \(timeout) s:\n\(agentLog)")
+    }
+
+    /// SIGTERM, and the seconds it took the agent to exit.
+    @discardableResult
+    private func stopAgent() -> Double? {
+        guard let agent, agent.process.isRunning else { return nil }
+        let start = Date()
+        kill(agent.process.processIdentifier, SIGTERM)
+        while agent.process.isRunning && Date().timeIntervalSince(start) < 15 { usleep(10_000) }
+        let seconds = Date().timeIntervalSince(start)
+        if agent.process.isRunning { kill(agent.process.processIdentifier, SIGKILL) }
+        agent.process.waitUntilExit()
+        return seconds
+    }
+
+    private func driveDefinition(
+        _ name: String, label: String, id: String, directory: String = "backup", extra: [String] = [],
+        device: [String] = []
+    ) -> String {
+        ([
+            "  - name: \(name)", "    source:", "      local: '\(path("src"))'", "    destination:", "      device:",
+            "        label: \(label)", "        directory: \(directory)",
+        ] + device.map { "        " + $0 } + [
+            "      file_check: \".plugsync-id=^\(id)$\"", "    log_file: '\(path(name + ".log"))'",
+        ]
+            + extra.map { "    " + $0 }).joined(separator: "\n") + "\n"
+    }
+
+    private func waitForFile(_ file: String, timeout: Double) -> Double? {
+        let start = Date()
+        while Date().timeIntervalSince(start) < timeout {
+            if FileManager.default.fileExists(atPath: file) { return Date().timeIntervalSince(start) }
+            usleep(5_000)
+        }
+        return nil
+    }
+
+    private func token() -> String { String(UInt32.random(in: 0...UInt32.max), radix: 16, uppercase: true) }
+
+    // MARK: tests
+
+    /// Mounting the right drive syncs within seconds (trigger: mount in the log, the history and
+    /// `status`); a drive with the same label whose File Check content differs is left alone.
+    func testMountTriggersTheMatchingDefinitionOnly() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSAG" + t
+        try write("src/a.txt", "a\n")
+        try write("src/sub/b.txt", "b\n")
+        let right = try makeUnmountedDrive(label: label, name: "right", id: "right-\(t)")
+        let clone = try makeUnmountedDrive(label: label, name: "clone", id: "clone-\(t)")
+        try writeConfig(
+            driveDefinition(
+                "usb", label: label, id: "right-\(t)",
+                extra: [
+                    "hooks:",
+                    "  after: 'echo \"hook $PLUGSYNC_NAME $PLUGSYNC_TRIGGER $PLUGSYNC_RESULT $PLUGSYNC_COPIED\" >> \(path("hook.txt"))'",
+                ]))
+        try startAgent()
+
+        // The clone first: same label, other File Check content.
+        let cloneMount = try mountPoint("clone")
+        try shell("mount \(clone) \(quote(cloneMount))")
+        addTeardownBlock { [self] in unmount(cloneMount, fuse: false) }
+        try waitForAgentLog("left alone")
+        XCTAssertTrue(agentLog.contains("File Check failed"), agentLog)
+
+        let mount = try mountPoint("right")
+        try shell("mount \(right) \(quote(mount))")
+        addTeardownBlock { [self] in unmount(mount, fuse: false) }
+        let seconds = waitForFile(mount + "/backup/sub/b.txt", timeout: 10)
+        XCTAssertNotNil(seconds, "the agent did not sync within 10 s:\n\(agentLog)")
+        try waitForAgentLog("usb: Done: 2 copied")
+        try assertSameTree(path("src"), mount + "/backup")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: cloneMount + "/backup"), "the clone was written to")
+        XCTAssertTrue(
+            read("usb.log")?.contains("Sync usb started (mirror, trigger: mount)") == true, read("usb.log") ?? "")
+        XCTAssertTrue(agentLog.contains("usb: run started (trigger: mount)"), agentLog)
+        XCTAssertEqual(read("hook.txt"), "hook usb mount success 2\n")
+        let status = try plugsync("status")
+        assertExit(status, 0)
+        XCTAssertTrue(status.lines.contains { $0.hasPrefix("usb ") && $0.contains(" mount success 2 ") }, "\(status)")
+        XCTAssertEqual(agentLog.components(separatedBy: "usb: run started").count - 1, 1, agentLog)
+        XCTAssertLessThan(stopAgent() ?? 99, 5)
+    }
+
+    /// A manual `plugsync run` during an agent run waits for it; a mount during a run becomes
+    /// one follow-up run, not two, not none.
+    func testRunsAreSerializedAndCoalesced() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSAG" + t
+        try write("src/a.txt", "a\n")
+        let drive = try makeUnmountedDrive(label: label, name: "d", id: "id-\(t)")
+        // A slow `before` hook keeps the first run busy for two seconds.
+        try writeConfig(
+            driveDefinition(
+                "slow", label: label, id: "id-\(t)",
+                extra: ["hooks:", "  before: 'if [ \"$PLUGSYNC_TRIGGER\" = mount ]; then sleep 2; fi'"]))
+        try startAgent()
+        let mount = try mountPoint("d")
+        try shell("mount \(drive) \(quote(mount))")
+        addTeardownBlock { [self] in unmount(mount, fuse: false) }
+        try waitForAgentLog("slow: run started (trigger: mount)")
+        // Unmount and mount again during the run: one follow-up.
+        try shell("umount \(quote(mount)) && mount \(drive) \(quote(mount))")
+        try waitForAgentLog("one more run follows it")
+        let manual = try plugsync("run", "slow")
+        assertExit(manual, 0)
+        XCTAssertTrue(manual.lines.contains("Waiting for the running sync of slow to finish."), "\(manual)")
+        try waitForAgentLog("slow: Done", count: 2, timeout: 15)
+        usleep(500_000)
+        XCTAssertEqual(agentLog.components(separatedBy: "slow: run started (trigger: mount)").count - 1, 2, agentLog)
+        let log = read("slow.log") ?? ""
+        XCTAssertEqual(log.components(separatedBy: "trigger: mount)").count - 1, 2, log)
+        XCTAssertEqual(log.components(separatedBy: "trigger: manual)").count - 1, 1, log)
+        XCTAssertEqual(read(mount.replacingOccurrences(of: root + "/", with: "") + "/backup/a.txt"), "a\n")
+    }
+
+    /// SIGHUP with a broken file keeps the old definitions (and says why); a good file replaces
+    /// them. SIGTERM ends the agent within a few seconds, leaving no partial file.
+    func testReloadAndTerminate() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSAG" + t
+        // Enough data that the run is still copying when SIGTERM arrives.
+        for i in 0..<200 { try write("src/f\(i).bin", randomData(256 * 1024, seed: UInt64(i))) }
+        let drive = try makeUnmountedDrive(label: label, name: "d", id: "id-\(t)")
+        try writeConfig(driveDefinition("first", label: label, id: "id-\(t)", extra: ["parallel: 1"]))
+        try startAgent()
+        try "definitions: [ broken".write(toFile: configPath, atomically: true, encoding: .utf8)
+        kill(agent!.process.processIdentifier, SIGHUP)
+        try waitForAgentLog("reload failed, keeping the previous 1 definitions")
+        XCTAssertTrue(agentLog.contains("not valid YAML"), agentLog)
+
+        let mount = try mountPoint("d")
+        try shell("mount \(drive) \(quote(mount))")
+        addTeardownBlock { [self] in unmount(mount, fuse: false) }
+        try waitForAgentLog("first: run started (trigger: mount)")
+        guard waitForFile(mount + "/backup/f0.bin", timeout: 10) != nil else {
+            return XCTFail("no file copied:\n\(agentLog)")
+        }
+        let seconds = try XCTUnwrap(stopAgent())
+        XCTAssertLessThan(seconds, 5, agentLog)
+        XCTAssertTrue(agentLog.contains("stopped"), agentLog)
+        // Every file under its final name is complete.
+        for name in try FileManager.default.contentsOfDirectory(atPath: mount + "/backup") {
+            XCTAssertFalse(name.hasPrefix(".plugsync-tmp-"), name)
+            XCTAssertTrue(filesEqual(path("src/\(name)"), mount + "/backup/\(name)"), "\(name) is partial")
+        }
+        agent = nil
+
+        // A good file replaces the definitions.
+        try writeConfig(driveDefinition("second", label: label, id: "id-\(t)"))
+        try startAgent()
+        kill(agent!.process.processIdentifier, SIGHUP)
+        try waitForAgentLog("reloaded")
+    }
+
+    /// `mount: auto`: the agent mounts a matching drive that nobody mounted, syncs, flushes,
+    /// unmounts, and says it is safe to remove.
+    func testMountAuto() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSAG" + t
+        try write("src/a.txt", "auto\n")
+        let drive = try makeUnmountedDrive(label: label, name: "d", id: "id-\(t)")
+        try writeConfig(driveDefinition("auto", label: label, id: "id-\(t)", device: ["mount: auto"]))
+        try startAgent()
+        try shell("udevadm trigger --action=change \(drive)")
+        try waitForAgentLog("safe to remove", timeout: 20)
+        XCTAssertTrue(agentLog.contains("auto: Done: 1 copied"), agentLog)
+        XCTAssertFalse(
+            ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains(drive + " "),
+            "still mounted")
+        // Another change event for the same drive does not start another round.
+        try shell("udevadm trigger --action=change \(drive) && udevadm settle --timeout=20")
+        usleep(500_000)
+        XCTAssertEqual(agentLog.components(separatedBy: "(mount: auto)").count - 1, 1, agentLog)
+        let check = try mountPoint("check")
+        try shell("mount \(drive) \(quote(check))")
+        addTeardownBlock { [self] in unmount(check, fuse: false) }
+        XCTAssertEqual(try String(contentsOfFile: check + "/backup/a.txt", encoding: .utf8), "auto\n")
+    }
+
+    /// `every: 1m` fires at the next minute (trigger schedule); a scheduled run whose drive is
+    /// absent is skipped with one line. Takes up to a minute.
+    func testScheduleFiresAndSkipsAbsentDrive() throws {
+        try requireRoot("the agent's state folder as root")
+        try write("src/a.txt", "a\n")
+        try writeConfig(
+            definition("timed", source: path("src"), destination: path("dst"), ["schedule:", "  - every: 1m"]),
+            "  - name: absent\n    source:\n      local: '\(path("src"))'\n    destination:\n      device:\n        label: PSNONE\(token())\n    schedule:\n      - every: 1m\n"
+        )
+        try startAgent()
+        try waitForAgentLog("timed: Done: 1 copied", timeout: 75)
+        XCTAssertTrue(agentLog.contains("timed: run started (trigger: schedule)"), agentLog)
+        try waitForAgentLog("absent: scheduled run skipped", timeout: 5)
+        XCTAssertEqual(agentLog.components(separatedBy: "absent: scheduled run skipped").count - 1, 1, agentLog)
+        XCTAssertFalse(agentLog.contains("absent: run started"), agentLog)
+        XCTAssertEqual(read("dst/a.txt"), "a\n")
+        let status = try plugsync("status")
+        XCTAssertTrue(
+            status.lines.contains { $0.hasPrefix("timed ") && $0.contains(" schedule success ") }, "\(status)")
+    }
+
+    /// SIGTERM while a run is about to copy: no file is started after it, the run ends "with
+    /// failures" ("the sync was stopped"), and the agent exits within a few seconds.
+    func testTerminateStopsBeforeTheNextFile() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSAG" + t
+        for i in 0..<5 { try write("src/f\(i).txt", "file \(i)\n") }
+        let drive = try makeUnmountedDrive(label: label, name: "d", id: "id-\(t)")
+        try writeConfig(driveDefinition("stop", label: label, id: "id-\(t)", extra: ["hooks:", "  before: 'sleep 1'"]))
+        try startAgent()
+        let mount = try mountPoint("d")
+        try shell("mount \(drive) \(quote(mount))")
+        addTeardownBlock { [self] in unmount(mount, fuse: false) }
+        try waitForAgentLog("stop: run started (trigger: mount)")
+        let seconds = try XCTUnwrap(stopAgent())
+        XCTAssertLessThan(seconds, 5, agentLog)
+        XCTAssertTrue(agentLog.contains("stop: Done with failures: 0 copied"), agentLog)
+        XCTAssertTrue(read("stop.log")?.contains("not copied: the sync was stopped") == true, read("stop.log") ?? "")
+        let copied = (try? FileManager.default.contentsOfDirectory(atPath: mount + "/backup")) ?? []
+        XCTAssertEqual(copied, [], "no file may be started after SIGTERM")
+    }
+
+    /// The drive goes away while its run is going on: that run fails cleanly (nothing written
+    /// anywhere else), and the next mount completes the sync.
+    func testUnmountDuringARunThenTheNextMountCompletes() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSAG" + t
+        try write("src/a.txt", "a\n")
+        try write("src/b/c.txt", "c\n")
+        let drive = try makeUnmountedDrive(label: label, name: "d", id: "id-\(t)")
+        let flag = path("slowed")
+        try writeConfig(
+            driveDefinition(
+                "gone", label: label, id: "id-\(t)",
+                extra: ["hooks:", "  before: 'test -e \(flag) || { touch \(flag); sleep 1.5; }'"]))
+        try startAgent()
+        let mount = try mountPoint("d")
+        try shell("mount \(drive) \(quote(mount))")
+        addTeardownBlock { [self] in unmount(mount, fuse: false) }
+        try waitForAgentLog("gone: run started (trigger: mount)")
+        try shell("umount \(quote(mount))")
+        try waitForAgentLog("gone: Refused", timeout: 10)
+        XCTAssertTrue(agentLog.contains("not mounted"), agentLog)
+        XCTAssertFalse(exists("mnt-d/backup"), "the run wrote under the bare mount point")
+        try shell("mount \(drive) \(quote(mount))")
+        try waitForAgentLog("gone: Done: 2 copied", timeout: 10)
+        try assertSameTree(path("src"), mount + "/backup")
+    }
+
+    /// `unmount_after` on a drive someone else mounted: after its run the agent flushes and
+    /// unmounts it, and says it is safe to remove.
+    func testUnmountAfter() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSAG" + t
+        try write("src/a.txt", "a\n")
+        let drive = try makeUnmountedDrive(label: label, name: "d", id: "id-\(t)")
+        try writeConfig(driveDefinition("ua", label: label, id: "id-\(t)", device: ["unmount_after: true"]))
+        try startAgent()
+        let mount = try mountPoint("d")
+        try shell("mount \(drive) \(quote(mount))")
+        addTeardownBlock { [self] in unmount(mount, fuse: false) }
+        try waitForAgentLog("safe to remove", timeout: 10)
+        XCTAssertTrue(agentLog.contains("ua: Done: 1 copied"), agentLog)
+        XCTAssertFalse(isMounted(mount), agentLog)
+        try shell("mount \(drive) \(quote(mount))")
+        XCTAssertEqual(read("mnt-d/backup/a.txt"), "a\n")
+    }
+}

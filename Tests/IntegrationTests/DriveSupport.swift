@@ -1,0 +1,86 @@
+import Foundation
+import XCTest
+
+// Loop devices, mounts and udevd for the tests that need real drives (moved out of DriveTests so
+// that AgentTests can use them too).
+extension IntegrationTestCase {
+    // MARK: devices and mounts
+
+    func makeImage(_ name: String) throws -> String {
+        let image = path(name)
+        try shell("truncate -s 64M \(quote(image))")
+        return image
+    }
+
+    /// `losetup -f --show`, detached at teardown, after the unmount registered later.
+    func attach(_ image: String) throws -> String {
+        let device = try shell("losetup -f --show \(quote(image))").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard device.hasPrefix("/dev/loop") else { throw HarnessError("losetup printed \(device)") }
+        addTeardownBlock { [self] in
+            for _ in 0..<20 {
+                if (try? shell("losetup -d \(device)")) != nil { return }
+                usleep(100_000)
+            }
+            XCTFail("could not detach \(device)")
+        }
+        return device
+    }
+
+    func mountPoint(_ name: String) throws -> String {
+        try mkdir("mnt-\(name)")
+        return path("mnt-\(name)")
+    }
+
+    func isMounted(_ dir: String) -> Bool {
+        let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        return table.split(separator: "\n").contains {
+            $0.split(separator: " ").dropFirst(4).first.map(String.init) == dir
+        }
+    }
+
+    func waitForMount(_ dir: String) throws {
+        for _ in 0..<100 where !isMounted(dir) { usleep(50_000) }
+        if !isMounted(dir) { throw HarnessError("\(dir) did not get mounted") }
+    }
+
+    /// Unmounts, retrying while a FUSE daemon is busy, lazily as a last resort.
+    func unmount(_ dir: String, fuse: Bool) {
+        for _ in 0..<30 {
+            guard isMounted(dir) else { return }
+            let command = fuse ? "fusermount -u \(quote(dir)) || umount \(quote(dir))" : "umount \(quote(dir))"
+            if (try? shell(command)) != nil, !isMounted(dir) { return }
+            usleep(100_000)
+        }
+        _ = try? shell("umount -l \(quote(dir))")
+        if isMounted(dir) { XCTFail("could not unmount \(dir)") }
+    }
+
+    /// Starts `systemd-udevd --daemon` when no udevd answers on /run/udev/control.
+    func ensureUdevd() throws {
+        if FileManager.default.fileExists(atPath: "/run/udev/control"),
+            (try? shell("udevadm control --ping --timeout=5")) != nil
+        {
+            return
+        }
+        let daemon = ["/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd"]
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let daemon else { throw HarnessError("systemd-udevd is not installed (apt-get install udev)") }
+        print("starting \(daemon) --daemon (no udevd was running)")
+        try shell("\(daemon) --daemon >/dev/null 2>&1")
+        for _ in 0..<50 {
+            if (try? shell("udevadm control --ping --timeout=1")) != nil { return }
+            usleep(100_000)
+        }
+        throw HarnessError("systemd-udevd did not come up")
+    }
+
+    /// udev's database can trail `udevadm settle` by a moment.
+    func waitForUdevLabel(_ device: String, _ label: String) throws {
+        for _ in 0..<50 {
+            let properties = (try? shell("udevadm info --query=property --name=\(device)")) ?? ""
+            if properties.contains("ID_FS_LABEL=\(label)\n") { return }
+            usleep(100_000)
+        }
+        throw HarnessError("udev never reported ID_FS_LABEL=\(label) for \(device)")
+    }
+}
