@@ -124,11 +124,15 @@ def summary(raw, out):
                 k[0], k[1], k[2], t, "-" if m is None else "%.2f" % m, rss, "%d/%d" % (fails, len(rs)), xtext,
                 missed, mt, ""))
         if "plugsync" in med:
-            peers = [v for p, v in med.items() if p != "plugsync"]
+            # The best peer among those that missed nothing (a fast wrong answer is no yardstick).
+            def correct(p):
+                return all(r["missed"] == 0 for r in runs if (r["tree"], r["server"], r["scenario"], r["tool"]) == k + (p,))
+            peers = {p: v for p, v in med.items() if p != "plugsync" and correct(p)}
             if peers:
-                best = min(peers)
-                bp = [p for p, v in med.items() if v == best and p != "plugsync"][0]
-                w("%-6s %-12s %-10s ratio plugsync/best-peer (%s) = %.2f" % (k[0], k[1], k[2], bp, med["plugsync"] / best))
+                bp = min(peers, key=peers.get)
+                w("%-6s %-12s %-10s ratio plugsync/best-peer (%s) = %.2f" % (k[0], k[1], k[2], bp, med["plugsync"] / peers[bp]))
+            elif len(med) > 1:
+                w("%-6s %-12s %-10s ratio plugsync/best-peer: n/a (every peer missed changed files)" % k)
         elif "plugsync" in tools:
             w("%-6s %-12s %-10s ratio plugsync/best-peer: n/a (plugsync failed every run)" % k)
     text = "\n".join(lines) + "\n"
