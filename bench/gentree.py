@@ -3,8 +3,11 @@
 
 Subcommands (all deterministic for a given seed):
   gen DIR --files N --folders F --depth D --min-size B --max-size B --seed S
+          [--big K --big-min B --big-max B]
       Create DIR (must not exist) with N files of random content, sizes uniform in
-      [min, max] bytes, spread over F folders nested at most D levels deep.
+      [min, max] bytes, spread over F folders nested at most D levels deep. With --big K,
+      K of the N files (chosen by the seed) get sizes in [big-min, big-max] instead
+      (the "mixed" tree of bench/ftp.sh: 2,000 files, 20 of them 5-20 MiB).
       Files get fixed mtimes in 2023 (with nanoseconds), mode 0644; folders 0755.
   mutate DIR --count K --seed S
       Rewrite K files chosen by seed S with new random content of the same size, in
@@ -44,9 +47,13 @@ def gen(a):
     for rel, _ in folders[1:]:
         os.mkdir(os.path.join(root, rel), 0o755)
     exts = [".txt", ".dat", ".jpg", ".html", ".pdf", ".c", ".json", ""]
+    # Only drawn when asked for, so that trees without --big stay byte-identical.
+    big = set(rng.sample(range(a.files), min(a.big, a.files))) if a.big else set()
     for i in range(a.files):
         folder = rng.choice(folders[1:]) if a.folders else folders[0]
         size = rng.randint(a.min_size, a.max_size)
+        if i in big:
+            size = rng.randint(a.big_min, a.big_max)
         name = "f%05d%s" % (i, rng.choice(exts))
         path = os.path.join(root, folder[0], name)
         with open(path, "wb") as fh:
@@ -176,6 +183,9 @@ def main():
     g.add_argument("--min-size", type=int, default=1024)
     g.add_argument("--max-size", type=int, default=16384)
     g.add_argument("--seed", type=int, default=20240601)
+    g.add_argument("--big", type=int, default=0)
+    g.add_argument("--big-min", type=int, default=5 * 2**20)
+    g.add_argument("--big-max", type=int, default=20 * 2**20)
     m = sub.add_parser("mutate")
     m.add_argument("dir")
     m.add_argument("--count", type=int, required=True)

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Helpers for bench/ftp.sh.
+
+  xfers LOG OFFSET DIRECTION      count transfers in a server log from byte OFFSET on:
+                                  DIRECTION up|down; vsftpd's "OK UPLOAD:"/"OK DOWNLOAD:" lines or
+                                  proftpd's xferlog (direction i/o, 7th field from the end). Only
+                                  names carrying a gentree file name (fNNNNN) count, so a clock
+                                  probe or a listing does not.
+  compare SRC DST SKEW            compare DST (a copy of SRC: the server's folder on local disk, or
+                                  a download) with SRC: prints "missing contentdiff extra mtime_pct"
+                                  where mtime_pct is the % of files present in both whose mtime
+                                  (+SKEW, the server's clock offset, for a server folder) equals
+                                  SRC's to the second.
+  summary RAW OUT                 print the table of medians and ratios; write it to OUT too.
+"""
+import filecmp
+import os
+import re
+import statistics
+import sys
+
+NAME = re.compile(r"f\d{5}")
+
+
+def xfers(log, offset, direction):
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(int(offset))
+            text = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        print(0)
+        return
+    n = 0
+    for line in text.splitlines():
+        if "OK UPLOAD:" in line or "OK DOWNLOAD:" in line:  # vsftpd
+            up = "OK UPLOAD:" in line
+            m = re.search(r'"(/[^"]*)"', line)
+            path = m.group(1) if m else ""
+        else:  # proftpd xferlog
+            f = line.split()
+            if len(f) < 14 or f[-1] != "c":
+                continue
+            up = f[-7] == "i"
+            path = f[-10]
+            if f[-7] not in ("i", "o"):
+                continue
+        if up == (direction == "up") and NAME.search(os.path.basename(path)):
+            n += 1
+    print(n)
+
+
+def files(root):
+    out = {}
+    for dp, dns, fns in os.walk(root):
+        for fn in fns:
+            p = os.path.join(dp, fn)
+            if os.path.isfile(p) and not os.path.islink(p):
+                out[os.path.relpath(p, root)] = os.stat(p)
+    return out
+
+
+def compare(src, dst, skew):
+    s, d = files(src), files(dst) if os.path.isdir(dst) else {}
+    skew = int(skew)
+    missing = sum(1 for r in s if r not in d)
+    extra = sum(1 for r in d if r not in s)
+    content = same_time = both = 0
+    for rel, st in s.items():
+        dt = d.get(rel)
+        if dt is None:
+            continue
+        both += 1
+        if st.st_size != dt.st_size or not filecmp.cmp(os.path.join(src, rel), os.path.join(dst, rel), shallow=False):
+            content += 1
+        if int(st.st_mtime) == int(dt.st_mtime) + skew:
+            same_time += 1
+    pct = 100.0 * same_time / both if both else 0.0
+    print(missing, content, extra, "%.0f" % pct)
+
+
+SCENARIOS = ["up-first", "up-noop", "up-1pct", "down-first", "down-noop"]
+
+
+def summary(raw, out):
+    runs = []
+    with open(raw) as fh:
+        for line in fh:
+            f = line.rstrip("\n").split("\t")
+            if len(f) < 12:
+                continue
+            runs.append(dict(tree=f[0], server=f[1], scenario=f[2], rep=int(f[3]), tool=f[4], secs=float(f[5]),
+                             rss=int(f[6]), rc=int(f[7]), xfers=int(f[8]), expected=int(f[9]), missed=int(f[10]),
+                             extra=int(f[11]), mtime=f[12] if len(f) > 12 else "-"))
+    lines = []
+    w = lines.append
+    w("%-6s %-12s %-10s %-9s %9s %8s %7s %14s %7s %6s %s" % (
+        "tree", "server", "scenario", "tool", "median_s", "rss_MiB", "fails", "xfers(expect)", "missed", "mtime%",
+        "plugsync/best-peer"))
+    keys = []
+    for r in runs:
+        k = (r["tree"], r["server"], r["scenario"])
+        if k not in keys:
+            keys.append(k)
+    keys.sort(key=lambda k: (k[0], k[1], SCENARIOS.index(k[2]) if k[2] in SCENARIOS else 99))
+    for k in keys:
+        tools = []
+        for r in runs:
+            if (r["tree"], r["server"], r["scenario"]) == k and r["tool"] not in tools:
+                tools.append(r["tool"])
+        med = {}
+        for t in tools:
+            rs = [r for r in runs if (r["tree"], r["server"], r["scenario"], r["tool"]) == k + (t,)]
+            ok = [r for r in rs if r["rc"] == 0]
+            fails = len(rs) - len(ok)
+            m = statistics.median(r["secs"] for r in ok) if ok else None
+            if m is not None:
+                med[t] = m
+            rss = statistics.median(r["rss"] for r in rs) / 1024.0
+            xs = sorted(set(r["xfers"] for r in rs))
+            xtext = ("%d" % xs[0] if len(xs) == 1 else "%d-%d" % (xs[0], xs[-1])) + "(%d)" % rs[0]["expected"]
+            missed = max(r["missed"] for r in rs)
+            mt = "/".join(sorted(set(r["mtime"] for r in rs)))
+            w("%-6s %-12s %-10s %-9s %9s %8.1f %7s %14s %7d %6s %s" % (
+                k[0], k[1], k[2], t, "-" if m is None else "%.2f" % m, rss, "%d/%d" % (fails, len(rs)), xtext,
+                missed, mt, ""))
+        if "plugsync" in med:
+            # The best peer among those that missed nothing (a fast wrong answer is no yardstick).
+            def correct(p):
+                return all(r["missed"] == 0 for r in runs if (r["tree"], r["server"], r["scenario"], r["tool"]) == k + (p,))
+            peers = {p: v for p, v in med.items() if p != "plugsync" and correct(p)}
+            if peers:
+                bp = min(peers, key=peers.get)
+                w("%-6s %-12s %-10s ratio plugsync/best-peer (%s) = %.2f" % (k[0], k[1], k[2], bp, med["plugsync"] / peers[bp]))
+            elif len(med) > 1:
+                w("%-6s %-12s %-10s ratio plugsync/best-peer: n/a (every peer missed changed files)" % k)
+        elif "plugsync" in tools:
+            w("%-6s %-12s %-10s ratio plugsync/best-peer: n/a (plugsync failed every run)" % k)
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    with open(out, "a") as fh:
+        fh.write(text)
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"xfers": xfers, "compare": compare, "summary": summary}[cmd](*args)
