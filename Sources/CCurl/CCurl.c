@@ -11,7 +11,6 @@ static struct {
     void (*easy_reset)(CURL *);
     const char *(*easy_strerror)(CURLcode);
     CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
-    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
     CURLM *(*multi_init)(void);
     CURLMcode (*multi_cleanup)(CURLM *);
     CURLMcode (*multi_add_handle)(CURLM *, CURL *);
@@ -48,7 +47,6 @@ static void global_init(void) {
     RESOLVE(easy_reset, "curl_easy_reset")
     RESOLVE(easy_strerror, "curl_easy_strerror")
     RESOLVE(easy_setopt, "curl_easy_setopt")
-    RESOLVE(easy_getinfo, "curl_easy_getinfo")
     RESOLVE(multi_init, "curl_multi_init")
     RESOLVE(multi_cleanup, "curl_multi_cleanup")
     RESOLVE(multi_add_handle, "curl_multi_add_handle")
@@ -103,12 +101,5 @@ CURLcode ccurl_setopt_pointer(CURL *handle, CURLoption option, void *value) {
 CURLcode ccurl_setopt_callback(CURL *handle, CURLoption option, ccurl_data_callback callback) {
     return curl.easy_setopt(handle, option, callback);
 }
-CURLcode ccurl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
-    return curl.easy_getinfo(handle, info, value);
-}
-CURLcode ccurl_getinfo_off(CURL *handle, CURLINFO info, curl_off_t *value) {
-    return curl.easy_getinfo(handle, info, value);
-}
 
 const size_t ccurl_readfunc_abort = CURL_READFUNC_ABORT;
-const size_t ccurl_func_pause = CURL_WRITEFUNC_PAUSE;

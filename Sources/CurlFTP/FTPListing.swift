@@ -134,17 +134,8 @@ public enum FTPListingParser {
         }
         // Fields separated by runs of spaces; the name is everything after the date's third field
         // and one space (names may hold spaces, even leading ones).
-        var fields: [(start: Int, end: Int)] = []
-        var index = line.startIndex
-        while index < line.endIndex && fields.count < 12 {
-            while index < line.endIndex && line[index] == UInt8(ascii: " ") { index += 1 }
-            let start = index
-            while index < line.endIndex && line[index] != UInt8(ascii: " ") { index += 1 }
-            if start < index { fields.append((start, index)) }
-        }
-        func text(_ field: (start: Int, end: Int)) -> String {
-            String(decoding: line[field.start..<field.end], as: UTF8.self)
-        }
+        let fields = Self.fields(of: line, limit: 12)
+        func text(_ field: Range<Int>) -> String { String(decoding: line[field], as: UTF8.self) }
         // Find the month: the size is the field before it, then day and time-or-year follow.
         var monthIndex: Int?
         for i in 2..<max(2, fields.count - 2) where months.contains(text(fields[i]).lowercased()) {
@@ -158,7 +149,7 @@ public enum FTPListingParser {
             let month = months.firstIndex(of: text(fields[m]).lowercased()),
             let day = Int(text(fields[m + 1])), (1...31).contains(day)
         else { return nil }
-        let nameStart = fields[m + 2].end + 1
+        let nameStart = fields[m + 2].upperBound + 1
         guard nameStart < line.endIndex else { return nil }
         var name = Array(line[nameStart...])
         var target: [UInt8]?
@@ -206,18 +197,9 @@ public enum FTPListingParser {
 
     /// `11-23-26  07:53AM       <DIR>          name` or `… 1234 name` (2- or 4-digit years).
     static func parseDOSLine(_ line: ArraySlice<UInt8>) -> RemoteEntry? {
-        var fields: [(start: Int, end: Int)] = []
-        var index = line.startIndex
-        while index < line.endIndex && fields.count < 3 {
-            while index < line.endIndex && line[index] == UInt8(ascii: " ") { index += 1 }
-            let start = index
-            while index < line.endIndex && line[index] != UInt8(ascii: " ") { index += 1 }
-            if start < index { fields.append((start, index)) }
-        }
+        let fields = Self.fields(of: line, limit: 3)
         guard fields.count == 3 else { return nil }
-        func text(_ field: (start: Int, end: Int)) -> String {
-            String(decoding: line[field.start..<field.end], as: UTF8.self)
-        }
+        func text(_ field: Range<Int>) -> String { String(decoding: line[field], as: UTF8.self) }
         let date = text(fields[0]).split(separator: "-")
         guard date.count == 3, let month = Int(date[0]), let day = Int(date[1]), var year = Int(date[2]),
             (1...12).contains(month), (1...31).contains(day)
@@ -236,7 +218,7 @@ public enum FTPListingParser {
         if pm && hour < 12 { hour += 12 }
         if !pm && hour == 12 && text(fields[1]).uppercased().hasSuffix("AM") { hour = 0 }
         let sizeOrDir = text(fields[2])
-        var nameStart = fields[2].end
+        var nameStart = fields[2].upperBound
         while nameStart < line.endIndex && line[nameStart] == UInt8(ascii: " ") { nameStart += 1 }
         guard nameStart < line.endIndex else { return nil }
         let name = Array(line[nameStart...])
@@ -291,6 +273,19 @@ public enum FTPListingParser {
         var parts = tm()
         gmtime_r(&t, &parts)
         return Int(parts.tm_year) + 1900
+    }
+
+    /// The first `limit` runs of non-space bytes of `line`, as index ranges.
+    static func fields(of line: ArraySlice<UInt8>, limit: Int) -> [Range<Int>] {
+        var fields: [Range<Int>] = []
+        var index = line.startIndex
+        while index < line.endIndex && fields.count < limit {
+            while index < line.endIndex && line[index] == UInt8(ascii: " ") { index += 1 }
+            let start = index
+            while index < line.endIndex && line[index] != UInt8(ascii: " ") { index += 1 }
+            if start < index { fields.append(start..<index) }
+        }
+        return fields
     }
 
     static func forEachLine(_ data: [UInt8], _ body: (ArraySlice<UInt8>) -> Void) {

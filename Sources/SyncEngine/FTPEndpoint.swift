@@ -42,7 +42,6 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     /// The same for LIST times, which are the server's wall clock (its time zone included).
     public private(set) var listOffset: Int64 = 0
     private(set) var setter: TimeSetter = .none
-    private var setterKnown = false
     /// LIST entries whose time is a window wider than a second: path -> window in seconds.
     private var coarse: [FileName: Int64] = [:]
 
@@ -81,7 +80,6 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
             clockOffset = seconds
             listOffset = seconds
             if !needsTimeSetter {
-                setterKnown = true
                 return
             }
         }
@@ -111,7 +109,6 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
                             "the server refused the upload of a temporary file to measure its clock difference (\(error.message)); set clock_diff: <seconds> in the endpoint by hand (the difference between the server's clock and this computer's, e.g. clock_diff: -3600)"
                     )
                 }
-                setterKnown = true
                 return  // manual clock: uploads will fail on their own with a clear message
             }
             let after = wallClockSeconds()
@@ -136,7 +133,6 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
                 say("Clock time difference is \(clockOffset) seconds.")
             }
             if needsTimeSetter { try detectTimeSetter(probe, connection) }
-            setterKnown = true
         }
     }
 
@@ -540,7 +536,6 @@ final class ConnectionPool: @unchecked Sendable {
     let options: FTPOptions
     let size: Int
     private var idle: [FTPConnection] = []
-    private var open = 0
     private let mutex = Lock()
     private let available: DispatchSemaphore
 
@@ -555,7 +550,6 @@ final class ConnectionPool: @unchecked Sendable {
         if let connection = mutex.withLock({ idle.popLast() }) { return connection }
         do {
             let connection = try FTPConnection(options)
-            mutex.withLock { open += 1 }
             return connection
         } catch {
             available.signal()

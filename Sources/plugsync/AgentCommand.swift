@@ -33,15 +33,8 @@ struct AgentCommand: ParsableCommand {
 func failingAsync(_ body: () async throws -> Void) async throws {
     do {
         try await body()
-    } catch let error as ConfigError {
-        FileHandleOut.error("plugsync: \(error)")
-        throw ExitCode(2)
-    } catch let error as UsageError {
-        FileHandleOut.error("plugsync: \(error)")
-        throw ExitCode(2)
-    } catch let error as PreconditionError {
-        FileHandleOut.error("plugsync: \(error)")
-        throw ExitCode(3)
+    } catch {
+        throw reported(error)
     }
 }
 

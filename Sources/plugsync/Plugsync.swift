@@ -60,16 +60,22 @@ struct ConfigOptions: ParsableArguments {
 func failing<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
-    } catch let error as ConfigError {
-        FileHandleOut.error("plugsync: \(error)")
-        throw ExitCode(2)
-    } catch let error as UsageError {
-        FileHandleOut.error("plugsync: \(error)")
-        throw ExitCode(2)
-    } catch let error as PreconditionError {
-        FileHandleOut.error("plugsync: \(error)")
-        throw ExitCode(3)
+    } catch {
+        throw reported(error)
     }
+}
+
+/// The exit for a PlugSync error, its line printed: 2 for configuration and usage, 3 for a
+/// refusal. Other errors pass through unchanged.
+func reported(_ error: Error) -> Error {
+    let code: Int32
+    switch error {
+    case is ConfigError, is UsageError: code = 2
+    case is PreconditionError: code = 3
+    default: return error
+    }
+    FileHandleOut.error("plugsync: \(error)")
+    return ExitCode(code)
 }
 
 enum FileHandleOut {

@@ -40,10 +40,6 @@ CURLcode ccurl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *
 CURLcode ccurl_setopt_pointer(CURL *handle, CURLoption option, void *value);
 CURLcode ccurl_setopt_callback(CURL *handle, CURLoption option, ccurl_data_callback callback);
 
-CURLcode ccurl_getinfo_long(CURL *handle, CURLINFO info, long *value);
-CURLcode ccurl_getinfo_off(CURL *handle, CURLINFO info, curl_off_t *value);
 
 /// CURL_READFUNC_ABORT, a macro Swift cannot import.
 extern const size_t ccurl_readfunc_abort;
-/// CURL_WRITEFUNC_PAUSE / CURL_READFUNC_PAUSE.
-extern const size_t ccurl_func_pause;
