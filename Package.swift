@@ -42,11 +42,20 @@ let package = Package(
             name: "plugsync",
             dependencies: ["PlugSync", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/plugsync",
-            // Release: link with lld and pack the relative relocations (DT_RELR, glibc >= 2.36):
-            // ~0.9 MiB less resident memory per run, position-independent still (bench/README.md).
+            // Release, to keep a run's resident memory small (bench/README.md, "Peak memory"):
+            // - lld packs the relative relocations (DT_RELR, glibc >= 2.36): ~0.9 MiB;
+            // - with -static-stdlib, libstdc++ comes from its archive (packaging/link holds a link
+            //   to it, found before the shared one) and no symbol is exported: ~1.5 MiB;
+            // - the functions a run executes are placed together (packaging/link/plugsync.order,
+            //   made by packaging/link/make-order): ~2 MiB.
             linkerSettings: [
                 .unsafeFlags(
-                    ["-Xclang-linker", "-fuse-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+                    [
+                        "-Xclang-linker", "-fuse-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+                        "-Xlinker", "--no-export-dynamic", "-L", Context.packageDirectory + "/packaging/link",
+                        "-Xlinker", "--symbol-ordering-file=" + Context.packageDirectory + "/packaging/link/plugsync.order",
+                        "-Xlinker", "--no-warn-symbol-ordering",
+                    ],
                     .when(platforms: [.linux], configuration: .release))
             ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
