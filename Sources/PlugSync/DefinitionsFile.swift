@@ -180,28 +180,7 @@ public struct DefinitionsFile: Sendable {
         if !directory.isEmpty { try? Posix.makeDirectories(directory) }
         var st = stat()
         let mode: mode_t = stat(path, &st) == 0 ? st.st_mode & 0o7777 : 0o600
-        let temporary =
-            (directory.isEmpty ? "." : directory) + "/.plugsync-tmp-" + Posix.lastComponent(path) + ".\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        if fd < 0 { throw ConfigError(file: path, problem: "cannot write: \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
-        var offset = 0
-        var failure: Int32 = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = errno
-                break
-            }
-            offset += n
-        }
-        if failure == 0 && fsync(fd) != 0 { failure = errno }
-        fchmod(fd, mode)
-        close(fd)
-        if failure == 0 && rename(temporary, path) != 0 { failure = errno }
-        if failure != 0 {
-            unlink(temporary)
+        if let failure = Posix.writeFileAtomically(path, Array(text.utf8), mode: mode) {
             throw ConfigError(file: path, problem: "cannot write: \(String(cString: strerror(failure)))")
         }
     }

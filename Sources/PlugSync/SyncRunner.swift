@@ -95,7 +95,8 @@ public final class SyncRunner {
             return finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
         } catch {
-            outcome = finish(definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
+            outcome = finish(
+                definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
         }
         hooks.after(outcome, reporter)
         return outcome
@@ -158,9 +159,14 @@ public final class SyncRunner {
                 destinationListing = destination.endpoint.list(recursive: definition.recursive, filter: filter)
             }
         }
-        // Coarse FTP LIST times (a minute, a day) are made exact where a comparison needs it.
+        // Coarse FTP LIST times (a minute, a day) are made exact where a comparison needs it,
+        // from what the previous run set or read where the listing still agrees with it.
         let sourceFTP = source.endpoint as? FTPEndpoint
         let destinationFTP = destination.endpoint as? FTPEndpoint
+        let timesFolder = stateDirectory + "/ftp-times"
+        if sourceFTP != nil || destinationFTP != nil { try? Posix.makeDirectories(timesFolder, mode: 0o700) }
+        sourceFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".source")
+        destinationFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".destination")
         sourceFTP?.refineTimes(&sourceListing, comparedWith: destinationListing.entries, everyFile: true)
         destinationFTP?.refineTimes(&destinationListing, comparedWith: sourceListing.entries)
         timer.mark("list")
@@ -226,6 +232,10 @@ public final class SyncRunner {
             }
         }
         timer.mark("execute")
+        if !options.dryRun {
+            sourceFTP?.saveRememberedTimes()
+            destinationFTP?.saveRememberedTimes()
+        }
         if listingFailed { statistics.failed += sourceListing.errors.count + destinationListing.errors.count }
         return statistics
     }

@@ -11,7 +11,8 @@ import Dispatch
 /// run (a probe file, as the second seed describes) and every remote time is corrected by it.
 /// MLSD and MDTM give seconds; a LIST time is a window of a minute (or a day for old entries):
 /// `refineTimes` asks MDTM for exactly the files whose comparison such a window leaves
-/// undecided, so a same-size change within the same minute is still seen.
+/// undecided, so a same-size change within the same minute is still seen. Exact times it set or
+/// read are remembered between runs (`rememberTimes`), so an unchanged tree needs no MDTM.
 ///
 /// Writes: a file is uploaded under a temporary name in its folder, renamed into place, then
 /// given the source's mtime (MFMT, the MDTM-set form, or SITE UTIME: whichever the probe found
@@ -44,6 +45,19 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     private(set) var setter: TimeSetter = .none
     /// LIST entries whose time is a window wider than a second: path -> window in seconds.
     private var coarse: [FileName: Int64] = [:]
+
+    /// A file's exact time (client clock) and size as this endpoint set or read it, and when
+    /// (client wall clock): a later change by anyone else gives the file a time after `knownAt`.
+    struct KnownTime: Equatable {
+        var size: Int64
+        var seconds: Int64
+        var knownAt: Int64
+    }
+    /// From the previous run (`rememberTimes`); read-only during a run.
+    private var remembered: [FileName: KnownTime] = [:]
+    /// What this run set or read (guarded by `state`), saved by `saveRememberedTimes`.
+    private var learned: [FileName: KnownTime] = [:]
+    private var memoryPath: String?
 
     public init(options: FTPOptions, directory: String, connections: Int, clock: ClockDifference) {
         self.options = options
@@ -340,12 +354,22 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     ) {
         let coarse = state.withLock { self.coarse }
         if coarse.isEmpty { return }
-        var undecided: [FileName] = []
+        var undecided: [(path: FileName, size: Int64)] = []
+        var exact: [FileName: Int64] = [:]
+        var known: [FileName: KnownTime] = [:]
+        func refine(_ path: FileName, _ entry: Entry, _ width: Int64) {
+            if let time = Self.trustedTime(remembered[path], entry: entry, width: width, slack: slack) {
+                exact[path] = time.seconds
+                known[path] = time
+            } else {
+                undecided.append((path, entry.size))
+            }
+        }
         func walk(_ mine: [Entry], _ theirs: [Entry], _ parent: FileName) {
             for entry in mine {
                 let path = parent.appending(entry.name)
                 if everyFile {
-                    if entry.kind == .file, coarse[path] != nil { undecided.append(path) }
+                    if entry.kind == .file, let width = coarse[path] { refine(path, entry, width) }
                     if entry.kind == .directory { walk(entry.children ?? [], [], path) }
                     continue
                 }
@@ -356,22 +380,29 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
                     let start = (entry.mtime.seconds - slack) * 1_000_000_000
                     let end = (entry.mtime.seconds + width + slack) * 1_000_000_000
                     let time = match.mtime.totalNanoseconds
-                    if time >= start && time < end { undecided.append(path) }
+                    if time >= start && time < end { refine(path, entry, width) }
                 }
             }
         }
         walk(listing.entries, other, .empty)
-        if undecided.isEmpty { return }
-        var exact: [FileName: Int64] = [:]
         let lock = Lock()
         let queue = Executor.WorkQueue(count: undecided.count)
-        runOnThreads(min(pool.size, undecided.count)) { _ in
-            while let index = queue.next() {
-                let path = undecided[index]
-                let time = try? pool.with { try modificationTime(absolute(path), $0) }
-                if let time { lock.withLock { exact[path] = time - clockOffset } }
+        if !undecided.isEmpty {
+            runOnThreads(min(pool.size, undecided.count)) { _ in
+                while let index = queue.next() {
+                    let (path, size) = undecided[index]
+                    let time = try? pool.with { try modificationTime(absolute(path), $0) }
+                    guard let time else { continue }
+                    let now = Int64(wallClockSeconds())
+                    lock.withLock {
+                        exact[path] = time - clockOffset
+                        known[path] = KnownTime(size: size, seconds: time - clockOffset, knownAt: now)
+                    }
+                }
             }
         }
+        state.withLock { learned.merge(known) { _, new in new } }
+        if exact.isEmpty { return }
         func update(_ entries: inout [Entry], _ parent: FileName) {
             for i in entries.indices {
                 let path = parent.appending(entries[i].name)
@@ -384,6 +415,48 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         }
         update(&listing.entries, .empty)
     }
+
+    /// The remembered exact time of a listed file, if the listing agrees with it: the same size,
+    /// the time inside the LIST window, and the window over before the time was known, so that
+    /// no later change could have left the LIST line as it was.
+    static func trustedTime(_ known: KnownTime?, entry: Entry, width: Int64, slack: Int64) -> KnownTime? {
+        guard let known, known.size == entry.size else { return nil }
+        let start = entry.mtime.seconds - slack
+        let end = entry.mtime.seconds + width + slack
+        return known.seconds >= start && known.seconds < end && end < known.knownAt ? known : nil
+    }
+
+    /// Reads the exact times that the previous run of this definition set or read (`path`, a
+    /// file of the state directory), and saves this run's there in `saveRememberedTimes`. A
+    /// missing or unreadable file only means more MDTM commands.
+    public func rememberTimes(in path: String) {
+        memoryPath = path
+        guard let bytes = Posix.readFile(path, limit: 256 << 20) else { return }
+        var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)[...]
+        guard let header = lines.popFirst(), Array(header) == Self.memoryHeader(displayName) else { return }
+        for line in lines {
+            let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 3, omittingEmptySubsequences: false)
+            func number(_ field: ArraySlice<UInt8>) -> Int64? { Int64(String(decoding: field, as: UTF8.self)) }
+            guard fields.count == 4, let size = number(fields[0]), let seconds = number(fields[1]),
+                let knownAt = number(fields[2]), !fields[3].isEmpty
+            else { continue }
+            remembered[FileName(bytes: Array(fields[3]))] = KnownTime(size: size, seconds: seconds, knownAt: knownAt)
+        }
+    }
+
+    /// Saves what this run set or read (files of the previous run not seen again are dropped).
+    public func saveRememberedTimes() {
+        guard let memoryPath else { return }
+        let known = state.withLock { learned }
+        var bytes = Self.memoryHeader(displayName) + [UInt8(ascii: "\n")]
+        bytes.reserveCapacity(known.count * 48)
+        for (path, time) in known {
+            bytes += Array("\(time.size) \(time.seconds) \(time.knownAt) ".utf8) + path.bytes + [UInt8(ascii: "\n")]
+        }
+        _ = Posix.writeFileAtomically(memoryPath, bytes)
+    }
+
+    static func memoryHeader(_ displayName: String) -> [UInt8] { Array("plugsync-ftp-times 1 \(displayName)".utf8) }
 
     static func find(_ name: FileName, in entries: [Entry]) -> Entry? {
         var low = 0
@@ -461,6 +534,11 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
                 } catch {
                     _ = try? connection.command([Array("*DELE ".utf8) + temporaryPath])
                     throw error
+                }
+                if after.count > 2 {
+                    let time = KnownTime(
+                        size: entry.size, seconds: entry.mtime.seconds, knownAt: Int64(wallClockSeconds()))
+                    state.withLock { learned[path] = time }
                 }
             }
         }

@@ -87,6 +87,35 @@ public enum Posix {
         return result
     }
 
+    /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
+    /// then renamed over `path`. Returns nil, or the errno of what failed (nothing is left then).
+    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) -> Int32? {
+        let directory = parentPath(path)
+        let temporary = (directory.isEmpty ? "." : directory) + "/.plugsync-tmp-" + lastComponent(path) + ".\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        if fd < 0 { return errno }
+        var offset = 0
+        var failure: Int32 = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = errno
+                break
+            }
+            offset += n
+        }
+        if failure == 0 && fsync(fd) != 0 { failure = errno }
+        fchmod(fd, mode)
+        close(fd)
+        if failure == 0 && rename(temporary, path) != 0 { failure = errno }
+        if failure != 0 {
+            unlink(temporary)
+            return failure
+        }
+        return nil
+    }
+
     /// Writes all of `bytes` to standard output, after what `print` buffered.
     public static func writeStandardOutput(_ bytes: [UInt8]) {
         fflush(stdout)

@@ -153,6 +153,59 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(read("server/www/sub/deep.txt"), "DEEP\n")
     }
 
+    // MARK: remembered exact times
+
+    /// The MDTM reads of synchronized files (one argument; the MDTM-set form has two; the clock
+    /// probe left out) in vsftpd's protocol log.
+    func mdtmReads(_ log: String) -> Int {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { $0.contains("\"MDTM /") && !$0.contains("-tmp-clock-") }.count
+    }
+
+    /// A LIST-only server gives minutes, so an unchanged tree would need one MDTM per file. The
+    /// exact times a run set are remembered, and trusted only while the LIST line agrees with
+    /// them and its minute was over before they were set: then a second run needs no MDTM, and a
+    /// same-size edit made on the server afterwards (its LIST time moves) is still uploaded over.
+    func testRememberedTimesSpareMDTMAndServerEditsAreStillSeen() throws {
+        setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1)
+        defer { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") }
+        let server = try start("vsftpd")
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        for i in 0..<6 { try write("src/f\(i).txt", "file \(i)\n", mtime: FileTime(t + i)) }
+        try write("src/new.txt", "recent\n")  // its minute is not over when it is uploaded
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let first = try run("up", server)
+        assertExit(first, 0)
+        XCTAssertEqual(first.actions.filter { $0.hasPrefix("Uploading ") }.count, 7, "\(first)")
+        let memory = try XCTUnwrap(
+            try? String(contentsOfFile: path("state/ftp-times/up.destination"), encoding: .utf8))
+        XCTAssertEqual(memory.split(separator: "\n").count, 8, memory)  // header and 7 files
+
+        let before = mdtmReads(server.transferLog)
+        let second = try run("up", server)
+        assertExit(second, 0)
+        XCTAssertEqual(second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second)")
+        // Only new.txt, whose minute was not over when its time was set, is asked for.
+        XCTAssertEqual(mdtmReads(server.transferLog) - before, 1, "\(second)")
+
+        // Someone rewrites f1.txt on the server: same size, the server's current time.
+        try write("server/www/f1.txt", "FILE 1\n")
+        try chownToServer(server)
+        let third = try run("up", server)
+        assertExit(third, 0)
+        XCTAssertEqual(third.actions.filter { !$0.hasPrefix("Skipping ") }.count, 1, "\(third)")
+        XCTAssertTrue(third.actions.contains { $0.hasPrefix("Uploading ") && $0.hasSuffix(" f1.txt") }, "\(third)")
+        XCTAssertEqual(read("server/www/f1.txt"), "file 1\n")
+
+        // A forgotten memory (or a foreign one) only costs MDTM commands.
+        try "plugsync-ftp-times 1 elsewhere\n0 0 0 f0.txt\n".write(
+            toFile: path("state/ftp-times/up.destination"), atomically: true, encoding: .utf8)
+        let fourth = try run("up", server)
+        assertExit(fourth, 0)
+        XCTAssertEqual(fourth.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(fourth)")
+    }
+
     // MARK: download
 
     func testDownloadWalkthroughVsftpd() throws { try downloadWalkthrough("vsftpd") }
