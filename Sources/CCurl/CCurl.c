@@ -11,6 +11,7 @@ static struct {
     void (*easy_reset)(CURL *);
     const char *(*easy_strerror)(CURLcode);
     CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
     CURLM *(*multi_init)(void);
     CURLMcode (*multi_cleanup)(CURLM *);
     CURLMcode (*multi_add_handle)(CURLM *, CURL *);
@@ -47,6 +48,7 @@ static void global_init(void) {
     RESOLVE(easy_reset, "curl_easy_reset")
     RESOLVE(easy_strerror, "curl_easy_strerror")
     RESOLVE(easy_setopt, "curl_easy_setopt")
+    RESOLVE(easy_getinfo, "curl_easy_getinfo")
     RESOLVE(multi_init, "curl_multi_init")
     RESOLVE(multi_cleanup, "curl_multi_cleanup")
     RESOLVE(multi_add_handle, "curl_multi_add_handle")
@@ -82,6 +84,12 @@ CURLMcode ccurl_multi_timeout(CURLM *multi, long *timeout) { return curl.multi_t
 CURLMsg *ccurl_multi_info_read(CURLM *multi, int *queued) { return curl.multi_info_read(multi, queued); }
 struct curl_slist *ccurl_slist_append(struct curl_slist *list, const char *text) { return curl.slist_append(list, text); }
 void ccurl_slist_free_all(struct curl_slist *list) { curl.slist_free_all(list); }
+
+int ccurl_control_socket(CURL *handle) {
+    curl_socket_t socket = CURL_SOCKET_BAD;
+    if (curl.easy_getinfo(handle, CURLINFO_ACTIVESOCKET, &socket) != CURLE_OK) return -1;
+    return socket == CURL_SOCKET_BAD ? -1 : (int)socket;
+}
 
 CURLcode ccurl_setopt_long(CURL *handle, CURLoption option, long value) {
     return curl.easy_setopt(handle, option, value);

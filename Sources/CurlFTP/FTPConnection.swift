@@ -63,9 +63,7 @@ public final class FTPConnection {
     /// Commands as bytes (paths in them may be any bytes but NUL, CR and LF).
     @discardableResult
     public func command(_ commands: [[UInt8]]) throws -> FTPReply {
-        for command in commands where command.contains(where: { $0 == 0 || $0 == 10 || $0 == 13 }) {
-            throw FTPError(.local, "a command cannot hold NUL, CR or LF: \(Self.printable(command))")
-        }
+        try Self.validate(commands)
         try begin(path: nil)
         set(CURLOPT_NOBODY, 1)
         // After the (possible) CWD curl makes for the request itself, so the last replies are ours.
@@ -75,6 +73,105 @@ public final class FTPConnection {
             throw FTPError(.protocolError, "no reply from \(options.display)")
         }
         return reply
+    }
+
+    static func validate(_ commands: [[UInt8]]) throws {
+        for command in commands where command.contains(where: { $0 == 0 || $0 == 10 || $0 == 13 }) {
+            throw FTPError(.local, "a command cannot hold NUL, CR or LF: \(Self.printable(command))")
+        }
+    }
+
+    /// Sends `commands` in one write on the control connection and reads a reply for each: one
+    /// round trip instead of one per command (a rename and a time after each upload). Only on a
+    /// plain connection that curl has finished with, so nothing else is in flight on it; under
+    /// TLS, or once a server got out of step, the commands go one by one through curl. A reply
+    /// of 400 or more ends it with that command's error (a command starting with `*` may fail).
+    public func pipeline(_ commands: [[UInt8]]) throws {
+        if commands.isEmpty { return }
+        try Self.validate(commands)
+        let fd = options.tls == .none && pipelining ? controlSocket : -1
+        guard fd >= 0 else {
+            try command(commands)
+            return
+        }
+        var request: [UInt8] = []
+        for command in commands {
+            let text = command.first == UInt8(ascii: "*") ? Array(command.dropFirst()) : command
+            if ProcessEnvironment.verbose { fputs("> \(Self.printable(text)) (pipelined)\n", stderr) }
+            request += text + [13, 10]
+        }
+        let replies: [FTPReply]
+        do {
+            try Self.send(request, on: fd, timeout: options.responseTimeout, display: options.display)
+            replies = try Self.receiveReplies(
+                commands.count, on: fd, timeout: options.responseTimeout, display: options.display)
+        } catch {
+            // Out of step with the server: curl must not use this connection again (it sees it
+            // closed and logs in anew), and this connection pipelines no more.
+            shutdown(fd, Int32(SHUT_RDWR))
+            pipelining = false
+            throw error
+        }
+        for (command, reply) in zip(commands, replies) {
+            if ProcessEnvironment.verbose { fputs("< \(reply.code) \(reply.text)\n", stderr) }
+            guard reply.code >= 400, command.first != UInt8(ascii: "*") else { continue }
+            let verb = Self.verb(of: command)
+            let argument = command.count > verb.utf8.count + 1 ? Array(command[(verb.utf8.count + 1)...]) : []
+            let missing = (reply.code == 550 || reply.code == 450) && Self.soundsMissing(reply.text)
+            throw FTPError(
+                missing ? .notFound : .refused,
+                "\(options.display): \(verb) \(Self.printable(argument)): server replied \(reply.code) \(reply.text)",
+                replyCode: reply.code)
+        }
+    }
+    private var pipelining = true
+
+    private static func send(_ bytes: [UInt8], on fd: Int32, timeout: Int, display: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 {
+                offset += n
+            } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                try wait(for: Int16(POLLOUT), on: fd, timeout: timeout, display: display)
+            } else {
+                throw FTPError(
+                    .interrupted, "\(display): the control connection broke (\(String(cString: strerror(errno))))")
+            }
+        }
+    }
+
+    private static func receiveReplies(_ count: Int, on fd: Int32, timeout: Int, display: String) throws -> [FTPReply] {
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            if let end = received.lastIndex(of: 10) {
+                let replies = FTPReply.parse(Array(received[...end]))
+                if replies.count >= count { return Array(replies.prefix(count)) }
+            }
+            guard received.count < 1 << 16 else {
+                throw FTPError(.protocolError, "\(display): replies of over 64 KiB to \(count) commands")
+            }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 {
+                received += chunk[0..<n]
+            } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                try wait(for: Int16(POLLIN), on: fd, timeout: timeout, display: display)
+            } else {
+                throw FTPError(.interrupted, "\(display): the server closed the control connection")
+            }
+        }
+    }
+
+    private static func wait(for events: Int16, on fd: Int32, timeout: Int, display: String) throws {
+        var entry = pollfd(fd: fd, events: events, revents: 0)
+        let ready = poll(&entry, 1, Int32(timeout * 1000))
+        if ready == 0 { throw FTPError(.interrupted, "\(display): no reply within \(timeout) s") }
+        if ready < 0 && errno != EINTR {
+            throw FTPError(.interrupted, "\(display): poll failed (\(String(cString: strerror(errno))))")
+        }
     }
 
     /// Runs a listing command (`MLSD`, `LIST -a`) in `directory` and returns the raw data.
@@ -110,9 +207,11 @@ public final class FTPConnection {
         reader = read
         ccurl_setopt_callback(easy, CURLOPT_READFUNCTION, readCallback)
         ccurl_setopt_pointer(easy, CURLOPT_READDATA, Unmanaged.passUnretained(self).toOpaque())
-        if !after.isEmpty { set(CURLOPT_POSTQUOTE, list(after)) }
+        let pipelined = options.tls == .none && pipelining
+        if !after.isEmpty && !pipelined { set(CURLOPT_POSTQUOTE, list(after)) }
         defer { reader = nil }
         try perform(what: "STOR", path: path)
+        if pipelined { try pipeline(after) }
     }
 
     /// Starts downloading `path`; the caller reads it piece by piece and must `close` it.
@@ -182,6 +281,7 @@ public final class FTPConnection {
     /// Resets the handle for a new operation and applies the connection-wide options.
     private func begin(path: [UInt8]?, isDirectory: Bool = false) throws {
         ccurl_easy_reset(easy)  // keeps the live connection
+        controlSocket = -1
         freeLists()
         replyBytes.removeAll(keepingCapacity: true)
         body.removeAll(keepingCapacity: true)
@@ -249,9 +349,13 @@ public final class FTPConnection {
             waitForActivity()
         }
         let result = finishedResult()
+        // The connection's socket, while curl can still name it (a removed handle has no
+        // connection cache to look in): `pipeline` writes to it.
+        controlSocket = result == CURLE_OK ? ccurl_control_socket(easy) : -1
         ccurl_multi_remove_handle(multi, easy)
         try check(result, what: what, path: path)
     }
+    private var controlSocket: Int32 = -1
 
     /// Waits for socket activity, but never past curl's own timer, and not at all when curl has
     /// no socket to wait on (a blind one-second wait after each passive-mode reply stalled

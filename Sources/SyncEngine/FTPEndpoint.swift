@@ -515,12 +515,15 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
             try pool.with { connection in
                 let finalPath = connection.commandPath(final.bytes)
                 let temporaryPath = connection.commandPath(temporary.bytes)
-                var after: [[UInt8]] = [Array("RNFR ".utf8) + temporaryPath, Array("RNTO ".utf8) + finalPath]
+                // The time is set on the temporary file (a rename keeps it), so that a refused
+                // rename never leaves the old file with the new file's time.
+                var after: [[UInt8]] = []
                 if let command = Self.setTimeCommand(
-                    setter, value: FTPListingParser.timeValue(entry.mtime.seconds + clockOffset), path: finalPath)
+                    setter, value: FTPListingParser.timeValue(entry.mtime.seconds + clockOffset), path: temporaryPath)
                 {
                     after.append(command)
                 }
+                after += [Array("RNFR ".utf8) + temporaryPath, Array("RNTO ".utf8) + finalPath]
                 do {
                     try connection.upload(to: temporary.bytes, size: entry.size, after: after) { buffer in
                         let n = try file.read(into: buffer)

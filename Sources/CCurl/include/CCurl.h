@@ -33,6 +33,9 @@ CURLMsg *ccurl_multi_info_read(CURLM *multi, int *queued);
 struct curl_slist *ccurl_slist_append(struct curl_slist *list, const char *text);
 void ccurl_slist_free_all(struct curl_slist *list);
 
+/// The connection's socket after a finished request (CURLINFO_ACTIVESOCKET), or -1.
+int ccurl_control_socket(CURL *handle);
+
 CURLcode ccurl_setopt_long(CURL *handle, CURLoption option, long value);
 CURLcode ccurl_setopt_off(CURL *handle, CURLoption option, curl_off_t value);
 CURLcode ccurl_setopt_string(CURL *handle, CURLoption option, const char *value);
