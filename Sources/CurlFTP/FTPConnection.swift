@@ -88,12 +88,29 @@ public final class FTPConnection {
     /// of 400 or more ends it with that command's error (a command starting with `*` may fail).
     public func pipeline(_ commands: [[UInt8]]) throws {
         if commands.isEmpty { return }
-        try Self.validate(commands)
-        let fd = options.tls == .none && pipelining ? controlSocket : -1
-        guard fd >= 0 else {
+        guard let replies = try exchange(commands) else {
             try command(commands)
             return
         }
+        for (command, reply) in zip(commands, replies) {
+            guard reply.code >= 400, command.first != UInt8(ascii: "*") else { continue }
+            let verb = Self.verb(of: command)
+            let argument = command.count > verb.utf8.count + 1 ? Array(command[(verb.utf8.count + 1)...]) : []
+            let missing = (reply.code == 550 || reply.code == 450) && Self.soundsMissing(reply.text)
+            throw FTPError(
+                missing ? .notFound : .refused,
+                "\(options.display): \(verb) \(Self.printable(argument)): server replied \(reply.code) \(reply.text)",
+                replyCode: reply.code)
+        }
+    }
+
+    /// The replies to `commands`, sent in one write (see `pipeline`), whatever their codes; nil
+    /// where this connection cannot pipeline (TLS, no finished request yet, out of step before).
+    /// Throws only when the connection fails.
+    public func exchange(_ commands: [[UInt8]]) throws -> [FTPReply]? {
+        try Self.validate(commands)
+        let fd = options.tls == .none && pipelining ? controlSocket : -1
+        guard fd >= 0, !commands.isEmpty else { return nil }
         var request: [UInt8] = []
         for command in commands {
             let text = command.first == UInt8(ascii: "*") ? Array(command.dropFirst()) : command
@@ -112,17 +129,8 @@ public final class FTPConnection {
             pipelining = false
             throw error
         }
-        for (command, reply) in zip(commands, replies) {
-            if ProcessEnvironment.verbose { fputs("< \(reply.code) \(reply.text)\n", stderr) }
-            guard reply.code >= 400, command.first != UInt8(ascii: "*") else { continue }
-            let verb = Self.verb(of: command)
-            let argument = command.count > verb.utf8.count + 1 ? Array(command[(verb.utf8.count + 1)...]) : []
-            let missing = (reply.code == 550 || reply.code == 450) && Self.soundsMissing(reply.text)
-            throw FTPError(
-                missing ? .notFound : .refused,
-                "\(options.display): \(verb) \(Self.printable(argument)): server replied \(reply.code) \(reply.text)",
-                replyCode: reply.code)
-        }
+        if ProcessEnvironment.verbose { for reply in replies { fputs("< \(reply.code) \(reply.text)\n", stderr) } }
+        return replies
     }
     private var pipelining = true
 

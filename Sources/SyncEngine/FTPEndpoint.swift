@@ -187,6 +187,18 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         return time
     }
 
+    static let mdtmBatch = 32
+
+    /// MDTM for each path (nil where it failed), in one round trip where the connection can
+    /// pipeline, else one by one.
+    private func modificationTimes(_ paths: [FileName], _ connection: FTPConnection) throws -> [Int64?] {
+        let commands = paths.map { Array("MDTM ".utf8) + connection.commandPath($0.bytes) }
+        guard let replies = try connection.exchange(commands) else {
+            return paths.map { try? modificationTime($0, connection) }
+        }
+        return replies.map { $0.code == 213 ? FTPListingParser.parseTimeValue($0.text) : nil }
+    }
+
     private func directoryExists(_ path: FileName, _ connection: FTPConnection) throws -> Bool {
         do {
             _ = try connection.listing(path.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
@@ -390,13 +402,19 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         if !undecided.isEmpty {
             runOnThreads(min(pool.size, undecided.count)) { _ in
                 while let index = queue.next() {
-                    let (path, size) = undecided[index]
-                    let time = try? pool.with { try modificationTime(absolute(path), $0) }
-                    guard let time else { continue }
+                    // A batch of MDTMs in one round trip where the connection can pipeline.
+                    var batch = [index]
+                    while batch.count < Self.mdtmBatch, let next = queue.next() { batch.append(next) }
+                    let times =
+                        (try? pool.with { try modificationTimes(batch.map { absolute(undecided[$0].path) }, $0) })
                     let now = Int64(wallClockSeconds())
                     lock.withLock {
-                        exact[path] = time - clockOffset
-                        known[path] = KnownTime(size: size, seconds: time - clockOffset, knownAt: now)
+                        for (index, time) in zip(batch, times ?? []) {
+                            guard let time else { continue }
+                            let (path, size) = undecided[index]
+                            exact[path] = time - clockOffset
+                            known[path] = KnownTime(size: size, seconds: time - clockOffset, knownAt: now)
+                        }
                     }
                 }
             }
