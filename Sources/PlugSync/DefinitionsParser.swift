@@ -148,7 +148,10 @@ struct DefinitionsParser {
         let location: Location
         switch kinds[0] {
         case "local":
-            let path = try fields.string("local")!
+            // `local:` with no value (or `~`) reads as absent: say so rather than trap.
+            guard let path = try fields.string("local") else {
+                throw fields.invalid("local", "needs an absolute path")
+            }
             guard path.hasPrefix("/") else { throw fields.invalid("local", "\"\(path)\" must be an absolute path") }
             location = .local(path: path)
         case "device":

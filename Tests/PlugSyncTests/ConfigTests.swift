@@ -122,6 +122,10 @@ final class ConfigTests: XCTestCase {
                 minimal(destination: "ftp: {server: h, clock_diff: \(huge)}"), line: 6, field: nil,
                 contains: "more than a year")
         }
+        // `local:` with no value was force-unwrapped (a trap).
+        for empty in ["local:", "local: ~", "local: #comment", "local: null"] {
+            assertError(minimal(source: empty), line: 4, field: nil, contains: "needs an absolute path")
+        }
         // A line break or terminal escape in a quoted value stays escaped in the one-line message.
         assertError(minimal("    type: \"mir\\nror\\e[2J\""), line: 7, field: nil, contains: "mir\\nror\\u{1B}[2J")
     }
