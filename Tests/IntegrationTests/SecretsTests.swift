@@ -86,6 +86,16 @@ final class SecretsTests: IntegrationTestCase {
             "a refused login is one line naming the server",
             bad.stderrLines.count == 1 && bad.stderr.contains("refused the login"), "\(bad)")
 
+        // A password in an endpoint URL on the command line is refused, without echoing it.
+        let added = try plugsync(
+            "add", "url", "--source", path("src"), "--destination", "ftp://bob:\(wrong)@127.0.0.1/d")
+        check(
+            "add with ftp://user:password@ is refused in one line without the password",
+            added.status == 2 && added.stderrLines.count == 1 && !leaks(added, wrong), "\(added)")
+        check(
+            "the refused add left the file alone",
+            !((try? String(contentsOfFile: configPath, encoding: .utf8)) ?? "").contains("name: url"))
+
         // What the user can print.
         for arguments in [["show", "up"], ["show", "bad"], ["list"], ["status"], ["log", "up"], ["log", "bad"]] {
             let result = try plugsync(arguments: arguments)
