@@ -2,6 +2,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <strings.h>
 
 // The functions used, resolved from libcurl.so.4 at the first FTP connection.
 static struct {
@@ -108,6 +109,33 @@ CURLcode ccurl_setopt_pointer(CURL *handle, CURLoption option, void *value) {
 }
 CURLcode ccurl_setopt_callback(CURL *handle, CURLoption option, ccurl_data_callback callback) {
     return curl.easy_setopt(handle, option, callback);
+}
+
+/// curl's verbose lines ("* text", "> command", "< reply"), with the PASS command masked;
+/// transferred data is not printed.
+static int ccurl_debug_masked(CURL *handle, curl_infotype type, char *data, size_t size, void *user) {
+    (void)handle;
+    (void)user;
+    const char *prefix;
+    switch (type) {
+    case CURLINFO_TEXT: prefix = "* "; break;
+    case CURLINFO_HEADER_IN: prefix = "< "; break;
+    case CURLINFO_HEADER_OUT: prefix = "> "; break;
+    default: return 0;
+    }
+    if (type == CURLINFO_HEADER_OUT && size >= 5 && strncasecmp(data, "PASS ", 5) == 0) {
+        fputs("> PASS ****\n", stderr);
+        return 0;
+    }
+    fprintf(stderr, "%s%.*s", prefix, (int)size, data);
+    if (size == 0 || data[size - 1] != '\n') fputc('\n', stderr);
+    return 0;
+}
+
+CURLcode ccurl_verbose_without_secrets(CURL *handle) {
+    CURLcode code = curl.easy_setopt(handle, CURLOPT_DEBUGFUNCTION, ccurl_debug_masked);
+    if (code != CURLE_OK) return code;
+    return curl.easy_setopt(handle, CURLOPT_VERBOSE, 1L);
 }
 
 const size_t ccurl_readfunc_abort = CURL_READFUNC_ABORT;

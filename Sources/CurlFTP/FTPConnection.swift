@@ -329,7 +329,7 @@ public final class FTPConnection {
         ccurl_setopt_pointer(easy, CURLOPT_HEADERDATA, me)
         ccurl_setopt_callback(easy, CURLOPT_WRITEFUNCTION, writeCallback)
         ccurl_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
-        if ProcessEnvironment.verbose { set(CURLOPT_VERBOSE, 1) }
+        if ProcessEnvironment.verbose { ccurl_verbose_without_secrets(easy) }
     }
 
     private lazy var errorBufferPointer: UnsafeMutablePointer<CChar> = {

@@ -157,6 +157,7 @@ public enum FTPListingParser {
             target = Array(name[(arrow + 4)...])
             name = Array(name[..<arrow])
         }
+        guard !name.isEmpty else { return nil }  // `l… 2026  -> target`: no name, an unreadable line
         let when = text(fields[m + 2])
         var time: Int64
         var precision: Int64
@@ -172,7 +173,8 @@ public enum FTPListingParser {
             }
             precision = 60
         } else {
-            guard let year = Int(when), year > 1900 else { return nil }
+            // Years beyond 9999 are refused: a hostile year must not overflow the arithmetic.
+            guard let year = Int(when), year > 1900, year <= 9999 else { return nil }
             time = utcSeconds(year: year, month: month + 1, day: day, hour: 0, minute: 0)
             precision = 86_400
         }
@@ -205,6 +207,7 @@ public enum FTPListingParser {
             (1...12).contains(month), (1...31).contains(day)
         else { return nil }
         if date[2].count == 2 { year += year < 70 ? 2000 : 1900 }
+        guard (1900...9999).contains(year) else { return nil }  // a hostile year must not overflow
         var clock = text(fields[1]).uppercased()
         var pm = false
         if clock.hasSuffix("AM") || clock.hasSuffix("PM") {

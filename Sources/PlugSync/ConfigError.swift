@@ -18,7 +18,30 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
         if let line { text += ":\(line)" }
         text += ": "
         if let field { text += "\(field): " }
-        return text + problem
+        return Self.printable(text + problem)
+    }
+
+    /// The message with control characters escaped (`\n`, `\t`, `\u{1B}`): values quoted from
+    /// the file may hold line breaks or terminal escapes, and the message must stay ONE line
+    /// that cannot rewrite the user's terminal.
+    static func printable(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where isControl(scalar): out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    /// C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 }
 

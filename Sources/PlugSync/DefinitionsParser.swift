@@ -148,7 +148,10 @@ struct DefinitionsParser {
         let location: Location
         switch kinds[0] {
         case "local":
-            let path = try fields.string("local")!
+            // `local:` with no value (or `~`) reads as absent: say so rather than trap.
+            guard let path = try fields.string("local") else {
+                throw fields.invalid("local", "needs an absolute path")
+            }
             guard path.hasPrefix("/") else { throw fields.invalid("local", "\"\(path)\" must be an absolute path") }
             location = .local(path: path)
         case "device":
@@ -245,6 +248,11 @@ struct DefinitionsParser {
             if clock == "auto" {
                 ftp.clockDiff = .auto
             } else if let seconds = Int(clock) {
+                // A year either way is far beyond any real clock or time zone, and keeps the time
+                // arithmetic of a run from overflowing.
+                guard seconds.magnitude <= 366 * 86_400 else {
+                    throw fields.invalid("clock_diff", "\"\(clock)\" is more than a year (31622400 seconds)")
+                }
                 ftp.clockDiff = .seconds(seconds)
             } else {
                 throw fields.invalid("clock_diff", "\"\(clock)\" is neither auto nor a number of seconds")
@@ -315,7 +323,7 @@ struct DefinitionsParser {
             when = .at(minute)
         case (nil, let every?):
             guard let minutes = Self.intervalMinutes(every) else {
-                throw fields.invalid("every", "\"\(every)\" is not an interval like 30m or 2h (at least 1m)")
+                throw fields.invalid("every", "\"\(every)\" is not an interval like 30m or 2h (1m to 24h)")
             }
             when = .every(minutes)
         case (nil, nil): throw error(node, field, "needs 'at' (HH:MM) or 'every' (e.g. 30m)")
@@ -345,10 +353,12 @@ struct DefinitionsParser {
     }
 
     static func intervalMinutes(_ text: String) -> Int? {
+        // At most a day (an interval longer than the day fires once a day anyway), which also
+        // keeps a huge number from overflowing.
         guard let unit = text.last, let value = Int(text.dropLast()), value > 0 else { return nil }
         switch unit {
-        case "m": return value
-        case "h": return value * 60
+        case "m" where value <= 1440: return value
+        case "h" where value <= 24: return value * 60
         default: return nil
         }
     }

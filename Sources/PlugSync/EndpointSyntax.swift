@@ -35,6 +35,13 @@ public enum EndpointSyntax {
             if let at = rest.lastIndex(of: "@") {
                 username = String(rest[..<at])
                 rest = rest[rest.index(after: at)...]
+                // `user:password@`: a password on the command line shows in `ps` and the shell's
+                // history, and it would land in the username field. Refuse it without echoing it.
+                if username!.contains(":") {
+                    throw UsageError(
+                        "\(scheme)\(username!.prefix { $0 != ":" }):…@\(rest): a password in the URL would show in ps and the shell history; set password_file or password_env in the definitions file, or use ~/.netrc"
+                    )
+                }
             }
             let slash = rest.firstIndex(of: "/") ?? rest.endIndex
             let server = String(rest[..<slash])

@@ -47,6 +47,10 @@ enum YAML {
         var pos = 0
         var line = 1
         var lineStart = 0
+        /// Nesting of the node being read. The reader recurses once per level, so a hostile
+        /// `[[[[…` or `- - - …` would overflow the stack: refuse deeper than `maxDepth`.
+        var depth = 0
+        static let maxDepth = 64
 
         init(_ bytes: [UInt8]) { b = bytes }
 
@@ -104,6 +108,7 @@ enum YAML {
         }
 
         mutating func document() throws -> Node? {
+            try refuseControlCharacters()
             if b.starts(with: [0xEF, 0xBB, 0xBF]) { pos = 3 }
             guard try skipToToken() else { return nil }
             if column == 1 && b[pos...].starts(with: Array("---".utf8)) && Self.isBlankOrBreak(peek(3)) {
@@ -122,8 +127,30 @@ enum YAML {
             return root
         }
 
+        /// YAML allows no C0 control character but tab, line feed and carriage return, nor DEL
+        /// (`c-printable`). The reader uses NUL as its end-of-text mark, so one inside the text
+        /// would make it loop; refuse them all up front, with the line.
+        func refuseControlCharacters() throws {
+            var line = 1
+            for c in b {
+                if c == 0x0A { line += 1 }
+                if (c < 0x20 && c != 0x09 && c != 0x0A && c != 0x0D) || c == 0x7F {
+                    let hex = String(c, radix: 16, uppercase: true)
+                    throw Error(
+                        line: line, problem: "control character 0x\(hex.count == 1 ? "0" + hex : hex) is not allowed")
+                }
+            }
+        }
+
+        mutating func enter() throws {
+            depth += 1
+            if depth > Self.maxDepth { throw fail("nested more than \(Self.maxDepth) levels deep") }
+        }
+
         /// A node in block context starting at the current token.
         mutating func node(minIndent: Int) throws -> Node {
+            try enter()
+            defer { depth -= 1 }
             let indent = column - 1
             if indent < minIndent { throw fail("bad indentation") }
             try refuseUnsupported()
@@ -252,6 +279,8 @@ enum YAML {
 
         /// `[a, b]` or `{k: v}`; may span lines.
         mutating func flow() throws -> Node {
+            try enter()
+            defer { depth -= 1 }
             let start = mark
             let open = char
             let close = open == UInt8(ascii: "[") ? UInt8(ascii: "]") : UInt8(ascii: "}")

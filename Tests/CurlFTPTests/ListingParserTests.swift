@@ -71,6 +71,21 @@ final class ListingParserTests: XCTestCase {
         XCTAssertEqual(byName["."]?.kind, .directory, "the parser reports dot entries; the endpoint drops them")
     }
 
+    /// Regressions found by the listing fuzz (issue 6, case 6): a year beyond 9999 overflowed
+    /// the date arithmetic (a crash); a symlink line with no name gave an entry with an empty name.
+    func testFuzzFindings() {
+        let data = Array(
+            """
+            -rw-r--r--    1 0 0 7 Mar 12  9223372036854775807 huge year
+            11-23-9223372036854775807  07:53AM   10 dos huge year
+            lrwxrwxrwx    1 0 0 7 Nov 23  2026  -> target
+            -rw-r--r--    1 0 0 7 Mar 12  9999 last year we read
+            """.utf8)
+        let (entries, unreadable) = FTPListingParser.parseLIST(data, serverNow: now)
+        XCTAssertEqual(entries.map { String(decoding: $0.name, as: UTF8.self) }, ["last year we read"])
+        XCTAssertEqual(unreadable, 3)
+    }
+
     func testDOSLIST() {
         let data = Array(
             """

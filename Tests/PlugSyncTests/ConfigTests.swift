@@ -99,6 +99,37 @@ final class ConfigTests: XCTestCase {
         """
     }
 
+    /// Regressions found by the definitions fuzz (issue 6, case 6).
+    func testFuzzFindings() {
+        // A NUL in a block scalar made the reader loop, allocating without end.
+        assertError(
+            minimal("    description: |\n      \u{0}text"), line: 8, field: nil, contains: "control character 0x00")
+        // Deep nesting overflowed the stack (the reader recurses per level).
+        assertError(
+            minimal("    ignore: " + String(repeating: "[", count: 100_000)), line: 7, field: nil,
+            contains: "nested more than 64 levels")
+        assertError(
+            minimal("    ignore: " + String(repeating: "{a: ", count: 1_000)), line: 7, field: nil,
+            contains: "nested more than 64 levels")
+        // An interval whose minutes overflow Int trapped; more than a day is refused too.
+        assertError(
+            minimal("    schedule:\n      - every: 153722867280912931h"), line: 8, field: nil,
+            contains: "not an interval")
+        assertError(minimal("    schedule:\n      - every: 25h"), line: 8, field: nil, contains: "1m to 24h")
+        // A clock_diff that would overflow the run's time arithmetic.
+        for huge in ["9223372036854775807", "-9223372036854775808", "31622401"] {
+            assertError(
+                minimal(destination: "ftp: {server: h, clock_diff: \(huge)}"), line: 6, field: nil,
+                contains: "more than a year")
+        }
+        // `local:` with no value was force-unwrapped (a trap).
+        for empty in ["local:", "local: ~", "local: #comment", "local: null"] {
+            assertError(minimal(source: empty), line: 4, field: nil, contains: "needs an absolute path")
+        }
+        // A line break or terminal escape in a quoted value stays escaped in the one-line message.
+        assertError(minimal("    type: \"mir\\nror\\e[2J\""), line: 7, field: nil, contains: "mir\\nror\\u{1B}[2J")
+    }
+
     func testUnknownKeySuggestsTheRightOne() {
         assertError(
             minimal("    recusive: true"), line: 7, field: "definition \"job\": recusive",

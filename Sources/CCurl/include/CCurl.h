@@ -43,6 +43,9 @@ CURLcode ccurl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *
 CURLcode ccurl_setopt_pointer(CURL *handle, CURLoption option, void *value);
 CURLcode ccurl_setopt_callback(CURL *handle, CURLoption option, ccurl_data_callback callback);
 
+/// CURLOPT_VERBOSE with curl's dialogue printed on stderr by a debug callback that shows
+/// `PASS ****` instead of the password (curl's own verbose output prints it in clear).
+CURLcode ccurl_verbose_without_secrets(CURL *handle);
 
 /// CURL_READFUNC_ABORT, a macro Swift cannot import.
 extern const size_t ccurl_readfunc_abort;

@@ -36,7 +36,9 @@ public final class Agent: @unchecked Sendable {
     /// Loads the definitions file (a bad one is an error here: nothing to keep yet).
     public init(configPath: String, stateDirectory: String) throws {
         self.configPath = configPath
-        definitions = try DefinitionsFile.load(path: configPath).definitions
+        let file = try DefinitionsFile.load(path: configPath)
+        definitions = file.definitions
+        for warning in file.warnings { Self.say(warning) }
         runner = try SyncRunner(stateDirectory: stateDirectory)
         watch = try DeviceWatch()
         timer = DispatchSource.makeTimerSource(queue: timerQueue)
@@ -62,7 +64,9 @@ public final class Agent: @unchecked Sendable {
     /// SIGHUP: reads the file again; a bad file keeps the old definitions.
     public func reload() {
         do {
-            let fresh = try DefinitionsFile.load(path: configPath).definitions
+            let file = try DefinitionsFile.load(path: configPath)
+            let fresh = file.definitions
+            for warning in file.warnings { say(warning) }
             lock.lock()
             definitions = fresh
             lock.unlock()
