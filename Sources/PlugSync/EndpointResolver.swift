@@ -56,8 +56,12 @@ public struct EndpointResolver {
                     check.path.hasPrefix("/") ? check.path : (mountPoint == "/" ? "" : mountPoint) + "/" + check.path
                 if let relative = FileCheck(path: absolute).relativePath(under: root) { excluded.insert(relative) }
             }
+            // Writes must land on this drive, not in the bare mount point if it is pulled mid-run.
+            let endpoint = localEndpoint(root)
+            var st = stat()
+            if stat(mountPoint, &st) == 0 { endpoint.requiredDevice = UInt64(st.st_dev) }
             return ResolvedEndpoint(
-                endpoint: localEndpoint(root), root: root, excluded: excluded, drive: drive, mountPoint: mountPoint)
+                endpoint: endpoint, root: root, excluded: excluded, drive: drive, mountPoint: mountPoint)
         case .ftp(let ftp):
             let endpoint = FTPEndpoint(
                 options: try FTPSettings.options(ftp, role: role), directory: ftp.directory,

@@ -87,7 +87,12 @@ public final class SyncRunner {
         do {
             let statistics = try execute(definition, options: options, reporter: reporter, started: started)
             let status: RunOutcome.Status = statistics.failed > 0 ? .failures : .success
-            outcome = finish(definition, options, reporter, status, statistics, "", started: started)
+            // A drive pulled mid-run: one clear line (stderr, log) besides the failed entries.
+            let message =
+                statistics.stoppedBecause.map {
+                    "Error: \($0); the run stopped, \(statistics.failed) entries not done (the next run completes them)"
+                } ?? ""
+            outcome = finish(definition, options, reporter, status, statistics, message, started: started)
         } catch let error as PreconditionError {
             outcome = finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
@@ -95,7 +100,8 @@ public final class SyncRunner {
             return finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
         } catch {
-            outcome = finish(definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
+            outcome = finish(
+                definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
         }
         hooks.after(outcome, reporter)
         return outcome
@@ -208,7 +214,9 @@ public final class SyncRunner {
         }
 
         if !options.dryRun, try destination.endpoint.rootState() == .missing {
-            try destination.endpoint.prepareRoot()
+            do { try destination.endpoint.prepareRoot() } catch is EndpointGone {
+                // A drive pulled since the listing: the executor stops at its first entry and says so.
+            }
         }
         let formatter = ActionFormatter(
             source: source.endpoint.capabilities, destination: destination.endpoint.capabilities)
@@ -219,7 +227,7 @@ public final class SyncRunner {
             parallelism: definition.parallel ?? 4, observer: reporter, cancellation: options.cancellation)
         var statistics = executor.execute(
             plan, temporaryFiles: destinationListing.temporaryFiles, dryRun: options.dryRun)
-        if !options.dryRun && destination.drive != nil {
+        if !options.dryRun && destination.drive != nil && statistics.stoppedBecause == nil {
             do { try destination.endpoint.flush() } catch {
                 reporter.say("Cannot flush the destination drive: \(error)")
                 statistics.failed += 1

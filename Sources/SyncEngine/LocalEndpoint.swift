@@ -16,6 +16,10 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     ///   - keepsModes: false on filesystems without Unix permissions (FAT, exFAT).
     /// FUSE filesystems (fusefat) stamp the current time on rename: times are set after it.
     private let timesAfterRename: Bool
+    /// For a drive: the `st_dev` of its filesystem when the run started. Every file and folder
+    /// created is checked to lie on it, so a drive pulled mid-run never gets its remaining files
+    /// written into the bare mount point underneath (`EndpointGone`).
+    public var requiredDevice: UInt64?
 
     public init(
         root: String, timePrecision: Int64 = 1, keepsModes: Bool = true, keepsSymlinks: Bool = true,
@@ -72,6 +76,19 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     }
 
     public func prepareRoot() throws {
+        // On a drive, the deepest folder that exists must be on it: if the drive is gone, that
+        // is the bare mount point (or above it), and nothing may be created there.
+        if requiredDevice != nil {
+            var existing = root
+            var st = stat()
+            while stat(existing, &st) != 0 {
+                guard let slash = existing.lastIndex(of: "/"), slash != existing.startIndex else { break }
+                existing = String(existing[..<slash])
+            }
+            if UInt64(st.st_dev) != requiredDevice {
+                throw EndpointGone("\(existing) is no longer on the filesystem the run started on")
+            }
+        }
         var path: [UInt8] = []
         for component in rootBytes.split(separator: UInt8(ascii: "/")) {
             path.append(UInt8(ascii: "/"))
@@ -82,6 +99,36 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             if created != 0 && errno != EEXIST {
                 throw SystemError("mkdir", path: String(decoding: path, as: UTF8.self), errno: errno)
             }
+        }
+        if let gone = goneError() { throw gone }
+    }
+
+    // MARK: the drive's presence
+
+    /// `EndpointGone` when the root no longer lies on `requiredDevice`.
+    func goneError() -> EndpointGone? {
+        guard let requiredDevice else { return nil }
+        var st = stat()
+        if stat(root, &st) == 0 && UInt64(st.st_dev) == requiredDevice { return nil }
+        return EndpointGone("\(root) is no longer on the filesystem the run started on")
+    }
+
+    /// Checks that a file or folder just created lies on the drive; a failed call on a drive
+    /// that went away becomes `EndpointGone`.
+    func checkDevice(fd: Int32) throws {
+        guard let requiredDevice else { return }
+        var st = stat()
+        if fstat(fd, &st) == 0 && UInt64(st.st_dev) == requiredDevice { return }
+        throw goneError() ?? EndpointGone("a file under \(root) was created off it")
+    }
+
+    /// Runs `body`; when it fails on a drive that is gone, throws `EndpointGone` instead.
+    func onDrive<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as SystemError {
+            if let gone = goneError() { throw gone }
+            throw error
         }
     }
 
@@ -254,6 +301,12 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     public func receive(
         _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
     ) throws {
+        try onDrive { try receiveOnDrive(path, from: file, entry: entry, replacing: replacing, progress: progress) }
+    }
+
+    private func receiveOnDrive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
+    ) throws {
         // A new file: an anonymous file in the destination folder, linked under its final name
         // only when complete; one directory operation instead of two, and nothing left behind
         // by a crash. A replacement needs a rename over the old file anyway: a temporary name.
@@ -278,6 +331,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     ) throws {
         var open = true
         defer { if open { close(fd) } }
+        try checkDevice(fd: fd)
         try copyContents(from: file, to: fd, path: path, expected: entry.size, progress: progress)
         try finishAttributes(fd: fd, path: path, entry: entry)
         let procPath = "/proc/self/fd/\(fd)"
@@ -333,6 +387,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 unlink(tmpPath)
             }
         }
+        try checkDevice(fd: fd)
         try copyContents(from: file, to: fd, path: temporary, expected: entry.size, progress: progress)
         try applyMode(fd: fd, path: path, entry: entry)
         let closed = close(fd)
@@ -420,7 +475,17 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     public func createDirectory(_ path: FileName) throws {
         // Owner-writable until its contents are in; setFolderAttributes gives the final mode.
         if mkdir(absolute(path), 0o700) != 0 && errno != EEXIST {
-            throw SystemError("mkdir", path: display(path), errno: errno)
+            let error = SystemError("mkdir", path: display(path), errno: errno)
+            throw goneError() ?? error
+        }
+        if requiredDevice != nil {
+            let fd = open(absolute(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd < 0 { throw goneError() ?? SystemError("open", path: display(path), errno: errno) }
+            defer { close(fd) }
+            do { try checkDevice(fd: fd) } catch {
+                rmdir(absolute(path))  // made in the bare mount point: take it back
+                throw error
+            }
         }
     }
 
@@ -442,8 +507,10 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
     public func remove(_ path: FileName, kind: EntryKind) throws {
         let result = kind == .directory ? rmdir(absolute(path)) : unlink(absolute(path))
-        if result != 0 && errno != ENOENT {
-            throw SystemError(kind == .directory ? "rmdir" : "unlink", path: display(path), errno: errno)
+        if result != 0 {
+            let error = SystemError(kind == .directory ? "rmdir" : "unlink", path: display(path), errno: errno)
+            if let gone = goneError() { throw gone }  // not "already deleted": the drive is gone
+            if error.errno != ENOENT { throw error }
         }
     }
 
