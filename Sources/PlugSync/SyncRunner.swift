@@ -189,7 +189,12 @@ public final class SyncRunner {
         timer.mark("plan")
         // Safety rail 2: a listing with errors deletes nothing (an unreadable folder is not empty).
         let listingFailed = !sourceListing.errors.isEmpty || !destinationListing.errors.isEmpty
-        if listingFailed && plan.deletionCount > 0 {
+        // ... and neither does a run that must copy a source file it may not read.
+        let unreadable = Set(sourceListing.unreadableFiles)
+        let cannotRead =
+            !unreadable.isEmpty
+            && plan.actions.contains { ($0.kind == .transfer || $0.kind == .replace) && unreadable.contains($0.path) }
+        if (listingFailed || cannotRead) && plan.deletionCount > 0 {
             let withheld = plan.deletionCount
             plan.actions = plan.actions.compactMap { action in
                 switch action.kind {
@@ -201,7 +206,11 @@ public final class SyncRunner {
                 default: return action
                 }
             }
-            reporter.say("Not deleting \(withheld) entries: the listing had errors, so nothing is deleted this run")
+            reporter.say(
+                listingFailed
+                    ? "Not deleting \(withheld) entries: the listing had errors, so nothing is deleted this run"
+                    : "Not deleting \(withheld) entries: source files that must be copied cannot be read, so nothing is deleted this run"
+            )
         }
         // Safety rail 3: max_delete.
         let deletions = plan.deletionCount

@@ -203,6 +203,15 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             let mode = UInt32(st.st_mode) & 0o7777
             switch st.st_mode & S_IFMT {
             case S_IFREG:
+                // Readable by all: no call. Otherwise ask the kernel (uid, groups, ACLs, capabilities).
+                if st.st_mode & S_IROTH == 0 {
+                    let readable = withUnsafePointer(to: &item.pointee.d_name) {
+                        $0.withMemoryRebound(to: CChar.self, capacity: 256) {
+                            faccessat(dirfd(dir), $0, R_OK, AT_EACCESS) == 0
+                        }
+                    }
+                    if !readable { listing.unreadableFiles.append(path) }
+                }
                 entries.append(Entry(name: name, kind: .file, size: Int64(st.st_size), mtime: mtime, mode: mode))
             case S_IFDIR:
                 var entry = Entry(name: name, kind: .directory, mtime: mtime, mode: mode)

@@ -289,4 +289,348 @@ final class FaultLocalTests: IntegrationTestCase {
         }
         report(1, "drive pulled mid-run", held: held, of: trials, failures: failures)
     }
+
+    // MARK: case 3
+
+    /// Case 3: a source bigger than a small ext4 drive, 5 trials of different sizes, as a backup
+    /// (orphans on the drive) and as a mirror (a stale version of a source file on the drive).
+    /// Each run ends with exit 1 and a `Failed (… No space left on device) <file>` line; no file
+    /// under its final name is partial, no temporary file is left, nothing is deleted that the
+    /// run should have kept (orphans of a backup; the stale version whose replacement failed).
+    func testCase3DestinationFull() throws {
+        try requireDrives()
+        let trials = 5
+        let seed: UInt64 = 0x51_0003
+        print("case 3: seed \(seed)")
+        var drive = try makeDrive("full", megabytes: 12)
+        var held = 0
+        var failures: [String] = []
+        for trial in 0..<trials {
+            if !isMounted(drive.mount) { try mountDrive(&drive) }
+            let mirror = trial % 2 == 1
+            let name = "full\(trial)"
+            let source = "src\(trial)"
+            // 4 + trial MiB, then 3 MiB pieces, then small files: 14-18 MiB against ~10 MiB free.
+            try writeSeeded("\(source)/a-first.bin", (4 + trial) << 20, seed: seed + UInt64(trial))
+            for i in 0..<3 { try writeSeeded("\(source)/b-\(i).bin", 3 << 20, seed: seed + 100 + UInt64(i)) }
+            for i in 0..<20 { try write("\(source)/c/small-\(i).txt", "small \(i)\n") }
+            try writeSeeded("\(source)/b-stale.bin", 2 << 20, seed: seed + 200)
+            let sourceBefore = try hashes(path(source))
+            let destination = drive.mount + "/backup"
+            try shell("rm -rf \(quote(destination)) && mkdir -p \(quote(destination))/keep")
+            let orphans = ["keep/orphan-1.txt": "orphan one\n", "orphan-2.txt": "orphan two\n"]
+            for (file, content) in orphans {
+                try content.write(toFile: destination + "/" + file, atomically: false, encoding: .utf8)
+            }
+            let stale = "the drive's old version of b-stale.bin\n"
+            try stale.write(toFile: destination + "/b-stale.bin", atomically: false, encoding: .utf8)
+            var definition = driveDefinition(
+                name, drive, directory: "backup", type: mirror ? "mirror" : "backup", extra: ["max_delete: 100%"])
+            definition = definition.replacingOccurrences(
+                of: "local: '\(path("src"))'", with: "local: '\(path(source))'")
+            try writeConfig(definition)
+
+            var problems: [String] = []
+            let result = try plugsync("run", name, timeout: 60)
+            if verbose { print("trial \(trial):\n\(result)") }
+            if result.status != 1 { problems.append("exit \(result.status), DESIGN 5 says 1 (failed entries)") }
+            for marker in ["Fatal error", "Stack dump", "Backtrace", "0x0000"]
+            where result.stderr.contains(marker) || result.stdout.contains(marker) {
+                problems.append("'\(marker)' in the output")
+            }
+            let full = result.actions("Failed").filter { $0.contains("No space left on device") }
+            if full.isEmpty { problems.append("no 'Failed (… No space left on device) <file>' line") }
+            for line in full {
+                let named = files(in: path(source)).contains { line.hasSuffix(" " + $0) }
+                if !named { problems.append("the error line names no source file: \(line)") }
+            }
+            if !(result.summary?.hasPrefix("Done with failures:") ?? false) {
+                problems.append("summary: \(result.summary ?? "none")")
+            }
+            let leftovers = temporaryFiles(in: drive.mount)
+            if !leftovers.isEmpty { problems.append("temporary files left: \(leftovers)") }
+            for file in files(in: destination) {
+                let onDrive = destination + "/" + file
+                if let content = orphans[file] {
+                    if (try? String(contentsOfFile: onDrive, encoding: .utf8)) != content {
+                        problems.append("orphan \(file) changed")
+                    }
+                    continue
+                }
+                if file == "b-stale.bin" && (try? String(contentsOfFile: onDrive, encoding: .utf8)) == stale {
+                    continue
+                }
+                if !filesEqual(path("\(source)/") + file, onDrive) {
+                    problems.append("\(file) under its final name is partial or foreign")
+                }
+            }
+            if !exists(destination.dropFirst(root.count + 1) + "/b-stale.bin") {
+                problems.append("b-stale.bin was deleted")
+            }
+            if !mirror {
+                for file in orphans.keys where !FileManager.default.fileExists(atPath: destination + "/" + file) {
+                    problems.append("orphan \(file) of a backup was deleted")
+                }
+            }
+            if result.actions("Deleting").contains(where: { !$0.contains("orphan") }) {
+                problems.append("deleted more than orphans: \(result.actions("Deleting"))")
+            }
+            if try hashes(path(source)) != sourceBefore { problems.append("the source changed") }
+            if problems.isEmpty {
+                held += 1
+            } else {
+                failures.append(
+                    "trial \(trial) (\(mirror ? "mirror" : "backup")): " + problems.joined(separator: "; ")
+                        + "\n\(result)")
+            }
+        }
+        try shell("umount \(quote(drive.mount))")
+        report(3, "destination full", held: held, of: trials, failures: failures)
+    }
+
+    // MARK: case 4
+
+    /// Case 4: unreadable source files and folders (mode 000 and friends), plugsync run as
+    /// `nobody` on a tree `nobody` owns, 3 trials with different shapes. Each unreadable entry
+    /// gets its own line, the rest is synced, the run says "with failures" (summary, exit 1,
+    /// `plugsync status`), and nothing is deleted on the destination.
+    func testCase4UnreadableSource() throws {
+        try requireRoot("running plugsync as nobody on a tree nobody owns", tools: ["setpriv"])
+        let trials = 3
+        var held = 0
+        var failures: [String] = []
+        let wrapper = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        for trial in 0..<trials {
+            let base = "u\(trial)"
+            let src = path("\(base)/src")
+            let dst = path("\(base)/dst")
+            try write("\(base)/src/ok.txt", "ok\n")
+            try write("\(base)/src/dir/ok2.txt", "ok 2\n")
+            try write("\(base)/dst/orphan.txt", "an orphan: a mirror would delete it, but the source listing failed\n")
+            // What cannot be read, and the line each must get.
+            var unreadable: [(path: String, mode: UInt32, expect: String)] = []
+            switch trial {
+            case 0:
+                try write("\(base)/src/secret.txt", "secret\n")
+                try write("\(base)/dst/secret.txt", "the drive's old secret\n")
+                unreadable = [("secret.txt", 0o000, "Failed")]
+            case 1:
+                try write("\(base)/src/locked/inside.txt", "inside\n")
+                try write("\(base)/dst/locked/inside.txt", "old inside\n")
+                try write("\(base)/dst/locked/old.txt", "only on the destination\n")
+                unreadable = [("locked", 0o000, "Cannot list")]
+            default:
+                try write("\(base)/src/a/b/secret.bin", randomData(70_000, seed: 4))
+                try write("\(base)/src/a/noread/x.txt", "x\n")  // searchable, not listable
+                try write("\(base)/src/a/nosearch/y.txt", "y\n")  // listable, not searchable
+                try write("\(base)/src/a/fine.txt", "fine\n")
+                try write("\(base)/dst/a/nosearch/y.txt", "old y\n")
+                unreadable = [
+                    ("a/b/secret.bin", 0o000, "Failed"), ("a/noread", 0o311, "Cannot list"),
+                    ("a/nosearch", 0o644, "Cannot list"),
+                ]
+            }
+            try writeConfig(definition("unread\(trial)", source: src, destination: dst, ["max_delete: 100%"]))
+            try shell("chown -R nobody:nogroup \(quote(path(base))) \(quote(configPath))")
+            let state = path("\(base)/state")
+            let destinationBefore = try snapshot(dst)
+            for entry in unreadable { try chmod("\(base)/src/\(entry.path)", entry.mode) }
+            let result = try plugsync(
+                "run", "unread\(trial)", wrapper: wrapper, environment: ["PLUGSYNC_STATE_DIR": state])
+            let status = try plugsync("status", wrapper: wrapper, environment: ["PLUGSYNC_STATE_DIR": state])
+            for entry in unreadable { try chmod("\(base)/src/\(entry.path)", 0o755) }
+            if verbose { print("trial \(trial):\n\(result)\n\(status)") }
+
+            var problems: [String] = []
+            if result.status != 1 { problems.append("exit \(result.status), not 1") }
+            for marker in ["Fatal error", "Stack dump", "Backtrace", "0x0000"]
+            where result.stderr.contains(marker) || result.stdout.contains(marker) {
+                problems.append("'\(marker)' in the output")
+            }
+            for entry in unreadable {
+                let reported = result.lines.filter { line in
+                    line.hasPrefix(entry.expect)
+                        && (line.hasSuffix(" " + entry.path) || line.contains(src + "/" + entry.path + ":")
+                            || line.contains(src + "/" + entry.path + "/"))
+                }
+                if reported.count != 1 {
+                    problems.append("\(entry.path): \(reported.count) '\(entry.expect)' lines, not 1")
+                }
+            }
+            if !(result.summary?.hasPrefix("Done with failures:") ?? false) {
+                problems.append("summary: \(result.summary ?? "none")")
+            }
+            if !status.lines.contains(where: { $0.hasPrefix("unread\(trial) ") && $0.contains(" failures ") }) {
+                problems.append("`plugsync status` does not say failures:\n\(status.stdout)")
+            }
+            if !result.actions("Deleting").isEmpty { problems.append("deleted: \(result.actions("Deleting"))") }
+            let after = try snapshot(dst)
+            for (file, node) in destinationBefore
+            where after[file] == nil
+                || (node.kind == .file && after[file]?.content != node.content
+                    && !filesEqual(src + "/" + file, dst + "/" + file))
+            {
+                problems.append("\(file) on the destination was deleted or damaged")
+            }
+            // The readable rest is synced.
+            for file in files(in: src)
+            where !unreadable.contains(where: { file == $0.path || file.hasPrefix($0.path + "/") }) {
+                if !filesEqual(src + "/" + file, dst + "/" + file) { problems.append("\(file) was not synced") }
+            }
+            if problems.isEmpty {
+                held += 1
+            } else {
+                failures.append("trial \(trial): " + problems.joined(separator: "; ") + "\n\(result)")
+            }
+        }
+        report(4, "unreadable source entries", held: held, of: trials, failures: failures)
+    }
+
+    // MARK: case 9
+
+    /// The unit's `TimeoutStopSec` in packaging/systemd/plugsync.service, in seconds.
+    private func unitStopTimeout() throws -> Double {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let unit = try String(
+            contentsOf: repository.appendingPathComponent("packaging/systemd/plugsync.service"), encoding: .utf8)
+        guard let line = unit.split(separator: "\n").first(where: { $0.hasPrefix("TimeoutStopSec=") }) else {
+            throw HarnessError("no TimeoutStopSec= in packaging/systemd/plugsync.service")
+        }
+        let value = line.dropFirst("TimeoutStopSec=".count).trimmingCharacters(in: .whitespaces)
+        if value.hasSuffix("min"), let minutes = Double(value.dropLast(3)) { return minutes * 60 }
+        if value.hasSuffix("s"), let seconds = Double(value.dropLast()) { return seconds }
+        if let seconds = Double(value) { return seconds }
+        throw HarnessError("TimeoutStopSec=\(value): not a duration this test reads")
+    }
+
+    private var agentLog: String {
+        guard let agent else { return "" }
+        return (try? String(contentsOfFile: agent.errPath, encoding: .utf8)) ?? ""
+    }
+
+    private func waitForAgentLog(_ text: String, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if agentLog.contains(text) { return true }
+            if let agent, !agent.process.isRunning { return agentLog.contains(text) }
+            usleep(10_000)
+        }
+        return false
+    }
+
+    /// Case 9: the agent gets SIGTERM while its mount-triggered run is writing large and small
+    /// files, 20 trials (half of them replacing older versions). Every time it exits within the
+    /// unit's TimeoutStopSec, without a crash, leaving no partial file under a final name, and
+    /// the next run completes and leaves no temporary file.
+    func testCase9AgentSIGTERMDuringARun() throws {
+        try requireDrives()
+        let trials = 20
+        let seed: UInt64 = 0x51_0009
+        print("case 9: seed \(seed)")
+        var random = Seeded(seed)
+        let stopTimeout = try unitStopTimeout()
+        let bigSize = 24 << 20
+        for i in 0..<2 { try writeSeeded("src/big-\(i).bin", bigSize, seed: seed + UInt64(i)) }
+        for f in 0..<60 { try write("src/small/f\(f).txt", "small \(f)\n" + String(repeating: "s", count: f * 53)) }
+        let sourceBefore = try hashes(path("src"))
+        var drive = try makeDrive("term", megabytes: 96)
+        try shell("umount \(quote(drive.mount))")
+        let stale = "stale version\n"
+        var held = 0
+        var failures: [String] = []
+        var slowest = 0.0
+        for trial in 0..<trials {
+            let name = "term\(trial)"
+            let replacing = trial % 2 == 1
+            try writeConfig(driveDefinition(name, drive, directory: "backup", extra: ["parallel: 2"]))
+            // Prepare the drive unmounted from the agent's view: mount, clean, unmount.
+            try mountDrive(&drive)
+            try shell("rm -rf \(quote(drive.mount + "/backup")) && mkdir \(quote(drive.mount + "/backup"))")
+            if replacing {
+                for i in 0..<2 {
+                    try stale.write(toFile: drive.mount + "/backup/big-\(i).bin", atomically: false, encoding: .utf8)
+                }
+            }
+            try shell("umount \(quote(drive.mount))")
+
+            agent = try startPlugsync(["agent", "--config", configPath])
+            var problems: [String] = []
+            guard waitForAgentLog("started", timeout: 10) else {
+                failures.append("trial \(trial): the agent did not start:\n\(agentLog)")
+                kill(agent!.process.processIdentifier, SIGKILL)
+                agent!.process.waitUntilExit()
+                continue
+            }
+            try shell("mount \(drive.device) \(quote(drive.mount))")
+            let pid = agent!.process.processIdentifier
+            var caught = false
+            let deadline = Date().addingTimeInterval(20)
+            while agent!.process.isRunning && Date() < deadline {
+                if isWriting(pid: pid, below: drive.mount, limit: bigSize / 2) {
+                    caught = true
+                    break
+                }
+                usleep(500)
+            }
+            usleep(useconds_t(random.next(10_000)))
+            let start = Date()
+            kill(pid, SIGTERM)
+            while agent!.process.isRunning && Date().timeIntervalSince(start) < stopTimeout + 5 { usleep(5_000) }
+            let seconds = Date().timeIntervalSince(start)
+            slowest = max(slowest, seconds)
+            if agent!.process.isRunning {
+                kill(pid, SIGKILL)
+                problems.append("still running \(Int(stopTimeout + 5)) s after SIGTERM")
+            }
+            agent!.process.waitUntilExit()
+            let log = agentLog
+            let result = agent!.result()
+            agent = nil
+            if verbose { print("trial \(trial): exited in \(seconds) s\n\(result)") }
+            if !caught { problems.append("the agent was not seen writing a big file") }
+            if seconds > stopTimeout {
+                problems.append("exited after \(seconds) s, over TimeoutStopSec=\(stopTimeout) s")
+            }
+            if result.signaled { problems.append("died of a signal") }
+            for marker in ["Fatal error", "Stack dump", "Backtrace", "0x0000"] where log.contains(marker) {
+                problems.append("'\(marker)' in the agent's log")
+            }
+            if !log.contains("stopped") { problems.append("no 'stopped' in the agent's log") }
+            for file in files(in: drive.mount + "/backup")
+            where !(file as NSString).lastPathComponent.hasPrefix(".plugsync-tmp-") {
+                let onDrive = drive.mount + "/backup/" + file
+                if filesEqual(path("src/") + file, onDrive) { continue }
+                if replacing && file.hasPrefix("big-")
+                    && (try? String(contentsOfFile: onDrive, encoding: .utf8)) == stale
+                {
+                    continue
+                }
+                problems.append("\(file) under its final name is partial or foreign")
+            }
+            let next = try plugsync("run", name, timeout: 60)
+            if next.status != 0 { problems.append("the next run failed:\n\(next)") }
+            let leftovers = temporaryFiles(in: drive.mount)
+            if !leftovers.isEmpty { problems.append("temporary files after the next run: \(leftovers)") }
+            let copied = files(in: drive.mount + "/backup")
+            if copied != files(in: path("src"))
+                || copied.contains(where: { !filesEqual(path("src/") + $0, drive.mount + "/backup/" + $0) })
+            {
+                problems.append("the next run did not leave an exact copy")
+            }
+            if problems.isEmpty {
+                held += 1
+            } else {
+                failures.append(
+                    "trial \(trial)\(replacing ? " (replacing)" : ""): " + problems.joined(separator: "; ")
+                        + "\nagent log:\n\(log)")
+            }
+            try shell("umount \(quote(drive.mount))")
+        }
+        if try hashes(path("src")) != sourceBefore { failures.append("the source changed") }
+        print(
+            "case 9: slowest exit after SIGTERM \(String(format: "%.2f", slowest)) s (TimeoutStopSec \(Int(stopTimeout)) s)"
+        )
+        report(9, "agent SIGTERM during a run", held: held, of: trials, failures: failures)
+    }
 }
