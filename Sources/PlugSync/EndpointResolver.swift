@@ -60,6 +60,7 @@ public struct EndpointResolver {
             let endpoint = localEndpoint(root)
             var st = stat()
             if stat(mountPoint, &st) == 0 { endpoint.requiredDevice = UInt64(st.st_dev) }
+            endpoint.syncsEachFile = true  // a drive can be pulled: no final name before its data
             return ResolvedEndpoint(
                 endpoint: endpoint, root: root, excluded: excluded, drive: drive, mountPoint: mountPoint)
         case .ftp(let ftp):

@@ -70,10 +70,11 @@ final class FaultLocalTests: IntegrationTestCase {
         return drive
     }
 
-    private func mountDrive(_ drive: inout Drive) throws {
+    /// `options`: e.g. `commit=1`, ext4's journal committed every second (default 5 s).
+    private func mountDrive(_ drive: inout Drive, options: String = "") throws {
         try shell("udevadm trigger --action=change \(drive.device) && udevadm settle --timeout=20")
         try waitForUdevLabel(drive.device, drive.label)
-        try shell("mount \(drive.device) \(quote(drive.mount))")
+        try shell("mount \(options.isEmpty ? "" : "-o " + options) \(drive.device) \(quote(drive.mount))")
         if !mounts.contains(drive.mount) { mounts.append(drive.mount) }
     }
 
@@ -153,11 +154,18 @@ final class FaultLocalTests: IntegrationTestCase {
 
     // MARK: case 1
 
-    /// Case 1: the drive is pulled (lazy unmount, or loop detach plus lazy unmount) while large
-    /// and small files are being written to it, 20 trials. Every file under its final name on
-    /// the re-attached drive is complete, the source is unchanged, the run ends non-zero with one
-    /// clear error line and no trace, nothing lands in the bare mount point, and the next run
-    /// completes and leaves no temporary file.
+    /// Case 1: the drive is pulled while large and small files are being written to it, 20
+    /// trials, three ways in turn:
+    /// - `umount -l`: the filesystem leaves the namespace, the run's open files live on;
+    /// - `umount -l` + `losetup -d`: the same, and the loop device goes once the kernel lets go
+    ///   (a mounted loop device only gets autoclear from `losetup -d`), re-attached anew;
+    /// - ext4's shutdown ioctl without a log flush (what xfstests' `godown` does): every later
+    ///   call fails with EIO and what the journal had not committed is lost, as when a drive
+    ///   loses power. The run is held (SIGSTOP) after its first big file got its final name,
+    ///   long enough for a journal commit (`commit=1`) but not for writeback of the data.
+    /// Every file under its final name on the re-attached drive is complete, the source is
+    /// unchanged, the run ends non-zero with one clear error line and no trace, nothing lands in
+    /// the bare mount point, and the next run completes and leaves no temporary file.
     func testCase1DrivePulledMidRun() throws {
         try requireDrives()
         let trials = 20
@@ -181,13 +189,18 @@ final class FaultLocalTests: IntegrationTestCase {
         var held = 0
         var failures: [String] = []
         for trial in 0..<trials {
-            let detach = trial % 2 == 1  // alternate: lazy unmount / lazy unmount + loop detach
-            let directory = (trial / 2) % 2 == 0 ? "backup" : ""  // a folder on the drive, or its root
-            let replacing = (trial / 4) % 2 == 1  // old versions on the drive: named temporary files
+            let method = trial % 3  // 0 lazy unmount, 1 lazy unmount + loop detach, 2 shutdown
+            let detach = method == 1
+            let shutdown = method == 2
+            let directory = (trial / 3) % 2 == 0 ? "backup" : ""  // a folder on the drive, or its root
+            let replacing = (trial / 6) % 2 == 1  // old versions on the drive: named temporary files
             let name = "pull\(trial)"
             let destination = directory.isEmpty ? drive.mount : drive.mount + "/" + directory
-            if !isMounted(drive.mount) { try mountDrive(&drive) }
-            try writeConfig(driveDefinition(name, drive, directory: directory, extra: ["max_delete: 100%"]))
+            if !isMounted(drive.mount) { try mountDrive(&drive, options: "commit=1") }
+            // One file at a time when the drive loses power: the first big file done, the rest to come.
+            try writeConfig(
+                driveDefinition(
+                    name, drive, directory: directory, extra: ["max_delete: 100%"] + (shutdown ? ["parallel: 1"] : [])))
             // A fresh destination (keeping the File Check file and lost+found).
             try shell(
                 "cd \(quote(drive.mount)) && find . -mindepth 1 -maxdepth 1 ! -name .plugsync-id ! -name lost+found -exec rm -rf {} +"
@@ -200,22 +213,36 @@ final class FaultLocalTests: IntegrationTestCase {
             }
             var problems: [String] = []
             let what =
-                "trial \(trial) (\(detach ? "umount -l + losetup -d" : "umount -l"), directory '\(directory)'\(replacing ? ", replacing" : ""))"
+                "trial \(trial) (\(["umount -l", "umount -l + losetup -d", "shutdown"][method]), directory '\(directory)'\(replacing ? ", replacing" : ""))"
 
             let running = try startPlugsync(["run", name, "--config", configPath])
             let pid = running.process.processIdentifier
             let deadline = Date().addingTimeInterval(30)
             var caught = false
             while running.process.isRunning && Date() < deadline {
-                if isWriting(pid: pid, below: drive.mount, limit: bigSize / 2) {
+                if shutdown {
+                    var st = stat()
+                    if stat(destination + "/big-0.bin", &st) == 0 && st.st_size == bigSize {
+                        kill(pid, SIGSTOP)
+                        caught = true
+                        break
+                    }
+                } else if isWriting(pid: pid, below: drive.mount, limit: bigSize / 2) {
                     caught = true
                     break
                 }
                 usleep(500)
             }
-            usleep(useconds_t(random.next(10_000)))  // 0-10 ms more, seeded
+            if !shutdown { usleep(useconds_t(random.next(10_000))) }  // 0-10 ms more, seeded
             caught = caught && running.process.isRunning
-            if detach {
+            if shutdown {
+                usleep(1_500_000)  // a journal commit (commit=1), far from writeback (30 s)
+                // EXT4_IOC_SHUTDOWN, EXT4_GOING_FLAGS_NOLOGFLUSH
+                try shell(
+                    "python3 -c 'import fcntl,os,struct; fcntl.ioctl(os.open(\"\(drive.mount)\", os.O_RDONLY), 0x8004587d, struct.pack(\"I\", 2))'"
+                )
+                kill(pid, SIGCONT)
+            } else if detach {
                 loops.removeAll { $0 == drive.device }  // its number may go to someone else's drive
                 try shell("umount -l \(quote(drive.mount)) && losetup -d \(drive.device)")
             } else {
@@ -237,6 +264,7 @@ final class FaultLocalTests: IntegrationTestCase {
             where result.stderr.contains(marker) || result.stdout.contains(marker) {
                 problems.append("'\(marker)' in the output")
             }
+            if shutdown { try shell("umount \(quote(drive.mount))") }
             let bare = (try? FileManager.default.contentsOfDirectory(atPath: drive.mount)) ?? []
             if !bare.isEmpty {
                 problems.append("written into the bare mount point: \(bare.sorted())")
@@ -252,7 +280,7 @@ final class FaultLocalTests: IntegrationTestCase {
                 }
                 drive.device = try attachLoop(drive.image)
             }
-            try mountDrive(&drive)
+            try mountDrive(&drive, options: "commit=1")
             for file in files(in: destination) where !(file as NSString).lastPathComponent.hasPrefix(".plugsync-tmp-") {
                 if directory.isEmpty && file == ".plugsync-id" { continue }
                 let onDrive = destination + "/" + file
