@@ -100,8 +100,7 @@ public final class SyncRunner {
             return finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
         } catch {
-            outcome = finish(
-                definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
+            outcome = finish(definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
         }
         hooks.after(outcome, reporter)
         return outcome

@@ -501,7 +501,8 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
     public func createDirectory(_ path: FileName) throws {
         // Owner-writable until its contents are in; setFolderAttributes gives the final mode.
-        if mkdir(absolute(path), 0o700) != 0 && errno != EEXIST {
+        let created = mkdir(absolute(path), 0o700) == 0
+        if !created && errno != EEXIST {
             let error = SystemError("mkdir", path: display(path), errno: errno)
             throw goneError() ?? error
         }
@@ -510,7 +511,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             if fd < 0 { throw goneError() ?? SystemError("open", path: display(path), errno: errno) }
             defer { close(fd) }
             do { try checkDevice(fd: fd) } catch {
-                rmdir(absolute(path))  // made in the bare mount point: take it back
+                if created { rmdir(absolute(path)) }  // made in the bare mount point: take it back
                 throw error
             }
         }
