@@ -60,7 +60,9 @@ public struct EndpointResolver {
             let endpoint = localEndpoint(root)
             var st = stat()
             if stat(mountPoint, &st) == 0 { endpoint.requiredDevice = UInt64(st.st_dev) }
-            endpoint.syncsEachFile = true  // a drive can be pulled: no final name before its data
+            // A drive can be pulled: no final name before its data is on it.
+            let fsType = MountTable.mount(containing: realPath(root), in: mounts)?.fsType ?? ""
+            endpoint.fileSync = ["ext3", "ext4", "xfs", "btrfs"].contains(fsType) ? .data : .full
             return ResolvedEndpoint(
                 endpoint: endpoint, root: root, excluded: excluded, drive: drive, mountPoint: mountPoint)
         case .ftp(let ftp):

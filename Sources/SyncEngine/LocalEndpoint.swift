@@ -16,11 +16,22 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     ///   - keepsModes: false on filesystems without Unix permissions (FAT, exFAT).
     /// FUSE filesystems (fusefat) stamp the current time on rename: times are set after it.
     private let timesAfterRename: Bool
-    /// For a drive: each file's data reaches the drive before the file gets its final name
-    /// (`fdatasync`). Without it, a drive pulled mid-run (ext4, delayed allocation) can keep a
-    /// committed name whose data was never written: a zero-length or truncated file under its
-    /// final name. About 1 ms a file on a loop device; local folders do without.
-    public var syncsEachFile = false
+    /// How each file's data reaches the disk before the file gets its final name.
+    public enum FileSync: Sendable {
+        /// Not at all: the page cache decides (local folders; a crash can leave a zero-length
+        /// file under a final name, as with rsync or cp).
+        case none
+        /// The data is written and waited for (`sync_file_range`), no journal commit: enough
+        /// where the journal commits a name only with or after the blocks it points to, which
+        /// the data then already fill (ext3/ext4, XFS, btrfs).
+        case data
+        /// `fdatasync`: everywhere else (FAT, exFAT, FUSE).
+        case full
+    }
+    /// For a drive, `.data` or `.full`. Without it, a drive pulled mid-run (ext4, delayed
+    /// allocation) keeps names the journal committed for files whose data was never written:
+    /// zero-length or truncated files under their final names.
+    public var fileSync = FileSync.none
     /// For a drive: the `st_dev` of its filesystem when the run started. Every file and folder
     /// created is checked to lie on it, so a drive pulled mid-run never gets its remaining files
     /// written into the bare mount point underneath (`EndpointGone`).
@@ -109,10 +120,10 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     }
 
     private func makeDurable(fd: Int32, path: FileName) throws {
-        guard syncsEachFile else { return }
-        while fdatasync(fd) != 0 {
+        if fileSync == .none { return }
+        while (fileSync == .data ? cposix_write_and_wait(fd) : fdatasync(fd)) != 0 {
             if errno == EINTR { continue }
-            if errno == EINVAL || errno == ENOSYS { return }  // a filesystem that cannot: nothing to wait for
+            if errno == EINVAL || errno == ENOSYS || errno == ESPIPE { return }  // cannot: nothing to wait for
             throw SystemError("sync", path: display(path), errno: errno)
         }
     }

@@ -64,10 +64,14 @@ final class LocalEndpointTests: XCTestCase {
         // On its drive (the right st_dev) and syncing each file: works as ever.
         let onDrive = LocalEndpoint(root: root + "/dst")
         onDrive.requiredDevice = UInt64(st.st_dev)
-        onDrive.syncsEachFile = true
+        onDrive.fileSync = .full
         let file = try source.openForReading("f", entry: entry)
         try onDrive.receive("f", from: file, entry: entry, replacing: false) { _ in }
         file.close()
+        onDrive.fileSync = .data
+        let second = try source.openForReading("f", entry: entry)
+        try onDrive.receive("h", from: second, entry: entry, replacing: false) { _ in }
+        second.close()
         try onDrive.createDirectory("folder")
         XCTAssertEqual(FileManager.default.contents(atPath: root + "/dst/f"), Data("data".utf8))
 
@@ -88,7 +92,7 @@ final class LocalEndpointTests: XCTestCase {
         below.requiredDevice = UInt64(st.st_dev) &+ 1
         XCTAssertThrowsError(try below.prepareRoot()) { XCTAssertTrue($0 is EndpointGone, "\($0)") }
         XCTAssertEqual(
-            try FileManager.default.contentsOfDirectory(atPath: root + "/dst").sorted(), ["f", "folder"])
+            try FileManager.default.contentsOfDirectory(atPath: root + "/dst").sorted(), ["f", "folder", "h"])
         XCTAssertEqual(FileManager.default.contents(atPath: root + "/dst/f"), Data("data".utf8))
     }
 
