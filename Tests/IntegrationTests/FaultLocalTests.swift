@@ -186,6 +186,7 @@ final class FaultLocalTests: IntegrationTestCase {
         let sourceBefore = try hashes(path("src"))
         var drive = try makeDrive("pull", megabytes: 128)
 
+        var trialsWithLeftovers = 0
         var held = 0
         var failures: [String] = []
         for trial in 0..<trials {
@@ -296,8 +297,13 @@ final class FaultLocalTests: IntegrationTestCase {
                 }
                 problems.append("\(file) under its final name is partial or foreign")
             }
+            let interrupted = temporaryFiles(in: drive.mount)
+            if !interrupted.isEmpty { trialsWithLeftovers += 1 }
             let next = try plugsync("run", name, timeout: 60)
             if next.status != 0 { problems.append("the next run failed:\n\(next)") }
+            if next.actions("Removing").count != interrupted.count {
+                problems.append("\(interrupted.count) leftovers, \(next.actions("Removing").count) 'Removing' lines")
+            }
             let leftovers = temporaryFiles(in: drive.mount)
             if !leftovers.isEmpty { problems.append("temporary files after the next run: \(leftovers)") }
             let mirrored = files(in: destination).filter { !(directory.isEmpty && $0 == ".plugsync-id") }
@@ -315,6 +321,7 @@ final class FaultLocalTests: IntegrationTestCase {
             }
             try shell("umount \(quote(drive.mount))")
         }
+        print("case 1: \(trialsWithLeftovers) trials left temporary files on the drive, each removed by the next run")
         report(1, "drive pulled mid-run", held: held, of: trials, failures: failures)
     }
 
@@ -568,6 +575,7 @@ final class FaultLocalTests: IntegrationTestCase {
         var held = 0
         var failures: [String] = []
         var slowest = 0.0
+        var trialsWithLeftovers = 0
         for trial in 0..<trials {
             let name = "term\(trial)"
             let replacing = trial % 2 == 1
@@ -636,6 +644,8 @@ final class FaultLocalTests: IntegrationTestCase {
                 }
                 problems.append("\(file) under its final name is partial or foreign")
             }
+            let interrupted = temporaryFiles(in: drive.mount)
+            if !interrupted.isEmpty { trialsWithLeftovers += 1 }
             let next = try plugsync("run", name, timeout: 60)
             if next.status != 0 { problems.append("the next run failed:\n\(next)") }
             let leftovers = temporaryFiles(in: drive.mount)
@@ -659,6 +669,7 @@ final class FaultLocalTests: IntegrationTestCase {
         print(
             "case 9: slowest exit after SIGTERM \(String(format: "%.2f", slowest)) s (TimeoutStopSec \(Int(stopTimeout)) s)"
         )
+        print("case 9: \(trialsWithLeftovers) trials left temporary files on the drive, each removed by the next run")
         report(9, "agent SIGTERM during a run", held: held, of: trials, failures: failures)
     }
 }
