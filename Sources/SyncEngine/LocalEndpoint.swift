@@ -152,11 +152,18 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         do {
             return try body()
         } catch let error as SystemError {
-            if let gone = goneError() { throw gone }
-            // A pulled drive that is still mounted (or a dying one) answers every call with EIO.
-            if requiredDevice != nil && error.errno == EIO { throw EndpointGone("\(error) (pulled out, or failing)") }
-            throw error
+            throw gone(error) ?? error
         }
+    }
+
+    /// `EndpointGone` for a failed call on a drive that is gone: its root is elsewhere now, or
+    /// the call failed the way only a vanished drive fails (EIO from a pulled drive that is still
+    /// mounted, or a dying one; ENOTCONN from a FUSE drive whose daemon died: FUSE's attribute
+    /// cache can keep answering `stat` for the root meanwhile).
+    func gone(_ error: SystemError) -> EndpointGone? {
+        if let gone = goneError() { return gone }
+        guard requiredDevice != nil, [EIO, ENOTCONN, ECONNABORTED].contains(error.errno) else { return nil }
+        return EndpointGone("\(error) (pulled out, or failing)")
     }
 
     public func list(recursive: Bool, filter: ListingFilter) -> Listing {
@@ -515,11 +522,14 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         let created = mkdir(absolute(path), 0o700) == 0
         if !created && errno != EEXIST {
             let error = SystemError("mkdir", path: display(path), errno: errno)
-            throw goneError() ?? error
+            throw gone(error) ?? error
         }
         if requiredDevice != nil {
             let fd = open(absolute(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if fd < 0 { throw goneError() ?? SystemError("open", path: display(path), errno: errno) }
+            if fd < 0 {
+                let error = SystemError("open", path: display(path), errno: errno)
+                throw gone(error) ?? error
+            }
             defer { close(fd) }
             do { try checkDevice(fd: fd) } catch {
                 if created { rmdir(absolute(path)) }  // made in the bare mount point: take it back
@@ -548,7 +558,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         let result = kind == .directory ? rmdir(absolute(path)) : unlink(absolute(path))
         if result != 0 {
             let error = SystemError(kind == .directory ? "rmdir" : "unlink", path: display(path), errno: errno)
-            if let gone = goneError() { throw gone }  // not "already deleted": the drive is gone
+            if let gone = gone(error) { throw gone }  // not "already deleted": the drive is gone
             if error.errno != ENOENT { throw error }
         }
     }
