@@ -36,6 +36,8 @@ final class FaultLocalTests: IntegrationTestCase {
         var mount: String
         var label: String
         var id: String
+        /// exFAT through exfat-fuse (a FUSE daemon serves the mount) instead of ext4.
+        var exfat = false
     }
 
     private func requireDrives() throws {
@@ -57,14 +59,18 @@ final class FaultLocalTests: IntegrationTestCase {
 
     /// An ext4 drive of `megabytes` MiB labelled `label` with a `.plugsync-id` File Check file,
     /// attached, known to udev, and mounted at `mnt-<name>`.
-    private func makeDrive(_ name: String, megabytes: Int) throws -> Drive {
+    private func makeDrive(_ name: String, megabytes: Int, exfat: Bool = false) throws -> Drive {
         let t = token()
-        let label = "PSRL" + t
+        let label = (exfat ? "PSX" : "PSRL") + t  // exFAT labels: 11 characters at most
         let image = path("\(name).img")
-        try shell("truncate -s \(megabytes)M \(quote(image)) && mkfs.ext4 -q -F -L \(label) \(quote(image))")
+        try shell(
+            "truncate -s \(megabytes)M \(quote(image)) && "
+                + (exfat
+                    ? "mkfs.exfat -L \(label) \(quote(image)) >/dev/null"
+                    : "mkfs.ext4 -q -F -L \(label) \(quote(image))"))
         let device = try attachLoop(image)
         let mount = try mountPoint(name)
-        var drive = Drive(image: image, device: device, mount: mount, label: label, id: "id-\(t)")
+        var drive = Drive(image: image, device: device, mount: mount, label: label, id: "id-\(t)", exfat: exfat)
         try mountDrive(&drive)
         try (drive.id + "\n").write(toFile: mount + "/.plugsync-id", atomically: false, encoding: .utf8)
         return drive
@@ -74,8 +80,34 @@ final class FaultLocalTests: IntegrationTestCase {
     private func mountDrive(_ drive: inout Drive, options: String = "") throws {
         try shell("udevadm trigger --action=change \(drive.device) && udevadm settle --timeout=20")
         try waitForUdevLabel(drive.device, drive.label)
-        try shell("mount \(options.isEmpty ? "" : "-o " + options) \(drive.device) \(quote(drive.mount))")
+        try shell(mountCommand(drive, options: options))
+        try waitForMount(drive.mount)
         if !mounts.contains(drive.mount) { mounts.append(drive.mount) }
+    }
+
+    private func mountCommand(_ drive: Drive, options: String = "") -> String {
+        drive.exfat
+            ? "mount.exfat-fuse \(drive.device) \(quote(drive.mount)) >/dev/null 2>&1"
+            : "mount \(options.isEmpty ? "" : "-o " + options) \(drive.device) \(quote(drive.mount))"
+    }
+
+    private func unmountDrive(_ drive: Drive) throws {
+        try shell(
+            drive.exfat
+                ? "fusermount -u \(quote(drive.mount)) || umount \(quote(drive.mount))" : "umount \(quote(drive.mount))"
+        )
+        for _ in 0..<100 where isMounted(drive.mount) { usleep(20_000) }
+    }
+
+    /// The pid of the FUSE daemon serving `drive` (its command line names the device).
+    private func fuseDaemon(_ drive: Drive) -> Int32? {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(name), let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline")
+            else { continue }
+            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if arguments.first?.hasSuffix("mount.exfat-fuse") == true && arguments.contains(drive.device) { return pid }
+        }
+        return nil
     }
 
     private func driveDefinition(
@@ -155,19 +187,22 @@ final class FaultLocalTests: IntegrationTestCase {
     // MARK: case 1
 
     /// Case 1: the drive is pulled while large and small files are being written to it, 20
-    /// trials, three ways in turn:
+    /// trials, four ways in turn:
     /// - `umount -l`: the filesystem leaves the namespace, the run's open files live on;
     /// - `umount -l` + `losetup -d`: the same, and the loop device goes once the kernel lets go
     ///   (a mounted loop device only gets autoclear from `losetup -d`), re-attached anew;
     /// - ext4's shutdown ioctl without a log flush (what xfstests' `godown` does): every later
     ///   call fails with EIO and what the journal had not committed is lost, as when a drive
     ///   loses power. The run is held (SIGSTOP) after its first big file got its final name,
-    ///   long enough for a journal commit (`commit=1`) but not for writeback of the data.
+    ///   long enough for a journal commit (`commit=1`) but not for writeback of the data;
+    /// - an exFAT drive (exfat-fuse) whose FUSE daemon is killed: the mount stays, every call
+    ///   fails with ENOTCONN.
     /// Every file under its final name on the re-attached drive is complete, the source is
     /// unchanged, the run ends non-zero with one clear error line and no trace, nothing lands in
     /// the bare mount point, and the next run completes and leaves no temporary file.
     func testCase1DrivePulledMidRun() throws {
         try requireDrives()
+        try requireRoot("an exFAT drive through FUSE", tools: ["mkfs.exfat", "mount.exfat-fuse", "fusermount"])
         let trials = 20
         let seed: UInt64 = 0x51_0001
         print("case 1: seed \(seed)")
@@ -184,17 +219,22 @@ final class FaultLocalTests: IntegrationTestCase {
         for f in 0..<100 { try write("src/top-\(f).txt", "top \(f)\n") }
         let stale = "stale version, replaced by the run\n"
         let sourceBefore = try hashes(path("src"))
-        var drive = try makeDrive("pull", megabytes: 128)
+        var ext4 = try makeDrive("pull", megabytes: 128)
+        var exfat = try makeDrive("pullx", megabytes: 128, exfat: true)
 
         var trialsWithLeftovers = 0
         var held = 0
         var failures: [String] = []
         for trial in 0..<trials {
-            let method = trial % 3  // 0 lazy unmount, 1 lazy unmount + loop detach, 2 shutdown
+            // 0 lazy unmount, 1 lazy unmount + loop detach, 2 shutdown, 3 exFAT's daemon killed
+            let method = trial % 4
             let detach = method == 1
             let shutdown = method == 2
-            let directory = (trial / 3) % 2 == 0 ? "backup" : ""  // a folder on the drive, or its root
-            let replacing = (trial / 6) % 2 == 1  // old versions on the drive: named temporary files
+            let fuse = method == 3
+            var drive = fuse ? exfat : ext4
+            defer { if fuse { exfat = drive } else { ext4 = drive } }
+            let directory = (trial / 4) % 2 == 0 ? "backup" : ""  // a folder on the drive, or its root
+            let replacing = (trial / 8) % 2 == 1  // old versions on the drive: named temporary files
             let name = "pull\(trial)"
             let destination = directory.isEmpty ? drive.mount : drive.mount + "/" + directory
             if !isMounted(drive.mount) { try mountDrive(&drive, options: "commit=1") }
@@ -214,7 +254,7 @@ final class FaultLocalTests: IntegrationTestCase {
             }
             var problems: [String] = []
             let what =
-                "trial \(trial) (\(["umount -l", "umount -l + losetup -d", "shutdown"][method]), directory '\(directory)'\(replacing ? ", replacing" : ""))"
+                "trial \(trial) (\(["umount -l", "umount -l + losetup -d", "shutdown", "exFAT daemon killed"][method]), directory '\(directory)'\(replacing ? ", replacing" : ""))"
 
             let running = try startPlugsync(["run", name, "--config", configPath])
             let pid = running.process.processIdentifier
@@ -243,6 +283,11 @@ final class FaultLocalTests: IntegrationTestCase {
                     "python3 -c 'import fcntl,os,struct; fcntl.ioctl(os.open(\"\(drive.mount)\", os.O_RDONLY), 0x8004587d, struct.pack(\"I\", 2))'"
                 )
                 kill(pid, SIGCONT)
+            } else if fuse {
+                guard let daemon = fuseDaemon(drive) else {
+                    throw HarnessError("no exfat-fuse daemon for \(drive.device)")
+                }
+                kill(daemon, SIGKILL)
             } else if detach {
                 loops.removeAll { $0 == drive.device }  // its number may go to someone else's drive
                 try shell("umount -l \(quote(drive.mount)) && losetup -d \(drive.device)")
@@ -265,7 +310,7 @@ final class FaultLocalTests: IntegrationTestCase {
             where result.stderr.contains(marker) || result.stdout.contains(marker) {
                 problems.append("'\(marker)' in the output")
             }
-            if shutdown { try shell("umount \(quote(drive.mount))") }
+            if shutdown || fuse { try unmountDrive(drive) }
             let bare = (try? FileManager.default.contentsOfDirectory(atPath: drive.mount)) ?? []
             if !bare.isEmpty {
                 problems.append("written into the bare mount point: \(bare.sorted())")
@@ -319,9 +364,10 @@ final class FaultLocalTests: IntegrationTestCase {
             } else {
                 failures.append("\(what): " + problems.joined(separator: "; ") + "\n\(result)")
             }
-            try shell("umount \(quote(drive.mount))")
+            try unmountDrive(drive)
         }
         print("case 1: \(trialsWithLeftovers) trials left temporary files on the drive, each removed by the next run")
+        if isMounted(exfat.mount) { try unmountDrive(exfat) }
         report(1, "drive pulled mid-run", held: held, of: trials, failures: failures)
     }
 
