@@ -56,8 +56,15 @@ public struct EndpointResolver {
                     check.path.hasPrefix("/") ? check.path : (mountPoint == "/" ? "" : mountPoint) + "/" + check.path
                 if let relative = FileCheck(path: absolute).relativePath(under: root) { excluded.insert(relative) }
             }
+            // Writes must land on this drive, not in the bare mount point if it is pulled mid-run.
+            let endpoint = localEndpoint(root)
+            var st = stat()
+            if stat(mountPoint, &st) == 0 { endpoint.requiredDevice = UInt64(st.st_dev) }
+            // A drive can be pulled: no final name before its data is on it.
+            let fsType = MountTable.mount(containing: realPath(root), in: mounts)?.fsType ?? ""
+            endpoint.fileSync = ["ext3", "ext4", "xfs", "btrfs"].contains(fsType) ? .data : .full
             return ResolvedEndpoint(
-                endpoint: localEndpoint(root), root: root, excluded: excluded, drive: drive, mountPoint: mountPoint)
+                endpoint: endpoint, root: root, excluded: excluded, drive: drive, mountPoint: mountPoint)
         case .ftp(let ftp):
             let endpoint = FTPEndpoint(
                 options: try FTPSettings.options(ftp, role: role), directory: ftp.directory,

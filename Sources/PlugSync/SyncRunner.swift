@@ -87,7 +87,12 @@ public final class SyncRunner {
         do {
             let statistics = try execute(definition, options: options, reporter: reporter, started: started)
             let status: RunOutcome.Status = statistics.failed > 0 ? .failures : .success
-            outcome = finish(definition, options, reporter, status, statistics, "", started: started)
+            // A drive pulled mid-run: one clear line (stderr, log) besides the failed entries.
+            let message =
+                statistics.stoppedBecause.map {
+                    "Error: \($0); the run stopped, \(statistics.failed) entries not done (the next run completes them)"
+                } ?? ""
+            outcome = finish(definition, options, reporter, status, statistics, message, started: started)
         } catch let error as PreconditionError {
             outcome = finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
@@ -189,7 +194,12 @@ public final class SyncRunner {
         timer.mark("plan")
         // Safety rail 2: a listing with errors deletes nothing (an unreadable folder is not empty).
         let listingFailed = !sourceListing.errors.isEmpty || !destinationListing.errors.isEmpty
-        if listingFailed && plan.deletionCount > 0 {
+        // ... and neither does a run that must copy a source file it may not read.
+        let unreadable = Set(sourceListing.unreadableFiles)
+        let cannotRead =
+            !unreadable.isEmpty
+            && plan.actions.contains { ($0.kind == .transfer || $0.kind == .replace) && unreadable.contains($0.path) }
+        if (listingFailed || cannotRead) && plan.deletionCount > 0 {
             let withheld = plan.deletionCount
             plan.actions = plan.actions.compactMap { action in
                 switch action.kind {
@@ -201,7 +211,11 @@ public final class SyncRunner {
                 default: return action
                 }
             }
-            reporter.say("Not deleting \(withheld) entries: the listing had errors, so nothing is deleted this run")
+            reporter.say(
+                listingFailed
+                    ? "Not deleting \(withheld) entries: the listing had errors, so nothing is deleted this run"
+                    : "Not deleting \(withheld) entries: source files that must be copied cannot be read, so nothing is deleted this run"
+            )
         }
         // Safety rail 3: max_delete.
         let deletions = plan.deletionCount
@@ -214,7 +228,9 @@ public final class SyncRunner {
         }
 
         if !options.dryRun, try destination.endpoint.rootState() == .missing {
-            try destination.endpoint.prepareRoot()
+            do { try destination.endpoint.prepareRoot() } catch is EndpointGone {
+                // A drive pulled since the listing: the executor stops at its first entry and says so.
+            }
         }
         let formatter = ActionFormatter(
             source: source.endpoint.capabilities, destination: destination.endpoint.capabilities)
@@ -225,7 +241,7 @@ public final class SyncRunner {
             parallelism: definition.parallel ?? 4, observer: reporter, cancellation: options.cancellation)
         var statistics = executor.execute(
             plan, temporaryFiles: destinationListing.temporaryFiles, dryRun: options.dryRun)
-        if !options.dryRun && destination.drive != nil {
+        if !options.dryRun && destination.drive != nil && statistics.stoppedBecause == nil {
             do { try destination.endpoint.flush() } catch {
                 reporter.say("Cannot flush the destination drive: \(error)")
                 statistics.failed += 1

@@ -51,6 +51,9 @@ public struct Listing: Sendable {
     public var errors: [Error] = []
     /// Temporary files an interrupted run left behind (relative paths).
     public var temporaryFiles: [FileName] = []
+    /// Files listed whose contents this process may not read (permissions): copying them will
+    /// fail, so a run that must copy one deletes nothing.
+    public var unreadableFiles: [FileName] = []
 
     public init() {}
 

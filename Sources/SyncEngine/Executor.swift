@@ -46,6 +46,10 @@ public final class Executor: @unchecked Sendable {
                 record(action, .planned, stats)
                 continue
             }
+            if stopped.value != nil && action.kind != .skip {
+                record(action, .failed("not done: \(EndpointGone.summary)"), stats)
+                continue
+            }
             switch action.kind {
             case .skip:
                 record(action, .done, stats)
@@ -57,6 +61,9 @@ public final class Executor: @unchecked Sendable {
                 do {
                     try destination.createDirectory(action.path)
                     record(action, .done, stats)
+                } catch let error as EndpointGone {
+                    stop(error)
+                    record(action, .failed("\(error)"), stats)
                 } catch {
                     record(action, .failed(Self.message(error)), stats)
                 }
@@ -82,11 +89,15 @@ public final class Executor: @unchecked Sendable {
         }
         if !dryRun {
             runTransfers(plan.actions, transfers, stats: stats)
-            for (path, entry) in plan.folderUpdates {
-                try? destination.setFolderAttributes(path, entry: entry)
+            if stopped.value == nil {
+                for (path, entry) in plan.folderUpdates {
+                    try? destination.setFolderAttributes(path, entry: entry)
+                }
             }
         }
-        return stats.value
+        var result = stats.value
+        result.stoppedBecause = stopped.value
+        return result
     }
 
     private func record(_ action: Action, _ outcome: Outcome, _ stats: Counter) {
@@ -130,6 +141,9 @@ public final class Executor: @unchecked Sendable {
             return .done
         } catch let error as SystemError where error.errno == ENOTEMPTY {
             return .kept("folder still holds ignored entries")
+        } catch let error as EndpointGone {
+            stop(error)
+            return .failed("\(error)")
         } catch {
             return .failed(Self.message(error))
         }
@@ -143,6 +157,10 @@ public final class Executor: @unchecked Sendable {
                 let action = actions[indexes[next]]
                 if cancellation?.isCancelled == true {
                     record(action, .failed("not copied: the sync was stopped"), stats)
+                    continue
+                }
+                if stopped.value != nil {
+                    record(action, .failed("not copied: \(EndpointGone.summary)"), stats)
                     continue
                 }
                 record(action, transfer(action), stats)
@@ -163,10 +181,20 @@ public final class Executor: @unchecked Sendable {
                 observer.retrying(action, error: Self.message(error), delay: retryDelays[attempt])
                 usleep(useconds_t(retryDelays[attempt] * 1_000_000))
                 attempt += 1
+            } catch let error as EndpointGone {
+                stop(error)
+                return .failed("\(error)")
             } catch {
                 return .failed(Self.message(error))
             }
         }
+    }
+
+    /// Set when the destination went away (`EndpointGone`): nothing more is started.
+    private let stopped = Guarded<String?>(nil)
+
+    private func stop(_ error: EndpointGone) {
+        stopped.update { if $0 == nil { $0 = error.description } }
     }
 
     private func transferOnce(_ action: Action) throws {
@@ -206,6 +234,23 @@ public final class Executor: @unchecked Sendable {
             lock.lock()
             defer { lock.unlock() }
             return stats
+        }
+    }
+
+    /// A value several workers read and write.
+    final class Guarded<Value>: @unchecked Sendable {
+        private var stored: Value
+        private let lock = Lock()
+        init(_ value: Value) { stored = value }
+        var value: Value {
+            lock.lock()
+            defer { lock.unlock() }
+            return stored
+        }
+        func update(_ body: (inout Value) -> Void) {
+            lock.lock()
+            body(&stored)
+            lock.unlock()
         }
     }
 

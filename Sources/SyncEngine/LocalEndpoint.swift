@@ -16,6 +16,26 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     ///   - keepsModes: false on filesystems without Unix permissions (FAT, exFAT).
     /// FUSE filesystems (fusefat) stamp the current time on rename: times are set after it.
     private let timesAfterRename: Bool
+    /// How each file's data reaches the disk before the file gets its final name.
+    public enum FileSync: Sendable {
+        /// Not at all: the page cache decides (local folders; a crash can leave a zero-length
+        /// file under a final name, as with rsync or cp).
+        case none
+        /// The data is written and waited for (`sync_file_range`), no journal commit: enough
+        /// where the journal commits a name only with or after the blocks it points to, which
+        /// the data then already fill (ext3/ext4, XFS, btrfs).
+        case data
+        /// `fdatasync`: everywhere else (FAT, exFAT, FUSE).
+        case full
+    }
+    /// For a drive, `.data` or `.full`. Without it, a drive pulled mid-run (ext4, delayed
+    /// allocation) keeps names the journal committed for files whose data was never written:
+    /// zero-length or truncated files under their final names.
+    public var fileSync = FileSync.none
+    /// For a drive: the `st_dev` of its filesystem when the run started. Every file and folder
+    /// created is checked to lie on it, so a drive pulled mid-run never gets its remaining files
+    /// written into the bare mount point underneath (`EndpointGone`).
+    public var requiredDevice: UInt64?
 
     public init(
         root: String, timePrecision: Int64 = 1, keepsModes: Bool = true, keepsSymlinks: Bool = true,
@@ -72,6 +92,19 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     }
 
     public func prepareRoot() throws {
+        // On a drive, the deepest folder that exists must be on it: if the drive is gone, that
+        // is the bare mount point (or above it), and nothing may be created there.
+        if requiredDevice != nil {
+            var existing = root
+            var st = stat()
+            while stat(existing, &st) != 0 {
+                guard let slash = existing.lastIndex(of: "/"), slash != existing.startIndex else { break }
+                existing = String(existing[..<slash])
+            }
+            if UInt64(st.st_dev) != requiredDevice {
+                throw EndpointGone("\(existing) is no longer on the filesystem the run started on")
+            }
+        }
         var path: [UInt8] = []
         for component in rootBytes.split(separator: UInt8(ascii: "/")) {
             path.append(UInt8(ascii: "/"))
@@ -83,6 +116,54 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 throw SystemError("mkdir", path: String(decoding: path, as: UTF8.self), errno: errno)
             }
         }
+        if let gone = goneError() { throw gone }
+    }
+
+    private func makeDurable(fd: Int32, path: FileName) throws {
+        if fileSync == .none { return }
+        while (fileSync == .data ? cposix_write_and_wait(fd) : fdatasync(fd)) != 0 {
+            if errno == EINTR { continue }
+            if errno == EINVAL || errno == ENOSYS || errno == ESPIPE { return }  // cannot: nothing to wait for
+            throw SystemError("sync", path: display(path), errno: errno)
+        }
+    }
+
+    // MARK: the drive's presence
+
+    /// `EndpointGone` when the root no longer lies on `requiredDevice`.
+    func goneError() -> EndpointGone? {
+        guard let requiredDevice else { return nil }
+        var st = stat()
+        if stat(root, &st) == 0 && UInt64(st.st_dev) == requiredDevice { return nil }
+        return EndpointGone("\(root) is no longer on the filesystem the run started on")
+    }
+
+    /// Checks that a file or folder just created lies on the drive; a failed call on a drive
+    /// that went away becomes `EndpointGone`.
+    func checkDevice(fd: Int32) throws {
+        guard let requiredDevice else { return }
+        var st = stat()
+        if fstat(fd, &st) == 0 && UInt64(st.st_dev) == requiredDevice { return }
+        throw goneError() ?? EndpointGone("a file under \(root) was created off it")
+    }
+
+    /// Runs `body`; when it fails on a drive that is gone, throws `EndpointGone` instead.
+    func onDrive<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as SystemError {
+            throw gone(error) ?? error
+        }
+    }
+
+    /// `EndpointGone` for a failed call on a drive that is gone: its root is elsewhere now, or
+    /// the call failed the way only a vanished drive fails (EIO from a pulled drive that is still
+    /// mounted, or a dying one; ENOTCONN from a FUSE drive whose daemon died: FUSE's attribute
+    /// cache can keep answering `stat` for the root meanwhile).
+    func gone(_ error: SystemError) -> EndpointGone? {
+        if let gone = goneError() { return gone }
+        guard requiredDevice != nil, [EIO, ENOTCONN, ECONNABORTED].contains(error.errno) else { return nil }
+        return EndpointGone("\(error) (pulled out, or failing)")
     }
 
     public func list(recursive: Bool, filter: ListingFilter) -> Listing {
@@ -156,6 +237,15 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             let mode = UInt32(st.st_mode) & 0o7777
             switch st.st_mode & S_IFMT {
             case S_IFREG:
+                // Readable by all: no call. Otherwise ask the kernel (uid, groups, ACLs, capabilities).
+                if st.st_mode & S_IROTH == 0 {
+                    let readable = withUnsafePointer(to: &item.pointee.d_name) {
+                        $0.withMemoryRebound(to: CChar.self, capacity: 256) {
+                            faccessat(dirfd(dir), $0, R_OK, AT_EACCESS) == 0
+                        }
+                    }
+                    if !readable { listing.unreadableFiles.append(path) }
+                }
                 entries.append(Entry(name: name, kind: .file, size: Int64(st.st_size), mtime: mtime, mode: mode))
             case S_IFDIR:
                 var entry = Entry(name: name, kind: .directory, mtime: mtime, mode: mode)
@@ -254,6 +344,12 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     public func receive(
         _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
     ) throws {
+        try onDrive { try receiveOnDrive(path, from: file, entry: entry, replacing: replacing, progress: progress) }
+    }
+
+    private func receiveOnDrive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
+    ) throws {
         // A new file: an anonymous file in the destination folder, linked under its final name
         // only when complete; one directory operation instead of two, and nothing left behind
         // by a crash. A replacement needs a rename over the old file anyway: a temporary name.
@@ -278,8 +374,10 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     ) throws {
         var open = true
         defer { if open { close(fd) } }
+        try checkDevice(fd: fd)
         try copyContents(from: file, to: fd, path: path, expected: entry.size, progress: progress)
         try finishAttributes(fd: fd, path: path, entry: entry)
+        try makeDurable(fd: fd, path: path)
         let procPath = "/proc/self/fd/\(fd)"
         let final = absolute(path)
         if linkat(AT_FDCWD, procPath, AT_FDCWD, final, AT_SYMLINK_FOLLOW) == 0 {
@@ -333,8 +431,10 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 unlink(tmpPath)
             }
         }
+        try checkDevice(fd: fd)
         try copyContents(from: file, to: fd, path: temporary, expected: entry.size, progress: progress)
         try applyMode(fd: fd, path: path, entry: entry)
+        try makeDurable(fd: fd, path: temporary)
         let closed = close(fd)
         succeeded = true  // the descriptor is closed either way
         if closed != 0 {
@@ -419,8 +519,22 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
     public func createDirectory(_ path: FileName) throws {
         // Owner-writable until its contents are in; setFolderAttributes gives the final mode.
-        if mkdir(absolute(path), 0o700) != 0 && errno != EEXIST {
-            throw SystemError("mkdir", path: display(path), errno: errno)
+        let created = mkdir(absolute(path), 0o700) == 0
+        if !created && errno != EEXIST {
+            let error = SystemError("mkdir", path: display(path), errno: errno)
+            throw gone(error) ?? error
+        }
+        if requiredDevice != nil {
+            let fd = open(absolute(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd < 0 {
+                let error = SystemError("open", path: display(path), errno: errno)
+                throw gone(error) ?? error
+            }
+            defer { close(fd) }
+            do { try checkDevice(fd: fd) } catch {
+                if created { rmdir(absolute(path)) }  // made in the bare mount point: take it back
+                throw error
+            }
         }
     }
 
@@ -442,8 +556,10 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
     public func remove(_ path: FileName, kind: EntryKind) throws {
         let result = kind == .directory ? rmdir(absolute(path)) : unlink(absolute(path))
-        if result != 0 && errno != ENOENT {
-            throw SystemError(kind == .directory ? "rmdir" : "unlink", path: display(path), errno: errno)
+        if result != 0 {
+            let error = SystemError(kind == .directory ? "rmdir" : "unlink", path: display(path), errno: errno)
+            if let gone = gone(error) { throw gone }  // not "already deleted": the drive is gone
+            if error.errno != ENOENT { throw error }
         }
     }
 

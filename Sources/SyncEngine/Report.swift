@@ -30,6 +30,8 @@ public struct SyncStatistics: Sendable, Equatable {
     public var skipped = 0
     public var failed = 0
     public var temporaryFilesRemoved = 0
+    /// Why the executor stopped early (the destination drive went away), if it did.
+    public var stoppedBecause: String?
 
     public init() {}
 }

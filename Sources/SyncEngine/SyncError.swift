@@ -31,3 +31,14 @@ struct SyncFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
+
+/// The destination's filesystem is not the one the run started on any more (the drive was pulled
+/// or unmounted during the run): a later write would land on whatever lies under the mount point,
+/// so the executor starts no further transfer.
+public struct EndpointGone: Error, CustomStringConvertible, Sendable {
+    /// What happened, with the path: "the destination drive is gone: /mnt/x is no longer …".
+    public var description: String
+    /// The short form for the entries not started because of it.
+    public static let summary = "the destination drive is gone"
+    public init(_ detail: String) { self.description = Self.summary + ": " + detail }
+}

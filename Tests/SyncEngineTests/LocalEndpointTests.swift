@@ -52,6 +52,50 @@ final class LocalEndpointTests: XCTestCase {
         XCTAssertEqual(copied.entries[0].mode, 0o640)
     }
 
+    /// A drive's endpoint whose root is not on the drive's filesystem any more (pulled, the
+    /// bare mount point showing): nothing is created there, and the error says so.
+    func testAnEndpointOffItsDriveWritesNothingAndThrowsEndpointGone() throws {
+        FileManager.default.createFile(atPath: root + "/src/f", contents: Data("data".utf8))
+        var st = stat()
+        XCTAssertEqual(stat(root + "/dst", &st), 0)
+        let source = LocalEndpoint(root: root + "/src")
+        let entry = source.list(recursive: false, filter: ListingFilter()).entries.first { $0.name == "f" }!
+
+        // On its drive (the right st_dev) and syncing each file: works as ever.
+        let onDrive = LocalEndpoint(root: root + "/dst")
+        onDrive.requiredDevice = UInt64(st.st_dev)
+        onDrive.fileSync = .full
+        let file = try source.openForReading("f", entry: entry)
+        try onDrive.receive("f", from: file, entry: entry, replacing: false) { _ in }
+        file.close()
+        onDrive.fileSync = .data
+        let second = try source.openForReading("f", entry: entry)
+        try onDrive.receive("h", from: second, entry: entry, replacing: false) { _ in }
+        second.close()
+        try onDrive.createDirectory("folder")
+        XCTAssertEqual(FileManager.default.contents(atPath: root + "/dst/f"), Data("data".utf8))
+
+        // Off it: every write refuses, and leaves nothing behind.
+        let gone = LocalEndpoint(root: root + "/dst")
+        gone.requiredDevice = UInt64(st.st_dev) &+ 1
+        let again = try source.openForReading("f", entry: entry)
+        XCTAssertThrowsError(try gone.receive("g", from: again, entry: entry, replacing: false) { _ in }) {
+            XCTAssertTrue($0 is EndpointGone, "\($0)")
+        }
+        XCTAssertThrowsError(try gone.receive("f", from: again, entry: entry, replacing: true) { _ in }) {
+            XCTAssertTrue($0 is EndpointGone, "\($0)")
+        }
+        again.close()
+        XCTAssertThrowsError(try gone.createDirectory("other")) { XCTAssertTrue($0 is EndpointGone, "\($0)") }
+        XCTAssertThrowsError(try gone.remove("missing", kind: .file)) { XCTAssertTrue($0 is EndpointGone, "\($0)") }
+        let below = LocalEndpoint(root: root + "/dst/new/deeper")
+        below.requiredDevice = UInt64(st.st_dev) &+ 1
+        XCTAssertThrowsError(try below.prepareRoot()) { XCTAssertTrue($0 is EndpointGone, "\($0)") }
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: root + "/dst").sorted(), ["f", "folder", "h"])
+        XCTAssertEqual(FileManager.default.contents(atPath: root + "/dst/f"), Data("data".utf8))
+    }
+
     func testFailedWriteLeavesNoFileUnderTheFinalName() throws {
         FileManager.default.createFile(atPath: root + "/src/f", contents: Data("data".utf8))
         let source = LocalEndpoint(root: root + "/src")
