@@ -100,10 +100,12 @@ public final class FTPConnection {
 
     /// Uploads `size` bytes from `read` to `path`, then sends `after` (e.g. a rename and setting
     /// the time) on the same connection. `read` fills the buffer and returns 0 at the end.
+    /// Returns the server's last reply (to the last of `after`, or the transfer's).
+    @discardableResult
     public func upload(
         to path: [UInt8], size: Int64, after: [[UInt8]] = [],
         read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int
-    ) throws {
+    ) throws -> FTPReply? {
         try begin(path: path)
         set(CURLOPT_UPLOAD, 1)
         setOff(CURLOPT_INFILESIZE_LARGE, size)
@@ -113,6 +115,7 @@ public final class FTPConnection {
         if !after.isEmpty { set(CURLOPT_POSTQUOTE, list(after)) }
         defer { reader = nil }
         try perform(what: "STOR", path: path)
+        return FTPReply.parse(replyBytes).last
     }
 
     /// Starts downloading `path`; the caller reads it piece by piece and must `close` it.
