@@ -206,7 +206,9 @@ public final class FTPConnection {
         set(CURLOPT_FTP_FILEMETHOD, Int(CURLFTPMETHOD_NOCWD.rawValue))
         set(CURLOPT_CONNECTTIMEOUT, options.connectTimeout)
         set(CURLOPT_SERVER_RESPONSE_TIMEOUT, options.responseTimeout)
-        set(CURLOPT_LOW_SPEED_LIMIT, 1)
+        // Under 1 KiB/s for the whole timeout is a stall: a server trickling a few bytes a second
+        // (a hostile one, issue 6 case 5) would otherwise hold a run forever.
+        set(CURLOPT_LOW_SPEED_LIMIT, 1024)
         set(CURLOPT_LOW_SPEED_TIME, options.responseTimeout)
         set(CURLOPT_NOSIGNAL, 1)
         set(CURLOPT_TCP_KEEPALIVE, 1)
@@ -286,7 +288,13 @@ public final class FTPConnection {
             return
         }
         if let callbackError { throw callbackError }
-        if bodyOverflow && !bodyOverflowIsError && result == CURLE_WRITE_ERROR { return }
+        if bodyOverflow && result == CURLE_WRITE_ERROR {
+            if !bodyOverflowIsError { return }
+            throw FTPError(
+                .protocolError,
+                "\(options.display): \(what) \(path.map(Self.printable) ?? ""): the server sent more than \(bodyLimit) bytes"
+            )
+        }
         let reply = FTPReply.parse(replyBytes).last
         let curlText = String(cString: errorBufferPointer)
         let detail = curlText.isEmpty ? String(cString: ccurl_easy_strerror(result)) : curlText

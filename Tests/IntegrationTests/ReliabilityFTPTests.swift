@@ -102,12 +102,13 @@ final class ReliabilityFTPTests: IntegrationTestCase {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    func runFTP(_ arguments: [String], password: String = "pw", wrapper: [String] = [], timeout: TimeInterval)
-        throws -> CommandResult
-    {
+    func runFTP(
+        _ arguments: [String], password: String = "pw", wrapper: [String] = [], ftpTimeout: Int = timeout,
+        timeout: TimeInterval
+    ) throws -> CommandResult {
         try plugsync(
             arguments: arguments, wrapper: wrapper,
-            environment: ["PLUGSYNC_TEST_FTP_PW": password, "PLUGSYNC_FTP_TIMEOUT": "\(Self.timeout)"],
+            environment: ["PLUGSYNC_TEST_FTP_PW": password, "PLUGSYNC_FTP_TIMEOUT": "\(ftpTimeout)"],
             timeout: timeout)
     }
 
@@ -200,12 +201,12 @@ final class ReliabilityFTPTests: IntegrationTestCase {
                     "ftp-fault-proxy.py",
                     [
                         "--upstream", "\(server.port)", "--seed", "\(seed + trial * 2 + (direction == "up" ? 0 : 1))",
-                        "--faults", "2", "--data-max", "300000", "--control-max", "1500",
+                        "--faults", "1", "--data-max", "300000", "--control-max", "1500",
                         "--log", path("faults.log"),
                     ])
                 try writeDefinitions(port: proxy.port)
                 let runStart = Date()
-                let faulty = try runFTP(["run", direction], password: server.password, timeout: 120)
+                let faulty = try runFTP(["run", direction], password: server.password, ftpTimeout: 1, timeout: 120)
                 faultyTime += Date().timeIntervalSince(runStart)
                 stopFixture(proxy.pid)
                 outcomes[faulty.status, default: 0] += 1
@@ -266,6 +267,163 @@ final class ReliabilityFTPTests: IntegrationTestCase {
                 + String(format: "; %.1f s in all, %.1f s in faulty runs", elapsed, faultyTime))
         print("reliability: case 2 FTP connection cut mid-transfer: held \(held) of \(trials)")
         XCTAssertEqual(held, trials, failures.joined(separator: "\n"))
+    }
+    // MARK: case 5: a hostile server
+
+    struct HostileMode {
+        var name: String
+        /// Exit statuses that count as a clean ending.
+        var exits: Set<Int32>
+        var destination = false
+        var dryRun = false
+        /// The largest peak RSS allowed, MiB.
+        var memory = 200
+        var check: (ReliabilityFTPTests, CommandResult, inout [String]) -> Void = { _, _, _ in }
+    }
+
+    func testCase5HostileServer() throws {
+        let started = Date()
+        func dstFiles(_ test: ReliabilityFTPTests) -> [String] {
+            test.regularFiles(test.path("sandbox/dst")).keys.sorted()
+        }
+        func expectFiles(_ files: [String]) -> (ReliabilityFTPTests, CommandResult, inout [String]) -> Void {
+            { test, _, problems in
+                let found = dstFiles(test).filter { !($0 as NSString).lastPathComponent.hasPrefix(".plugsync-tmp-") }
+                if found != files { problems.append("the destination holds \(found), not \(files)") }
+            }
+        }
+        func expectText(_ text: String, _ also: [String] = []) -> (ReliabilityFTPTests, CommandResult, inout [String])
+            -> Void
+        {
+            { test, result, problems in
+                if !(result.stdout + result.stderr).contains(text) { problems.append("no '\(text)' in the output") }
+                expectFiles(also)(test, result, &problems)
+            }
+        }
+        let failing: Set<Int32> = [1, 2, 3]
+        let modes: [HostileMode] = [
+            // A name with CR or LF arrives as two lines: its first part ("new", "carriage") is a fine name.
+            HostileMode(
+                name: "names", exits: [1],
+                check: expectText("refused a name", ["carriage", "good.txt", "new", "orphan.txt"])),
+            HostileMode(
+                name: "names-list", exits: [1],
+                check: expectText("refused a name", ["carriage", "good.txt", "new", "orphan.txt"])),
+            HostileMode(
+                name: "million", exits: [0], dryRun: true, memory: 1024,
+                check: { _, result, problems in
+                    if !result.stdout.suffix(400).contains("1000000 copied") {
+                        problems.append("the dry run does not plan 1,000,000 downloads: \(result.stdout.suffix(400))")
+                    }
+                }),
+            HostileMode(name: "huge-listing", exits: failing, memory: 700, check: expectText("more than")),
+            HostileMode(name: "greeting-never-ends", exits: failing),
+            HostileMode(name: "reply-stalls", exits: failing),
+            HostileMode(name: "endless-line", exits: failing),
+            HostileMode(name: "data-never-closes", exits: failing),
+            HostileMode(name: "data-trickles", exits: failing),
+            HostileMode(name: "retr-trickles", exits: [1], check: expectFiles(["good.txt"])),
+            HostileMode(name: "bad-greeting", exits: failing),
+            HostileMode(name: "bad-epsv", exits: failing),
+            HostileMode(name: "bad-lines", exits: [1], check: expectFiles(["good.txt", "good2.txt", "orphan.txt"])),
+            HostileMode(name: "bad-codes", exits: failing),
+            HostileMode(name: "size-grows", exits: [1], check: expectText("more than the listed", [])),
+            HostileMode(name: "size-shrinks", exits: [1], check: expectText("of 1000 bytes", [])),
+            HostileMode(name: "size-endless", exits: [1], check: expectText("more than the listed", [])),
+            HostileMode(
+                name: "upload-names", exits: [1], destination: true,
+                check: { test, _, problems in
+                    let log = test.read("hostile-commands.log") ?? ""
+                    for line in log.split(separator: "\n") {
+                        let verb = line.split(separator: " ").first.map(String.init) ?? ""
+                        if ["DELE", "RMD", "RNFR", "RNTO", "STOR", "MKD"].contains(verb.uppercased()),
+                            line.contains("..") || line.contains("\\x1b") || line.contains("/a/b")
+                                || (verb == "DELE" && !line.contains(".plugsync-tmp-"))
+                        {
+                            problems.append("the client sent: \(line)")
+                        }
+                    }
+                    if !log.contains("RNTO /pub/a.txt") { problems.append("a.txt was not uploaded:\n\(log)") }
+                }),
+        ]
+        let sandbox = path("sandbox")
+        var held = 0
+        var failures: [String] = []
+        var figures: [String] = []
+        for mode in modes {
+            var problems: [String] = []
+            _ = try? shell("rm -rf \(quote(sandbox)) \(quote(path("hostile-commands.log")))")
+            try write("sandbox/sentinel.txt", "sentinel\n")
+            try mkdir("sandbox/dst")
+            if ["names", "names-list", "bad-lines"].contains(mode.name) {
+                try write("sandbox/dst/orphan.txt", "orphan\n")  // kept: those listings have errors
+            }
+            try write("src/a.txt", "a\n")
+            let before = try snapshot(sandbox).filter { !$0.key.hasPrefix("dst") }
+            let server = try startFixture(
+                "hostile-ftp.py", ["--mode", mode.name, "--log", path("hostile-commands.log")])
+            let remote = ftpEndpoint(port: server.port, directory: "pub", ["clock_diff: 0"])
+            if mode.destination {
+                try writeConfig(ftpDefinition("h", source: ["  local: '\(path("src"))'"], destination: remote))
+            } else {
+                try writeConfig(ftpDefinition("h", source: remote, destination: ["  local: '\(sandbox)/dst'"]))
+            }
+            let rss = path("rss-\(mode.name)")
+            let runStart = Date()
+            let result = try runFTP(
+                ["run", "h"] + (mode.dryRun ? ["--dry-run"] : []),
+                wrapper: ["time", "-f", "%M", "-o", rss, "timeout", "-s", "KILL", "60"],
+                timeout: 90)
+            let seconds = Date().timeIntervalSince(runStart)
+            stopFixture(server.pid)
+            if result.signaled || result.status == 137 {
+                problems.append("killed (a signal, or still running after 60 s)")
+            }
+            for marker in ["Fatal error", "Stack dump", "Backtrace", "Current stack trace", "0x0000"]
+            where result.stdout.contains(marker) || result.stderr.contains(marker) {
+                problems.append("'\(marker)' in the output")
+            }
+            if !mode.exits.contains(result.status) {
+                problems.append("exit \(result.status), not \(mode.exits.sorted())")
+            }
+            if result.status != 1 && result.status != 0 && result.stderrLines.count != 1 {
+                problems.append("\(result.stderrLines.count) lines on stderr, not one")
+            }
+            if (result.stdout + result.stderr).unicodeScalars.contains(where: {
+                ($0.value < 0x20 && $0 != "\n" && $0 != "\t") || $0.value == 0x7f
+            }) {
+                problems.append("a control character from the server reached the output")
+            }
+            let kib = Int((read("rss-\(mode.name)") ?? "").split(separator: "\n").last ?? "") ?? -1
+            if kib < 0 || kib > mode.memory * 1024 { problems.append("peak RSS \(kib) KiB, over \(mode.memory) MiB") }
+            // Nothing outside the destination.
+            let after = try snapshot(sandbox).filter { !$0.key.hasPrefix("dst") }
+            if after != before { problems.append("the sandbox changed outside dst: \(after.keys.sorted())") }
+            for outside in [
+                "/etc/plugsync-hostile.txt", path("escape.txt"), path("escape2.txt"), root + "/../escape2.txt",
+            ]
+            where FileManager.default.fileExists(atPath: outside) {
+                problems.append("\(outside) was written")
+            }
+            if mode.name != "bad-lines" && mode.name != "names" && mode.name != "names-list"
+                && !mode.dryRun && !mode.destination
+                && FileManager.default.fileExists(atPath: sandbox + "/dst/orphan.txt")
+                && result.status == 0
+            {
+                problems.append("exit 0 against a hostile server")
+            }
+            mode.check(self, result, &problems)
+            figures.append(String(format: "%@ exit %d %.1f s %d MiB", mode.name, result.status, seconds, kib / 1024))
+            if problems.isEmpty {
+                held += 1
+            } else {
+                failures.append("\(mode.name): " + problems.joined(separator: "; ") + "\n\(result)".prefix(3000))
+            }
+        }
+        print("reliability: case 5 modes: " + figures.joined(separator: ", "))
+        print(String(format: "reliability: case 5 took %.1f s", Date().timeIntervalSince(started)))
+        print("reliability: case 5 hostile FTP server: held \(held) of \(modes.count)")
+        XCTAssertEqual(held, modes.count, failures.joined(separator: "\n"))
     }
 }
 
