@@ -86,11 +86,12 @@ public final class FTPConnection {
     /// plain connection that curl has finished with, so nothing else is in flight on it; under
     /// TLS, or once a server got out of step, the commands go one by one through curl. A reply
     /// of 400 or more ends it with that command's error (a command starting with `*` may fail).
-    public func pipeline(_ commands: [[UInt8]]) throws {
-        if commands.isEmpty { return }
+    @discardableResult
+    public func pipeline(_ commands: [[UInt8]]) throws -> [FTPReply] {
+        if commands.isEmpty { return [] }
         guard let replies = try exchange(commands) else {
             try command(commands)
-            return
+            return Array(FTPReply.parse(replyBytes).suffix(commands.count))
         }
         for (command, reply) in zip(commands, replies) {
             guard reply.code >= 400, command.first != UInt8(ascii: "*") else { continue }
@@ -102,6 +103,7 @@ public final class FTPConnection {
                 "\(options.display): \(verb) \(Self.printable(argument)): server replied \(reply.code) \(reply.text)",
                 replyCode: reply.code)
         }
+        return replies
     }
 
     /// The replies to `commands`, sent in one write (see `pipeline`), whatever their codes; nil
@@ -203,12 +205,14 @@ public final class FTPConnection {
     }
     private var bodyOverflowIsError = true
 
-    /// Uploads `size` bytes from `read` to `path`, then sends `after` (e.g. a rename and setting
-    /// the time) on the same connection. `read` fills the buffer and returns 0 at the end.
+    /// Uploads `size` bytes from `read` to `path`, then sends `after` (e.g. SIZE and setting the
+    /// time) on the same connection, pipelined where it can be. `read` fills the buffer and
+    /// returns 0 at the end. Returns the replies to `after`, in order.
+    @discardableResult
     public func upload(
         to path: [UInt8], size: Int64, after: [[UInt8]] = [],
         read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int
-    ) throws {
+    ) throws -> [FTPReply] {
         try begin(path: path)
         set(CURLOPT_UPLOAD, 1)
         setOff(CURLOPT_INFILESIZE_LARGE, size)
@@ -219,7 +223,8 @@ public final class FTPConnection {
         if !after.isEmpty && !pipelined { set(CURLOPT_POSTQUOTE, list(after)) }
         defer { reader = nil }
         try perform(what: "STOR", path: path)
-        if pipelined { try pipeline(after) }
+        if pipelined { return try pipeline(after) }
+        return Array(FTPReply.parse(replyBytes).suffix(after.count))
     }
 
     /// Starts downloading `path`; the caller reads it piece by piece and must `close` it.
@@ -311,7 +316,9 @@ public final class FTPConnection {
         set(CURLOPT_FTP_FILEMETHOD, Int(CURLFTPMETHOD_NOCWD.rawValue))
         set(CURLOPT_CONNECTTIMEOUT, options.connectTimeout)
         set(CURLOPT_SERVER_RESPONSE_TIMEOUT, options.responseTimeout)
-        set(CURLOPT_LOW_SPEED_LIMIT, 1)
+        // Under 1 KiB/s for the whole timeout is a stall: a server trickling a few bytes a second
+        // (a hostile one, issue 6 case 5) would otherwise hold a run forever.
+        set(CURLOPT_LOW_SPEED_LIMIT, 1024)
         set(CURLOPT_LOW_SPEED_TIME, options.responseTimeout)
         set(CURLOPT_NOSIGNAL, 1)
         set(CURLOPT_TCP_KEEPALIVE, 1)
@@ -395,7 +402,13 @@ public final class FTPConnection {
             return
         }
         if let callbackError { throw callbackError }
-        if bodyOverflow && !bodyOverflowIsError && result == CURLE_WRITE_ERROR { return }
+        if bodyOverflow && result == CURLE_WRITE_ERROR {
+            if !bodyOverflowIsError { return }
+            throw FTPError(
+                .protocolError,
+                "\(options.display): \(what) \(path.map(Self.printable) ?? ""): the server sent more than \(bodyLimit) bytes"
+            )
+        }
         let reply = FTPReply.parse(replyBytes).last
         let curlText = String(cString: errorBufferPointer)
         let detail = curlText.isEmpty ? String(cString: ccurl_easy_strerror(result)) : curlText

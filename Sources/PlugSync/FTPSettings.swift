@@ -14,6 +14,13 @@ enum FTPSettings {
         options.tls = FTPOptions.TLS(rawValue: spec.tls.rawValue) ?? .none
         options.passive = spec.passive
         options.caFile = spec.caFile
+        // Tests (and impatient users) shorten the 60 s reply and stall timeout: whole seconds.
+        if let text = getenv("PLUGSYNC_FTP_TIMEOUT").map({ String(cString: $0) }), let seconds = Int(text),
+            seconds > 0
+        {
+            options.responseTimeout = seconds
+            options.connectTimeout = min(options.connectTimeout, seconds)
+        }
         return options
     }
 

@@ -492,23 +492,50 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         let connection = try pool.checkOut()
         do {
             let download = try connection.download(absolute(path).bytes)
-            return RemoteFile(download: download) { [pool] in pool.checkIn(connection) }
+            return RemoteFile(download: download, expected: entry.size, display: display(path)) { [pool] in
+                pool.checkIn(connection)
+            }
         } catch {
             pool.checkIn(connection)
             throw error
         }
     }
 
+    /// A download that must deliver exactly the listed size: in stream mode the end of the data
+    /// connection is the end of the file, so a connection cut (or a file changing on the server)
+    /// would otherwise pass for a complete file. Never reads more than one byte past the size.
     final class RemoteFile: ReadableFile {
         let download: FTPDownload
+        let expected: Int64
+        let display: String
         let done: () -> Void
         var closed = false
-        init(download: FTPDownload, done: @escaping () -> Void) {
+        var received: Int64 = 0
+        init(download: FTPDownload, expected: Int64, display: String, done: @escaping () -> Void) {
             self.download = download
+            self.expected = expected
+            self.display = display
             self.done = done
         }
         var localDescriptor: Int32? { nil }
-        func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try download.read(into: buffer) }
+        func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+            if buffer.count == 0 { return 0 }
+            let room = Int(min(Int64(buffer.count), max(0, expected - received) + 1))
+            let n = try download.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<room]))
+            received += Int64(n)
+            if received > expected {
+                // Not worth a retry: the file grew on the server (or the server lies about sizes).
+                throw FTPError(
+                    .protocolError, "\(display): the server sent more than the listed \(expected) bytes; not copied")
+            }
+            if n == 0 && received < expected {
+                throw FTPError(
+                    .interrupted,
+                    "\(display): the download ended after \(received) of \(expected) bytes (a broken connection, or the file changed on the server)"
+                )
+            }
+            return n
+        }
         func close() {
             guard !closed else { return }
             closed = true
@@ -533,30 +560,47 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
             try pool.with { connection in
                 let finalPath = connection.commandPath(final.bytes)
                 let temporaryPath = connection.commandPath(temporary.bytes)
-                // The time is set on the temporary file (a rename keeps it), so that a refused
-                // rename never leaves the old file with the new file's time.
-                var after: [[UInt8]] = []
+                // The end of the data connection is the end of the file for the server too: a
+                // connection cut on its side leaves a short file and a 226. So the size is checked
+                // (SIZE, where the server knows it) before the rename. The time is set on the
+                // temporary file (a rename keeps it), so a refused rename never leaves the old
+                // file with the new file's time. Both go with the upload, pipelined where the
+                // connection allows; the rename follows in one more round trip.
+                var after: [[UInt8]] = [Array("*SIZE ".utf8) + temporaryPath]
                 if let command = Self.setTimeCommand(
                     setter, value: FTPListingParser.timeValue(entry.mtime.seconds + clockOffset), path: temporaryPath)
                 {
                     after.append(command)
                 }
-                after += [Array("RNFR ".utf8) + temporaryPath, Array("RNTO ".utf8) + finalPath]
+                let rename = [Array("RNFR ".utf8) + temporaryPath, Array("RNTO ".utf8) + finalPath]
                 do {
-                    try connection.upload(to: temporary.bytes, size: entry.size, after: after) { buffer in
+                    let replies = try connection.upload(to: temporary.bytes, size: entry.size, after: after) { buffer in
                         let n = try file.read(into: buffer)
                         progress(Int64(n))
                         return n
                     }
-                } catch let error as FTPError where error.kind == .refused && replacing && Self.renameFailed(error) {
-                    // Some servers will not rename onto an existing name: remove it, then rename.
-                    try connection.command([Array("DELE ".utf8) + finalPath])
-                    try connection.command(after)
+                    if let reply = replies.first, reply.code == 213,
+                        let stored = Int64(reply.text.trimmingSpaces), stored != entry.size
+                    {
+                        throw FTPError(
+                            .interrupted,
+                            "\(display(path)): the server holds \(stored) of \(entry.size) bytes after the upload (a broken connection); not renamed"
+                        )
+                    }
+                    do {
+                        try connection.pipeline(rename)
+                    } catch let error as FTPError
+                        where error.kind == .refused && replacing && Self.renameFailed(error)
+                    {
+                        // Some servers will not rename onto an existing name: remove it, then rename.
+                        try connection.command([Array("DELE ".utf8) + finalPath])
+                        try connection.pipeline(rename)
+                    }
                 } catch {
                     _ = try? connection.command([Array("*DELE ".utf8) + temporaryPath])
                     throw error
                 }
-                if after.count > 2 {
+                if after.count > 1 {
                     let time = KnownTime(
                         size: entry.size, seconds: entry.mtime.seconds, knownAt: Int64(wallClockSeconds()))
                     state.withLock { learned[path] = time }
@@ -668,6 +712,13 @@ final class ConnectionPool: @unchecked Sendable {
     }
 
     func drain() { mutex.withLock { idle.removeAll() } }
+}
+
+extension String {
+    /// Without leading and trailing spaces (a `213 1234 ` reply).
+    fileprivate var trimmingSpaces: String {
+        String(self.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
 }
 
 func wallClockSeconds() -> Double {
