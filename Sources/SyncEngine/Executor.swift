@@ -67,6 +67,8 @@ public final class Executor: @unchecked Sendable {
                 } catch {
                     record(action, .failed(Self.message(error)), stats)
                 }
+            case .replace where Self.unstorable(action, on: destination):
+                record(action, .kept(Self.noSymlinks), stats)  // what is there stays
             case .replace:
                 let outcome = deleteTree(action.path, entry: action.destination!)
                 if case .done = outcome, let entry = action.source {
@@ -171,7 +173,15 @@ public final class Executor: @unchecked Sendable {
     /// Pauses before the second, third and fourth try of a transfer whose error is transient.
     public var retryDelays: [Double] = [0.5, 2, 5]
 
+    /// A symbolic link for a destination that cannot store one (FAT, FTP): skipped with the
+    /// reason on every run, not a failure (a failure would withhold a mirror's deletions forever).
+    static func unstorable(_ action: Action, on destination: Endpoint) -> Bool {
+        action.source?.kind == .symlink && !destination.capabilities.keepsSymlinks
+    }
+    static let noSymlinks = "the destination cannot store symbolic links"
+
     private func transfer(_ action: Action) -> Outcome {
+        if Self.unstorable(action, on: destination) { return .kept(Self.noSymlinks) }
         var attempt = 0
         while true {
             do {
@@ -201,9 +211,6 @@ public final class Executor: @unchecked Sendable {
         guard let entry = action.source else { throw SyncFailure("no source entry") }
         do {
             if entry.kind == .symlink {
-                guard destination.capabilities.keepsSymlinks else {
-                    throw SyncFailure("the destination's filesystem cannot store symbolic links")
-                }
                 try destination.createSymlink(action.path, entry: entry)
                 return
             }

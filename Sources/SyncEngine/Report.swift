@@ -3,7 +3,8 @@ public enum Outcome: Sendable {
     case done
     /// Shown with `--dry-run`: the action was planned, nothing was changed.
     case planned
-    /// Not done, and not a failure (e.g. an orphan folder that still holds ignored entries).
+    /// Not done, and not a failure (an orphan folder that still holds ignored entries; a
+    /// symbolic link for a destination that cannot store one).
     case kept(String)
     case failed(String)
 }
@@ -63,7 +64,7 @@ public struct ActionFormatter: Sendable {
     public func verb(for action: Action, outcome: Outcome) -> String {
         switch outcome {
         case .failed: return "Failed"
-        case .kept: return "Keeping"
+        case .kept: return action.kind == .transfer ? "Skipping" : "Keeping"
         default: break
         }
         switch action.kind {
@@ -108,7 +109,7 @@ public struct ActionFormatter: Sendable {
         case (.failed(let message), _, _):
             return Self.format(verb: "Failed", reason: action.reason.text(side: side) + "; " + message, path: path)
         case (.kept(let message), _, _):
-            return Self.format(verb: "Keeping", reason: message, path: path)
+            return Self.format(verb: verb(for: action, outcome: outcome), reason: message, path: path)
         default:
             return Self.format(
                 verb: verb(for: action, outcome: outcome), reason: action.reason.text(side: side), path: path)
