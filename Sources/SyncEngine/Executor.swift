@@ -153,9 +153,9 @@ public final class Executor: @unchecked Sendable {
 
     private func runTransfers(_ actions: [Action], _ indexes: [Int], stats: Counter) {
         if indexes.isEmpty { return }
-        let queue = WorkQueue(count: indexes.count)
-        runOnThreads(min(parallelism, indexes.count)) { _ in
-            while let next = queue.next() {
+        let queue = FolderQueue(folders: indexes.map { actions[$0].path.parent })
+        runOnThreads(min(parallelism, indexes.count)) { worker in
+            while let next = queue.next(worker: worker) {
                 let action = actions[indexes[next]]
                 if cancellation?.isCancelled == true {
                     record(action, .failed("not copied: the sync was stopped"), stats)
@@ -258,6 +258,55 @@ public final class Executor: @unchecked Sendable {
             lock.lock()
             body(&stored)
             lock.unlock()
+        }
+    }
+
+    /// Hands out the indexes of `folders` once each, to several workers, each worker keeping to
+    /// one folder while it has files and the others taking other folders: workers writing into
+    /// the same folder wait for each other on its lock (a local disk's or an FTP server's).
+    /// A worker whose folder is done takes the next untouched folder, or else helps with the
+    /// folder that has the most left.
+    final class FolderQueue: @unchecked Sendable {
+        private var groups: [[Int]] = []
+        private var cursors: [Int] = []
+        private var nextGroup = 0
+        private var current: [Int: Int] = [:]  // worker -> group
+        private let lock = Lock()
+
+        init(folders: [FileName]) {
+            var groupOf: [FileName: Int] = [:]
+            for (index, folder) in folders.enumerated() {
+                if let group = groupOf[folder] {
+                    groups[group].append(index)
+                } else {
+                    groupOf[folder] = groups.count
+                    groups.append([index])
+                }
+            }
+            cursors = Array(repeating: 0, count: groups.count)
+        }
+
+        func next(worker: Int) -> Int? {
+            lock.lock()
+            defer { lock.unlock() }
+            var group = current[worker] ?? -1
+            if group < 0 || cursors[group] == groups[group].count {
+                if nextGroup < groups.count {
+                    group = nextGroup
+                    nextGroup += 1
+                } else {
+                    var most = 0
+                    group = -1
+                    for g in groups.indices where groups[g].count - cursors[g] > most {
+                        most = groups[g].count - cursors[g]
+                        group = g
+                    }
+                    if group < 0 { return nil }
+                }
+                current[worker] = group
+            }
+            cursors[group] += 1
+            return groups[group][cursors[group] - 1]
         }
     }
 

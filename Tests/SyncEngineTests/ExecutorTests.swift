@@ -128,4 +128,31 @@ final class ExecutorTests: XCTestCase {
         XCTAssertEqual(stats.failed, 1)
         XCTAssertTrue(recorder.lines.contains { $0.hasPrefix("Failed") && $0.contains("permission denied") })
     }
+
+    func testTheFolderQueueHandsOutEveryFileOnceAndKeepsWorkersInDifferentFolders() {
+        // Plan order: 3 files in a, 2 in b, 1 in c, 4 in d (interleaved to check the grouping).
+        let folders = ["a", "a", "b", "a", "b", "c", "d", "d", "d", "d"].map { FileName($0) }
+        let queue = Executor.FolderQueue(folders: folders)
+        // Two workers take turns: each keeps to its own folder while the other has one too.
+        var taken: [Int: [Int]] = [0: [], 1: []]
+        var idle = 0
+        var turn = 0
+        while idle < 2 {
+            defer { turn += 1 }
+            if let index = queue.next(worker: turn % 2) {
+                taken[turn % 2]!.append(index)
+                idle = 0
+            } else {
+                idle += 1
+            }
+        }
+        XCTAssertEqual((taken[0]! + taken[1]!).sorted(), Array(0..<10), "every index exactly once")
+        XCTAssertEqual(taken[0]!.prefix(3).map { folders[$0] }, Array(repeating: FileName("a"), count: 3))
+        XCTAssertEqual(taken[1]!.prefix(2).map { folders[$0] }, Array(repeating: FileName("b"), count: 2))
+        // While worker 0 was in a and worker 1 in b, they never shared a folder.
+        for step in 0..<2 { XCTAssertNotEqual(folders[taken[0]![step]], folders[taken[1]![step]]) }
+        // The last folder (d, 4 files) is shared once nothing else is left: both help.
+        XCTAssertTrue(taken[0]!.contains { folders[$0] == FileName("d") })
+        XCTAssertTrue(taken[1]!.contains { folders[$0] == FileName("d") })
+    }
 }
