@@ -174,6 +174,10 @@ run_one() {
   cmd_for "$tool" "$dir" "$local" "$remote"
   offset=$(stat -c %s "$XFERLOG" 2>/dev/null || echo 0)
   echo "=== $tree $server $sc rep $rep $tool: ${CMD[*]}" >>"$LOG"
+  # Settle first: the previous steps' writes (a fresh tree, deleted folders) are flushed now, not
+  # during the timed run; and proftpd's master accepts no connection for about 400 ms after one of
+  # its sessions ends (it sleeps after reaping the child), which would charge one tool for the last.
+  sync; sleep 0.5
   t0=$EPOCHREALTIME
   LFTP_PASSWORD=$PASSWORD RCLONE_FTP_HOST=127.0.0.1 RCLONE_FTP_PORT=$PORT RCLONE_FTP_USER=$FTP_USER \
     RCLONE_FTP_PASS=$RCLONE_PASS PLUGSYNC_BENCH_PW=$PASSWORD PLUGSYNC_STATE_DIR=$STATE/$tool \
