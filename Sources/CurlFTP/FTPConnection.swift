@@ -186,8 +186,21 @@ public final class FTPConnection {
 
     /// Runs a listing command (`MLSD`, `LIST -a`) in `directory` and returns the raw data.
     public func listing(_ directory: [UInt8], verb: String) throws -> [UInt8] {
-        try begin(path: directory, isDirectory: true)
-        set(CURLOPT_CUSTOMREQUEST, verb)
+        if verb == "MLSD", home != nil, !directory.contains(UInt8(ascii: " ")) {
+            // MLSD names its folder (RFC 3659: a path, never a pattern), so curl stays in the
+            // login directory instead of changing into each folder first: one round trip less.
+            // A name with a space keeps the CWD way (servers may trim a trailing one).
+            try begin(path: [], isDirectory: true)
+            let request = Array("MLSD ".utf8) + commandPath(directory) + [0]
+            request.withUnsafeBufferPointer {
+                $0.withMemoryRebound(to: CChar.self) {
+                    _ = ccurl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, $0.baseAddress)
+                }
+            }
+        } else {
+            try begin(path: directory, isDirectory: true)
+            set(CURLOPT_CUSTOMREQUEST, verb)
+        }
         set(CURLOPT_FTP_FILEMETHOD, Int(CURLFTPMETHOD_SINGLECWD.rawValue))
         collectBody(limit: options.maximumListingBytes)
         try perform(what: verb, path: directory)

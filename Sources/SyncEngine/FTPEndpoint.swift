@@ -80,8 +80,13 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         try pool.with { connection in
             let reply = try connection.command("*FEAT")
             features = reply.code == 211 ? FTPFeatures(reply: reply) : FTPFeatures()
-            if features.utf8 { try connection.command("*OPTS UTF8 ON") }
+            if features.utf8 {
+                pool.setupCommands = ["*OPTS UTF8 ON"]
+                try connection.command("*OPTS UTF8 ON")
+            }
         }
+        // The login worked: the other connections log in while the run prepares and lists.
+        pool.openInBackground()
     }
 
     /// Learns the clock difference and how times can be set, with a probe file uploaded to the
@@ -201,19 +206,46 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
 
     private func directoryExists(_ path: FileName, _ connection: FTPConnection) throws -> Bool {
         do {
-            _ = try connection.listing(path.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
+            _ = try rootOrListing(path, connection)
             return true
         } catch let error as FTPError where error.kind == .notFound || error.kind == .refused {
             return false
         }
     }
 
+    /// The synchronized folder's listing, kept from the checks before the run (does it exist,
+    /// is it empty, where does the clock probe go) for the run's own listing, which takes it:
+    /// one listing of the folder instead of three. Any change this endpoint makes drops it.
+    private var rootData: [UInt8]?
+
+    /// Lists `folder`; the synchronized folder's listing is kept for the next caller (`take`).
+    private func rootOrListing(_ folder: FileName, _ connection: FTPConnection?, take: Bool = false) throws
+        -> [UInt8]
+    {
+        if folder == root,
+            let data = state.withLock({ () -> [UInt8]? in
+                defer { if take { rootData = nil } }
+                return rootData
+            })
+        {
+            return data
+        }
+        let verb = features.mlsd ? "MLSD" : "LIST -a"
+        let data =
+            try connection.map { try $0.listing(folder.bytes, verb: verb) }
+            ?? pool.with { try $0.listing(folder.bytes, verb: verb) }
+        if folder == root && !take { state.withLock { rootData = data } }
+        return data
+    }
+
+    private func forgetRootListing() { state.withLock { rootData = nil } }
+
     // MARK: Endpoint: state and listing
 
     public func rootState() throws -> RootState {
         try pool.with { connection in
             do {
-                let data = try connection.listing(root.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
+                let data = try rootOrListing(root, connection)
                 return parse(data).entries.isEmpty ? .empty : .nonEmpty
             } catch let error as FTPError where error.kind == .notFound {
                 return .missing
@@ -222,6 +254,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     }
 
     public func prepareRoot() throws {
+        forgetRootListing()
         var missing: [FileName] = []
         var folder = root
         try pool.with { connection in
@@ -248,37 +281,42 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     public func list(recursive: Bool, filter: ListingFilter) -> Listing {
         var listing = Listing()
         var folders: [FileName: [Entry]] = [:]
-        var level: [FileName] = [root]
-        let lock = Lock()
-        var first = true
-        while !level.isEmpty {
-            var next: [FileName] = []
-            let queue = Executor.WorkQueue(count: level.count)
-            runOnThreads(min(pool.size, level.count)) { _ in
-                while let index = queue.next() {
-                    let folder = level[index]
-                    let result = listFolder(folder, filter: filter)
-                    lock.withLock {
-                        switch result {
-                        case .failure(let error):
-                            if !(first && (error as? FTPError)?.kind == .notFound) {
-                                listing.errors.append(ListingError(path: display(folder), message: "\(error)"))
-                            }
-                        case .success(let (entries, problems, temporary)):
-                            folders[folder] = entries
-                            listing.errors += problems
-                            listing.temporaryFiles += temporary
-                            if recursive {
-                                for entry in entries where entry.kind == .directory {
-                                    next.append(relative(folder).appending(entry.name))
-                                }
-                            }
+        // Folders waiting to be listed (paths from the login directory), shared by the workers:
+        // a folder's subfolders are listed as soon as it is, with no wait for the rest of its level.
+        var pending: [FileName] = [root]
+        var busy = 0
+        let work = Condition()
+        runOnThreads(recursive ? pool.size : 1) { _ in
+            work.lock()
+            defer { work.unlock() }
+            while true {
+                guard let folder = pending.popLast() else {
+                    if busy == 0 { return }
+                    _ = work.wait(until: Condition.now() + 1)
+                    continue
+                }
+                busy += 1
+                work.unlock()
+                let result = listFolder(folder, filter: filter)
+                work.lock()
+                busy -= 1
+                switch result {
+                case .failure(let error):
+                    if !(folder == root && (error as? FTPError)?.kind == .notFound) {
+                        listing.errors.append(ListingError(path: display(folder), message: "\(error)"))
+                    }
+                case .success(let (entries, problems, temporary)):
+                    folders[folder] = entries
+                    listing.errors += problems
+                    listing.temporaryFiles += temporary
+                    if recursive {
+                        for entry in entries where entry.kind == .directory {
+                            pending.append(folder.appending(entry.name))
                         }
                     }
                 }
+                work.broadcast()
             }
-            first = false
-            level = next.map { root.isEmpty ? $0 : root.appending($0) }
         }
         func assemble(_ folder: FileName) -> [Entry] {
             var entries = folders[folder] ?? []
@@ -299,7 +337,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         ([Entry], [Error], [FileName]), Error
     > {
         do {
-            let data = try pool.with { try $0.listing(folder.bytes, verb: features.mlsd ? "MLSD" : "LIST -a") }
+            let data = try rootOrListing(folder, nil, take: true)
             let (remote, unreadable) = parse(data)
             var entries: [Entry] = []
             var problems: [Error] = []
@@ -554,6 +592,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     public func receive(
         _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
     ) throws {
+        forgetRootListing()
         let final = absolute(path)
         let temporary = absolute(LocalEndpoint.temporaryName(for: path))
         try withoutActuallyEscaping(progress) { progress in
@@ -612,6 +651,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     static func renameFailed(_ error: FTPError) -> Bool { error.replyCode == 553 || error.message.contains("RNTO") }
 
     public func createDirectory(_ path: FileName) throws {
+        forgetRootListing()
         try pool.with { connection in
             do {
                 try connection.command([Array("MKD ".utf8) + connection.commandPath(absolute(path).bytes)])
@@ -623,10 +663,12 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     }
 
     public func createSymlink(_ path: FileName, entry: Entry) throws {
+        forgetRootListing()
         throw FTPError(.refused, "\(display(path)): FTP servers cannot store symbolic links")
     }
 
     public func remove(_ path: FileName, kind: EntryKind) throws {
+        forgetRootListing()
         try pool.with { connection in
             do {
                 try connection.command([
@@ -692,8 +734,7 @@ final class ConnectionPool: @unchecked Sendable {
         available.wait()
         if let connection = mutex.withLock({ idle.popLast() }) { return connection }
         do {
-            let connection = try FTPConnection(options)
-            return connection
+            return try open()
         } catch {
             available.signal()
             throw error
@@ -701,8 +742,44 @@ final class ConnectionPool: @unchecked Sendable {
     }
 
     func checkIn(_ connection: FTPConnection) {
-        mutex.withLock { idle.append(connection) }
+        mutex.withLock { if !closed { idle.append(connection) } }
         available.signal()
+    }
+
+    /// Logs in the connections not yet open, each on a thread of its own, while the caller goes
+    /// on (a server's greeting and login take milliseconds each, and proftpd's master accepts
+    /// one connection at a time). A login that fails only leaves its place empty: the next
+    /// `checkOut` tries again and reports the error.
+    func openInBackground() {
+        let missing = mutex.withLock { closed ? 0 : size - idle.count - opening }
+        for _ in 0..<max(0, missing) {
+            guard available.wait(timeout: .now()) == .success else { return }
+            mutex.withLock { opening += 1 }
+            startThread { [self] in
+                let connection = try? open()
+                mutex.withLock {
+                    opening -= 1
+                    if let connection, !closed { idle.append(connection) }
+                }
+                available.signal()
+            }
+        }
+    }
+    private var opening = 0
+    private var closed = false
+
+    /// Commands every new connection sends after its login (`OPTS UTF8 ON` where the server
+    /// offers it, so that every connection sees the same names).
+    var setupCommands: [String] {
+        get { mutex.withLock { setup } }
+        set { mutex.withLock { setup = newValue } }
+    }
+    private var setup: [String] = []
+
+    private func open() throws -> FTPConnection {
+        let connection = try FTPConnection(options)
+        for command in setupCommands { try connection.command(command) }
+        return connection
     }
 
     func with<R>(_ body: (FTPConnection) throws -> R) throws -> R {
@@ -711,7 +788,13 @@ final class ConnectionPool: @unchecked Sendable {
         return try body(connection)
     }
 
-    func drain() { mutex.withLock { idle.removeAll() } }
+    /// Closes the idle connections; connections checked in later are closed, not kept.
+    func drain() {
+        mutex.withLock {
+            closed = true
+            idle.removeAll()
+        }
+    }
 }
 
 extension String {
