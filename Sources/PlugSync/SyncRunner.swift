@@ -143,12 +143,20 @@ public final class SyncRunner {
             throw PreconditionError(
                 "the source folder \(source.endpoint.displayName) does not exist; nothing was changed")
         }
-        // FTP servers: the clock difference, and how times are set (a probe file, deleted again).
+        // FTP servers: what the last run learned (exact times, the clock), then the clock
+        // difference and how times are set (a probe file, deleted again; a dry run takes the last
+        // run's measurement where there is one).
+        let sourceFTP = source.endpoint as? FTPEndpoint
+        let destinationFTP = destination.endpoint as? FTPEndpoint
+        let timesFolder = stateDirectory + "/ftp-times"
+        if sourceFTP != nil || destinationFTP != nil { try? Posix.makeDirectories(timesFolder, mode: 0o700) }
+        sourceFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".source")
+        destinationFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".destination")
         try FTPSettings.mapErrors(role: "source") {
-            try (source.endpoint as? FTPEndpoint)?.prepare(needsTimeSetter: false) { reporter.say($0) }
+            try sourceFTP?.prepare(needsTimeSetter: false, dryRun: options.dryRun) { reporter.say($0) }
         }
         try FTPSettings.mapErrors(role: "destination") {
-            try (destination.endpoint as? FTPEndpoint)?.prepare(needsTimeSetter: true) { reporter.say($0) }
+            try destinationFTP?.prepare(needsTimeSetter: true, dryRun: options.dryRun) { reporter.say($0) }
         }
         timer.mark("resolve")
         let ignore = try IgnoreList(definition.ignore)
@@ -166,12 +174,6 @@ public final class SyncRunner {
         }
         // Coarse FTP LIST times (a minute, a day) are made exact where a comparison needs it,
         // from what the previous run set or read where the listing still agrees with it.
-        let sourceFTP = source.endpoint as? FTPEndpoint
-        let destinationFTP = destination.endpoint as? FTPEndpoint
-        let timesFolder = stateDirectory + "/ftp-times"
-        if sourceFTP != nil || destinationFTP != nil { try? Posix.makeDirectories(timesFolder, mode: 0o700) }
-        sourceFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".source")
-        destinationFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".destination")
         sourceFTP?.refineTimes(&sourceListing, comparedWith: destinationListing.entries, everyFile: true)
         destinationFTP?.refineTimes(&destinationListing, comparedWith: sourceListing.entries)
         timer.mark("list")

@@ -24,7 +24,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     }
 
     /// How a remote file's modification time can be set.
-    enum TimeSetter: Sendable, Equatable {
+    enum TimeSetter: String, Sendable, Equatable {
         case mfmt, mdtmWrite, siteUtime, none
     }
 
@@ -94,13 +94,26 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
     /// - Parameters:
     ///   - needsTimeSetter: the endpoint is a destination (its files get the source's mtimes).
     ///   - say: prints a line of the run's report.
-    public func prepare(needsTimeSetter: Bool, say: (String) -> Void) throws {
+    ///   - dryRun: a dry run uploads no probe when the last run's measurement is remembered
+    ///     (`rememberTimes`); it uses that one.
+    public func prepare(needsTimeSetter: Bool, dryRun: Bool = false, say: (String) -> Void) throws {
         if case .seconds(let seconds) = clockSetting {
             clockOffset = seconds
             listOffset = seconds
             if !needsTimeSetter {
                 return
             }
+        }
+        if dryRun, let clock = rememberedClock {
+            if clockSetting == .auto {
+                clockOffset = clock.offset
+                listOffset = clock.listOffset
+                say(
+                    "Clock time difference is \(clockOffset) seconds (as the last run measured it; a dry run uploads no probe)."
+                )
+            }
+            setter = clock.setter
+            return
         }
         try pool.with { connection in
             var folder = root
@@ -331,13 +344,25 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         return listing
     }
 
+    /// Pauses before another try of a folder's listing whose error is transient.
+    static let listingRetryDelays: [Double] = [1]
+
     /// Lists one folder (a path from the login directory): entries sorted by name, problems
     /// with names, and leftover temporary files (relative to the root).
     private func listFolder(_ folder: FileName, filter: ListingFilter) -> Result<
         ([Entry], [Error], [FileName]), Error
     > {
         do {
-            let data = try rootOrListing(folder, nil, take: true)
+            var data: [UInt8] = []
+            for attempt in 0... {
+                do {
+                    data = try rootOrListing(folder, nil, take: true)
+                    break
+                } catch let error as FTPError where error.isRetryable && attempt < Self.listingRetryDelays.count {
+                    // A connection cut mid-listing: one more try on a fresh login, as for transfers.
+                    usleep(useconds_t(Self.listingRetryDelays[attempt] * 1_000_000))
+                }
+            }
             let (remote, unreadable) = parse(data)
             var entries: [Entry] = []
             var problems: [Error] = []
@@ -498,7 +523,19 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
             else { continue }
             remembered[FileName(bytes: Array(fields[3]))] = KnownTime(size: size, seconds: seconds, knownAt: knownAt)
         }
+        // The last run's clock measurement: "clock OFFSET LIST-OFFSET SETTER" (a line no older
+        // reader takes for a file: its first field is not a number).
+        for line in lines where line.starts(with: Self.clockTag) {
+            let fields = line.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+            if fields.count == 4, let offset = Int64(fields[1]), let list = Int64(fields[2]),
+                let setter = TimeSetter(rawValue: fields[3])
+            {
+                rememberedClock = (offset, list, setter)
+            }
+        }
     }
+    private static let clockTag = Array("clock ".utf8)
+    private var rememberedClock: (offset: Int64, listOffset: Int64, setter: TimeSetter)?
 
     /// Saves what this run set or read (files of the previous run not seen again are dropped).
     public func saveRememberedTimes() {
@@ -506,6 +543,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         let known = state.withLock { learned }
         var bytes = Self.memoryHeader(displayName) + [UInt8(ascii: "\n")]
         bytes.reserveCapacity(known.count * 48)
+        bytes += Self.clockTag + Array("\(clockOffset) \(listOffset) \(setter.rawValue)\n".utf8)
         for (path, time) in known {
             bytes += Array("\(time.size) \(time.seconds) \(time.knownAt) ".utf8) + path.bytes + [UInt8(ascii: "\n")]
         }

@@ -30,6 +30,8 @@ MODE:
   size-grows     good.txt is listed as 1000 bytes, RETR sends 5000
   size-shrinks   good.txt is listed as 1000 bytes, RETR sends 500
   size-endless   good.txt is listed as 1000 bytes, RETR sends without end
+  list-cut-once  MLSD lists good.txt and a folder sub; the first listing of sub closes the
+                 control connection after its 150 reply (a cut mid-listing); later ones work
   upload-names   as a destination: MLSD lists `..`, `.`, `a/b`, an escape name and a real orphan;
                  uploads are accepted
 """
@@ -44,6 +46,7 @@ MODE = None
 LOG = None
 LOCK = threading.Lock()
 STORE = {}  # path -> bytes (uploads)
+CUT = []  # list-cut-once: set once the cut happened
 
 ESC = "\x1b[2J\x1b]0;pwned\x07"
 HOSTILE_NAMES = [
@@ -150,6 +153,9 @@ class Session:
             block = b"".join(b"type=file;size=1;modify=20200102030405; %s%07d\r\n" % (pad, i) for i in range(4000))
             for _ in range(300):  # 300 x ~1.1 MB
                 yield block
+        elif MODE == "list-cut-once":
+            yield line(b"good.txt")
+            yield line(b"sub", kind="dir" if mlsd else "d")
         elif MODE == "data-never-closes":
             yield line(b"good.txt")
             time.sleep(3600)
@@ -266,8 +272,12 @@ class Session:
                 if conn is None:
                     self.reply(425, "no data connection")
                     continue
+                where = arg if arg and not arg.startswith(b"-") else self.cwd
+                if MODE == "list-cut-once" and b"sub" in where and not CUT:
+                    CUT.append(True)
+                    conn.close()
+                    return  # the control connection closes too
                 try:
-                    where = arg if arg and not arg.startswith(b"-") else self.cwd
                     for chunk in self.listing("MLSD" if verb == "MLSD" else "LIST", where):
                         conn.sendall(chunk)
                 except OSError:

@@ -180,7 +180,7 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(first.actions.filter { $0.hasPrefix("Uploading ") }.count, 7, "\(first)")
         let memory = try XCTUnwrap(
             try? String(contentsOfFile: path("state/ftp-times/up.destination"), encoding: .utf8))
-        XCTAssertEqual(memory.split(separator: "\n").count, 8, memory)  // header and 7 files
+        XCTAssertEqual(memory.split(separator: "\n").count, 9, memory)  // header, the clock and 7 files
 
         let before = mdtmReads(server.transferLog)
         let second = try run("up", server)
@@ -204,6 +204,42 @@ final class FTPTests: IntegrationTestCase {
         let fourth = try run("up", server)
         assertExit(fourth, 0)
         XCTAssertEqual(fourth.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(fourth)")
+    }
+
+    /// A dry run changes nothing on the server: the clock difference and the way times are set
+    /// come from the last run's measurement (kept with the remembered times), not from a probe.
+    /// Without one (the first run ever), the probe is still uploaded and deleted.
+    func testADryRunTakesTheLastRunsClockMeasurementAndUploadsNoProbe() throws {
+        setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1)
+        defer { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") }
+        let server = try start("vsftpd-skew")
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        try write("src/a.txt", "a\n", mtime: FileTime(t))
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let stores = {
+            ((try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? "")
+                .components(separatedBy: "\"STOR ").count - 1
+        }
+
+        let firstDry = try run("up", server, "--dry-run")
+        assertExit(firstDry, 0)
+        XCTAssertTrue(firstDry.stdout.contains("Clock time difference is 3684 seconds."), firstDry.stdout)
+        XCTAssertEqual(stores(), 1, "with nothing remembered, the probe is uploaded")
+        let first = try run("up", server)
+        assertExit(first, 0)
+        XCTAssertEqual(stores(), 3, "the probe and a.txt")
+
+        try write("src/b.txt", "b\n", mtime: FileTime(t))
+        let dry = try run("up", server, "--dry-run")
+        assertExit(dry, 0)
+        XCTAssertTrue(
+            dry.stdout.contains("Clock time difference is 3684 seconds (as the last run measured it"), dry.stdout)
+        XCTAssertEqual(stores(), 3, "a dry run with a remembered measurement uploads nothing:\n\(dry.stdout)")
+        // The plan is the real one: a.txt is up to date on the skewed server, b.txt would go up.
+        XCTAssertEqual(dry.actions.filter { !$0.hasPrefix("Skipping ") }.count, 1, "\(dry)")
+        XCTAssertTrue(dry.actions.contains { $0.hasPrefix("Uploading ") && $0.hasSuffix(" b.txt") }, "\(dry)")
+        XCTAssertNil(read("server/www/b.txt"))
     }
 
     // MARK: download

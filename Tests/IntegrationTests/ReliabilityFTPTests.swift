@@ -330,6 +330,16 @@ final class ReliabilityFTPTests: IntegrationTestCase {
             HostileMode(name: "size-grows", exits: [1], check: expectText("more than the listed", [])),
             HostileMode(name: "size-shrinks", exits: [1], check: expectText("of 1000 bytes", [])),
             HostileMode(name: "size-endless", exits: [1], check: expectText("more than the listed", [])),
+            // A listing cut once is listed again: the run completes (and may delete).
+            HostileMode(
+                name: "list-cut-once", exits: [0],
+                check: { test, result, problems in
+                    expectFiles(["good.txt"])(test, result, &problems)
+                    if result.stdout.contains("Cannot list") { problems.append("a listing error was reported") }
+                    let log = test.read("hostile-commands.log") ?? ""
+                    let subListings = log.split(separator: "\n").filter { $0.hasPrefix("MLSD") && $0.contains("sub") }
+                    if subListings.count < 2 { problems.append("sub was listed \(subListings.count) times, not twice") }
+                }),
             HostileMode(
                 name: "upload-names", exits: [1], destination: true,
                 check: { test, _, problems in
