@@ -335,6 +335,13 @@ public final class FTPConnection {
         set(CURLOPT_LOW_SPEED_TIME, options.responseTimeout)
         set(CURLOPT_NOSIGNAL, 1)
         set(CURLOPT_TCP_KEEPALIVE, 1)
+        // curl caches every address it resolves under "host:port", and each passive-mode reply
+        // names a new port, so one entry per transfer piles up, and curl walks the whole cache
+        // before each resolve: quadratic in the files of a run (3.5 % of a 10,000-file upload's
+        // CPU). Nothing is lost without the cache: the data connection's address is the control
+        // connection's numeric IP, which curl converts without a lookup, and the server's name
+        // is resolved once per connection, at login.
+        set(CURLOPT_DNS_CACHE_TIMEOUT, 0)
         set(CURLOPT_PROTOCOLS_STR, "ftp,ftps")
         if !options.passive { set(CURLOPT_FTPPORT, "-") }
         if options.tls != .none {
