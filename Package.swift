@@ -59,7 +59,7 @@ let package = Package(
                     .when(platforms: [.linux], configuration: .release))
             ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "CurlFTPTests", dependencies: ["CurlFTP"]),
+        .testTarget(name: "CurlFTPTests", dependencies: ["CurlFTP", "TestSupport"]),
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "TestSupport"]),
         .testTarget(name: "PlugSyncTests", dependencies: ["PlugSync"]),

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import CurlFTP
@@ -88,22 +89,14 @@ final class ListingFuzzTests: XCTestCase {
 
 /// Seeded listings: valid Unix, DOS and MLSD lines with hostile names and numbers, mutated.
 struct ListingGenerator {
-    private var state: UInt64
+    private var random: SplitMix64
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { random = SplitMix64(seed: seed) }
 
-    /// SplitMix64: small, fast, the same sequence on every machine.
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
+    mutating func next() -> UInt64 { random.next() }
+    mutating func below(_ n: Int) -> Int { random.below(n) }
+    mutating func chance(_ percent: Int) -> Bool { random.chance(percent) }
+    mutating func pick<T>(_ items: [T]) -> T { random.pick(items) }
 
     static let months = ["Jan", "feb", "MAR", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Foo", ""]
 

@@ -121,11 +121,11 @@ final class DefinitionsFuzzTests: IntegrationTestCase {
 /// lines, indentation, truncation, wrong types, unknown keys, bad regexes, huge values, invalid
 /// UTF-8, tabs, control characters, deep nesting, YAML features the reader refuses.
 struct DefinitionsMutator {
-    private var state: UInt64
+    private var random: SplitMix64
     let bases: [String]
 
     init(seed: UInt64, root: String) {
-        state = seed
+        random = SplitMix64(seed: seed)
         bases = [
             """
             # plugsync definitions
@@ -198,17 +198,9 @@ struct DefinitionsMutator {
         ]
     }
 
-    /// SplitMix64: the same sequence on every machine.
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
+    mutating func next() -> UInt64 { random.next() }
+    mutating func below(_ n: Int) -> Int { random.below(n) }
+    mutating func pick<T>(_ items: [T]) -> T { random.pick(items) }
 
     static let hostileValues = [
         "[a, b]", "{x: 1}", "~", "''", "\"\"", "99999999999999999999999999", "-1", "0", "153722867280912931h",
