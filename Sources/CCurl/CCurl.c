@@ -92,6 +92,12 @@ int ccurl_control_socket(CURL *handle) {
     return socket == CURL_SOCKET_BAD ? -1 : (int)socket;
 }
 
+const char *ccurl_entry_path(CURL *handle) {
+    char *path = NULL;
+    if (curl.easy_getinfo(handle, CURLINFO_FTP_ENTRY_PATH, &path) != CURLE_OK) return NULL;
+    return path;
+}
+
 CURLcode ccurl_setopt_long(CURL *handle, CURLoption option, long value) {
     return curl.easy_setopt(handle, option, value);
 }

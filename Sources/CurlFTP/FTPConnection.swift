@@ -40,8 +40,15 @@ public final class FTPConnection {
         self.options = options
         self.easy = easy
         self.multi = multi
-        let pwd = try command("PWD")
-        home = Self.quotedPath(in: pwd.text)
+        // Connects and logs in. curl sends its own PWD after the login and keeps the answer (its
+        // entry path), so the login directory costs no second PWD.
+        try begin(path: nil)
+        set(CURLOPT_NOBODY, 1)
+        try perform(what: "login")
+        if let path = ccurl_entry_path(easy) {
+            let bytes = Array(UnsafeRawBufferPointer(start: path, count: strlen(path)))
+            home = bytes.first == UInt8(ascii: "/") ? bytes : nil
+        }
     }
 
     deinit {
@@ -570,27 +577,6 @@ public final class FTPConnection {
         }
         if isDirectory && !out.hasSuffix("/") { out.append("/") }
         return out
-    }
-
-    /// The path in a `257 "/home/x" is the current directory` reply (quotes doubled inside).
-    static func quotedPath(in text: String) -> [UInt8]? {
-        let bytes = Array(text.utf8)
-        guard let open = bytes.firstIndex(of: UInt8(ascii: "\"")) else { return nil }
-        var path: [UInt8] = []
-        var index = open + 1
-        while index < bytes.count {
-            if bytes[index] == UInt8(ascii: "\"") {
-                if index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "\"") {
-                    path.append(UInt8(ascii: "\""))
-                    index += 2
-                    continue
-                }
-                return path.first == UInt8(ascii: "/") ? path : nil
-            }
-            path.append(bytes[index])
-            index += 1
-        }
-        return nil
     }
 
     static func verb(of command: [UInt8]) -> String {

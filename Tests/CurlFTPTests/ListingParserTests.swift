@@ -139,14 +139,11 @@ final class ListingParserTests: XCTestCase {
         XCTAssertEqual(replies[2].text, "20261123075326")
     }
 
-    func testURLPathsAndPWD() {
+    func testURLPaths() {
         XCTAssertEqual(
             FTPConnection.urlPath(Array("a b/c%d".utf8), home: Array("/".utf8), isDirectory: false), "%2Fa%20b/c%25d")
         XCTAssertEqual(
             FTPConnection.urlPath(Array("www".utf8), home: Array("/home/u".utf8), isDirectory: true), "%2Fhome/u/www/")
         XCTAssertEqual(FTPConnection.urlPath([0xe9], home: nil, isDirectory: false), "%E9")
-        XCTAssertEqual(
-            FTPConnection.quotedPath(in: "\"/home/a \"\"q\"\"\" is the current directory"), Array("/home/a \"q\"".utf8))
-        XCTAssertNil(FTPConnection.quotedPath(in: "\"relative\" is weird"))
     }
 }

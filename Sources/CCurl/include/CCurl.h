@@ -36,6 +36,10 @@ void ccurl_slist_free_all(struct curl_slist *list);
 /// The connection's socket after a finished request (CURLINFO_ACTIVESOCKET), or -1.
 int ccurl_control_socket(CURL *handle);
 
+/// The directory the login landed in, as curl read it from its own `PWD` after logging in
+/// (CURLINFO_FTP_ENTRY_PATH), or NULL when it has none. Owned by curl.
+const char *ccurl_entry_path(CURL *handle);
+
 CURLcode ccurl_setopt_long(CURL *handle, CURLoption option, long value);
 CURLcode ccurl_setopt_off(CURL *handle, CURLoption option, curl_off_t value);
 CURLcode ccurl_setopt_string(CURL *handle, CURLoption option, const char *value);
