@@ -139,7 +139,7 @@ public final class SyncRunner {
             )
         }
         // Safety rail 1: an absent source never empties a mirror.
-        if try source.endpoint.rootState() == .missing {
+        if try FTPSettings.mapErrors(role: "source", { try source.endpoint.rootState() }) == .missing {
             throw PreconditionError(
                 "the source folder \(source.endpoint.displayName) does not exist; nothing was changed")
         }
@@ -229,8 +229,12 @@ public final class SyncRunner {
             )
         }
 
-        if !options.dryRun, try destination.endpoint.rootState() == .missing {
-            do { try destination.endpoint.prepareRoot() } catch is EndpointGone {
+        if !options.dryRun,
+            try FTPSettings.mapErrors(role: "destination", { try destination.endpoint.rootState() }) == .missing
+        {
+            do {
+                try FTPSettings.mapErrors(role: "destination") { try destination.endpoint.prepareRoot() }
+            } catch is EndpointGone {
                 // A drive pulled since the listing: the executor stops at its first entry and says so.
             }
         }

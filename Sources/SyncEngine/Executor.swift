@@ -186,21 +186,17 @@ public final class Executor: @unchecked Sendable {
 
     private func transfer(_ action: Action) -> Outcome {
         if Self.unstorable(action, on: destination) { return .kept(Self.noSymlinks) }
-        var attempt = 0
-        while true {
-            do {
-                try transferOnce(action)
-                return .done
-            } catch let error as RetryableError where error.isRetryable && attempt < retryDelays.count {
-                observer.retrying(action, error: Self.message(error), delay: retryDelays[attempt])
-                usleep(useconds_t(retryDelays[attempt] * 1_000_000))
-                attempt += 1
-            } catch let error as EndpointGone {
-                stop(error)
-                return .failed("\(error)")
-            } catch {
-                return .failed(Self.message(error))
-            }
+        let tell: (Error, Double) -> Void = { error, delay in
+            self.observer.retrying(action, error: Self.message(error), delay: delay)
+        }
+        do {
+            try retrying(delays: retryDelays, onRetry: tell) { try transferOnce(action) }
+            return .done
+        } catch let error as EndpointGone {
+            stop(error)
+            return .failed("\(error)")
+        } catch {
+            return .failed(Self.message(error))
         }
     }
 

@@ -251,17 +251,30 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         return data
     }
 
-    private func forgetRootListing() { state.withLock { rootData = nil } }
+    /// What the run's own listing found of the synchronized folder, for the check after planning
+    /// (must it be created?), which then needs no listing of its own. Any change drops it.
+    private var listedRoot: RootState?
+
+    private func forgetRootListing() {
+        state.withLock {
+            rootData = nil
+            listedRoot = nil
+        }
+    }
 
     // MARK: Endpoint: state and listing
 
     public func rootState() throws -> RootState {
-        try pool.with { connection in
-            do {
-                let data = try rootOrListing(root, connection)
-                return parse(data).entries.isEmpty ? .empty : .nonEmpty
-            } catch let error as FTPError where error.kind == .notFound {
-                return .missing
+        if let known = state.withLock({ listedRoot }) { return known }
+        // A connection cut while listing: one more try on a fresh login, as for the run's listings.
+        return try retrying(delays: Self.listingRetryDelays) {
+            try pool.with { connection in
+                do {
+                    let data = try rootOrListing(root, connection)
+                    return parse(data).entries.isEmpty ? .empty : .nonEmpty
+                } catch let error as FTPError where error.kind == .notFound {
+                    return .missing
+                }
             }
         }
     }
@@ -315,10 +328,16 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
                 busy -= 1
                 switch result {
                 case .failure(let error):
-                    if !(folder == root && (error as? FTPError)?.kind == .notFound) {
+                    if folder == root && (error as? FTPError)?.kind == .notFound {
+                        state.withLock { listedRoot = .missing }
+                    } else {
                         listing.errors.append(ListingError(path: display(folder), message: "\(error)"))
                     }
                 case .success(let (entries, problems, temporary)):
+                    if folder == root {
+                        let empty = entries.isEmpty && problems.isEmpty && temporary.isEmpty
+                        state.withLock { listedRoot = empty ? .empty : .nonEmpty }
+                    }
                     folders[folder] = entries
                     listing.errors += problems
                     listing.temporaryFiles += temporary
@@ -353,16 +372,8 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
         ([Entry], [Error], [FileName]), Error
     > {
         do {
-            var data: [UInt8] = []
-            for attempt in 0... {
-                do {
-                    data = try rootOrListing(folder, nil, take: true)
-                    break
-                } catch let error as FTPError where error.isRetryable && attempt < Self.listingRetryDelays.count {
-                    // A connection cut mid-listing: one more try on a fresh login, as for transfers.
-                    usleep(useconds_t(Self.listingRetryDelays[attempt] * 1_000_000))
-                }
-            }
+            // A connection cut mid-listing: one more try on a fresh login, as for transfers.
+            let data = try retrying(delays: Self.listingRetryDelays) { try rootOrListing(folder, nil, take: true) }
             let (remote, unreadable) = parse(data)
             var entries: [Entry] = []
             var problems: [Error] = []

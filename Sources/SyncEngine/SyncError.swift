@@ -26,6 +26,24 @@ public protocol RetryableError: Error {
     var isRetryable: Bool { get }
 }
 
+/// Runs `body`, and again after each pause of `delays` in turn while it throws a transient
+/// error (`RetryableError.isRetryable`); `onRetry` hears of each retry before its pause. Any
+/// other error, or the transient one after the last pause, is thrown.
+func retrying<T>(
+    delays: [Double], onRetry: (_ error: Error, _ delay: Double) -> Void = { _, _ in }, _ body: () throws -> T
+) throws -> T {
+    var attempt = 0
+    while true {
+        do {
+            return try body()
+        } catch let error as RetryableError where error.isRetryable && attempt < delays.count {
+            onRetry(error, delays[attempt])
+            usleep(useconds_t(delays[attempt] * 1_000_000))
+            attempt += 1
+        }
+    }
+}
+
 /// A transfer that cannot happen, with the reason shown in its action line.
 struct SyncFailure: Error, CustomStringConvertible {
     var description: String

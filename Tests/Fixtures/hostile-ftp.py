@@ -32,6 +32,8 @@ MODE:
   size-endless   good.txt is listed as 1000 bytes, RETR sends without end
   list-cut-once  MLSD lists good.txt and a folder sub; the first listing of sub closes the
                  control connection after its 150 reply (a cut mid-listing); later ones work
+  first-list-cut the same listing as list-cut-once, but the very first listing (the synchronized
+                 folder's, in the checks before the run) is the one cut
   upload-names   as a destination: MLSD lists `..`, `.`, `a/b`, an escape name and a real orphan;
                  uploads are accepted
 """
@@ -46,7 +48,7 @@ MODE = None
 LOG = None
 LOCK = threading.Lock()
 STORE = {}  # path -> bytes (uploads)
-CUT = []  # list-cut-once: set once the cut happened
+CUT = []  # list-cut-once, first-list-cut: set once the cut happened
 
 ESC = "\x1b[2J\x1b]0;pwned\x07"
 HOSTILE_NAMES = [
@@ -153,7 +155,7 @@ class Session:
             block = b"".join(b"type=file;size=1;modify=20200102030405; %s%07d\r\n" % (pad, i) for i in range(4000))
             for _ in range(300):  # 300 x ~1.1 MB
                 yield block
-        elif MODE == "list-cut-once":
+        elif MODE in ("list-cut-once", "first-list-cut"):
             yield line(b"good.txt")
             yield line(b"sub", kind="dir" if mlsd else "d")
         elif MODE == "data-never-closes":
@@ -273,7 +275,7 @@ class Session:
                     self.reply(425, "no data connection")
                     continue
                 where = arg if arg and not arg.startswith(b"-") else self.cwd
-                if MODE == "list-cut-once" and b"sub" in where and not CUT:
+                if not CUT and (MODE == "list-cut-once" and b"sub" in where or MODE == "first-list-cut"):
                     CUT.append(True)
                     conn.close()
                     return  # the control connection closes too

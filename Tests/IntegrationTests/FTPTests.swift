@@ -245,6 +245,31 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertNil(read("server/www/b.txt"))
     }
 
+    func testARunListsEachFolderOnceBesidesTheClockProbe() throws {
+        setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1)
+        defer { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") }
+        let server = try start("vsftpd")
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        try write("src/a.txt", "a\n", mtime: FileTime(t))
+        try write("src/sub/b.txt", "b\n", mtime: FileTime(t))
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        // The server's log outlives a test: count what each run adds to it.
+        let listings = {
+            ((try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? "")
+                .components(separatedBy: "\"LIST").count - 1
+        }
+        let first = try run("up", server)
+        assertExit(first, 0)
+        let before = listings()
+        let again = try run("up", server)
+        assertExit(again, 0)
+        XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
+        // www: once for the checks before the run (kept for the run's own listing) and once to
+        // read the clock probe's time back; www/sub once. Not again after planning.
+        XCTAssertEqual(listings() - before, 3, "\(again)")
+    }
+
     // MARK: download
 
     func testDownloadWalkthroughVsftpd() throws { try downloadWalkthrough("vsftpd") }

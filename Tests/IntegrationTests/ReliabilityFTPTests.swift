@@ -340,6 +340,20 @@ final class ReliabilityFTPTests: IntegrationTestCase {
                     let subListings = log.split(separator: "\n").filter { $0.hasPrefix("MLSD") && $0.contains("sub") }
                     if subListings.count < 2 { problems.append("sub was listed \(subListings.count) times, not twice") }
                 }),
+            // The same for the synchronized folder's first listing, in the checks before the run.
+            HostileMode(
+                name: "first-list-cut", exits: [0],
+                check: { test, result, problems in
+                    expectFiles(["good.txt"])(test, result, &problems)
+                    let log = test.read("hostile-commands.log") ?? ""
+                    let rootListings = log.split(separator: "\n").filter {
+                        $0.hasPrefix("MLSD") && !$0.contains("sub")
+                    }
+                    if rootListings.count != 2 {
+                        problems.append(
+                            "the folder was listed \(rootListings.count) times, not twice (cut, then again)")
+                    }
+                }),
             HostileMode(
                 name: "upload-names", exits: [1], destination: true,
                 check: { test, _, problems in
