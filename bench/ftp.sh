@@ -2,7 +2,7 @@
 # FTP benchmark on loopback: plugsync vs lftp (mirror, sequential and --parallel=4) vs rclone sync
 # (--transfers 4), against the test servers of Tests/Fixtures/ftp-servers. See bench/README.md.
 #
-#   bench/ftp.sh [-n N] [--servers LIST] [--trees LIST] [--tools LIST] [--files N]
+#   bench/ftp.sh [-n N] [--servers LIST] [--trees LIST] [--tools LIST] [--files N] [--tmpfs]
 #
 #   -n N            repetitions (default 3); medians are reported
 #   --servers LIST  of vsftpd,proftpd,vsftpd-skew,proftpd-skew (default vsftpd,proftpd,vsftpd-skew)
@@ -10,6 +10,9 @@
 #                   20 of them 5-20 MiB, in 40 folders); default small,mixed
 #   --tools LIST    of plugsync,lftp,lftp-p4,rclone-t4 (default: all)
 #   --files N       files in the small tree (default 10000)
+#   --tmpfs         keep the servers' roots, the source copies and the downloads on a tmpfs
+#                   (the generated trees stay on disk): takes the disk's state out of the
+#                   comparison (see bench/README.md, "FTP on a tmpfs")
 #
 # Each repetition, per server, tree and tool: a fresh copy of the tree; upload into an empty
 # folder (up-first), again (up-noop), rewrite 1% of the files with new content of the same size
@@ -37,10 +40,11 @@ CHECK="python3 $BENCH/ftpcheck.py"
 GEN="python3 $BENCH/gentree.py"
 GEN_VERSION=1
 
-usage() { sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 die() { echo "bench: $*" >&2; exit 2; }
 
 reps=3; servers=vsftpd,proftpd,vsftpd-skew; trees=small,mixed; only=plugsync,lftp,lftp-p4,rclone-t4; files=10000
+tmpfs=no
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) [ $# -ge 2 ] || die "-n needs a number"; reps=$2; shift 2 ;;
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
     --trees) [ $# -ge 2 ] || die "--trees needs a list"; trees=$2; shift 2 ;;
     --tools) [ $# -ge 2 ] || die "--tools needs a list"; only=$2; shift 2 ;;
     --files) [ $# -ge 2 ] || die "--files needs a number"; files=$2; shift 2 ;;
+    --tmpfs) tmpfs=yes; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -90,12 +95,20 @@ SEED=${BENCH_SEED:-20240601}
 mkdir -p "$BENCH_DIR" "$BENCH/results"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
 RUN=$BENCH_DIR/ftp-run
+mountpoint -q "$RUN/mem" 2>/dev/null && umount "$RUN/mem"
 rm -rf "$RUN"; mkdir -p "$RUN"
 STATE=$(mktemp -d /tmp/plugsync-bench-state.XXXXXX)
+# Where the runs write: the servers' roots, the source copies, the downloads.
+WORK=$RUN
+if [ "$tmpfs" = yes ]; then
+  WORK=$RUN/mem; mkdir -p "$WORK"
+  mount -t tmpfs -o size=8g,mode=0755 plugsync-bench "$WORK" || die "--tmpfs: cannot mount a tmpfs on $WORK"
+fi
 cleanup() {
   local s
   for s in "${SERVERS[@]}"; do "$FIX" stop "$s" >/dev/null 2>&1 || true; done
   rm -rf "$STATE"
+  if [ "$WORK" != "$RUN" ]; then umount "$WORK" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 RAW=$RUN/raw.tsv; : >"$RAW"
@@ -207,7 +220,7 @@ run_one() {
 RCLONE_PASS=""
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for server in "${SERVERS[@]}"; do
-  info=$("$FIX" start "$server" "$RUN/root-$server") || die "could not start $server"
+  info=$("$FIX" start "$server" "$WORK/root-$server") || die "could not start $server"
   field() { echo "$info" | sed -n "s/^$1=//p"; }
   PORT=$(field PORT); FTP_USER=$(field USER); PASSWORD=$(field PASSWORD); ROOT=$(field ROOT)
   SKEW=$(field SKEW); XFERLOG=$(field LOG)
@@ -223,7 +236,7 @@ for server in "${SERVERS[@]}"; do
       n=${#TOOLS[@]}
       for ((i = 0; i < n; i++)); do
         tool=${TOOLS[(i + rep) % n]}
-        SRC=$RUN/src-$tool; DOWN=$RUN/down-$tool; remote=up-$tool
+        SRC=$WORK/src-$tool; DOWN=$WORK/down-$tool; remote=up-$tool
         rm -rf "$SRC" "$DOWN" "${ROOT:?}/$remote" "${STATE:?}/$tool"
         cp -a "$pristine" "$SRC"; mkdir -p "$DOWN" "$STATE/$tool"
         install -d -o "$FTP_USER" "$ROOT/$remote"
@@ -237,7 +250,7 @@ for server in "${SERVERS[@]}"; do
         SRC=$pristine
         run_one "$tname" "$server" down-first "$rep" "$tool" down "$DOWN" ref "$nfiles"
         run_one "$tname" "$server" down-noop "$rep" "$tool" down "$DOWN" ref 0
-        rm -rf "$RUN/src-$tool" "$DOWN" "${ROOT:?}/$remote"
+        rm -rf "$WORK/src-$tool" "$DOWN" "${ROOT:?}/$remote"
       done
     done
     rm -rf "${ROOT:?}/ref"
@@ -247,7 +260,7 @@ done
 
 out=$BENCH/results/ftp-$(date +%Y-%m-%d-%H%M%S).txt
 {
-  echo "# date=$(date -Iseconds) host=$(uname -n) cpus=$(nproc) reps=$reps servers=$servers trees=$trees tools=$only"
+  echo "# date=$(date -Iseconds) host=$(uname -n) cpus=$(nproc) reps=$reps servers=$servers trees=$trees tools=$only tmpfs=$tmpfs"
   echo "# loadavg_before=$load_before loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# lftp=$(lftp --version 2>/dev/null | head -n 1) rclone=$(rclone version 2>/dev/null | head -n 1)"
   echo "# plugsync=$PLUGSYNC git=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none)"
