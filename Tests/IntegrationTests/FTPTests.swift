@@ -218,12 +218,8 @@ final class FTPTests: IntegrationTestCase {
         try chownToServer(server)
         try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
         // The server's log outlives a test: count what this test adds to it.
-        let storesSoFar = {
-            ((try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? "")
-                .components(separatedBy: "\"STOR ").count - 1
-        }
-        let before = storesSoFar()
-        let stores = { storesSoFar() - before }
+        let before = commandsLogged("STOR ", by: server)
+        let stores = { self.commandsLogged("STOR ", by: server) - before }
 
         let firstDry = try run("up", server, "--dry-run")
         assertExit(firstDry, 0)
@@ -254,20 +250,23 @@ final class FTPTests: IntegrationTestCase {
         try write("src/sub/b.txt", "b\n", mtime: FileTime(t))
         try chownToServer(server)
         try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
-        // The server's log outlives a test: count what each run adds to it.
-        let listings = {
-            ((try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? "")
-                .components(separatedBy: "\"LIST").count - 1
-        }
         let first = try run("up", server)
         assertExit(first, 0)
-        let before = listings()
+        // The server's log outlives a test: count what the second run adds to it.
+        let before = commandsLogged("LIST", by: server)
         let again = try run("up", server)
         assertExit(again, 0)
         XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
         // www: once for the checks before the run (kept for the run's own listing) and once to
         // read the clock probe's time back; www/sub once. Not again after planning.
-        XCTAssertEqual(listings() - before, 3, "\(again)")
+        XCTAssertEqual(commandsLogged("LIST", by: server) - before, 3, "\(again)")
+    }
+
+    /// How many commands starting with `prefix` a vsftpd started with PLUGSYNC_FTP_LOG_PROTOCOL=YES
+    /// has logged so far (its log lines quote each command: `"LIST -a"`).
+    func commandsLogged(_ prefix: String, by server: FTPServer) -> Int {
+        ((try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? "")
+            .components(separatedBy: "\"" + prefix).count - 1
     }
 
     // MARK: download
