@@ -85,7 +85,11 @@ public final class SyncRunner {
         }
         let outcome: RunOutcome
         do {
-            let statistics = try execute(definition, options: options, reporter: reporter, started: started)
+            // An FTP error a step did not translate for its side (source, destination) still
+            // gets the login's translation: a lost server refuses the run (exit 3), one line.
+            let statistics = try FTPSettings.mapErrors(role: "FTP") {
+                try execute(definition, options: options, reporter: reporter, started: started)
+            }
             let status: RunOutcome.Status = statistics.failed > 0 ? .failures : .success
             // A drive pulled mid-run: one clear line (stderr, log) besides the failed entries.
             let message =
@@ -139,7 +143,7 @@ public final class SyncRunner {
             )
         }
         // Safety rail 1: an absent source never empties a mirror.
-        if try FTPSettings.mapErrors(role: "source", { try source.endpoint.rootState() }) == .missing {
+        if try source.endpoint.rootState() == .missing {
             throw PreconditionError(
                 "the source folder \(source.endpoint.displayName) does not exist; nothing was changed")
         }
@@ -229,12 +233,8 @@ public final class SyncRunner {
             )
         }
 
-        if !options.dryRun,
-            try FTPSettings.mapErrors(role: "destination", { try destination.endpoint.rootState() }) == .missing
-        {
-            do {
-                try FTPSettings.mapErrors(role: "destination") { try destination.endpoint.prepareRoot() }
-            } catch is EndpointGone {
+        if !options.dryRun, try destination.endpoint.rootState() == .missing {
+            do { try destination.endpoint.prepareRoot() } catch is EndpointGone {
                 // A drive pulled since the listing: the executor stops at its first entry and says so.
             }
         }
