@@ -88,8 +88,8 @@ public final class FTPConnection {
         }
     }
 
-    /// Sends `commands` in one write on the control connection and reads a reply for each: one
-    /// round trip instead of one per command (a rename and a time after each upload). Only on a
+    /// Sends `commands` together on the control connection and reads a reply for each: one
+    /// round trip per KiB of commands instead of one per command. Only on a
     /// plain connection that curl has finished with, so nothing else is in flight on it; under
     /// TLS, or once a server got out of step, the commands go one by one through curl. A reply
     /// of 400 or more ends it with that command's error (a command starting with `*` may fail).
@@ -100,37 +100,81 @@ public final class FTPConnection {
             try command(commands)
             return Array(FTPReply.parse(replyBytes).suffix(commands.count))
         }
+        if let error = refusal(commands, replies) { throw error }
+        return replies
+    }
+
+    /// The error of the first reply of 400 or more to a command not starting with `*`.
+    private func refusal(_ commands: some Collection<[UInt8]>, _ replies: some Collection<FTPReply>) -> FTPError? {
         for (command, reply) in zip(commands, replies) {
             guard reply.code >= 400, command.first != UInt8(ascii: "*") else { continue }
             let verb = Self.verb(of: command)
             let argument = command.count > verb.utf8.count + 1 ? Array(command[(verb.utf8.count + 1)...]) : []
             let missing = (reply.code == 550 || reply.code == 450) && Self.soundsMissing(reply.text)
-            throw FTPError(
+            return FTPError(
                 missing ? .notFound : .refused,
                 "\(options.display): \(verb) \(Self.printable(argument)): server replied \(reply.code) \(reply.text)",
                 replyCode: reply.code)
         }
-        return replies
+        return nil
     }
 
-    /// The replies to `commands`, sent in one write (see `pipeline`), whatever their codes; nil
+    /// Several `pipeline`s at once: each group's replies, or the error of its first refused
+    /// command (a group's later commands are still sent). Where the connection can pipeline,
+    /// all groups go in a few round trips (`exchange`), else group by group. Throws only when
+    /// the connection fails.
+    public func pipeline(groups: [[[UInt8]]]) throws -> [Result<[FTPReply], FTPError>] {
+        if let replies = try exchange(groups.flatMap { $0 }) {
+            var offset = 0
+            return groups.map { group in
+                let mine = Array(replies[offset..<(offset + group.count)])
+                offset += group.count
+                return refusal(group, mine).map { .failure($0) } ?? .success(mine)
+            }
+        }
+        return try groups.map { group in
+            do {
+                return .success(try pipeline(group))
+            } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                return .failure(error)
+            }
+        }
+    }
+
+    /// The most bytes of commands one write of `exchange` sends.
+    static let pipelineBytes = 1024
+
+    /// The replies to `commands`, sent together (see `pipeline`), whatever their codes; nil
     /// where this connection cannot pipeline (TLS, no finished request yet, out of step before).
     /// Throws only when the connection fails.
     public func exchange(_ commands: [[UInt8]]) throws -> [FTPReply]? {
         try Self.validate(commands)
         let fd = options.tls == .none && pipelining ? controlSocket : -1
         guard fd >= 0, !commands.isEmpty else { return nil }
-        var request: [UInt8] = []
-        for command in commands {
-            let text = command.first == UInt8(ascii: "*") ? Array(command.dropFirst()) : command
-            if ProcessEnvironment.verbose { fputs("> \(Self.printable(text)) (pipelined)\n", stderr) }
-            request += text + [13, 10]
-        }
-        let replies: [FTPReply]
+        var replies: [FTPReply] = []
+        replies.reserveCapacity(commands.count)
         do {
-            try Self.send(request, on: fd, timeout: options.responseTimeout, display: options.display)
-            replies = try Self.receiveReplies(
-                commands.count, on: fd, timeout: options.responseTimeout, display: options.display)
+            // In writes of at most `pipelineBytes`, each after the replies to the one before:
+            // proftpd joins two commands into one (and never answers the second) when a read of
+            // its own ends between a command's CR and LF; a write that small arrives whole in
+            // one TCP segment and finds the server's buffer empty.
+            var start = 0
+            while start < commands.count {
+                var request: [UInt8] = []
+                var end = start
+                while end < commands.count {
+                    let command = commands[end]
+                    let text = command.first == UInt8(ascii: "*") ? Array(command.dropFirst()) : command
+                    if end > start && request.count + text.count + 2 > Self.pipelineBytes { break }
+                    if ProcessEnvironment.verbose { fputs("> \(Self.printable(text)) (pipelined)\n", stderr) }
+                    request += text + [13, 10]
+                    end += 1
+                }
+                try Self.send(request, on: fd, timeout: options.responseTimeout, display: options.display)
+                replies += try Self.receiveReplies(
+                    end - start, on: fd, timeout: options.responseTimeout, display: options.display)
+                start = end
+            }
         } catch {
             // Out of step with the server: curl must not use this connection again (it sees it
             // closed and logs in anew), and this connection pipelines no more.

@@ -101,3 +101,31 @@ public protocol Endpoint: AnyObject, Sendable {
     /// Makes written data durable (removable drives) before the run reports success.
     func flush() throws
 }
+
+/// A file that `StagingEndpoint.stage` wrote under its temporary name.
+public struct StagedFile: Sendable {
+    public var path: FileName
+    public var entry: Entry
+    /// The listing saw a file at `path` (a hint, as for `receive`).
+    public var replacing: Bool
+
+    public init(path: FileName, entry: Entry, replacing: Bool) {
+        self.path = path
+        self.entry = entry
+        self.replacing = replacing
+    }
+}
+
+/// A destination that puts received files in place in batches: on an FTP server, checking,
+/// dating and renaming a folder's files together takes a few round trips for all of them
+/// instead of two and a command more for each.
+public protocol StagingEndpoint: Endpoint {
+    /// Whether batches pay on this endpoint now (else the executor uses `receive`).
+    var stagesInBatches: Bool { get }
+    /// Writes `file` under the temporary name for `path` (the first half of `receive`).
+    func stage(_ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void) throws
+    /// Checks staged files, gives them their entries' times and renames them into place. One
+    /// result per file, in order: nil when it is in place, else why not (its temporary file is
+    /// then gone where the endpoint could remove it).
+    func commit(_ files: [StagedFile]) -> [Error?]
+}

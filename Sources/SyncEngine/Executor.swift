@@ -158,9 +158,21 @@ public final class Executor: @unchecked Sendable {
         // spent spinning on it); a local disk keeps plan order, where new inodes stay together.
         let spread = destination.capabilities.isRemote
         let queue = FolderQueue(folders: indexes.map { spread ? actions[$0].path.parent : .empty })
+        let staging = (destination as? StagingEndpoint).flatMap { spread && $0.stagesInBatches ? $0 : nil }
         runOnThreads(min(parallelism, indexes.count)) { worker in
+            // Files staged by this worker and not yet put in place: all in one folder.
+            var batch: [Action] = []
+            var batchBytes: Int64 = 0
             while let next = queue.next(worker: worker) {
                 let action = actions[indexes[next]]
+                if let staging, let first = batch.first,
+                    first.path.parent != action.path.parent || batch.count >= Self.batchFiles
+                        || batchBytes >= Self.batchBytes
+                {
+                    commit(batch, staging, stats)
+                    batch = []
+                    batchBytes = 0
+                }
                 if cancellation?.isCancelled == true {
                     record(action, .failed("not copied: the sync was stopped"), stats)
                     continue
@@ -169,10 +181,25 @@ public final class Executor: @unchecked Sendable {
                     record(action, .failed("not copied: \(EndpointGone.summary)"), stats)
                     continue
                 }
-                record(action, transfer(action), stats)
+                if let staging, action.source?.kind == .file {
+                    if let outcome = stage(action, staging) {
+                        record(action, outcome, stats)
+                    } else {
+                        batch.append(action)
+                        batchBytes += action.source?.size ?? 0
+                    }
+                } else {
+                    record(action, transfer(action), stats)
+                }
             }
+            if let staging, !batch.isEmpty { commit(batch, staging, stats) }
         }
     }
+
+    /// A worker puts its staged files in place after this many files or bytes, or when it moves
+    /// to another folder: a batch is what a failed connection makes the worker send again.
+    static let batchFiles = 64
+    static let batchBytes: Int64 = 64 << 20
 
     /// Pauses before the second, third and fourth try of a transfer whose error is transient.
     public var retryDelays: [Double] = [0.5, 2, 5]
@@ -184,20 +211,73 @@ public final class Executor: @unchecked Sendable {
     }
     static let noSymlinks = "the destination cannot store symbolic links"
 
-    private func transfer(_ action: Action) -> Outcome {
+    private func transfer(_ action: Action, delays: ArraySlice<Double>? = nil) -> Outcome {
         if Self.unstorable(action, on: destination) { return .kept(Self.noSymlinks) }
-        let tell: (Error, Double) -> Void = { error, delay in
-            self.observer.retrying(action, error: Self.message(error), delay: delay)
-        }
         do {
-            try retrying(delays: retryDelays, onRetry: tell) { try transferOnce(action) }
+            try retrying(delays: Array(delays ?? retryDelays[...]), onRetry: tell(action)) {
+                try transferOnce(action)
+            }
             return .done
-        } catch let error as EndpointGone {
+        } catch {
+            return outcome(error)
+        }
+    }
+
+    /// The first half of a transfer to a `StagingEndpoint`, tried again like a transfer: nil
+    /// when the file waits under its temporary name for `commit`, else the outcome.
+    private func stage(_ action: Action, _ staging: StagingEndpoint) -> Outcome? {
+        guard let entry = action.source else { return .failed("no source entry") }
+        do {
+            try retrying(delays: retryDelays, onRetry: tell(action)) {
+                let file = try source.openForReading(action.path, entry: entry)
+                defer { file.close() }
+                try staging.stage(action.path, from: file, entry: entry) { [observer] bytes in
+                    observer.transferred(bytes: bytes)
+                }
+            }
+            return nil
+        } catch {
+            return outcome(error)
+        }
+    }
+
+    /// Puts a worker's staged files in place. A file the endpoint could not put in place for a
+    /// transient reason (a cut connection, a short upload) is transferred again on its own,
+    /// with the pauses of a transfer's later tries.
+    private func commit(_ batch: [Action], _ staging: StagingEndpoint, _ stats: Counter) {
+        let files = batch.map {
+            StagedFile(path: $0.path, entry: $0.source!, replacing: $0.destination?.kind == .file)
+        }
+        var again: [Action] = []
+        for (action, error) in zip(batch, staging.commit(files)) {
+            guard let error else {
+                record(action, .done, stats)
+                continue
+            }
+            if let transient = error as? RetryableError, transient.isRetryable, let delay = retryDelays.first,
+                stopped.value == nil
+            {
+                tell(action)(error, delay)
+                again.append(action)
+            } else {
+                record(action, outcome(error), stats)
+            }
+        }
+        guard let delay = retryDelays.first, !again.isEmpty else { return }
+        usleep(useconds_t(delay * 1_000_000))  // once for the batch (a cut connection fails them all)
+        for action in again { record(action, transfer(action, delays: retryDelays.dropFirst()), stats) }
+    }
+
+    private func tell(_ action: Action) -> (Error, Double) -> Void {
+        { error, delay in self.observer.retrying(action, error: Self.message(error), delay: delay) }
+    }
+
+    private func outcome(_ error: Error) -> Outcome {
+        if let error = error as? EndpointGone {
             stop(error)
             return .failed("\(error)")
-        } catch {
-            return .failed(Self.message(error))
         }
+        return .failed(Self.message(error))
     }
 
     /// Set when the destination went away (`EndpointGone`): nothing more is started.

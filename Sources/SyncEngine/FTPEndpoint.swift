@@ -17,7 +17,7 @@ import Dispatch
 /// Writes: a file is uploaded under a temporary name in its folder, renamed into place, then
 /// given the source's mtime (MFMT, the MDTM-set form, or SITE UTIME: whichever the probe found
 /// to work). Connections: a pool of logged-in control connections, reused for the whole run.
-public final class FTPEndpoint: Endpoint, @unchecked Sendable {
+public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     public enum ClockDifference: Sendable, Equatable {
         case auto
         case seconds(Int64)
@@ -425,6 +425,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
                 state.withLock { for (path, width) in coarseHere { coarse[path] = width } }
             }
             entries.sort { $0.name < $1.name }
+            state.withLock { folderEntries[folder] = remote.count }
             return .success((entries, problems, temporary))
         } catch {
             return .failure(error)
@@ -638,62 +639,192 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
 
     // MARK: Endpoint: writing
 
+    /// One file on its own: the size check and the time go with the upload (on a connection
+    /// that cannot pipeline, in the same request), the rename in one more round trip.
     public func receive(
         _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
     ) throws {
         forgetRootListing()
-        let final = absolute(path)
+        let staged = [StagedFile(path: path, entry: entry, replacing: replacing)]
+        try pool.with { connection in
+            let names = Names(staged, self, connection)
+            let replies = try upload(
+                names.temporary[0], file, entry, progress, after: afterUpload(staged[0], names, 0, size: true),
+                connection)
+            var results: [Error?] = [nil]
+            var open: Set<Int> = [0]
+            try putInPlace(staged, names, sizes: [nil], replies: [.success(replies)], &results, &open, connection)
+            if let error = results[0] { throw error }
+        }
+    }
+
+    /// Whether `stage` and `commit` pay: on a connection that can pipeline (not under TLS),
+    /// where a batch's checks, times and renames take a few round trips instead of two per file.
+    public var stagesInBatches: Bool { options.tls == .none }
+
+    /// Uploads a file under its temporary name in its folder (`commit` puts it in place).
+    public func stage(_ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void) throws {
+        forgetRootListing()
         let temporary = absolute(LocalEndpoint.temporaryName(for: path))
-        try withoutActuallyEscaping(progress) { progress in
-            try pool.with { connection in
-                let finalPath = connection.commandPath(final.bytes)
-                let temporaryPath = connection.commandPath(temporary.bytes)
-                // The end of the data connection is the end of the file for the server too: a
-                // connection cut on its side leaves a short file and a 226. So the size is checked
-                // (SIZE, where the server knows it) before the rename. The time is set on the
-                // temporary file (a rename keeps it), so a refused rename never leaves the old
-                // file with the new file's time. Both go with the upload, pipelined where the
-                // connection allows; the rename follows in one more round trip.
-                var after: [[UInt8]] = [Array("*SIZE ".utf8) + temporaryPath]
-                if let command = Self.setTimeCommand(
-                    setter, value: FTPListingParser.timeValue(entry.mtime.seconds + clockOffset), path: temporaryPath)
-                {
-                    after.append(command)
-                }
-                let rename = [Array("RNFR ".utf8) + temporaryPath, Array("RNTO ".utf8) + finalPath]
-                do {
-                    let replies = try connection.upload(to: temporary.bytes, size: entry.size, after: after) { buffer in
-                        let n = try file.read(into: buffer)
-                        progress(Int64(n))
-                        return n
-                    }
-                    if let reply = replies.first, reply.code == 213,
-                        let stored = Int64(reply.text.trimmingSpaces), stored != entry.size
-                    {
-                        throw FTPError(
-                            .interrupted,
-                            "\(display(path)): the server holds \(stored) of \(entry.size) bytes after the upload (a broken connection); not renamed"
-                        )
-                    }
-                    do {
-                        try connection.pipeline(rename)
-                    } catch let error as FTPError
-                        where error.kind == .refused && replacing && Self.renameFailed(error)
-                    {
-                        // Some servers will not rename onto an existing name: remove it, then rename.
-                        try connection.command([Array("DELE ".utf8) + finalPath])
-                        try connection.pipeline(rename)
-                    }
-                } catch {
-                    _ = try? connection.command([Array("*DELE ".utf8) + temporaryPath])
-                    throw error
-                }
-                if after.count > 1 {
-                    let time = KnownTime(
-                        size: entry.size, seconds: entry.mtime.seconds, knownAt: Int64(wallClockSeconds()))
-                    state.withLock { learned[path] = time }
+        try pool.with { connection in
+            _ = try upload(temporary, file, entry, progress, after: [], connection)
+        }
+        state.withLock { folderEntries[temporary.parent, default: 0] += 1 }
+    }
+
+    /// Uploads `file` to `temporary` and sends `after`; a failure removes the temporary file.
+    private func upload(
+        _ temporary: FileName, _ file: ReadableFile, _ entry: Entry, _ progress: (Int64) -> Void,
+        after: [[UInt8]], _ connection: FTPConnection
+    ) throws -> [FTPReply] {
+        do {
+            return try withoutActuallyEscaping(progress) { progress in
+                try connection.upload(to: temporary.bytes, size: entry.size, after: after) { buffer in
+                    let n = try file.read(into: buffer)
+                    progress(Int64(n))
+                    return n
                 }
             }
+        } catch {
+            _ = try? connection.command([Array("*DELE ".utf8) + connection.commandPath(temporary.bytes)])
+            throw error
+        }
+    }
+
+    /// Entries known to be in a folder (path from the login directory): as listed, plus the
+    /// files staged there since. Tells `commit` whether listing the folder costs less than a
+    /// SIZE per file.
+    private var folderEntries: [FileName: Int] = [:]
+
+    /// The temporary and final names of staged files, absolute and as commands name them.
+    private struct Names {
+        var temporary: [FileName]
+        var temporaryPaths: [[UInt8]]
+        var finalPaths: [[UInt8]]
+        init(_ files: [StagedFile], _ endpoint: FTPEndpoint, _ connection: FTPConnection) {
+            temporary = files.map { endpoint.absolute(LocalEndpoint.temporaryName(for: $0.path)) }
+            temporaryPaths = temporary.map { connection.commandPath($0.bytes) }
+            finalPaths = files.map { connection.commandPath(endpoint.absolute($0.path).bytes) }
+        }
+    }
+
+    /// Puts staged files in place, in three round trips for the whole batch where the connection
+    /// can pipeline (a round trip is a KiB of commands):
+    ///
+    /// 1. The sizes. The end of the data connection is the end of the file for the server too: a
+    ///    connection cut on its side leaves a short file and a 226. So each size is checked
+    ///    before the rename: one listing of the folder when it holds few files besides the
+    ///    batch, else SIZE for each (where a listing did not show the file). With the sizes go
+    ///    the times, set on the temporary files (a rename keeps them), so a refused rename never
+    ///    leaves the old file with the new file's time.
+    /// 2. The renames (RNFR and RNTO) of the files whose size and time are right.
+    /// 3. The removal of the temporary files that are not renamed.
+    public func commit(_ files: [StagedFile]) -> [Error?] {
+        if files.isEmpty { return [] }
+        forgetRootListing()
+        var results = [Error?](repeating: nil, count: files.count)
+        var open = Set(files.indices)  // no result yet
+        do {
+            try pool.with { connection in
+                let names = Names(files, self, connection)
+                let sizes = listedSizes(names.temporary, connection)
+                let groups = files.indices.map { afterUpload(files[$0], names, $0, size: sizes[$0] == nil) }
+                let replies = try connection.pipeline(groups: groups)
+                try putInPlace(files, names, sizes: sizes, replies: replies, &results, &open, connection)
+            }
+        } catch {
+            for index in open { results[index] = error }
+        }
+        return results
+    }
+
+    /// The sizes of the temporary files from one listing of their folder, when it holds no more
+    /// than `listingPerFile` entries per file (nil for each file otherwise, or not listed).
+    private func listedSizes(_ temporary: [FileName], _ connection: FTPConnection) -> [Int64?] {
+        let folder = temporary[0].parent
+        guard temporary.allSatisfy({ $0.parent == folder }),
+            state.withLock({ folderEntries[folder] ?? 0 }) <= Self.listingPerFile * temporary.count,
+            let data = try? connection.listing(folder.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
+        else { return temporary.map { _ in nil } }
+        var sizes: [[UInt8]: Int64] = [:]
+        for item in parse(data).entries where item.kind == .file { sizes[item.name] = item.size }
+        return temporary.map { sizes[$0.lastComponent.bytes] }
+    }
+
+    /// A folder holding up to this many entries per file of a batch is listed to check the
+    /// sizes (one command and a data connection instead of one SIZE per file).
+    static let listingPerFile = 4
+
+    /// The commands after a file's upload: SIZE (when `size`) and setting the time, both on the
+    /// temporary file.
+    private func afterUpload(_ file: StagedFile, _ names: Names, _ index: Int, size: Bool) -> [[UInt8]] {
+        var commands: [[UInt8]] = []
+        if size { commands.append(Array("*SIZE ".utf8) + names.temporaryPaths[index]) }
+        let value = FTPListingParser.timeValue(file.entry.mtime.seconds + clockOffset)
+        if let command = Self.setTimeCommand(setter, value: value, path: names.temporaryPaths[index]) {
+            commands.append(command)
+        }
+        return commands
+    }
+
+    /// Steps 1 (the replies' side), 2 and 3 of `commit`: `replies` answer `afterUpload`.
+    private func putInPlace(
+        _ files: [StagedFile], _ names: Names, sizes: [Int64?], replies: [Result<[FTPReply], FTPError>],
+        _ results: inout [Error?], _ open: inout Set<Int>, _ connection: FTPConnection
+    ) throws {
+        var renames: [Int] = []
+        for (index, result) in zip(files.indices, replies) {
+            let file = files[index]
+            switch result {
+            case .failure(let error):
+                results[index] = error
+            case .success(let replies):
+                var size = sizes[index]
+                if size == nil, let reply = replies.first, reply.code == 213 { size = Int64(reply.text.trimmingSpaces) }
+                if let size, size != file.entry.size {
+                    results[index] = FTPError(
+                        .interrupted,
+                        "\(display(file.path)): the server holds \(size) of \(file.entry.size) bytes after the upload (a broken connection); not renamed"
+                    )
+                } else {
+                    renames.append(index)
+                }
+            }
+        }
+        func rename(_ index: Int) -> [[UInt8]] {
+            [Array("RNFR ".utf8) + names.temporaryPaths[index], Array("RNTO ".utf8) + names.finalPaths[index]]
+        }
+        var done: [Int] = []
+        for (index, result) in zip(renames, try connection.pipeline(groups: renames.map(rename))) {
+            switch result {
+            case .success:
+                done.append(index)
+            case .failure(let error) where files[index].replacing && Self.renameFailed(error):
+                // Some servers will not rename onto an existing name: remove it, then rename.
+                do {
+                    try connection.command([Array("DELE ".utf8) + names.finalPaths[index]])
+                    try connection.pipeline(rename(index))
+                    done.append(index)
+                } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                    results[index] = error
+                }
+            case .failure(let error):
+                results[index] = error
+            }
+        }
+        let failed = files.indices.filter { results[$0] != nil }
+        open.subtract(done)
+        open.subtract(failed)
+        _ = try? connection.pipeline(groups: failed.map { [Array("*DELE ".utf8) + names.temporaryPaths[$0]] })
+        let now = Int64(wallClockSeconds())
+        state.withLock {
+            if setter != .none {
+                for index in done {
+                    let entry = files[index].entry
+                    learned[files[index].path] = KnownTime(size: entry.size, seconds: entry.mtime.seconds, knownAt: now)
+                }
+            }
+            for index in failed { folderEntries[names.temporary[index].parent, default: 0] -= 1 }
         }
     }
 
@@ -738,7 +869,7 @@ public final class FTPEndpoint: Endpoint, @unchecked Sendable {
 
     // MARK: paths
 
-    private func absolute(_ path: FileName) -> FileName { root.isEmpty ? path : root.appending(path) }
+    fileprivate func absolute(_ path: FileName) -> FileName { root.isEmpty ? path : root.appending(path) }
 
     private func relative(_ folder: FileName) -> FileName {
         if root.isEmpty { return folder }

@@ -262,6 +262,54 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(commandsLogged("LIST", by: server) - before, 3, "\(again)")
     }
 
+    func testAFolderIsCheckedAndRenamedInBatchesOnVsftpd() throws { try batchUpload("vsftpd") }
+    func testAFolderIsCheckedAndRenamedInBatchesOnProftpd() throws { try batchUpload("proftpd") }
+
+    /// One worker uploads 60 files into one folder. Their sizes are checked by a listing of the
+    /// folder (no SIZE per file), and their times and renames are pipelined: over 4 KiB of
+    /// commands per batch. proftpd joins two commands into one, and never answers the second,
+    /// when one of its reads ends between a CR and its LF; its reads take 4102 bytes, so the
+    /// first 20 names are as long as puts the 20th MFMT's CR there and its LF after
+    /// (`MFMT <14 digits> ` is 20 bytes, `/www/many/.plugsync-tmp-` 24, CR LF 2). Written all at
+    /// once, the batch leaves the run waiting for the reply timeout and sending the files again.
+    func batchUpload(_ name: String) throws {
+        setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1)
+        defer { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") }
+        let server = try start(name)
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        let names = (0..<60).map { i in
+            let length = i < 17 ? 159 : i < 20 ? 160 : 40  // 20 lines of 46 + length: 4103 bytes
+            let stem = String(format: "f%02d-", i)
+            return stem + String(repeating: "x", count: length - stem.count)
+        }
+        XCTAssertEqual(names.prefix(20).reduce(0) { $0 + 46 + $1.utf8.count }, 4103)
+        for (i, name) in names.enumerated() {
+            try write("src/many/\(name)", "file \(i)\n" + String(repeating: "x", count: i), mtime: FileTime(t - i))
+        }
+        try chownToServer(server)
+        try writeConfig(
+            definition("up", source: local(path("src")), destination: ftp(server, directory: "www"), ["parallel: 1"]))
+        let sizes = commandsLogged("SIZE", by: server)
+        let renames = commandsLogged("RNFR", by: server)
+        let result = try plugsync(
+            arguments: ["run", "up"],
+            environment: ["PLUGSYNC_TEST_FTP_PW": server.password, "PLUGSYNC_FTP_TIMEOUT": "5"])
+        assertExit(result, 0)
+        XCTAssertEqual(result.actions("Uploading").count, 60, "\(result)")
+        XCTAssertEqual(result.lines.filter { $0.hasPrefix("Retrying ") }, [], "\(result)")
+        for (i, name) in names.enumerated() {
+            let file = "server/www/many/\(name)"
+            XCTAssertEqual(read(file), "file \(i)\n" + String(repeating: "x", count: i), file)
+            XCTAssertEqual(mtimeSeconds(path(file)), Int64(t - i), file)
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: path("server/www/many"))
+        XCTAssertEqual(left.filter { $0.hasPrefix(".plugsync-tmp-") }, [])
+        if name == "vsftpd" {  // the one that logs commands
+            XCTAssertEqual(commandsLogged("SIZE", by: server) - sizes, 0, "\(result)")
+            XCTAssertEqual(commandsLogged("RNFR", by: server) - renames, 60, "\(result)")
+        }
+    }
+
     /// How many commands starting with `prefix` a vsftpd started with PLUGSYNC_FTP_LOG_PROTOCOL=YES
     /// has logged so far (its log lines quote each command: `"LIST -a"`).
     func commandsLogged(_ prefix: String, by server: FTPServer) -> Int {

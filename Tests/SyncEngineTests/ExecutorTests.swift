@@ -129,6 +129,106 @@ final class ExecutorTests: XCTestCase {
         XCTAssertTrue(recorder.lines.contains { $0.hasPrefix("Failed") && $0.contains("permission denied") })
     }
 
+    /// A remote destination that stages files in memory and writes them to a folder in `commit`;
+    /// the first commit of each path in `failOnce` fails with a transient error, every commit of
+    /// a path in `refused` with a permanent one.
+    final class StagingDestination: StagingEndpoint, @unchecked Sendable {
+        let root: String
+        var failOnce: Set<String>
+        let refused: Set<String>
+        private let lock = NSLock()
+        private var staged: [FileName: Data] = [:]
+        private(set) var batches: [[String]] = []
+        private(set) var received: [String] = []
+        init(root: String, failOnce: Set<String>, refused: Set<String>) {
+            self.root = root
+            self.failOnce = failOnce
+            self.refused = refused
+        }
+        var displayName: String { root }
+        var capabilities: EndpointCapabilities { EndpointCapabilities(keepsSymlinks: false, isRemote: true) }
+        var stagesInBatches: Bool { true }
+        func rootState() throws -> RootState { .empty }
+        func prepareRoot() throws {}
+        func list(recursive: Bool, filter: ListingFilter) -> Listing { Listing() }
+        func openForReading(_ path: FileName, entry: Entry) throws -> ReadableFile { throw SyncFailure("no") }
+        func read(_ file: ReadableFile) throws -> Data {
+            var data = Data()
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while case let n = try buffer.withUnsafeMutableBytes({ try file.read(into: $0) }), n > 0 {
+                data.append(contentsOf: buffer[..<n])
+            }
+            return data
+        }
+        func place(_ path: FileName, _ data: Data) throws {
+            let file = root + "/" + path.description
+            try FileManager.default.createDirectory(
+                atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try data.write(to: URL(fileURLWithPath: file))
+        }
+        func receive(
+            _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
+        ) throws {
+            let data = try read(file)
+            lock.withLock { received.append(path.description) }
+            try place(path, data)
+        }
+        func stage(_ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void) throws {
+            let data = try read(file)
+            lock.withLock { staged[path] = data }
+        }
+        func commit(_ files: [StagedFile]) -> [Error?] {
+            lock.withLock { batches.append(files.map { $0.path.description }) }
+            return files.map { file in
+                let name = file.path.description
+                if refused.contains(name) { return FlakyDestination.Transient(isRetryable: false) }
+                if lock.withLock({ failOnce.remove(name) }) != nil {
+                    return FlakyDestination.Transient(isRetryable: true)
+                }
+                guard let data = lock.withLock({ staged[file.path] }) else { return SyncFailure("not staged") }
+                do { try place(file.path, data) } catch { return error }
+                return nil
+            }
+        }
+        func createDirectory(_ path: FileName) throws {}
+        func createSymlink(_ path: FileName, entry: Entry) throws {}
+        func remove(_ path: FileName, kind: EntryKind) throws {}
+        func setFolderAttributes(_ path: FileName, entry: Entry) throws {}
+        func flush() throws {}
+    }
+
+    func testARemoteDestinationGetsAFoldersFilesInBatchesAndAFailedOneIsSentAgainOnItsOwn() throws {
+        let root = NSTemporaryDirectory() + "plugsync-exec-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for folder in ["src/a", "src/b", "dst"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + folder, withIntermediateDirectories: true)
+        }
+        var names: [String] = []
+        for i in 0..<70 { names.append(String(format: "a/%02d", i)) }
+        for i in 0..<3 { names.append("b/\(i)") }
+        for name in names { FileManager.default.createFile(atPath: root + "/src/" + name, contents: Data(name.utf8)) }
+        let source = LocalEndpoint(root: root + "/src")
+        let destination = StagingDestination(root: root + "/dst", failOnce: ["a/03", "b/1"], refused: ["a/65"])
+        let plan = Planner(type: .mirror, tolerance: 1).plan(
+            source: source.list(recursive: true, filter: ListingFilter()).entries, destination: [])
+        let recorder = Recorder()
+        let executor = Executor(source: source, destination: destination, parallelism: 1, observer: recorder)
+        executor.retryDelays = [0.01, 0.01]
+        let stats = executor.execute(plan, temporaryFiles: [], dryRun: false)
+        // A batch ends at 64 files and where the folder changes.
+        XCTAssertEqual(destination.batches.map(\.count), [64, 6, 3])
+        XCTAssertEqual(destination.batches.map { Set($0.map { $0.prefix(1) }) }, [["a"], ["a"], ["b"]])
+        // The transient failures went again on their own; the refused file failed once.
+        XCTAssertEqual(destination.received.sorted(), ["a/03", "b/1"])
+        XCTAssertEqual(stats.transferred, 72)
+        XCTAssertEqual(stats.failed, 1)
+        XCTAssertTrue(recorder.lines.contains { $0.hasPrefix("Failed") && $0.hasSuffix("a/65") }, "\(recorder.lines)")
+        for name in names where name != "a/65" {
+            XCTAssertEqual(try? String(contentsOfFile: root + "/dst/" + name, encoding: .utf8), name)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/dst/a/65"))
+    }
+
     func testTheFolderQueueHandsOutEveryFileOnceAndKeepsWorkersInDifferentFolders() {
         // Plan order: 3 files in a, 2 in b, 1 in c, 4 in d (interleaved to check the grouping).
         let folders = ["a", "a", "b", "a", "b", "c", "d", "d", "d", "d"].map { FileName($0) }
