@@ -36,6 +36,8 @@ MODE:
                  folder's, in the checks before the run) is the one cut
   upload-names   as a destination: MLSD lists `..`, `.`, `a/b`, an escape name and a real orphan;
                  uploads are accepted
+  rename-cut-once   as a destination: uploads are kept and listed; the first RNFR closes the
+                 control connection (a batch of renames cut), later ones work
 """
 import argparse
 import os
@@ -48,7 +50,7 @@ MODE = None
 LOG = None
 LOCK = threading.Lock()
 STORE = {}  # path -> bytes (uploads)
-CUT = []  # list-cut-once, first-list-cut: set once the cut happened
+CUT = []  # list-cut-once, first-list-cut, rename-cut-once: set once the cut happened
 
 ESC = "\x1b[2J\x1b]0;pwned\x07"
 HOSTILE_NAMES = [
@@ -180,6 +182,12 @@ class Session:
             for path in sorted(STORE):
                 if b"/" not in path.strip(b"/"):
                     yield line(path.strip(b"/"), size=len(STORE[path]))
+        elif MODE == "rename-cut-once":
+            folder = b"/" + where.strip(b"/") + b"/"
+            for path in sorted(STORE):
+                name = path[len(folder):]
+                if path.startswith(folder) and name and b"/" not in name:
+                    yield line(name, size=len(STORE[path]))
         else:
             for name, size in [(b"good.txt", 1000 if MODE.startswith("size-") else 10), (b"big.bin", 10_000_000)]:
                 if MODE == "retr-trickles" or name == b"good.txt":
@@ -332,6 +340,9 @@ class Session:
             elif verb == "MKD":
                 self.reply(257, "created")
             elif verb == "RNFR":
+                if MODE == "rename-cut-once" and not CUT:
+                    CUT.append(True)
+                    return  # the control connection closes
                 self.rename_from = arg
                 self.reply(350, "ready")
             elif verb == "RNTO":

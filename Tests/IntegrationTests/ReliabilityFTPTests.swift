@@ -369,6 +369,26 @@ final class ReliabilityFTPTests: IntegrationTestCase {
                     }
                     if !log.contains("RNTO /pub/a.txt") { problems.append("a.txt was not uploaded:\n\(log)") }
                 }),
+            // A batch's renames cut: the files are sent again one by one and all land.
+            HostileMode(
+                name: "rename-cut-once", exits: [0], destination: true,
+                check: { test, result, problems in
+                    let log = test.read("hostile-commands.log") ?? ""
+                    let lines = log.split(separator: "\n").map(String.init)
+                    guard let cut = lines.firstIndex(where: { $0.hasPrefix("RNFR ") }) else {
+                        problems.append("no rename:\n\(log)")
+                        return
+                    }
+                    for name in ["a.txt", "b.txt", "c.txt"] where !lines[(cut + 1)...].contains("RNTO /pub/\(name)") {
+                        problems.append("\(name) was not renamed into place after the cut:\n\(log)")
+                    }
+                    if !result.lines.contains(where: { $0.hasPrefix("Retrying ") }) {
+                        problems.append("no retry reported:\n\(result)")
+                    }
+                    if result.summary?.hasPrefix("Done: 3 copied") != true {
+                        problems.append("summary: \(result.summary ?? "none")")
+                    }
+                }),
         ]
         let sandbox = path("sandbox")
         var held = 0
@@ -382,7 +402,7 @@ final class ReliabilityFTPTests: IntegrationTestCase {
             if ["names", "names-list", "bad-lines"].contains(mode.name) {
                 try write("sandbox/dst/orphan.txt", "orphan\n")  // kept: those listings have errors
             }
-            try write("src/a.txt", "a\n")
+            for name in ["a", "b", "c"] { try write("src/\(name).txt", "\(name)\n") }
             let before = try snapshot(sandbox).filter { !$0.key.hasPrefix("dst") }
             let server = try startFixture(
                 "hostile-ftp.py", ["--mode", mode.name, "--log", path("hostile-commands.log")])
