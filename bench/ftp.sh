@@ -188,9 +188,12 @@ run_one() {
   offset=$(stat -c %s "$XFERLOG" 2>/dev/null || echo 0)
   echo "=== $tree $server $sc rep $rep $tool: ${CMD[*]}" >>"$LOG"
   # Settle first: the previous steps' writes (a fresh tree, deleted folders) are flushed now, not
-  # during the timed run; and proftpd's master accepts no connection for about 400 ms after one of
-  # its sessions ends (it sleeps after reaping the child), which would charge one tool for the last.
-  sync; sleep 0.5
+  # during the timed run; and proftpd's master accepts no connection for 200 ms after each signal
+  # it gets (strace: a 200 ms pselect after every SIGCHLD and SIGALRM). Its sessions exit about
+  # 100 ms after their client left, so a run started 0.5 s after the last one could still wait
+  # up to 400 ms for its first login: charged to one tool for the last. 1 s clears that (not
+  # the master's 5-second alarm, which can still cost any run 200 ms).
+  sync; sleep 1
   t0=$EPOCHREALTIME
   LFTP_PASSWORD=$PASSWORD RCLONE_FTP_HOST=127.0.0.1 RCLONE_FTP_PORT=$PORT RCLONE_FTP_USER=$FTP_USER \
     RCLONE_FTP_PASS=$RCLONE_PASS PLUGSYNC_BENCH_PW=$PASSWORD PLUGSYNC_STATE_DIR=$STATE/$tool \
