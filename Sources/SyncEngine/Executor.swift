@@ -211,10 +211,10 @@ public final class Executor: @unchecked Sendable {
     }
     static let noSymlinks = "the destination cannot store symbolic links"
 
-    private func transfer(_ action: Action, delays: ArraySlice<Double>? = nil) -> Outcome {
+    private func transfer(_ action: Action, delays: [Double]? = nil) -> Outcome {
         if Self.unstorable(action, on: destination) { return .kept(Self.noSymlinks) }
         do {
-            try retrying(delays: Array(delays ?? retryDelays[...]), onRetry: tell(action)) {
+            try retrying(delays: delays ?? retryDelays, onRetry: tell(action)) {
                 try transferOnce(action)
             }
             return .done
@@ -265,7 +265,7 @@ public final class Executor: @unchecked Sendable {
         }
         guard let delay = retryDelays.first, !again.isEmpty else { return }
         usleep(useconds_t(delay * 1_000_000))  // once for the batch (a cut connection fails them all)
-        for action in again { record(action, transfer(action, delays: retryDelays.dropFirst()), stats) }
+        for action in again { record(action, transfer(action, delays: Array(retryDelays.dropFirst())), stats) }
     }
 
     private func tell(_ action: Action) -> (Error, Double) -> Void {

@@ -19,8 +19,11 @@ final class FTPTests: IntegrationTestCase {
     }
 
     /// Starts `name` serving a fresh folder of this test; skips (or fails in CI) without root.
-    func start(_ name: String, folder: String = "server") throws -> FTPServer {
+    /// `loggingCommands` makes a vsftpd log every command it gets (`commandsLogged`).
+    func start(_ name: String, folder: String = "server", loggingCommands: Bool = false) throws -> FTPServer {
         try requireRoot("the FTP test servers bind ports and log in local users")
+        if loggingCommands { setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1) }
+        defer { if loggingCommands { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") } }  // read at start only
         let root = path(folder)
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let server = try FTPServer.start(name, root: root)
@@ -167,9 +170,7 @@ final class FTPTests: IntegrationTestCase {
     /// them and its minute was over before they were set: then a second run needs no MDTM, and a
     /// same-size edit made on the server afterwards (its LIST time moves) is still uploaded over.
     func testRememberedTimesSpareMDTMAndServerEditsAreStillSeen() throws {
-        setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1)
-        defer { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") }
-        let server = try start("vsftpd")
+        let server = try start("vsftpd", loggingCommands: true)
         let t = Int(Date().timeIntervalSince1970) - 7200
         for i in 0..<6 { try write("src/f\(i).txt", "file \(i)\n", mtime: FileTime(t + i)) }
         try write("src/new.txt", "recent\n")  // its minute is not over when it is uploaded
@@ -210,9 +211,7 @@ final class FTPTests: IntegrationTestCase {
     /// come from the last run's measurement (kept with the remembered times), not from a probe.
     /// Without one (the first run ever), the probe is still uploaded and deleted.
     func testADryRunTakesTheLastRunsClockMeasurementAndUploadsNoProbe() throws {
-        setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1)
-        defer { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") }
-        let server = try start("vsftpd-skew")
+        let server = try start("vsftpd-skew", loggingCommands: true)
         let t = Int(Date().timeIntervalSince1970) - 7200
         try write("src/a.txt", "a\n", mtime: FileTime(t))
         try chownToServer(server)
@@ -242,9 +241,7 @@ final class FTPTests: IntegrationTestCase {
     }
 
     func testARunListsEachFolderOnceBesidesTheClockProbe() throws {
-        setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1)
-        defer { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") }
-        let server = try start("vsftpd")
+        let server = try start("vsftpd", loggingCommands: true)
         let t = Int(Date().timeIntervalSince1970) - 7200
         try write("src/a.txt", "a\n", mtime: FileTime(t))
         try write("src/sub/b.txt", "b\n", mtime: FileTime(t))
@@ -273,9 +270,7 @@ final class FTPTests: IntegrationTestCase {
     /// (`MFMT <14 digits> ` is 20 bytes, `/www/many/.plugsync-tmp-` 24, CR LF 2). Written all at
     /// once, the batch leaves the run waiting for the reply timeout and sending the files again.
     func batchUpload(_ name: String) throws {
-        setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1)
-        defer { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") }
-        let server = try start(name)
+        let server = try start(name, loggingCommands: true)
         let t = Int(Date().timeIntervalSince1970) - 7200
         let names = (0..<60).map { i in
             let length = i < 17 ? 159 : i < 20 ? 160 : 40  // 20 lines of 46 + length: 4103 bytes
