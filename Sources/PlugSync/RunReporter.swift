@@ -138,10 +138,11 @@ public final class RunReporter: SyncObserver, @unchecked Sendable {
         say("Retrying    (\(error)) \(action.path) in \(delay) s")
     }
 
-    public func removedTemporaryFile(_ path: FileName) {
+    public func removedTemporaryFile(_ path: FileName, folder: Bool) {
         say(
             ActionFormatter.format(
-                verb: "Removing", reason: "temporary file of an interrupted run", path: path.description))
+                verb: "Removing", reason: "temporary \(folder ? "folder" : "file") of an interrupted run",
+                path: path.description + (folder ? "/" : "")))
     }
 
     public func transferred(bytes: Int64) {

@@ -246,7 +246,8 @@ public final class SyncRunner {
             source: source.endpoint, destination: destination.endpoint,
             parallelism: definition.parallel ?? 4, observer: reporter, cancellation: options.cancellation)
         var statistics = executor.execute(
-            plan, temporaryFiles: destinationListing.temporaryFiles, dryRun: options.dryRun)
+            plan, temporaryFiles: destinationListing.temporaryFiles,
+            temporaryFolders: destinationListing.temporaryFolders, dryRun: options.dryRun)
         if !options.dryRun && destination.drive != nil && statistics.stoppedBecause == nil {
             do { try destination.endpoint.flush() } catch {
                 reporter.say("Cannot flush the destination drive: \(error)")

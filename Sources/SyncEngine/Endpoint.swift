@@ -51,6 +51,8 @@ public struct Listing: Sendable {
     public var errors: [Error] = []
     /// Temporary files an interrupted run left behind (relative paths).
     public var temporaryFiles: [FileName] = []
+    /// Folders an interrupted run was building under a temporary name (`StagingEndpoint`).
+    public var temporaryFolders: [FileName] = []
     /// Files listed whose contents this process may not read (permissions): copying them will
     /// fail, so a run that must copy one deletes nothing.
     public var unreadableFiles: [FileName] = []
@@ -126,6 +128,17 @@ public protocol StagingEndpoint: Endpoint {
     func stage(_ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void) throws
     /// Checks staged files, gives them their entries' times and renames them into place. One
     /// result per file, in order: nil when it is in place, else why not (its temporary file is
-    /// then gone where the endpoint could remove it).
+    /// then gone where the endpoint could remove it). A file of a folder being built is in place
+    /// in that folder.
     func commit(_ files: [StagedFile]) -> [Error?]
+
+    /// Creates a new folder under its temporary name. Until `commitFolder`, the files for it
+    /// (stage, commit, receive) go to that folder under their final names, with no rename each.
+    func buildFolder(_ path: FileName) throws
+    /// Renames a folder built by `buildFolder` into place, with all its files at once. `files`
+    /// are those put in place in it; with `verify` (some file for it failed), whatever else the
+    /// folder holds is removed first, and a file listed with another size stops the rename.
+    func commitFolder(_ path: FileName, holding files: [StagedFile], verify: Bool) throws
+    /// Removes a folder an interrupted run was building, with the files in it.
+    func removeTemporaryFolder(_ path: FileName) throws
 }

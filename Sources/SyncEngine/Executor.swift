@@ -30,16 +30,25 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Executes `plan` (or only reports it, with `dryRun`) and returns the counts.
-    public func execute(_ plan: SyncPlan, temporaryFiles: [FileName], dryRun: Bool) -> SyncStatistics {
+    public func execute(
+        _ plan: SyncPlan, temporaryFiles: [FileName], temporaryFolders: [FileName] = [], dryRun: Bool
+    ) -> SyncStatistics {
         let stats = Counter()
         if !dryRun {
             for path in temporaryFiles {
                 if (try? destination.remove(path, kind: .file)) != nil {
                     stats.update { $0.temporaryFilesRemoved += 1 }
-                    observer.removedTemporaryFile(path)
+                    observer.removedTemporaryFile(path, folder: false)
+                }
+            }
+            for path in temporaryFolders {
+                if (try? (destination as? StagingEndpoint)?.removeTemporaryFolder(path)) != nil {
+                    stats.update { $0.temporaryFilesRemoved += 1 }
+                    observer.removedTemporaryFile(path, folder: true)
                 }
             }
         }
+        let buildable = dryRun || staging == nil ? [:] : Self.buildableFolders(plan.actions)
         var transfers: [Int] = []  // indexes into plan.actions: no copies of the actions
         for (index, action) in plan.actions.enumerated() {
             if dryRun {
@@ -58,6 +67,10 @@ public final class Executor: @unchecked Sendable {
             case .delete:
                 record(action, deleteTree(action.path, entry: action.destination!), stats)
             case .createFolder:
+                if let staging, buildable[action.path] != nil, (try? staging.buildFolder(action.path)) != nil {
+                    building[action.path] = FolderBuild(action)  // recorded when it is in place
+                    continue
+                }
                 do {
                     try destination.createDirectory(action.path)
                     record(action, .done, stats)
@@ -90,7 +103,12 @@ public final class Executor: @unchecked Sendable {
             }
         }
         if !dryRun {
+            for index in transfers { building[plan.actions[index].path.parent]?.outstanding += 1 }
             runTransfers(plan.actions, transfers, stats: stats)
+            for folder in building.values where folder.outstanding > 0 {  // not expected: each file settles
+                finish(folder, folder.settled, stats)
+            }
+            building = [:]
             if stopped.value == nil {
                 for (path, entry) in plan.folderUpdates {
                     try? destination.setFolderAttributes(path, entry: entry)
@@ -158,7 +176,7 @@ public final class Executor: @unchecked Sendable {
         // spent spinning on it); a local disk keeps plan order, where new inodes stay together.
         let spread = destination.capabilities.isRemote
         let queue = FolderQueue(folders: indexes.map { spread ? actions[$0].path.parent : .empty })
-        let staging = (destination as? StagingEndpoint).flatMap { spread && $0.stagesInBatches ? $0 : nil }
+        let staging = self.staging
         runOnThreads(min(parallelism, indexes.count)) { worker in
             // Files staged by this worker and not yet put in place: all in one folder.
             var batch: [Action] = []
@@ -174,25 +192,121 @@ public final class Executor: @unchecked Sendable {
                     batchBytes = 0
                 }
                 if cancellation?.isCancelled == true {
-                    record(action, .failed("not copied: the sync was stopped"), stats)
+                    settle(action, .failed("not copied: the sync was stopped"), stats)
                     continue
                 }
                 if stopped.value != nil {
-                    record(action, .failed("not copied: \(EndpointGone.summary)"), stats)
+                    settle(action, .failed("not copied: \(EndpointGone.summary)"), stats)
                     continue
                 }
                 if let staging, action.source?.kind == .file {
                     if let outcome = stage(action, staging) {
-                        record(action, outcome, stats)
+                        settle(action, outcome, stats)
                     } else {
                         batch.append(action)
                         batchBytes += action.source?.size ?? 0
                     }
                 } else {
-                    record(action, transfer(action), stats)
+                    settle(action, transfer(action), stats)
                 }
             }
             if let staging, !batch.isEmpty { commit(batch, staging, stats) }
+        }
+    }
+
+    /// The destination, when it stages files in batches (an FTP server without TLS).
+    private var staging: StagingEndpoint? {
+        guard destination.capabilities.isRemote, let staging = destination as? StagingEndpoint,
+            staging.stagesInBatches
+        else { return nil }
+        return staging
+    }
+
+    /// New folders that hold only files (and links), up to `buildFiles` and `buildBytes`: each is
+    /// built under a temporary name and renamed into place with all its files, which saves the
+    /// rename of each file. The limits bound what an interrupted run loses (the next run removes
+    /// the unfinished folder). Values: the folder's file count and bytes.
+    static func buildableFolders(_ actions: [Action]) -> [FileName: (files: Int, bytes: Int64)] {
+        var folders: [FileName: (files: Int, bytes: Int64)] = [:]
+        for action in actions where action.kind == .createFolder { folders[action.path] = (0, 0) }
+        var excluded = Set<FileName>()
+        for action in actions {
+            let parent = action.path.parent
+            guard folders[parent] != nil else { continue }
+            if action.kind == .transfer, let entry = action.source, entry.kind != .directory {
+                folders[parent]!.files += 1
+                folders[parent]!.bytes += entry.size
+            } else {
+                excluded.insert(parent)
+            }
+        }
+        return folders.filter {
+            !excluded.contains($0.key) && $0.value.files > 0 && $0.value.files <= buildFiles
+                && $0.value.bytes <= buildBytes
+        }
+    }
+    static let buildFiles = 1024
+    static let buildBytes: Int64 = 64 << 20
+
+    /// A folder being built (`StagingEndpoint.buildFolder`): its files' outcomes wait until it is
+    /// renamed into place, because until then they are not where the report would say.
+    final class FolderBuild: @unchecked Sendable {
+        let action: Action
+        /// Files not settled yet; set before the workers start.
+        var outstanding = 0
+        var settled: [(Action, Outcome)] = []
+        private let lock = Lock()
+        init(_ action: Action) { self.action = action }
+
+        /// Adds a file's outcome; returns all of them when it was the last.
+        func add(_ action: Action, _ outcome: Outcome) -> [(Action, Outcome)]? {
+            lock.lock()
+            defer { lock.unlock() }
+            settled.append((action, outcome))
+            outstanding -= 1
+            return outstanding == 0 ? settled : nil
+        }
+    }
+
+    /// Folders being built, by path: filled before the workers start, read-only while they run.
+    private var building: [FileName: FolderBuild] = [:]
+
+    /// Records a file's outcome, or keeps it until its folder is in place.
+    private func settle(_ action: Action, _ outcome: Outcome, _ stats: Counter) {
+        guard let folder = building[action.path.parent] else { return record(action, outcome, stats) }
+        if let settled = folder.add(action, outcome) { finish(folder, settled, stats) }
+    }
+
+    /// Renames a built folder into place (tried again like a transfer), then records it and its
+    /// files. When it cannot be, its files are recorded as failed: they are not in place.
+    private func finish(_ folder: FolderBuild, _ settled: [(Action, Outcome)], _ stats: Counter) {
+        folder.outstanding = 0
+        var files: [StagedFile] = []
+        var failures = false
+        for (action, outcome) in settled {
+            switch outcome {
+            case .done: files.append(StagedFile(path: action.path, entry: action.source!, replacing: false))
+            case .failed: failures = true
+            case .kept, .planned: break
+            }
+        }
+        do {
+            if let gone = stopped.value { throw SyncFailure("not done: \(gone)") }  // no retries in vain
+            try retrying(delays: retryDelays, onRetry: tell(folder.action)) {
+                try staging!.commitFolder(folder.action.path, holding: files, verify: failures)
+            }
+            record(folder.action, .done, stats)
+            for (action, outcome) in settled { record(action, outcome, stats) }
+        } catch {
+            let failure = outcome(error)
+            record(folder.action, failure, stats)
+            for (action, outcome) in settled {
+                if case .done = outcome {
+                    record(action, .failed("not put in place: its folder was not (\(Self.message(error)))"), stats)
+                } else {
+                    record(action, outcome, stats)
+                }
+            }
         }
     }
 
@@ -251,7 +365,7 @@ public final class Executor: @unchecked Sendable {
         var again: [Action] = []
         for (action, error) in zip(batch, staging.commit(files)) {
             guard let error else {
-                record(action, .done, stats)
+                settle(action, .done, stats)
                 continue
             }
             if let transient = error as? RetryableError, transient.isRetryable, let delay = retryDelays.first,
@@ -260,12 +374,12 @@ public final class Executor: @unchecked Sendable {
                 tell(action)(error, delay)
                 again.append(action)
             } else {
-                record(action, outcome(error), stats)
+                settle(action, outcome(error), stats)
             }
         }
         guard let delay = retryDelays.first, !again.isEmpty else { return }
         usleep(useconds_t(delay * 1_000_000))  // once for the batch (a cut connection fails them all)
-        for action in again { record(action, transfer(action, delays: Array(retryDelays.dropFirst())), stats) }
+        for action in again { settle(action, transfer(action, delays: Array(retryDelays.dropFirst())), stats) }
     }
 
     private func tell(_ action: Action) -> (Error, Double) -> Void {

@@ -16,7 +16,9 @@ import Dispatch
 ///
 /// Writes: a file is uploaded under a temporary name in its folder, renamed into place, then
 /// given the source's mtime (MFMT, the MDTM-set form, or SITE UTIME: whichever the probe found
-/// to work). Connections: a pool of logged-in control connections, reused for the whole run.
+/// to work). A new folder that holds only files is built under a temporary name instead, its
+/// files under their own names, and renamed into place once with all of them (`buildFolder`).
+/// Connections: a pool of logged-in control connections, reused for the whole run.
 public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     public enum ClockDifference: Sendable, Equatable {
         case auto
@@ -333,14 +335,16 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     } else {
                         listing.errors.append(ListingError(path: display(folder), message: "\(error)"))
                     }
-                case .success(let (entries, problems, temporary)):
+                case .success(let (entries, problems, temporary, temporaryFolders)):
                     if folder == root {
-                        let empty = entries.isEmpty && problems.isEmpty && temporary.isEmpty
+                        let empty =
+                            entries.isEmpty && problems.isEmpty && temporary.isEmpty && temporaryFolders.isEmpty
                         state.withLock { listedRoot = empty ? .empty : .nonEmpty }
                     }
                     folders[folder] = entries
                     listing.errors += problems
                     listing.temporaryFiles += temporary
+                    listing.temporaryFolders += temporaryFolders
                     if recursive {
                         for entry in entries where entry.kind == .directory {
                             pending.append(folder.appending(entry.name))
@@ -367,9 +371,9 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     static let listingRetryDelays: [Double] = [1]
 
     /// Lists one folder (a path from the login directory): entries sorted by name, problems
-    /// with names, and leftover temporary files (relative to the root).
+    /// with names, and leftover temporary files and folders (relative to the root).
     private func listFolder(_ folder: FileName, filter: ListingFilter) -> Result<
-        ([Entry], [Error], [FileName]), Error
+        ([Entry], [Error], [FileName], [FileName]), Error
     > {
         do {
             // A connection cut mid-listing: one more try on a fresh login, as for transfers.
@@ -384,6 +388,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 )
             }
             var temporary: [FileName] = []
+            var temporaryFolders: [FileName] = []
             let base = relative(folder)
             var coarseHere: [(FileName, Int64)] = []
             for item in remote {
@@ -399,7 +404,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 let name = FileName(bytes: item.name)
                 let path = base.appending(name)
                 if item.name.starts(with: ListingFilter.temporaryPrefix) {
-                    temporary.append(path)
+                    if item.kind == .directory { temporaryFolders.append(path) } else { temporary.append(path) }
                     continue
                 }
                 if filter.ignore.matches(name) || filter.excludedPaths.contains(path) { continue }
@@ -426,7 +431,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             }
             entries.sort { $0.name < $1.name }
             state.withLock { folderEntries[folder] = remote.count }
-            return .success((entries, problems, temporary))
+            return .success((entries, problems, temporary, temporaryFolders))
         } catch {
             return .failure(error)
         }
@@ -647,7 +652,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         forgetRootListing()
         let staged = [StagedFile(path: path, entry: entry, replacing: replacing)]
         try pool.with { connection in
-            let names = Names(staged, self, connection)
+            let names = Names(staged, self, connection, staged: false)
             let replies = try upload(
                 names.temporary[0], file, entry, progress, after: afterUpload(staged[0], names, 0, size: true),
                 connection)
@@ -662,10 +667,12 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// where a batch's checks, times and renames take a few round trips instead of two per file.
     public var stagesInBatches: Bool { options.tls == .none }
 
-    /// Uploads a file under its temporary name in its folder (`commit` puts it in place).
+    /// Uploads a file under its temporary name in its folder (`commit` puts it in place), or
+    /// under its own name into a folder being built (`buildFolder`).
     public func stage(_ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void) throws {
         forgetRootListing()
-        let temporary = absolute(LocalEndpoint.temporaryName(for: path))
+        let (place, built) = self.place(path)
+        let temporary = absolute(built ? place : LocalEndpoint.temporaryName(for: place))
         try pool.with { connection in
             _ = try upload(temporary, file, entry, progress, after: [], connection)
         }
@@ -696,15 +703,98 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// SIZE per file.
     private var folderEntries: [FileName: Int] = [:]
 
-    /// The temporary and final names of staged files, absolute and as commands name them.
+    /// The temporary and final names of files, absolute and as commands name them. A file that
+    /// `stage` wrote into a folder being built has its final name there (`staged`); one that
+    /// `receive` writes there gets a temporary name in it.
     private struct Names {
-        var temporary: [FileName]
+        var temporary: [FileName] = []
+        var final: [FileName] = []
         var temporaryPaths: [[UInt8]]
         var finalPaths: [[UInt8]]
-        init(_ files: [StagedFile], _ endpoint: FTPEndpoint, _ connection: FTPConnection) {
-            temporary = files.map { endpoint.absolute(LocalEndpoint.temporaryName(for: $0.path)) }
+        init(_ files: [StagedFile], _ endpoint: FTPEndpoint, _ connection: FTPConnection, staged: Bool) {
+            for file in files {
+                let (place, built) = endpoint.place(file.path)
+                final.append(endpoint.absolute(place))
+                temporary.append(endpoint.absolute(staged && built ? place : LocalEndpoint.temporaryName(for: place)))
+            }
             temporaryPaths = temporary.map { connection.commandPath($0.bytes) }
-            finalPaths = files.map { connection.commandPath(endpoint.absolute($0.path).bytes) }
+            finalPaths = final.map { connection.commandPath($0.bytes) }
+        }
+    }
+
+    /// Folders being built under their temporary names (relative paths; guarded by `state`).
+    private var building: Set<FileName> = []
+
+    /// Where the file `path` goes now: `path`, or while its folder is being built, its name in
+    /// the folder's temporary one (`built`).
+    private func place(_ path: FileName) -> (path: FileName, built: Bool) {
+        let folder = path.parent
+        guard !folder.isEmpty, state.withLock({ building.contains(folder) }) else { return (path, false) }
+        return (LocalEndpoint.temporaryName(for: folder).appending(path.lastComponent), true)
+    }
+
+    public func buildFolder(_ path: FileName) throws {
+        forgetRootListing()
+        let temporary = absolute(LocalEndpoint.temporaryName(for: path))
+        _ = try pool.with { try $0.command([Array("MKD ".utf8) + $0.commandPath(temporary.bytes)]) }
+        state.withLock {
+            building.insert(path)
+            folderEntries[temporary] = 0
+        }
+    }
+
+    public func commitFolder(_ path: FileName, holding files: [StagedFile], verify: Bool) throws {
+        forgetRootListing()
+        let temporary = absolute(LocalEndpoint.temporaryName(for: path))
+        let final = absolute(path)
+        defer {
+            state.withLock {
+                building.remove(path)
+                folderEntries[temporary] = nil
+            }
+        }
+        try pool.with { connection in
+            if verify {
+                // A failed upload may have left a short file under its final name in the folder.
+                var sizes: [[UInt8]: Int64] = [:]
+                for file in files { sizes[file.path.lastComponent.bytes] = file.entry.size }
+                let data = try connection.listing(temporary.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
+                var strays: [[UInt8]] = []
+                for item in parse(data).entries {
+                    if item.kind == .file, let size = sizes[item.name], size == item.size { continue }
+                    guard item.kind == .file, FTPListingParser.isSafeName(item.name) else {
+                        throw FTPError(.refused, "\(display(path)): the folder built for it holds an unexpected entry")
+                    }
+                    strays.append(
+                        Array("DELE ".utf8)
+                            + connection.commandPath(temporary.appending(FileName(bytes: item.name)).bytes))
+                }
+                _ = try connection.pipeline(strays)
+            }
+            do {
+                try connection.pipeline([
+                    Array("RNFR ".utf8) + connection.commandPath(temporary.bytes),
+                    Array("RNTO ".utf8) + connection.commandPath(final.bytes),
+                ])
+            } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                // Tried again after a cut connection: the first try may have renamed it.
+                if try directoryExists(final, connection), try !directoryExists(temporary, connection) { return }
+                throw error
+            }
+        }
+    }
+
+    public func removeTemporaryFolder(_ path: FileName) throws {
+        forgetRootListing()
+        let folder = absolute(path)
+        try pool.with { connection in
+            let data = try connection.listing(folder.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
+            let files = parse(data).entries.filter { $0.kind == .file && FTPListingParser.isSafeName($0.name) }
+            _ = try connection.pipeline(
+                groups: files.map {
+                    [Array("*DELE ".utf8) + connection.commandPath(folder.appending(FileName(bytes: $0.name)).bytes)]
+                })
+            try connection.command([Array("RMD ".utf8) + connection.commandPath(folder.bytes)])
         }
     }
 
@@ -726,7 +816,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         var open = Set(files.indices)  // no result yet
         do {
             try pool.with { connection in
-                let names = Names(files, self, connection)
+                let names = Names(files, self, connection, staged: true)
                 let sizes = listedSizes(names.temporary, connection)
                 let groups = files.indices.map { afterUpload(files[$0], names, $0, size: sizes[$0] == nil) }
                 let replies = try connection.pipeline(groups: groups)
@@ -773,6 +863,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         _ results: inout [Error?], _ open: inout Set<Int>, _ connection: FTPConnection
     ) throws {
         var renames: [Int] = []
+        var done: [Int] = []
         for (index, result) in zip(files.indices, replies) {
             let file = files[index]
             switch result {
@@ -786,6 +877,8 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                         .interrupted,
                         "\(display(file.path)): the server holds \(size) of \(file.entry.size) bytes after the upload (a broken connection); not renamed"
                     )
+                } else if names.temporary[index] == names.final[index] {
+                    done.append(index)  // in place in its folder being built
                 } else {
                     renames.append(index)
                 }
@@ -794,7 +887,6 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         func rename(_ index: Int) -> [[UInt8]] {
             [Array("RNFR ".utf8) + names.temporaryPaths[index], Array("RNTO ".utf8) + names.finalPaths[index]]
         }
-        var done: [Int] = []
         for (index, result) in zip(renames, try connection.pipeline(groups: renames.map(rename))) {
             switch result {
             case .success:

@@ -12,7 +12,7 @@ public enum Outcome: Sendable {
 /// Receives every action as it finishes, and byte progress. Called from several threads.
 public protocol SyncObserver: AnyObject, Sendable {
     func finished(_ action: Action, outcome: Outcome)
-    func removedTemporaryFile(_ path: FileName)
+    func removedTemporaryFile(_ path: FileName, folder: Bool)
     func transferred(bytes: Int64)
     /// A transfer failed with a transient error and will be tried again after `delay` seconds.
     func retrying(_ action: Action, error: String, delay: Double)

@@ -259,8 +259,10 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(commandsLogged("LIST", by: server) - before, 3, "\(again)")
     }
 
-    func testAFolderIsCheckedAndRenamedInBatchesOnVsftpd() throws { try batchUpload("vsftpd") }
-    func testAFolderIsCheckedAndRenamedInBatchesOnProftpd() throws { try batchUpload("proftpd") }
+    func testAFolderIsCheckedAndRenamedInBatchesOnVsftpd() throws { try batchUpload("vsftpd", newFolder: false) }
+    func testAFolderIsCheckedAndRenamedInBatchesOnProftpd() throws { try batchUpload("proftpd", newFolder: false) }
+    func testANewFolderIsBuiltAndRenamedWithItsFilesOnVsftpd() throws { try batchUpload("vsftpd", newFolder: true) }
+    func testANewFolderIsBuiltAndRenamedWithItsFilesOnProftpd() throws { try batchUpload("proftpd", newFolder: true) }
 
     /// One worker uploads 60 files into one folder. Their sizes are checked by a listing of the
     /// folder (no SIZE per file), and their times and renames are pipelined: over 4 KiB of
@@ -269,8 +271,14 @@ final class FTPTests: IntegrationTestCase {
     /// first 20 names are as long as puts the 20th MFMT's CR there and its LF after
     /// (`MFMT <14 digits> ` is 20 bytes, `/www/many/.plugsync-tmp-` 24, CR LF 2). Written all at
     /// once, the batch leaves the run waiting for the reply timeout and sending the files again.
-    func batchUpload(_ name: String) throws {
+    /// With `newFolder`, the server has no folder "many": it is built as `.plugsync-tmp-many`
+    /// (also 24 bytes with `/www/` and the `/` after it), its files under their own names, and
+    /// renamed once.
+    func batchUpload(_ name: String, newFolder: Bool) throws {
         let server = try start(name, loggingCommands: true)
+        if !newFolder {
+            try FileManager.default.createDirectory(atPath: path("server/www/many"), withIntermediateDirectories: true)
+        }
         let t = Int(Date().timeIntervalSince1970) - 7200
         let names = (0..<60).map { i in
             let length = i < 17 ? 159 : i < 20 ? 160 : 40  // 20 lines of 46 + length: 4103 bytes
@@ -281,11 +289,15 @@ final class FTPTests: IntegrationTestCase {
         for (i, name) in names.enumerated() {
             try write("src/many/\(name)", "file \(i)\n" + String(repeating: "x", count: i), mtime: FileTime(t - i))
         }
+        // A folder an interrupted run was building: removed with its files.
+        try write("server/www/.plugsync-tmp-old/a", "half", mtime: FileTime(t))
+        try write("server/www/.plugsync-tmp-old/b", "whole", mtime: FileTime(t))
         try chownToServer(server)
         try writeConfig(
             definition("up", source: local(path("src")), destination: ftp(server, directory: "www"), ["parallel: 1"]))
         let sizes = commandsLogged("SIZE", by: server)
         let renames = commandsLogged("RNFR", by: server)
+        let builds = commandsLogged("MKD /www/.plugsync-tmp-many", by: server)
         let result = try plugsync(
             arguments: ["run", "up"],
             environment: ["PLUGSYNC_TEST_FTP_PW": server.password, "PLUGSYNC_FTP_TIMEOUT": "5"])
@@ -297,11 +309,14 @@ final class FTPTests: IntegrationTestCase {
             XCTAssertEqual(read(file), "file \(i)\n" + String(repeating: "x", count: i), file)
             XCTAssertEqual(mtimeSeconds(path(file)), Int64(t - i), file)
         }
-        let left = try FileManager.default.contentsOfDirectory(atPath: path("server/www/many"))
-        XCTAssertEqual(left.filter { $0.hasPrefix(".plugsync-tmp-") }, [])
+        XCTAssertEqual(temporaryFiles(in: path("server/www")), [])
+        XCTAssertTrue(
+            result.lines.contains { $0.hasPrefix("Removing ") && $0.hasSuffix(" .plugsync-tmp-old/") }, "\(result)")
         if name == "vsftpd" {  // the one that logs commands
             XCTAssertEqual(commandsLogged("SIZE", by: server) - sizes, 0, "\(result)")
-            XCTAssertEqual(commandsLogged("RNFR", by: server) - renames, 60, "\(result)")
+            XCTAssertEqual(commandsLogged("RNFR", by: server) - renames, newFolder ? 1 : 60, "\(result)")
+            XCTAssertEqual(
+                commandsLogged("MKD /www/.plugsync-tmp-many", by: server) - builds, newFolder ? 1 : 0, "\(result)")
         }
     }
 

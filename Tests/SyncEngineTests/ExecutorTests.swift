@@ -13,7 +13,7 @@ final class ExecutorTests: XCTestCase {
             lines.append(formatter.line(for: action, outcome: outcome))
             lock.unlock()
         }
-        func removedTemporaryFile(_ path: FileName) {}
+        func removedTemporaryFile(_ path: FileName, folder: Bool) {}
         func transferred(bytes: Int64) {}
     }
 
@@ -131,19 +131,28 @@ final class ExecutorTests: XCTestCase {
 
     /// A remote destination that stages files in memory and writes them to a folder in `commit`;
     /// the first commit of each path in `failOnce` fails with a transient error, every commit of
-    /// a path in `refused` with a permanent one.
+    /// a path in `refused` with a permanent one. With `builds`, a new folder is built as
+    /// `.plugsync-tmp-NAME` in the root and renamed by `commitFolder` (same failure sets).
     final class StagingDestination: StagingEndpoint, @unchecked Sendable {
         let root: String
         var failOnce: Set<String>
         let refused: Set<String>
+        let builds: Bool
         private let lock = NSLock()
         private var staged: [FileName: Data] = [:]
         private(set) var batches: [[String]] = []
         private(set) var received: [String] = []
-        init(root: String, failOnce: Set<String>, refused: Set<String>) {
+        private(set) var created: [String] = []
+        private(set) var building: Set<String> = []
+        /// Each folder put in place, with the lines the recorder had then.
+        private(set) var folderCommits: [(String, [String])] = []
+        private(set) var verified: Set<String> = []
+        var recorder: Recorder?
+        init(root: String, failOnce: Set<String>, refused: Set<String>, builds: Bool = false) {
             self.root = root
             self.failOnce = failOnce
             self.refused = refused
+            self.builds = builds
         }
         var displayName: String { root }
         var capabilities: EndpointCapabilities { EndpointCapabilities(keepsSymlinks: false, isRemote: true) }
@@ -161,7 +170,9 @@ final class ExecutorTests: XCTestCase {
             return data
         }
         func place(_ path: FileName, _ data: Data) throws {
-            let file = root + "/" + path.description
+            let folder = path.parent
+            let built = lock.withLock { building.contains(folder.description) }
+            let file = built ? temporary(folder) + "/" + path.lastComponent.description : root + "/" + path.description
             try FileManager.default.createDirectory(
                 atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try data.write(to: URL(fileURLWithPath: file))
@@ -190,11 +201,35 @@ final class ExecutorTests: XCTestCase {
                 return nil
             }
         }
-        func createDirectory(_ path: FileName) throws {}
+        func createDirectory(_ path: FileName) throws {
+            lock.withLock { created.append(path.description) }
+            try FileManager.default.createDirectory(
+                atPath: root + "/" + path.description, withIntermediateDirectories: true)
+        }
+        func temporary(_ folder: FileName) -> String {
+            root + "/" + LocalEndpoint.temporaryName(for: folder).description
+        }
         func createSymlink(_ path: FileName, entry: Entry) throws {}
         func remove(_ path: FileName, kind: EntryKind) throws {}
         func setFolderAttributes(_ path: FileName, entry: Entry) throws {}
         func flush() throws {}
+        func buildFolder(_ path: FileName) throws {
+            guard builds else { throw SyncFailure("no folders built here") }
+            try FileManager.default.createDirectory(atPath: temporary(path), withIntermediateDirectories: false)
+            lock.withLock { _ = building.insert(path.description) }
+        }
+        func commitFolder(_ path: FileName, holding files: [StagedFile], verify: Bool) throws {
+            let name = path.description
+            if refused.contains(name) { throw FlakyDestination.Transient(isRetryable: false) }
+            if lock.withLock({ failOnce.remove(name) }) != nil { throw FlakyDestination.Transient(isRetryable: true) }
+            try FileManager.default.moveItem(atPath: temporary(path), toPath: root + "/" + name)
+            lock.withLock {
+                if verify { verified.insert(name) }
+                building.remove(name)
+                folderCommits.append((name, recorder?.lines ?? []))
+            }
+        }
+        func removeTemporaryFolder(_ path: FileName) throws {}
     }
 
     func testARemoteDestinationGetsAFoldersFilesInBatchesAndAFailedOneIsSentAgainOnItsOwn() throws {
@@ -227,6 +262,53 @@ final class ExecutorTests: XCTestCase {
             XCTAssertEqual(try? String(contentsOfFile: root + "/dst/" + name, encoding: .utf8), name)
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/dst/a/65"))
+        XCTAssertEqual(destination.created, ["a", "b"], "a destination that builds no folders creates them")
+    }
+
+    func testANewFolderOfFilesIsBuiltUnderATemporaryNameAndItsFilesAreReportedOnceItIsInPlace() throws {
+        let root = NSTemporaryDirectory() + "plugsync-exec-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for folder in ["src/a", "src/b/c", "src/late", "src/gone", "dst"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + folder, withIntermediateDirectories: true)
+        }
+        let names = ["a/1", "a/2", "a/3", "b/4", "b/c/5", "late/6", "gone/7", "gone/8"]
+        for name in names { FileManager.default.createFile(atPath: root + "/src/" + name, contents: Data(name.utf8)) }
+        let source = LocalEndpoint(root: root + "/src")
+        // a/2's commit fails once (sent again on its own, into the folder being built), a/3's
+        // for good; the rename of "late" fails once and is tried again; "gone" cannot be renamed.
+        let destination = StagingDestination(
+            root: root + "/dst", failOnce: ["a/2", "late"], refused: ["gone", "a/3"], builds: true)
+        let plan = Planner(type: .mirror, tolerance: 1).plan(
+            source: source.list(recursive: true, filter: ListingFilter()).entries, destination: [])
+        let recorder = Recorder()
+        destination.recorder = recorder
+        let executor = Executor(source: source, destination: destination, parallelism: 2, observer: recorder)
+        executor.retryDelays = [0.01, 0.01]
+        let stats = executor.execute(plan, temporaryFiles: [], dryRun: false)
+
+        // b holds a folder: created as it is. a, b/c and late hold only files: built.
+        XCTAssertEqual(destination.created, ["b"])
+        XCTAssertEqual(destination.folderCommits.map(\.0).sorted(), ["a", "b/c", "late"])
+        for (folder, linesThen) in destination.folderCommits {
+            XCTAssertFalse(
+                linesThen.contains { $0.contains(" \(folder)/") },
+                "\(folder)'s files were reported before it was in place")
+        }
+        for name in names where !name.hasPrefix("gone") && name != "a/3" {
+            XCTAssertEqual(try? String(contentsOfFile: root + "/dst/" + name, encoding: .utf8), name)
+        }
+        XCTAssertEqual(destination.received, ["a/2"])
+        // A folder with a failed file is checked for what that file may have left.
+        XCTAssertEqual(destination.verified, ["a"])
+        // The folder that could not be put in place: it and both its files failed, not "copied".
+        XCTAssertEqual(stats.transferred, 5)
+        XCTAssertEqual(stats.failed, 4)
+        XCTAssertTrue(
+            recorder.lines.contains {
+                $0.hasPrefix("Failed") && $0.contains("not put in place") && $0.hasSuffix("gone/7")
+            },
+            "\(recorder.lines)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/dst/gone"))
     }
 
     func testTheFolderQueueHandsOutEveryFileOnceAndKeepsWorkersInDifferentFolders() {
