@@ -128,14 +128,17 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 say("Uploading temporary file to calculate server-client clock time difference.")
             }
             let content = Array("plugsync clock probe\n".utf8)
-            var sent = false
-            do {
+            func uploadProbe() throws {
+                var sent = false
                 try connection.upload(to: probe.bytes, size: Int64(content.count)) { buffer in
                     if sent { return 0 }
                     sent = true
                     content.withUnsafeBytes { buffer.copyMemory(from: $0) }
                     return content.count
                 }
+            }
+            do {
+                try uploadProbe()
             } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
                 if clockSetting == .auto {
                     throw ClockProbeRefused(
@@ -146,12 +149,49 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 return  // manual clock: uploads will fail on their own with a clear message
             }
             let after = wallClockSeconds()
-            defer { _ = try? connection.command([Array("DELE ".utf8) + connection.commandPath(probe.bytes)]) }
-            if clockSetting == .auto {
-                let serverTime = try modificationTime(probe, connection)
+            var removed = false
+            defer {
+                if !removed { _ = try? connection.command([Array("DELE ".utf8) + connection.commandPath(probe.bytes)]) }
+            }
+            func measure(_ serverTime: Int64) {
                 // The server stamped the file when the upload ended, just before `after`.
                 clockOffset = Int64((Double(serverTime) + 0.5 - after).rounded())
                 listOffset = clockOffset
+            }
+            // Where no LIST must read the probe's own time (MLSD servers), its time, the test of
+            // the first way to set times and its removal go in one round trip.
+            let candidates = timeSetters
+            if features.mlsd || clockSetting != .auto, needsTimeSetter, let first = candidates.first,
+                let (replies, target) = try probeAtOnce(probe, setter: first, time: clockSetting == .auto, connection)
+            {
+                removed = true
+                var rest = replies[...]
+                if clockSetting == .auto {
+                    let reply = rest.removeFirst()
+                    guard reply.code == 213, let serverTime = FTPListingParser.parseTimeValue(reply.text) else {
+                        throw FTPError(
+                            .protocolError,
+                            "\(options.display): MDTM \(probe): unexpected reply \(reply.code) \(reply.text)")
+                    }
+                    measure(serverTime)
+                    say("Clock time difference is \(clockOffset) seconds.")
+                }
+                let (set, read) = (rest[rest.startIndex], rest[rest.startIndex + 1])
+                if set.code < 300, read.code == 213, FTPListingParser.parseTimeValue(read.text) == target {
+                    setter = first
+                } else if candidates.count > 1 {
+                    // Rare: the first way failed; the others need a probe again.
+                    try uploadProbe()
+                    removed = false
+                    try detectTimeSetter(probe, connection, candidates: Array(candidates.dropFirst()))
+                } else {
+                    setter = .none
+                }
+                return
+            }
+            if clockSetting == .auto {
+                let serverTime = try modificationTime(probe, connection)
+                measure(serverTime)
                 if !features.mlsd {
                     let data = try connection.listing(folder.bytes, verb: "LIST -a")
                     let serverNow = Int64(after) + clockOffset
@@ -166,17 +206,34 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 }
                 say("Clock time difference is \(clockOffset) seconds.")
             }
-            if needsTimeSetter { try detectTimeSetter(probe, connection) }
+            if needsTimeSetter { try detectTimeSetter(probe, connection, candidates: candidates) }
         }
     }
 
+    /// The ways to set a remote mtime this server may take, in the order they are tried.
+    private var timeSetters: [TimeSetter] { (features.mfmt ? [.mfmt] : []) + [.mdtmWrite, .siteUtime] }
+
+    /// Pipelined on the probe: MDTM (with `time`), `setter` with a time 400 days back, MDTM, DELE.
+    /// Returns the replies and the time set (server clock), or nil where the connection cannot
+    /// pipeline.
+    private func probeAtOnce(_ probe: FileName, setter: TimeSetter, time: Bool, _ connection: FTPConnection) throws
+        -> ([FTPReply], Int64)?
+    {
+        let path = connection.commandPath(probe.bytes)
+        let target = Int64(wallClockSeconds()) - 400 * 86_400
+        guard let set = Self.setTimeCommand(setter, value: FTPListingParser.timeValue(target), path: path) else {
+            return nil
+        }
+        let mdtm = Array("MDTM ".utf8) + path
+        let commands =
+            (time ? [mdtm] : []) + [Array("*".utf8) + set, Array("*".utf8) + mdtm, Array("*DELE ".utf8) + path]
+        return try connection.exchange(commands).map { ($0, target) }
+    }
+
     /// Tries each way of setting a remote mtime on the probe and keeps the first that reads back.
-    private func detectTimeSetter(_ probe: FileName, _ connection: FTPConnection) throws {
+    private func detectTimeSetter(_ probe: FileName, _ connection: FTPConnection, candidates: [TimeSetter]) throws {
         let target = wallClockSeconds() - 400 * 86_400
         let value = FTPListingParser.timeValue(Int64(target) + clockOffset)
-        var candidates: [TimeSetter] = []
-        if features.mfmt { candidates.append(.mfmt) }
-        candidates += [.mdtmWrite, .siteUtime]
         for candidate in candidates {
             guard let command = Self.setTimeCommand(candidate, value: value, path: connection.commandPath(probe.bytes))
             else { continue }
