@@ -1,4 +1,6 @@
+import CurlFTP
 import Foundation
+import SyncEngine
 import TestSupport
 import XCTest
 
@@ -318,6 +320,48 @@ final class FTPTests: IntegrationTestCase {
             XCTAssertEqual(
                 commandsLogged("MKD /www/.plugsync-tmp-many", by: server) - builds, newFolder ? 1 : 0, "\(result)")
         }
+    }
+
+    func testAFolderWithAFailedFileIsClearedBeforeItsRenameOnVsftpd() throws { try clearedBuild("vsftpd") }
+    func testAFolderWithAFailedFileIsClearedBeforeItsRenameOnProftpd() throws { try clearedBuild("proftpd") }
+
+    /// The endpoint's side of a built folder whose file `b` failed: an upload whose tries all
+    /// failed can leave a short `b` in the folder. Told so (`verify`), `commitFolder` lists the
+    /// folder and deletes what it was not given before the rename: `n` appears with `a` alone.
+    func clearedBuild(_ name: String) throws {
+        let server = try start(name)
+        try FileManager.default.createDirectory(atPath: path("server/www"), withIntermediateDirectories: true)
+        try chownToServer(server)
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        try write("src/n/a", "all of a\n", mtime: FileTime(t))
+        try write("src/n/b", "all of b\n", mtime: FileTime(t))
+        let source = LocalEndpoint(root: path("src"))
+        let files = try XCTUnwrap(source.list(recursive: true, filter: ListingFilter()).entries.first?.children)
+        var options = FTPOptions(host: server.host, port: server.port, username: server.user, password: server.password)
+        options.responseTimeout = 5
+        let endpoint = FTPEndpoint(options: options, directory: "www", connections: 1, clock: .seconds(0))
+        defer { endpoint.close() }
+        try endpoint.connect()
+        try endpoint.prepare(needsTimeSetter: true) { _ in }
+        try endpoint.buildFolder("n")
+        var staged: [StagedFile] = []
+        for entry in files {
+            let path = FileName("n").appending(entry.name)
+            let file = try source.openForReading(path, entry: entry)
+            try endpoint.stage(path, from: file, entry: entry) { _ in }
+            file.close()
+            staged.append(StagedFile(path: path, entry: entry, replacing: false))
+        }
+        XCTAssertEqual(staged.map(\.path.description), ["n/a", "n/b"])
+        XCTAssertEqual(endpoint.commit([staged[0]]).map { $0 == nil }, [true])
+        // What a cut upload of b left, its tries used up: a short file under b's own name.
+        try write("server/www/.plugsync-tmp-n/b", "all", mtime: FileTime(t))
+        try chownToServer(server)
+        try endpoint.commitFolder("n", holding: [staged[0]], verify: true)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("server/www/n")), ["a"])
+        XCTAssertEqual(read("server/www/n/a"), "all of a\n")
+        XCTAssertEqual(mtimeSeconds(path("server/www/n/a")), Int64(t))
+        XCTAssertEqual(temporaryFiles(in: path("server/www")), [])
     }
 
     /// How many commands starting with `prefix` a vsftpd started with PLUGSYNC_FTP_LOG_PROTOCOL=YES
