@@ -641,7 +641,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     public func openForReading(_ path: FileName, entry: Entry) throws -> ReadableFile {
         let connection = try pool.checkOut()
         do {
-            let download = try connection.download(absolute(path).bytes)
+            let download = try connection.download(absolute(path).bytes, size: entry.size)
             return RemoteFile(download: download, expected: entry.size, display: display(path)) { [pool] in
                 pool.checkIn(connection)
             }
