@@ -430,6 +430,29 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(read("dst/about.html"), "ABOUT US\n")
     }
 
+    /// Files of 1 MiB and more are received with a larger buffer (fewer reads and polls): they
+    /// still arrive whole, byte for byte, with their times, next to a small one.
+    func testLargeFilesDownloadWhole() throws {
+        let server = try start("proftpd")
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        var big = Data(count: 5 << 20 + 12_345)
+        for i in stride(from: 0, to: big.count, by: 4096) { big[i] = UInt8(truncatingIfNeeded: i / 4096 + 1) }
+        try write("server/pub/big.bin", big, mtime: FileTime(t))
+        try write("server/pub/edge.bin", Data(repeating: 7, count: 1 << 20), mtime: FileTime(t + 1))
+        try write("server/pub/small.txt", "small\n", mtime: FileTime(t + 2))
+        try chownToServer(server)
+        try writeConfig(definition("down", source: ftp(server, directory: "pub"), destination: local(path("dst"))))
+        let result = try run("down", server)
+        assertExit(result, 0)
+        XCTAssertEqual(result.actions("Downloading").count, 3, "\(result)")
+        for (name, offset) in [("big.bin", 0), ("edge.bin", 1), ("small.txt", 2)] {
+            XCTAssertEqual(
+                try Data(contentsOf: URL(fileURLWithPath: path("dst/" + name))),
+                try Data(contentsOf: URL(fileURLWithPath: path("server/pub/" + name))), name)
+            XCTAssertEqual(mtimeSeconds(path("dst/" + name)), Int64(t + offset), name)
+        }
+    }
+
     // MARK: FTP to FTP
 
     func testFTPToFTP() throws {
