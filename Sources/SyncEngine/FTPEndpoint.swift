@@ -167,21 +167,14 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 removed = true
                 var rest = replies[...]
                 if clockSetting == .auto {
-                    let reply = rest.removeFirst()
-                    guard reply.code == 213, let serverTime = FTPListingParser.parseTimeValue(reply.text) else {
-                        throw FTPError(
-                            .protocolError,
-                            "\(options.display): MDTM \(probe): unexpected reply \(reply.code) \(reply.text)")
-                    }
-                    measure(serverTime)
+                    measure(try time(from: rest.removeFirst(), probe))
                     say("Clock time difference is \(clockOffset) seconds.")
                 }
                 let (set, read) = (rest[rest.startIndex], rest[rest.startIndex + 1])
                 if set.code < 300, read.code == 213, FTPListingParser.parseTimeValue(read.text) == target {
                     setter = first
-                } else if candidates.count > 1 {
+                } else if candidates.count > 1, (try? uploadProbe()) != nil {
                     // Rare: the first way failed; the others need a probe again.
-                    try uploadProbe()
                     removed = false
                     try detectTimeSetter(probe, connection, candidates: Array(candidates.dropFirst()))
                 } else {
@@ -256,7 +249,11 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     }
 
     private func modificationTime(_ path: FileName, _ connection: FTPConnection) throws -> Int64 {
-        let reply = try connection.command([Array("MDTM ".utf8) + connection.commandPath(path.bytes)])
+        try time(from: connection.command([Array("MDTM ".utf8) + connection.commandPath(path.bytes)]), path)
+    }
+
+    /// The time in a reply to `MDTM path`.
+    private func time(from reply: FTPReply, _ path: FileName) throws -> Int64 {
         guard reply.code == 213, let time = FTPListingParser.parseTimeValue(reply.text) else {
             throw FTPError(
                 .protocolError, "\(options.display): MDTM \(path): unexpected reply \(reply.code) \(reply.text)")
