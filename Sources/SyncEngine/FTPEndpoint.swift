@@ -299,10 +299,9 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         {
             return data
         }
-        let verb = features.mlsd ? "MLSD" : "LIST -a"
         let data =
-            try connection.map { try $0.listing(folder.bytes, verb: verb) }
-            ?? pool.with { try $0.listing(folder.bytes, verb: verb) }
+            try connection.map { try $0.listing(folder.bytes, verb: listVerb) }
+            ?? pool.with { try $0.listing(folder.bytes, verb: listVerb) }
         if folder == root && !take { state.withLock { rootData = data } }
         return data
     }
@@ -353,6 +352,14 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     }
 
     /// Parses one folder's listing (no filtering); `unreadable` counts lines it could not read.
+    /// How folders are listed: MLSD where the server has it (exact times), else LIST.
+    private var listVerb: String { features.mlsd ? "MLSD" : "LIST -a" }
+
+    /// The entries of `folder` (a path from the login directory), listed on `connection`.
+    private func entries(of folder: FileName, _ connection: FTPConnection) throws -> [RemoteEntry] {
+        parse(try connection.listing(folder.bytes, verb: listVerb)).entries
+    }
+
     private func parse(_ data: [UInt8]) -> (entries: [RemoteEntry], unreadable: Int) {
         let serverNow = Int64(wallClockSeconds()) + listOffset
         let parsed =
@@ -812,18 +819,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 // A failed upload may have left a short file under its final name in the folder.
                 var sizes: [[UInt8]: Int64] = [:]
                 for file in files { sizes[file.path.lastComponent.bytes] = file.entry.size }
-                let data = try connection.listing(temporary.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
-                var strays: [[UInt8]] = []
-                for item in parse(data).entries {
-                    if item.kind == .file, let size = sizes[item.name], size == item.size { continue }
-                    guard item.kind == .file, FTPListingParser.isSafeName(item.name) else {
-                        throw FTPError(.refused, "\(display(path)): the folder built for it holds an unexpected entry")
-                    }
-                    strays.append(
-                        Array("DELE ".utf8)
-                            + connection.commandPath(temporary.appending(FileName(bytes: item.name)).bytes))
-                }
-                _ = try connection.pipeline(strays)
+                try clear(temporary, keeping: sizes, connection)
             }
             do {
                 try connection.pipeline([
@@ -842,14 +838,24 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         forgetRootListing()
         let folder = absolute(path)
         try pool.with { connection in
-            let data = try connection.listing(folder.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
-            let files = parse(data).entries.filter { $0.kind == .file && FTPListingParser.isSafeName($0.name) }
-            _ = try connection.pipeline(
-                groups: files.map {
-                    [Array("*DELE ".utf8) + connection.commandPath(folder.appending(FileName(bytes: $0.name)).bytes)]
-                })
+            try clear(folder, keeping: [:], connection)
             try connection.command([Array("RMD ".utf8) + connection.commandPath(folder.bytes)])
         }
+    }
+
+    /// Deletes the files in `folder` (a path from the login directory) but those `keeping` names
+    /// with the size they have; throws, deleting nothing, where it holds anything but files.
+    private func clear(_ folder: FileName, keeping sizes: [[UInt8]: Int64], _ connection: FTPConnection) throws {
+        var deletions: [[UInt8]] = []
+        for item in try entries(of: folder, connection) {
+            if item.kind == .file, let size = sizes[item.name], size == item.size { continue }
+            guard item.kind == .file, FTPListingParser.isSafeName(item.name) else {
+                throw FTPError(.refused, "\(options.display)/\(folder): holds an entry that is not one of its files")
+            }
+            deletions.append(
+                Array("DELE ".utf8) + connection.commandPath(folder.appending(FileName(bytes: item.name)).bytes))
+        }
+        _ = try connection.pipeline(deletions)
     }
 
     /// Puts staged files in place, in three round trips for the whole batch where the connection
@@ -888,10 +894,10 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         let folder = temporary[0].parent
         guard temporary.allSatisfy({ $0.parent == folder }),
             state.withLock({ folderEntries[folder] ?? 0 }) <= Self.listingPerFile * temporary.count,
-            let data = try? connection.listing(folder.bytes, verb: features.mlsd ? "MLSD" : "LIST -a")
+            let listed = try? entries(of: folder, connection)
         else { return temporary.map { _ in nil } }
         var sizes: [[UInt8]: Int64] = [:]
-        for item in parse(data).entries where item.kind == .file { sizes[item.name] = item.size }
+        for item in listed where item.kind == .file { sizes[item.name] = item.size }
         return temporary.map { sizes[$0.lastComponent.bytes] }
     }
 
