@@ -49,38 +49,40 @@ public enum FTPListingParser {
             var entry = RemoteEntry(name: name, kind: .other)
             var sawType = false
             var sawModify = false
-            for fact in line[..<space].split(separator: UInt8(ascii: ";")) {
+            // Facts are read in place (a server sends ten or so per line, most of them unused).
+            var rest = line[..<space]
+            while !rest.isEmpty {
+                let stop = rest.firstIndex(of: UInt8(ascii: ";")) ?? rest.endIndex
+                let fact = rest[..<stop]
+                rest = stop < rest.endIndex ? rest[(stop + 1)...] : rest[stop...]
                 guard let equals = fact.firstIndex(of: UInt8(ascii: "=")) else { continue }
-                let key = String(decoding: fact[..<equals], as: UTF8.self).lowercased()
+                let key = fact[..<equals]
                 let value = fact[(equals + 1)...]
-                let text = String(decoding: value, as: UTF8.self)
-                switch key {
-                case "type":
+                if isWord(key, "type") {
                     sawType = true
-                    let lower = text.lowercased()
-                    switch lower {
-                    case "file": entry.kind = .file
-                    case "dir": entry.kind = .directory
-                    case "cdir", "pdir": entry.kind = .other
-                    default:
-                        if lower.hasPrefix("os.unix=slink") || lower.hasPrefix("os.unix=symlink") {
-                            entry.kind = .symlink
-                            if let colon = value.firstIndex(of: UInt8(ascii: ":")) {
-                                entry.linkTarget = Array(value[(colon + 1)...])
-                            }
+                    if isWord(value, "file") {
+                        entry.kind = .file
+                    } else if isWord(value, "dir") {
+                        entry.kind = .directory
+                    } else if isWord(value, "cdir") || isWord(value, "pdir") {
+                        entry.kind = .other
+                    } else if hasPrefixWord(value, "os.unix=slink") || hasPrefixWord(value, "os.unix=symlink") {
+                        entry.kind = .symlink
+                        if let colon = value.firstIndex(of: UInt8(ascii: ":")) {
+                            entry.linkTarget = Array(value[(colon + 1)...])
                         }
                     }
-                case "size", "sizd":
-                    if let size = Int64(text), size >= 0 { entry.size = size }
-                case "modify":
-                    if let time = parseTimeValue(text) {
+                } else if isWord(key, "size") || isWord(key, "sizd") {
+                    if let size = Int64(String(decoding: value, as: UTF8.self)), size >= 0 { entry.size = size }
+                } else if isWord(key, "modify") {
+                    if let time = parseTimeValue(String(decoding: value, as: UTF8.self)) {
                         entry.time = time
                         sawModify = true
                     }
-                case "unix.mode":
-                    if let mode = UInt32(text, radix: 8) { entry.mode = mode & 0o7777 }
-                default:
-                    break
+                } else if isWord(key, "unix.mode") {
+                    if let mode = UInt32(String(decoding: value, as: UTF8.self), radix: 8) {
+                        entry.mode = mode & 0o7777
+                    }
                 }
             }
             guard sawType, !name.isEmpty else {
@@ -92,6 +94,26 @@ public enum FTPListingParser {
             entries.append(entry)
         }
         return (entries, unreadable)
+    }
+
+    /// Whether `bytes` spell `word` (lowercase ASCII) in any case.
+    static func isWord(_ bytes: ArraySlice<UInt8>, _ word: StaticString) -> Bool {
+        bytes.count == word.utf8CodeUnitCount && hasPrefixWord(bytes, word)
+    }
+
+    /// Whether `bytes` begin with `word` (lowercase ASCII) in any case.
+    static func hasPrefixWord(_ bytes: ArraySlice<UInt8>, _ word: StaticString) -> Bool {
+        guard bytes.count >= word.utf8CodeUnitCount else { return false }
+        return word.withUTF8Buffer { letters in
+            var index = bytes.startIndex
+            for letter in letters {
+                var byte = bytes[index]
+                if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") { byte += 32 }
+                if byte != letter { return false }
+                index += 1
+            }
+            return true
+        }
     }
 
     /// Parses a LIST listing in Unix or DOS form. `serverNow` (the server's clock, seconds)

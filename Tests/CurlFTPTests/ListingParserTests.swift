@@ -35,6 +35,31 @@ final class ListingParserTests: XCTestCase {
         XCTAssertEqual(entries[2].linkTarget, Array("/etc/passwd".utf8))
     }
 
+    func testMLSDFactNamesAndTypesInAnyCase() {
+        // IIS writes `Type=File;Size=…;Modify=…`; unknown facts, empty ones and a fact without a
+        // value are passed over.
+        let data = Array(
+            """
+            Type=File;Size=77;Modify=20261123075326;Perm=rw;;x; a
+            TYPE=DIR;MODIFY=20250101100000;unix.MODE=0750; b
+            Type=OS.Unix=SLink:target;Modify=20250101100000; c
+            type=filed;size=1; d
+            Type=Dir; e
+            Sizd=3;Type=file; f
+            """.utf8)
+        let (entries, unreadable) = FTPListingParser.parseMLSD(data)
+        XCTAssertEqual(unreadable, 0)
+        XCTAssertEqual(entries.map { String(decoding: $0.name, as: UTF8.self) }, ["a", "b", "c", "e", "f"])
+        XCTAssertEqual(entries.map(\.kind), [.file, .directory, .symlink, .directory, .file])
+        XCTAssertEqual(entries[0].size, 77)
+        XCTAssertEqual(entries[0].precision, 1)
+        XCTAssertEqual(entries[1].mode, 0o750)
+        XCTAssertEqual(entries[1].time, FTPListingParser.utcSeconds(year: 2025, month: 1, day: 1, hour: 10, minute: 0))
+        XCTAssertEqual(entries[2].linkTarget, Array("target".utf8))
+        XCTAssertEqual(entries[3].precision, 0)
+        XCTAssertEqual(entries[4].size, 3)
+    }
+
     func testUnixLISTMinuteAndYearForms() {
         let data = Array(
             """
