@@ -71,6 +71,21 @@ CURLcode ccurl_global_init(void) {
 
 const char *ccurl_load_error(void) { return load_error; }
 
+static void *load_thread(void *unused) {
+    (void)unused;
+    ccurl_global_init();
+    return NULL;
+}
+
+static pthread_once_t background_once = PTHREAD_ONCE_INIT;
+
+static void start_loading(void) {
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, load_thread, NULL) == 0) pthread_detach(thread);
+}
+
+void ccurl_load_in_background(void) { pthread_once(&background_once, start_loading); }
+
 CURL *ccurl_easy_init(void) { return curl.easy_init(); }
 void ccurl_easy_cleanup(CURL *handle) { curl.easy_cleanup(handle); }
 void ccurl_easy_reset(CURL *handle) { curl.easy_reset(handle); }

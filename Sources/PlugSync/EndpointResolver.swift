@@ -23,17 +23,38 @@ public struct ResolvedEndpoint {
 /// into a yes or no. Refusals are `PreconditionError`s (exit 3).
 public struct EndpointResolver {
     public var mounts: [MountEntry]
-    public var devices: [BlockDevice]
+    /// udev's block devices, read when first asked for: only a drive needs them, and reading
+    /// them walks sysfs (a run between folders and servers does without).
+    public var devices: [BlockDevice] {
+        get { deviceList.value }
+        set { deviceList = DeviceList(newValue) }
+    }
+    private var deviceList: DeviceList
 
-    /// Reads the mount table and udev's block devices now.
+    /// Reads the mount table now, and udev's block devices when a drive is resolved.
     public init() {
         mounts = (try? MountTable.read()) ?? []
-        devices = (try? BlockDevices.enumerate()) ?? []
+        deviceList = DeviceList(nil)
     }
 
     public init(mounts: [MountEntry], devices: [BlockDevice]) {
         self.mounts = mounts
-        self.devices = devices
+        self.deviceList = DeviceList(devices)
+    }
+
+    /// The devices, enumerated once on first use (the resolver is a value; copies share it).
+    private final class DeviceList: @unchecked Sendable {
+        private let lock = Lock()
+        private var devices: [BlockDevice]?
+        init(_ devices: [BlockDevice]?) { self.devices = devices }
+        var value: [BlockDevice] {
+            lock.withLock {
+                if let devices { return devices }
+                let read = (try? BlockDevices.enumerate()) ?? []
+                devices = read
+                return read
+            }
+        }
     }
 
     /// - Parameter connections: for an FTP endpoint, how many control connections it may open.

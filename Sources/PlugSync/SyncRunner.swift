@@ -1,3 +1,4 @@
+import CurlFTP
 import Dispatch
 import FoundationEssentials
 import SyncEngine
@@ -55,6 +56,7 @@ public final class SyncRunner {
     }
 
     public func run(_ definition: Definition, options: RunOptions) -> RunOutcome {
+        Self.loadLibraries(for: [definition])
         var log: LogFile?
         var logError: String?
         if let path = definition.logFile {
@@ -111,6 +113,19 @@ public final class SyncRunner {
         return outcome
     }
 
+    /// Starts loading libcurl on another thread when a definition has a server, so that its
+    /// first login does not wait for the loader: call it as soon as the definitions are known
+    /// (`run` calls it too, for the agent's runs; a library loads once).
+    public static func loadLibraries(for definitions: [Definition]) {
+        let servers = definitions.contains { definition in
+            [definition.source.location, definition.destination.location].contains {
+                if case .ftp = $0 { return true }
+                return false
+            }
+        }
+        if servers { FTPConnection.loadLibraryInBackground() }
+    }
+
     private func execute(_ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date) throws
         -> SyncStatistics
     {
@@ -156,26 +171,40 @@ public final class SyncRunner {
         if sourceFTP != nil || destinationFTP != nil { try? Posix.makeDirectories(timesFolder, mode: 0o700) }
         sourceFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".source")
         destinationFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".destination")
-        try FTPSettings.mapErrors(role: "source") {
-            try sourceFTP?.prepare(needsTimeSetter: false, dryRun: options.dryRun) { reporter.say($0) }
-        }
-        try FTPSettings.mapErrors(role: "destination") {
-            try destinationFTP?.prepare(needsTimeSetter: true, dryRun: options.dryRun) { reporter.say($0) }
-        }
-        timer.mark("resolve")
         let ignore = try IgnoreList(definition.ignore)
         // File Check files are part of a drive, not of the data: a path excluded on either side
         // is left out on both, so it is neither copied, overwritten nor deleted.
         let filter = ListingFilter(ignore: ignore, excludedPaths: source.excluded.union(destination.excluded))
+        // The probes and the listings at once: a server's listing does not wait for its probe's
+        // round trips (FTPEndpoint.willPrepare), once its synchronized folder is listed without
+        // the probe in it (the source's was, for safety rail 1).
+        try FTPSettings.mapErrors(role: "destination") { _ = try destinationFTP?.rootState() }
+        timer.mark("resolve")
+        sourceFTP?.willPrepare()
+        destinationFTP?.willPrepare()
+        var prepareError: Error?
         var sourceListing = Listing()
         var destinationListing = Listing()
-        DispatchQueue.concurrentPerform(iterations: 2) { side in
-            if side == 0 {
-                sourceListing = source.endpoint.list(recursive: definition.recursive, filter: filter)
-            } else {
-                destinationListing = destination.endpoint.list(recursive: definition.recursive, filter: filter)
+        runOnThreads(3) { task in
+            switch task {
+            case 0:
+                do {
+                    try FTPSettings.mapErrors(role: "source") {
+                        try sourceFTP?.prepare(needsTimeSetter: false, dryRun: options.dryRun) { reporter.say($0) }
+                    }
+                    try FTPSettings.mapErrors(role: "destination") {
+                        try destinationFTP?.prepare(needsTimeSetter: true, dryRun: options.dryRun) { reporter.say($0) }
+                    }
+                } catch {
+                    prepareError = error
+                    sourceFTP?.cancelPrepare()
+                    destinationFTP?.cancelPrepare()
+                }
+            case 1: sourceListing = source.endpoint.list(recursive: definition.recursive, filter: filter)
+            default: destinationListing = destination.endpoint.list(recursive: definition.recursive, filter: filter)
             }
         }
+        if let prepareError { throw prepareError }
         // Coarse FTP LIST times (a minute, a day) are made exact where a comparison needs it,
         // from what the previous run set or read where the listing still agrees with it.
         sourceFTP?.refineTimes(&sourceListing, comparedWith: destinationListing.entries, everyFile: true)

@@ -99,6 +99,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     ///   - dryRun: a dry run uploads no probe when the last run's measurement is remembered
     ///     (`rememberTimes`); it uses that one.
     public func prepare(needsTimeSetter: Bool, dryRun: Bool = false, say: (String) -> Void) throws {
+        defer { clockMeasured() }
         if case .seconds(let seconds) = clockSetting {
             clockOffset = seconds
             listOffset = seconds
@@ -203,6 +204,40 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         }
     }
 
+    // MARK: the clock probe alongside the listing
+
+    /// Set from `willPrepare` until `prepare` (or `cancelPrepare`) is over: a listing started
+    /// meanwhile corrects its times only once the clock is measured.
+    private var clockPending = false
+    private let clock = Condition()
+
+    /// Announces a `prepare` that will run alongside this endpoint's `list`, on another thread.
+    /// The probe needs one round trip or four, and the listing need not wait for them: on an
+    /// MLSD server it goes on at once and applies the clock difference when it is known; on a
+    /// LIST server (whose times are the server's wall clock, read against its date) it waits.
+    /// The synchronized folder must be listed before (`rootState`): the probe may be put there.
+    public func willPrepare() {
+        clock.lock()
+        clockPending = true
+        clock.unlock()
+    }
+
+    /// Releases a listing that waits for a `prepare` that will not run (an earlier step failed).
+    public func cancelPrepare() { clockMeasured() }
+
+    private func clockMeasured() {
+        clock.lock()
+        clockPending = false
+        clock.broadcast()
+        clock.unlock()
+    }
+
+    private func waitForClock() {
+        clock.lock()
+        while clockPending { _ = clock.wait(until: Condition.now() + 1) }
+        clock.unlock()
+    }
+
     /// The ways to set a remote mtime this server may take, in the order they are tried.
     private var timeSetters: [TimeSetter] { (features.mfmt ? [.mfmt] : []) + [.mdtmWrite, .siteUtime] }
 
@@ -274,6 +309,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     }
 
     private func directoryExists(_ path: FileName, _ connection: FTPConnection) throws -> Bool {
+        if path == root, let known = state.withLock({ listedRoot }) { return known != .missing }
         do {
             _ = try rootOrListing(path, connection)
             return true
@@ -324,12 +360,15 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         // A connection cut while listing: one more try on a fresh login, as for the run's listings.
         return try retrying(delays: Self.listingRetryDelays) {
             try pool.with { connection in
+                let known: RootState
                 do {
                     let data = try rootOrListing(root, connection)
-                    return parse(data).entries.isEmpty ? .empty : .nonEmpty
+                    known = parse(data).entries.isEmpty ? .empty : .nonEmpty
                 } catch let error as FTPError where error.kind == .notFound {
-                    return .missing
+                    known = .missing
                 }
+                state.withLock { listedRoot = known }
+                return known
             }
         }
     }
@@ -367,7 +406,12 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         return (parsed.entries.filter { $0.name != [0x2e] && $0.name != [0x2e, 0x2e] }, parsed.unreadable)
     }
 
+    /// Times are the server's as listed until the end, when the clock difference is applied:
+    /// the listing may run alongside `prepare` (`willPrepare`).
     public func list(recursive: Bool, filter: ListingFilter) -> Listing {
+        // A LIST time is read against the server's date (the year of a recent entry), and the
+        // synchronized folder not yet listed may hold the probe soon: both wait for `prepare`.
+        if !features.mlsd || state.withLock({ rootData == nil && listedRoot == nil }) { waitForClock() }
         var listing = Listing()
         var folders: [FileName: [Entry]] = [:]
         // Folders waiting to be listed (paths from the login directory), shared by the workers:
@@ -415,10 +459,13 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 work.broadcast()
             }
         }
+        waitForClock()
+        let offset = features.mlsd ? clockOffset : listOffset
         func assemble(_ folder: FileName) -> [Entry] {
             var entries = folders[folder] ?? []
-            if recursive {
-                for i in entries.indices where entries[i].kind == .directory {
+            for i in entries.indices {
+                entries[i].mtime = Timestamp(seconds: entries[i].mtime.seconds - offset)
+                if recursive && entries[i].kind == .directory {
                     entries[i].children = assemble(folder.appending(entries[i].name))
                 }
             }
@@ -469,8 +516,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     continue
                 }
                 if filter.ignore.matches(name) || filter.excludedPaths.contains(path) { continue }
-                let offset = features.mlsd ? clockOffset : listOffset
-                let mtime = Timestamp(seconds: item.time - offset)
+                let mtime = Timestamp(seconds: item.time)  // the server's clock (see `list`)
                 switch item.kind {
                 case .file:
                     entries.append(Entry(name: name, kind: .file, size: item.size, mtime: mtime, mode: item.mode))

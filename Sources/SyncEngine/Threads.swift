@@ -73,7 +73,7 @@ public func startThread(_ body: @escaping () -> Void) {
 ///
 /// Not `DispatchQueue.concurrentPerform`: it runs at most one iteration per CPU at a time, so on
 /// a 2-core machine 4 FTP workers, each mostly waiting on the network, ran 2 at a time.
-func runOnThreads(_ count: Int, _ body: (Int) -> Void) {
+public func runOnThreads(_ count: Int, _ body: (Int) -> Void) {
     if count <= 1 {
         if count == 1 { body(0) }
         return

@@ -27,6 +27,7 @@ struct Run: ParsableCommand {
             let file = try options.load()
             var definitions = try file.select(names: names, group: group, all: all)
             if all || group != nil { definitions = definitions.filter(\.enabled) }
+            SyncRunner.loadLibraries(for: definitions)
             let runner = try SyncRunner(stateDirectory: StateDirectory.path())
             var runOptions = RunOptions()
             runOptions.dryRun = dryRun

@@ -38,6 +38,10 @@ MODE:
                  uploads are accepted
   rename-cut-once   as a destination: uploads are kept and listed; the first RNFR closes the
                  control connection (a batch of renames cut), later ones work
+  probe-waits    not hostile: MLSD lists good.txt and a folder sub, and the STOR of the clock
+                 probe (.plugsync-tmp-clock-*) is answered only once sub was listed, or after 5 s
+                 (a client that lists only after its probe): `probe answered after sub was
+                 listed: yes|no` goes to the log
 """
 import argparse
 import os
@@ -51,6 +55,7 @@ LOG = None
 LOCK = threading.Lock()
 STORE = {}  # path -> bytes (uploads)
 CUT = []  # list-cut-once, first-list-cut, rename-cut-once: set once the cut happened
+SUB_LISTED = threading.Event()  # probe-waits: an MLSD of sub arrived
 
 ESC = "\x1b[2J\x1b]0;pwned\x07"
 HOSTILE_NAMES = [
@@ -157,7 +162,7 @@ class Session:
             block = b"".join(b"type=file;size=1;modify=20200102030405; %s%07d\r\n" % (pad, i) for i in range(4000))
             for _ in range(300):  # 300 x ~1.1 MB
                 yield block
-        elif MODE in ("list-cut-once", "first-list-cut"):
+        elif MODE in ("list-cut-once", "first-list-cut", "probe-waits"):
             yield line(b"good.txt")
             yield line(b"sub", kind="dir" if mlsd else "d")
         elif MODE == "data-never-closes":
@@ -283,6 +288,8 @@ class Session:
                     self.reply(425, "no data connection")
                     continue
                 where = arg if arg and not arg.startswith(b"-") else self.cwd
+                if MODE == "probe-waits" and b"sub" in where:
+                    SUB_LISTED.set()
                 if not CUT and (MODE == "list-cut-once" and b"sub" in where or MODE == "first-list-cut"):
                     CUT.append(True)
                     conn.close()
@@ -320,6 +327,9 @@ class Session:
                     chunks.append(data)
                 conn.close()
                 STORE[arg] = b"".join(chunks)
+                if MODE == "probe-waits" and b".plugsync-tmp-clock-" in arg:
+                    waited = SUB_LISTED.wait(5)
+                    log("probe answered after sub was listed: " + ("yes" if waited else "no"))
                 self.reply(226, "stored")
             elif verb == "SIZE":
                 if arg in STORE:

@@ -269,6 +269,51 @@ final class ReliabilityFTPTests: IntegrationTestCase {
         print("reliability: case 2 FTP connection cut mid-transfer: held \(held) of \(trials)")
         XCTAssertEqual(held, trials, failures.joined(separator: "\n"))
     }
+    // MARK: the clock probe alongside the listing
+
+    /// On an MLSD server the listing does not wait for the clock probe: the server answers the
+    /// probe's STOR only once the subfolder was listed (or after 5 s, and says which), as a
+    /// source and as a destination. The probe is no leftover of the listing, and the times
+    /// still come out right (a no-op second download).
+    func testAServersListingGoesOnWhileItsClockProbeWaits() throws {
+        for upload in [false, true] {
+            _ = try? shell("rm -rf \(quote(path("dst"))) \(quote(path("probe-commands.log")))")
+            try mkdir("dst")
+            try write("src/a.txt", "a\n")
+            let server = try startFixture(
+                "hostile-ftp.py", ["--mode", "probe-waits", "--log", path("probe-commands.log")])
+            defer { stopFixture(server.pid) }
+            let remote = ftpEndpoint(port: server.port, directory: "pub")
+            let local = ["  local: '\(path(upload ? "src" : "dst"))'"]
+            try writeConfig(
+                ftpDefinition(
+                    "p", source: upload ? local : remote, destination: upload ? remote : local,
+                    upload ? ["type: backup"] : []))  // the server's own files stay
+            let started = Date()
+            let result = try runFTP(["run", "p"], ftpTimeout: 20, timeout: 60)
+            let seconds = Date().timeIntervalSince(started)
+            let log = read("probe-commands.log") ?? ""
+            XCTAssertEqual(result.status, 0, "\(result) \(result.stderr)")
+            XCTAssertTrue(log.contains("probe answered after sub was listed: yes"), "upload \(upload): \(log)")
+            XCTAssertLessThan(seconds, 4, "upload \(upload)")
+            XCTAssertTrue(result.stdout.contains("Clock time difference is 0 seconds."), "\(result)")
+            XCTAssertFalse(result.stdout.contains("Removing"), "the probe is no leftover: \(result)")
+            if upload {
+                XCTAssertTrue(
+                    result.actions.contains { $0.hasPrefix("Uploading ") && $0.hasSuffix(" a.txt") }, "\(result)")
+            } else {
+                XCTAssertEqual(read("dst/good.txt"), "0123456789")
+                // The listed time (2020-01-02 03:04:05 UTC, clock difference 0) is the file's.
+                var st = stat()
+                XCTAssertEqual(stat(path("dst/good.txt"), &st), 0)
+                XCTAssertEqual(st.st_mtim.tv_sec, 1_577_934_245)
+                let again = try runFTP(["run", "p"], ftpTimeout: 20, timeout: 60)
+                XCTAssertEqual(again.status, 0, "\(again)")
+                XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
+            }
+        }
+    }
+
     // MARK: case 5: a hostile server
 
     struct HostileMode {

@@ -13,6 +13,9 @@ typedef size_t (*ccurl_data_callback)(char *buffer, size_t size, size_t count, v
 /// loaded; `ccurl_load_error` then says why.
 CURLcode ccurl_global_init(void);
 const char *ccurl_load_error(void);
+/// Starts `ccurl_global_init` on a detached thread of its own, once for the process: the loader
+/// maps and links libcurl and its libraries (about 4 ms) while the caller goes on.
+void ccurl_load_in_background(void);
 
 // libcurl's own functions, called through the loaded library.
 CURL *ccurl_easy_init(void);
