@@ -81,6 +81,11 @@ public enum Location: Sendable, Equatable {
         return false
     }
 
+    public var isFTP: Bool {
+        if case .ftp = self { return true }
+        return false
+    }
+
     /// A one-line description for listings; never holds a password.
     public var summary: String {
         switch self {

@@ -117,13 +117,9 @@ public final class SyncRunner {
     /// first login does not wait for the loader: call it as soon as the definitions are known
     /// (`run` calls it too, for the agent's runs; a library loads once).
     public static func loadLibraries(for definitions: [Definition]) {
-        let servers = definitions.contains { definition in
-            [definition.source.location, definition.destination.location].contains {
-                if case .ftp = $0 { return true }
-                return false
-            }
+        if definitions.contains(where: { $0.source.location.isFTP || $0.destination.location.isFTP }) {
+            FTPConnection.loadLibraryInBackground()
         }
-        if servers { FTPConnection.loadLibraryInBackground() }
     }
 
     private func execute(_ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date) throws
