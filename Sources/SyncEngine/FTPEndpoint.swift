@@ -662,9 +662,11 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     private var rememberedClock: (offset: Int64, listOffset: Int64, setter: TimeSetter)?
 
     /// Saves what this run set or read (files of the previous run not seen again are dropped).
+    /// Writes nothing when that is what the file holds already (a run that changed nothing).
     public func saveRememberedTimes() {
         guard let memoryPath else { return }
         let known = state.withLock { learned }
+        if let last = rememberedClock, last == (clockOffset, listOffset, setter), known == remembered { return }
         var bytes = Self.memoryHeader(displayName) + [UInt8(ascii: "\n")]
         bytes.reserveCapacity(known.count * 48)
         bytes += Self.clockTag + Array("\(clockOffset) \(listOffset) \(setter.rawValue)\n".utf8)

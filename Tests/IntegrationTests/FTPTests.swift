@@ -209,6 +209,43 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(fourth.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(fourth)")
     }
 
+    /// The remembered times are written (a new file, fsync'd, renamed) only when a run learned
+    /// something: a run that changed nothing leaves the file as it was.
+    func testARunThatLearnsNothingLeavesTheRememberedTimesAsTheyWere() throws {
+        let server = try start("vsftpd", loggingCommands: true)
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        for i in 0..<3 { try write("src/f\(i).txt", "file \(i)\n", mtime: FileTime(t + i)) }
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let memory = path("state/ftp-times/up.destination")
+        // Inode and change time in nanoseconds: a rewrite is a new file renamed over the old one.
+        func stamp() throws -> [Int] {
+            var info = stat()
+            guard stat(memory, &info) == 0 else {
+                _ = try XCTUnwrap(nil as Int?, "no remembered times at \(memory)")
+                return []
+            }
+            return [Int(info.st_ino), info.st_ctim.tv_sec, info.st_ctim.tv_nsec]
+        }
+        assertExit(try run("up", server), 0)
+        let written = try stamp()
+        let before = mdtmReads(server.transferLog)
+
+        let second = try run("up", server)
+        assertExit(second, 0)
+        XCTAssertEqual(second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second)")
+        XCTAssertEqual(mdtmReads(server.transferLog) - before, 0, "\(second)")
+        XCTAssertEqual(try stamp(), written, "a run that changed nothing rewrote \(memory)")
+
+        // A same-size edit on the server: uploaded over, and its new exact time remembered.
+        try write("server/www/f1.txt", "FILE 1\n")
+        try chownToServer(server)
+        let third = try run("up", server)
+        assertExit(third, 0)
+        XCTAssertTrue(third.actions.contains { $0.hasPrefix("Uploading ") && $0.hasSuffix(" f1.txt") }, "\(third)")
+        XCTAssertNotEqual(try stamp(), written, "the run that uploaded f1.txt did not save its time")
+    }
+
     /// A dry run changes nothing on the server: the clock difference and the way times are set
     /// come from the last run's measurement (kept with the remembered times), not from a probe.
     /// Without one (the first run ever), the probe is still uploaded and deleted.
