@@ -181,18 +181,22 @@ public final class FTPConnection {
                 start = end
             }
         } catch {
-            // Out of step with the server: curl must not use this connection again (it sees it
-            // closed and logs in anew), and this connection pipelines no more.
-            shutdown(fd, Int32(SHUT_RDWR))
-            pipelining = false
+            lostStep()
             throw error
         }
         if ProcessEnvironment.verbose { for reply in replies { fputs("< \(reply.code) \(reply.text)\n", stderr) } }
         return replies
     }
-    private var pipelining = true
+    var pipelining = true
 
-    private static func send(_ bytes: [UInt8], on fd: Int32, timeout: Int, display: String) throws {
+    /// Out of step with the server: curl must not use this connection again (it sees it closed
+    /// and logs in anew), and this connection pipelines no more.
+    func lostStep() {
+        if controlSocket >= 0 { shutdown(controlSocket, Int32(SHUT_RDWR)) }
+        pipelining = false
+    }
+
+    static func send(_ bytes: [UInt8], on fd: Int32, timeout: Int, display: String) throws {
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes {
@@ -231,7 +235,7 @@ public final class FTPConnection {
         }
     }
 
-    private static func wait(for events: Int16, on fd: Int32, timeout: Int, display: String) throws {
+    static func wait(for events: Int16, on fd: Int32, timeout: Int, display: String) throws {
         var entry = pollfd(fd: fd, events: events, revents: 0)
         let ready = poll(&entry, 1, Int32(timeout * 1000))
         if ready == 0 { throw FTPError(.interrupted, "\(display): no reply within \(timeout) s") }
@@ -299,6 +303,11 @@ public final class FTPConnection {
     /// Starts downloading `path`; the caller reads it piece by piece and must `close` it.
     /// `size` (as listed) gives a large file a larger receive buffer.
     public func download(_ path: [UInt8], size: Int64 = 0) throws -> FTPDownload {
+        if options.tls == .none, options.passive, pipelining, directDownloads, binaryType, home != nil,
+            controlSocket >= 0, let direct = try DirectRetrieval.start(path, on: self)
+        {
+            return FTPDownload(connection: self, path: path, direct: direct)
+        }
         try begin(path: path)
         set(CURLOPT_IGNORE_CONTENT_LENGTH, 1)  // no SIZE round trip: the listing said the size
         // curl reads 16 KiB at a time by default: a 20 MiB file is then 1,280 reads, writes and
@@ -335,6 +344,8 @@ public final class FTPConnection {
         }
         if running == 0 && body.isEmpty {
             let result = finishedResult()
+            controlSocket = result == CURLE_OK ? ccurl_control_socket(easy) : -1
+            binaryType = result == CURLE_OK
             ccurl_multi_remove_handle(multi, easy)
             try check(result, what: "RETR", path: downloadPath)
             return false
@@ -371,6 +382,7 @@ public final class FTPConnection {
     private func begin(path: [UInt8]?, isDirectory: Bool = false) throws {
         ccurl_easy_reset(easy)  // keeps the live connection
         controlSocket = -1
+        binaryType = false
         freeLists()
         replyBytes.removeAll(keepingCapacity: true)
         body.removeAll(keepingCapacity: true)
@@ -450,10 +462,16 @@ public final class FTPConnection {
         // The connection's socket, while curl can still name it (a removed handle has no
         // connection cache to look in): `pipeline` writes to it.
         controlSocket = result == CURLE_OK ? ccurl_control_socket(easy) : -1
+        binaryType = result == CURLE_OK && (what == "RETR" || what == "STOR")
         ccurl_multi_remove_handle(multi, easy)
         try check(result, what: what, path: path)
     }
-    private var controlSocket: Int32 = -1
+    var controlSocket: Int32 = -1
+    /// curl's last operation on the connection was a binary transfer that succeeded: the server
+    /// is in TYPE I, and curl believes so (a `DirectRetrieval` must not change what curl believes).
+    private var binaryType = false
+    /// Off once the server answered a pipelined EPSV with anything but 229.
+    var directDownloads = true
 
     /// Waits for socket activity, but never past curl's own timer, and not at all when curl has
     /// no socket to wait on (a blind one-second wait after each passive-mode reply stalled
@@ -666,14 +684,17 @@ public final class FTPDownload {
     private let connection: FTPConnection
     public let path: [UInt8]
     private var ended = false
+    private let direct: DirectRetrieval?
 
-    init(connection: FTPConnection, path: [UInt8]) {
+    init(connection: FTPConnection, path: [UInt8], direct: DirectRetrieval? = nil) {
         self.connection = connection
         self.path = path
+        self.direct = direct
     }
 
     /// Reads up to `buffer.count` bytes; 0 at the end of the file. Throws `FTPError`.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        if let direct { return try direct.read(into: buffer) }
         if ended || buffer.count == 0 { return 0 }
         do {
             guard try connection.step() else {
@@ -689,6 +710,7 @@ public final class FTPDownload {
 
     /// Ends the download; a download closed before its end is abandoned.
     public func close() {
+        if let direct { return direct.abandon() }
         if !ended {
             ended = true
             connection.abandonDownload()

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """A scripted, hostile FTP server on 127.0.0.1 for plugsync's reliability tests (issue 6, case 5).
 
-    hostile-ftp.py --mode MODE --port-file FILE [--log FILE]
+    hostile-ftp.py --mode MODE --port-file FILE [--log FILE] [--warm]
 
 A minimal FTP server (USER/PASS, PWD, CWD, TYPE, FEAT, OPTS, EPSV/PASV, MLSD/LIST, RETR, STOR,
 SIZE, MDTM, DELE, RMD, MKD, RNFR/RNTO, QUIT) whose answers a MODE makes hostile. Any login
 works. Files live in memory: every name a listing shows can be downloaded (RETR of any path
 answers with that path's content), uploads are kept in memory and listed afterwards. Every
 command received is written to --log, one per line (bytes escaped), so a test can check what
-the client asked for.
+the client asked for. --warm lists a well-behaved a-warm.txt (10 bytes) first in the modes that
+list good.txt and big.bin: a client on one connection downloads it before the hostile file, so
+the hostile file is the connection's second download (plugsync retrieves those itself, not curl).
 
 MODE:
   names          MLSD lists good.txt plus names with `/`, `..`, `.`, NUL, CR/LF, escapes, and
@@ -52,6 +54,7 @@ import time
 
 MODE = None
 LOG = None
+WARM = False
 LOCK = threading.Lock()
 STORE = {}  # path -> bytes (uploads)
 CUT = []  # list-cut-once, first-list-cut, rename-cut-once: set once the cut happened
@@ -194,6 +197,8 @@ class Session:
                 if path.startswith(folder) and name and b"/" not in name:
                     yield line(name, size=len(STORE[path]))
         else:
+            if WARM:
+                yield line(b"a-warm.txt")
             for name, size in [(b"good.txt", 1000 if MODE.startswith("size-") else 10), (b"big.bin", 10_000_000)]:
                 if MODE == "retr-trickles" or name == b"good.txt":
                     yield line(name, size=size)
@@ -379,13 +384,15 @@ def serve(conn):
 
 
 def main():
-    global MODE, LOG
+    global MODE, LOG, WARM
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", required=True)
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--log")
+    parser.add_argument("--warm", action="store_true")
     args = parser.parse_args()
     MODE = args.mode
+    WARM = args.warm
     LOG = open(args.log, "a") if args.log else None
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

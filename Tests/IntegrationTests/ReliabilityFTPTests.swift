@@ -104,11 +104,13 @@ final class ReliabilityFTPTests: IntegrationTestCase {
 
     func runFTP(
         _ arguments: [String], password: String = "pw", wrapper: [String] = [], ftpTimeout: Int = timeout,
-        timeout: TimeInterval
+        environment: [String: String] = [:], timeout: TimeInterval
     ) throws -> CommandResult {
         try plugsync(
             arguments: arguments, wrapper: wrapper,
-            environment: ["PLUGSYNC_TEST_FTP_PW": password, "PLUGSYNC_FTP_TIMEOUT": "\(ftpTimeout)"],
+            environment: ["PLUGSYNC_TEST_FTP_PW": password, "PLUGSYNC_FTP_TIMEOUT": "\(ftpTimeout)"].merging(
+                environment
+            ) { _, new in new },
             timeout: timeout)
     }
 
@@ -322,6 +324,11 @@ final class ReliabilityFTPTests: IntegrationTestCase {
         var exits: Set<Int32>
         var destination = false
         var dryRun = false
+        /// One connection and a well-behaved file listed first (`--warm`): the hostile file is
+        /// the connection's second download, which plugsync retrieves itself (`DirectRetrieval`),
+        /// not through curl. The run must say so: `> RETR /pub/FILE (pipelined)` with
+        /// PLUGSYNC_CURL_VERBOSE.
+        var direct: String?
         /// The largest peak RSS allowed, MiB.
         var memory = 200
         var check: (ReliabilityFTPTests, CommandResult, inout [String]) -> Void = { _, _, _ in }
@@ -376,6 +383,18 @@ final class ReliabilityFTPTests: IntegrationTestCase {
             HostileMode(name: "size-grows", exits: [1], check: expectText("more than the listed", [])),
             HostileMode(name: "size-shrinks", exits: [1], check: expectText("of 1000 bytes", [])),
             HostileMode(name: "size-endless", exits: [1], check: expectText("more than the listed", [])),
+            // The same four on a connection's second download (the client's own retrieval).
+            HostileMode(
+                name: "retr-trickles", exits: [1], direct: "big.bin", check: expectFiles(["a-warm.txt", "good.txt"])),
+            HostileMode(
+                name: "size-grows", exits: [1], direct: "good.txt",
+                check: expectText("more than the listed", ["a-warm.txt"])),
+            HostileMode(
+                name: "size-shrinks", exits: [1], direct: "good.txt", check: expectText("of 1000 bytes", ["a-warm.txt"])
+            ),
+            HostileMode(
+                name: "size-endless", exits: [1], direct: "good.txt",
+                check: expectText("more than the listed", ["a-warm.txt"])),
             // A listing cut once is listed again: the run completes (and may delete).
             HostileMode(
                 name: "list-cut-once", exits: [0],
@@ -451,19 +470,24 @@ final class ReliabilityFTPTests: IntegrationTestCase {
             for name in ["a", "b", "c"] { try write("src/\(name).txt", "\(name)\n") }
             let before = try snapshot(sandbox).filter { !$0.key.hasPrefix("dst") }
             let server = try startFixture(
-                "hostile-ftp.py", ["--mode", mode.name, "--log", path("hostile-commands.log")])
+                "hostile-ftp.py",
+                ["--mode", mode.name, "--log", path("hostile-commands.log")] + (mode.direct == nil ? [] : ["--warm"]))
             let remote = ftpEndpoint(port: server.port, directory: "pub", ["clock_diff: 0"])
+            let extra = mode.direct == nil ? [] : ["parallel: 1"]
             if mode.destination {
-                try writeConfig(ftpDefinition("h", source: ["  local: '\(path("src"))'"], destination: remote))
+                try writeConfig(ftpDefinition("h", source: ["  local: '\(path("src"))'"], destination: remote, extra))
             } else {
-                try writeConfig(ftpDefinition("h", source: remote, destination: ["  local: '\(sandbox)/dst'"]))
+                try writeConfig(ftpDefinition("h", source: remote, destination: ["  local: '\(sandbox)/dst'"], extra))
             }
             let rss = path("rss-\(mode.name)")
             let runStart = Date()
             let result = try runFTP(
                 ["run", "h"] + (mode.dryRun ? ["--dry-run"] : []),
                 wrapper: ["time", "-f", "%M", "-o", rss, "timeout", "-s", "KILL", "60"],
-                timeout: 90)
+                environment: mode.direct == nil ? [:] : ["PLUGSYNC_CURL_VERBOSE": "1"], timeout: 90)
+            if let file = mode.direct, !result.stderr.contains("> RETR /pub/\(file) (pipelined)") {
+                problems.append("\(file) was not the connection's own retrieval (no pipelined RETR on stderr)")
+            }
             let seconds = Date().timeIntervalSince(runStart)
             stopFixture(server.pid)
             if result.signaled || result.status == 137 {
@@ -479,7 +503,8 @@ final class ReliabilityFTPTests: IntegrationTestCase {
             if result.status != 1 && result.status != 0 && result.stderrLines.count != 1 {
                 problems.append("\(result.stderrLines.count) lines on stderr, not one")
             }
-            if (result.stdout + result.stderr).unicodeScalars.contains(where: {
+            // (With PLUGSYNC_CURL_VERBOSE, stderr carries the dialogue as curl prints it, CRs and all.)
+            if (result.stdout + (mode.direct == nil ? result.stderr : "")).unicodeScalars.contains(where: {
                 ($0.value < 0x20 && $0 != "\n" && $0 != "\t") || $0.value == 0x7f
             }) {
                 problems.append("a control character from the server reached the output")
@@ -503,11 +528,12 @@ final class ReliabilityFTPTests: IntegrationTestCase {
                 problems.append("exit 0 against a hostile server")
             }
             mode.check(self, result, &problems)
-            figures.append(String(format: "%@ exit %d %.1f s %d MiB", mode.name, result.status, seconds, kib / 1024))
+            let label = mode.name + (mode.direct == nil ? "" : "+direct")
+            figures.append(String(format: "%@ exit %d %.1f s %d MiB", label, result.status, seconds, kib / 1024))
             if problems.isEmpty {
                 held += 1
             } else {
-                failures.append("\(mode.name): " + problems.joined(separator: "; ") + "\n\(result)".prefix(3000))
+                failures.append("\(label): " + problems.joined(separator: "; ") + "\n\(result)".prefix(3000))
             }
         }
         print("reliability: case 5 modes: " + figures.joined(separator: ", "))
