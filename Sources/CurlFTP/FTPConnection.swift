@@ -286,6 +286,7 @@ public final class FTPConnection {
         to path: [UInt8], size: Int64, after: [[UInt8]] = [],
         read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int
     ) throws -> [FTPReply] {
+        if canTransferDirectly, try DirectTransfer.store(path, on: self, read: read) { return try pipeline(after) }
         try begin(path: path)
         set(CURLOPT_UPLOAD, 1)
         setOff(CURLOPT_INFILESIZE_LARGE, size)
@@ -303,9 +304,7 @@ public final class FTPConnection {
     /// Starts downloading `path`; the caller reads it piece by piece and must `close` it.
     /// `size` (as listed) gives a large file a larger receive buffer.
     public func download(_ path: [UInt8], size: Int64 = 0) throws -> FTPDownload {
-        if options.tls == .none, options.passive, pipelining, directDownloads, binaryType, home != nil,
-            controlSocket >= 0, let direct = try DirectRetrieval.start(path, on: self)
-        {
+        if canTransferDirectly, let direct = try DirectRetrieval.start(path, on: self) {
             return FTPDownload(connection: self, path: path, direct: direct)
         }
         try begin(path: path)
@@ -471,7 +470,14 @@ public final class FTPConnection {
     /// is in TYPE I, and curl believes so (a `DirectRetrieval` must not change what curl believes).
     private var binaryType = false
     /// Off once the server answered a pipelined EPSV with anything but 229.
-    var directDownloads = true
+    var directTransfers = true
+
+    /// Whether the next download or upload can go without curl (`DirectTransfer`): a plain
+    /// connection in passive mode, in step, in TYPE I, with absolute paths.
+    private var canTransferDirectly: Bool {
+        options.tls == .none && options.passive && pipelining && directTransfers && binaryType && home != nil
+            && controlSocket >= 0
+    }
 
     /// Waits for socket activity, but never past curl's own timer, and not at all when curl has
     /// no socket to wait on (a blind one-second wait after each passive-mode reply stalled

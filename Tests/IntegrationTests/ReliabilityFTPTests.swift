@@ -324,10 +324,10 @@ final class ReliabilityFTPTests: IntegrationTestCase {
         var exits: Set<Int32>
         var destination = false
         var dryRun = false
-        /// One connection and a well-behaved file listed first (`--warm`): the hostile file is
-        /// the connection's second download, which plugsync retrieves itself (`DirectRetrieval`),
-        /// not through curl. The run must say so: `> RETR /pub/FILE (pipelined)` with
-        /// PLUGSYNC_CURL_VERBOSE.
+        /// One connection (and, for a download, a well-behaved file listed first: `--warm`): the
+        /// hostile transfer is the connection's second, which plugsync runs itself
+        /// (`DirectTransfer`), not through curl. The run must say so on stderr with
+        /// PLUGSYNC_CURL_VERBOSE: a line `> COMMAND… (pipelined)`, COMMAND this string.
         var direct: String?
         /// The largest peak RSS allowed, MiB.
         var memory = 200
@@ -354,7 +354,7 @@ final class ReliabilityFTPTests: IntegrationTestCase {
             }
         }
         let failing: Set<Int32> = [1, 2, 3]
-        let modes: [HostileMode] = [
+        var modes: [HostileMode] = [
             // A name with CR or LF arrives as two lines: its first part ("new", "carriage") is a fine name.
             HostileMode(
                 name: "names", exits: [1],
@@ -385,15 +385,17 @@ final class ReliabilityFTPTests: IntegrationTestCase {
             HostileMode(name: "size-endless", exits: [1], check: expectText("more than the listed", [])),
             // The same four on a connection's second download (the client's own retrieval).
             HostileMode(
-                name: "retr-trickles", exits: [1], direct: "big.bin", check: expectFiles(["a-warm.txt", "good.txt"])),
+                name: "retr-trickles", exits: [1], direct: "RETR /pub/big.bin",
+                check: expectFiles(["a-warm.txt", "good.txt"])),
             HostileMode(
-                name: "size-grows", exits: [1], direct: "good.txt",
+                name: "size-grows", exits: [1], direct: "RETR /pub/good.txt",
                 check: expectText("more than the listed", ["a-warm.txt"])),
             HostileMode(
-                name: "size-shrinks", exits: [1], direct: "good.txt", check: expectText("of 1000 bytes", ["a-warm.txt"])
+                name: "size-shrinks", exits: [1], direct: "RETR /pub/good.txt",
+                check: expectText("of 1000 bytes", ["a-warm.txt"])
             ),
             HostileMode(
-                name: "size-endless", exits: [1], direct: "good.txt",
+                name: "size-endless", exits: [1], direct: "RETR /pub/good.txt",
                 check: expectText("more than the listed", ["a-warm.txt"])),
             // A listing cut once is listed again: the run completes (and may delete).
             HostileMode(
@@ -455,6 +457,13 @@ final class ReliabilityFTPTests: IntegrationTestCase {
                     }
                 }),
         ]
+        // The destination modes again on one connection: after its first upload (through curl),
+        // plugsync sends the files itself.
+        modes += modes.filter(\.destination).map { mode in
+            var direct = mode
+            direct.direct = "STOR /pub/"
+            return direct
+        }
         let sandbox = path("sandbox")
         var held = 0
         var failures: [String] = []
@@ -471,7 +480,8 @@ final class ReliabilityFTPTests: IntegrationTestCase {
             let before = try snapshot(sandbox).filter { !$0.key.hasPrefix("dst") }
             let server = try startFixture(
                 "hostile-ftp.py",
-                ["--mode", mode.name, "--log", path("hostile-commands.log")] + (mode.direct == nil ? [] : ["--warm"]))
+                ["--mode", mode.name, "--log", path("hostile-commands.log")]
+                    + (mode.direct == nil || mode.destination ? [] : ["--warm"]))
             let remote = ftpEndpoint(port: server.port, directory: "pub", ["clock_diff: 0"])
             let extra = mode.direct == nil ? [] : ["parallel: 1"]
             if mode.destination {
@@ -485,8 +495,10 @@ final class ReliabilityFTPTests: IntegrationTestCase {
                 ["run", "h"] + (mode.dryRun ? ["--dry-run"] : []),
                 wrapper: ["time", "-f", "%M", "-o", rss, "timeout", "-s", "KILL", "60"],
                 environment: mode.direct == nil ? [:] : ["PLUGSYNC_CURL_VERBOSE": "1"], timeout: 90)
-            if let file = mode.direct, !result.stderr.contains("> RETR /pub/\(file) (pipelined)") {
-                problems.append("\(file) was not the connection's own retrieval (no pipelined RETR on stderr)")
+            if let command = mode.direct,
+                !result.stderrLines.contains(where: { $0.hasPrefix("> " + command) && $0.hasSuffix(" (pipelined)") })
+            {
+                problems.append("no '> \(command)… (pipelined)' on stderr: not the connection's own transfer")
             }
             let seconds = Date().timeIntervalSince(runStart)
             stopFixture(server.pid)

@@ -2,16 +2,17 @@
     import Glibc
 #endif
 
-/// A download that the connection runs itself, without curl, where it can: a plain connection
-/// in passive mode that curl has finished with after a binary transfer of its own (so the
-/// server is in `TYPE I`, as curl believes, and curl has nothing in flight on it).
+/// Downloads and uploads that the connection runs itself, without curl, where it can: a plain
+/// connection in passive mode that curl has finished with after a binary transfer of its own
+/// (so the server is in `TYPE I`, as curl believes, and curl has nothing in flight on it).
 ///
-/// `EPSV` and `RETR` go in one write: the server takes the RETR once the data connection that
-/// the client opens to the EPSV port arrives (RFC 959 lets a client send commands before the
-/// replies to earlier ones). Against curl's way per file that is one round trip less and about
-/// half the system calls (curl polls each socket before and after every step and sets four
-/// socket options on each data connection), which is most of what a tree of small files costs
-/// the client. The bytes go straight from the socket into the caller's buffer.
+/// `EPSV` and `RETR` (or `STOR`) go in one write: the server takes the command once the data
+/// connection that the client opens to the EPSV port arrives (RFC 959 lets a client send
+/// commands before the replies to earlier ones). Against curl's way per file that is one round
+/// trip less and about half the system calls (curl polls each socket before and after every
+/// step and sets four socket options on each data connection), which is most of what a tree of
+/// small files costs the client. The bytes go straight between the socket and the caller's
+/// buffer. This class is a download; `DirectTransfer.store` an upload.
 ///
 /// Any surprise (a reply out of order, a broken or stalled connection) leaves the control
 /// connection out of step: it is shut down (`FTPConnection.lostStep`), and curl logs in anew
@@ -44,55 +45,8 @@ final class DirectRetrieval {
     /// nil where the server would not open a passive connection (the connection stays usable,
     /// and curl's way, which also knows PASV, takes it from there).
     static func start(_ path: [UInt8], on connection: FTPConnection) throws -> DirectRetrieval? {
-        let options = connection.options
-        let control = connection.controlSocket
-        let retrieve = Array("RETR ".utf8) + connection.commandPath(path)
-        try FTPConnection.validate([retrieve])
-        let what = "RETR " + FTPConnection.printable(path)
-        var replies = ReplyReader(fd: control, timeout: options.responseTimeout, display: options.display)
-        var data: Int32 = -1
-        var refusal: FTPError?
-        do {
-            if ProcessEnvironment.verbose {
-                fputs("> EPSV (pipelined)\n> \(FTPConnection.printable(retrieve)) (pipelined)\n", stderr)
-            }
-            try FTPConnection.send(
-                Array("EPSV\r\n".utf8) + retrieve + [13, 10], on: control, timeout: options.responseTimeout,
-                display: options.display)
-            let passive = try replies.next()
-            guard passive.code == 229, let port = epsvPort(passive.text) else {
-                // Without a passive connection the server refuses the RETR as well (425).
-                let answer = try replies.next()
-                guard answer.code >= 400, replies.isEmpty else {
-                    throw FTPError(
-                        .protocolError, "\(options.display): \(what): \(answer.code) without a data connection")
-                }
-                connection.directDownloads = false
-                return nil
-            }
-            data = try connectData(port: port, control: control, options: options)
-            let opening = try replies.next()
-            if opening.code >= 400 && replies.isEmpty {
-                let missing = (opening.code == 550 || opening.code == 450) && FTPConnection.soundsMissing(opening.text)
-                refusal = FTPError(
-                    missing ? .notFound : .refused,
-                    "\(options.display): \(what): server replied \(opening.code) \(opening.text)",
-                    replyCode: opening.code)
-            } else if opening.code != 150 && opening.code != 125 {
-                throw FTPError(
-                    .protocolError, "\(options.display): \(what): unexpected reply \(opening.code) \(opening.text)",
-                    replyCode: opening.code)
-            }
-        } catch {
-            if data >= 0 { close(data) }
-            connection.lostStep()
-            throw error
-        }
-        if let refusal {
-            close(data)
-            throw refusal  // answered in step: the connection goes on
-        }
-        return DirectRetrieval(connection: connection, data: data, replies: replies, what: what)
+        guard let opened = try DirectTransfer.open("RETR", path, on: connection) else { return nil }
+        return DirectRetrieval(connection: connection, data: opened.data, replies: opened.replies, what: opened.what)
     }
 
     /// Reads up to `buffer.count` bytes; 0 at the end of the file (after the server's 226).
@@ -188,7 +142,7 @@ final class DirectRetrieval {
     }
 
     /// A connection to `port` at the control connection's peer address (EPSV names no host).
-    private static func connectData(port: Int, control: Int32, options: FTPOptions) throws -> Int32 {
+    static func connectData(port: Int, control: Int32, options: FTPOptions) throws -> Int32 {
         func broken(_ detail: String) -> FTPError {
             FTPError(.interrupted, "\(options.display): cannot open the data connection to port \(port) (\(detail))")
         }
@@ -245,6 +199,164 @@ final class DirectRetrieval {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+/// What both directions share: `EPSV` and the transfer command in one write, then the data
+/// connection to the EPSV port, then the server's 150.
+enum DirectTransfer {
+    struct Opened {
+        var data: Int32
+        var replies: ReplyReader
+        var what: String
+    }
+
+    /// The data connection for `verb path`, open and announced (150); nil where the server
+    /// would not open a passive connection (then downloads and uploads on this connection go
+    /// through curl, which also knows PASV). A refusal (550 and the like) is answered in step
+    /// and thrown; any other surprise shuts the control connection (`lostStep`).
+    static func open(_ verb: String, _ path: [UInt8], on connection: FTPConnection) throws -> Opened? {
+        let options = connection.options
+        let control = connection.controlSocket
+        let command = Array("\(verb) ".utf8) + connection.commandPath(path)
+        try FTPConnection.validate([command])
+        let what = "\(verb) " + FTPConnection.printable(path)
+        var replies = ReplyReader(fd: control, timeout: options.responseTimeout, display: options.display)
+        var data: Int32 = -1
+        var refusal: FTPError?
+        do {
+            if ProcessEnvironment.verbose {
+                fputs("> EPSV (pipelined)\n> \(FTPConnection.printable(command)) (pipelined)\n", stderr)
+            }
+            try FTPConnection.send(
+                Array("EPSV\r\n".utf8) + command + [13, 10], on: control, timeout: options.responseTimeout,
+                display: options.display)
+            let passive = try replies.next()
+            if passive.code == 229 && DirectRetrieval.epsvPort(passive.text) == nil {
+                // A port that cannot be: the server may be waiting for a connection to its own.
+                throw FTPError(
+                    .protocolError,
+                    "\(options.display): EPSV: a port that cannot be: \(FTPConnection.printable(Array(passive.text.utf8)))"
+                )
+            }
+            guard passive.code == 229, let port = DirectRetrieval.epsvPort(passive.text) else {
+                // Without a passive connection the server refuses the command as well (425).
+                let answer = try replies.next()
+                guard answer.code >= 400, replies.isEmpty else {
+                    throw FTPError(
+                        .protocolError, "\(options.display): \(what): \(answer.code) without a data connection")
+                }
+                connection.directTransfers = false
+                return nil
+            }
+            data = try DirectRetrieval.connectData(port: port, control: control, options: options)
+            let opening = try replies.next()
+            if opening.code >= 400 && replies.isEmpty {
+                let missing = (opening.code == 550 || opening.code == 450) && FTPConnection.soundsMissing(opening.text)
+                refusal = FTPError(
+                    missing ? .notFound : .refused,
+                    "\(options.display): \(what): server replied \(opening.code) \(opening.text)",
+                    replyCode: opening.code)
+            } else if opening.code != 150 && opening.code != 125 {
+                throw FTPError(
+                    .protocolError, "\(options.display): \(what): unexpected reply \(opening.code) \(opening.text)",
+                    replyCode: opening.code)
+            }
+        } catch {
+            if data >= 0 { close(data) }
+            connection.lostStep()
+            throw error
+        }
+        if let refusal {
+            close(data)
+            throw refusal  // answered in step: the connection goes on
+        }
+        return Opened(data: data, replies: replies, what: what)
+    }
+
+    /// Uploads what `read` gives (0 at the end) to `path`; false where the server would not open
+    /// a passive connection. The end of the data connection is the end of the file for the
+    /// server: when `read` fails, the server still gets (and keeps) what was sent, as with curl,
+    /// and the caller's size check and temporary names deal with it; the error is `read`'s.
+    static func store(
+        _ path: [UInt8], on connection: FTPConnection, read: (UnsafeMutableRawBufferPointer) throws -> Int
+    ) throws -> Bool {
+        guard let opened = try open("STOR", path, on: connection) else { return false }
+        var data = opened.data
+        var replies = opened.replies
+        let display = connection.options.display
+        let timeout = connection.options.responseTimeout
+        var readError: Error?
+        let reply: FTPReply
+        do {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 18, alignment: 16)
+            defer { buffer.deallocate() }
+            var windowStart = DirectRetrieval.monotonicSeconds()
+            var windowBytes = 0
+            // The stall rule of the downloads: under 1 KiB/s for a whole response timeout.
+            func checkSpeed() throws {
+                let now = DirectRetrieval.monotonicSeconds()
+                guard now - windowStart >= Double(timeout) else { return }
+                if windowBytes < 1024 * timeout {
+                    throw FTPError(.interrupted, "\(display): \(opened.what): under 1 KiB/s for \(timeout) s, given up")
+                }
+                windowStart = now
+                windowBytes = 0
+            }
+            sending: while true {
+                let n: Int
+                do {
+                    n = try read(buffer)
+                } catch {
+                    readError = error
+                    break sending
+                }
+                if n == 0 { break }
+                var offset = 0
+                while offset < n {
+                    let sent = send(data, buffer.baseAddress! + offset, n - offset, Int32(MSG_NOSIGNAL))
+                    if sent > 0 {
+                        offset += sent
+                        windowBytes += sent
+                        try checkSpeed()
+                        continue
+                    }
+                    if sent < 0 && errno == EINTR { continue }
+                    guard sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) else {
+                        throw FTPError(
+                            .interrupted,
+                            "\(display): \(opened.what): the data connection broke (\(String(cString: strerror(errno))))"
+                        )
+                    }
+                    try checkSpeed()
+                    var entry = pollfd(fd: data, events: Int16(POLLOUT), revents: 0)
+                    let left = Double(timeout) - (DirectRetrieval.monotonicSeconds() - windowStart)
+                    if poll(&entry, 1, Int32(max(1, left * 1000))) < 0 && errno != EINTR {
+                        throw FTPError(
+                            .interrupted,
+                            "\(display): \(opened.what): poll failed (\(String(cString: strerror(errno))))")
+                    }
+                }
+            }
+            close(data)
+            data = -1
+            reply = try replies.next()
+            if ProcessEnvironment.verbose { fputs("< \(reply.code) \(reply.text)\n", stderr) }
+            guard replies.isEmpty else {
+                throw FTPError(.protocolError, "\(display): \(opened.what): replies out of step")
+            }
+        } catch {
+            if data >= 0 { close(data) }
+            connection.lostStep()
+            throw error
+        }
+        if let readError { throw readError }
+        guard reply.code == 226 || reply.code == 250 else {
+            throw FTPError(
+                reply.code < 500 ? .interrupted : .refused,
+                "\(display): \(opened.what): server replied \(reply.code) \(reply.text)", replyCode: reply.code)
+        }
+        return true
     }
 }
 
