@@ -22,19 +22,16 @@ final class DirectRetrieval {
     private var data: Int32
     private var replies: ReplyReader
     private let what: String
-    private let timeout: Int
     private var ended = false
-    // curl's rule on its own path (CURLOPT_LOW_SPEED_*): under 1 KiB/s for a whole response
-    // timeout is a stall, so that a server trickling a few bytes a second cannot hold a run.
-    private var windowStart = DirectRetrieval.monotonicSeconds()
-    private var windowBytes = 0
+    private var watch: StallWatch
 
     private init(connection: FTPConnection, data: Int32, replies: ReplyReader, what: String) {
         self.connection = connection
         self.data = data
         self.replies = replies
         self.what = what
-        self.timeout = connection.options.responseTimeout
+        self.watch = StallWatch(
+            timeout: connection.options.responseTimeout, what: connection.options.display + ": " + what)
     }
 
     deinit {
@@ -56,26 +53,13 @@ final class DirectRetrieval {
             while true {
                 let n = recv(data, buffer.baseAddress, buffer.count, 0)
                 if n > 0 {
-                    windowBytes += n
-                    try checkSpeed()
+                    try watch.moved(n)
                     return n
                 }
                 if n == 0 { return try finish() }
                 if errno == EINTR { continue }
-                guard errno == EAGAIN || errno == EWOULDBLOCK else {
-                    throw FTPError(
-                        .interrupted,
-                        "\(connection.options.display): \(what): the data connection broke (\(String(cString: strerror(errno))))"
-                    )
-                }
-                try checkSpeed()
-                var entry = pollfd(fd: data, events: Int16(POLLIN), revents: 0)
-                let left = Double(timeout) - (Self.monotonicSeconds() - windowStart)
-                if poll(&entry, 1, Int32(max(1, left * 1000))) < 0 && errno != EINTR {
-                    throw FTPError(
-                        .interrupted,
-                        "\(connection.options.display): \(what): poll failed (\(String(cString: strerror(errno))))")
-                }
+                guard errno == EAGAIN || errno == EWOULDBLOCK else { throw watch.broken() }
+                try watch.wait(data, for: POLLIN)
             }
         } catch {
             abandon()
@@ -91,17 +75,6 @@ final class DirectRetrieval {
         if data >= 0 { close(data) }
         data = -1
         connection.lostStep()
-    }
-
-    private func checkSpeed() throws {
-        let now = Self.monotonicSeconds()
-        guard now - windowStart >= Double(timeout) else { return }
-        if windowBytes < 1024 * timeout {
-            throw FTPError(
-                .interrupted, "\(connection.options.display): \(what): under 1 KiB/s for \(timeout) s, given up")
-        }
-        windowStart = now
-        windowBytes = 0
     }
 
     /// The data connection ended: the server's reply says whether that was the whole file.
@@ -291,18 +264,7 @@ enum DirectTransfer {
         do {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 18, alignment: 16)
             defer { buffer.deallocate() }
-            var windowStart = DirectRetrieval.monotonicSeconds()
-            var windowBytes = 0
-            // The stall rule of the downloads: under 1 KiB/s for a whole response timeout.
-            func checkSpeed() throws {
-                let now = DirectRetrieval.monotonicSeconds()
-                guard now - windowStart >= Double(timeout) else { return }
-                if windowBytes < 1024 * timeout {
-                    throw FTPError(.interrupted, "\(display): \(opened.what): under 1 KiB/s for \(timeout) s, given up")
-                }
-                windowStart = now
-                windowBytes = 0
-            }
+            var watch = StallWatch(timeout: timeout, what: display + ": " + opened.what)
             sending: while true {
                 let n: Int
                 do {
@@ -317,25 +279,12 @@ enum DirectTransfer {
                     let sent = send(data, buffer.baseAddress! + offset, n - offset, Int32(MSG_NOSIGNAL))
                     if sent > 0 {
                         offset += sent
-                        windowBytes += sent
-                        try checkSpeed()
+                        try watch.moved(sent)
                         continue
                     }
                     if sent < 0 && errno == EINTR { continue }
-                    guard sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) else {
-                        throw FTPError(
-                            .interrupted,
-                            "\(display): \(opened.what): the data connection broke (\(String(cString: strerror(errno))))"
-                        )
-                    }
-                    try checkSpeed()
-                    var entry = pollfd(fd: data, events: Int16(POLLOUT), revents: 0)
-                    let left = Double(timeout) - (DirectRetrieval.monotonicSeconds() - windowStart)
-                    if poll(&entry, 1, Int32(max(1, left * 1000))) < 0 && errno != EINTR {
-                        throw FTPError(
-                            .interrupted,
-                            "\(display): \(opened.what): poll failed (\(String(cString: strerror(errno))))")
-                    }
+                    guard sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) else { throw watch.broken() }
+                    try watch.wait(data, for: POLLOUT)
                 }
             }
             close(data)
@@ -357,6 +306,49 @@ enum DirectTransfer {
                 "\(display): \(opened.what): server replied \(reply.code) \(reply.text)", replyCode: reply.code)
         }
         return true
+    }
+}
+
+/// curl's rule on its own path (CURLOPT_LOW_SPEED_*): under 1 KiB/s for a whole response
+/// timeout is a stall, so that a server trickling a few bytes a second cannot hold a run.
+struct StallWatch {
+    let timeout: Int
+    /// `server: RETR path`, for messages.
+    let what: String
+    private var start = DirectRetrieval.monotonicSeconds()
+    private var bytes = 0
+
+    init(timeout: Int, what: String) {
+        self.timeout = timeout
+        self.what = what
+    }
+
+    mutating func moved(_ count: Int) throws {
+        bytes += count
+        try check()
+    }
+
+    mutating func check() throws {
+        let now = DirectRetrieval.monotonicSeconds()
+        guard now - start >= Double(timeout) else { return }
+        if bytes < 1024 * timeout { throw FTPError(.interrupted, "\(what): under 1 KiB/s for \(timeout) s, given up") }
+        start = now
+        bytes = 0
+    }
+
+    /// Waits until `fd` is ready for `events`, at most until the window ends.
+    mutating func wait(_ fd: Int32, for events: Int32) throws {
+        try check()
+        var entry = pollfd(fd: fd, events: Int16(events), revents: 0)
+        let left = Double(timeout) - (DirectRetrieval.monotonicSeconds() - start)
+        if poll(&entry, 1, Int32(max(1, left * 1000))) < 0 && errno != EINTR {
+            throw FTPError(.interrupted, "\(what): poll failed (\(String(cString: strerror(errno))))")
+        }
+    }
+
+    /// The error for a data connection that failed (`errno`).
+    func broken() -> FTPError {
+        FTPError(.interrupted, "\(what): the data connection broke (\(String(cString: strerror(errno))))")
     }
 }
 
