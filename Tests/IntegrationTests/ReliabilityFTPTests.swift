@@ -327,7 +327,7 @@ final class ReliabilityFTPTests: IntegrationTestCase {
         /// One connection (and, for a download, a well-behaved file listed first: `--warm`): the
         /// hostile transfer is the connection's second, which plugsync runs itself
         /// (`DirectTransfer`), not through curl. The run must say so on stderr with
-        /// PLUGSYNC_CURL_VERBOSE: a line `> COMMAND… (pipelined)`, COMMAND this string.
+        /// PLUGSYNC_CURL_VERBOSE: a line `> COMMAND… (direct)`, COMMAND this string.
         var direct: String?
         /// The largest peak RSS allowed, MiB.
         var memory = 200
@@ -496,9 +496,9 @@ final class ReliabilityFTPTests: IntegrationTestCase {
                 wrapper: ["time", "-f", "%M", "-o", rss, "timeout", "-s", "KILL", "60"],
                 environment: mode.direct == nil ? [:] : ["PLUGSYNC_CURL_VERBOSE": "1"], timeout: 90)
             if let command = mode.direct,
-                !result.stderrLines.contains(where: { $0.hasPrefix("> " + command) && $0.hasSuffix(" (pipelined)") })
+                !result.stderrLines.contains(where: { $0.hasPrefix("> " + command) && $0.hasSuffix(" (direct)") })
             {
-                problems.append("no '> \(command)… (pipelined)' on stderr: not the connection's own transfer")
+                problems.append("no '> \(command)… (direct)' on stderr: not the connection's own transfer")
             }
             let seconds = Date().timeIntervalSince(runStart)
             stopFixture(server.pid)
