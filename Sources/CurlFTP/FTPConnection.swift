@@ -467,9 +467,9 @@ public final class FTPConnection {
     }
     var controlSocket: Int32 = -1
     /// curl's last operation on the connection was a binary transfer that succeeded: the server
-    /// is in TYPE I, and curl believes so (a `DirectRetrieval` must not change what curl believes).
+    /// is in TYPE I, and curl believes so (a direct transfer must not change what curl believes).
     private var binaryType = false
-    /// Off once the server answered a pipelined EPSV with anything but 229.
+    /// Off once the server answered a direct transfer's EPSV with anything but a usable 229.
     var directTransfers = true
 
     /// Whether the next download or upload can go without curl (`DirectTransfer`): a plain
