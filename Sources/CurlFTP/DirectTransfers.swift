@@ -93,6 +93,72 @@ final class DirectRetrieval {
         return 0
     }
 
+}
+
+/// What both directions share: `EPSV`, the data connection to its port, the transfer command,
+/// the server's 150.
+enum DirectTransfer {
+    struct Opened {
+        var data: Int32
+        var replies: ReplyReader
+        var what: String
+    }
+
+    /// The data connection for `verb path`, open and announced (150); nil where the server
+    /// would not open a passive connection (then downloads and uploads on this connection go
+    /// through curl, which also knows PASV). A refusal (550 and the like) is answered in step
+    /// and thrown; any other surprise shuts the control connection (`lostStep`).
+    static func open(_ verb: String, _ path: [UInt8], on connection: FTPConnection) throws -> Opened? {
+        let options = connection.options
+        let control = connection.controlSocket
+        let command = Array("\(verb) ".utf8) + connection.commandPath(path)
+        try FTPConnection.validate([command])
+        let what = "\(verb) " + FTPConnection.printable(path)
+        var replies = ReplyReader(fd: control, timeout: options.responseTimeout, display: options.display)
+        var data: Int32 = -1
+        var refusal: FTPError?
+        do {
+            // One command per write, each after the reply to the one before, as curl sends them:
+            // proftpd sometimes joins `EPSV` and a `RETR` sent in one write into one command and
+            // answers once (about one run in four of 10,000 files; a 60 s wait each time).
+            if ProcessEnvironment.verbose { fputs("> EPSV (direct)\n", stderr) }
+            try FTPConnection.send(
+                Array("EPSV\r\n".utf8), on: control, timeout: options.responseTimeout, display: options.display)
+            let passive = try replies.next()
+            guard passive.code == 229, replies.isEmpty, let port = epsvPort(passive.text) else {
+                // In step (nothing else was sent): curl takes this connection's transfers from
+                // here, with PASV where EPSV is refused.
+                connection.directTransfers = false
+                return nil
+            }
+            data = try connectData(port: port, control: control, options: options)
+            if ProcessEnvironment.verbose { fputs("> \(FTPConnection.printable(command)) (direct)\n", stderr) }
+            try FTPConnection.send(
+                command + [13, 10], on: control, timeout: options.responseTimeout, display: options.display)
+            let opening = try replies.next()
+            if opening.code >= 400 && replies.isEmpty {
+                let missing = (opening.code == 550 || opening.code == 450) && FTPConnection.soundsMissing(opening.text)
+                refusal = FTPError(
+                    missing ? .notFound : .refused,
+                    "\(options.display): \(what): server replied \(opening.code) \(opening.text)",
+                    replyCode: opening.code)
+            } else if opening.code != 150 && opening.code != 125 {
+                throw FTPError(
+                    .protocolError, "\(options.display): \(what): unexpected reply \(opening.code) \(opening.text)",
+                    replyCode: opening.code)
+            }
+        } catch {
+            if data >= 0 { close(data) }
+            connection.lostStep()
+            throw error
+        }
+        if let refusal {
+            close(data)
+            throw refusal  // answered in step: the connection goes on
+        }
+        return Opened(data: data, replies: replies, what: what)
+    }
+
     /// The port of an `EPSV` reply: `Entering Extended Passive Mode (|||6446|)` (RFC 2428; any
     /// delimiter, the same four times).
     static func epsvPort(_ text: String) -> Int? {
@@ -171,78 +237,14 @@ final class DirectRetrieval {
         clock_gettime(CLOCK_MONOTONIC, &now)
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
-}
-
-/// What both directions share: `EPSV`, the data connection to its port, the transfer command,
-/// the server's 150.
-enum DirectTransfer {
-    struct Opened {
-        var data: Int32
-        var replies: ReplyReader
-        var what: String
-    }
-
-    /// The data connection for `verb path`, open and announced (150); nil where the server
-    /// would not open a passive connection (then downloads and uploads on this connection go
-    /// through curl, which also knows PASV). A refusal (550 and the like) is answered in step
-    /// and thrown; any other surprise shuts the control connection (`lostStep`).
-    static func open(_ verb: String, _ path: [UInt8], on connection: FTPConnection) throws -> Opened? {
-        let options = connection.options
-        let control = connection.controlSocket
-        let command = Array("\(verb) ".utf8) + connection.commandPath(path)
-        try FTPConnection.validate([command])
-        let what = "\(verb) " + FTPConnection.printable(path)
-        var replies = ReplyReader(fd: control, timeout: options.responseTimeout, display: options.display)
-        var data: Int32 = -1
-        var refusal: FTPError?
-        do {
-            // One command per write, each after the reply to the one before, as curl sends them:
-            // proftpd sometimes joins `EPSV` and a `RETR` sent in one write into one command and
-            // answers once (about one run in four of 10,000 files; a 60 s wait each time).
-            if ProcessEnvironment.verbose { fputs("> EPSV (direct)\n", stderr) }
-            try FTPConnection.send(
-                Array("EPSV\r\n".utf8), on: control, timeout: options.responseTimeout, display: options.display)
-            let passive = try replies.next()
-            guard passive.code == 229, replies.isEmpty, let port = DirectRetrieval.epsvPort(passive.text) else {
-                // In step (nothing else was sent): curl takes this connection's transfers from
-                // here, with PASV where EPSV is refused.
-                connection.directTransfers = false
-                return nil
-            }
-            data = try DirectRetrieval.connectData(port: port, control: control, options: options)
-            if ProcessEnvironment.verbose { fputs("> \(FTPConnection.printable(command)) (direct)\n", stderr) }
-            try FTPConnection.send(
-                command + [13, 10], on: control, timeout: options.responseTimeout, display: options.display)
-            let opening = try replies.next()
-            if opening.code >= 400 && replies.isEmpty {
-                let missing = (opening.code == 550 || opening.code == 450) && FTPConnection.soundsMissing(opening.text)
-                refusal = FTPError(
-                    missing ? .notFound : .refused,
-                    "\(options.display): \(what): server replied \(opening.code) \(opening.text)",
-                    replyCode: opening.code)
-            } else if opening.code != 150 && opening.code != 125 {
-                throw FTPError(
-                    .protocolError, "\(options.display): \(what): unexpected reply \(opening.code) \(opening.text)",
-                    replyCode: opening.code)
-            }
-        } catch {
-            if data >= 0 { close(data) }
-            connection.lostStep()
-            throw error
-        }
-        if let refusal {
-            close(data)
-            throw refusal  // answered in step: the connection goes on
-        }
-        return Opened(data: data, replies: replies, what: what)
-    }
 
     /// Uploads what `read` gives (0 at the end) to `path`; false where the server would not open
     /// a passive connection. The end of the data connection is the end of the file for the
     /// server: when `read` fails, the server still gets (and keeps) what was sent, as with curl,
     /// and the caller's size check and temporary names deal with it; the error is `read`'s.
     static func store(
-        _ path: [UInt8], on connection: FTPConnection, read: (UnsafeMutableRawBufferPointer) throws -> Int
+        _ path: [UInt8], size: Int64, on connection: FTPConnection,
+        read: (UnsafeMutableRawBufferPointer) throws -> Int
     ) throws -> Bool {
         guard let opened = try open("STOR", path, on: connection) else { return false }
         var data = opened.data
@@ -252,7 +254,9 @@ enum DirectTransfer {
         var readError: Error?
         let reply: FTPReply
         do {
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 18, alignment: 16)
+            // As large as the file (most are small), at most 256 KiB.
+            let buffer = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: Int(min(max(size, 4096), 1 << 18)), alignment: 16)
             defer { buffer.deallocate() }
             var watch = StallWatch(timeout: timeout, what: display + ": " + opened.what)
             sending: while true {
@@ -305,7 +309,7 @@ struct StallWatch {
     let timeout: Int
     /// `server: RETR path`, for messages.
     let what: String
-    private var start = DirectRetrieval.monotonicSeconds()
+    private var start = DirectTransfer.monotonicSeconds()
     private var bytes = 0
 
     init(timeout: Int, what: String) {
@@ -319,7 +323,7 @@ struct StallWatch {
     }
 
     mutating func check() throws {
-        let now = DirectRetrieval.monotonicSeconds()
+        let now = DirectTransfer.monotonicSeconds()
         guard now - start >= Double(timeout) else { return }
         if bytes < 1024 * timeout { throw FTPError(.interrupted, "\(what): under 1 KiB/s for \(timeout) s, given up") }
         start = now
@@ -330,7 +334,7 @@ struct StallWatch {
     mutating func wait(_ fd: Int32, for events: Int32) throws {
         try check()
         var entry = pollfd(fd: fd, events: Int16(events), revents: 0)
-        let left = Double(timeout) - (DirectRetrieval.monotonicSeconds() - start)
+        let left = Double(timeout) - (DirectTransfer.monotonicSeconds() - start)
         if poll(&entry, 1, Int32(max(1, left * 1000))) < 0 && errno != EINTR {
             throw FTPError(.interrupted, "\(what): poll failed (\(String(cString: strerror(errno))))")
         }
@@ -360,7 +364,6 @@ struct ReplyReader {
     var isEmpty: Bool { buffer.isEmpty }
 
     mutating func next() throws -> FTPReply {
-        var chunk = [UInt8](repeating: 0, count: 1024)
         while true {
             if let end = Self.endOfFirstReply(buffer) {
                 let reply = FTPReply.parse(Array(buffer[...end])).first
@@ -369,9 +372,13 @@ struct ReplyReader {
                 throw FTPError(.protocolError, "\(display): a reply that cannot be read")
             }
             guard buffer.count < 1 << 16 else { throw FTPError(.protocolError, "\(display): a reply of over 64 KiB") }
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let n = withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 1) { chunk in
+                let n = recv(fd, chunk.baseAddress, chunk.count, 0)
+                if n > 0 { buffer += chunk[0..<n] }
+                return n
+            }
             if n > 0 {
-                buffer += chunk[0..<n]
+                continue
             } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
                 try FTPConnection.wait(for: Int16(POLLIN), on: fd, timeout: timeout, display: display)
             } else {

@@ -163,6 +163,7 @@ public final class FTPConnection {
             // proftpd joins two commands into one (and never answers the second) when a read of
             // its own ends between a command's CR and LF; a write that small arrives whole in
             // one TCP segment and finds the server's buffer empty.
+            var reader = ReplyReader(fd: fd, timeout: options.responseTimeout, display: options.display)
             var start = 0
             while start < commands.count {
                 var request: [UInt8] = []
@@ -176,8 +177,7 @@ public final class FTPConnection {
                     end += 1
                 }
                 try Self.send(request, on: fd, timeout: options.responseTimeout, display: options.display)
-                replies += try Self.receiveReplies(
-                    end - start, on: fd, timeout: options.responseTimeout, display: options.display)
+                for _ in start..<end { replies.append(try reader.next()) }
                 start = end
             }
         } catch {
@@ -209,28 +209,6 @@ public final class FTPConnection {
             } else {
                 throw FTPError(
                     .interrupted, "\(display): the control connection broke (\(String(cString: strerror(errno))))")
-            }
-        }
-    }
-
-    private static func receiveReplies(_ count: Int, on fd: Int32, timeout: Int, display: String) throws -> [FTPReply] {
-        var received: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            if let end = received.lastIndex(of: 10) {
-                let replies = FTPReply.parse(Array(received[...end]))
-                if replies.count >= count { return Array(replies.prefix(count)) }
-            }
-            guard received.count < 1 << 16 else {
-                throw FTPError(.protocolError, "\(display): replies of over 64 KiB to \(count) commands")
-            }
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n > 0 {
-                received += chunk[0..<n]
-            } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
-                try wait(for: Int16(POLLIN), on: fd, timeout: timeout, display: display)
-            } else {
-                throw FTPError(.interrupted, "\(display): the server closed the control connection")
             }
         }
     }
@@ -286,7 +264,9 @@ public final class FTPConnection {
         to path: [UInt8], size: Int64, after: [[UInt8]] = [],
         read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int
     ) throws -> [FTPReply] {
-        if canTransferDirectly, try DirectTransfer.store(path, on: self, read: read) { return try pipeline(after) }
+        if canTransferDirectly, try DirectTransfer.store(path, size: size, on: self, read: read) {
+            return try pipeline(after)
+        }
         try begin(path: path)
         set(CURLOPT_UPLOAD, 1)
         setOff(CURLOPT_INFILESIZE_LARGE, size)

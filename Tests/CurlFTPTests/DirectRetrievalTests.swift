@@ -4,14 +4,14 @@ import XCTest
 
 final class DirectRetrievalTests: XCTestCase {
     func testEPSVPorts() {
-        XCTAssertEqual(DirectRetrieval.epsvPort("Entering Extended Passive Mode (|||6446|)"), 6446)
-        XCTAssertEqual(DirectRetrieval.epsvPort("Entering Extended Passive Mode (!!!65535!)"), 65535)
-        XCTAssertEqual(DirectRetrieval.epsvPort("ok (|||1|) trailing"), 1)
+        XCTAssertEqual(DirectTransfer.epsvPort("Entering Extended Passive Mode (|||6446|)"), 6446)
+        XCTAssertEqual(DirectTransfer.epsvPort("Entering Extended Passive Mode (!!!65535!)"), 65535)
+        XCTAssertEqual(DirectTransfer.epsvPort("ok (|||1|) trailing"), 1)
         for bad in [
             "Entering Extended Passive Mode", "(|||99999|)", "(|||0|)", "(|||port|)", "(||6446|)", "(|!|6446|)",
             "(|||6446", "(|||6446!)", "(|||)", "(", "(|||123456789012345678901234567890|)",
         ] {
-            XCTAssertNil(DirectRetrieval.epsvPort(bad), bad)
+            XCTAssertNil(DirectTransfer.epsvPort(bad), bad)
         }
     }
 
