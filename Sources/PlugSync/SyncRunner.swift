@@ -129,10 +129,46 @@ public final class SyncRunner {
         timer.mark("start")
         let resolver = self.resolver()
         let connections = definition.parallel ?? 4
-        let source = try resolver.resolve(definition.source, role: "source", connections: connections)
-        defer { (source.endpoint as? FTPEndpoint)?.close() }
-        let destination = try resolver.resolve(definition.destination, role: "destination", connections: connections)
-        defer { (destination.endpoint as? FTPEndpoint)?.close() }
+        let ignore = try IgnoreList(definition.ignore)
+        // A local side and a server: the two are resolved at once, and the local side is listed
+        // while the server logs in (the server's File Check path, if any, is taken out of it
+        // afterwards); the server's listing then takes it as its hint (`ListingHint`). Nothing
+        // here writes: a safety rail that stops the run below leaves nothing done.
+        let localIndex: Int? =
+            definition.source.location.isFTP == definition.destination.location.isFTP
+            ? nil : definition.source.location.isFTP ? 1 : 0
+        var sourceResult: Result<ResolvedEndpoint, Error>?
+        var destinationResult: Result<ResolvedEndpoint, Error>?
+        var early: Listing?
+        func resolve(_ index: Int) -> Result<ResolvedEndpoint, Error> {
+            let result = Result {
+                try resolver.resolve(
+                    index == 0 ? definition.source : definition.destination,
+                    role: index == 0 ? "source" : "destination", connections: connections)
+            }
+            if index == localIndex, case .success(let local) = result {
+                early = local.endpoint.list(
+                    recursive: definition.recursive,
+                    filter: ListingFilter(ignore: ignore, excludedPaths: local.excluded))
+            }
+            return result
+        }
+        if localIndex == nil {
+            sourceResult = resolve(0)
+            if case .success = sourceResult { destinationResult = resolve(1) }
+        } else {
+            runOnThreads(2) { index in
+                if index == 0 { sourceResult = resolve(0) } else { destinationResult = resolve(1) }
+            }
+        }
+        defer {
+            for case .success(let side)? in [sourceResult, destinationResult] {
+                (side.endpoint as? FTPEndpoint)?.close()
+            }
+        }
+        // The source's error first, as when the two are resolved one after the other.
+        let source = try sourceResult!.get()
+        let destination = try destinationResult!.get()
         if let drive = source.drive {
             reporter.say("Source drive \(drive) mounted at \(source.mountPoint ?? source.root)")
         }
@@ -167,7 +203,6 @@ public final class SyncRunner {
         if sourceFTP != nil || destinationFTP != nil { try? Posix.makeDirectories(timesFolder, mode: 0o700) }
         sourceFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".source")
         destinationFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".destination")
-        let ignore = try IgnoreList(definition.ignore)
         // File Check files are part of a drive, not of the data: a path excluded on either side
         // is left out on both, so it is neither copied, overwritten nor deleted.
         let filter = ListingFilter(ignore: ignore, excludedPaths: source.excluded.union(destination.excluded))
@@ -178,9 +213,17 @@ public final class SyncRunner {
         timer.mark("resolve")
         sourceFTP?.willPrepare()
         destinationFTP?.willPrepare()
+        // A server's listing asks for the folders the local side holds as soon as that side is
+        // listed, not one level of its tree after the other (`ListingHint`).
+        let hint = ListingHint()
+        if sourceFTP == nil { destinationFTP?.listingHint = hint }
+        if destinationFTP == nil { sourceFTP?.listingHint = hint }
+        early?.leaveOut(filter.excludedPaths)  // the server's File Check path
+        if let early { hint.provide(early) }
         var prepareError: Error?
-        var sourceListing = Listing()
-        var destinationListing = Listing()
+        // (`early` is the local side's whenever there is one: its resolution worked.)
+        var sourceListing = localIndex == 0 ? early ?? Listing() : Listing()
+        var destinationListing = localIndex == 1 ? early ?? Listing() : Listing()
         runOnThreads(3) { task in
             switch task {
             case 0:
@@ -196,8 +239,14 @@ public final class SyncRunner {
                     sourceFTP?.cancelPrepare()
                     destinationFTP?.cancelPrepare()
                 }
-            case 1: sourceListing = source.endpoint.list(recursive: definition.recursive, filter: filter)
-            default: destinationListing = destination.endpoint.list(recursive: definition.recursive, filter: filter)
+            case 1:
+                if localIndex != 0 {
+                    sourceListing = source.endpoint.list(recursive: definition.recursive, filter: filter)
+                }
+            default:
+                if localIndex != 1 {
+                    destinationListing = destination.endpoint.list(recursive: definition.recursive, filter: filter)
+                }
             }
         }
         if let prepareError { throw prepareError }

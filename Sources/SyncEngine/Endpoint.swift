@@ -61,6 +61,21 @@ public struct Listing: Sendable {
 
     /// Every entry in the listing, counted recursively.
     public var count: Int { entries.reduce(0) { $0 + $1.treeCount } }
+
+    /// Takes out the entries at `paths` (relative), as a `ListingFilter` with these
+    /// `excludedPaths` would have left them out.
+    public mutating func leaveOut(_ paths: Set<FileName>) {
+        if paths.isEmpty { return }
+        func prune(_ entries: inout [Entry], _ base: FileName) {
+            entries.removeAll { paths.contains(base.appending($0.name)) }
+            for i in entries.indices where entries[i].children != nil {
+                prune(&entries[i].children!, base.appending(entries[i].name))
+            }
+        }
+        prune(&entries, .empty)
+        temporaryFiles.removeAll { paths.contains($0) }
+        unreadableFiles.removeAll { paths.contains($0) }
+    }
 }
 
 /// A file opened for reading on a source endpoint.

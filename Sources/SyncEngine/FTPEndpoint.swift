@@ -406,54 +406,72 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         return (parsed.entries.filter { $0.name != [0x2e] && $0.name != [0x2e, 0x2e] }, parsed.unreadable)
     }
 
+    /// The other side's folders, when it is listed alongside this one (`ListingHint`).
+    public var listingHint: ListingHint?
+
     /// Times are the server's as listed until the end, when the clock difference is applied:
     /// the listing may run alongside `prepare` (`willPrepare`).
     public func list(recursive: Bool, filter: ListingFilter) -> Listing {
         // A LIST time is read against the server's date (the year of a recent entry), and the
         // synchronized folder not yet listed may hold the probe soon: both wait for `prepare`.
         if !features.mlsd || state.withLock({ rootData == nil && listedRoot == nil }) { waitForClock() }
-        var listing = Listing()
-        var folders: [FileName: [Entry]] = [:]
-        // Folders waiting to be listed (paths from the login directory), shared by the workers:
-        // a folder's subfolders are listed as soon as it is, with no wait for the rest of its level.
+        var results: [FileName: Result<FolderListing, Error>] = [:]
+        // Folders to list (paths from the login directory), shared by the workers in the order
+        // they were found: a folder's subfolders are listed as soon as it is, with no wait for
+        // the rest of its level. A hint adds the other side's folders before their parents are
+        // listed; only what the parents' listings confirm is kept (`assemble`).
+        var requested: Set<FileName> = [root]
         var pending: [FileName] = [root]
+        var next = 0
+        var hint = recursive ? listingHint : nil
         var busy = 0
         let work = Condition()
         runOnThreads(recursive ? pool.size : 1) { _ in
             work.lock()
             defer { work.unlock() }
             while true {
-                guard let folder = pending.popLast() else {
+                if let given = hint, case .success(let top)? = results[root], let folders = given.folders {
+                    hint = nil
+                    // Only below the synchronized folder's own subfolders: into an empty or new
+                    // folder (a first copy), every guess would be a refusal.
+                    let present = Set(top.entries.lazy.filter { $0.kind == .directory }.map(\.name))
+                    for path in folders where present.contains(path.firstComponent) {
+                        let folder = root.appending(path)
+                        if requested.insert(folder).inserted { pending.append(folder) }
+                    }
+                }
+                guard next < pending.count else {
                     if busy == 0 { return }
                     _ = work.wait(until: Condition.now() + 1)
                     continue
+                }
+                let folder = pending[next]
+                next += 1
+                if next == pending.count {
+                    pending.removeAll(keepingCapacity: true)
+                    next = 0
                 }
                 busy += 1
                 work.unlock()
                 let result = listFolder(folder, filter: filter)
                 work.lock()
                 busy -= 1
-                switch result {
-                case .failure(let error):
-                    if folder == root && (error as? FTPError)?.kind == .notFound {
-                        state.withLock { listedRoot = .missing }
-                    } else {
-                        listing.errors.append(ListingError(path: display(folder), message: "\(error)"))
-                    }
-                case .success(let (entries, problems, temporary, temporaryFolders)):
-                    if folder == root {
+                results[folder] = result
+                if folder == root {
+                    switch result {
+                    case .failure(let error):
+                        if (error as? FTPError)?.kind == .notFound { state.withLock { listedRoot = .missing } }
+                    case .success(let listed):
                         let empty =
-                            entries.isEmpty && problems.isEmpty && temporary.isEmpty && temporaryFolders.isEmpty
+                            listed.entries.isEmpty && listed.problems.isEmpty && listed.temporary.isEmpty
+                            && listed.temporaryFolders.isEmpty
                         state.withLock { listedRoot = empty ? .empty : .nonEmpty }
                     }
-                    folders[folder] = entries
-                    listing.errors += problems
-                    listing.temporaryFiles += temporary
-                    listing.temporaryFolders += temporaryFolders
-                    if recursive {
-                        for entry in entries where entry.kind == .directory {
-                            pending.append(folder.appending(entry.name))
-                        }
+                }
+                if recursive, case .success(let listed) = result {
+                    for entry in listed.entries where entry.kind == .directory {
+                        let child = folder.appending(entry.name)
+                        if requested.insert(child).inserted { pending.append(child) }
                     }
                 }
                 work.broadcast()
@@ -461,15 +479,31 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         }
         waitForClock()
         let offset = features.mlsd ? clockOffset : listOffset
+        var listing = Listing()
+        // From the root down through the folders the listings found: a guessed folder that is
+        // not there (or not a folder) is left out, with its errors.
         func assemble(_ folder: FileName) -> [Entry] {
-            var entries = folders[folder] ?? []
-            for i in entries.indices {
-                entries[i].mtime = Timestamp(seconds: entries[i].mtime.seconds - offset)
-                if recursive && entries[i].kind == .directory {
-                    entries[i].children = assemble(folder.appending(entries[i].name))
+            switch results[folder] {
+            case .failure(let error):
+                if folder != root || (error as? FTPError)?.kind != .notFound {
+                    listing.errors.append(ListingError(path: display(folder), message: "\(error)"))
                 }
+                return []
+            case .success(let listed):
+                listing.errors += listed.problems
+                listing.temporaryFiles += listed.temporary
+                listing.temporaryFolders += listed.temporaryFolders
+                var entries = listed.entries
+                for i in entries.indices {
+                    entries[i].mtime = Timestamp(seconds: entries[i].mtime.seconds - offset)
+                    if recursive && entries[i].kind == .directory {
+                        entries[i].children = assemble(folder.appending(entries[i].name))
+                    }
+                }
+                return entries
+            case nil:
+                return []
             }
-            return entries
         }
         listing.entries = assemble(root)
         return listing
@@ -480,9 +514,11 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
 
     /// Lists one folder (a path from the login directory): entries sorted by name, problems
     /// with names, and leftover temporary files and folders (relative to the root).
-    private func listFolder(_ folder: FileName, filter: ListingFilter) -> Result<
-        ([Entry], [Error], [FileName], [FileName]), Error
-    > {
+    private typealias FolderListing = (
+        entries: [Entry], problems: [Error], temporary: [FileName], temporaryFolders: [FileName]
+    )
+
+    private func listFolder(_ folder: FileName, filter: ListingFilter) -> Result<FolderListing, Error> {
         do {
             // A connection cut mid-listing: one more try on a fresh login, as for transfers.
             let data = try retrying(delays: Self.listingRetryDelays) { try rootOrListing(folder, nil, take: true) }

@@ -136,6 +136,12 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
         return self
     }
 
+    /// The first component of a relative path (the path itself for a top-level entry).
+    public var firstComponent: FileName {
+        if let slash = bytes.firstIndex(of: UInt8(ascii: "/")) { return FileName(bytes: Array(bytes[..<slash])) }
+        return self
+    }
+
     /// The relative path of the parent folder (empty for a top-level entry).
     public var parent: FileName {
         if let slash = bytes.lastIndex(of: UInt8(ascii: "/")) {

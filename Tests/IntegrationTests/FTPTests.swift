@@ -362,6 +362,108 @@ final class FTPTests: IntegrationTestCase {
     func testAFolderWithAFailedFileIsClearedBeforeItsRenameOnVsftpd() throws { try clearedBuild("vsftpd") }
     func testAFolderWithAFailedFileIsClearedBeforeItsRenameOnProftpd() throws { try clearedBuild("proftpd") }
 
+    /// The server's File Check file is left out of the local side's listing, which is taken
+    /// before the server's check is known (while the server logs in): a local file of the same
+    /// name neither replaces it nor counts it as an orphan.
+    func testTheServersCheckFileIsNeverOverwrittenByALocalFileOfTheSameName() throws {
+        let server = try start("proftpd")
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        try write("server/www/.id", "blue\n", mtime: FileTime(t))
+        try write("server/www/orphan.txt", "orphan\n", mtime: FileTime(t))
+        try chownToServer(server)
+        try write("src/.id", "red\n", mtime: FileTime(t + 60))
+        try write("src/sub/a.txt", "a\n", mtime: FileTime(t))
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")),
+                destination: ftp(server, directory: "www") + [#"  file_check: ".id=^blue$""#], ["max_delete: 100%"]))
+        let first = try run("up", server)
+        assertExit(first, 0)
+        XCTAssertEqual(read("server/www/.id"), "blue\n", "\(first)")
+        XCTAssertFalse(first.actions.contains { $0.hasSuffix(" .id") }, "\(first)")
+        XCTAssertFalse(exists("server/www/orphan.txt"), "\(first)")
+        XCTAssertEqual(read("server/www/sub/a.txt"), "a\n", "\(first)")
+        let again = try run("up", server)
+        assertExit(again, 0)
+        XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
+    }
+
+    func testAHintedListingEqualsThePlainOneOnVsftpd() throws { try hintedListing("vsftpd") }
+    func testAHintedListingEqualsThePlainOneOnProftpd() throws { try hintedListing("proftpd") }
+
+    /// A listing told the local side's folders (`ListingHint`) lists them before their parents
+    /// are listed, and keeps only what the parents' listings confirm: a guessed folder that is
+    /// missing on the server, or a file there, leaves no trace; a folder only the server has is
+    /// still found. The result is the plain listing's, entry for entry.
+    func hintedListing(_ name: String) throws {
+        let server = try start(name, loggingCommands: name == "vsftpd")
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        for file in ["a/b/c/f1", "a/b/f2", "a/x", "a/only-server/d/f3", "top"] {
+            try write("server/www/" + file, file + "\n", mtime: FileTime(t))
+        }
+        try chownToServer(server)
+        // The local side: a/b/c as on the server, a/x a folder here but a file there, a/gone and
+        // a/b/c/deeper not on the server, new/ a top-level folder the server lacks.
+        for file in ["a/b/c/f1", "a/b/c/deeper/f", "a/x/f", "a/gone/f", "new/sub/f"] {
+            try write("src/" + file, "local\n", mtime: FileTime(t))
+        }
+        let local = LocalEndpoint(root: path("src")).list(recursive: true, filter: ListingFilter())
+        func listing(hinted: Bool) throws -> (lines: [String], errors: [String]) {
+            var options = FTPOptions(
+                host: server.host, port: server.port, username: server.user, password: server.password)
+            options.responseTimeout = 5
+            let endpoint = FTPEndpoint(options: options, directory: "www", connections: 3, clock: .seconds(0))
+            defer { endpoint.close() }
+            try endpoint.connect()
+            XCTAssertEqual(try endpoint.rootState(), .nonEmpty)
+            if hinted {
+                let hint = ListingHint()
+                hint.provide(local)
+                endpoint.listingHint = hint
+            }
+            let result = endpoint.list(recursive: true, filter: ListingFilter())
+            var lines: [String] = []
+            func walk(_ entries: [Entry], _ base: String) {
+                for entry in entries {
+                    let path = base + entry.name.description
+                    lines.append("\(path) \(entry.kind) \(entry.size) \(entry.mtime.seconds)")
+                    if let children = entry.children { walk(children, path + "/") }
+                }
+            }
+            walk(result.entries, "")
+            return (lines, result.errors.map { "\($0)" })
+        }
+        func logged() -> String { (try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? "" }
+        let start = logged().count
+        let plain = try listing(hinted: false)
+        let middle = logged().count
+        let hinted = try listing(hinted: true)
+        XCTAssertEqual(hinted.errors, [])
+        XCTAssertEqual(plain.errors, [])
+        XCTAssertEqual(hinted.lines, plain.lines)
+        XCTAssertEqual(
+            plain.lines.map { $0.split(separator: " ").prefix(2).joined(separator: " ") },
+            [
+                "a directory", "a/b directory", "a/b/c directory", "a/b/c/f1 file", "a/b/f2 file",
+                "a/only-server directory", "a/only-server/d directory", "a/only-server/d/f3 file", "a/x file",
+                "top file",
+            ])
+        if name == "vsftpd" {
+            // The guesses were asked for (curl's CWD into them, refused): a/gone, a/b/c/deeper
+            // and a/x, and nothing below new/, which www lacks. The plain listing asked for none.
+            let log = logged()
+            let plainLog = String(log.dropFirst(start).prefix(middle - start))
+            let hintedLog = String(log.dropFirst(middle))
+            for guess in ["/www/a/gone\"", "/www/a/b/c/deeper\"", "/www/a/x\""] {
+                XCTAssertTrue(hintedLog.contains(guess), "no listing of \(guess) in \(hintedLog)")
+                XCTAssertFalse(plainLog.contains(guess), plainLog)
+            }
+            XCTAssertFalse(hintedLog.contains("/www/new"), hintedLog)
+            XCTAssertTrue(plainLog.contains("/www/a/only-server/d\""), plainLog)
+            XCTAssertTrue(hintedLog.contains("/www/a/only-server/d\""), hintedLog)
+        }
+    }
+
     /// The endpoint's side of a built folder whose file `b` failed: an upload whose tries all
     /// failed can leave a short `b` in the folder. Told so (`verify`), `commitFolder` lists the
     /// folder and deletes what it was not given before the rename: `n` appears with `a` alone.
