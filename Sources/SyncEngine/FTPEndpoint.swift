@@ -138,6 +138,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     return content.count
                 }
             }
+            let before = wallClockSeconds()
             do {
                 try uploadProbe()
             } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
@@ -155,8 +156,9 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 if !removed { _ = try? connection.command([Array("DELE ".utf8) + connection.commandPath(probe.bytes)]) }
             }
             func measure(_ serverTime: Int64) {
-                // The server stamped the file when the upload ended, just before `after`.
-                clockOffset = Int64((Double(serverTime) + 0.5 - after).rounded())
+                clockOffset = Self.clockOffset(
+                    serverTime: serverTime, before: before, after: after,
+                    likely: [rememberedClock?.offset, 0].compactMap { $0 })
                 listOffset = clockOffset
             }
             // Where no LIST must read the probe's own time (MLSD servers), its time, the test of
@@ -202,6 +204,23 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             }
             if needsTimeSetter { try detectTimeSetter(probe, connection, candidates: candidates) }
         }
+    }
+
+    /// The server's clock minus this computer's, in whole seconds, from a file the server
+    /// stamped (`serverTime`: its clock, to the second) while it was uploaded, between `before`
+    /// and `after` (this computer's clock). Every offset that puts the stamp in that interval
+    /// fits; when the interval spans the turn of a second there are two, and the first of
+    /// `likely` that fits is taken (the last run's measurement, then none): taking the middle of
+    /// the interval was a second off whenever the server's reply came late in the next second,
+    /// and a second off makes the next run copy every file again.
+    static func clockOffset(serverTime: Int64, before: Double, after: Double, likely: [Int64]) -> Int64 {
+        // A file's time is the kernel's coarse clock, up to a tick (a few ms) behind.
+        let lowest = serverTime - Int64(after.rounded(.down))
+        let highest = serverTime - Int64((before - 0.02).rounded(.down))
+        if lowest >= highest { return lowest }
+        if let fitting = likely.first(where: { lowest <= $0 && $0 <= highest }) { return fitting }
+        let middle = Int64((Double(serverTime) + 0.5 - (before + after) / 2).rounded())
+        return min(max(middle, lowest), highest)
     }
 
     // MARK: the clock probe alongside the listing
@@ -1206,10 +1225,14 @@ final class ConnectionPool: @unchecked Sendable {
 
     /// Closes the idle connections; connections checked in later are closed, not kept.
     func drain() {
-        mutex.withLock {
+        let connections = mutex.withLock {
             closed = true
-            idle.removeAll()
+            defer { idle.removeAll() }
+            return idle.map { Unmanaged.passRetained($0) }
         }
+        // Each says QUIT and waits for the server's 221 as it goes (curl): all at once, not
+        // one after the other at the end of every run.
+        runOnThreads(connections.count) { connections[$0].release() }
     }
 }
 
