@@ -60,7 +60,7 @@ let package = Package(
             ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CurlFTPTests", dependencies: ["CurlFTP", "TestSupport"]),
-        .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine"]),
+        .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine", "TestSupport"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "TestSupport"]),
         .testTarget(name: "PlugSyncTests", dependencies: ["PlugSync"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PlugSync", "TestSupport"]),

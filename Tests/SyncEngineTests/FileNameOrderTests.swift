@@ -1,0 +1,28 @@
+import TestSupport
+import XCTest
+
+@testable import SyncEngine
+
+/// Names compare and sort by their bytes (the C locale's `ls` order), whatever their storage:
+/// inline, on the heap, or escaped (bytes that are not UTF-8).
+final class FileNameOrderTests: XCTestCase {
+    func testOrderAndEqualityAreTheBytes() {
+        var random = SplitMix64(seed: 20_261_124)
+        let alphabet: [UInt8] = [0x00 + 1, 0x2e, 0x41, 0x61, 0x7a, 0x7f, 0x80, 0xc3, 0xa9, 0xef, 0xbf, 0xff]
+        var names: [[UInt8]] = [[], [0x61], [0x61, 0x61], Array("é".utf8), Array("\u{FFFF}x".utf8)]
+        for _ in 0..<3_000 {
+            let length = Int(random.next() % 40)  // inline (up to 15 bytes) and on the heap
+            names.append((0..<length).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] })
+        }
+        let fileNames = names.map { FileName(bytes: $0) }
+        for (index, name) in fileNames.enumerated() { XCTAssertEqual(name.bytes, names[index]) }
+        for _ in 0..<20_000 {
+            let i = Int(random.next() % UInt64(names.count))
+            let j = Int(random.next() % UInt64(names.count))
+            XCTAssertEqual(
+                fileNames[i] < fileNames[j], names[i].lexicographicallyPrecedes(names[j]), "\(names[i]) \(names[j])")
+            XCTAssertEqual(fileNames[i] == fileNames[j], names[i] == names[j], "\(names[i]) \(names[j])")
+        }
+        XCTAssertEqual(fileNames.sorted().map(\.bytes), names.sorted { $0.lexicographicallyPrecedes($1) })
+    }
+}
