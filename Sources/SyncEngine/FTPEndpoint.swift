@@ -443,6 +443,11 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         var pending: [FileName] = [root]
         var next = 0
         var hint = recursive ? listingHint : nil
+        // A guess that fails is kept out of `results` (no retry, no error): listed again the
+        // normal way if its parent's listing shows it is a folder after all.
+        var guessed: Set<FileName> = []
+        var failedGuesses: Set<FileName> = []
+        var confirmed: Set<FileName> = []
         var busy = 0
         let work = Condition()
         runOnThreads(recursive ? pool.size : 1) { _ in
@@ -456,7 +461,10 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     let present = Set(top.entries.lazy.filter { $0.kind == .directory }.map(\.name))
                     for path in folders where present.contains(path.firstComponent) {
                         let folder = root.appending(path)
-                        if requested.insert(folder).inserted { pending.append(folder) }
+                        if requested.insert(folder).inserted {
+                            guessed.insert(folder)
+                            pending.append(folder)
+                        }
                     }
                 }
                 guard next < pending.count else {
@@ -471,10 +479,17 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     next = 0
                 }
                 busy += 1
+                let guess = guessed.contains(folder)
                 work.unlock()
-                let result = listFolder(folder, filter: filter)
+                let result = listFolder(folder, filter: filter, retries: !guess)
                 work.lock()
                 busy -= 1
+                if guess, case .failure = result {
+                    guessed.remove(folder)
+                    if confirmed.contains(folder) { pending.append(folder) } else { failedGuesses.insert(folder) }
+                    work.broadcast()
+                    continue
+                }
                 results[folder] = result
                 if folder == root {
                     switch result {
@@ -490,7 +505,10 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 if recursive, case .success(let listed) = result {
                     for entry in listed.entries where entry.kind == .directory {
                         let child = folder.appending(entry.name)
-                        if requested.insert(child).inserted { pending.append(child) }
+                        if guessed.contains(child) { confirmed.insert(child) }
+                        if requested.insert(child).inserted || failedGuesses.remove(child) != nil {
+                            pending.append(child)
+                        }
                     }
                 }
                 work.broadcast()
@@ -537,10 +555,14 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         entries: [Entry], problems: [Error], temporary: [FileName], temporaryFolders: [FileName]
     )
 
-    private func listFolder(_ folder: FileName, filter: ListingFilter) -> Result<FolderListing, Error> {
+    private func listFolder(_ folder: FileName, filter: ListingFilter, retries: Bool = true) -> Result<
+        FolderListing, Error
+    > {
         do {
             // A connection cut mid-listing: one more try on a fresh login, as for transfers.
-            let data = try retrying(delays: Self.listingRetryDelays) { try rootOrListing(folder, nil, take: true) }
+            let data = try retrying(delays: retries ? Self.listingRetryDelays : []) {
+                try rootOrListing(folder, nil, take: true)
+            }
             let (remote, unreadable) = parse(data)
             var entries: [Entry] = []
             var problems: [Error] = []

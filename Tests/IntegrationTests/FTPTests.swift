@@ -398,13 +398,17 @@ final class FTPTests: IntegrationTestCase {
     func hintedListing(_ name: String) throws {
         let server = try start(name, loggingCommands: name == "vsftpd")
         let t = Int(Date().timeIntervalSince1970) - 7200
-        for file in ["a/b/c/f1", "a/b/f2", "a/x", "a/only-server/d/f3", "top"] {
+        for file in ["a/b/c/f1", "a/b/f2", "a/x", "a/only-server/d/f3", "a/locked/f4", "top"] {
             try write("server/www/" + file, file + "\n", mtime: FileTime(t))
         }
         try chownToServer(server)
+        // A folder the server shows but will not list: the guess fails quietly, and the folder
+        // is then listed the normal way and reported, as in the plain listing.
+        _ = try shell("chmod 000 \(quote(path("server/www/a/locked")))")
+        defer { _ = try? shell("chmod 755 \(quote(path("server/www/a/locked")))") }
         // The local side: a/b/c as on the server, a/x a folder here but a file there, a/gone and
         // a/b/c/deeper not on the server, new/ a top-level folder the server lacks.
-        for file in ["a/b/c/f1", "a/b/c/deeper/f", "a/x/f", "a/gone/f", "new/sub/f"] {
+        for file in ["a/b/c/f1", "a/b/c/deeper/f", "a/x/f", "a/gone/f", "a/locked/f4", "new/sub/f"] {
             try write("src/" + file, "local\n", mtime: FileTime(t))
         }
         let local = LocalEndpoint(root: path("src")).list(recursive: true, filter: ListingFilter())
@@ -438,14 +442,16 @@ final class FTPTests: IntegrationTestCase {
         let plain = try listing(hinted: false)
         let middle = logged().count
         let hinted = try listing(hinted: true)
-        XCTAssertEqual(hinted.errors, [])
-        XCTAssertEqual(plain.errors, [])
+        XCTAssertEqual(plain.errors.count, 1, "\(plain.errors)")
+        XCTAssertTrue(plain.errors.allSatisfy { $0.contains("/www/a/locked") }, "\(plain.errors)")
+        XCTAssertEqual(hinted.errors, plain.errors)
         XCTAssertEqual(hinted.lines, plain.lines)
         XCTAssertEqual(
             plain.lines.map { $0.split(separator: " ").prefix(2).joined(separator: " ") },
             [
                 "a directory", "a/b directory", "a/b/c directory", "a/b/c/f1 file", "a/b/f2 file",
-                "a/only-server directory", "a/only-server/d directory", "a/only-server/d/f3 file", "a/x file",
+                "a/locked directory", "a/only-server directory", "a/only-server/d directory", "a/only-server/d/f3 file",
+                "a/x file",
                 "top file",
             ])
         if name == "vsftpd" {
