@@ -447,7 +447,11 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         // normal way if its parent's listing shows it is a folder after all.
         var guessed: Set<FileName> = []
         var failedGuesses: Set<FileName> = []
-        var confirmed: Set<FileName> = []
+        func shownAsFolder(_ folder: FileName) -> Bool {
+            guard case .success(let parent)? = results[folder.parent] else { return false }
+            let name = folder.lastComponent
+            return parent.entries.contains { $0.name == name && $0.kind == .directory }
+        }
         var busy = 0
         let work = Condition()
         runOnThreads(recursive ? pool.size : 1) { _ in
@@ -486,7 +490,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 busy -= 1
                 if guess, case .failure = result {
                     guessed.remove(folder)
-                    if confirmed.contains(folder) { pending.append(folder) } else { failedGuesses.insert(folder) }
+                    if shownAsFolder(folder) { pending.append(folder) } else { failedGuesses.insert(folder) }
                     work.broadcast()
                     continue
                 }
@@ -505,7 +509,6 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 if recursive, case .success(let listed) = result {
                     for entry in listed.entries where entry.kind == .directory {
                         let child = folder.appending(entry.name)
-                        if guessed.contains(child) { confirmed.insert(child) }
                         if requested.insert(child).inserted || failedGuesses.remove(child) != nil {
                             pending.append(child)
                         }
