@@ -188,11 +188,12 @@ run_one() {
   offset=$(stat -c %s "$XFERLOG" 2>/dev/null || echo 0)
   echo "=== $tree $server $sc rep $rep $tool: ${CMD[*]}" >>"$LOG"
   # Settle first: the previous steps' writes (a fresh tree, deleted folders) are flushed now, not
-  # during the timed run; and proftpd's master accepts no connection for 200 ms after each signal
-  # it gets (strace: a 200 ms pselect after every SIGCHLD and SIGALRM). Its sessions exit about
-  # 100 ms after their client left, so a run started 0.5 s after the last one could still wait
-  # up to 400 ms for its first login: charged to one tool for the last. 1 s clears that (not
-  # the master's 5-second alarm, which can still cost any run 200 ms).
+  # during the timed run; and proftpd 1.3.8's master accepts no connection for 2 x 200 ms after
+  # each signal it gets (a pselect after every SIGCHLD; proftpd issue #1623, fixed in 1.3.9). Its
+  # sessions exit about 100 ms after their client left, so a run started 0.5 s after the last
+  # one could still wait up to 400 ms for its first login: charged to one tool for the last.
+  # 1 s clears that. (The fixture turns off the master's timers, whose SIGALRM did the same to
+  # any run every 5 s: Tests/Fixtures/ftp-servers.)
   sync; sleep 1
   t0=$EPOCHREALTIME
   LFTP_PASSWORD=$PASSWORD RCLONE_FTP_HOST=127.0.0.1 RCLONE_FTP_PORT=$PORT RCLONE_FTP_USER=$FTP_USER \
