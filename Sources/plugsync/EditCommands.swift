@@ -60,6 +60,7 @@ struct DefinitionFlags: ParsableArguments {
 
 struct Add: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "add",
         abstract: "Add a definition.",
         discussion:
             "Example: plugsync add docs --source /home/ana/Documents --destination device:label=BLUEDISK,directory=backups/docs --destination-check '.plugsync-id=^ana-blue$'"
@@ -86,6 +87,7 @@ struct Add: ParsableCommand {
 
 struct Edit: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "edit",
         abstract: "Change fields of a definition; the others stay as they are.")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition to change.") var name: String
@@ -107,6 +109,7 @@ struct Edit: ParsableCommand {
 
 struct Copy: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "copy",
         abstract: "Copy a definition under a new name, with optional changes.")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition to copy.") var name: String
@@ -128,6 +131,7 @@ struct Copy: ParsableCommand {
 
 struct Delete: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "delete",
         abstract: "Delete a definition (its files and logs are left alone).")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition to delete.") var name: String

@@ -7,7 +7,8 @@ import SyncEngine
 #endif
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Synchronize now (the seed's Sync Now).")
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Synchronize now (the seed's Sync Now).")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "Definitions to run.") var names: [String] = []
     @Option(help: "Run every definition of this group.") var group: String?
@@ -48,7 +49,7 @@ struct Run: ParsableCommand {
 }
 
 struct Log: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a definition's log file.")
+    static let configuration = CommandConfiguration(commandName: "log", abstract: "Print a definition's log file.")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition.") var name: String
     @Option(name: [.short, .customLong("lines")], help: "Print only the last N lines.") var count: Int?

@@ -4,7 +4,7 @@ import PlugSync
 import SyncEngine
 
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the definitions.")
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the definitions.")
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
@@ -24,7 +24,8 @@ struct List: ParsableCommand {
 }
 
 struct Show: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show one definition as YAML (passwords hidden).")
+    static let configuration = CommandConfiguration(
+        commandName: "show", abstract: "Show one definition as YAML (passwords hidden).")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition to show.") var name: String
 
@@ -48,6 +49,7 @@ struct Show: ParsableCommand {
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "check",
         abstract: "Resolve a definition's endpoints and evaluate its File Checks, without syncing.")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition to check.") var name: String
@@ -79,7 +81,8 @@ struct Check: ParsableCommand {
 }
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Last and next run of each definition.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Last and next run of each definition.")
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
@@ -106,6 +109,7 @@ struct Status: ParsableCommand {
 
 struct Devices: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "devices",
         abstract: "Drives seen now: label, UUID, serial, mount point, and the definitions they match.")
     @OptionGroup var options: ConfigOptions
 
