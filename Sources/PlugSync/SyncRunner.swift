@@ -131,15 +131,19 @@ public final class SyncRunner {
         let connections = definition.parallel ?? 4
         let ignore = try IgnoreList(definition.ignore)
         // A local side and a server: the two are resolved at once, and the local side is listed
-        // while the server logs in (the server's File Check path, if any, is taken out of it
-        // afterwards); the server's listing then takes it as its hint (`ListingHint`). Nothing
-        // here writes: a safety rail that stops the run below leaves nothing done.
+        // on a thread of its own from then on, while the server logs in and lists; its folders
+        // become the server listing's hint as soon as they are known (`ListingHint`). The server's
+        // File Check path, if any, is taken out of it afterwards. Nothing here writes: a safety
+        // rail that stops the run below leaves nothing done.
         let localIndex: Int? =
             definition.source.location.isFTP == definition.destination.location.isFTP
             ? nil : definition.source.location.isFTP ? 1 : 0
         var sourceResult: Result<ResolvedEndpoint, Error>?
         var destinationResult: Result<ResolvedEndpoint, Error>?
-        var early: Listing?
+        let hint = ListingHint()
+        var localListing: Background<Listing>?
+        // Joined on every way out: no listing outlives its run.
+        defer { _ = localListing?.value }
         func resolve(_ index: Int) -> Result<ResolvedEndpoint, Error> {
             let result = Result {
                 try resolver.resolve(
@@ -147,9 +151,13 @@ public final class SyncRunner {
                     role: index == 0 ? "source" : "destination", connections: connections)
             }
             if index == localIndex, case .success(let local) = result {
-                early = local.endpoint.list(
-                    recursive: definition.recursive,
-                    filter: ListingFilter(ignore: ignore, excludedPaths: local.excluded))
+                let filter = ListingFilter(ignore: ignore, excludedPaths: local.excluded)
+                let recursive = definition.recursive
+                localListing = Background {
+                    let listing = local.endpoint.list(recursive: recursive, filter: filter)
+                    hint.provide(listing)
+                    return listing
+                }
             }
             return result
         }
@@ -215,15 +223,11 @@ public final class SyncRunner {
         destinationFTP?.willPrepare()
         // A server's listing asks for the folders the local side holds as soon as that side is
         // listed, not one level of its tree after the other (`ListingHint`).
-        let hint = ListingHint()
         if sourceFTP == nil { destinationFTP?.listingHint = hint }
         if destinationFTP == nil { sourceFTP?.listingHint = hint }
-        early?.leaveOut(filter.excludedPaths)  // the server's File Check path
-        if let early { hint.provide(early) }
         var prepareError: Error?
-        // (`early` is the local side's whenever there is one: its resolution worked.)
-        var sourceListing = localIndex == 0 ? early ?? Listing() : Listing()
-        var destinationListing = localIndex == 1 ? early ?? Listing() : Listing()
+        var sourceListing = Listing()
+        var destinationListing = Listing()
         runOnThreads(3) { task in
             switch task {
             case 0:
@@ -250,6 +254,11 @@ public final class SyncRunner {
             }
         }
         if let prepareError { throw prepareError }
+        // (`localListing` is there whenever there is a local side: its resolution worked.)
+        if var local = localListing?.value {
+            local.leaveOut(filter.excludedPaths)  // the server's File Check path
+            if localIndex == 0 { sourceListing = local } else { destinationListing = local }
+        }
         // Coarse FTP LIST times (a minute, a day) are made exact where a comparison needs it,
         // from what the previous run set or read where the listing still agrees with it.
         sourceFTP?.refineTimes(&sourceListing, comparedWith: destinationListing.entries, everyFile: true)

@@ -69,6 +69,30 @@ public func startThread(_ body: @escaping () -> Void) {
     }
 }
 
+/// A value computed on a thread of its own while its starter goes on; `value` waits for it.
+/// Read `value` on every way out (a `defer`) so the work does not outlive its caller.
+public final class Background<Value>: @unchecked Sendable {
+    private let done = Condition()
+    private var result: Value?
+
+    public init(_ body: @escaping () -> Value) {
+        startThread { [self] in
+            let value = body()
+            done.lock()
+            result = value
+            done.broadcast()
+            done.unlock()
+        }
+    }
+
+    public var value: Value {
+        done.lock()
+        defer { done.unlock() }
+        while result == nil { _ = done.wait(until: Condition.now() + 1) }
+        return result!
+    }
+}
+
 /// Runs `body(0) … body(count - 1)` on `count` threads of their own and waits for them all.
 ///
 /// Not `DispatchQueue.concurrentPerform`: it runs at most one iteration per CPU at a time, so on
