@@ -229,6 +229,7 @@ public final class Executor: @unchecked Sendable {
     static func buildableFolders(_ actions: [Action]) -> [FileName: (files: Int, bytes: Int64)] {
         var folders: [FileName: (files: Int, bytes: Int64)] = [:]
         for action in actions where action.kind == .createFolder { folders[action.path] = (0, 0) }
+        if folders.isEmpty { return [:] }  // a re-run that creates no folder: no parent to look up
         var excluded = Set<FileName>()
         for action in actions {
             let parent = action.path.parent
