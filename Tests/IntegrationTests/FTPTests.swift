@@ -394,7 +394,8 @@ final class FTPTests: IntegrationTestCase {
     /// A listing told the local side's folders (`ListingHint`) lists them before their parents
     /// are listed, and keeps only what the parents' listings confirm: a guessed folder that is
     /// missing on the server, or a file there, leaves no trace; a folder only the server has is
-    /// still found. The result is the plain listing's, entry for entry.
+    /// still found. The result is the plain listing's, entry for entry, and so is that of a
+    /// listing whose hint comes while it runs (as a run's local side is listed alongside).
     func hintedListing(_ name: String) throws {
         let server = try start(name, loggingCommands: name == "vsftpd")
         let t = Int(Date().timeIntervalSince1970) - 7200
@@ -412,7 +413,7 @@ final class FTPTests: IntegrationTestCase {
             try write("src/" + file, "local\n", mtime: FileTime(t))
         }
         let local = LocalEndpoint(root: path("src")).list(recursive: true, filter: ListingFilter())
-        func listing(hinted: Bool) throws -> (lines: [String], errors: [String]) {
+        func listing(hinted: Bool, late: Bool = false) throws -> (lines: [String], errors: [String]) {
             var options = FTPOptions(
                 host: server.host, port: server.port, username: server.user, password: server.password)
             options.responseTimeout = 5
@@ -420,11 +421,12 @@ final class FTPTests: IntegrationTestCase {
             defer { endpoint.close() }
             try endpoint.connect()
             XCTAssertEqual(try endpoint.rootState(), .nonEmpty)
-            if hinted {
-                let hint = ListingHint()
-                hint.provide(local)
-                endpoint.listingHint = hint
-            }
+            let hint = ListingHint()
+            if hinted { endpoint.listingHint = hint }
+            if hinted && !late { hint.provide(local) }
+            // Late: given by another thread alongside the listing, as a run's local side is.
+            let feeder = Background { if late { hint.provide(local) } }
+            defer { _ = feeder.value }
             let result = endpoint.list(recursive: true, filter: ListingFilter())
             var lines: [String] = []
             func walk(_ entries: [Entry], _ base: String) {
@@ -442,6 +444,10 @@ final class FTPTests: IntegrationTestCase {
         let plain = try listing(hinted: false)
         let middle = logged().count
         let hinted = try listing(hinted: true)
+        let end = logged().count
+        let late = try listing(hinted: true, late: true)
+        XCTAssertEqual(late.errors, plain.errors)
+        XCTAssertEqual(late.lines, plain.lines)
         XCTAssertEqual(plain.errors.count, 1, "\(plain.errors)")
         XCTAssertTrue(plain.errors.allSatisfy { $0.contains("/www/a/locked") }, "\(plain.errors)")
         XCTAssertEqual(hinted.errors, plain.errors)
@@ -459,7 +465,9 @@ final class FTPTests: IntegrationTestCase {
             // and a/x, and nothing below new/, which www lacks. The plain listing asked for none.
             let log = logged()
             let plainLog = String(log.dropFirst(start).prefix(middle - start))
-            let hintedLog = String(log.dropFirst(middle))
+            let hintedLog = String(log.dropFirst(middle).prefix(end - middle))
+            // The late hint was taken too (it came while the listing ran).
+            XCTAssertTrue(String(log.dropFirst(end)).contains("/www/a/gone\""), String(log.dropFirst(end)))
             for guess in ["/www/a/gone\"", "/www/a/b/c/deeper\"", "/www/a/x\""] {
                 XCTAssertTrue(hintedLog.contains(guess), "no listing of \(guess) in \(hintedLog)")
                 XCTAssertFalse(plainLog.contains(guess), plainLog)
