@@ -616,9 +616,8 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             if !coarseHere.isEmpty {
                 state.withLock { for (path, width) in coarseHere { coarse[path] = width } }
             }
-            entries.sort { $0.name < $1.name }
             state.withLock { folderEntries[folder] = remote.count }
-            return .success((entries, problems, temporary, temporaryFolders))
+            return .success((entries.sortedByName(), problems, temporary, temporaryFolders))
         } catch {
             return .failure(error)
         }

@@ -43,7 +43,8 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
         return out
     }
 
-    private var isEscaped: Bool { storage.unicodeScalars.first == Self.escapeMark }
+    // U+FFFF is EF BF BF in UTF-8: one byte's look settles nearly every name.
+    private var isEscaped: Bool { storage.utf8.first == 0xEF && storage.unicodeScalars.first == Self.escapeMark }
 
     private static func unescape(_ text: String) -> [UInt8] {
         let hex = Array(text.utf8.dropFirst(3))  // U+FFFF is 3 bytes
@@ -80,6 +81,17 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
     public static func < (lhs: FileName, rhs: FileName) -> Bool {
         if !lhs.isEscaped && !rhs.isEscaped { return lhs.storage.utf8.lexicographicallyPrecedes(rhs.storage.utf8) }
         return lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+    }
+
+    /// The first 8 bytes as a big-endian number, zeros after a shorter name. Names whose keys
+    /// differ are in the order of their keys (a name holds no NUL), so a sort compares whole
+    /// names only where the first 8 bytes agree (`[Entry].sortedByName`).
+    var orderKey: UInt64 {
+        withBytes { bytes in
+            var key: UInt64 = 0
+            for i in 0..<8 { key = key << 8 | UInt64(i < bytes.count ? bytes[i] : 0) }
+            return key
+        }
     }
 
     /// The name for display; bytes that are not UTF-8 are shown as `\xNN`, control characters

@@ -287,10 +287,9 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 continue  // sockets, fifos and devices are not synchronized
             }
         }
-        entries.sort { $0.name < $1.name }
-        // Kept for the whole run: an exact-size copy drops the slack of appending (a quarter of
-        // the listing's memory on average).
-        return entries.count == entries.capacity ? entries : entries.withUnsafeBufferPointer { Array($0) }
+        // Kept for the whole run in an array of exactly their count: no slack of appending (a
+        // quarter of the listing's memory on average).
+        return entries.sortedByName()
     }
 
     // MARK: reading

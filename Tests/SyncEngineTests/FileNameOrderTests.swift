@@ -25,4 +25,27 @@ final class FileNameOrderTests: XCTestCase {
         }
         XCTAssertEqual(fileNames.sorted().map(\.bytes), names.sorted { $0.lexicographicallyPrecedes($1) })
     }
+
+    /// `sortedByName` sorts by the first 8 bytes as a number, then by the whole name: the same
+    /// order as sorting by name, for names that agree in their first 8 bytes or more, names that
+    /// are the start of others, and escaped ones.
+    func testSortedByNameIsTheOrderOfTheNames() {
+        var random = SplitMix64(seed: 20_261_124_2)
+        let alphabet: [UInt8] = [0x01, 0x2e, 0x61, 0x62, 0x7f, 0x80, 0xbf, 0xef, 0xff]
+        let stems: [[UInt8]] = [[], Array("f0123".utf8), Array("abcdefgh".utf8), Array("abcdefghij".utf8)]
+        for _ in 0..<300 {
+            var names: Set<[UInt8]> = []
+            for _ in 0..<Int(random.next() % 60) {
+                let stem = stems[Int(random.next() % UInt64(stems.count))]
+                let tail = (0..<Int(random.next() % 12)).map { _ in
+                    alphabet[Int(random.next() % UInt64(alphabet.count))]
+                }
+                if !(stem + tail).isEmpty { names.insert(stem + tail) }
+            }
+            let entries = names.map { Entry(name: FileName(bytes: $0), kind: .file, mtime: Timestamp(seconds: 0)) }
+            let sorted = entries.sortedByName()
+            XCTAssertEqual(sorted.map(\.name.bytes), names.sorted { $0.lexicographicallyPrecedes($1) })
+            XCTAssertEqual(sorted.capacity, sorted.count)
+        }
+    }
 }
