@@ -25,6 +25,7 @@ struct Plugsync: ParsableCommand {
     )
 
     static func main() {
+        SyncRunner.loadLibrariesEarly(arguments: CommandLine.arguments)
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -218,6 +218,24 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(missing?.contains("file not found") == true, missing ?? "passed")
     }
 
+    /// `plugsync run` starts loading libcurl before the command line is parsed when the
+    /// definitions file it names mentions `ftp`; nothing else does.
+    func testOnlyARunWhoseDefinitionsMentionFTPLoadsLibcurlEarly() throws {
+        let root = NSTemporaryDirectory() + "plugsync-early-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try "definitions:\n  - name: up\n    destination:\n      ftp: { server: h }\n"
+            .write(toFile: root + "/ftp.yaml", atomically: true, encoding: .utf8)
+        try "definitions:\n  - name: usb\n    destination: { local: /mnt }\n"
+            .write(toFile: root + "/local.yaml", atomically: true, encoding: .utf8)
+        func early(_ arguments: String...) -> Bool { SyncRunner.mentionsServers(arguments: ["plugsync"] + arguments) }
+        XCTAssertTrue(early("run", "up", "--config", root + "/ftp.yaml"))
+        XCTAssertTrue(early("run", "--config=" + root + "/ftp.yaml", "--all"))
+        XCTAssertFalse(early("run", "usb", "--config", root + "/local.yaml"))
+        XCTAssertFalse(early("show", "up", "--config", root + "/ftp.yaml"))
+        XCTAssertFalse(early("run", "up", "--config", root + "/absent.yaml"))
+    }
+
     func testEditingKeepsOtherDefinitionsAndComments() throws {
         var file = try parse(Self.designExample)
         var copy = file.definitions[1]
