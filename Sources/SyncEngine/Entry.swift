@@ -63,16 +63,27 @@ public struct Entry: Sendable {
 }
 
 extension Array where Element == Entry {
-    /// The entries in the byte order of their names (`FileName.<`), in an array of exactly their
-    /// count. Sorts (first 8 bytes of the name, index) pairs and compares whole names only where
-    /// those bytes agree, then moves each entry once: 3 times faster than sorting the entries
-    /// themselves (56 bytes each, a name compared at every step), for folders of 50 names.
-    public func sortedByName() -> [Entry] {
-        if count < 2 { return self }
-        var keys: [(key: UInt64, index: Int)] = []
-        keys.reserveCapacity(count)
-        for index in indices { keys.append((self[index].name.orderKey, index)) }
-        keys.sort { $0.key != $1.key ? $0.key < $1.key : self[$0.index].name < self[$1.index].name }
-        return keys.map { self[$0.index] }
+    /// Sorts the entries in the byte order of their names (`FileName.<`). Sorts (first 8 bytes of
+    /// the name, index) pairs, comparing whole names only where those bytes agree, then moves
+    /// the entries into that order in place, by swaps along each cycle: 3 times faster than
+    /// sorting the entries themselves (56 bytes each, a name compared at every step) for
+    /// folders of 50 names, and the only memory besides them is 16 bytes an entry.
+    public mutating func sortByName() {
+        if count < 2 { return }
+        var order: [(key: UInt64, index: Int)] = []
+        order.reserveCapacity(count)
+        for index in indices { order.append((self[index].name.orderKey, index)) }
+        order.sort { $0.key != $1.key ? $0.key < $1.key : self[$0.index].name < self[$1.index].name }
+        // Position i takes the entry at order[i].index; a position is done once order[i] == i.
+        for start in indices where order[start].index != start {
+            var position = start
+            while order[position].index != start {
+                let next = order[position].index
+                swapAt(position, next)
+                order[position].index = position
+                position = next
+            }
+            order[position].index = position
+        }
     }
 }

@@ -616,8 +616,9 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             if !coarseHere.isEmpty {
                 state.withLock { for (path, width) in coarseHere { coarse[path] = width } }
             }
+            entries.sortByName()
             state.withLock { folderEntries[folder] = remote.count }
-            return .success((entries.sortedByName(), problems, temporary, temporaryFolders))
+            return .success((entries, problems, temporary, temporaryFolders))
         } catch {
             return .failure(error)
         }

@@ -85,7 +85,7 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
 
     /// The first 8 bytes as a big-endian number, zeros after a shorter name. Names whose keys
     /// differ are in the order of their keys (a name holds no NUL), so a sort compares whole
-    /// names only where the first 8 bytes agree (`[Entry].sortedByName`).
+    /// names only where the first 8 bytes agree (`[Entry].sortByName`).
     var orderKey: UInt64 {
         withBytes { bytes in
             var key: UInt64 = 0

@@ -287,9 +287,10 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 continue  // sockets, fifos and devices are not synchronized
             }
         }
-        // Kept for the whole run in an array of exactly their count: no slack of appending (a
-        // quarter of the listing's memory on average).
-        return entries.sortedByName()
+        entries.sortByName()
+        // Kept for the whole run: an exact-size copy drops the slack of appending (a quarter of
+        // the listing's memory on average).
+        return entries.count == entries.capacity ? entries : entries.withUnsafeBufferPointer { Array($0) }
     }
 
     // MARK: reading

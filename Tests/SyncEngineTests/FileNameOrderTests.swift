@@ -26,10 +26,11 @@ final class FileNameOrderTests: XCTestCase {
         XCTAssertEqual(fileNames.sorted().map(\.bytes), names.sorted { $0.lexicographicallyPrecedes($1) })
     }
 
-    /// `sortedByName` sorts by the first 8 bytes as a number, then by the whole name: the same
-    /// order as sorting by name, for names that agree in their first 8 bytes or more, names that
-    /// are the start of others, and escaped ones.
-    func testSortedByNameIsTheOrderOfTheNames() {
+    /// `sortByName` sorts by the first 8 bytes as a number, then by the whole name, and moves
+    /// the entries in place: the same order as sorting by name, for names that agree in their
+    /// first 8 bytes or more, names that are the start of others, and escaped ones; each entry
+    /// keeps its own fields.
+    func testSortByNameIsTheOrderOfTheNames() {
         var random = SplitMix64(seed: 20_261_124_2)
         let alphabet: [UInt8] = [0x01, 0x2e, 0x61, 0x62, 0x7f, 0x80, 0xbf, 0xef, 0xff]
         let stems: [[UInt8]] = [[], Array("f0123".utf8), Array("abcdefgh".utf8), Array("abcdefghij".utf8)]
@@ -42,10 +43,18 @@ final class FileNameOrderTests: XCTestCase {
                 }
                 if !(stem + tail).isEmpty { names.insert(stem + tail) }
             }
-            let entries = names.map { Entry(name: FileName(bytes: $0), kind: .file, mtime: Timestamp(seconds: 0)) }
-            let sorted = entries.sortedByName()
-            XCTAssertEqual(sorted.map(\.name.bytes), names.sorted { $0.lexicographicallyPrecedes($1) })
-            XCTAssertEqual(sorted.capacity, sorted.count)
+            // The size tells each entry apart: it must travel with its name.
+            var entries = names.map {
+                Entry(
+                    name: FileName(bytes: $0), kind: .file, size: Int64($0.count * 1000 + Int($0.last ?? 0)),
+                    mtime: Timestamp(seconds: 0))
+            }
+            entries.sortByName()
+            XCTAssertEqual(entries.map(\.name.bytes), names.sorted { $0.lexicographicallyPrecedes($1) })
+            for entry in entries {
+                let bytes = entry.name.bytes
+                XCTAssertEqual(entry.size, Int64(bytes.count * 1000 + Int(bytes.last ?? 0)))
+            }
         }
     }
 }
