@@ -147,10 +147,7 @@ public final class SyncRunner {
             index += 1
         }
         guard let text = Posix.readFile(path ?? DefinitionsFile.defaultPath(), limit: 1 << 20) else { return false }
-        let ftp = Array("ftp".utf8)
-        return text.indices.dropLast(2).contains {
-            text[$0] == ftp[0] && text[$0 + 1] == ftp[1] && text[$0 + 2] == ftp[2]
-        }
+        return text.firstRange(of: Array("ftp".utf8)) != nil
     }
 
     private func execute(_ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date) throws

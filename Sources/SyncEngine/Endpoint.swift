@@ -66,10 +66,13 @@ public struct Listing: Sendable {
     /// `excludedPaths` would have left them out.
     public mutating func leaveOut(_ paths: Set<FileName>) {
         if paths.isEmpty { return }
+        // Only the folders on the way to a path are looked into, not the whole tree.
+        let folders = Planner.ancestors(of: paths)
         func prune(_ entries: inout [Entry], _ base: FileName) {
             entries.removeAll { paths.contains(base.appending($0.name)) }
             for i in entries.indices where entries[i].children != nil {
-                prune(&entries[i].children!, base.appending(entries[i].name))
+                let path = base.appending(entries[i].name)
+                if folders.contains(path) { prune(&entries[i].children!, path) }
             }
         }
         prune(&entries, .empty)
