@@ -1,3 +1,5 @@
+import SyncEngine
+
 /// A problem in the definitions file: one line naming the file, the line, the field and the
 /// problem. The command line prints it and exits with code 2.
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
@@ -21,28 +23,10 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
         return Self.printable(text + problem)
     }
 
-    /// The message with control characters escaped (`\n`, `\t`, `\u{1B}`): values quoted from
-    /// the file may hold line breaks or terminal escapes, and the message must stay ONE line
-    /// that cannot rewrite the user's terminal.
-    static func printable(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: isControl) else { return text }
-        var out = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where isControl(scalar): out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
-    }
-
-    /// C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
-    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
-    }
+    /// The message with control characters escaped (`TerminalText`): values quoted from the
+    /// file may hold line breaks or terminal escapes, and the message must stay ONE line that
+    /// cannot rewrite the user's terminal.
+    static func printable(_ text: String) -> String { TerminalText.escaped(text) }
 }
 
 /// A refusal before anything was touched: a failed File Check, an absent drive, a safety rail.

@@ -104,11 +104,14 @@ public final class RunReporter: SyncObserver, @unchecked Sendable {
     /// A line for the log file only (refusals, which the command line prints on stderr).
     public func logOnly(_ line: String) {
         lock.lock()
-        log?.append(line)
+        log?.append(TerminalText.escaped(line))
         lock.unlock()
     }
 
-    private func emit(_ line: String) {
+    // Every line passes `TerminalText.escaped` on its way out: it may quote a drive's label or
+    // mount point, a file name or a server's reply, and none of them may drive the terminal.
+    private func emit(_ text: String) {
+        let line = TerminalText.escaped(text)
         log?.append(line)
         guard printLines else { return }
         out.append(contentsOf: line.utf8)
@@ -122,7 +125,14 @@ public final class RunReporter: SyncObserver, @unchecked Sendable {
         guard let formatter else { return }
         if log == nil {
             if printLines {
+                let start = out.count
                 formatter.appendLine(for: action, outcome: outcome, to: &out)
+                // A failure's reason may quote a server or the drive: escaped like every line
+                // (the bytes are looked at; a String is made only for a line that needs it).
+                if !out[start..<(out.count - 1)].allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) {
+                    let line = String(decoding: out[start..<(out.count - 1)], as: UTF8.self)
+                    out.replaceSubrange(start..<(out.count - 1), with: TerminalText.escaped(line).utf8)
+                }
                 if progress == nil && out.count > 1 << 16 { flushOut() }
             }
         } else {

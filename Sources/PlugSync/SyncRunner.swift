@@ -439,6 +439,7 @@ struct PhaseTimer {
     }
 }
 
+/// One line on standard error, escaped (`TerminalText`): it may quote a drive or a server.
 func printError(_ line: String) {
-    writeAll(2, Array((line + "\n").utf8))
+    writeAll(2, Array((TerminalText.escaped(line) + "\n").utf8))
 }

@@ -94,35 +94,23 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
         }
     }
 
-    /// The name for display; bytes that are not UTF-8 are shown as `\xNN`, control characters
-    /// as `\xNN` too, so a hostile name cannot move the terminal's cursor.
+    /// The name for display (`TerminalText.escaped`): bytes that are not UTF-8 are shown as
+    /// `\xNN`, and so are control and bidi characters, so a hostile name can neither move the
+    /// terminal's cursor nor turn the line around.
     public var description: String {
         // Fast path: printable ASCII, which is nearly every name.
         if storage.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) { return storage }
         let bytes = self.bytes
+        if let text = String(validating: bytes, as: UTF8.self) { return TerminalText.escaped(text) }
         var out = ""
-        if let text = String(validating: bytes, as: UTF8.self) {
-            for scalar in text.unicodeScalars {
-                if scalar.value < 0x20 || scalar.value == 0x7f {
-                    out += Self.escaped(scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-            return out
-        }
         for byte in bytes {
             if byte < 0x20 || byte >= 0x7f {
-                out += Self.escaped(UInt32(byte))
+                out += TerminalText.hex(byte)
             } else {
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             }
         }
         return out
-    }
-
-    private static func escaped(_ value: UInt32) -> String {
-        "\\x" + String(value, radix: 16).leftPadded(to: 2)
     }
 
     /// `self` joined with `name` by a slash (no slash when `self` is empty).
@@ -173,6 +161,48 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
             }
         }
     }
+}
+
+/// Text from a drive, a server or a file, made safe to print on a terminal or write to a log:
+/// the one escaping every such line goes through (file names, labels, mount points, server
+/// replies, configuration errors, the agent's lines).
+///
+/// A character is escaped when a terminal would act on it instead of showing it: C0 controls
+/// (line breaks and tabs included, so a line stays one line), DEL, C1 controls (U+0080-U+009F:
+/// U+009B is a one-character CSI on many terminals), the bidi controls that reorder what
+/// follows (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) and the Unicode line and
+/// paragraph separators. Each of its UTF-8 bytes is shown as `\xNN`, as a file name's bytes
+/// that are not UTF-8 are, so the user sees what is on the disk.
+public enum TerminalText {
+    public static func isUnsafe(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0..<0x20, 0x7F...0x9F, 0x061C, 0x200E, 0x200F, 0x2028...0x202E, 0x2066...0x2069: return true
+        default: return false
+        }
+    }
+
+    /// `text` with every unsafe character escaped; with `keepingNewlines`, line feeds stay (a
+    /// log printed whole).
+    public static func escaped(_ text: String, keepingNewlines: Bool = false) -> String {
+        // Fast path: printable ASCII, nearly every line. Bytes from 0x80 may start an unsafe
+        // character; the scalars decide.
+        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f || ($0 == 0x0A && keepingNewlines) }) { return text }
+        guard text.unicodeScalars.contains(where: { isUnsafe($0) && !(keepingNewlines && $0 == "\n") }) else {
+            return text
+        }
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 16)
+        for scalar in text.unicodeScalars {
+            if isUnsafe(scalar) && !(keepingNewlines && scalar == "\n") {
+                for byte in String(scalar).utf8 { out += hex(byte) }
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    static func hex(_ byte: UInt8) -> String { "\\x" + String(byte, radix: 16).leftPadded(to: 2) }
 }
 
 extension String {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import PlugSync
+import SyncEngine
 
 #if canImport(Glibc)
     import Glibc
@@ -80,8 +81,9 @@ func reported(_ error: Error) -> Error {
 }
 
 enum FileHandleOut {
+    /// One line on standard error, escaped (`TerminalText`): it may quote a drive or a server.
     static func error(_ line: String) {
-        var text = line
+        var text = TerminalText.escaped(line)
         if !text.hasSuffix("\n") { text += "\n" }
         _ = text.withCString { fputs($0, stderr) }
     }

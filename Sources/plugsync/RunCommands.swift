@@ -74,7 +74,7 @@ struct Log: ParsableCommand {
                 let running = DefinitionLock.isHeld(stateDirectory: state, name: name)
                 if running { sawRun = true }
                 if sawRun && !running {
-                    _ = appendNew(path, from: offset)
+                    _ = appendNew(path, from: offset, final: true)
                     return
                 }
                 usleep(100_000)
@@ -92,13 +92,20 @@ struct Log: ParsableCommand {
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
             text = lines.suffix(count + (text.hasSuffix("\n") ? 1 : 0)).joined(separator: "\n")
         }
-        Posix.writeStandardOutput(Array(text.utf8))
+        Posix.writeStandardOutput(Array(TerminalText.escaped(text, keepingNewlines: true).utf8))
         return UInt64(data.count)
     }
 
-    private func appendNew(_ path: String, from offset: UInt64) -> UInt64 {
+    /// Prints the whole lines added since `offset` (escaped like the rest: a log written by an
+    /// older plugsync, or by someone else, may hold raw escapes); a line still being written
+    /// waits for the next call, or for `final`.
+    private func appendNew(_ path: String, from offset: UInt64, final: Bool = false) -> UInt64 {
         guard let data = Posix.readFile(path, from: Int(offset)) else { return offset }
-        if !data.isEmpty { Posix.writeStandardOutput(data) }
-        return offset + UInt64(data.count)
+        let end = final ? data.count : (data.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
+        if end > 0 {
+            let text = String(decoding: data[..<end], as: UTF8.self)
+            Posix.writeStandardOutput(Array(TerminalText.escaped(text, keepingNewlines: true).utf8))
+        }
+        return offset + UInt64(end)
     }
 }

@@ -69,9 +69,9 @@ struct Check: ParsableCommand {
                     let state = try resolved.endpoint.rootState()
                     line +=
                         state == .missing ? "; folder does not exist yet" : (state == .empty ? "; folder is empty" : "")
-                    print(line)
+                    print(TerminalText.escaped(line))
                 } catch let error as PreconditionError {
-                    print("\(role): \(error)")
+                    print(TerminalText.escaped("\(role): \(error)"))
                     refused = true
                 }
             }
@@ -156,7 +156,10 @@ func formatDate(_ date: Date) -> String {
     Posix.localTimeString(date.timeIntervalSince1970)
 }
 
-func printTable(_ rows: [[String]]) {
+/// Prints rows in aligned columns. Cells may hold a drive's label, UUID, serial or mount point:
+/// each is escaped (`TerminalText`) before it is measured.
+func printTable(_ rawRows: [[String]]) {
+    let rows = rawRows.map { $0.map { TerminalText.escaped($0) } }
     guard let header = rows.first else { return }
     var widths = header.map(\.count)
     for row in rows {

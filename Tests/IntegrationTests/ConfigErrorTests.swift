@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Every mistake in the definitions file: exit code 2, one line on stderr naming the file, the
 /// line, the field and the problem, never a crash or a stack trace, and nothing touched.
 final class ConfigErrorTests: IntegrationTestCase {
@@ -64,6 +68,13 @@ final class ConfigErrorTests: IntegrationTestCase {
         XCTAssertEqual(result.stderrLines.count, 1, "\(result)")
         XCTAssertTrue(result.stderr.contains(missing), "\(result)")
         XCTAssertFalse(exists("nope"), "a failed load created folders")
+    }
+
+    func testControlAndBidiCharactersInAValueAreEscaped() throws {
+        // ESC, U+009B (a one-character CSI), U+202E (right-to-left override), U+2066, a line break.
+        try assertConfigError(
+            bad(endpoints + ["type: \"a\\e[2J\\u009B\\u202Eb\\u2066\\nc\""]), atLine: 12, field: "type",
+            problem: "a\\x1b[2J\\xc2\\x9b\\xe2\\x80\\xaeb\\xe2\\x81\\xa6\\x0ac")
     }
 
     /// Writes `good` + `broken`, runs `run good`, `list` and `check good`, and checks each

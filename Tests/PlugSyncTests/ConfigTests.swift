@@ -127,7 +127,7 @@ final class ConfigTests: XCTestCase {
             assertError(minimal(source: empty), line: 4, field: nil, contains: "needs an absolute path")
         }
         // A line break or terminal escape in a quoted value stays escaped in the one-line message.
-        assertError(minimal("    type: \"mir\\nror\\e[2J\""), line: 7, field: nil, contains: "mir\\nror\\u{1B}[2J")
+        assertError(minimal("    type: \"mir\\nror\\e[2J\""), line: 7, field: nil, contains: "mir\\x0aror\\x1b[2J")
     }
 
     func testUnknownKeySuggestsTheRightOne() {

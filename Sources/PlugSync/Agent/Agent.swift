@@ -48,7 +48,7 @@ public final class Agent: @unchecked Sendable {
     }
 
     public static func say(_ line: String) {
-        var text = "plugsync agent: " + line + "\n"
+        var text = "plugsync agent: " + TerminalText.escaped(line) + "\n"  // labels, mount points, server text
         text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
     }
     private func say(_ line: String) { Self.say(line) }
