@@ -29,23 +29,52 @@ public struct DefinitionsFile: Sendable {
         return system
     }
 
-    /// Reads and checks the file. With `allowMissing`, an absent file is an empty one.
+    /// Reads and checks the file. With `allowMissing`, an absent file is an empty one. Running
+    /// as root, a file, password file or hook program that another user could change is refused
+    /// (`FileTrust`).
     public static func load(path: String, allowMissing: Bool = false) throws -> DefinitionsFile {
-        guard let data = Posix.readFile(path) else {
-            if allowMissing && access(path, F_OK) != 0 {
+        // Opened once and checked through its descriptor: what is checked is what is read. A
+        // FIFO put in its place cannot block (O_NONBLOCK, then the type).
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if allowMissing && errno == ENOENT {
                 return try DefinitionsFile(path: path, text: "definitions:\n")
             }
             let reason =
-                access(path, F_OK) != 0
+                errno == ENOENT
                 ? "no such file (create it with 'plugsync add' or pass --config)" : "cannot be read"
             throw ConfigError(file: path, problem: reason)
         }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            throw ConfigError(file: path, problem: "is not a regular file")
+        }
+        if FileTrust.applies, let problem = FileTrust.problem(path: path, status: st) {
+            throw ConfigError(
+                file: path, problem: problem.message("plugsync runs as root and takes hooks and passwords from it"))
+        }
+        guard let data = Self.readAll(fd) else { throw ConfigError(file: path, problem: "cannot be read") }
         guard let text = String(validating: data, as: UTF8.self) else {
             throw ConfigError(file: path, problem: "is not UTF-8 text")
         }
         var file = try DefinitionsFile(path: path, text: text)
-        file.checkPermissions()
+        try file.checkPermissions(mode: st.st_mode)
         return file
+    }
+
+    private static func readAll(_ fd: Int32) -> [UInt8]? {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if n == 0 { return result }
+            result.append(contentsOf: chunk[0..<n])
+        }
     }
 
     public init(path: String, text: String) throws {
@@ -77,18 +106,54 @@ public struct DefinitionsFile: Sendable {
         }
     }
 
-    /// Warns when the file holds a password and other users can read it.
-    private mutating func checkPermissions() {
-        let holdsPassword = definitions.contains { definition in
-            [definition.source, definition.destination].contains {
-                if case .ftp(let ftp) = $0.location, case .literal = ftp.password { return true }
-                return false
+    /// Warns when a password source other users can read (or write) is named: the file itself
+    /// holding a literal `password:`, or a `password_file`; each once. Running as root, refuses a
+    /// `password_file` or a hook's program another user could change (`FileTrust`).
+    private mutating func checkPermissions(mode: mode_t) throws {
+        var holdsPassword = false
+        var passwordFiles: [String] = []
+        for definition in definitions {
+            for endpoint in [definition.source, definition.destination] {
+                guard case .ftp(let ftp) = endpoint.location else { continue }
+                switch ftp.password {
+                case .literal: holdsPassword = true
+                case .file(let file) where !passwordFiles.contains(file): passwordFiles.append(file)
+                default: break
+                }
             }
         }
-        var st = stat()
-        if holdsPassword && stat(path, &st) == 0 && st.st_mode & 0o044 != 0 {
-            warnings.append("warning: \(path) holds a password and other users can read it; run: chmod 600 \(path)")
+        if holdsPassword && mode & 0o066 != 0 {
+            warnings.append(Self.readableWarning(path))
         }
+        for file in passwordFiles {
+            if FileTrust.applies, let problem = FileTrust.problem(path: file) {
+                throw ConfigError(
+                    file: file, problem: problem.message("a password_file of \(path), which plugsync reads as root"))
+            }
+            var st = stat()
+            if stat(file, &st) == 0 && st.st_mode & 0o066 != 0 { warnings.append(Self.readableWarning(file)) }
+        }
+        guard FileTrust.applies else { return }
+        for definition in definitions {
+            let stages = [
+                ("before", definition.hooks.before), ("after", definition.hooks.after),
+                ("on_error", definition.hooks.onError),
+            ]
+            for case (let stage, let command?) in stages {
+                for program in FileTrust.programs(in: command) {
+                    if let problem = FileTrust.problem(path: program) {
+                        throw ConfigError(
+                            file: program,
+                            problem: problem.message(
+                                "the \(stage) hook of \(definition.name) in \(path) runs it as root"))
+                    }
+                }
+            }
+        }
+    }
+
+    static func readableWarning(_ file: String) -> String {
+        "warning: \(file) holds a password and other users can read it; run: chmod 600 \(file)"
     }
 
     public func definition(named name: String) throws -> Definition {

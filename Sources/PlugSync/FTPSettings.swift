@@ -38,11 +38,21 @@ enum FTPSettings {
             }
             return String(cString: value)
         case .file(let path):
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
             guard fd >= 0 else {
                 throw UsageError("the \(role)'s password_file \(path): \(String(cString: strerror(errno)))")
             }
             defer { close(fd) }
+            // Checked when it is read, through the descriptor read (the agent reads it long
+            // after the definitions file): as root, one another user could change is refused.
+            var st = stat()
+            guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+                throw UsageError("the \(role)'s password_file \(path): not a regular file")
+            }
+            if FileTrust.applies, let distrust = FileTrust.problem(path: path, status: st) {
+                throw UsageError(
+                    "the \(role)'s password_file \(path) " + distrust.message("plugsync reads it as root"))
+            }
             var buffer = [UInt8](repeating: 0, count: 4096)
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             guard n >= 0 else {

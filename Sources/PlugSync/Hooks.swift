@@ -35,6 +35,18 @@ struct Hooks {
     }
 
     private func run(_ command: String, stage: String, extra: [String: String], _ reporter: RunReporter) -> Int32 {
+        // Checked again when it runs (the agent runs long after it read the file): as root, a
+        // program another user could change is not run (`FileTrust`).
+        if FileTrust.applies {
+            for program in FileTrust.programs(in: command) {
+                if let distrust = FileTrust.problem(path: program) {
+                    reporter.say(
+                        "Hook \(stage) not run: \(program) "
+                            + distrust.message("plugsync runs as root and would run it as root"))
+                    return 126
+                }
+            }
+        }
         var environment: [String: String] = [:]
         var entry = environ
         while let pointer = entry.pointee {

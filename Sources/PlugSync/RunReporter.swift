@@ -12,10 +12,10 @@ public final class LogFile {
     private var stampSecond = -1
     private var stamp = ""
 
+    /// Opens (creates) the log without following a symbolic link another user owns
+    /// (`FileTrust.openForAppend` says how); throws a UsageError naming the path and the problem.
     public init(path: String) throws {
-        try? Posix.makeDirectories(Posix.parentPath(path))
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        if fd < 0 { throw UsageError("cannot open log file \(path): \(String(cString: strerror(errno)))") }
+        fd = try FileTrust.openForAppend(path)
     }
 
     deinit {

@@ -3,6 +3,10 @@ import Dispatch
 import FoundationEssentials
 import SyncEngine
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// How a run was asked for.
 public struct RunOptions: Sendable {
     public var dryRun = false
@@ -146,7 +150,12 @@ public final class SyncRunner {
             }
             index += 1
         }
-        guard let text = Posix.readFile(path ?? DefinitionsFile.defaultPath(), limit: 1 << 20) else { return false }
+        // Only a regular file is read: a FIFO put there would block before the load refuses it.
+        let file = path ?? DefinitionsFile.defaultPath()
+        var st = stat()
+        guard stat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG,
+            let text = Posix.readFile(file, limit: 1 << 20)
+        else { return false }
         return text.firstRange(of: Array("ftp".utf8)) != nil
     }
 

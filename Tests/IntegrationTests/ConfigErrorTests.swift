@@ -77,6 +77,30 @@ final class ConfigErrorTests: IntegrationTestCase {
             problem: "a\\x1b[2J\\xc2\\x9b\\xe2\\x80\\xaeb\\xe2\\x81\\xa6\\x0ac")
     }
 
+    /// Running as root, a definitions file other users may write is refused like a mistake in
+    /// it: one line naming the file and the problem, exit 2, nothing touched.
+    func testAFileOthersCanWriteIsRefusedAsRoot() throws {
+        try requireRoot("the file's owner and mode matter to root only")
+        try write("src/data.txt", "data\n")
+        try mkdir("dst")
+        try writeConfig(good())
+        for mode: mode_t in [0o666, 0o664, 0o602] {
+            Glibc.chmod(configPath, mode)
+            for arguments in [["run", "good"], ["list"], ["check", "good"]] {
+                let result = try plugsync(arguments: arguments)
+                assertExit(result, 2)
+                XCTAssertEqual(result.stderrLines.count, 1, "\(result)")
+                XCTAssertTrue(
+                    result.stderr.contains(
+                        "\(configPath): is writable by other users (mode 0\(String(mode, radix: 8)))"),
+                    "\(result)")
+                XCTAssertFalse(exists("dst/data.txt"), "\(result)")
+            }
+        }
+        Glibc.chmod(configPath, 0o644)
+        assertExit(try plugsync("run", "good"), 0)
+    }
+
     /// Writes `good` + `broken`, runs `run good`, `list` and `check good`, and checks each
     /// refuses with one line naming `file:line`, the field and the problem.
     private func assertConfigError(

@@ -30,4 +30,35 @@ final class HookTests: IntegrationTestCase {
         assertExit(dry, 0)
         XCTAssertEqual(read("hooks.txt"), "on_error h manual refused 0 0 0\n", "no hooks on a dry run")
     }
+
+    /// Running as root, a hook whose program another user could change is refused when the
+    /// file is read (exit 2, one line naming the program), and never runs.
+    func testAHookProgramOthersCanChangeIsRefusedAsRoot() throws {
+        try requireRoot("the program's owner and mode matter to root only")
+        try write("src/a.txt", "hello\n")
+        let marker = path("ran")
+        try write("bin/hook.sh", "#!/bin/sh\necho ran > \(marker)\n", mode: 0o777)
+        try writeConfig(
+            definition(
+                "h", source: path("src"), destination: path("dst"),
+                ["hooks:", "  after: '\(path("bin/hook.sh")) --now'"]))
+        let refused = try plugsync("run", "h")
+        assertExit(refused, 2)
+        XCTAssertEqual(refused.stderrLines.count, 1, "\(refused)")
+        XCTAssertTrue(
+            refused.stderr.contains("\(path("bin/hook.sh")): is writable by other users (mode 0777")
+                && refused.stderr.contains("the after hook of h"), "\(refused)")
+        XCTAssertFalse(exists("ran"))
+        XCTAssertFalse(exists("dst/a.txt"), "nothing ran")
+
+        try chmod("bin/hook.sh", 0o755)
+        try chmod("bin", 0o775)
+        let folder = try plugsync("run", "h")
+        assertExit(folder, 2)
+        XCTAssertTrue(folder.stderr.contains("its folder \(path("bin")) is writable by other users"), "\(folder)")
+
+        try chmod("bin", 0o755)
+        assertExit(try plugsync("run", "h"), 0)
+        XCTAssertEqual(read("ran"), "ran\n")
+    }
 }

@@ -6,7 +6,14 @@ import XCTest
     import Glibc
 #endif
 
-/// Reliability case 10, "hostile drive", mode 10: what reaches the terminal.
+/// Reliability case 10, "hostile drive", modes 9 and 10: what root trusts, and what reaches the
+/// terminal.
+///
+/// Mode 9: running as root, a definitions file, password_file or hook program that another user
+/// (`nobody`) could change is refused with one line naming it (exit 2), and the hook never runs;
+/// a `log_file` path through a symbolic link `nobody` planted (in advance, or swapped in by a
+/// `nobody` process racing the run, 20 seeded trials) never writes outside: a root-only file and
+/// folder stay as they were.
 ///
 /// Mode 10: an ext4 drive whose label holds ESC, U+009B (CSI) and U+202E, mounted on a folder
 /// whose name holds them too, with such file names on it: `run`, `devices`, `check`, `log`,
@@ -39,6 +46,196 @@ final class HostileDriveTrustTests: IntegrationTestCase {
     /// A refusal as the brief of the case wants it: exit 2, one line naming `file`.
     private func refused(_ result: CommandResult, naming file: String) -> Bool {
         result.status == 2 && result.stderrLines.count == 1 && result.stderr.contains(file) && result.stdout.isEmpty
+    }
+
+    // MARK: mode 9
+
+    func testMode9ConfigurationTrust() throws {
+        try requireRoot("files owned by another user, and that user racing the run", tools: ["setpriv", "chown"])
+        let seed: UInt64 = 0x9_7157
+        try write("src/a.txt", "a\n")
+        try mkdir("dst")
+        try mkdir("shared")  // a folder nobody owns, like a user's home
+        try chown("shared", "nobody:nogroup")
+        try mkdir("rootonly", mode: 0o700)
+        try write("rootonly/secret.txt", "root's\n", mode: 0o600)
+        let marker = path("hook-ran")
+        let hook = "touch \(marker)"
+
+        // The definitions file: owned by nobody; writable by group or others; in a folder nobody
+        // owns; in a folder others may write; reached through a link into nobody's folder.
+        func config(at file: String, mode: UInt32, owner: String = "root:root") throws -> CommandResult {
+            try? FileManager.default.removeItem(atPath: file)
+            try ("definitions:\n" + hooked("h", hook: hook)).write(toFile: file, atomically: false, encoding: .utf8)
+            try shell("chown \(owner) \(quote(file)) && chmod \(String(mode, radix: 8)) \(quote(file))")
+            try? FileManager.default.removeItem(atPath: marker)
+            return try plugsync("run", "h", config: file)
+        }
+        let owned = try config(at: configPath, mode: 0o644, owner: "nobody:nogroup")
+        trial("a definitions file nobody owns is refused", refused(owned, naming: configPath), "\(owned)")
+        trial("... and its hook did not run", !FileManager.default.fileExists(atPath: marker))
+        for mode: UInt32 in [0o664, 0o646, 0o666, 0o620] {
+            let result = try config(at: configPath, mode: mode)
+            trial(
+                "a definitions file of mode \(String(mode, radix: 8)) is refused",
+                refused(result, naming: configPath) && result.stderr.contains("writable by other users")
+                    && !FileManager.default.fileExists(atPath: marker), "\(result)")
+        }
+        let inShared = try config(at: path("shared/plugsync.yaml"), mode: 0o644)
+        trial(
+            "a definitions file in a folder nobody owns is refused, naming the folder",
+            refused(inShared, naming: path("shared/plugsync.yaml"))
+                && inShared.stderr.contains("folder \(path("shared"))")
+                && !FileManager.default.fileExists(atPath: marker), "\(inShared)")
+        try mkdir("open", mode: 0o777)
+        let inOpen = try config(at: path("open/plugsync.yaml"), mode: 0o644)
+        trial(
+            "a definitions file in a folder others may write is refused",
+            refused(inOpen, naming: path("open/plugsync.yaml")) && !FileManager.default.fileExists(atPath: marker),
+            "\(inOpen)")
+        try mkdir("sticky", mode: 0o1777)
+        let inSticky = try config(at: path("sticky/plugsync.yaml"), mode: 0o644)
+        trial(
+            "root's definitions file in a sticky folder (like /tmp) is trusted",
+            inSticky.status == 0 && FileManager.default.fileExists(atPath: marker), "\(inSticky)")
+        try mkdir("deep/er")
+        try chmod("deep", 0o775)
+        let deep = try config(at: path("deep/er/plugsync.yaml"), mode: 0o644)
+        trial(
+            "a group-writable folder two levels up is refused",
+            refused(deep, naming: path("deep/er/plugsync.yaml")) && deep.stderr.contains("folder \(path("deep"))"),
+            "\(deep)")
+        _ = try config(at: path("shared/linked.yaml"), mode: 0o644)
+        try symlink("linked.yaml", to: path("shared/linked.yaml"))
+        try? FileManager.default.removeItem(atPath: marker)
+        let linked = try plugsync("run", "h", config: path("linked.yaml"))
+        trial(
+            "root's link to a definitions file in nobody's folder is refused",
+            refused(linked, naming: path("linked.yaml")) && !FileManager.default.fileExists(atPath: marker),
+            "\(linked)")
+
+        // Hook programs: nobody's; root's but writable by others; a script given to sh; root's.
+        func hookRun(_ command: String) throws -> CommandResult {
+            try writeConfig(hooked("h", hook: command))
+            Glibc.chmod(configPath, 0o644)
+            try? FileManager.default.removeItem(atPath: marker)
+            return try plugsync("run", "h")
+        }
+        let script = "#!/bin/sh\ntouch \(marker)\n"
+        try write("shared/hook.sh", script, mode: 0o755)
+        try chown("shared/hook.sh", "nobody:nogroup")
+        try write("tools/hook.sh", script, mode: 0o757)
+        try write("tools/good.sh", script, mode: 0o755)
+        for (command, file) in [
+            (path("shared/hook.sh"), path("shared/hook.sh")), (path("tools/hook.sh"), path("tools/hook.sh")),
+            ("sh -e " + path("shared/hook.sh"), path("shared/hook.sh")),
+            ("LANG=C env X=1 " + path("tools/hook.sh") + " arg", path("tools/hook.sh")),
+        ] {
+            let result = try hookRun(command)
+            trial(
+                "a hook `\(command)` another user can change is refused",
+                refused(result, naming: file) && result.stderr.contains("before hook of h")
+                    && !FileManager.default.fileExists(atPath: marker), "\(result)")
+        }
+        let good = try hookRun(path("tools/good.sh"))
+        trial(
+            "root's own hook program runs", good.status == 0 && FileManager.default.fileExists(atPath: marker),
+            "\(good)")
+
+        // A password_file nobody owns is refused (the FTP server is never reached: `list`).
+        try write("shared/ftp.pass", "secret\n", mode: 0o600)
+        try chown("shared/ftp.pass", "nobody:nogroup")
+        try writeConfig(
+            [
+                "  - name: up", "    source:", "      local: '\(path("src"))'", "    destination:", "      ftp:",
+                "        server: 127.0.0.1:1", "        username: u",
+                "        password_file: '\(path("shared/ftp.pass"))'",
+            ].joined(separator: "\n") + "\n")
+        Glibc.chmod(configPath, 0o600)
+        for arguments in [["list"], ["run", "up"]] {
+            let result = try plugsync(arguments: arguments)
+            trial(
+                "plugsync \(arguments[0]) refuses a password_file nobody owns",
+                refused(result, naming: path("shared/ftp.pass")), "\(result)")
+        }
+
+        // log_file: a link nobody planted, for the file or for a folder on its way, is not
+        // followed; root's own link is; a FIFO does not block the run.
+        func logRun(_ log: String) throws -> CommandResult {
+            try writeConfig(definition("l", source: path("src"), destination: path("dst"), ["log_file: '\(log)'"]))
+            Glibc.chmod(configPath, 0o644)
+            return try plugsync("run", "l", timeout: 20)
+        }
+        func rootOnlyIntact() -> Bool {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: path("rootonly"))) ?? []
+            return names == ["secret.txt"] && read("rootonly/secret.txt") == "root's\n"
+        }
+        try shell(
+            "cd \(quote(path("shared"))) && setpriv --reuid=nobody --regid=nogroup --clear-groups "
+                + "sh -c 'ln -s \(path("rootonly/secret.txt")) run.log && ln -s \(path("rootonly")) logs'")
+        for log in [path("shared/run.log"), path("shared/logs/run.log")] {
+            let result = try logRun(log)
+            trial(
+                "log_file \(log) through nobody's link writes nothing outside, and says so",
+                result.status == 0 && rootOnlyIntact() && result.stderr.contains("is a symbolic link owned by nobody"),
+                "\(result)")
+        }
+        try mkdir("logs")
+        try symlink("link.log", to: path("logs/real.log"))
+        let own = try logRun(path("link.log"))
+        trial(
+            "root's own link to a log file is followed",
+            own.status == 0 && (read("logs/real.log") ?? "").contains("Sync l started"), "\(own)")
+        // The race: nobody swaps the log file, or a folder on its way, for a link into a
+        // root-only folder, again and again, while root runs.
+        var random = SplitMix64(seed: seed)
+        for index in 0..<20 {
+            try? FileManager.default.removeItem(atPath: path("shared/race"))
+            try? FileManager.default.removeItem(atPath: path("rootonly"))  // each trial judged alone
+            try mkdir("rootonly", mode: 0o700)
+            try write("rootonly/secret.txt", "root's\n", mode: 0o600)
+            try mkdir("shared/race/logs")
+            try shell("chown -R nobody:nogroup \(quote(path("shared/race")))")
+            let folderSwap = random.next() % 2 == 0
+            let pause = random.next() % 3000
+            let race = quote(path("shared/race"))
+            let swap =
+                folderSwap
+                ? "rm -rf logs; ln -s \(path("rootonly")) logs; usleep \(pause); rm -f logs; mkdir logs"
+                : "ln -sfn \(path("rootonly/secret.txt")) logs/run.log; usleep \(pause); rm -f logs/run.log; : > logs/run.log"
+            // The racer is this process's child, so that it is reaped as soon as it is stopped.
+            let racer = Process()
+            racer.executableURL = URL(fileURLWithPath: try which("setpriv"))
+            racer.arguments =
+                Array(asNobody.dropFirst()) + [
+                    "sh", "-c",
+                    "cd \(race) && usleep() { sleep 0.000$1 2>/dev/null || true; }; while :; do \(swap); done",
+                ]
+            racer.standardOutput = FileHandle.nullDevice
+            racer.standardError = FileHandle.nullDevice
+            try racer.run()
+            usleep(UInt32(random.next() % 20_000))
+            let result = try logRun(path("shared/race/logs/run.log"))
+            racer.terminate()
+            racer.waitUntilExit()
+            trial(
+                "race \(index) (\(folderSwap ? "folder" : "file") swapped): nothing outside was written",
+                result.status == 0 && !result.signaled && rootOnlyIntact(), "\(result)")
+        }
+        // Last: before the fix, this run hung.
+        try shell("mkfifo \(quote(path("shared/fifo.log")))")
+        let fifo = try logRun(path("shared/fifo.log"))
+        trial(
+            "a FIFO as log_file does not block the run", fifo.status == 0 && fifo.stderr.contains("not a regular file"),
+            "\(fifo)")
+
+        try shell("mkfifo \(quote(path("shared/fifo.yaml")))")
+        let fifoConfig = try plugsync("run", "l", config: path("shared/fifo.yaml"), timeout: 20)
+        trial(
+            "a FIFO as the definitions file is refused at once",
+            refused(fifoConfig, naming: path("shared/fifo.yaml")) && fifoConfig.stderr.contains("not a regular file"),
+            "\(fifoConfig)")
+        print("reliability: case 10 hostile drive mode 9 config-trust: held \(held) of \(trials) (seed \(seed))")
     }
 
     // MARK: mode 10

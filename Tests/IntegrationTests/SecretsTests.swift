@@ -154,6 +154,72 @@ final class SecretsTests: IntegrationTestCase {
         print("reliability: case 8 secrets: held \(held) of \(checks.count)")
     }
 
+    /// Every password source others can read warns once per command: a `password_file` readable
+    /// by group or others, and a file holding `password:` with any group or other bit (602 and
+    /// 620 too, where only read bits were looked at). Running as root, a password source others
+    /// may write is refused instead (exit 2). No FTP server is needed: `list` and `show` read the
+    /// file only.
+    func testEveryReadablePasswordSourceWarnsOnce() throws {
+        try requireRoot("files owned by nobody, and plugsync run as nobody", tools: ["setpriv"])
+        func ftp(_ password: String) -> String {
+            [
+                "  - name: up", "    source:", "      local: '\(path("src"))'", "    destination:", "      ftp:",
+                "        server: 127.0.0.1:1", "        username: u", "        \(password)",
+            ].joined(separator: "\n") + "\n"
+        }
+        let warning = "holds a password and other users can read it"
+        func warnings(_ result: CommandResult) -> [String] { result.stderrLines.filter { $0.contains(warning) } }
+
+        // A password_file, as root.
+        let passwordFile = path("ftp.pass")
+        try write("ftp.pass", "secret\n")
+        try writeConfig(ftp("password_file: '\(passwordFile)'"))
+        Glibc.chmod(configPath, 0o644)  // no literal password: the file's own mode does not matter
+        for (mode, warns) in [(0o644, true), (0o640, true), (0o604, true), (0o600, false), (0o400, false)] {
+            Glibc.chmod(passwordFile, mode_t(mode))
+            for arguments in [["list"], ["show", "up"]] {
+                let result = try plugsync(arguments: arguments)
+                check(
+                    "password_file mode \(String(mode, radix: 8)): plugsync \(arguments[0]) warns \(warns ? "once" : "not")",
+                    result.status == 0 && warnings(result).count == (warns ? 1 : 0)
+                        && (!warns || warnings(result)[0].contains("chmod 600 \(passwordFile)")), "\(result)")
+            }
+        }
+        Glibc.chmod(passwordFile, 0o622)
+        let writable = try plugsync("list")
+        check(
+            "as root, a password_file others may write is refused",
+            writable.status == 2 && writable.stderrLines.count == 1 && writable.stderr.contains(passwordFile),
+            "\(writable)")
+
+        // A literal password, as nobody (its own file): every group or other bit warns.
+        try writeConfig(ftp("password: 'pw'"))
+        try shell("chown nobody:nogroup \(quote(configPath))")
+        let nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        for (mode, warns) in [
+            (0o602, true), (0o620, true), (0o640, true), (0o604, true), (0o660, true), (0o600, false),
+        ] {
+            Glibc.chmod(configPath, mode_t(mode))
+            let result = try plugsync("list", wrapper: nobody)
+            check(
+                "literal password, mode \(String(mode, radix: 8)), as nobody: warns \(warns ? "once" : "not")",
+                result.status == 0 && warnings(result).count == (warns ? 1 : 0), "\(result)")
+        }
+        // As root, 602 and 620 are refused: others may write what root runs.
+        try shell("chown root:root \(quote(configPath))")
+        for mode: mode_t in [0o602, 0o620] {
+            Glibc.chmod(configPath, mode)
+            let result = try plugsync("list")
+            check(
+                "literal password, mode \(String(mode, radix: 8)), as root: refused",
+                result.status == 2 && result.stderrLines.count == 1
+                    && result.stderr.contains("writable by other users"),
+                "\(result)")
+        }
+        let held = checks.filter(\.1).count
+        print("secrets: every readable password source warns: held \(held) of \(checks.count)")
+    }
+
     private func leaks(_ result: CommandResult, _ secret: String) -> Bool {
         result.stdout.contains(secret) || result.stderr.contains(secret)
     }
