@@ -348,7 +348,8 @@ public enum DefinitionEmitter {
     }
 
     /// A YAML scalar that reads back as exactly `text`: plain when safe, else single-quoted
-    /// (double-quoted when it holds control characters).
+    /// (double-quoted when it holds control or bidi characters, `TerminalText.isUnsafe`: the
+    /// file, and `show`, never hold them raw).
     public static func scalar(_ text: String) -> String {
         let plainSafe =
             !text.isEmpty
@@ -356,7 +357,7 @@ public enum DefinitionEmitter {
             && !["true", "false", "yes", "no", "on", "off", "null", "~"].contains(text.lowercased())
             && Double(text) == nil && !text.hasPrefix("-") && !text.hasSuffix(":")
         if plainSafe { return text }
-        if text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+        if text.unicodeScalars.contains(where: TerminalText.isUnsafe) {
             var out = "\""
             for s in text.unicodeScalars {
                 switch s {
@@ -365,8 +366,10 @@ public enum DefinitionEmitter {
                 case "\n": out += "\\n"
                 case "\t": out += "\\t"
                 default:
-                    if s.value < 0x20 || s.value == 0x7f {
-                        out += "\\x" + (s.value < 0x10 ? "0" : "") + String(s.value, radix: 16)
+                    if TerminalText.isUnsafe(s) {
+                        let digits = s.value < 0x100 ? 2 : 4  // YAML's \xNN and \uNNNN name code points
+                        let hex = String(s.value, radix: 16)
+                        out += (digits == 2 ? "\\x" : "\\u") + String(repeating: "0", count: digits - hex.count) + hex
                     } else {
                         out.unicodeScalars.append(s)
                     }

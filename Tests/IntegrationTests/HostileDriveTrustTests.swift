@@ -331,6 +331,19 @@ final class HostileDriveTrustTests: IntegrationTestCase {
         let missingCheck = try plugsync("check", "missing")
         printsNothingRaw("check of a missing folder", missingCheck, mustShow: [escapedMount, "no\\x1b[2Jthere"])
 
+        // A label typed with such characters is written to the file, and shown, escaped.
+        let added = try plugsync(
+            "add", "typed", "--source", "device:label=T\(hostile)y,directory=d", "--destination", path("dst3"))
+        let file = (try? String(contentsOfFile: configPath, encoding: .utf8)) ?? ""
+        trial(
+            "add writes the label escaped, as YAML reads it back",
+            added.status == 0 && raw(file).isEmpty && file.contains("label: \"T\\x1b[2J\\x9b1m\\u202ey\""),
+            "\(added)\n\(file)")
+        let shown = try plugsync("show", "typed")
+        printsNothingRaw("show", shown, mustShow: ["T\\x1b[2J\\x9b1m\\u202ey"])
+        let listed = try plugsync("list")
+        printsNothingRaw("list", listed, mustShow: ["typed"])
+
         // The agent's lines: the drive is mounted again while it watches.
         unmount(mount, fuse: false)
         try FileManager.default.removeItem(atPath: path("dst"))
