@@ -87,6 +87,7 @@ public final class SyncRunner {
             let outcome = finish(
                 definition, options, reporter, .refused, SyncStatistics(), "Refused: \(failure)", started: started)
             hooks.after(outcome, reporter)
+            reporter.flush()  // the hooks' lines come after the summary
             return outcome
         }
         let outcome: RunOutcome
@@ -114,6 +115,7 @@ public final class SyncRunner {
                 definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
         }
         hooks.after(outcome, reporter)
+        reporter.flush()  // the hooks' lines come after the summary
         return outcome
     }
 

@@ -60,5 +60,18 @@ final class HookTests: IntegrationTestCase {
         try chmod("bin", 0o755)
         assertExit(try plugsync("run", "h"), 0)
         XCTAssertEqual(read("ran"), "ran\n")
+
+        // Checked again when it runs: here the before hook opens the after hook's program to
+        // everyone once the file was read, and the after hook is not run.
+        try remove("ran")
+        try writeConfig(
+            definition(
+                "h", source: path("src"), destination: path("dst"),
+                ["hooks:", "  before: 'chmod 777 \(path("bin/hook.sh"))'", "  after: '\(path("bin/hook.sh"))'"]))
+        let late = try plugsync("run", "h")
+        assertExit(late, 0)
+        XCTAssertTrue(
+            late.stdout.contains("Hook after not run: \(path("bin/hook.sh")) is writable by other users"), "\(late)")
+        XCTAssertFalse(exists("ran"), "\(late)")
     }
 }
