@@ -64,18 +64,16 @@ public struct EndpointResolver {
             if let check = spec.fileCheck, let failure = check.failure(root: path) {
                 throw PreconditionError("File Check of the \(role) failed: \(failure)")
             }
-            return ResolvedEndpoint(
-                endpoint: localEndpoint(path), root: path,
-                excluded: spec.fileCheck.flatMap { $0.relativePath(under: path) }.map { [$0] } ?? [])
+            var excluded: Set<FileName> = []
+            if let relative = spec.fileCheck?.relativePath(under: path) { excluded.insert(relative) }
+            return ResolvedEndpoint(endpoint: localEndpoint(path), root: path, excluded: excluded)
         case .device(let device):
             let (mountPoint, drive) = try locate(device, fileCheck: spec.fileCheck, role: role)
             let root =
                 device.directory.isEmpty ? mountPoint : (mountPoint == "/" ? "" : mountPoint) + "/" + device.directory
             var excluded: Set<FileName> = []
-            if let check = spec.fileCheck {
-                let absolute =
-                    check.path.hasPrefix("/") ? check.path : (mountPoint == "/" ? "" : mountPoint) + "/" + check.path
-                if let relative = FileCheck(path: absolute).relativePath(under: root) { excluded.insert(relative) }
+            if let relative = spec.fileCheck?.relativePath(onDriveAt: mountPoint, directory: device.directory) {
+                excluded.insert(relative)
             }
             // Writes must land on this drive, not in the bare mount point if it is pulled mid-run.
             let endpoint = localEndpoint(root)
@@ -94,8 +92,8 @@ public struct EndpointResolver {
             var excluded: Set<FileName> = []
             if let check = spec.fileCheck {
                 // On a server, an absolute check path starts at the login directory.
-                let relative = check.path.split(separator: "/").joined(separator: "/")
-                let root = ftp.directory
+                let relative = FileCheck.components(of: check.path).joined(separator: "/")
+                let root = FileCheck.components(of: ftp.directory).joined(separator: "/")
                 let path: String
                 if check.path.hasPrefix("/") {
                     guard root.isEmpty || relative.hasPrefix(root + "/") else {
@@ -222,7 +220,7 @@ public struct EndpointResolver {
         var passed: [(String, String)] = []
         var failures: [String] = []
         for candidate in found {
-            if let failure = fileCheck.failure(root: candidate.mountPoint) {
+            if let failure = fileCheck.failure(root: candidate.mountPoint, drive: true) {
                 failures.append(failure)
             } else if !passed.contains(where: { $0.0 == candidate.mountPoint }) {
                 passed.append(candidate)
