@@ -66,6 +66,8 @@ public struct EndpointResolver {
             }
             var excluded: Set<FileName> = []
             if let relative = spec.fileCheck?.relativePath(under: path) { excluded.insert(relative) }
+            // A filesystem's own `lost+found` is no data: at its root it is never an orphan.
+            if mounts.contains(where: { $0.mountPoint == realPath(path) }) { excluded.insert(Self.lostAndFound) }
             return ResolvedEndpoint(endpoint: localEndpoint(path), root: path, excluded: excluded)
         case .device(let device):
             let (mountPoint, drive) = try locate(device, fileCheck: spec.fileCheck, role: role)
@@ -75,6 +77,8 @@ public struct EndpointResolver {
             if let relative = spec.fileCheck?.relativePath(onDriveAt: mountPoint, directory: device.directory) {
                 excluded.insert(relative)
             }
+            // A filesystem's own `lost+found` is no data: at the drive's root it is never an orphan.
+            if FileCheck.components(of: device.directory).isEmpty { excluded.insert(Self.lostAndFound) }
             // Writes must land on this drive, not in the bare mount point if it is pulled mid-run.
             let endpoint = localEndpoint(root)
             var st = stat()
@@ -120,6 +124,8 @@ public struct EndpointResolver {
             return ResolvedEndpoint(endpoint: endpoint, root: ftp.summary, excluded: excluded)
         }
     }
+
+    static let lostAndFound = FileName("lost+found")
 
     /// A local endpoint with the timestamp precision and abilities of the filesystem under it.
     public func localEndpoint(_ path: String) -> LocalEndpoint {

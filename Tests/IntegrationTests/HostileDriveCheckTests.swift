@@ -358,4 +358,58 @@ final class HostileDriveCheckTests: IntegrationTestCase {
         }
         report(8, "check-path-forms", held, trials, failures)
     }
+
+    // MARK: mode 11, lost+found
+
+    /// A mirror to a drive's root keeps ext4's `lost+found` (twice: the second run does
+    /// nothing); a drive's root as a source does not bring it along; nor does a local endpoint
+    /// that is a mount point.
+    func testMode11LostAndFoundAtADrivesRootIsNeverAnOrphan() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSHL" + t
+        let drive = try makeDrive(label: label, name: "root")
+        try "id-\(t)\n".write(toFile: drive.mount + "/.plugsync-id", atomically: false, encoding: .utf8)
+        try write("src/a.txt", "a\n")
+        try write("src/sub/b.txt", "b\n")
+        var held = 0
+        var failures: [String] = []
+        let lostAndFound = drive.mount + "/lost+found"
+        func intact() -> Bool {
+            var st = stat()
+            return lstat(lostAndFound, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
+        }
+        XCTAssertTrue(intact(), "mkfs.ext4 made no lost+found")
+
+        try writeConfig(driveDefinition("to-root", label: label, directory: nil, check: ".plugsync-id=^id-\(t)$"))
+        let first = try plugsync("run", "to-root")
+        let second = try plugsync("run", "to-root")
+        if first.status == 0 && intact() && second.status == 0
+            && second.actions.filter({ !$0.hasPrefix("Skipping ") }).isEmpty
+            && FileManager.default.fileExists(atPath: drive.mount + "/sub/b.txt")
+        {
+            held += 1
+        } else {
+            failures.append("mirror to the drive's root:\n\(first)\n\(second)")
+        }
+
+        try writeConfig(
+            driveDefinition(
+                "from-root", label: label, directory: nil, check: ".plugsync-id=^id-\(t)$", driveIsSource: true))
+        let back = try plugsync("run", "from-root")
+        if back.status == 0 && !exists("dst/lost+found") && exists("dst/sub/b.txt") && intact() {
+            held += 1
+        } else {
+            failures.append("the drive's root as a source:\n\(back)")
+        }
+
+        try writeConfig(definition("local-root", source: path("src"), destination: drive.mount, ["max_delete: 100%"]))
+        let local = try plugsync("run", "local-root")
+        if local.status == 0 && intact() && !local.actions.contains(where: { $0.contains("lost+found") }) {
+            held += 1
+        } else {
+            failures.append("a local endpoint at the mount point:\n\(local)")
+        }
+        report(11, "lost-and-found", held, 3, failures)
+    }
 }
