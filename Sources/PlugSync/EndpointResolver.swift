@@ -67,7 +67,8 @@ public struct EndpointResolver {
             var excluded: Set<FileName> = []
             if let relative = spec.fileCheck?.relativePath(under: path) { excluded.insert(relative) }
             // A filesystem's own `lost+found` is no data: at its root it is never an orphan.
-            if mounts.contains(where: { $0.mountPoint == realPath(path) }) { excluded.insert(Self.lostAndFound) }
+            let real = realPath(path)
+            if mounts.contains(where: { $0.mountPoint == real }) { excluded.insert(Self.lostAndFound) }
             return ResolvedEndpoint(endpoint: localEndpoint(path), root: path, excluded: excluded)
         case .device(let device):
             let (mountPoint, drive) = try locate(device, fileCheck: spec.fileCheck, role: role)
