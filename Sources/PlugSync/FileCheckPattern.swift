@@ -294,6 +294,8 @@ struct FileCheckPattern: @unchecked Sendable {
                 let byte = content[position]
                 var next = table[Int(current) * 256 + Int(byte)]
                 if next == -1 {
+                    // A new DFA state costs up to the whole NFA: the clock is read before each.
+                    if Condition.now() > deadline { return .tooSlow }
                     if keys.count >= Self.cacheLimit {
                         // Full: start the cache again from the state we are in.
                         let key = keys[Int(current)]

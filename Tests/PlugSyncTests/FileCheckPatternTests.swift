@@ -100,6 +100,25 @@ final class FileCheckPatternTests: XCTestCase {
         XCTAssertNil(check.contentFailure(content, where: ".id"))
     }
 
+    /// A pattern whose DFA has a state per position (`(a|b)*a(a|b){400}c` on random a and b)
+    /// builds a state for every byte: the check still ends within its second, and fails.
+    func testAPatternWithoutAFiniteDFAGivesUpWithinTheSecond() throws {
+        var state: UInt64 = 0x5EED
+        let content = (0..<FileCheck.contentLimit).map { _ -> UInt8 in
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return state & 1 == 0 ? UInt8(ascii: "a") : UInt8(ascii: "b")
+        }
+        let check = try FileCheck(parsing: ".id=(a|b)*a(a|b){400}c")
+        let start = Condition.now()
+        let failure = check.contentFailure(content, where: ".id")
+        let seconds = Condition.now() - start
+        XCTAssertLessThan(seconds, 1.3)
+        XCTAssertNotNil(failure)
+        print("file check regex: (a|b)*a(a|b){400}c on 64 KiB: \(failure ?? "") after \(seconds) s")
+    }
+
     func testPathsAreNormalizedOnce() throws {
         for (written, normalized) in [
             ("./.plugsync-id", ".plugsync-id"), ("meta/./id", "meta/id"), ("a//b", "a/b"), ("/x/./y//z", "/x/y/z"),
