@@ -81,8 +81,55 @@ final class HostileDriveCheckTests: IntegrationTestCase {
         return (result, Date().timeIntervalSince(start))
     }
 
-    private func report(_ mode: Int, _ name: String, _ held: Int, _ trials: Int, _ failures: [String]) {
-        print("reliability: case 10 hostile drive mode \(mode) \(name): held \(held) of \(trials)")
+    /// `nobody` swapping the drive's `.plugsync-id` in `folder`, as fast as it can, between a
+    /// regular file holding `content` and (`mode`) a symbolic link to `target` or a FIFO, with
+    /// pauses drawn from `seed`. Killed at teardown.
+    private func startSwapper(in folder: String, mode: String, content: String, target: String, seed: Int) throws
+        -> Process
+    {
+        let script = """
+            import os, random, sys, time
+            folder, mode, content, target, seed = sys.argv[1:6]
+            random.seed(int(seed))
+            os.chdir(folder)
+            while True:
+                if mode == "link":
+                    os.symlink(target, ".swap1")
+                else:
+                    os.mkfifo(".swap1")
+                os.rename(".swap1", ".plugsync-id")
+                time.sleep(random.random() * 0.002)
+                with open(".swap2", "w") as f:
+                    f.write(content)
+                os.rename(".swap2", ".plugsync-id")
+                time.sleep(random.random() * 0.002)
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try which("setpriv"))
+        process.arguments = [
+            "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script, folder, mode,
+            content, target, String(seed),
+        ]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        addTeardownBlock {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+        return process
+    }
+
+    private func stop(_ process: Process) {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    private func report(_ mode: Int, _ name: String, _ held: Int, _ trials: Int, _ failures: [String], seed: Int? = nil)
+    {
+        let seeded = seed.map { " seed \($0)" } ?? ""
+        print("reliability: case 10 hostile drive mode \(mode) \(name)\(seeded): held \(held) of \(trials)")
         XCTAssertEqual(held, trials, "trials that did not hold:\n" + failures.joined(separator: "\n"))
     }
 
@@ -181,6 +228,25 @@ final class HostileDriveCheckTests: IntegrationTestCase {
             }
         }
 
+        // `nobody` swaps the check file between a FIFO and the right regular file while runs
+        // start: every run ends within seconds (passed or refused), none hangs.
+        let seed = 4_100
+        try shell("cd \(quote(drive.mount)) && rm -rf -- * .plugsync-id && chmod 0777 .")
+        try writeConfig(driveDefinition("usb", label: label, check: ".plugsync-id=^id-\(t)$"))
+        let swapper = try startSwapper(
+            in: drive.mount, mode: "fifo", content: "id-\(t)\n", target: "", seed: seed)
+        usleep(100_000)
+        for index in 0..<20 {
+            trial("run \(index) while a FIFO is swapped in and out (seed \(seed))") {
+                guard let (result, seconds) = bounded("run", "usb", seconds: 10) else { return "killed" }
+                if seconds > 5 || ![0, 3].contains(result.status) || result.signaled {
+                    return "exit \(result.status) after \(seconds) s\n\(result)"
+                }
+                return nil
+            }
+        }
+        stop(swapper)
+
         // The agent: a drive whose check file is a FIFO is mounted first; another drive mounted
         // after it still gets its run within seconds.
         let goodLabel = "PSHG" + t
@@ -259,7 +325,7 @@ final class HostileDriveCheckTests: IntegrationTestCase {
             let fsck = try shell("fsck.vfat -n \(fatDevice) 2>&1; echo status $?")
             return fsck.contains("status 0") ? nil : fsck
         }
-        report(4, "fifo-and-slow-regex", held, trials, failures)
+        report(4, "fifo-and-slow-regex", held, trials, failures, seed: seed)
     }
     // MARK: mode 3, the check file through a symbolic link
 
@@ -299,7 +365,25 @@ final class HostileDriveCheckTests: IntegrationTestCase {
                 failures.append("\(what):\n\(run)\n\(check)")
             }
         }
-        report(3, "check-through-symlink", held, cases.count, failures)
+        // `nobody` swaps the check file between a regular file with the wrong content and a
+        // link to a host file with the right one while runs start: no run may pass the check.
+        let seed = 3_100
+        try shell("cd \(quote(drive.mount)) && rm -rf -- * .plugsync-id && chmod 0777 .")
+        try writeConfig(driveDefinition("usb", label: label, check: ".plugsync-id=^id-\(t)$"))
+        let swapper = try startSwapper(
+            in: drive.mount, mode: "link", content: "wrong\n", target: path("host/id"), seed: seed)
+        usleep(100_000)
+        let swaps = 20
+        for trial in 0..<swaps {
+            let run = try plugsync("run", "usb")
+            if run.status == 3 && !FileManager.default.fileExists(atPath: drive.mount + "/backup") {
+                held += 1
+            } else {
+                failures.append("swap trial \(trial):\n\(run)")
+            }
+        }
+        stop(swapper)
+        report(3, "check-through-symlink", held, cases.count + swaps, failures, seed: seed)
     }
 
     // MARK: mode 8, check path forms
