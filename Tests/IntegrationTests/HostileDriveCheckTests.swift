@@ -255,10 +255,8 @@ final class HostileDriveCheckTests: IntegrationTestCase {
         try shell(
             "mount \(good.device) \(quote(staging)) && echo good-\(t) > \(quote(staging + "/.plugsync-id")) && umount \(quote(staging))"
         )
-        try shell("umount \(quote(drive.mount)) && rm -rf \(quote(drive.mount))/* ; true")
-        try shell(
-            "mount \(drive.device) \(quote(drive.mount)) && rm -f \(quote(drive.mount + "/.plugsync-id")) && mkfifo \(quote(drive.mount + "/.plugsync-id")) && umount \(quote(drive.mount))"
-        )
+        try shell("cd \(quote(drive.mount)) && rm -rf -- * .plugsync-id .swap1 .swap2 && mkfifo .plugsync-id")
+        unmount(drive.mount, fuse: false)
         try writeConfig(
             driveDefinition("hostile", label: label, check: ".plugsync-id=^id-\(t)$")
                 + driveDefinition("good", label: goodLabel, check: ".plugsync-id=^good-\(t)$")
