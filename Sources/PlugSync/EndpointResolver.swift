@@ -64,19 +64,22 @@ public struct EndpointResolver {
             if let check = spec.fileCheck, let failure = check.failure(root: path) {
                 throw PreconditionError("File Check of the \(role) failed: \(failure)")
             }
-            return ResolvedEndpoint(
-                endpoint: localEndpoint(path), root: path,
-                excluded: spec.fileCheck.flatMap { $0.relativePath(under: path) }.map { [$0] } ?? [])
+            var excluded: Set<FileName> = []
+            if let relative = spec.fileCheck?.relativePath(under: path) { excluded.insert(relative) }
+            // A filesystem's own `lost+found` is no data: at its root it is never an orphan.
+            let real = realPath(path)
+            if mounts.contains(where: { $0.mountPoint == real }) { excluded.insert(Self.lostAndFound) }
+            return ResolvedEndpoint(endpoint: localEndpoint(path), root: path, excluded: excluded)
         case .device(let device):
             let (mountPoint, drive) = try locate(device, fileCheck: spec.fileCheck, role: role)
             let root =
                 device.directory.isEmpty ? mountPoint : (mountPoint == "/" ? "" : mountPoint) + "/" + device.directory
             var excluded: Set<FileName> = []
-            if let check = spec.fileCheck {
-                let absolute =
-                    check.path.hasPrefix("/") ? check.path : (mountPoint == "/" ? "" : mountPoint) + "/" + check.path
-                if let relative = FileCheck(path: absolute).relativePath(under: root) { excluded.insert(relative) }
+            if let relative = spec.fileCheck?.relativePath(onDriveAt: mountPoint, directory: device.directory) {
+                excluded.insert(relative)
             }
+            // A filesystem's own `lost+found` is no data: at the drive's root it is never an orphan.
+            if FileCheck.components(of: device.directory).isEmpty { excluded.insert(Self.lostAndFound) }
             // Writes must land on this drive, not in the bare mount point if it is pulled mid-run.
             let endpoint = localEndpoint(root)
             var st = stat()
@@ -94,8 +97,8 @@ public struct EndpointResolver {
             var excluded: Set<FileName> = []
             if let check = spec.fileCheck {
                 // On a server, an absolute check path starts at the login directory.
-                let relative = check.path.split(separator: "/").joined(separator: "/")
-                let root = ftp.directory
+                let relative = FileCheck.components(of: check.path).joined(separator: "/")
+                let root = FileCheck.components(of: ftp.directory).joined(separator: "/")
                 let path: String
                 if check.path.hasPrefix("/") {
                     guard root.isEmpty || relative.hasPrefix(root + "/") else {
@@ -122,6 +125,8 @@ public struct EndpointResolver {
             return ResolvedEndpoint(endpoint: endpoint, root: ftp.summary, excluded: excluded)
         }
     }
+
+    static let lostAndFound = FileName("lost+found")
 
     /// A local endpoint with the timestamp precision and abilities of the filesystem under it.
     public func localEndpoint(_ path: String) -> LocalEndpoint {
@@ -222,7 +227,7 @@ public struct EndpointResolver {
         var passed: [(String, String)] = []
         var failures: [String] = []
         for candidate in found {
-            if let failure = fileCheck.failure(root: candidate.mountPoint) {
+            if let failure = fileCheck.failure(root: candidate.mountPoint, drive: true) {
                 failures.append(failure)
             } else if !passed.contains(where: { $0.0 == candidate.mountPoint }) {
                 passed.append(candidate)

@@ -117,6 +117,7 @@ struct Devices: ParsableCommand {
         try failing {
             let definitions = (try? options.load().definitions) ?? []
             let resolver = EndpointResolver()
+            let checks = Self.evaluateChecks(definitions, resolver)
             var rows = [["DEVICE", "TYPE", "LABEL", "UUID", "SERIAL", "MOUNTED AT", "MATCHES"]]
             for block in resolver.devices
             where block.fsUsage == "filesystem" || !resolver.mountPoints(of: block).isEmpty {
@@ -130,7 +131,7 @@ struct Devices: ParsableCommand {
                         else { continue }
                         var note = d.name
                         if let check = spec.fileCheck {
-                            let passed = points.contains { check.failure(root: $0) == nil }
+                            let passed = points.contains { checks[CheckKey(check: check, mountPoint: $0)] == nil }
                             note +=
                                 passed
                                 ? " (File Check passed)" : (points.isEmpty ? " (not mounted)" : " (File Check failed)")
@@ -149,6 +150,50 @@ struct Devices: ParsableCommand {
                 print("(udev has no data on these devices: is systemd-udevd running?)")
             }
         }
+    }
+
+    struct CheckKey: Hashable {
+        var check: String
+        var mountPoint: String
+        init(check: FileCheck, mountPoint: String) {
+            self.check = check.description
+            self.mountPoint = mountPoint
+        }
+    }
+
+    /// Every File Check of a drive definition against every mount point of a drive it matches:
+    /// the failures (a passed check has no entry). The checks read drives anyone may have
+    /// prepared, so they run all at once, each bounded in time (`FileCheck.failure`): the table
+    /// comes within that bound however many drives are hostile or stalled.
+    static func evaluateChecks(_ definitions: [Definition], _ resolver: EndpointResolver) -> [CheckKey: String] {
+        var jobs: [(CheckKey, FileCheck, String)] = []
+        var seen = Set<CheckKey>()
+        for block in resolver.devices {
+            for point in resolver.mountPoints(of: block) {
+                for d in definitions {
+                    for spec in [d.source, d.destination] {
+                        guard case .device(let device) = spec.location, let check = spec.fileCheck,
+                            device.label != nil || device.uuid != nil || device.serial != nil,
+                            EndpointResolver.matches(block, device)
+                        else { continue }
+                        let key = CheckKey(check: check, mountPoint: point)
+                        if seen.insert(key).inserted { jobs.append((key, check, point)) }
+                    }
+                }
+            }
+        }
+        final class Results: @unchecked Sendable {
+            let lock = Lock()
+            var failures: [CheckKey: String] = [:]
+        }
+        let results = Results()
+        runOnThreads(jobs.count) { index in
+            let (key, check, point) = jobs[index]
+            if let failure = check.failure(root: point, drive: true, timeout: 5) {
+                results.lock.withLock { results.failures[key] = failure }
+            }
+        }
+        return results.failures
     }
 }
 

@@ -116,6 +116,81 @@ final class FileCheckTests: IntegrationTestCase {
             result, name: "src-check", because: ["File Check of the source failed", "/nonexistent/plugsync-check"])
         XCTAssertEqual(try snapshot(path("dst")), before)
     }
+
+    /// However the check path is written, its file is left out of the sync: not overwritten by
+    /// a source file of the same name, not deleted when the source lacks it, and the next run
+    /// is not refused.
+    func testCheckPathWrittenAnyWayIsNeitherOverwrittenNorDeleted() throws {
+        for (written, file) in [
+            ("./.id", ".id"), ("meta/./id", "meta/id"), ("a//b", "a/b"), (path("dst") + "/./meta//id", "meta/id"),
+        ] {
+            for sourceHasIt in [true, false] {
+                try? remove("src")
+                try? remove("dst")
+                try setUpTrees()
+                if sourceHasIt { try write("src/" + file, "red\n") }
+                try write("dst/" + file, "blue\n")
+                try writeConfig(
+                    definition(
+                        "blue", source: path("src"), destination: path("dst"), ["max_delete: 100%"],
+                        destinationExtra: ["file_check: '\(written)=^blue$'"]))
+                let first = try plugsync("run", "blue")
+                assertExit(first, 0)
+                XCTAssertEqual(read("dst/" + file), "blue\n", "\(written), source has it: \(sourceHasIt)\n\(first)")
+                XCTAssertFalse(first.actions.contains { $0.hasSuffix(" " + file) }, "\(first)")
+                let second = try plugsync("run", "blue")
+                assertExit(second, 0)
+            }
+        }
+    }
+
+    /// A FIFO, a symbolic link or a folder as the check file refuses the run at once, in one
+    /// line, and `check` says the same.
+    func testSpecialFileOrLinkAsTheCheckFileRefusesAtOnce() throws {
+        try setUpTrees()
+        try write("elsewhere/id", "blue\n")
+        for (what, make, reason) in [
+            ("fifo", "mkfifo \(quote(path("dst/.id")))", "is a FIFO, not a regular file"),
+            ("link", "ln -s \(quote(path("elsewhere/id"))) \(quote(path("dst/.id")))", "symbolic link"),
+            ("folder link", "ln -s \(quote(path("elsewhere"))) \(quote(path("dst/.id")))", "symbolic link"),
+            ("folder", "mkdir \(quote(path("dst/.id")))", "is a folder, not a regular file"),
+        ] {
+            try shell("rm -rf \(quote(path("dst/.id"))) && \(make)")
+            for check in [".id=^blue$", ".id"] {
+                try writeConfig(
+                    definition(
+                        "blue", source: path("src"), destination: path("dst"),
+                        destinationExtra: ["file_check: '\(check)'"]))
+                let result = try plugsync("run", "blue", timeout: 20)
+                assertRefused(result, name: "blue", because: ["File Check of the destination failed", reason])
+                XCTAssertEqual(result.stderrLines.count, 1, "\(what)\n\(result)")
+                let checked = try plugsync("check", "blue", timeout: 20)
+                assertExit(checked, 3)
+                XCTAssertTrue(checked.stdout.contains(reason), "\(what)\n\(checked)")
+            }
+        }
+        // Through a folder link: meta -> elsewhere, check meta/id.
+        try shell("ln -s \(quote(path("elsewhere"))) \(quote(path("dst/meta")))")
+        try writeConfig(
+            definition(
+                "blue", source: path("src"), destination: path("dst"),
+                destinationExtra: ["file_check: 'meta/id=^blue$'"]))
+        let result = try plugsync("run", "blue")
+        assertRefused(result, name: "blue", because: [path("dst/meta") + " is a symbolic link"])
+    }
+
+    /// A back-reference is refused when the definitions are read: one line, exit 2.
+    func testBackReferenceIsRefusedWhenRead() throws {
+        try setUpTrees()
+        try writeConfig(
+            definition(
+                "blue", source: path("src"), destination: path("dst"),
+                destinationExtra: [#"file_check: '.id=^(.*)\1$'"#]))
+        let result = try plugsync("run", "blue")
+        assertExit(result, 2)
+        XCTAssertEqual(result.stderrLines.count, 1, "\(result)")
+        XCTAssertTrue(result.stderr.contains("file_check") && result.stderr.contains("back-reference"), "\(result)")
+    }
 }
 
 extension IntegrationTestCase {

@@ -20,6 +20,9 @@ public final class Agent: @unchecked Sendable {
     private var definitions: [Definition]
     /// Mount IDs already acted on (or deliberately left alone), until they go away.
     private var handledMounts: Set<Int> = []
+    /// Mount IDs in the mount table as the device loop last saw it: a mount looked at on a
+    /// thread of its own is marked handled only while it is still there.
+    private var liveMounts: Set<Int> = []
     /// Mount points the agent made itself (`mount: auto`); their runs are driven by the mounter.
     private var autoMountPoints: Set<String> = []
     private var autoMounting: Set<String> = []
@@ -110,6 +113,7 @@ public final class Agent: @unchecked Sendable {
         if let problem = watch.udevProblem { say("no udev events (\(problem)); watching the mount table only") }
         lock.lock()
         handledMounts = Set(watch.mountTable.map(\.mountID))  // mounted before the agent started
+        liveMounts = handledMounts
         lock.unlock()
         watch.run { [self] event in
             switch event {
@@ -122,6 +126,7 @@ public final class Agent: @unchecked Sendable {
     private func mountsChanged(_ change: MountChange) {
         lock.lock()
         for entry in change.removed { handledMounts.remove(entry.mountID) }
+        liveMounts = Set(change.table.map(\.mountID))
         lock.unlock()
         for entry in change.added { consider(entry, table: change.table) }
     }
@@ -151,6 +156,11 @@ public final class Agent: @unchecked Sendable {
     }
 
     /// A new mount: every enabled on-mount definition whose drive it is runs once.
+    ///
+    /// Its File Checks read the drive, which anyone may have prepared (a FIFO, content made to
+    /// be slow to match) or which may stop answering: they are evaluated on a thread of their
+    /// own, each bounded in time (`FileCheck.failure`), so the device loop goes on at once to
+    /// the next event and one drive never delays another.
     private func consider(_ entry: MountEntry, table: [MountEntry], block known: BlockDevice? = nil) {
         guard EndpointResolver.couldBeDrive(entry) else { return }
         lock.lock()
@@ -160,6 +170,11 @@ public final class Agent: @unchecked Sendable {
         let block =
             known ?? (entry.major != 0 ? BlockDevices.device(major: entry.major, minor: entry.minor) : nil)
             ?? (entry.source.hasPrefix("/dev/") ? BlockDevices.device(path: entry.source) : nil)
+        startThread { [self] in evaluate(entry, block: block) }
+    }
+
+    /// The File Checks of a new mount and the runs they call for (on a thread of its own).
+    private func evaluate(_ entry: MountEntry, block: BlockDevice?) {
         var matched: [(Definition, DeviceSpec)] = []
         var waitForUdev = false
         for definition in snapshot() where definition.enabled && definition.runsOnMount {
@@ -174,7 +189,7 @@ public final class Agent: @unchecked Sendable {
                     }
                     guard EndpointResolver.matches(block, device) else { continue }
                 }
-                if let check = spec.fileCheck, let failure = check.failure(root: entry.mountPoint) {
+                if let check = spec.fileCheck, let failure = check.failure(root: entry.mountPoint, drive: true) {
                     if hasIdentity {
                         say(
                             "\(definition.name): drive \(entry.source) at \(entry.mountPoint) left alone: File Check failed: \(failure)"
@@ -189,7 +204,7 @@ public final class Agent: @unchecked Sendable {
         }
         if matched.isEmpty && waitForUdev { return }  // decided when udev has described the drive
         lock.lock()
-        let fresh = handledMounts.insert(entry.mountID).inserted
+        let fresh = liveMounts.contains(entry.mountID) && handledMounts.insert(entry.mountID).inserted
         lock.unlock()
         guard fresh, !matched.isEmpty else { return }
         say("mount: \(entry.source) at \(entry.mountPoint) matches \(matched.map(\.0.name).joined(separator: ", "))")
