@@ -137,7 +137,8 @@ public struct EndpointResolver {
         let noCase = fat || ["vfat", "msdos", "exfat"].contains(mount.fsType)
         return LocalEndpoint(
             root: path, timePrecision: precision.nanoseconds, keepsModes: !fat, keepsSymlinks: !fat,
-            timesAfterRename: mount.fsType.hasPrefix("fuse"), keepsHardLinks: !noCase, caseInsensitiveNames: noCase)
+            timesAfterRename: mount.fsType.hasPrefix("fuse"), keepsHardLinks: !noCase, caseInsensitiveNames: noCase,
+            serialWrites: mount.fsType == "fuse.fusefat")
     }
 
     /// The path with symbolic links resolved, as far as it exists.

@@ -19,11 +19,14 @@ public struct EndpointCapabilities: Sendable {
     /// The longest relative path the endpoint can work on (bytes), if it has a limit: a local
     /// endpoint joins its root and the path into one, which the system takes up to `PATH_MAX`.
     public var maximumPathLength: Int?
+    /// Whether writes must be made one at a time: fusefat corrupts a FAT drive (lost clusters,
+    /// stray `~N` entries) when two files are written into it at once, whatever their names.
+    public var serialWrites: Bool
 
     public init(
         timePrecision: Int64 = 1, setsModificationTimes: Bool = true, keepsModes: Bool = true,
         keepsSymlinks: Bool = true, isRemote: Bool = false, keepsHardLinks: Bool = false,
-        caseInsensitiveNames: Bool = false, maximumPathLength: Int? = nil
+        caseInsensitiveNames: Bool = false, maximumPathLength: Int? = nil, serialWrites: Bool = false
     ) {
         self.timePrecision = timePrecision
         self.setsModificationTimes = setsModificationTimes
@@ -33,6 +36,7 @@ public struct EndpointCapabilities: Sendable {
         self.keepsHardLinks = keepsHardLinks
         self.caseInsensitiveNames = caseInsensitiveNames
         self.maximumPathLength = maximumPathLength
+        self.serialWrites = serialWrites
     }
 }
 

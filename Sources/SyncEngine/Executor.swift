@@ -231,7 +231,9 @@ public final class Executor: @unchecked Sendable {
         let spread = destination.capabilities.isRemote
         let queue = FolderQueue(folders: indexes.map { spread ? actions[$0].path.parent : .empty })
         let staging = self.staging
-        runOnThreads(min(parallelism, indexes.count)) { worker in
+        // One writer where the destination cannot take two at once (fusefat).
+        let workers = destination.capabilities.serialWrites ? 1 : parallelism
+        runOnThreads(min(workers, indexes.count)) { worker in
             // Files staged by this worker and not yet put in place: all in one folder.
             var batch: [Action] = []
             var batchBytes: Int64 = 0

@@ -39,7 +39,8 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
     public init(
         root: String, timePrecision: Int64 = 1, keepsModes: Bool = true, keepsSymlinks: Bool = true,
-        timesAfterRename: Bool = false, keepsHardLinks: Bool = true, caseInsensitiveNames: Bool = false
+        timesAfterRename: Bool = false, keepsHardLinks: Bool = true, caseInsensitiveNames: Bool = false,
+        serialWrites: Bool = false
     ) {
         self.timesAfterRename = timesAfterRename
         var trimmed = root
@@ -50,7 +51,8 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             timePrecision: timePrecision, setsModificationTimes: true, keepsModes: keepsModes,
             keepsSymlinks: keepsSymlinks, isRemote: false, keepsHardLinks: keepsHardLinks,
             caseInsensitiveNames: caseInsensitiveNames,
-            maximumPathLength: Int(PATH_MAX) - 2 - trimmed.utf8.count)  // the root, a slash, a NUL
+            maximumPathLength: Int(PATH_MAX) - 2 - trimmed.utf8.count,  // the root, a slash, a NUL
+            serialWrites: serialWrites)
     }
 
     public var displayName: String { root }

@@ -139,7 +139,9 @@ public struct Planner: Sendable {
         let planner: Planner
         let links: HardLinks
         var plan = SyncPlan()
-        /// Actions that are not skips, so far: a folder whose contents changed gets its time.
+        /// Actions that change the destination, so far: a folder whose contents changed gets
+        /// its time again (not for a conflict, which changes nothing: a failure deep in a tree
+        /// would have every folder above it touched on every run).
         var changes = 0
         /// The first path of each hard-link group met, copied or up to date on the destination.
         var linkLeaders: [Int: FileName] = [:]
@@ -152,41 +154,78 @@ public struct Planner: Sendable {
 
         mutating func run(source: [Entry], destination: [Entry]) {
             push(source: source, destination: destination, parent: .empty, finish: .nothing)
-            while !stack.isEmpty {
-                let top = stack.count - 1
-                guard let step = nextStep(top) else {
-                    finish(stack.removeLast().finish)
-                    continue
-                }
+            while let top = stack.indices.last {
+                // A folder's entries are taken in one loop, until one is a folder to go into
+                // (pushed on the stack); the folder is resumed from `i`, `j`, `k` after it.
                 let level = stack[top]
-                let parent = level.parent
-                if step.source >= 0, level.room < Int.max,
-                    level.source[Int(step.source)].name.withBytes({ $0.count }) > level.room
-                {
-                    add(
-                        Action(
-                            kind: .conflict, parent: parent, source: EntryRef(level.source, Int(step.source)),
-                            destination: step.destination >= 0
-                                ? EntryRef(level.destination, Int(step.destination)) : nil,
-                            reason: .pathTooLong))
-                    continue
+                var i = level.i
+                var j = level.j
+                var k = level.k
+                var descended = false
+                while !descended {
+                    let step: Step
+                    if let steps = level.steps {
+                        guard k < steps.count else { break }
+                        step = steps[k]
+                        k += 1
+                    } else {
+                        let source = level.source
+                        let destination = level.destination
+                        if i == source.count && j == destination.count { break }
+                        if j == destination.count || (i < source.count && source[i].name < destination[j].name) {
+                            step = Step(source: Int32(i))
+                            i += 1
+                        } else if i == source.count || destination[j].name < source[i].name {
+                            step = Step(destination: Int32(j))
+                            j += 1
+                        } else {
+                            step = Step(source: Int32(i), destination: Int32(j))
+                            i += 1
+                            j += 1
+                        }
+                    }
+                    let depth = stack.count
+                    take(step, of: level)
+                    descended = stack.count > depth
                 }
-                switch (step.source >= 0, step.destination >= 0) {
-                case (true, false) where step.clashesWith >= 0:
-                    // Kept out; the destination ref names the entry synchronized instead.
-                    add(
-                        Action(
-                            kind: .conflict, parent: parent, source: EntryRef(level.source, Int(step.source)),
-                            destination: EntryRef(level.source, Int(step.clashesWith)), reason: .namesDifferInCase))
-                case (true, false):
-                    sourceOnly(EntryRef(level.source, Int(step.source)), parent: parent, hasLinks: level.hasLinks)
-                case (false, true):
-                    destinationOnly(EntryRef(level.destination, Int(step.destination)), parent: parent)
-                default:
-                    both(
-                        EntryRef(level.source, Int(step.source)), EntryRef(level.destination, Int(step.destination)),
-                        parent: parent, hasLinks: level.hasLinks)
+                if descended {
+                    stack[top].i = i
+                    stack[top].j = j
+                    stack[top].k = k
+                } else {
+                    finish(stack.removeLast().finish)
                 }
+            }
+        }
+
+        /// Plans one entry (or pair) of a folder; a subfolder to compare is pushed.
+        private mutating func take(_ step: Step, of level: Level) {
+            let parent = level.parent
+            if step.source >= 0, level.room < Int.max,
+                level.source[Int(step.source)].name.withBytes({ $0.count }) > level.room
+            {
+                add(
+                    Action(
+                        kind: .conflict, parent: parent, source: EntryRef(level.source, Int(step.source)),
+                        destination: step.destination >= 0 ? EntryRef(level.destination, Int(step.destination)) : nil,
+                        reason: .pathTooLong))
+                return
+            }
+            switch (step.source >= 0, step.destination >= 0) {
+            case (true, false) where step.clashesWith >= 0:
+                // Kept out; the destination ref names the entry synchronized instead.
+                add(
+                    Action(
+                        kind: .conflict, parent: parent, source: EntryRef(level.source, Int(step.source)),
+                        destination: EntryRef(level.source, Int(step.clashesWith)), reason: .namesDifferInCase))
+            case (true, false):
+                sourceOnly(EntryRef(level.source, Int(step.source)), parent: parent, hasLinks: level.hasLinks)
+            case (false, true):
+                destinationOnly(EntryRef(level.destination, Int(step.destination)), parent: parent)
+            default:
+                both(
+                    EntryRef(level.source, Int(step.source)), EntryRef(level.destination, Int(step.destination)),
+                    parent: parent, hasLinks: level.hasLinks)
             }
         }
 
@@ -198,31 +237,6 @@ public struct Planner: Sendable {
                 level.room = parent.isEmpty ? limit : limit - parent.withBytes { $0.count } - 1
             }
             stack.append(level)
-        }
-
-        /// The next entry (or pair) of the folder at `top`, nil when it is done.
-        private mutating func nextStep(_ top: Int) -> Step? {
-            if let steps = stack[top].steps {
-                guard stack[top].k < steps.count else { return nil }
-                stack[top].k += 1
-                return steps[stack[top].k - 1]
-            }
-            let i = stack[top].i
-            let j = stack[top].j
-            let source = stack[top].source
-            let destination = stack[top].destination
-            if i == source.count && j == destination.count { return nil }
-            if j == destination.count || (i < source.count && source[i].name < destination[j].name) {
-                stack[top].i += 1
-                return Step(source: Int32(i))
-            }
-            if i == source.count || destination[j].name < source[i].name {
-                stack[top].j += 1
-                return Step(destination: Int32(j))
-            }
-            stack[top].i += 1
-            stack[top].j += 1
-            return Step(source: Int32(i), destination: Int32(j))
         }
 
         /// Matches a folder's entries by folded name. Of source names that fold alike, the one
@@ -273,7 +287,7 @@ public struct Planner: Sendable {
         }
 
         private mutating func add(_ action: Action) {
-            if action.kind != .skip { changes += 1 }
+            if action.kind != .skip && action.kind != .conflict { changes += 1 }
             plan.actions.append(action)
         }
 
