@@ -216,7 +216,9 @@ final class HostileDriveListingTests: IntegrationTestCase {
             try shell("cp \(quote(path("src/Mixed.TXT"))) \(quote(drive.mount + "/backup/mixed.txt"))")
             try shell("touch -d @1700000006 \(quote(drive.mount + "/backup/mixed.txt"))")
             try writeConfig(
-                definition(kind, source: path("src"), destination: drive.mount + "/backup", ["parallel: 4"]))
+                definition(
+                    kind, source: path("src"), destination: drive.mount + "/backup",
+                    ["parallel: 4", "max_delete: 100%"]))
             for round in 1...2 {
                 trials += 1
                 let result = try plugsync("run", kind, timeout: 120)

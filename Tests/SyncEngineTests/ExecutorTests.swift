@@ -93,6 +93,7 @@ final class ExecutorTests: XCTestCase {
         func remove(_ path: FileName, kind: EntryKind) throws { try inner.remove(path, kind: kind) }
         func setFolderAttributes(_ path: FileName, entry: Entry) throws {}
         func flush() throws {}
+        func link(_ path: FileName, to existing: FileName) throws { try inner.link(path, to: existing) }
     }
 
     func transferOneFile(to destination: FlakyDestination, root: String) throws -> (SyncStatistics, Recorder) {
