@@ -324,10 +324,9 @@ public struct Planner: Sendable {
             let entry = ref.entry
             switch entry.kind {
             case .file, .symlink:
-                add(
-                    transferOrLink(
-                        Action(kind: .transfer, parent: parent, source: ref, destination: nil, reason: .fileNotFound),
-                        hasLinks: hasLinks))
+                let transfer = Action(
+                    kind: .transfer, parent: parent, source: ref, destination: nil, reason: .fileNotFound)
+                add(hasLinks ? transferOrLink(transfer) : transfer)
             case .directory:
                 guard let children = entry.children else { return }  // not recursive
                 add(Action(kind: .createFolder, parent: parent, source: ref, destination: nil, reason: .folderNotFound))
@@ -337,9 +336,9 @@ public struct Planner: Sendable {
         }
 
         /// A file transfer, or a link to a file of its hard-link group that is copied before it
-        /// or already up to date.
-        private mutating func transferOrLink(_ action: Action, hasLinks: Bool) -> Action {
-            guard hasLinks, action.source?.kind == .file else { return action }
+        /// or already up to date (only called in folders that hold hard-linked files).
+        private mutating func transferOrLink(_ action: Action) -> Action {
+            guard action.source?.kind == .file else { return action }
             let path = action.path
             guard let group = links.groups[path] else { return action }
             if action.kind == .skip {
@@ -380,9 +379,9 @@ public struct Planner: Sendable {
             switch source.kind {
             case .file:
                 if let reason = planner.difference(source: source, destination: destination) {
-                    add(transferOrLink(action(.transfer, reason), hasLinks: hasLinks))
+                    add(hasLinks ? transferOrLink(action(.transfer, reason)) : action(.transfer, reason))
                 } else {
-                    add(transferOrLink(action(.skip, .upToDate), hasLinks: hasLinks))
+                    add(hasLinks ? transferOrLink(action(.skip, .upToDate)) : action(.skip, .upToDate))
                 }
             case .symlink:
                 if source.linkTarget != destination.linkTarget {

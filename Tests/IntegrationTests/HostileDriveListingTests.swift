@@ -152,6 +152,18 @@ final class HostileDriveListingTests: IntegrationTestCase {
     /// and a deeper one (10,000 levels) syncs down to there and fails with one line, every run.
     func testMode6ATreeTenThousandFoldersDeepNeverCrashesTheRun() throws {
         try requireDrives(["ext4"])
+        // A descriptor limit that lets a walk holding one per level go all the way down (the
+        // crash needed it; runs started from here inherit it).
+        let files = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        var limit = rlimit()
+        getrlimit(files, &limit)
+        let saved = limit
+        limit.rlim_cur = max(limit.rlim_cur, min(limit.rlim_max, 20_000))
+        setrlimit(files, &limit)
+        defer {
+            var restore = saved
+            setrlimit(files, &restore)
+        }
         let stick = try makeDrive("deep", kind: "ext4", megabytes: 160)
         try makeDeepTree(stick.mount + "/shallow", depth: 1_000)
         try makeDeepTree(stick.mount + "/deep", depth: 10_000)
