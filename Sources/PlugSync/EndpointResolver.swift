@@ -137,9 +137,13 @@ public struct EndpointResolver {
         let fat =
             ["vfat", "msdos", "exfat", "fuse.fusefat", "fuse.exfat", "fuseblk"].contains(mount.fsType)
             && precision.nanoseconds >= 1_000_000_000
+        // FAT and exFAT see no case in names (`A.txt` and `a.txt` are one file) and hold no
+        // hard links, whichever driver mounts them.
+        let noCase = fat || ["vfat", "msdos", "exfat"].contains(mount.fsType)
         return LocalEndpoint(
             root: path, timePrecision: precision.nanoseconds, keepsModes: !fat, keepsSymlinks: !fat,
-            timesAfterRename: mount.fsType.hasPrefix("fuse"))
+            timesAfterRename: mount.fsType.hasPrefix("fuse"), keepsHardLinks: !noCase, caseInsensitiveNames: noCase,
+            serialWrites: mount.fsType == "fuse.fusefat")
     }
 
     /// The path with symbolic links resolved, as far as it exists.

@@ -312,12 +312,12 @@ public final class SyncRunner {
             )
         }
 
-        let tolerance = max(source.endpoint.capabilities.timePrecision, destination.endpoint.capabilities.timePrecision)
         let planner = Planner(
-            type: definition.type, tolerance: tolerance,
-            destinationKeepsTimes: destination.endpoint.capabilities.setsModificationTimes,
-            keptFolders: Planner.ancestors(of: destination.excluded))
-        var plan = planner.plan(source: sourceListing.entries, destination: destinationListing.entries)
+            type: definition.type, source: source.endpoint.capabilities,
+            destination: destination.endpoint.capabilities, keptFolders: Planner.ancestors(of: destination.excluded))
+        var plan = planner.plan(
+            source: sourceListing.entries, destination: destinationListing.entries,
+            sourceLinks: sourceListing.hardLinks)
 
         timer.mark("plan")
         // Safety rail 2: a listing with errors deletes nothing (an unreadable folder is not empty).

@@ -10,16 +10,33 @@ public struct EndpointCapabilities: Sendable {
     public var keepsSymlinks: Bool
     /// A remote endpoint is named "remote" in reasons, and transfers to it are "Uploading".
     public var isRemote: Bool
+    /// Whether files can be hard links of each other (`Endpoint.link`): a source's hard links
+    /// then stay links, instead of a copy each.
+    public var keepsHardLinks: Bool
+    /// Whether names that differ only in case are one name here (FAT, exFAT): `A.txt` and
+    /// `a.txt` cannot both be held.
+    public var caseInsensitiveNames: Bool
+    /// The longest relative path the endpoint can work on (bytes), if it has a limit: a local
+    /// endpoint joins its root and the path into one, which the system takes up to `PATH_MAX`.
+    public var maximumPathLength: Int?
+    /// Whether writes must be made one at a time: fusefat corrupts a FAT drive (lost clusters,
+    /// stray `~N` entries) when two files are written into it at once, whatever their names.
+    public var serialWrites: Bool
 
     public init(
         timePrecision: Int64 = 1, setsModificationTimes: Bool = true, keepsModes: Bool = true,
-        keepsSymlinks: Bool = true, isRemote: Bool = false
+        keepsSymlinks: Bool = true, isRemote: Bool = false, keepsHardLinks: Bool = false,
+        caseInsensitiveNames: Bool = false, maximumPathLength: Int? = nil, serialWrites: Bool = false
     ) {
         self.timePrecision = timePrecision
         self.setsModificationTimes = setsModificationTimes
         self.keepsModes = keepsModes
         self.keepsSymlinks = keepsSymlinks
         self.isRemote = isRemote
+        self.keepsHardLinks = keepsHardLinks
+        self.caseInsensitiveNames = caseInsensitiveNames
+        self.maximumPathLength = maximumPathLength
+        self.serialWrites = serialWrites
     }
 }
 
@@ -56,10 +73,12 @@ public struct Listing: Sendable {
     /// Files listed whose contents this process may not read (permissions): copying them will
     /// fail, so a run that must copy one deletes nothing.
     public var unreadableFiles: [FileName] = []
+    /// Files listed that are hard links of each other.
+    public var hardLinks = HardLinks()
 
     public init() {}
 
-    /// Every entry in the listing, counted recursively.
+    /// Every entry in the listing, counted through all folders.
     public var count: Int { entries.reduce(0) { $0 + $1.treeCount } }
 
     /// Takes out the entries at `paths` (relative), as a `ListingFilter` with these
@@ -68,6 +87,7 @@ public struct Listing: Sendable {
         if paths.isEmpty { return }
         // Only the folders on the way to a path are looked into, not the whole tree.
         let folders = Planner.ancestors(of: paths)
+        // Recursive, but only as deep as the paths left out (a File Check path), not the tree.
         func prune(_ entries: inout [Entry], _ base: FileName) {
             entries.removeAll { paths.contains(base.appending($0.name)) }
             for i in entries.indices where entries[i].children != nil {
@@ -78,6 +98,52 @@ public struct Listing: Sendable {
         prune(&entries, .empty)
         temporaryFiles.removeAll { paths.contains($0) }
         unreadableFiles.removeAll { paths.contains($0) }
+        for path in paths { hardLinks.remove(path) }
+    }
+}
+
+/// Files of a listing that are hard links of one another (the same device and inode). Kept
+/// beside the entries, not in them: only files with more than one link are looked at, and an
+/// entry stays 56 bytes.
+public struct HardLinks: Sendable {
+    /// Each linked file's group: files of one group are one file on the source.
+    public private(set) var groups: [FileName: Int] = [:]
+    /// The folders that hold a linked file: only there does the planner look a path up.
+    public private(set) var folders: Set<FileName> = []
+
+    public init() {}
+
+    /// Groups of paths, each a file with all the paths it has in the tree.
+    public init(_ groups: [[FileName]]) {
+        for (number, group) in groups.enumerated() where group.count > 1 {
+            for path in group {
+                self.groups[path] = number
+                folders.insert(path.parent)
+            }
+        }
+    }
+
+    public var isEmpty: Bool { groups.isEmpty }
+
+    mutating func remove(_ path: FileName) { groups[path] = nil }
+}
+
+/// Collects the paths of files whose link count is above 1, by device and inode.
+struct HardLinkCollector {
+    private struct Key: Hashable {
+        var device: UInt64
+        var inode: UInt64
+    }
+    private var paths: [Key: [FileName]] = [:]
+
+    mutating func add(_ path: FileName, device: UInt64, inode: UInt64) {
+        paths[Key(device: device, inode: inode), default: []].append(path)
+    }
+
+    /// The files met under more than one path.
+    func result() -> HardLinks {
+        if paths.isEmpty { return HardLinks() }
+        return HardLinks(paths.values.filter { $0.count > 1 })
     }
 }
 
@@ -120,6 +186,21 @@ public protocol Endpoint: AnyObject, Sendable {
     func setFolderAttributes(_ path: FileName, entry: Entry) throws
     /// Makes written data durable (removable drives) before the run reports success.
     func flush() throws
+    /// Makes `path` another name of the file at `existing` (a hard link), replacing what is at
+    /// `path`; where `capabilities.keepsHardLinks` is false it throws `Unsupported`.
+    func link(_ path: FileName, to existing: FileName) throws
+}
+
+extension Endpoint {
+    public func link(_ path: FileName, to existing: FileName) throws {
+        throw Unsupported("\(displayName) cannot hold hard links")
+    }
+}
+
+/// An operation this endpoint cannot do.
+public struct Unsupported: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// A file that `StagingEndpoint.stage` wrote under its temporary name.

@@ -53,12 +53,31 @@ public struct Entry: Sendable {
 
     /// How many entries this one stands for: itself plus everything below it.
     public var treeCount: Int {
-        1 + (children?.reduce(0) { $0 + $1.treeCount } ?? 0)
+        var count = 1
+        forEachFolder { count += $0.count }
+        return count
     }
 
     /// Bytes of all files at and below this entry.
     public var treeBytes: Int64 {
-        (kind == .file ? size : 0) + (children?.reduce(0) { $0 + $1.treeBytes } ?? 0)
+        var bytes = kind == .file ? size : 0
+        forEachFolder { folder in
+            for entry in folder where entry.kind == .file { bytes += entry.size }
+        }
+        return bytes
+    }
+
+    /// Calls `body` with the entries of this folder and of every folder below it. With a stack
+    /// of its own, not recursion: a tree can be deeper than a thread's stack.
+    func forEachFolder(_ body: ([Entry]) -> Void) {
+        guard let children, !children.isEmpty else { return }
+        var pending = [children]
+        while let folder = pending.popLast() {
+            body(folder)
+            for entry in folder {
+                if let children = entry.children, !children.isEmpty { pending.append(children) }
+            }
+        }
     }
 }
 

@@ -50,6 +50,8 @@ public final class Executor: @unchecked Sendable {
         }
         let buildable = dryRun || staging == nil ? [:] : Self.buildableFolders(plan.actions)
         var transfers: [Int] = []  // indexes into plan.actions: no copies of the actions
+        var links: [Int] = []  // likewise; done once the files they link to are in place
+        linkedFiles = Set(plan.hardLinks.values)
         for (index, action) in plan.actions.enumerated() {
             if dryRun {
                 record(action, .planned, stats)
@@ -100,11 +102,14 @@ public final class Executor: @unchecked Sendable {
                 }
             case .transfer:
                 transfers.append(index)
+            case .link:
+                links.append(index)
             }
         }
         if !dryRun {
             for index in transfers { building[plan.actions[index].path.parent]?.outstanding += 1 }
             runTransfers(plan.actions, transfers, stats: stats)
+            makeLinks(plan, links, stats: stats)
             for folder in building.values where folder.outstanding > 0 {  // not expected: each file settles
                 finish(folder, folder.settled, stats)
             }
@@ -121,6 +126,9 @@ public final class Executor: @unchecked Sendable {
     }
 
     private func record(_ action: Action, _ outcome: Outcome, _ stats: Counter) {
+        if !linkedFiles.isEmpty, case .failed = outcome, linkedFiles.contains(action.path) {
+            failedLinkedFiles.update { $0.insert(action.path) }
+        }
         stats.update { s in
             switch outcome {
             case .failed:
@@ -137,6 +145,7 @@ public final class Executor: @unchecked Sendable {
                         s.bytes += action.source?.size ?? 0
                     }
                     if action.kind == .replace { s.deleted += action.destination?.treeCount ?? 1 }
+                case .link: s.transferred += 1
                 case .createFolder: s.foldersCreated += 1
                 case .delete: s.deleted += action.destination?.treeCount ?? 1
                 case .skip: s.skipped += 1
@@ -147,17 +156,20 @@ public final class Executor: @unchecked Sendable {
         observer.finished(action, outcome: outcome)
     }
 
-    /// Deletes a destination entry, a folder's contents first.
+    /// Deletes a destination entry, a folder's contents first. With a stack of its own, not
+    /// recursion: a tree can be deeper than a thread's stack.
     private func deleteTree(_ path: FileName, entry: Entry) -> Outcome {
+        // Each folder is removed once its entries are: it is visited again after them.
+        var pending: [(path: FileName, entry: Entry, emptied: Bool)] = [(path, entry, false)]
         do {
-            if entry.kind == .directory {
-                for child in entry.children ?? [] {
-                    let outcome = deleteTree(path.appending(child.name), entry: child)
-                    if case .done = outcome { continue }
-                    return outcome
+            while let (path, entry, emptied) = pending.popLast() {
+                if entry.kind == .directory && !emptied, let children = entry.children, !children.isEmpty {
+                    pending.append((path, entry, true))
+                    for child in children.reversed() { pending.append((path.appending(child.name), child, false)) }
+                    continue
                 }
+                try destination.remove(path, kind: entry.kind)
             }
-            try destination.remove(path, kind: entry.kind)
             return .done
         } catch let error as SystemError where error.errno == ENOTEMPTY {
             return .kept("folder still holds ignored entries")
@@ -169,6 +181,48 @@ public final class Executor: @unchecked Sendable {
         }
     }
 
+    /// Files that `link` actions make further names of, and those of them whose copy failed
+    /// in this run (a link to such a file would give the old contents another name).
+    private var linkedFiles: Set<FileName> = []
+    private let failedLinkedFiles = Guarded<Set<FileName>>([])
+
+    /// Makes each `link` action's file a hard link to the file copied before it; where that
+    /// cannot be (the copy failed, the destination holds no links, too many links), copies it.
+    private func makeLinks(_ plan: SyncPlan, _ indexes: [Int], stats: Counter) {
+        var copies: [Int] = []
+        for index in indexes {
+            let action = plan.actions[index]
+            if cancellation?.isCancelled == true {
+                record(action, .failed("not copied: the sync was stopped"), stats)
+                continue
+            }
+            if stopped.value != nil {
+                record(action, .failed("not copied: \(EndpointGone.summary)"), stats)
+                continue
+            }
+            guard let existing = plan.hardLinks[action.path], !failedLinkedFiles.value.contains(existing) else {
+                copies.append(index)
+                continue
+            }
+            do {
+                try destination.link(action.path, to: existing)
+                record(action, .done, stats)
+            } catch let error as EndpointGone {
+                stop(error)
+                record(action, .failed("\(error)"), stats)
+            } catch {
+                copies.append(index)
+            }
+        }
+        if copies.isEmpty { return }
+        let fallbacks = copies.map { index -> Action in
+            var copy = plan.actions[index]
+            copy.kind = .transfer
+            return copy
+        }
+        runTransfers(fallbacks, Array(fallbacks.indices), stats: stats)
+    }
+
     private func runTransfers(_ actions: [Action], _ indexes: [Int], stats: Counter) {
         if indexes.isEmpty { return }
         // A remote destination gets each worker into a folder of its own (an FTP server's
@@ -177,7 +231,9 @@ public final class Executor: @unchecked Sendable {
         let spread = destination.capabilities.isRemote
         let queue = FolderQueue(folders: indexes.map { spread ? actions[$0].path.parent : .empty })
         let staging = self.staging
-        runOnThreads(min(parallelism, indexes.count)) { worker in
+        // One writer where the destination cannot take two at once (fusefat).
+        let workers = destination.capabilities.serialWrites ? 1 : parallelism
+        runOnThreads(min(workers, indexes.count)) { worker in
             // Files staged by this worker and not yet put in place: all in one folder.
             var batch: [Action] = []
             var batchBytes: Int64 = 0

@@ -39,7 +39,8 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
     public init(
         root: String, timePrecision: Int64 = 1, keepsModes: Bool = true, keepsSymlinks: Bool = true,
-        timesAfterRename: Bool = false
+        timesAfterRename: Bool = false, keepsHardLinks: Bool = true, caseInsensitiveNames: Bool = false,
+        serialWrites: Bool = false
     ) {
         self.timesAfterRename = timesAfterRename
         var trimmed = root
@@ -48,7 +49,10 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         self.rootBytes = Array(trimmed.utf8)
         self.capabilities = EndpointCapabilities(
             timePrecision: timePrecision, setsModificationTimes: true, keepsModes: keepsModes,
-            keepsSymlinks: keepsSymlinks, isRemote: false)
+            keepsSymlinks: keepsSymlinks, isRemote: false, keepsHardLinks: keepsHardLinks,
+            caseInsensitiveNames: caseInsensitiveNames,
+            maximumPathLength: Int(PATH_MAX) - 2 - trimmed.utf8.count,  // the root, a slash, a NUL
+            serialWrites: serialWrites)
     }
 
     public var displayName: String { root }
@@ -173,8 +177,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             if errno != ENOENT { listing.errors.append(SystemError("open", path: root, errno: errno)) }
             return listing
         }
-        listing.entries = listDirectory(
-            fd: fd, relative: .empty, recursive: recursive, filter: filter, into: &listing)
+        listDirectory(fd: fd, recursive: recursive, filter: filter, into: &listing)
         return listing
     }
 
@@ -189,34 +192,185 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         }
     }
 
-    /// Reads one folder (closing `fd`), stats each entry relative to it, and descends.
-    private func listDirectory(
-        fd: Int32, relative: FileName, recursive: Bool, filter: ListingFilter, into listing: inout Listing
-    ) -> [Entry] {
-        guard let dir = fdopendir(fd) else {
-            listing.errors.append(SystemError("opendir", path: display(relative), errno: errno))
-            close(fd)
-            return []
+    /// A folder being listed: its entries so far, and the subfolders still to descend into.
+    private struct ListedFolder {
+        // No path: it is made from the names on the way only when needed (a tree 10,000
+        // folders deep would hold 100 MB of paths).
+        /// Kept open while its subfolders are listed (they are opened relative to it); -1 when
+        /// closed to stay within `openFolderLimit` (reopened through a subfolder's `..`).
+        var fd: Int32
+        /// Its device and inode, to check that a reopened `..` is this folder.
+        var device: UInt64
+        var inode: UInt64
+        /// Whether an excluded path can lie in it (it is the root or on the way to one).
+        var mayHoldExcluded: Bool
+        var entries: [Entry] = []
+        /// Indexes into `entries` of the subfolders, and how many of them are done.
+        var subfolders: [Int] = []
+        var done = 0
+    }
+
+    /// Open folder descriptors the listing keeps at most, however deep the tree: deeper, the
+    /// outer ones are closed and reopened on the way back up.
+    static let openFolderLimit = 64
+
+    /// Lists the tree under `fd` (closed here) into `listing.entries`.
+    ///
+    /// Iterative, with its own stack: a recursive walk overflowed the thread's stack on a tree a
+    /// few thousand folders deep, which anyone can put on a drive. Each folder is read whole
+    /// (each entry `fstatat` relative to it) before its subfolders are opened relative to it.
+    private func listDirectory(fd rootFD: Int32, recursive: Bool, filter: ListingFilter, into listing: inout Listing) {
+        // The names of the folders on the stack, the root's empty: the relative path of the one
+        // at `depth`, when needed, is made from them. (Apart from the stack, so that a closure
+        // can hold them while a folder on the stack is changed, without a copy.)
+        var names: [FileName] = [.empty]
+        // Their paths' lengths in bytes. A folder whose path is longer than the endpoint can
+        // work on (`maximumPathLength`) is not descended into: the planner stops at its entries
+        // with one failure, and the tree held stays within what the system can reach.
+        var lengths = [0]
+        let limit = capabilities.maximumPathLength ?? Int.max
+        func relative(_ names: [FileName], to depth: Int) -> FileName {
+            var path = FileName.empty
+            for name in names[1..<(depth + 1)] { path = path.appending(name) }
+            return path
+        }
+        // Folders on the way to an excluded path: only in those is each entry's path looked up.
+        let excludedFolders = Planner.ancestors(of: filter.excludedPaths)
+        var links = HardLinkCollector()
+        var st = stat()
+        if fstat(rootFD, &st) != 0 {
+            listing.errors.append(SystemError("stat", path: root, errno: errno))
+            close(rootFD)
+            return
+        }
+        var stack = [
+            ListedFolder(
+                fd: rootFD, device: UInt64(st.st_dev), inode: UInt64(st.st_ino),
+                mayHoldExcluded: !filter.excludedPaths.isEmpty)
+        ]
+        readFolder(&stack[0], relative: { .empty }, recursive: recursive, filter: filter, links: &links, into: &listing)
+        while !stack.isEmpty {
+            let top = stack.count - 1
+            if stack[top].done < stack[top].subfolders.count {
+                let index = stack[top].subfolders[stack[top].done]
+                stack[top].done += 1
+                let name = stack[top].entries[index].name
+                let length = (top == 0 ? 0 : lengths[top] + 1) + name.withBytes { $0.count }
+                if length > limit {
+                    stack[top].entries[index].children = nil
+                    continue
+                }
+                var path: FileName { relative(names, to: top).appending(name) }
+                let child = name.withCString {
+                    openat(stack[top].fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                }
+                if child < 0 || fstat(child, &st) != 0 {
+                    listing.errors.append(SystemError("open", path: display(path), errno: errno))
+                    if child >= 0 { close(child) }
+                    stack[top].entries[index].children = nil
+                    continue
+                }
+                if stack.count > Self.openFolderLimit {
+                    let outer = stack.count - 1 - Self.openFolderLimit
+                    if stack[outer].fd >= 0 {
+                        close(stack[outer].fd)
+                        stack[outer].fd = -1
+                    }
+                }
+                stack.append(
+                    ListedFolder(
+                        fd: child, device: UInt64(st.st_dev), inode: UInt64(st.st_ino),
+                        mayHoldExcluded: !excludedFolders.isEmpty && excludedFolders.contains(path)))
+                let made = stack[top + 1].mayHoldExcluded ? path : nil
+                names.append(name)
+                lengths.append(length)
+                readFolder(
+                    &stack[top + 1], relative: { made ?? relative(names, to: top + 1) }, recursive: true,
+                    filter: filter, links: &links, into: &listing)
+                continue
+            }
+            // Done with this folder: its entries in name order go to its parent (or the root).
+            var folder = stack.removeLast()
+            names.removeLast()
+            lengths.removeLast()
+            folder.entries.sortByName()
+            // Kept for the whole run: an exact-size copy drops the slack of appending (a quarter
+            // of the listing's memory on average).
+            let entries =
+                folder.entries.count == folder.entries.capacity
+                ? folder.entries : folder.entries.withUnsafeBufferPointer { Array($0) }
+            guard let parent = stack.indices.last else {
+                close(folder.fd)
+                listing.entries = entries
+                break
+            }
+            if stack[parent].fd < 0 {
+                // Closed on the way down: back up through `..`, checked to be the same folder.
+                let reopened = openat(folder.fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if reopened >= 0 && fstat(reopened, &st) == 0 && UInt64(st.st_dev) == stack[parent].device
+                    && UInt64(st.st_ino) == stack[parent].inode
+                {
+                    stack[parent].fd = reopened
+                } else {
+                    let code = reopened < 0 ? errno : ENOENT
+                    if reopened >= 0 { close(reopened) }
+                    let where_ = parent == 0 ? root : display(relative(names, to: parent))
+                    listing.errors.append(SystemError("reopen (moved while listed)", path: where_, errno: code))
+                    // Its remaining subfolders are not listed.
+                    for i in stack[parent].subfolders[stack[parent].done...] {
+                        stack[parent].entries[i].children = nil
+                    }
+                    stack[parent].done = stack[parent].subfolders.count
+                }
+            }
+            close(folder.fd)
+            let index = stack[parent].subfolders[stack[parent].done - 1]
+            stack[parent].entries[index].children = entries
+        }
+        listing.hardLinks = links.result()
+    }
+
+    /// Reads one folder's entries into `folder` (each stat'ed relative to it), noting its
+    /// subfolders for the walk.
+    private func readFolder(
+        _ folder: inout ListedFolder, relative makeRelative: () -> FileName, recursive: Bool, filter: ListingFilter,
+        links: inout HardLinkCollector,
+        into listing: inout Listing
+    ) {
+        // Made when first needed (a temporary file, an error, a hard link, an excluded path).
+        var madeRelative: FileName?
+        func relative() -> FileName {
+            if let madeRelative { return madeRelative }
+            let made = makeRelative()
+            madeRelative = made
+            return made
+        }
+        // The folder's descriptor stays for its subfolders: the stream reads a duplicate.
+        let streamFD = dup(folder.fd)
+        guard streamFD >= 0, let dir = fdopendir(streamFD) else {
+            listing.errors.append(SystemError("opendir", path: display(relative()), errno: errno))
+            if streamFD >= 0 { close(streamFD) }
+            return
         }
         defer { closedir(dir) }
-        var entries: [Entry] = []
+        let fd = folder.fd
         var st = stat()
         while true {
             errno = 0
             guard let item = readdir(dir) else {
-                if errno != 0 { listing.errors.append(SystemError("readdir", path: display(relative), errno: errno)) }
+                if errno != 0 { listing.errors.append(SystemError("readdir", path: display(relative()), errno: errno)) }
                 break
             }
             let nameBytes = Self.name(of: item)
             if nameBytes.count <= 2 && nameBytes.allSatisfy({ $0 == UInt8(ascii: ".") }) { continue }
             let name = FileName(bytes: nameBytes)
             // The relative path is built only when something needs it (most entries do not).
-            var path: FileName { relative.appending(name) }
+            var path: FileName { relative().appending(name) }
             if nameBytes.starts(with: ListingFilter.temporaryPrefix) {
                 listing.temporaryFiles.append(path)
                 continue
             }
-            if filter.ignore.matches(name) || (!filter.excludedPaths.isEmpty && filter.excludedPaths.contains(path)) {
+            if filter.ignore.matches(name) || (folder.mayHoldExcluded && filter.excludedPaths.contains(path)) {
                 continue
             }
             let status =
@@ -224,7 +378,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 ? -1
                 : withUnsafePointer(to: &item.pointee.d_name) {
                     $0.withMemoryRebound(to: CChar.self, capacity: 256) {
-                        fstatat(dirfd(dir), $0, &st, AT_SYMLINK_NOFOLLOW)
+                        fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW)
                     }
                 }
             if status != 0 {
@@ -241,36 +395,28 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 if st.st_mode & S_IROTH == 0 {
                     let readable = withUnsafePointer(to: &item.pointee.d_name) {
                         $0.withMemoryRebound(to: CChar.self, capacity: 256) {
-                            faccessat(dirfd(dir), $0, R_OK, AT_EACCESS) == 0
+                            faccessat(fd, $0, R_OK, AT_EACCESS) == 0
                         }
                     }
                     if !readable { listing.unreadableFiles.append(path) }
                 }
-                entries.append(Entry(name: name, kind: .file, size: Int64(st.st_size), mtime: mtime, mode: mode))
+                if st.st_nlink > 1 { links.add(path, device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) }
+                folder.entries.append(
+                    Entry(name: name, kind: .file, size: Int64(st.st_size), mtime: mtime, mode: mode))
             case S_IFDIR:
                 var entry = Entry(name: name, kind: .directory, mtime: mtime, mode: mode)
                 if recursive {
-                    let child = withUnsafePointer(to: &item.pointee.d_name) {
-                        $0.withMemoryRebound(to: CChar.self, capacity: 256) {
-                            openat(dirfd(dir), $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                        }
-                    }
-                    if child < 0 {
-                        listing.errors.append(SystemError("open", path: display(path), errno: errno))
-                        entry.children = nil
-                    } else {
-                        entry.children = listDirectory(
-                            fd: child, relative: path, recursive: true, filter: filter, into: &listing)
-                    }
+                    entry.children = []  // filled in when the walk gets to it
+                    folder.subfolders.append(folder.entries.count)
                 }
-                entries.append(entry)
+                folder.entries.append(entry)
             case S_IFLNK:
                 var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
                 let length = withUnsafePointer(to: &item.pointee.d_name) {
                     $0.withMemoryRebound(to: CChar.self, capacity: 256) { cName in
                         buffer.withUnsafeMutableBufferPointer {
                             readlinkat(
-                                dirfd(dir), cName,
+                                fd, cName,
                                 UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count)
                         }
                     }
@@ -279,7 +425,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                     listing.errors.append(SystemError("readlink", path: display(path), errno: errno))
                     continue
                 }
-                entries.append(
+                folder.entries.append(
                     Entry(
                         name: name, kind: .symlink, mtime: mtime, mode: mode,
                         linkTarget: FileName(bytes: Array(buffer[..<length]))))
@@ -287,10 +433,6 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 continue  // sockets, fifos and devices are not synchronized
             }
         }
-        entries.sortByName()
-        // Kept for the whole run: an exact-size copy drops the slack of appending (a quarter of
-        // the listing's memory on average).
-        return entries.count == entries.capacity ? entries : entries.withUnsafeBufferPointer { Array($0) }
     }
 
     // MARK: reading
@@ -322,20 +464,35 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     // MARK: writing
 
     /// The temporary name a file is written under, in the same folder as its final name.
+    ///
+    /// Two names must never share a temporary name, also where a filesystem sees no case
+    /// (FAT, exFAT): two workers writing `A.txt` and `a.txt` through one temporary file
+    /// corrupted the drive. A name of lowercase ASCII (nearly every name) is used as it is;
+    /// any other gets `~`, a hash of its exact bytes and then the name: no name of the first
+    /// kind starts with `~`, and the hash (keyed per process, so a drive cannot aim at it) tells
+    /// names apart that differ in case. Deterministic within the process: the FTP endpoint
+    /// finds a staged file by it again.
     static func temporaryName(for path: FileName) -> FileName {
         var name = ListingFilter.temporaryPrefix
         let last = path.lastComponent.bytes
-        if last.count <= 200 {
+        let plain =
+            last.count <= 200 && last.first != UInt8(ascii: "~")
+            && !last.contains { $0 >= 0x80 || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }
+        if plain {
             name.append(contentsOf: last)
         } else {
-            // Keep names within NAME_MAX; a hash of the whole name keeps long siblings apart.
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in last { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-            name.append(contentsOf: last.prefix(180))
-            name.append(contentsOf: Array(("-" + String(hash, radix: 16)).utf8))
+            var hasher = Hasher()
+            last.withUnsafeBytes { hasher.combine(bytes: $0) }
+            let hash = UInt64(bitPattern: Int64(hasher.finalize()))
+            name.append(UInt8(ascii: "~"))
+            name.append(contentsOf: Array(String(hash, radix: 16).leftPadded(to: 16).utf8))
+            name.append(UInt8(ascii: "-"))
+            // Within NAME_MAX, cut where a UTF-8 character starts.
+            var end = min(last.count, 180)
+            while end < last.count && end > 0 && last[end] & 0xC0 == 0x80 { end -= 1 }
+            name.append(contentsOf: last[..<end])
         }
-        let parent = path.parent
-        return parent.appending(FileName(bytes: name))
+        return path.parent.appending(FileName(bytes: name))
     }
 
     /// Whether `O_TMPFILE` works here; FUSE filesystems (fusefat, exfat-fuse) refuse it.

@@ -74,6 +74,7 @@ public struct ActionFormatter: Sendable {
         case .skip: return "Skipping"
         case .replace: return "Replacing"
         case .conflict: return "Failed"
+        case .link: return "Linking"
         }
     }
 
@@ -100,12 +101,21 @@ public struct ActionFormatter: Sendable {
 
     public func line(for action: Action, outcome: Outcome) -> String {
         var path = action.path.description
-        if action.kind == .createFolder || (action.destination?.kind == .directory && action.kind == .delete) {
+        if action.kind == .createFolder || (action.destination?.kind == .directory && action.kind == .delete)
+            || (action.reason == .namesDifferInCase && action.source?.kind == .directory)
+        {
             path += "/"
         }
         switch (outcome, action.kind, action.reason) {
         case (.done, .skip, .upToDate), (.planned, .skip, .upToDate):
             return skipPrefix + path  // the common line of a no-op run, made once
+        case (.failed, _, .namesDifferInCase), (.planned, _, .namesDifferInCase):
+            // `destination` is the entry synchronized under the other spelling.
+            let kept = action.destination?.name.description ?? "another"
+            let name = action.source?.name.description ?? path
+            return Self.format(
+                verb: "Failed",
+                reason: "the \(side) cannot hold both \(kept) and \(name): names differ only in case", path: path)
         case (.failed(let message), _, _):
             return Self.format(verb: "Failed", reason: action.reason.text(side: side) + "; " + message, path: path)
         case (.kept(let message), _, _):

@@ -18,6 +18,13 @@ public enum Reason: Sendable, Equatable {
     case linkDiffers
     /// A backup cannot replace a destination entry of another kind without deleting it.
     case backupConflict(EntryKind)
+    /// The file is another name of a source file copied before it (a hard link).
+    case hardLink
+    /// A case-insensitive destination cannot hold this name beside another that differs from
+    /// it only in case (the action's `destination` is that other, synchronized entry).
+    case namesDifferInCase
+    /// The path is longer than an endpoint can work on (`maximumPathLength`).
+    case pathTooLong
 
     public func text(side: String) -> String {
         switch self {
@@ -32,6 +39,9 @@ public enum Reason: Sendable, Equatable {
         case .kindDiffers(let kind): return "\(side) is a \(Self.noun(kind))"
         case .linkDiffers: return "\(side) link points elsewhere"
         case .backupConflict(let kind): return "\(side) is a \(Self.noun(kind)); a backup never deletes"
+        case .hardLink: return "hard link, as on the source"
+        case .namesDifferInCase: return "the \(side) cannot hold both names: they differ only in case"
+        case .pathTooLong: return "path too long: with its root folder, longer than this system takes"
         }
     }
 
@@ -59,6 +69,8 @@ public struct Action: Sendable {
         case replace
         /// A conflict the run cannot resolve; counted as a failure.
         case conflict
+        /// Make the file another name of one copied before it (`SyncPlan.hardLinks`).
+        case link
     }
 
     public var kind: Kind
@@ -148,6 +160,8 @@ public struct SyncPlan: Sendable {
     public var actions: [Action] = []
     /// Folders whose mtime and mode are set after all files were written (children first).
     public var folderUpdates: [(path: FileName, entry: Entry)] = []
+    /// For each `link` action's path, the path of the file it becomes another name of.
+    public var hardLinks: [FileName: FileName] = [:]
 
     public init() {}
 

@@ -93,6 +93,7 @@ final class ExecutorTests: XCTestCase {
         func remove(_ path: FileName, kind: EntryKind) throws { try inner.remove(path, kind: kind) }
         func setFolderAttributes(_ path: FileName, entry: Entry) throws {}
         func flush() throws {}
+        func link(_ path: FileName, to existing: FileName) throws { try inner.link(path, to: existing) }
     }
 
     func transferOneFile(to destination: FlakyDestination, root: String) throws -> (SyncStatistics, Recorder) {
@@ -336,5 +337,146 @@ final class ExecutorTests: XCTestCase {
         // The last folder (d, 4 files) is shared once nothing else is left: both help.
         XCTAssertTrue(taken[0]!.contains { folders[$0] == FileName("d") })
         XCTAssertTrue(taken[1]!.contains { folders[$0] == FileName("d") })
+    }
+
+    // MARK: hard links
+
+    func testHardLinkedSourceFilesStayLinksWhereTheDestinationHoldsThemAndAreCopiedElsewhere() throws {
+        let root = NSTemporaryDirectory() + "plugsync-links-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for folder in ["src/sub", "dst", "fat"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + folder, withIntermediateDirectories: true)
+        }
+        FileManager.default.createFile(atPath: root + "/src/a", contents: Data(repeating: 7, count: 100_000))
+        for name in ["sub/b", "sub/c", "z"] { XCTAssertEqual(link(root + "/src/a", root + "/src/" + name), 0) }
+        let source = LocalEndpoint(root: root + "/src")
+        let listing = source.list(recursive: true, filter: ListingFilter())
+        XCTAssertEqual(listing.hardLinks.groups.count, 4)
+
+        func run(_ destination: LocalEndpoint) -> (SyncStatistics, [String]) {
+            let plan = Planner(type: .mirror, source: source.capabilities, destination: destination.capabilities)
+                .plan(
+                    source: listing.entries,
+                    destination: destination.list(recursive: true, filter: ListingFilter()).entries,
+                    sourceLinks: listing.hardLinks)
+            let recorder = Recorder()
+            let stats = Executor(source: source, destination: destination, parallelism: 4, observer: recorder)
+                .execute(plan, temporaryFiles: [], dryRun: false)
+            return (stats, recorder.lines)
+        }
+        func inode(_ path: String) -> (ino: UInt64, links: Int) {
+            var st = stat()
+            XCTAssertEqual(lstat(root + "/" + path, &st), 0, path)
+            return (UInt64(st.st_ino), Int(st.st_nlink))
+        }
+
+        let destination = LocalEndpoint(root: root + "/dst")
+        let (first, lines) = run(destination)
+        XCTAssertEqual(first.failed, 0, "\(lines)")
+        XCTAssertEqual(first.bytes, 100_000, "one copy, three links: \(lines)")
+        XCTAssertEqual(lines.filter { $0.hasPrefix("Linking") }.count, 3, "\(lines)")
+        let names = ["dst/a", "dst/sub/b", "dst/sub/c", "dst/z"]
+        XCTAssertEqual(Set(names.map { inode($0).ino }).count, 1)
+        XCTAssertEqual(inode("dst/a").links, 4)
+        let (second, again) = run(destination)
+        XCTAssertEqual(second.transferred, 0, "\(again)")
+
+        // The source changes: the new copy gets all four names again.
+        FileManager.default.createFile(atPath: root + "/src/new", contents: Data("changed".utf8))
+        XCTAssertEqual(rename(root + "/src/new", root + "/src/a"), 0)
+        for name in ["sub/b", "sub/c", "z"] {
+            XCTAssertEqual(unlink(root + "/src/" + name), 0)
+            XCTAssertEqual(link(root + "/src/a", root + "/src/" + name), 0)
+        }
+        let changedListing = source.list(recursive: true, filter: ListingFilter())
+        let plan = Planner(type: .mirror, source: source.capabilities, destination: destination.capabilities).plan(
+            source: changedListing.entries,
+            destination: destination.list(recursive: true, filter: ListingFilter()).entries,
+            sourceLinks: changedListing.hardLinks)
+        let third = Executor(source: source, destination: destination, parallelism: 4, observer: Recorder())
+            .execute(plan, temporaryFiles: [], dryRun: false)
+        XCTAssertEqual(third.failed, 0)
+        XCTAssertEqual(Set(names.map { inode($0).ino }).count, 1)
+        XCTAssertEqual(try String(contentsOfFile: root + "/dst/sub/c", encoding: .utf8), "changed")
+        XCTAssertEqual(temporaryNames(in: root + "/dst"), [])
+
+        // A destination without hard links (FAT, exFAT) gets a copy for each name.
+        let fat = LocalEndpoint(root: root + "/fat", keepsHardLinks: false, caseInsensitiveNames: true)
+        let (copied, fatLines) = run(fat)
+        XCTAssertEqual(copied.failed, 0, "\(fatLines)")
+        XCTAssertEqual(copied.transferred, 4)
+        XCTAssertEqual(Set(["fat/a", "fat/sub/b", "fat/sub/c", "fat/z"].map { inode($0).ino }).count, 4)
+    }
+
+    func temporaryNames(in folder: String) -> [String] {
+        let all = FileManager.default.enumerator(atPath: folder)?.allObjects as? [String] ?? []
+        return all.filter { ($0 as NSString).lastPathComponent.hasPrefix(".plugsync-tmp-") }
+    }
+
+    func testALinkWhoseFileFailedToCopyIsCopiedInsteadOfLinkedToOldContents() throws {
+        let root = NSTemporaryDirectory() + "plugsync-links-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for folder in ["src", "dst"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + folder, withIntermediateDirectories: true)
+        }
+        FileManager.default.createFile(atPath: root + "/src/a", contents: Data("new".utf8))
+        XCTAssertEqual(link(root + "/src/a", root + "/src/b"), 0)
+        FileManager.default.createFile(atPath: root + "/dst/a", contents: Data("old contents".utf8))
+        let source = LocalEndpoint(root: root + "/src")
+        let listing = source.list(recursive: true, filter: ListingFilter())
+        // The first copy fails for good; the link must not give "b" the old "a".
+        let destination = FlakyDestination(root: root + "/dst", failures: 1, retryable: false)
+        let plan = Planner(type: .mirror, tolerance: 1, destinationKeepsHardLinks: true).plan(
+            source: listing.entries, destination: destination.list(recursive: true, filter: ListingFilter()).entries,
+            sourceLinks: listing.hardLinks)
+        XCTAssertEqual(plan.actions.map { "\($0.kind) \($0.path)" }, ["transfer a", "link b"])
+        let stats = Executor(source: source, destination: destination, parallelism: 1, observer: Recorder())
+            .execute(plan, temporaryFiles: [], dryRun: false)
+        XCTAssertEqual(stats.failed, 1)
+        XCTAssertEqual(try String(contentsOfFile: root + "/dst/b", encoding: .utf8), "new")
+    }
+
+    // MARK: deep trees
+
+    /// Records removals, for a tree deeper than any path a local folder takes.
+    final class RemovalRecorder: Endpoint, @unchecked Sendable {
+        var removed = 0
+        var displayName: String { "memory" }
+        var capabilities: EndpointCapabilities { EndpointCapabilities() }
+        func rootState() throws -> RootState { .nonEmpty }
+        func prepareRoot() throws {}
+        func list(recursive: Bool, filter: ListingFilter) -> Listing { Listing() }
+        func openForReading(_ path: FileName, entry: Entry) throws -> ReadableFile { throw SyncFailure("none") }
+        func receive(
+            _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
+        ) throws {}
+        func createDirectory(_ path: FileName) throws {}
+        func createSymlink(_ path: FileName, entry: Entry) throws {}
+        func remove(_ path: FileName, kind: EntryKind) throws { removed += 1 }
+        func setFolderAttributes(_ path: FileName, entry: Entry) throws {}
+        func flush() throws {}
+    }
+
+    func testAnOrphanTreeTenThousandFoldersDeepIsDeletedWithoutRecursion() {
+        var level: [Entry] = []
+        for _ in 0..<10_000 {
+            level = [Entry(name: "d", kind: .directory, mtime: Timestamp(seconds: 1), children: level)]
+        }
+        let tree = level
+        nonisolated(unsafe) var removed = 0
+        let done = expectation(description: "small-stack thread")
+        let thread = Thread {
+            let destination = RemovalRecorder()
+            let plan = Planner(type: .mirror, tolerance: 1).plan(source: [], destination: tree)
+            _ = Executor(source: destination, destination: destination, parallelism: 1, observer: Recorder())
+                .execute(plan, temporaryFiles: [], dryRun: false)
+            removed = destination.removed
+            done.fulfill()
+        }
+        thread.stackSize = 256 << 10
+        thread.start()
+        wait(for: [done], timeout: 60)
+        while !thread.isFinished { usleep(1000) }  // the tree is freed here, not on that thread
+        XCTAssertEqual(removed, 10_000)
     }
 }

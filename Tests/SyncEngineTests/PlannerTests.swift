@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 
 @testable import SyncEngine
@@ -163,5 +164,127 @@ final class PlannerTests: XCTestCase {
         XCTAssertEqual(
             summary(plan),
             ["delete .plugsync/stale destination file is orphaned", "delete orphan destination file is orphaned"])
+    }
+
+    // MARK: deep trees
+
+    /// Runs `body` on a thread with a 256 KiB stack, as small as a thread of a busy agent may
+    /// get: a walk that recursed per folder would overflow it on these trees.
+    func onSmallStack(_ body: @escaping @Sendable () -> Void) {
+        let done = expectation(description: "small-stack thread")
+        let thread = Thread {
+            body()
+            done.fulfill()
+        }
+        thread.stackSize = 256 << 10
+        thread.start()
+        wait(for: [done], timeout: 60)
+        // The caller's trees must not be freed last by that thread: freeing a nested array
+        // recurses (as deep as the tree), which is the test's doing, not the planner's.
+        while !thread.isFinished { usleep(1000) }
+    }
+
+    /// A chain of `depth` folders `d`, each with a file `f`.
+    func chain(_ depth: Int, mtime: Int64 = 1000) -> [Entry] {
+        var level: [Entry] = [file("f", at: mtime)]
+        for _ in 0..<depth { level = [folder("d", level), file("f", at: mtime)] }
+        return level
+    }
+
+    func testATreeTenThousandFoldersDeepIsPlannedWithoutRecursion() {
+        let source = chain(10_000)
+        let destination = chain(10_000, mtime: 900)
+        let orphans = [folder("old", chain(10_000))]
+        nonisolated(unsafe) var counts: [Int] = []
+        onSmallStack {
+            let planner = Planner(type: .mirror, tolerance: 1)
+            let fresh = planner.plan(source: source, destination: [])
+            let changed = planner.plan(source: source, destination: destination)
+            let gone = planner.plan(source: [], destination: orphans)
+            counts = [
+                fresh.actions.count, fresh.folderUpdates.count, changed.actions.filter { $0.kind == .transfer }.count,
+                gone.deletionCount, source[0].treeCount,
+            ]
+        }
+        XCTAssertEqual(counts, [20_001, 10_000, 10_001, 20_002, 20_000])
+    }
+
+    func testPathsLongerThanAnEndpointTakesStopWithOneFailure() {
+        var planner = Planner(type: .mirror, tolerance: 1)
+        planner.maximumPathLength = 7  // "d/d/d/d" fits, "d/d/d/d/f" does not
+        let plan = planner.plan(source: chain(10), destination: [])
+        let failures = plan.actions.filter { $0.kind == .conflict }
+        XCTAssertEqual(failures.map { "\($0.path)" }.sorted(), ["d/d/d/d/d", "d/d/d/d/f"])
+        XCTAssertEqual(failures.map(\.reason), [.pathTooLong, .pathTooLong])
+        XCTAssertEqual(plan.actions.count, 4 * 2 + 2, "\(summary(plan))")
+    }
+
+    // MARK: case-insensitive destinations
+
+    func testACaseInsensitiveDestinationGetsOneOfTwoNamesThatDifferOnlyInCase() {
+        let planner = Planner(type: .mirror, tolerance: 1, caseInsensitive: true)
+        let source = [
+            folder("Docs", [file("x")]), file("README", size: 5), file("a.txt"), file("docs"), file("A.txt"),
+            folder("x", [file("y")]), folder("X", [file("z")]),
+        ].sorted { $0.name < $1.name }
+        let first = planner.plan(source: source, destination: [])
+        XCTAssertEqual(
+            summary(first).sorted(),
+            [
+                "conflict a.txt the destination cannot hold both names: they differ only in case",
+                "conflict docs the destination cannot hold both names: they differ only in case",
+                "conflict x the destination cannot hold both names: they differ only in case",
+                "createFolder Docs destination folder not found",
+                "createFolder X destination folder not found",
+                "transfer A.txt destination file not found",
+                "transfer Docs/x destination file not found",
+                "transfer README destination file not found",
+                "transfer X/z destination file not found",
+            ])
+        let line = ActionFormatter(source: EndpointCapabilities(), destination: EndpointCapabilities())
+            .line(for: first.actions.first { $0.path == "a.txt" }!, outcome: .failed("not copied"))
+        XCTAssertTrue(
+            line.hasPrefix("Failed      (the destination cannot hold both A.txt and a.txt: names differ only in case)"),
+            line)
+
+        // What the drive holds (one spelling of each) is matched whatever its case: nothing is
+        // deleted, the spelling it has is the one kept, and a second run copies nothing.
+        let destination = [
+            folder("DOCS", [file("x")]), file("a.txt"), folder("x", [file("y")]), file("readme", size: 5),
+        ]
+        let second = planner.plan(source: source, destination: destination)
+        XCTAssertEqual(second.deletionCount, 0, "\(summary(second))")
+        XCTAssertEqual(second.actions.filter { $0.kind == .transfer || $0.kind == .createFolder }.count, 0)
+        XCTAssertEqual(
+            second.actions.filter { $0.kind == .conflict }.map { "\($0.path)" }.sorted(), ["A.txt", "X", "docs"])
+
+        // A case-sensitive destination gets them all.
+        let sensitive = Planner(type: .mirror, tolerance: 1).plan(source: source, destination: [])
+        XCTAssertFalse(sensitive.actions.contains { $0.kind == .conflict })
+        XCTAssertEqual(Planner.foldedCase("Ärger.TXT"), Array("ärger.txt".utf8))
+    }
+
+    // MARK: hard links
+
+    func testHardLinkedFilesBecomeLinksWhereTheDestinationHoldsThem() {
+        let source = [file("a"), folder("sub", [file("b"), file("c")]), file("z")]
+        let links = HardLinks([["sub/c", "a", "sub/b"]])
+        let keeps = Planner(type: .mirror, tolerance: 1, destinationKeepsHardLinks: true)
+        let plan = keeps.plan(source: source, destination: [], sourceLinks: links)
+        XCTAssertEqual(
+            plan.actions.map { "\($0.kind) \($0.path)" },
+            ["transfer a", "createFolder sub", "link sub/b", "link sub/c", "transfer z"])
+        XCTAssertEqual(plan.hardLinks, ["sub/b": "a", "sub/c": "a"])
+        XCTAssertEqual(plan.transferBytes, 20)
+
+        // The first name up to date on the destination: the others are linked to it.
+        let later = keeps.plan(source: source, destination: [file("a"), folder("sub", [])], sourceLinks: links)
+        XCTAssertEqual(later.actions.filter { $0.kind == .link }.map { "\($0.path)" }, ["sub/b", "sub/c"])
+        XCTAssertEqual(later.hardLinks, ["sub/b": "a", "sub/c": "a"])
+
+        // FAT, exFAT, FTP: copies, as before.
+        let copies = Planner(type: .mirror, tolerance: 1).plan(source: source, destination: [], sourceLinks: links)
+        XCTAssertEqual(copies.actions.filter { $0.kind == .transfer }.count, 4)
+        XCTAssertTrue(copies.hardLinks.isEmpty)
     }
 }
