@@ -162,6 +162,14 @@ final class FolderHandles: @unchecked Sendable {
         }
     }
 
+    /// `cposix_open_beneath` (or, with `walk`, the fallback walk alone, as on kernels without
+    /// openat2) of a folder: the descriptor, or -1 with errno set.
+    static func openFolder(beneath dirfd: Int32, _ path: String, walk: Bool = false) -> Int32 {
+        walk
+            ? cposix_open_beneath_walk(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
+            : cposix_open_beneath(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
+    }
+
     /// Where `directory` beneath `mountPoint` cannot be used as a drive's root: nil when every
     /// existing component is a real folder (missing ones are fine: a destination creates them),
     /// else one line naming the component. `..` components are refused too.
