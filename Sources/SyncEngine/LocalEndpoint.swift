@@ -46,7 +46,9 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     var modeMask: UInt32 { isRemovableDrive ? 0o1755 : 0o7777 }
     /// Whether files read here give their owner and group to a destination that keeps modes:
     /// only when running as root (as `rsync -a` does), and never from a drive.
-    var carriesOwners: Bool { !isRemovableDrive && geteuid() == 0 }
+    var carriesOwners: Bool { !isRemovableDrive && Self.runningAs.uid == 0 }
+    /// This process's effective user and group, read once.
+    static let runningAs = (uid: UInt32(geteuid()), gid: UInt32(getegid()))
 
     /// - Parameter mountPoint: for a folder on a drive, its mount point: the root is then
     ///   opened beneath it, and a symbolic link on the way there is refused.
@@ -513,6 +515,8 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     /// Before the mode: a change of owner clears setuid and setgid.
     private func applyOwner(fd: Int32, path: FileName, from file: ReadableFile) throws {
         guard capabilities.keepsModes, let owner = (file as? LocalFile)?.owner else { return }
+        // A new file is ours already: no call for the common case of root's own files.
+        if owner.uid == Self.runningAs.uid && owner.gid == Self.runningAs.gid { return }
         if fchown(fd, owner.uid, owner.gid) != 0 { throw SystemError("chown", path: display(path), errno: errno) }
     }
 
