@@ -12,30 +12,38 @@ final class HostileDriveEngineTests: IntegrationTestCase {
     // MARK: drives
 
     /// An ext4 loop drive mounted `nosuid,nodev` (as a desktop mounts a stick), with a unique
-    /// `.plugsync-id`, found by its File Check alone. Returns the mount point and the check.
-    private func makeDrive(_ name: String, size: String = "64M") throws -> (mount: String, check: String) {
+    /// label and `.plugsync-id`. Returns the mount point and the endpoint lines that find it (by
+    /// label: a File Check alone would look at every mounted filesystem on the machine).
+    private func makeDrive(_ name: String, size: String = "64M") throws -> Drive {
         let image = path("\(name).img")
-        try shell("truncate -s \(size) \(quote(image)) && mkfs.ext4 -q -F \(quote(image))")
+        let label = "PSH" + String(UInt32.random(in: 0...UInt32.max), radix: 16, uppercase: true)
+        try shell("truncate -s \(size) \(quote(image)) && mkfs.ext4 -q -F -L \(label) \(quote(image))")
         let device = try attach(image)
+        try ensureUdevd()
+        try shell("udevadm trigger --action=change \(device) && udevadm settle --timeout=20")
+        try waitForUdevLabel(device, label)
         let mount = try mountPoint(name)
         try shell("mount -o nosuid,nodev \(device) \(quote(mount))")
         addTeardownBlock { [self] in unmount(mount, fuse: false) }
         let token = "hostile-\(name)-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         try (token + "\n").write(toFile: mount + "/.plugsync-id", atomically: false, encoding: .utf8)
-        return (mount, "file_check: \".plugsync-id=^\(token)$\"")
+        return (mount, "file_check: \".plugsync-id=^\(token)$\"", label)
     }
 
-    private func deviceSource(_ name: String, directory: String, check: String, destination: String) -> String {
+    private typealias Drive = (mount: String, check: String, label: String)
+
+    private func deviceSource(_ name: String, directory: String, drive: Drive, destination: String) -> String {
         [
-            "  - name: \(name)", "    source:", "      device:", "        directory: \(directory)",
-            "      \(check)", "    destination:", "      local: '\(destination)'",
+            "  - name: \(name)", "    source:", "      device:", "        label: \(drive.label)",
+            "        directory: \(directory)", "      \(drive.check)", "    destination:",
+            "      local: '\(destination)'",
         ].joined(separator: "\n") + "\n"
     }
 
-    private func deviceDestination(_ name: String, source: String, directory: String, check: String) -> String {
+    private func deviceDestination(_ name: String, source: String, directory: String, drive: Drive) -> String {
         [
             "  - name: \(name)", "    source:", "      local: '\(source)'", "    destination:", "      device:",
-            "        directory: \(directory)", "      \(check)",
+            "        label: \(drive.label)", "        directory: \(directory)", "      \(drive.check)",
         ].joined(separator: "\n") + "\n"
     }
 
@@ -101,7 +109,7 @@ final class HostileDriveEngineTests: IntegrationTestCase {
         try write("home/ana/notes.txt", "mine\n", mode: 0o640)
         try shell("chown -R 1234:1235 \(quote(path("home/ana")))")
         try writeConfig(
-            deviceSource("stick", directory: "data", check: drive.check, destination: path("copy")),
+            deviceSource("stick", directory: "data", drive: drive, destination: path("copy")),
             definition("home", source: path("home"), destination: path("home-backup")))
         let run = try plugsync("run", "stick")
         assertExit(run, 0)
@@ -171,7 +179,7 @@ final class HostileDriveEngineTests: IntegrationTestCase {
             try shell("chmod 777 \(quote(source + "/pub")) \(quote(source + "/pub/inner"))")
             try writeConfig(
                 onDrive
-                    ? deviceDestination("swap", source: source, directory: "backup\(trial)", check: drive.check)
+                    ? deviceDestination("swap", source: source, directory: "backup\(trial)", drive: drive)
                     : definition("swap", source: source, destination: destination))
             assertExit(try plugsync("run", "swap"), 0)
             // Second run: the old files are orphans to delete, 300 new ones to write.
@@ -269,8 +277,8 @@ final class HostileDriveEngineTests: IntegrationTestCase {
                 let copy = path("copy-\(name)")
                 try writeConfig(
                     asSource
-                        ? deviceSource(name, directory: "backups/docs", check: drive.check, destination: copy)
-                        : deviceDestination(name, source: path("src"), directory: "backups/docs", check: drive.check))
+                        ? deviceSource(name, directory: "backups/docs", drive: drive, destination: copy)
+                        : deviceDestination(name, source: path("src"), directory: "backups/docs", drive: drive))
                 let run = try plugsync("run", name)
                 var problems: [String] = []
                 if run.status != 3 { problems.append("exit \(run.status), not 3") }
@@ -323,7 +331,7 @@ final class HostileDriveEngineTests: IntegrationTestCase {
             )
             try writeConfig(
                 deviceSource(
-                    "fifo", directory: "data\(trial)", check: drive.check, destination: path("copy\(trial)")))
+                    "fifo", directory: "data\(trial)", drive: drive, destination: path("copy\(trial)")))
             let started = Date()
             let run = try? plugsync("run", "fifo", timeout: 30)
             racer.waitUntilExit()
@@ -378,7 +386,7 @@ final class HostileDriveEngineTests: IntegrationTestCase {
         for (name, command) in shapes {
             try shell("cd \(quote(data)) && " + command.replacingOccurrences(of: "F", with: name))
         }
-        try writeConfig(deviceSource("sparse", directory: "data", check: drive.check, destination: path("copy")))
+        try writeConfig(deviceSource("sparse", directory: "data", drive: drive, destination: path("copy")))
         let run = try plugsync("run", "sparse", timeout: 120)
         assertExit(run, 0)
         var held = 0
