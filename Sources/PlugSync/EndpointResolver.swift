@@ -80,8 +80,16 @@ public struct EndpointResolver {
             }
             // A filesystem's own `lost+found` is no data: at the drive's root it is never an orphan.
             if FileCheck.components(of: device.directory).isEmpty { excluded.insert(Self.lostAndFound) }
-            // Writes must land on this drive, not in the bare mount point if it is pulled mid-run.
-            let endpoint = localEndpoint(root)
+            // The folder must lie on the drive: a symbolic link on the way there (which the drive
+            // itself can hold) would take the run anywhere on the host.
+            if let problem = LocalEndpoint.problemBeneath(mountPoint: mountPoint, directory: device.directory) {
+                throw PreconditionError("the \(role) directory cannot be used: \(problem)")
+            }
+            // Writes must land on this drive, not in the bare mount point if it is pulled mid-run;
+            // the root is opened beneath the mount point, never through a symlink.
+            let endpoint = localEndpoint(root, mountPoint: mountPoint)
+            // A drive is untrusted: no setuid, setgid or writable-by-others modes come off it.
+            endpoint.isRemovableDrive = true
             var st = stat()
             if stat(mountPoint, &st) == 0 { endpoint.requiredDevice = UInt64(st.st_dev) }
             // A drive can be pulled: no final name before its data is on it.
@@ -129,9 +137,10 @@ public struct EndpointResolver {
     static let lostAndFound = FileName("lost+found")
 
     /// A local endpoint with the timestamp precision and abilities of the filesystem under it.
-    public func localEndpoint(_ path: String) -> LocalEndpoint {
+    /// - Parameter mountPoint: for a drive, its mount point: the root is opened beneath it.
+    public func localEndpoint(_ path: String, mountPoint: String? = nil) -> LocalEndpoint {
         guard let mount = MountTable.mount(containing: realPath(path), in: mounts) else {
-            return LocalEndpoint(root: path)
+            return LocalEndpoint(root: path, mountPoint: mountPoint)
         }
         let precision = TimestampPrecision.of(mount)
         let fat =
@@ -143,7 +152,7 @@ public struct EndpointResolver {
         return LocalEndpoint(
             root: path, timePrecision: precision.nanoseconds, keepsModes: !fat, keepsSymlinks: !fat,
             timesAfterRename: mount.fsType.hasPrefix("fuse"), keepsHardLinks: !noCase, caseInsensitiveNames: noCase,
-            serialWrites: mount.fsType == "fuse.fusefat")
+            serialWrites: mount.fsType == "fuse.fusefat", mountPoint: mountPoint)
     }
 
     /// The path with symbolic links resolved, as far as it exists.

@@ -2,10 +2,9 @@
     import Glibc
 #endif
 
-// Hard links on a local endpoint (`Endpoint.link`), apart from the rest of the endpoint: each
-// call opens the folders it works in from the root's descriptor, and links and renames in
-// them by name (`linkat`, `renameat`), so nothing goes through a symbolic link at the last
-// component.
+// Hard links on a local endpoint (`Endpoint.link`): the two folders are held as descriptors
+// opened beneath the root (Beneath.swift), and the link and rename are made in them by name
+// (`linkat`, `renameat`), so nothing goes through a symbolic link anywhere on the way.
 
 extension LocalEndpoint {
     /// Makes `path` another name of the regular file at `existing`: linked under a temporary
@@ -16,14 +15,15 @@ extension LocalEndpoint {
     }
 
     private func linkOnDrive(_ path: FileName, to existing: FileName) throws {
-        let rootFD = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if rootFD < 0 { throw SystemError("open", path: root, errno: errno) }
-        defer { close(rootFD) }
-        try checkDevice(fd: rootFD)
-        let fromFD = try openFolder(existing.parent, under: rootFD)
-        defer { close(fromFD) }
-        let toFD = path.parent == existing.parent ? fromFD : try openFolder(path.parent, under: rootFD)
-        defer { if toFD != fromFD { close(toFD) } }
+        try folders.withFolder(existing.parent, display: display) { fromFD in
+            try folders.withFolder(path.parent, display: display) { toFD in
+                try checkDevice(fd: toFD)
+                try link(path, in: toFD, to: existing, in: fromFD)
+            }
+        }
+    }
+
+    private func link(_ path: FileName, in toFD: Int32, to existing: FileName, in fromFD: Int32) throws {
         let existingName = existing.lastComponent
         let name = path.lastComponent
         var st = stat()
@@ -51,14 +51,5 @@ extension LocalEndpoint {
             _ = temporary.withCString { unlinkat(toFD, $0, 0) }
             throw SystemError("rename", path: display(path), errno: code)
         }
-    }
-
-    /// A folder of the endpoint, relative to its root (the root itself for an empty path).
-    private func openFolder(_ relative: FileName, under rootFD: Int32) throws -> Int32 {
-        let fd =
-            relative.isEmpty
-            ? dup(rootFD) : relative.withCString { openat(rootFD, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
-        if fd < 0 { throw SystemError("open", path: display(relative), errno: errno) }
-        return fd
     }
 }

@@ -5,10 +5,13 @@ import CPosix
 #endif
 
 /// A folder on a local or mounted filesystem, worked on with the system's calls directly.
+/// Every call goes through a descriptor of the folder it concerns, opened beneath the root
+/// without following symbolic links (Beneath.swift says why).
 public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     public let root: String
     public let capabilities: EndpointCapabilities
     private let rootBytes: [UInt8]
+    let folders: FolderHandles
 
     /// - Parameters:
     ///   - root: absolute path of the folder.
@@ -36,17 +39,36 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     /// created is checked to lie on it, so a drive pulled mid-run never gets its remaining files
     /// written into the bare mount point underneath (`EndpointGone`).
     public var requiredDevice: UInt64?
+    /// A removable drive is untrusted: the modes its listing gives lose setuid, setgid and
+    /// write permission for group and others, and its files carry no owner to a destination.
+    public var isRemovableDrive = false
+    /// Permission bits a listing keeps.
+    var modeMask: UInt32 { isRemovableDrive ? 0o1755 : 0o7777 }
+    /// Whether files read here give their owner and group to a destination that keeps modes:
+    /// only when running as root (as `rsync -a` does), and never from a drive.
+    var carriesOwners: Bool { !isRemovableDrive && Self.runningAs.uid == 0 }
+    /// This process's effective user and group, read once.
+    static let runningAs = (uid: UInt32(geteuid()), gid: UInt32(getegid()))
 
+    /// - Parameter mountPoint: for a folder on a drive, its mount point: the root is then
+    ///   opened beneath it, and a symbolic link on the way there is refused.
     public init(
         root: String, timePrecision: Int64 = 1, keepsModes: Bool = true, keepsSymlinks: Bool = true,
         timesAfterRename: Bool = false, keepsHardLinks: Bool = true, caseInsensitiveNames: Bool = false,
-        serialWrites: Bool = false
+        serialWrites: Bool = false, mountPoint: String? = nil
     ) {
         self.timesAfterRename = timesAfterRename
         var trimmed = root
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
         self.root = trimmed
         self.rootBytes = Array(trimmed.utf8)
+        if let mountPoint {
+            let base = mountPoint == "/" ? "" : mountPoint
+            let below = trimmed.hasPrefix(base + "/") ? String(trimmed.dropFirst(base.count + 1)) : ""
+            folders = FolderHandles(mountPoint: mountPoint, directory: below)
+        } else {
+            folders = FolderHandles(mountPoint: nil, directory: trimmed)
+        }
         self.capabilities = EndpointCapabilities(
             timePrecision: timePrecision, setsModificationTimes: true, keepsModes: keepsModes,
             keepsSymlinks: keepsSymlinks, isRemote: false, keepsHardLinks: keepsHardLinks,
@@ -56,6 +78,12 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     }
 
     public var displayName: String { root }
+
+    /// Why `directory` beneath a drive's `mountPoint` cannot be an endpoint's root (a symbolic
+    /// link or a non-folder on the way, or `..`), or nil when it can (missing folders are fine).
+    public static func problemBeneath(mountPoint: String, directory: String) -> String? {
+        FolderHandles.problem(mountPoint: mountPoint, directory: directory)
+    }
 
     /// The absolute path of a relative one, NUL-terminated.
     func absolute(_ path: FileName) -> [CChar] {
@@ -74,12 +102,16 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
     // MARK: state and listing
 
+    /// A new descriptor of the root (its own offset, for reading it); nil when it is missing.
+    private func openRootForReading() throws -> Int32? {
+        guard let rootFD = try folders.root(display: root) else { return nil }
+        let fd = openat(rootFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw SystemError("open", path: root, errno: errno) }
+        return fd
+    }
+
     public func rootState() throws -> RootState {
-        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return .missing }
-            throw SystemError("open", path: root, errno: errno)
-        }
+        guard let fd = try openRootForReading() else { return .missing }
         guard let dir = fdopendir(fd) else {
             let code = errno
             close(fd)
@@ -108,6 +140,12 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             if UInt64(st.st_dev) != requiredDevice {
                 throw EndpointGone("\(existing) is no longer on the filesystem the run started on")
             }
+        }
+        if folders.mountPoint != nil {
+            // On a drive, each folder is made beneath the one before, none through a symlink.
+            try folders.createRoot(display: root)
+            if let gone = goneError() { throw gone }
+            return
         }
         var path: [UInt8] = []
         for component in rootBytes.split(separator: UInt8(ascii: "/")) {
@@ -142,12 +180,14 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         return EndpointGone("\(root) is no longer on the filesystem the run started on")
     }
 
-    /// Checks that a file or folder just created lies on the drive; a failed call on a drive
-    /// that went away becomes `EndpointGone`.
+    /// Checks that a file or folder just created lies on the drive, and that the drive is still
+    /// where it was mounted: the descriptors held would go on writing to a drive unmounted
+    /// lazily (`umount -l`) as if nothing happened. A failed call on a drive that went away
+    /// becomes `EndpointGone`.
     func checkDevice(fd: Int32) throws {
         guard let requiredDevice else { return }
         var st = stat()
-        if fstat(fd, &st) == 0 && UInt64(st.st_dev) == requiredDevice { return }
+        if fstat(fd, &st) == 0 && UInt64(st.st_dev) == requiredDevice, goneError() == nil { return }
         throw goneError() ?? EndpointGone("a file under \(root) was created off it")
     }
 
@@ -172,9 +212,12 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
     public func list(recursive: Bool, filter: ListingFilter) -> Listing {
         var listing = Listing()
-        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0 {
-            if errno != ENOENT { listing.errors.append(SystemError("open", path: root, errno: errno)) }
+        let fd: Int32
+        do {
+            guard let opened = try openRootForReading() else { return listing }
+            fd = opened
+        } catch {
+            listing.errors.append(error)
             return listing
         }
         listDirectory(fd: fd, recursive: recursive, filter: filter, into: &listing)
@@ -388,7 +431,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 continue
             }
             let mtime = Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec))
-            let mode = UInt32(st.st_mode) & 0o7777
+            let mode = UInt32(st.st_mode) & modeMask
             switch st.st_mode & S_IFMT {
             case S_IFREG:
                 // Readable by all: no call. Otherwise ask the kernel (uid, groups, ACLs, capabilities).
@@ -435,17 +478,76 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         }
     }
 
+    // MARK: descriptors
+
+    /// Runs `body` with the descriptor of `path`'s folder, opened beneath the root without
+    /// following a symbolic link, and `path`'s last component.
+    private func inFolder<T>(of path: FileName, _ body: (Int32, UnsafePointer<CChar>) throws -> T) throws -> T {
+        try folders.withFolder(path.parent, display: display) { dirfd in
+            try path.lastComponent.withCString { try body(dirfd, $0) }
+        }
+    }
+
     // MARK: reading
 
+    /// Opens a listed file without following a symbolic link and without blocking (a FIFO
+    /// swapped in would), then checks it is still the regular file of the size listed.
     public func openForReading(_ path: FileName, entry: Entry) throws -> ReadableFile {
-        let fd = open(absolute(path), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 { throw SystemError("open", path: display(path), errno: errno) }
-        return LocalFile(fd: fd, path: display(path))
+        let fd = try inFolder(of: path) { dirfd, name in
+            openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        }
+        if fd < 0 {
+            if errno == ELOOP { throw Self.changed(display(path), now: "a symbolic link") }
+            throw SystemError("open", path: display(path), errno: errno)
+        }
+        var st = stat()
+        if fstat(fd, &st) != 0 {
+            let code = errno
+            close(fd)
+            throw SystemError("stat", path: display(path), errno: code)
+        }
+        if st.st_mode & S_IFMT != S_IFREG {
+            close(fd)
+            throw Self.changed(display(path), now: Self.kindName(st.st_mode))
+        }
+        if Int64(st.st_size) != entry.size {
+            close(fd)
+            throw SyncFailure(
+                "\(display(path)): changed during the run (listed with \(entry.size) bytes, now \(st.st_size)); it is copied next time"
+            )
+        }
+        let file = LocalFile(fd: fd, path: display(path))
+        file.size = Int64(st.st_size)
+        // Fewer blocks than the size holds: holes, kept as holes by the copy.
+        file.sparse = Int64(st.st_blocks) * 512 < Int64(st.st_size)
+        if carriesOwners { file.owner = (UInt32(st.st_uid), UInt32(st.st_gid)) }
+        return file
+    }
+
+    static func changed(_ place: String, now kind: String) -> SyncFailure {
+        SyncFailure("\(place): changed during the run: listed as a file, now \(kind); left as it is")
+    }
+
+    static func kindName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "a folder"
+        case S_IFLNK: "a symbolic link"
+        case S_IFIFO: "a FIFO"
+        case S_IFSOCK: "a socket"
+        case S_IFCHR, S_IFBLK: "a device"
+        default: "not a regular file"
+        }
     }
 
     final class LocalFile: ReadableFile {
         let fd: Int32
         let path: String
+        /// Size when opened (the listed one).
+        var size: Int64 = 0
+        /// Whether the file has holes.
+        var sparse = false
+        /// Owner and group for a destination to give the copy (`carriesOwners`), else nil.
+        var owner: (uid: UInt32, gid: UInt32)?
         init(fd: Int32, path: String) {
             self.fd = fd
             self.path = path
@@ -501,20 +603,25 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     public func receive(
         _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
     ) throws {
-        try onDrive { try receiveOnDrive(path, from: file, entry: entry, replacing: replacing, progress: progress) }
+        try onDrive {
+            // The folder's descriptor is held for the whole file: every call is relative to it.
+            try folders.withFolder(path.parent, display: display) { dirfd in
+                try receiveOnDrive(path, in: dirfd, from: file, entry: entry, replacing: replacing, progress: progress)
+            }
+        }
     }
 
     private func receiveOnDrive(
-        _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
+        _ path: FileName, in dirfd: Int32, from file: ReadableFile, entry: Entry, replacing: Bool,
+        progress: (Int64) -> Void
     ) throws {
         // A new file: an anonymous file in the destination folder, linked under its final name
         // only when complete; one directory operation instead of two, and nothing left behind
         // by a crash. A replacement needs a rename over the old file anyway: a temporary name.
         if !replacing && anonymousFiles.value {
-            let folder = absolute(path.parent)
-            let fd = open(folder, O_WRONLY | cposix_o_tmpfile | O_CLOEXEC, 0o600)
+            let fd = openat(dirfd, ".", O_WRONLY | cposix_o_tmpfile | O_CLOEXEC, 0o600)
             if fd >= 0 {
-                try receiveAnonymous(fd: fd, path, from: file, entry: entry, progress: progress)
+                try receiveAnonymous(fd: fd, path, in: dirfd, from: file, entry: entry, progress: progress)
                 return
             }
             if errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL {
@@ -523,37 +630,51 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 throw SystemError("create", path: display(path), errno: errno)
             }
         }
-        try receiveNamed(path, from: file, entry: entry, progress: progress)
+        try receiveNamed(path, in: dirfd, from: file, entry: entry, progress: progress)
     }
 
     private func receiveAnonymous(
-        fd: Int32, _ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
+        fd: Int32, _ path: FileName, in dirfd: Int32, from file: ReadableFile, entry: Entry,
+        progress: (Int64) -> Void
     ) throws {
         var open = true
         defer { if open { close(fd) } }
         try checkDevice(fd: fd)
         try copyContents(from: file, to: fd, path: path, expected: entry.size, progress: progress)
+        try applyOwner(fd: fd, path: path, from: file)
         try finishAttributes(fd: fd, path: path, entry: entry)
         try makeDurable(fd: fd, path: path)
         let procPath = "/proc/self/fd/\(fd)"
-        let final = absolute(path)
-        if linkat(AT_FDCWD, procPath, AT_FDCWD, final, AT_SYMLINK_FOLLOW) == 0 {
+        let name = path.lastComponent
+        let linked = name.withCString { linkat(AT_FDCWD, procPath, dirfd, $0, AT_SYMLINK_FOLLOW) }
+        if linked == 0 {
             open = false
             if close(fd) != 0 { throw SystemError("close", path: display(path), errno: errno) }
             return
         }
         guard errno == EEXIST else { throw SystemError("link", path: display(path), errno: errno) }
         // Replacing a file: link under the temporary name, then rename over the old one.
-        let temporary = absolute(Self.temporaryName(for: path))
-        unlink(temporary)
-        if linkat(AT_FDCWD, procPath, AT_FDCWD, temporary, AT_SYMLINK_FOLLOW) != 0 {
-            throw SystemError("link", path: display(path), errno: errno)
+        let temporary = Self.temporaryName(for: path).lastComponent
+        try temporary.withCString { tmp in
+            unlinkat(dirfd, tmp, 0)
+            if linkat(AT_FDCWD, procPath, dirfd, tmp, AT_SYMLINK_FOLLOW) != 0 {
+                throw SystemError("link", path: display(path), errno: errno)
+            }
+            if name.withCString({ renameat(dirfd, tmp, dirfd, $0) }) != 0 {
+                let code = errno
+                unlinkat(dirfd, tmp, 0)
+                throw SystemError("rename", path: display(path), errno: code)
+            }
         }
-        if rename(temporary, final) != 0 {
-            let code = errno
-            unlink(temporary)
-            throw SystemError("rename", path: display(path), errno: code)
-        }
+    }
+
+    /// Gives a file the source file's owner and group (`LocalFile.owner`), where modes are kept.
+    /// Before the mode: a change of owner clears setuid and setgid.
+    private func applyOwner(fd: Int32, path: FileName, from file: ReadableFile) throws {
+        guard capabilities.keepsModes, let owner = (file as? LocalFile)?.owner else { return }
+        // A new file is ours already: no call for the common case of root's own files.
+        if owner.uid == Self.runningAs.uid && owner.gid == Self.runningAs.gid { return }
+        if fchown(fd, owner.uid, owner.gid) != 0 { throw SystemError("chown", path: display(path), errno: errno) }
     }
 
     private func applyMode(fd: Int32, path: FileName, entry: Entry) throws {
@@ -570,50 +691,53 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
     /// The portable way: a temporary name in the destination folder, renamed when complete.
     private func receiveNamed(
-        _ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
+        _ path: FileName, in dirfd: Int32, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
     ) throws {
         let temporary = Self.temporaryName(for: path)
-        let tmpPath = absolute(temporary)
+        let tmpName = temporary.lastComponent
+        let name = path.lastComponent
         let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
-        var fd = open(tmpPath, flags, 0o600)
+        var fd = tmpName.withCString { openat(dirfd, $0, flags, 0o600) }
         if fd < 0 && errno == EEXIST {
-            unlink(tmpPath)
-            fd = open(tmpPath, flags, 0o600)
+            _ = tmpName.withCString { unlinkat(dirfd, $0, 0) }
+            fd = tmpName.withCString { openat(dirfd, $0, flags, 0o600) }
         }
         if fd < 0 { throw SystemError("create", path: display(temporary), errno: errno) }
+        func removeTemporary() { _ = tmpName.withCString { unlinkat(dirfd, $0, 0) } }
         var succeeded = false
         defer {
             if !succeeded {
                 close(fd)
-                unlink(tmpPath)
+                removeTemporary()
             }
         }
         try checkDevice(fd: fd)
         try copyContents(from: file, to: fd, path: temporary, expected: entry.size, progress: progress)
+        try applyOwner(fd: fd, path: path, from: file)
         try applyMode(fd: fd, path: path, entry: entry)
         try makeDurable(fd: fd, path: temporary)
         let closed = close(fd)
         succeeded = true  // the descriptor is closed either way
         if closed != 0 {
             let code = errno
-            unlink(tmpPath)
+            removeTemporary()
             throw SystemError("close", path: display(temporary), errno: code)
         }
         // The time is set after close: FUSE filesystems (fusefat, exfat-fuse) write cached data
         // at close and stamp the file with the current time then; fusefat also on rename.
         var times = Self.times(entry.mtime)
-        if !timesAfterRename && utimensat(AT_FDCWD, tmpPath, &times, 0) != 0 {
+        if !timesAfterRename && tmpName.withCString({ utimensat(dirfd, $0, &times, AT_SYMLINK_NOFOLLOW) }) != 0 {
             let code = errno
-            unlink(tmpPath)
+            removeTemporary()
             throw SystemError("set time", path: display(path), errno: code)
         }
-        let final = absolute(path)
-        if rename(tmpPath, final) != 0 {
+        let renamed = tmpName.withCString { tmp in name.withCString { renameat(dirfd, tmp, dirfd, $0) } }
+        if renamed != 0 {
             let code = errno
-            unlink(tmpPath)
+            removeTemporary()
             throw SystemError("rename", path: display(path), errno: code)
         }
-        if timesAfterRename && utimensat(AT_FDCWD, final, &times, 0) != 0 {
+        if timesAfterRename && name.withCString({ utimensat(dirfd, $0, &times, AT_SYMLINK_NOFOLLOW) }) != 0 {
             throw SystemError("set time", path: display(path), errno: errno)
         }
     }
@@ -633,6 +757,11 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     private func copyContents(
         from file: ReadableFile, to fd: Int32, path: FileName, expected: Int64, progress: (Int64) -> Void
     ) throws {
+        if let local = file as? LocalFile, local.sparse,
+            try copySparse(from: local.fd, size: local.size, to: fd, path: path, progress: progress)
+        {
+            return
+        }
         if let input = file.localDescriptor {
             var useCopyRange = true
             var copied: Int64 = 0
@@ -661,80 +790,174 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         while true {
             let n = try file.read(into: buffer)
             if n == 0 { return }
-            var offset = 0
-            while offset < n {
-                let written = write(fd, buffer.baseAddress! + offset, n - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw SystemError("write", path: display(path), errno: errno)
-                }
-                offset += written
-            }
+            try writeAll(fd, buffer.baseAddress!, n, at: nil, path: path)
             progress(Int64(n))
         }
     }
 
-    public func createDirectory(_ path: FileName) throws {
-        // Owner-writable until its contents are in; setFolderAttributes gives the final mode.
-        let created = mkdir(absolute(path), 0o700) == 0
-        if !created && errno != EEXIST {
-            let error = SystemError("mkdir", path: display(path), errno: errno)
-            throw gone(error) ?? error
-        }
-        if requiredDevice != nil {
-            let fd = open(absolute(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if fd < 0 {
-                let error = SystemError("open", path: display(path), errno: errno)
-                throw gone(error) ?? error
+    private func writeAll(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int, at offset: Int64?, path: FileName)
+        throws
+    {
+        var done = 0
+        while done < count {
+            let written =
+                offset.map { pwrite(fd, bytes + done, count - done, off_t($0) + off_t(done)) }
+                ?? write(fd, bytes + done, count - done)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("write", path: display(path), errno: errno)
             }
-            defer { close(fd) }
-            do { try checkDevice(fd: fd) } catch {
-                if created { rmdir(absolute(path)) }  // made in the bare mount point: take it back
-                throw error
+            done += written
+        }
+    }
+
+    /// Copies only the data of a file with holes (SEEK_DATA / SEEK_HOLE) and sets the size: the
+    /// holes stay holes where the destination can hold them, so a file of 2 GiB of nothing
+    /// costs no space. False when the source cannot tell its holes (nothing written then).
+    private func copySparse(
+        from input: Int32, size: Int64, to fd: Int32, path: FileName, progress: (Int64) -> Void
+    ) throws -> Bool {
+        var offset: Int64 = 0
+        var buffer: UnsafeMutableRawBufferPointer?
+        defer { buffer?.deallocate() }
+        while offset < size {
+            let data = Int64(lseek(input, off_t(offset), cposix_seek_data))
+            if data < 0 {
+                if errno == ENXIO { break }  // only a hole from here to the end
+                if offset == 0 { return false }
+                throw SystemError("read", path: display(path), errno: errno)
+            }
+            if data >= size { break }
+            var hole = Int64(lseek(input, off_t(data), cposix_seek_hole))
+            if hole < 0 { throw SystemError("read", path: display(path), errno: errno) }
+            hole = min(hole, size)
+            if data > offset { progress(data - offset) }
+            var at = data
+            while at < hole {
+                let n = buffer == nil ? cposix_copy_file_range_at(input, at, fd, Int(hole - at)) : -1
+                if n > 0 {
+                    at += Int64(n)
+                    progress(Int64(n))
+                    continue
+                }
+                if n == 0 { break }  // shorter than listed: the size below still holds
+                if buffer == nil && errno == EINTR { continue }
+                if buffer == nil && ![EXDEV, EINVAL, ENOSYS, EOPNOTSUPP, EPERM, EBADF].contains(errno) {
+                    throw SystemError("write", path: display(path), errno: errno)
+                }
+                // copy_file_range cannot here (FUSE, another filesystem type): pread/pwrite.
+                if buffer == nil { buffer = .allocate(byteCount: 1 << 18, alignment: 4096) }
+                let read = pread(input, buffer!.baseAddress, min(buffer!.count, Int(hole - at)), off_t(at))
+                if read < 0 {
+                    if errno == EINTR { continue }
+                    throw SystemError("read", path: display(path), errno: errno)
+                }
+                if read == 0 { break }
+                try writeAll(fd, buffer!.baseAddress!, read, at: at, path: path)
+                at += Int64(read)
+                progress(Int64(read))
+            }
+            offset = hole
+        }
+        if size > offset { progress(size - offset) }
+        if ftruncate(fd, off_t(size)) != 0 { throw SystemError("write", path: display(path), errno: errno) }
+        return true
+    }
+
+    public func createDirectory(_ path: FileName) throws {
+        try onDrive {
+            try inFolder(of: path) { dirfd, name in
+                // Owner-writable until its contents are in; setFolderAttributes gives the final mode.
+                let created = mkdirat(dirfd, name, 0o700) == 0
+                if !created && errno != EEXIST { throw SystemError("mkdir", path: display(path), errno: errno) }
+                if requiredDevice != nil {
+                    let fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                    if fd < 0 { throw SystemError("open", path: display(path), errno: errno) }
+                    defer { close(fd) }
+                    do { try checkDevice(fd: fd) } catch {
+                        if created { unlinkat(dirfd, name, AT_REMOVEDIR) }  // made off the drive: take it back
+                        throw error
+                    }
+                }
             }
         }
     }
 
     public func createSymlink(_ path: FileName, entry: Entry) throws {
-        let temporary = absolute(Self.temporaryName(for: path))
-        unlink(temporary)
+        let temporary = Self.temporaryName(for: path).lastComponent
         let target = (entry.linkTarget?.bytes ?? []).map { CChar(bitPattern: $0) } + [0]
-        if symlink(target, temporary) != 0 {
-            throw SystemError("symlink", path: display(path), errno: errno)
-        }
-        var times = Self.times(entry.mtime)
-        _ = utimensat(AT_FDCWD, temporary, &times, AT_SYMLINK_NOFOLLOW)
-        if rename(temporary, absolute(path)) != 0 {
-            let code = errno
-            unlink(temporary)
-            throw SystemError("rename", path: display(path), errno: code)
+        try inFolder(of: path) { dirfd, name in
+            try temporary.withCString { tmp in
+                unlinkat(dirfd, tmp, 0)
+                if symlinkat(target, dirfd, tmp) != 0 {
+                    throw SystemError("symlink", path: display(path), errno: errno)
+                }
+                var times = Self.times(entry.mtime)
+                _ = utimensat(dirfd, tmp, &times, AT_SYMLINK_NOFOLLOW)
+                if renameat(dirfd, tmp, dirfd, name) != 0 {
+                    let code = errno
+                    unlinkat(dirfd, tmp, 0)
+                    throw SystemError("rename", path: display(path), errno: code)
+                }
+            }
         }
     }
 
     public func remove(_ path: FileName, kind: EntryKind) throws {
-        let result = kind == .directory ? rmdir(absolute(path)) : unlink(absolute(path))
-        if result != 0 {
-            let error = SystemError(kind == .directory ? "rmdir" : "unlink", path: display(path), errno: errno)
+        do {
+            try inFolder(of: path) { dirfd, name in
+                if unlinkat(dirfd, name, kind == .directory ? AT_REMOVEDIR : 0) != 0 {
+                    throw SystemError(kind == .directory ? "rmdir" : "unlink", path: display(path), errno: errno)
+                }
+            }
+            if kind == .directory { folders.forget(path) }
+        } catch let error as SystemError {
             if let gone = gone(error) { throw gone }  // not "already deleted": the drive is gone
             if error.errno != ENOENT { throw error }
         }
     }
 
     public func setFolderAttributes(_ path: FileName, entry: Entry) throws {
-        let target = absolute(path)
-        if capabilities.keepsModes, let mode = entry.mode {
-            if chmod(target, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
-        }
-        var times = Self.times(entry.mtime)
-        if utimensat(AT_FDCWD, target, &times, 0) != 0 {
-            throw SystemError("set time", path: display(path), errno: errno)
+        // Through the folder's own descriptor (usually still open from writing its files).
+        do {
+            try folders.withFolder(path, display: display) { fd in
+                try setAttributes(fd: fd, path: path, entry: entry)
+            }
+        } catch let error as SystemError where error.errno == EACCES {
+            // A folder this process may not read (mode 0 on a second run as a user): a
+            // descriptor that only names it, and the calls through /proc.
+            let fd = try inFolder(of: path) { dirfd, name in
+                openat(dirfd, name, cposix_o_path | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            if fd < 0 { throw Self.openErrorOrChanged(display(path), errno: errno) }
+            defer { close(fd) }
+            let proc = "/proc/self/fd/\(fd)"
+            if capabilities.keepsModes, let mode = entry.mode, chmod(proc, mode_t(mode)) != 0 {
+                throw SystemError("chmod", path: display(path), errno: errno)
+            }
+            var times = Self.times(entry.mtime)
+            if utimensat(AT_FDCWD, proc, &times, 0) != 0 {
+                throw SystemError("set time", path: display(path), errno: errno)
+            }
         }
     }
 
+    static func openErrorOrChanged(_ place: String, errno code: Int32) -> SystemError {
+        FolderHandles.openError(display: place, errno: code)
+    }
+
+    private func setAttributes(fd: Int32, path: FileName, entry: Entry) throws {
+        if capabilities.keepsModes, let mode = entry.mode {
+            if fchmod(fd, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
+        }
+        var times = Self.times(entry.mtime)
+        if futimens(fd, &times) != 0 { throw SystemError("set time", path: display(path), errno: errno) }
+    }
+
     public func flush() throws {
-        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0 { throw SystemError("open", path: root, errno: errno) }
-        defer { close(fd) }
+        guard let fd = try folders.root(display: root) else {
+            throw SystemError("open", path: root, errno: ENOENT)
+        }
         if cposix_syncfs(fd) != 0 { throw SystemError("syncfs", path: root, errno: errno) }
     }
 }

@@ -138,4 +138,126 @@ final class LocalEndpointTests: XCTestCase {
         XCTAssertNotEqual(ta, LocalEndpoint.temporaryName(for: b))
         XCTAssertLessThanOrEqual(ta.bytes.count, 255)
     }
+
+    // MARK: descriptors beneath the root
+
+    /// A folder swapped for a symlink to a folder outside, after the endpoint opened its root:
+    /// no call goes through it (create, write, link, rename, mkdir, symlink, unlink, rmdir,
+    /// chmod, times), each throws, and nothing outside changes; reading through it fails too.
+    func testNoCallGoesThroughAFolderSwappedForASymlink() throws {
+        let outside = root + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: outside + "/victim", contents: Data("host".utf8))
+        FileManager.default.createFile(atPath: outside + "/c", contents: Data("secret".utf8))
+        chmod(outside, 0o700)
+        FileManager.default.createFile(atPath: root + "/src/sub/c", contents: Data("1".utf8))
+        try FileManager.default.createDirectory(atPath: root + "/dst/sub", withIntermediateDirectories: true)
+        let source = LocalEndpoint(root: root + "/src")
+        let destination = LocalEndpoint(root: root + "/dst")
+        let listed = source.list(recursive: true, filter: ListingFilter())
+        let entry = listed.entries.first { $0.name == "sub" }!.children!.first { $0.name == "c" }!
+        XCTAssertEqual(try destination.rootState(), .nonEmpty)  // the root is open from here on
+
+        for side in ["dst", "src"] {
+            try FileManager.default.removeItem(atPath: root + "/\(side)/sub")
+            try FileManager.default.createSymbolicLink(atPath: root + "/\(side)/sub", withDestinationPath: outside)
+        }
+        XCTAssertThrowsError(try source.openForReading("sub/c", entry: entry))
+        // A root the user names may go through a symlink: only what lies below it is confined.
+        let outsideEntry = Entry(name: "c", kind: .file, size: 6, mtime: entry.mtime)
+        let file = try LocalEndpoint(root: root + "/src/sub").openForReading("c", entry: outsideEntry)
+        file.close()
+        for replacing in [false, true] {
+            let input = MemoryFile(data: Data("evil".utf8))
+            XCTAssertThrowsError(
+                try destination.receive("sub/victim", from: input, entry: entry, replacing: replacing) { _ in })
+        }
+        XCTAssertThrowsError(try destination.createDirectory("sub/d"))
+        XCTAssertThrowsError(
+            try destination.createSymlink(
+                "sub/l", entry: Entry(name: "l", kind: .symlink, mtime: entry.mtime, linkTarget: "x")))
+        XCTAssertThrowsError(try destination.remove("sub/victim", kind: .file))
+        XCTAssertThrowsError(
+            try destination.setFolderAttributes(
+                "sub", entry: Entry(name: "sub", kind: .directory, mtime: entry.mtime, mode: 0o777)))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: outside).sorted(), ["c", "victim"])
+        XCTAssertEqual(FileManager.default.contents(atPath: outside + "/victim"), Data("host".utf8))
+        var st = stat()
+        XCTAssertEqual(stat(outside, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o7777, 0o700)
+    }
+
+    /// The walk used where the kernel has no openat2 refuses what openat2 refuses.
+    func testTheFallbackWalkRefusesSymlinksAndClimbingOut() throws {
+        try FileManager.default.createDirectory(atPath: root + "/dst/a/b", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: root + "/dst/link", withDestinationPath: root + "/dst/a")
+        try FileManager.default.createSymbolicLink(atPath: root + "/dst/a/up", withDestinationPath: "../..")
+        let base = open(root + "/dst", O_RDONLY | O_DIRECTORY)
+        defer { close(base) }
+        for walk in [false, true] {
+            let good = FolderHandles.openFolder(beneath: base, "a//b", walk: walk)
+            XCTAssertGreaterThanOrEqual(good, 0, "walk \(walk)")
+            close(good)
+            for bad in ["link", "link/b", "a/up", "a/up/src", "../dst/a", "a/../../dst"] {
+                let fd = FolderHandles.openFolder(beneath: base, bad, walk: walk)
+                XCTAssertLessThan(fd, 0, "\(bad) (walk \(walk)) was opened")
+                if fd >= 0 { close(fd) }
+            }
+        }
+    }
+
+    /// A file listed, then swapped for a FIFO (or a folder): reading it fails at once with one
+    /// line, and never blocks.
+    func testAFileThatChangedKindFailsAtOnce() throws {
+        FileManager.default.createFile(atPath: root + "/src/f", contents: Data("12345".utf8))
+        FileManager.default.createFile(atPath: root + "/src/g", contents: Data("12345".utf8))
+        let source = LocalEndpoint(root: root + "/src")
+        let entries = source.list(recursive: false, filter: ListingFilter()).entries
+        try FileManager.default.removeItem(atPath: root + "/src/f")
+        XCTAssertEqual(mkfifo(root + "/src/f", 0o666), 0)
+        try FileManager.default.removeItem(atPath: root + "/src/g")
+        try FileManager.default.createDirectory(atPath: root + "/src/g", withIntermediateDirectories: false)
+        for (name, kind) in [("f", "a FIFO"), ("g", "a folder")] {
+            XCTAssertThrowsError(
+                try source.openForReading(FileName(name), entry: entries.first { $0.name.description == name }!)
+            ) {
+                XCTAssertEqual(
+                    "\($0)",
+                    "\(self.root!)/src/\(name): changed during the run: listed as a file, now \(kind); left as it is")
+            }
+        }
+    }
+
+    /// Modes listed on a drive lose setuid, setgid and write for group and others.
+    func testModesFromADriveAreMasked() throws {
+        for (name, mode) in [("suid", 0o4777), ("sgid", 0o2775), ("plain", 0o644), ("sticky", 0o1777)] {
+            FileManager.default.createFile(atPath: root + "/src/" + name, contents: Data())
+            chmod(root + "/src/" + name, mode_t(mode))
+        }
+        let drive = LocalEndpoint(root: root + "/src")
+        drive.isRemovableDrive = true
+        let modes = Dictionary(
+            uniqueKeysWithValues: drive.list(recursive: false, filter: ListingFilter()).entries.map {
+                ($0.name.description, $0.mode!)
+            })
+        XCTAssertEqual(modes["suid"], 0o755)
+        XCTAssertEqual(modes["sgid"], 0o755)
+        XCTAssertEqual(modes["plain"], 0o644)
+        XCTAssertEqual(modes["sticky"], 0o1755)
+    }
+}
+
+/// A readable file held in memory (no local descriptor).
+private final class MemoryFile: ReadableFile {
+    let data: Data
+    var offset = 0
+    init(data: Data) { self.data = data }
+    var localDescriptor: Int32? { nil }
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let n = min(buffer.count, data.count - offset)
+        data.copyBytes(to: buffer.bindMemory(to: UInt8.self), from: offset..<(offset + n))
+        offset += n
+        return n
+    }
+    func close() {}
 }
