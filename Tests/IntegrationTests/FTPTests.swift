@@ -227,8 +227,18 @@ final class FTPTests: IntegrationTestCase {
             }
             return [Int(info.st_ino), info.st_ctim.tv_sec, info.st_ctim.tv_nsec]
         }
+        // A remembered line: size, exact time (client clock) and when it was known, in seconds.
+        func remembered(_ name: String) -> [Int]? {
+            for line in (read("state/ftp-times/up.destination") ?? "").split(separator: "\n") {
+                let fields = line.split(separator: " ", maxSplits: 3)
+                if fields.count == 4, fields[3] == name { return fields[0..<3].compactMap { Int($0) } }
+            }
+            return nil
+        }
         assertExit(try run("up", server), 0)
         let written = try stamp()
+        let firstKnown = try XCTUnwrap(remembered("f1.txt"), "the first run did not remember f1.txt")
+        XCTAssertEqual(Array(firstKnown.prefix(2)), [7, t + 1])
         let before = mdtmReads(server.transferLog)
 
         let second = try run("up", server)
@@ -238,12 +248,20 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(try stamp(), written, "a run that changed nothing rewrote \(memory)")
 
         // A same-size edit on the server: uploaded over, and its new exact time remembered.
+        // Times are remembered in whole seconds: an upload within the first run's second would
+        // remember exactly what that run did (and rightly write nothing), so the third run starts
+        // in a later second, where its upload must leave a newer line for f1.txt.
+        while Int(Date().timeIntervalSince1970) <= firstKnown[2] { usleep(20_000) }
+        let thirdStarted = Int(Date().timeIntervalSince1970)
         try write("server/www/f1.txt", "FILE 1\n")
         try chownToServer(server)
         let third = try run("up", server)
         assertExit(third, 0)
         XCTAssertTrue(third.actions.contains { $0.hasPrefix("Uploading ") && $0.hasSuffix(" f1.txt") }, "\(third)")
         XCTAssertNotEqual(try stamp(), written, "the run that uploaded f1.txt did not save its time")
+        let known = try XCTUnwrap(remembered("f1.txt"), "the run that uploaded f1.txt dropped its time")
+        XCTAssertEqual(Array(known.prefix(2)), [7, t + 1], "f1.txt is remembered with its source's time")
+        XCTAssertGreaterThanOrEqual(known[2], thirdStarted, "f1.txt is still remembered as the first run knew it")
     }
 
     /// A dry run changes nothing on the server: the clock difference and the way times are set
