@@ -227,8 +227,18 @@ final class FTPTests: IntegrationTestCase {
             }
             return [Int(info.st_ino), info.st_ctim.tv_sec, info.st_ctim.tv_nsec]
         }
+        // A remembered line: size, exact time (client clock) and when it was known, in seconds.
+        func remembered(_ name: String) -> [Int]? {
+            for line in (read("state/ftp-times/up.destination") ?? "").split(separator: "\n") {
+                let fields = line.split(separator: " ", maxSplits: 3)
+                if fields.count == 4, fields[3] == name { return fields[0..<3].compactMap { Int($0) } }
+            }
+            return nil
+        }
         assertExit(try run("up", server), 0)
         let written = try stamp()
+        let firstKnown = try XCTUnwrap(remembered("f1.txt"), "the first run did not remember f1.txt")
+        XCTAssertEqual(Array(firstKnown.prefix(2)), [7, t + 1])
         let before = mdtmReads(server.transferLog)
 
         let second = try run("up", server)
@@ -238,12 +248,20 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(try stamp(), written, "a run that changed nothing rewrote \(memory)")
 
         // A same-size edit on the server: uploaded over, and its new exact time remembered.
+        // Times are remembered in whole seconds: an upload within the first run's second would
+        // remember exactly what that run did (and rightly write nothing), so the third run starts
+        // in a later second, where its upload must leave a newer line for f1.txt.
+        while Int(Date().timeIntervalSince1970) <= firstKnown[2] { usleep(20_000) }
+        let thirdStarted = Int(Date().timeIntervalSince1970)
         try write("server/www/f1.txt", "FILE 1\n")
         try chownToServer(server)
         let third = try run("up", server)
         assertExit(third, 0)
         XCTAssertTrue(third.actions.contains { $0.hasPrefix("Uploading ") && $0.hasSuffix(" f1.txt") }, "\(third)")
         XCTAssertNotEqual(try stamp(), written, "the run that uploaded f1.txt did not save its time")
+        let known = try XCTUnwrap(remembered("f1.txt"), "the run that uploaded f1.txt dropped its time")
+        XCTAssertEqual(Array(known.prefix(2)), [7, t + 1], "f1.txt is remembered with its source's time")
+        XCTAssertGreaterThanOrEqual(known[2], thirdStarted, "f1.txt is still remembered as the first run knew it")
     }
 
     /// A dry run changes nothing on the server: the clock difference and the way times are set
@@ -413,7 +431,24 @@ final class FTPTests: IntegrationTestCase {
             try write("src/" + file, "local\n", mtime: FileTime(t))
         }
         let local = LocalEndpoint(root: path("src")).list(recursive: true, filter: ListingFilter())
-        func listing(hinted: Bool, late: Bool = false) throws -> (lines: [String], errors: [String]) {
+        func logged() -> String { (try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? "" }
+        /// The LIST commands vsftpd logged after the first `offset` bytes of its log (it logs a
+        /// command as it receives it, before it answers).
+        func listsLogged(since offset: Int) -> Int {
+            guard let file = FileHandle(forReadingAtPath: server.transferLog) else { return 0 }
+            defer { try? file.close() }
+            guard (try? file.seek(toOffset: UInt64(offset))) != nil else { return 0 }
+            let text = String(decoding: (try? file.readToEnd()) ?? Data(), as: UTF8.self)
+            return text.components(separatedBy: "\"LIST").count - 1
+        }
+        /// `late`: the hint is given by another thread while the listing runs, as a run's local
+        /// side is listed alongside. On vsftpd it is given once the synchronized folder's LIST
+        /// is logged, and `inTime` says whether a folder's LIST was still to come after it was
+        /// given: then a folder's listing ended after the hint, which the listing had to take.
+        func listing(hinted: Bool, late: Bool = false, lists: Int = 0) throws -> (
+            lines: [String], errors: [String], inTime: Bool
+        ) {
+            let offset = logged().utf8.count
             var options = FTPOptions(
                 host: server.host, port: server.port, username: server.user, password: server.password)
             options.responseTimeout = 5
@@ -424,10 +459,17 @@ final class FTPTests: IntegrationTestCase {
             let hint = ListingHint()
             if hinted { endpoint.listingHint = hint }
             if hinted && !late { hint.provide(local) }
-            // Late: given by another thread alongside the listing, as a run's local side is.
-            let feeder = Background { if late { hint.provide(local) } }
-            defer { _ = feeder.value }
+            let feeder = Background { () -> Bool in
+                guard late else { return false }
+                if name == "vsftpd" {
+                    let deadline = Date().addingTimeInterval(10)
+                    while listsLogged(since: offset) == 0 && Date() < deadline { usleep(1000) }
+                }
+                hint.provide(local)
+                return name == "vsftpd" && listsLogged(since: offset) < lists
+            }
             let result = endpoint.list(recursive: true, filter: ListingFilter())
+            let inTime = feeder.value
             var lines: [String] = []
             func walk(_ entries: [Entry], _ base: String) {
                 for entry in entries {
@@ -437,15 +479,24 @@ final class FTPTests: IntegrationTestCase {
                 }
             }
             walk(result.entries, "")
-            return (lines, result.errors.map { "\($0)" })
+            return (lines, result.errors.map { "\($0)" }, inTime)
         }
-        func logged() -> String { (try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? "" }
         let start = logged().count
         let plain = try listing(hinted: false)
         let middle = logged().count
+        let plainLists = logged().dropFirst(start).prefix(middle - start).components(separatedBy: "\"LIST").count - 1
         let hinted = try listing(hinted: true)
         let end = logged().count
-        let late = try listing(hinted: true, late: true)
+        // Under load the late hint can come after the listing's last LIST (then it may rightly be
+        // too late): a few tries, of which one must give it in time.
+        var lateTries = 0
+        var lateEnd = end
+        var late = try listing(hinted: true, late: true, lists: plainLists)
+        while name == "vsftpd" && !late.inTime && lateTries < 4 {
+            lateTries += 1
+            lateEnd = logged().count
+            late = try listing(hinted: true, late: true, lists: plainLists)
+        }
         XCTAssertEqual(late.errors, plain.errors)
         XCTAssertEqual(late.lines, plain.lines)
         XCTAssertEqual(plain.errors.count, 1, "\(plain.errors)")
@@ -467,7 +518,9 @@ final class FTPTests: IntegrationTestCase {
             let plainLog = String(log.dropFirst(start).prefix(middle - start))
             let hintedLog = String(log.dropFirst(middle).prefix(end - middle))
             // The late hint was taken too (it came while the listing ran).
-            XCTAssertTrue(String(log.dropFirst(end)).contains("/www/a/gone\""), String(log.dropFirst(end)))
+            XCTAssertTrue(late.inTime, "the late hint never came before the listing's last LIST (5 tries)")
+            XCTAssertEqual(plainLists, 6, plainLog)
+            XCTAssertTrue(String(log.dropFirst(lateEnd)).contains("/www/a/gone\""), String(log.dropFirst(lateEnd)))
             for guess in ["/www/a/gone\"", "/www/a/b/c/deeper\"", "/www/a/x\""] {
                 XCTAssertTrue(hintedLog.contains(guess), "no listing of \(guess) in \(hintedLog)")
                 XCTAssertFalse(plainLog.contains(guess), plainLog)

@@ -220,18 +220,31 @@ final class TriggerStormTests: IntegrationTestCase {
         var offset = 0
         let start = Date()
         for i in 1...realStorms {
-            // The last storm meets the agent's own timer: it starts 0.1 s before a minute
-            // boundary, when `every: 1m` fires (up to a minute's wait).
+            // The last storm meets the agent's own timer: its manual run starts 0.1 s before a
+            // minute boundary, when `every: 1m` fires (up to a minute's wait). The drive is
+            // mounted 2 s before (its mount run comes first): a timer that finds no drive skips
+            // its run, and on a busy machine the mount command alone can take longer than 0.1 s.
             let aligned = i == realStorms
+            var boundary = 0.0
+            func wait(until time: Double) {
+                let wait = time - Date().timeIntervalSince1970
+                if wait > 0 { usleep(useconds_t(wait * 1_000_000)) }
+            }
             if aligned {
                 let now = Date().timeIntervalSince1970
-                let wait = 60 - now.truncatingRemainder(dividingBy: 60) - 0.1
-                usleep(useconds_t(max(0, wait < 0.5 ? wait + 60 : wait) * 1_000_000))
+                boundary = (now / 60).rounded(.down) * 60 + 60
+                if boundary - now < 2.5 { boundary += 60 }
+                wait(until: boundary - 2)
             }
             let schedulesBefore = count("(trigger: schedule)", in: agentLog)
             try changeSource(i)
             let before = count("stormdev: run started", in: agentLog)
             try shell("mount \(device) \(quote(mount))")
+            if aligned {
+                // A mount that outlasted the 2 s: the next minute's timer finds the drive mounted.
+                if Date().timeIntervalSince1970 > boundary - 0.2 { boundary += 60 }
+                wait(until: boundary - 0.1)
+            }
             let manual = try startPlugsync(["run", "stormdev", "--config", configPath, "--quiet"])
             // The agent's mount run (and any follow-up) and the manual run must all end.
             let deadline = Date().addingTimeInterval(30)
