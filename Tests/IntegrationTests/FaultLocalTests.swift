@@ -183,17 +183,6 @@ final class FaultLocalTests: IntegrationTestCase {
         return false
     }
 
-    /// A seeded generator (xorshift), printed seeds make a failing trial reproducible.
-    private struct Seeded {
-        var state: UInt64
-        init(_ seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
-        mutating func next(_ bound: Int) -> Int {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            return Int(state % UInt64(bound))
-        }
-    }
 
     private func report(_ number: Int, _ name: String, held: Int, of trials: Int, failures: [String]) {
         for failure in failures { print("  \(failure)") }

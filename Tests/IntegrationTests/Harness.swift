@@ -307,6 +307,15 @@ class IntegrationTestCase: XCTestCase {
             self.outPath = outPath
             self.errPath = errPath
         }
+        /// SIGTERM, then SIGKILL after `grace` seconds; waits for the process to end.
+        func stop(grace: TimeInterval = 10) {
+            guard process.isRunning else { return }
+            kill(process.processIdentifier, SIGTERM)
+            let start = Date()
+            while process.isRunning && Date().timeIntervalSince(start) < grace { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
         func result() -> CommandResult {
             let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
             let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
@@ -555,3 +564,16 @@ func errnoText() -> String { String(cString: strerror(errno)) }
 
 /// Single-quotes a string for /bin/sh.
 func quote(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+/// A seeded generator (xorshift) for reliability trials: a printed seed makes a failing trial
+/// reproducible.
+struct Seeded {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
+    mutating func next(_ bound: Int) -> Int {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return Int(state % UInt64(bound))
+    }
+}

@@ -20,13 +20,7 @@ final class HostileDriveCheckTests: IntegrationTestCase {
     }
 
     private func stopAgent() {
-        if let agent, agent.process.isRunning {
-            kill(agent.process.processIdentifier, SIGTERM)
-            let start = Date()
-            while agent.process.isRunning && Date().timeIntervalSince(start) < 10 { usleep(10_000) }
-            if agent.process.isRunning { kill(agent.process.processIdentifier, SIGKILL) }
-            agent.process.waitUntilExit()
-        }
+        agent?.stop()
     }
 
     // MARK: helpers

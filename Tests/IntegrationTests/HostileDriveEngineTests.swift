@@ -69,17 +69,6 @@ final class HostileDriveEngineTests: IntegrationTestCase {
         XCTAssertEqual(held, trials, "mode \(mode) \(name): \(failures.joined(separator: "\n"))")
     }
 
-    /// A fixed seed, printed in the line: a failing trial can be run again as it was.
-    private struct Seeded {
-        var state: UInt64
-        init(_ seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
-        mutating func next(_ bound: Int) -> Int {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            return Int(state % UInt64(bound))
-        }
-    }
 
     // MARK: mode 1
 

@@ -173,13 +173,7 @@ final class TriggerStormTests: IntegrationTestCase {
     private var agent: Running?
 
     override func tearDownWithError() throws {
-        if let agent, agent.process.isRunning {
-            kill(agent.process.processIdentifier, SIGTERM)
-            let start = Date()
-            while agent.process.isRunning && Date().timeIntervalSince(start) < 10 { usleep(10_000) }
-            if agent.process.isRunning { kill(agent.process.processIdentifier, SIGKILL) }
-            agent.process.waitUntilExit()
-        }
+        agent?.stop()
         agent = nil
         try super.tearDownWithError()
     }
