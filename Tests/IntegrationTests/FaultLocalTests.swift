@@ -183,11 +183,8 @@ final class FaultLocalTests: IntegrationTestCase {
         return false
     }
 
-
     private func report(_ number: Int, _ name: String, held: Int, of trials: Int, failures: [String]) {
-        for failure in failures { print("  \(failure)") }
-        print("reliability: case \(number) \(name): held \(held) of \(trials)")
-        XCTAssertEqual(held, trials, "case \(number) \(name): \(failures.joined(separator: "\n"))")
+        reportReliability("case \(number) \(name)", held: held, of: trials, failures: failures)
     }
 
     // MARK: case 1

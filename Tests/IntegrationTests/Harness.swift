@@ -565,6 +565,16 @@ func errnoText() -> String { String(cString: strerror(errno)) }
 /// Single-quotes a string for /bin/sh.
 func quote(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
+extension IntegrationTestCase {
+    /// Prints a reliability case's line, `reliability: <label>: held H of T`, each failed trial
+    /// above it, and fails the test when a trial did not hold.
+    func reportReliability(_ label: String, held: Int, of trials: Int, failures: [String]) {
+        for failure in failures { print("  \(failure)") }
+        print("reliability: \(label): held \(held) of \(trials)")
+        XCTAssertEqual(held, trials, "\(label): \(failures.joined(separator: "\n"))")
+    }
+}
+
 /// A seeded generator (xorshift) for reliability trials: a printed seed makes a failing trial
 /// reproducible.
 struct Seeded {

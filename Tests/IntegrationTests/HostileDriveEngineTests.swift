@@ -64,11 +64,8 @@ final class HostileDriveEngineTests: IntegrationTestCase {
     }
 
     private func report(_ mode: Int, _ name: String, held: Int, of trials: Int, failures: [String]) {
-        for failure in failures { print("  \(failure)") }
-        print("reliability: case 10 hostile drive mode \(mode) \(name): held \(held) of \(trials)")
-        XCTAssertEqual(held, trials, "mode \(mode) \(name): \(failures.joined(separator: "\n"))")
+        reportReliability("case 10 hostile drive mode \(mode) \(name)", held: held, of: trials, failures: failures)
     }
-
 
     // MARK: mode 1
 
