@@ -189,11 +189,30 @@ public protocol Endpoint: AnyObject, Sendable {
     /// Makes `path` another name of the file at `existing` (a hard link), replacing what is at
     /// `path`; where `capabilities.keepsHardLinks` is false it throws `Unsupported`.
     func link(_ path: FileName, to existing: FileName) throws
+    /// The owner and group a destination should give the entry at `path` (a folder or a
+    /// symbolic link; files carry theirs when opened), or nil where this source gives none.
+    func owner(of path: FileName) -> Owner?
+    /// Gives the folder or symbolic link at `path` an owner and group, where this endpoint
+    /// keeps them; elsewhere it does nothing.
+    func setOwner(_ path: FileName, _ owner: Owner) throws
 }
 
 extension Endpoint {
     public func link(_ path: FileName, to existing: FileName) throws {
         throw Unsupported("\(displayName) cannot hold hard links")
+    }
+    public func owner(of path: FileName) -> Owner? { nil }
+    public func setOwner(_ path: FileName, _ owner: Owner) throws {}
+}
+
+/// A user and group, kept from a local tree by a root backup (as `rsync -a` does).
+public struct Owner: Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public init(uid: UInt32, gid: UInt32) {
+        self.uid = uid
+        self.gid = gid
     }
 }
 

@@ -116,6 +116,8 @@ public final class Executor: @unchecked Sendable {
             building = [:]
             if stopped.value == nil {
                 for (path, entry) in plan.folderUpdates {
+                    // The owner first: the mode set after it is then the one that stays.
+                    if let owner = source.owner(of: path) { try? destination.setOwner(path, owner) }
                     try? destination.setFolderAttributes(path, entry: entry)
                 }
             }
@@ -463,6 +465,7 @@ public final class Executor: @unchecked Sendable {
         do {
             if entry.kind == .symlink {
                 try destination.createSymlink(action.path, entry: entry)
+                if let owner = source.owner(of: action.path) { try destination.setOwner(action.path, owner) }
                 return
             }
             let file = try source.openForReading(action.path, entry: entry)

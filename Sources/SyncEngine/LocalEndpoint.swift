@@ -44,11 +44,11 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     public var isRemovableDrive = false
     /// Permission bits a listing keeps.
     var modeMask: UInt32 { isRemovableDrive ? 0o1755 : 0o7777 }
-    /// Whether files read here give their owner and group to a destination that keeps modes:
+    /// Whether entries read here give their owner and group to a destination that keeps modes:
     /// only when running as root (as `rsync -a` does), and never from a drive.
     var carriesOwners: Bool { !isRemovableDrive && Self.runningAs.uid == 0 }
     /// This process's effective user and group, read once.
-    static let runningAs = (uid: UInt32(geteuid()), gid: UInt32(getegid()))
+    static let runningAs = Owner(uid: UInt32(geteuid()), gid: UInt32(getegid()))
 
     /// - Parameter mountPoint: for a folder on a drive, its mount point: the root is then
     ///   opened beneath it, and a symbolic link on the way there is refused.
@@ -520,7 +520,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         file.size = Int64(st.st_size)
         // Fewer blocks than the size holds: holes, kept as holes by the copy.
         file.sparse = Int64(st.st_blocks) * 512 < Int64(st.st_size)
-        if carriesOwners { file.owner = (UInt32(st.st_uid), UInt32(st.st_gid)) }
+        if carriesOwners { file.owner = Owner(uid: UInt32(st.st_uid), gid: UInt32(st.st_gid)) }
         return file
     }
 
@@ -547,7 +547,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         /// Whether the file has holes.
         var sparse = false
         /// Owner and group for a destination to give the copy (`carriesOwners`), else nil.
-        var owner: (uid: UInt32, gid: UInt32)?
+        var owner: Owner?
         init(fd: Int32, path: String) {
             self.fd = fd
             self.path = path
@@ -673,7 +673,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     private func applyOwner(fd: Int32, path: FileName, from file: ReadableFile) throws {
         guard capabilities.keepsModes, let owner = (file as? LocalFile)?.owner else { return }
         // A new file is ours already: no call for the common case of root's own files.
-        if owner.uid == Self.runningAs.uid && owner.gid == Self.runningAs.gid { return }
+        if owner == Self.runningAs { return }
         if fchown(fd, owner.uid, owner.gid) != 0 { throw SystemError("chown", path: display(path), errno: errno) }
     }
 
@@ -914,6 +914,29 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         } catch let error as SystemError {
             if let gone = gone(error) { throw gone }  // not "already deleted": the drive is gone
             if error.errno != ENOENT { throw error }
+        }
+    }
+
+    public func owner(of path: FileName) -> Owner? {
+        guard carriesOwners else { return nil }
+        var st = stat()
+        let found = try? inFolder(of: path) { dirfd, name in fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 }
+        return found == true ? Owner(uid: UInt32(st.st_uid), gid: UInt32(st.st_gid)) : nil
+    }
+
+    /// Through the parent folder's descriptor, never following a link: a symbolic link gets
+    /// the owner itself. A folder gets it after its contents are in (`setFolderAttributes`),
+    /// so that nobody else can write into it while the run fills it.
+    public func setOwner(_ path: FileName, _ owner: Owner) throws {
+        guard capabilities.keepsModes, Self.runningAs.uid == 0 else { return }
+        try inFolder(of: path) { dirfd, name in
+            var st = stat()
+            if fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_uid == owner.uid && st.st_gid == owner.gid {
+                return
+            }
+            if fchownat(dirfd, name, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) != 0 {
+                throw SystemError("chown", path: display(path), errno: errno)
+            }
         }
     }
 

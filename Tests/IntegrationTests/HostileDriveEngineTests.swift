@@ -91,12 +91,17 @@ final class HostileDriveEngineTests: IntegrationTestCase {
             }
             try shell("chown 1234:1234 \(quote(place)) && chmod \(String(mode, radix: 8)) \(quote(place))")
         }
-        // A local tree of another user's, backed up by root: owners kept.
+        // A local tree of another user's, backed up by root to the drive: owners kept, for
+        // files, folders (a setgid one too) and symbolic links.
         try write("home/ana/notes.txt", "mine\n", mode: 0o640)
-        try shell("chown -R 1234:1235 \(quote(path("home/ana")))")
+        try write("home/ana/shared/plan.txt", "ours\n", mode: 0o660)
+        try FileManager.default.createSymbolicLink(atPath: path("home/ana/latest"), withDestinationPath: "notes.txt")
+        try shell(
+            "chown -hR 1234:1235 \(quote(path("home/ana"))) && chmod 750 \(quote(path("home/ana")))"
+                + " && chmod 2770 \(quote(path("home/ana/shared")))")
         try writeConfig(
             deviceSource("stick", directory: "data", drive: drive, destination: path("copy")),
-            definition("home", source: path("home"), destination: path("home-backup")))
+            deviceDestination("home", source: path("home"), directory: "home-backup", drive: drive))
         let run = try plugsync("run", "stick")
         assertExit(run, 0)
         let home = try plugsync("run", "home")
@@ -119,14 +124,22 @@ final class HostileDriveEngineTests: IntegrationTestCase {
                 held += 1
             }
         }
-        if let st = statOf(path("home-backup/ana/notes.txt")), st.st_uid == 1234, st.st_gid == 1235,
-            st.st_mode & 0o7777 == 0o640
-        {
-            held += 1
-        } else {
-            failures.append("a root backup of a local tree did not keep owner 1234:1235 and mode 640\n\(home)")
+        let kept: [(String, mode_t, UInt32)] = [
+            ("ana", S_IFDIR, 0o750), ("ana/notes.txt", S_IFREG, 0o640), ("ana/shared", S_IFDIR, 0o2770),
+            ("ana/shared/plan.txt", S_IFREG, 0o660), ("ana/latest", S_IFLNK, 0o777),
+        ]
+        for (relative, kind, mode) in kept {
+            let st = statOf(drive.mount + "/home-backup/" + relative)
+            if let st, st.st_mode & S_IFMT == kind, st.st_uid == 1234, st.st_gid == 1235, st.st_mode & 0o7777 == mode {
+                held += 1
+            } else {
+                let got = st.map { "\(String($0.st_mode, radix: 8)) owned \($0.st_uid):\($0.st_gid)" } ?? "missing"
+                failures.append(
+                    "a root backup of a local tree to a drive gave \(relative) \(got), not owner 1234:1235 and mode \(String(mode, radix: 8))\n\(home)"
+                )
+            }
         }
-        report(1, "setuid", held: held, of: entries.count + 1, failures: failures)
+        report(1, "setuid", held: held, of: entries.count + kept.count, failures: failures)
     }
 
     // MARK: mode 2
