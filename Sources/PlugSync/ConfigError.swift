@@ -29,13 +29,6 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
     static func printable(_ text: String) -> String { TerminalText.escaped(text) }
 }
 
-/// A refusal before anything was touched: a failed File Check, an absent drive, a safety rail.
-/// Exit code 3.
-public struct PreconditionError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// A wrong command-line request (unknown definition, conflicting options). Exit code 2.
 public struct UsageError: Error, CustomStringConvertible, Sendable {
     public var description: String

@@ -37,28 +37,6 @@ public struct Definition: Sendable, Equatable {
 }
 
 /// The most a mirror may delete in one run before it refuses (unless forced).
-public enum MaxDelete: Sendable, Equatable, CustomStringConvertible {
-    case count(Int)
-    case percent(Double)
-
-    /// Whether deleting `deletions` of `total` destination entries stays within the limit.
-    public func allows(_ deletions: Int, of total: Int) -> Bool {
-        switch self {
-        case .count(let limit): return deletions <= limit
-        case .percent(let limit):
-            if deletions == 0 { return true }
-            return Double(deletions) * 100 <= limit * Double(max(total, 1))
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .count(let n): return "\(n)"
-        case .percent(let p): return p == p.rounded() ? "\(Int(p))%" : "\(p)%"
-        }
-    }
-}
-
 /// An endpoint with its optional File Check.
 public struct EndpointSpec: Sendable, Equatable {
     public var location: Location

@@ -60,7 +60,7 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
 
 /// Receives a run's events and writes them: action lines to standard output (unless quiet), the
 /// same lines with timestamps to the log file, and a progress bar on a terminal.
-public final class RunReporter: SyncObserver, @unchecked Sendable {
+public final class RunReporter: RunObserver, @unchecked Sendable {
     private let lock = Lock()
     private var formatter: ActionFormatter?
     private let printLines: Bool
@@ -100,6 +100,14 @@ public final class RunReporter: SyncObserver, @unchecked Sendable {
         emit(line)
         lock.unlock()
     }
+
+    /// Phase timings on stderr when `PLUGSYNC_TIMING` is set.
+    public func phase(_ name: String) {
+        lock.lock()
+        timer.mark(name)
+        lock.unlock()
+    }
+    private var timer = PhaseTimer()
 
     /// A line for the log file only (refusals, which the command line prints on stderr).
     public func logOnly(_ line: String) {

@@ -164,25 +164,27 @@ public final class SyncRunner {
     private func execute(_ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date) throws
         -> SyncStatistics
     {
-        var timer = PhaseTimer()
-        timer.mark("start")
+        reporter.phase("start")
         let resolver = self.resolver()
         let connections = definition.parallel ?? 4
-        let ignore = try IgnoreList(definition.ignore)
+        var settings = SyncSettings(type: definition.type)
+        settings.recursive = definition.recursive
+        settings.ignore = try IgnoreList(definition.ignore)
+        settings.maxDelete = definition.maxDelete
+        settings.dryRun = options.dryRun
+        settings.forceDelete = options.forceDelete
+        settings.parallel = connections
+        settings.cancellation = options.cancellation
+        let job = SyncJob(settings, observer: reporter)
         // A local side and a server: the two are resolved at once, and the local side is listed
-        // on a thread of its own from then on, while the server logs in and lists; its folders
-        // become the server listing's hint as soon as they are known (`ListingHint`). The server's
-        // File Check path, if any, is taken out of it afterwards. Nothing here writes: a safety
-        // rail that stops the run below leaves nothing done.
+        // on a thread of its own from then on, while the server logs in and lists
+        // (`SyncJob.startListing`). Nothing here writes: a safety rail that stops the run leaves
+        // nothing done.
         let localIndex: Int? =
             definition.source.location.isFTP == definition.destination.location.isFTP
             ? nil : definition.source.location.isFTP ? 1 : 0
         var sourceResult: Result<ResolvedEndpoint, Error>?
         var destinationResult: Result<ResolvedEndpoint, Error>?
-        let hint = ListingHint()
-        var localListing: Background<Listing>?
-        // Joined on every way out: no listing outlives its run.
-        defer { _ = localListing?.value }
         func resolve(_ index: Int) -> Result<ResolvedEndpoint, Error> {
             let result = Result {
                 try resolver.resolve(
@@ -190,13 +192,7 @@ public final class SyncRunner {
                     role: index == 0 ? "source" : "destination", connections: connections)
             }
             if index == localIndex, case .success(let local) = result {
-                let filter = ListingFilter(ignore: ignore, excludedPaths: local.excluded)
-                let recursive = definition.recursive
-                localListing = Background {
-                    let listing = local.endpoint.list(recursive: recursive, filter: filter)
-                    hint.provide(listing)
-                    return listing
-                }
+                job.startListing(local.endpoint, excluded: local.excluded)
             }
             return result
         }
@@ -209,9 +205,7 @@ public final class SyncRunner {
             }
         }
         defer {
-            for case .success(let side)? in [sourceResult, destinationResult] {
-                (side.endpoint as? FTPEndpoint)?.close()
-            }
+            for case .success(let side)? in [sourceResult, destinationResult] { side.endpoint.disconnect() }
         }
         // The source's error first, as when the two are resolved one after the other.
         let source = try sourceResult!.get()
@@ -236,153 +230,20 @@ public final class SyncRunner {
                 "the source \(sourceReal) and the destination \(destinationReal) overlap (one is inside the other); nothing was changed"
             )
         }
-        // Safety rail 1: an absent source never empties a mirror.
-        if try source.endpoint.rootState() == .missing {
-            throw PreconditionError(
-                "the source folder \(source.endpoint.displayName) does not exist; nothing was changed")
+        // A server keeps what a run learned (exact times, its clock) for the next run.
+        let memoryFolder = stateDirectory + "/ftp-times"
+        if definition.source.location.isFTP || definition.destination.location.isFTP {
+            try? Posix.makeDirectories(memoryFolder, mode: 0o700)
         }
-        // FTP servers: what the last run learned (exact times, the clock), then the clock
-        // difference and how times are set (a probe file, deleted again; a dry run takes the last
-        // run's measurement where there is one).
-        let sourceFTP = source.endpoint as? FTPEndpoint
-        let destinationFTP = destination.endpoint as? FTPEndpoint
-        let timesFolder = stateDirectory + "/ftp-times"
-        if sourceFTP != nil || destinationFTP != nil { try? Posix.makeDirectories(timesFolder, mode: 0o700) }
-        sourceFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".source")
-        destinationFTP?.rememberTimes(in: timesFolder + "/" + definition.name + ".destination")
-        // File Check files are part of a drive, not of the data: a path excluded on either side
-        // is left out on both, so it is neither copied, overwritten nor deleted.
-        let filter = ListingFilter(ignore: ignore, excludedPaths: source.excluded.union(destination.excluded))
-        // The probes and the listings at once: a server's listing does not wait for its probe's
-        // round trips (FTPEndpoint.willPrepare), once its synchronized folder is listed without
-        // the probe in it (the source's was, for safety rail 1).
-        try FTPSettings.mapErrors(role: "destination") { _ = try destinationFTP?.rootState() }
-        timer.mark("resolve")
-        sourceFTP?.willPrepare()
-        destinationFTP?.willPrepare()
-        // A server's listing asks for the folders the local side holds as soon as that side is
-        // listed, not one level of its tree after the other (`ListingHint`).
-        if sourceFTP == nil { destinationFTP?.listingHint = hint }
-        if destinationFTP == nil { sourceFTP?.listingHint = hint }
-        var prepareError: Error?
-        var sourceListing = Listing()
-        var destinationListing = Listing()
-        runOnThreads(3) { task in
-            switch task {
-            case 0:
-                do {
-                    try FTPSettings.mapErrors(role: "source") {
-                        try sourceFTP?.prepare(needsTimeSetter: false, dryRun: options.dryRun) { reporter.say($0) }
-                    }
-                    try FTPSettings.mapErrors(role: "destination") {
-                        try destinationFTP?.prepare(needsTimeSetter: true, dryRun: options.dryRun) { reporter.say($0) }
-                    }
-                } catch {
-                    prepareError = error
-                    sourceFTP?.cancelPrepare()
-                    destinationFTP?.cancelPrepare()
-                }
-            case 1:
-                if localIndex != 0 {
-                    sourceListing = source.endpoint.list(recursive: definition.recursive, filter: filter)
-                }
-            default:
-                if localIndex != 1 {
-                    destinationListing = destination.endpoint.list(recursive: definition.recursive, filter: filter)
-                }
-            }
+        func side(_ resolved: ResolvedEndpoint, _ spec: EndpointSpec, _ role: String) -> SyncSide {
+            SyncSide(
+                endpoint: resolved.endpoint, excluded: resolved.excluded, isDrive: resolved.drive != nil,
+                memoryFile: spec.location.isFTP ? memoryFolder + "/" + definition.name + "." + role : nil,
+                translate: { FTPSettings.mapped($0, role: role) })
         }
-        if let prepareError { throw prepareError }
-        // (`localListing` is there whenever there is a local side: its resolution worked.)
-        if var local = localListing?.value {
-            local.leaveOut(filter.excludedPaths)  // the server's File Check path
-            if localIndex == 0 { sourceListing = local } else { destinationListing = local }
-        }
-        // Coarse FTP LIST times (a minute, a day) are made exact where a comparison needs it,
-        // from what the previous run set or read where the listing still agrees with it.
-        sourceFTP?.refineTimes(&sourceListing, comparedWith: destinationListing.entries, everyFile: true)
-        destinationFTP?.refineTimes(&destinationListing, comparedWith: sourceListing.entries)
-        timer.mark("list")
-        for error in sourceListing.errors { reporter.say("Cannot list \(error)") }
-        for error in destinationListing.errors { reporter.say("Cannot list \(error)") }
-        let destinationCount = destinationListing.count
-        if definition.type == .mirror && sourceListing.entries.isEmpty && destinationCount > 0 && !options.forceDelete {
-            throw PreconditionError(
-                "the source folder \(source.endpoint.displayName) is empty but the destination holds \(destinationCount) entries; an empty source must not wipe a mirror (use --force-delete if you mean it)"
-            )
-        }
-
-        let planner = Planner(
-            type: definition.type, source: source.endpoint.capabilities,
-            destination: destination.endpoint.capabilities, keptFolders: Planner.ancestors(of: destination.excluded))
-        var plan = planner.plan(
-            source: sourceListing.entries, destination: destinationListing.entries,
-            sourceLinks: sourceListing.hardLinks)
-
-        timer.mark("plan")
-        // Safety rail 2: a listing with errors deletes nothing (an unreadable folder is not empty).
-        let listingFailed = !sourceListing.errors.isEmpty || !destinationListing.errors.isEmpty
-        // ... and neither does a run that must copy a source file it may not read.
-        let unreadable = Set(sourceListing.unreadableFiles)
-        let cannotRead =
-            !unreadable.isEmpty
-            && plan.actions.contains { ($0.kind == .transfer || $0.kind == .replace) && unreadable.contains($0.path) }
-        if (listingFailed || cannotRead) && plan.deletionCount > 0 {
-            let withheld = plan.deletionCount
-            plan.actions = plan.actions.compactMap { action in
-                switch action.kind {
-                case .delete: return nil
-                case .replace:
-                    var conflict = action
-                    conflict.kind = .conflict
-                    return conflict
-                default: return action
-                }
-            }
-            reporter.say(
-                listingFailed
-                    ? "Not deleting \(withheld) entries: the listing had errors, so nothing is deleted this run"
-                    : "Not deleting \(withheld) entries: source files that must be copied cannot be read, so nothing is deleted this run"
-            )
-        }
-        // Safety rail 3: max_delete.
-        let deletions = plan.deletionCount
-        if definition.type == .mirror && !definition.maxDelete.allows(deletions, of: destinationCount)
-            && !options.forceDelete
-        {
-            throw PreconditionError(
-                "the mirror would delete \(deletions) of \(destinationCount) destination entries, more than max_delete (\(definition.maxDelete)); nothing was changed (use --force-delete if you mean it)"
-            )
-        }
-
-        if !options.dryRun, try destination.endpoint.rootState() == .missing {
-            do { try destination.endpoint.prepareRoot() } catch is EndpointGone {
-                // A drive pulled since the listing: the executor stops at its first entry and says so.
-            }
-        }
-        let formatter = ActionFormatter(
-            source: source.endpoint.capabilities, destination: destination.endpoint.capabilities)
-        let transfers = plan.actions.filter { $0.kind == .transfer || $0.kind == .replace }
-        reporter.begin(formatter: formatter, files: transfers.count, bytes: plan.transferBytes)
-        let executor = Executor(
-            source: source.endpoint, destination: destination.endpoint,
-            parallelism: definition.parallel ?? 4, observer: reporter, cancellation: options.cancellation)
-        var statistics = executor.execute(
-            plan, temporaryFiles: destinationListing.temporaryFiles,
-            temporaryFolders: destinationListing.temporaryFolders, dryRun: options.dryRun)
-        if !options.dryRun && destination.drive != nil && statistics.stoppedBecause == nil {
-            do { try destination.endpoint.flush() } catch {
-                reporter.say("Cannot flush the destination drive: \(error)")
-                statistics.failed += 1
-            }
-        }
-        timer.mark("execute")
-        if !options.dryRun {
-            sourceFTP?.saveRememberedTimes()
-            destinationFTP?.saveRememberedTimes()
-        }
-        if listingFailed { statistics.failed += sourceListing.errors.count + destinationListing.errors.count }
-        return statistics
+        return try job.run(
+            source: side(source, definition.source, "source"),
+            destination: side(destination, definition.destination, "destination"))
     }
 
     private func finish(

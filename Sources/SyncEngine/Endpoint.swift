@@ -195,6 +195,34 @@ public protocol Endpoint: AnyObject, Sendable {
     /// Gives the folder or symbolic link at `path` an owner and group, where this endpoint
     /// keeps them; elsewhere it does nothing.
     func setOwner(_ path: FileName, _ owner: Owner) throws
+
+    // MARK: a run's life cycle
+    // A run calls these in this order; each has a default that does nothing, so an endpoint
+    // implements only the steps it needs (a server measures its clock, remembers exact times
+    // between runs and lists faster with the other side's folders; a local folder needs none).
+
+    /// Before anything is listed: which side this endpoint is, whether the run is a dry run,
+    /// and a file it may keep between runs of the definition.
+    func beginRun(_ run: RunSettings)
+    /// Says that `prepare` will run on another thread alongside `list`: a listing that needs
+    /// what `prepare` learns waits for it (or for `cancelPrepare`).
+    func willPrepare()
+    /// Learns what the run needs before it plans (a server's clock, how to set times); lines
+    /// for the run's report go to `say`.
+    func prepare(say: (String) -> Void) throws
+    /// Releases a listing waiting for a `prepare` that will not run (an earlier step failed).
+    func cancelPrepare()
+    /// The other side's folders as soon as they are listed: a slow listing can ask for them
+    /// all at once instead of one level after the other.
+    func useListingHint(_ hint: ListingHint)
+    /// Makes coarse listed times exact where comparing with `other` (the other side's
+    /// listing) needs it.
+    func refineTimes(_ listing: inout Listing, comparedWith other: [Entry])
+    /// After the run's changes were made (not after a dry run or a refusal): keeps what this
+    /// run learned in the file `beginRun` named.
+    func finishRun()
+    /// Closes connections; the endpoint is not used after it.
+    func disconnect()
 }
 
 extension Endpoint {
@@ -203,6 +231,35 @@ extension Endpoint {
     }
     public func owner(of path: FileName) -> Owner? { nil }
     public func setOwner(_ path: FileName, _ owner: Owner) throws {}
+
+    public func beginRun(_ run: RunSettings) {}
+    public func willPrepare() {}
+    public func prepare(say: (String) -> Void) throws {}
+    public func cancelPrepare() {}
+    public func useListingHint(_ hint: ListingHint) {}
+    public func refineTimes(_ listing: inout Listing, comparedWith other: [Entry]) {}
+    public func finishRun() {}
+    public func disconnect() {}
+}
+
+/// Which side of a run an endpoint is on.
+public enum RunSide: String, Sendable {
+    case source, destination
+}
+
+/// What a run tells each of its endpoints before it starts (`Endpoint.beginRun`).
+public struct RunSettings: Sendable {
+    public var side: RunSide
+    public var dryRun: Bool
+    /// A file of the state directory this endpoint may keep between runs of one definition
+    /// (what its listing cannot tell, learned by the last run); nil keeps nothing.
+    public var memoryFile: String?
+
+    public init(side: RunSide, dryRun: Bool, memoryFile: String? = nil) {
+        self.side = side
+        self.dryRun = dryRun
+        self.memoryFile = memoryFile
+    }
 }
 
 /// A user and group, kept from a local tree by a root backup (as `rsync -a` does).

@@ -173,7 +173,7 @@ public final class Executor: @unchecked Sendable {
                 try destination.remove(path, kind: entry.kind)
             }
             return .done
-        } catch let error as SystemError where error.errno == ENOTEMPTY {
+        } catch  where EndpointErrorKind.of(error) == .notEmpty {
             return .kept("folder still holds ignored entries")
         } catch let error as EndpointGone {
             stop(error)
@@ -427,7 +427,7 @@ public final class Executor: @unchecked Sendable {
                 settle(action, .done, stats)
                 continue
             }
-            if let transient = error as? RetryableError, transient.isRetryable, let delay = retryDelays.first,
+            if EndpointErrorKind.of(error) == .retryable, let delay = retryDelays.first,
                 stopped.value == nil
             {
                 tell(action)(error, delay)

@@ -628,9 +628,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// other side's and whose time window holds the other side's time, MDTM gives the second.
     /// `slack` widens the window when the other side is coarse too (FTP to FTP). A source gives
     /// its times to the files it writes, so `everyFile` makes every coarse time exact.
-    public func refineTimes(
-        _ listing: inout Listing, comparedWith other: [Entry], slack: Int64 = 1, everyFile: Bool = false
-    ) {
+    func refineTimes(_ listing: inout Listing, comparedWith other: [Entry], slack: Int64, everyFile: Bool) {
         let coarse = state.withLock { self.coarse }
         if coarse.isEmpty { return }
         var undecided: [(path: FileName, size: Int64)] = []
@@ -711,10 +709,35 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         return known.seconds >= start && known.seconds < end && end < known.knownAt ? known : nil
     }
 
+    // MARK: a run's life cycle
+
+    /// Set by `beginRun`, before the listing and `prepare`.
+    private var run = RunSettings(side: .destination, dryRun: false)
+
+    public func beginRun(_ run: RunSettings) {
+        self.run = run
+        if let file = run.memoryFile { rememberTimes(in: file) }
+    }
+
+    /// A destination's files get the source's times, so it learns how to set them too; a dry
+    /// run takes the last run's measurement where there is one.
+    public func prepare(say: (String) -> Void) throws {
+        try prepare(needsTimeSetter: run.side == .destination, dryRun: run.dryRun, say: say)
+    }
+
+    public func useListingHint(_ hint: ListingHint) { listingHint = hint }
+
+    /// A source gives its times to the files it writes: every coarse time is made exact.
+    public func refineTimes(_ listing: inout Listing, comparedWith other: [Entry]) {
+        refineTimes(&listing, comparedWith: other, slack: 1, everyFile: run.side == .source)
+    }
+
+    public func finishRun() { saveRememberedTimes() }
+
     /// Reads the exact times that the previous run of this definition set or read (`path`, a
     /// file of the state directory), and saves this run's there in `saveRememberedTimes`. A
     /// missing or unreadable file only means more MDTM commands.
-    public func rememberTimes(in path: String) {
+    func rememberTimes(in path: String) {
         memoryPath = path
         guard let bytes = Posix.readFile(path, limit: 256 << 20) else { return }
         var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)[...]
@@ -743,7 +766,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
 
     /// Saves what this run set or read (files of the previous run not seen again are dropped).
     /// Writes nothing when that is what the file holds already (a run that changed nothing).
-    public func saveRememberedTimes() {
+    func saveRememberedTimes() {
         guard let memoryPath else { return }
         let known = state.withLock { learned }
         if let last = rememberedClock, last == (clockOffset, listOffset, setter), known == remembered { return }
@@ -1135,7 +1158,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     Array((kind == .directory ? "RMD " : "DELE ").utf8) + connection.commandPath(absolute(path).bytes)
                 ])
             } catch let error as FTPError where kind == .directory && error.message.lowercased().contains("not empty") {
-                throw SystemError("RMD", path: display(path), errno: ENOTEMPTY)
+                throw EndpointError(.notEmpty, "\(display(path)): \(error.message)")
             }
         }
     }
@@ -1145,7 +1168,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     public func flush() throws {}
 
     /// Closes every connection (QUIT is sent by curl when a handle is cleaned up).
-    public func close() { pool.drain() }
+    public func disconnect() { pool.drain() }
 
     // MARK: paths
 
@@ -1174,7 +1197,12 @@ public struct ClockProbeRefused: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-extension FTPError: RetryableError {}
+extension FTPError: EndpointFailure {
+    public var endpointErrorKind: EndpointErrorKind {
+        if isRetryable { return .retryable }
+        return kind == .notFound ? .notFound : .permanent
+    }
+}
 
 /// Logged-in connections handed to one thread at a time, opened on first need, up to `size`.
 final class ConnectionPool: @unchecked Sendable {

@@ -453,7 +453,7 @@ final class FTPTests: IntegrationTestCase {
                 host: server.host, port: server.port, username: server.user, password: server.password)
             options.responseTimeout = 5
             let endpoint = FTPEndpoint(options: options, directory: "www", connections: 3, clock: .seconds(0))
-            defer { endpoint.close() }
+            defer { endpoint.disconnect() }
             try endpoint.connect()
             XCTAssertEqual(try endpoint.rootState(), .nonEmpty)
             let hint = ListingHint()
@@ -546,7 +546,7 @@ final class FTPTests: IntegrationTestCase {
         var options = FTPOptions(host: server.host, port: server.port, username: server.user, password: server.password)
         options.responseTimeout = 5
         let endpoint = FTPEndpoint(options: options, directory: "www", connections: 1, clock: .seconds(0))
-        defer { endpoint.close() }
+        defer { endpoint.disconnect() }
         try endpoint.connect()
         try endpoint.prepare(needsTimeSetter: true) { _ in }
         try endpoint.buildFolder("n")

@@ -55,8 +55,9 @@ final class ExecutorTests: XCTestCase {
 
     /// An endpoint whose writes fail `failures` times with `error`, then go through to a folder.
     final class FlakyDestination: Endpoint, @unchecked Sendable {
-        struct Transient: RetryableError, CustomStringConvertible {
+        struct Transient: EndpointFailure, CustomStringConvertible {
             var isRetryable: Bool
+            var endpointErrorKind: EndpointErrorKind { isRetryable ? .retryable : .permanent }
             var description: String { isRetryable ? "connection reset" : "permission denied" }
         }
         let inner: LocalEndpoint

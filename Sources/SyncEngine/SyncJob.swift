@@ -1,0 +1,271 @@
+/// What a run of one definition is asked to do (the definition's settings and the command's).
+public struct SyncSettings: Sendable {
+    public var type: SyncType
+    public var recursive = true
+    public var ignore: IgnoreList = .none
+    /// How many destination entries a mirror may delete in one run.
+    public var maxDelete: MaxDelete = .percent(50)
+    public var dryRun = false
+    /// Lets a mirror delete more than `maxDelete`, or empty a destination from an empty source.
+    public var forceDelete = false
+    /// Files transferred at once.
+    public var parallel = 4
+    public var cancellation: Cancellation?
+
+    public init(type: SyncType) { self.type = type }
+}
+
+/// The limit on a mirror's deletions in one run (`max_delete`).
+public enum MaxDelete: Sendable, Equatable, CustomStringConvertible {
+    case count(Int)
+    case percent(Double)
+
+    /// Whether deleting `deletions` of `total` destination entries stays within the limit.
+    public func allows(_ deletions: Int, of total: Int) -> Bool {
+        switch self {
+        case .count(let limit): return deletions <= limit
+        case .percent(let limit):
+            if deletions == 0 { return true }
+            return Double(deletions) * 100 <= limit * Double(max(total, 1))
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .count(let n): return "\(n)"
+        case .percent(let p): return p == p.rounded() ? "\(Int(p))%" : "\(p)%"
+        }
+    }
+}
+
+/// One side of a run, made concrete for it.
+public struct SyncSide {
+    public var endpoint: Endpoint
+    /// Paths its listing leaves out (a File Check file, a drive's `lost+found`); left out on
+    /// both sides, so they are neither copied, overwritten nor deleted.
+    public var excluded: Set<FileName>
+    /// A removable drive: written data is flushed before the run reports success.
+    public var isDrive: Bool
+    /// A file of the state directory the endpoint may keep between runs (`RunSettings`).
+    public var memoryFile: String?
+    /// Turns this side's errors into what the run reports (a lost server: a refusal).
+    public var translate: @Sendable (Error) -> Error
+
+    public init(
+        endpoint: Endpoint, excluded: Set<FileName> = [], isDrive: Bool = false, memoryFile: String? = nil,
+        translate: @escaping @Sendable (Error) -> Error = { $0 }
+    ) {
+        self.endpoint = endpoint
+        self.excluded = excluded
+        self.isDrive = isDrive
+        self.memoryFile = memoryFile
+        self.translate = translate
+    }
+
+    func translating<R>(_ body: () throws -> R) throws -> R {
+        do { return try body() } catch { throw translate(error) }
+    }
+}
+
+/// Hears a run's report: its action lines (`SyncObserver`) and the lines between them.
+public protocol RunObserver: SyncObserver {
+    /// A line that is not an action: a header, a withheld deletion, a listing error.
+    func say(_ line: String)
+    /// The plan is made: how actions are worded, and how many files and bytes it transfers.
+    func begin(formatter: ActionFormatter, files: Int, bytes: Int64)
+    /// The run reached the end of a phase (`start`, `resolve`, `list`, `plan`, `execute`).
+    func phase(_ name: String)
+}
+
+extension RunObserver {
+    public func phase(_ name: String) {}
+}
+
+/// A run between two endpoints: list both sides, plan, hold to the safety rails, execute.
+///
+/// Safety rails, each a refusal (`PreconditionError`) before anything is changed: an absent
+/// source never empties a mirror, nor does an empty one; a listing with errors, or a run that
+/// must copy a file it may not read, deletes nothing; a mirror deletes no more than
+/// `maxDelete`. Nothing before the executor writes.
+public final class SyncJob: @unchecked Sendable {
+    private let settings: SyncSettings
+    private let observer: RunObserver
+    /// A side listed early (`startListing`), and the hint its folders give the other side.
+    private var early: (endpoint: ObjectIdentifier, listing: Background<Listing>)?
+    private let hint = ListingHint()
+    private let lock = Lock()
+
+    public init(_ settings: SyncSettings, observer: RunObserver) {
+        self.settings = settings
+        self.observer = observer
+    }
+
+    deinit { _ = early?.listing.value }  // no listing outlives its run
+
+    /// Starts listing a side that lists quickly (a local folder) as soon as it is known, on a
+    /// thread of its own, while the other side still connects: its folders become the other
+    /// side's listing hint as soon as they are known. At most one side is listed early.
+    public func startListing(_ endpoint: Endpoint, excluded: Set<FileName>) {
+        let filter = ListingFilter(ignore: settings.ignore, excludedPaths: excluded)
+        let recursive = settings.recursive
+        let hint = self.hint
+        let listing = Background {
+            let listing = endpoint.list(recursive: recursive, filter: filter)
+            hint.provide(listing)
+            return listing
+        }
+        lock.withLock { early = (ObjectIdentifier(endpoint), listing) }
+    }
+
+    public func run(source: SyncSide, destination: SyncSide) throws -> SyncStatistics {
+        let early = lock.withLock { self.early }
+        let earlyIndex: Int? =
+            early.map { $0.endpoint == ObjectIdentifier(source.endpoint) ? 0 : 1 }
+        // Safety rail 1: an absent source never empties a mirror.
+        if try source.translating({ try source.endpoint.rootState() }) == .missing {
+            throw PreconditionError(
+                "the source folder \(source.endpoint.displayName) does not exist; nothing was changed")
+        }
+        // What the last run learned (a server's exact times and clock), then what this run needs
+        // to learn (the clock difference and how times are set: a server uploads a probe file and
+        // deletes it again; a dry run takes the last run's measurement where there is one).
+        source.endpoint.beginRun(RunSettings(side: .source, dryRun: settings.dryRun, memoryFile: source.memoryFile))
+        destination.endpoint.beginRun(
+            RunSettings(side: .destination, dryRun: settings.dryRun, memoryFile: destination.memoryFile))
+        let filter = ListingFilter(
+            ignore: settings.ignore, excludedPaths: source.excluded.union(destination.excluded))
+        // The preparations and the listings at once: a listing does not wait for the other's
+        // round trips (`willPrepare`), once the synchronized folder is listed without a probe in
+        // it (the source's was, for safety rail 1).
+        _ = try destination.translating { try destination.endpoint.rootState() }
+        observer.phase("resolve")
+        source.endpoint.willPrepare()
+        destination.endpoint.willPrepare()
+        // A side listed early hands its folders to the other side's listing (`ListingHint`).
+        if earlyIndex == 0 { destination.endpoint.useListingHint(hint) }
+        if earlyIndex == 1 { source.endpoint.useListingHint(hint) }
+        var prepareError: Error?
+        var sourceListing = Listing()
+        var destinationListing = Listing()
+        runOnThreads(3) { task in
+            switch task {
+            case 0:
+                do {
+                    try source.translating { try source.endpoint.prepare(say: observer.say) }
+                    try destination.translating { try destination.endpoint.prepare(say: observer.say) }
+                } catch {
+                    prepareError = error
+                    source.endpoint.cancelPrepare()
+                    destination.endpoint.cancelPrepare()
+                }
+            case 1:
+                if earlyIndex != 0 {
+                    sourceListing = source.endpoint.list(recursive: settings.recursive, filter: filter)
+                }
+            default:
+                if earlyIndex != 1 {
+                    destinationListing = destination.endpoint.list(recursive: settings.recursive, filter: filter)
+                }
+            }
+        }
+        if let prepareError { throw prepareError }
+        if var listed = early?.listing.value {
+            listed.leaveOut(filter.excludedPaths)  // the other side's File Check path
+            if earlyIndex == 0 { sourceListing = listed } else { destinationListing = listed }
+        }
+        // Coarse listed times (FTP LIST: a minute, a day) are made exact where a comparison needs it.
+        source.endpoint.refineTimes(&sourceListing, comparedWith: destinationListing.entries)
+        destination.endpoint.refineTimes(&destinationListing, comparedWith: sourceListing.entries)
+        observer.phase("list")
+        for error in sourceListing.errors { observer.say("Cannot list \(error)") }
+        for error in destinationListing.errors { observer.say("Cannot list \(error)") }
+        let destinationCount = destinationListing.count
+        if settings.type == .mirror && sourceListing.entries.isEmpty && destinationCount > 0 && !settings.forceDelete {
+            throw PreconditionError(
+                "the source folder \(source.endpoint.displayName) is empty but the destination holds \(destinationCount) entries; an empty source must not wipe a mirror (use --force-delete if you mean it)"
+            )
+        }
+
+        let planner = Planner(
+            type: settings.type, source: source.endpoint.capabilities,
+            destination: destination.endpoint.capabilities, keptFolders: Planner.ancestors(of: destination.excluded))
+        var plan = planner.plan(
+            source: sourceListing.entries, destination: destinationListing.entries,
+            sourceLinks: sourceListing.hardLinks)
+        observer.phase("plan")
+        let listingFailed = !sourceListing.errors.isEmpty || !destinationListing.errors.isEmpty
+        withholdDeletions(&plan, listingFailed: listingFailed, unreadable: sourceListing.unreadableFiles)
+        // Safety rail 3: max_delete.
+        let deletions = plan.deletionCount
+        if settings.type == .mirror && !settings.maxDelete.allows(deletions, of: destinationCount)
+            && !settings.forceDelete
+        {
+            throw PreconditionError(
+                "the mirror would delete \(deletions) of \(destinationCount) destination entries, more than max_delete (\(settings.maxDelete)); nothing was changed (use --force-delete if you mean it)"
+            )
+        }
+
+        if !settings.dryRun, try destination.endpoint.rootState() == .missing {
+            do { try destination.endpoint.prepareRoot() } catch is EndpointGone {
+                // A drive pulled since the listing: the executor stops at its first entry and says so.
+            }
+        }
+        let formatter = ActionFormatter(
+            source: source.endpoint.capabilities, destination: destination.endpoint.capabilities)
+        let transfers = plan.actions.filter { $0.kind == .transfer || $0.kind == .replace }
+        observer.begin(formatter: formatter, files: transfers.count, bytes: plan.transferBytes)
+        let executor = Executor(
+            source: source.endpoint, destination: destination.endpoint, parallelism: settings.parallel,
+            observer: observer, cancellation: settings.cancellation)
+        var statistics = executor.execute(
+            plan, temporaryFiles: destinationListing.temporaryFiles,
+            temporaryFolders: destinationListing.temporaryFolders, dryRun: settings.dryRun)
+        if !settings.dryRun && destination.isDrive && statistics.stoppedBecause == nil {
+            do { try destination.endpoint.flush() } catch {
+                observer.say("Cannot flush the destination drive: \(error)")
+                statistics.failed += 1
+            }
+        }
+        observer.phase("execute")
+        if !settings.dryRun {
+            source.endpoint.finishRun()
+            destination.endpoint.finishRun()
+        }
+        if listingFailed { statistics.failed += sourceListing.errors.count + destinationListing.errors.count }
+        return statistics
+    }
+
+    /// Safety rail 2: a listing with errors deletes nothing (an unreadable folder is not empty),
+    /// and neither does a run that must copy a source file it may not read. A replacement
+    /// becomes a conflict: what is there stays.
+    private func withholdDeletions(_ plan: inout SyncPlan, listingFailed: Bool, unreadable files: [FileName]) {
+        let unreadable = Set(files)
+        let cannotRead =
+            !unreadable.isEmpty
+            && plan.actions.contains { ($0.kind == .transfer || $0.kind == .replace) && unreadable.contains($0.path) }
+        guard (listingFailed || cannotRead) && plan.deletionCount > 0 else { return }
+        let withheld = plan.deletionCount
+        plan.actions = plan.actions.compactMap { action in
+            switch action.kind {
+            case .delete: return nil
+            case .replace:
+                var conflict = action
+                conflict.kind = .conflict
+                return conflict
+            default: return action
+            }
+        }
+        observer.say(
+            listingFailed
+                ? "Not deleting \(withheld) entries: the listing had errors, so nothing is deleted this run"
+                : "Not deleting \(withheld) entries: source files that must be copied cannot be read, so nothing is deleted this run"
+        )
+    }
+}
+
+/// A refusal before anything was touched: a failed File Check, an absent drive, a safety rail.
+/// Exit code 3.
+public struct PreconditionError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
