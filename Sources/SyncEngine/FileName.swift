@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A path or name exactly as the filesystem stores it: bytes, not text.
 ///
 /// Linux file names are arbitrary bytes except `/` and NUL. Decoding them as UTF-8 would turn a
@@ -70,7 +74,18 @@ public struct FileName: Hashable, Comparable, Sendable, CustomStringConvertible,
     public var isEmpty: Bool { storage.isEmpty }
 
     public static func == (lhs: FileName, rhs: FileName) -> Bool {
-        lhs.storage.utf8.elementsEqual(rhs.storage.utf8)  // the escaped form is unique too
+        // The escaped form is unique too. Lengths first, then one memcmp: paths thousands of
+        // bytes long (a deep tree) are compared many times, and most pairs differ in length.
+        let left = lhs.storage.utf8
+        let right = rhs.storage.utf8
+        guard left.count == right.count else { return false }
+        let equal = left.withContiguousStorageIfAvailable { l in
+            right.withContiguousStorageIfAvailable { r in
+                l.isEmpty || memcmp(l.baseAddress!, r.baseAddress!, l.count) == 0
+            }
+        }
+        if let equal = equal ?? nil { return equal }
+        return left.elementsEqual(right)
     }
 
     public func hash(into hasher: inout Hasher) {

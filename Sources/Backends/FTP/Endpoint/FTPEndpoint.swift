@@ -1,0 +1,1311 @@
+import SyncEngine
+import CurlFTP
+import Dispatch
+import SystemSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A directory on an FTP or FTPS server, as a source or a destination.
+///
+/// Times: the server's clock is not the client's. `prepare` measures the difference once per
+/// run (a probe file, as the second seed describes) and every remote time is corrected by it.
+/// MLSD and MDTM give seconds; a LIST time is a window of a minute (or a day for old entries):
+/// `refineTimes` asks MDTM for exactly the files whose comparison such a window leaves
+/// undecided, so a same-size change within the same minute is still seen. Exact times it set or
+/// read are remembered between runs (`rememberTimes`), so an unchanged tree needs no MDTM.
+///
+/// Writes: a file is uploaded under a temporary name in its folder, renamed into place, then
+/// given the source's mtime (MFMT, the MDTM-set form, or SITE UTIME: whichever the probe found
+/// to work). A new folder that holds only files is built under a temporary name instead, its
+/// files under their own names, and renamed into place once with all of them (`buildFolder`).
+/// Connections: a pool of logged-in control connections, reused for the whole run.
+public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
+    public enum ClockDifference: Sendable, Equatable {
+        case auto
+        case seconds(Int64)
+    }
+
+    /// How a remote file's modification time can be set.
+    enum TimeSetter: String, Sendable, Equatable {
+        case mfmt, mdtmWrite, siteUtime, none
+    }
+
+    public let options: FTPOptions
+    /// The synchronized folder, relative to the login directory ("" for it).
+    public let root: FileName
+    public let displayName: String
+    let clockSetting: ClockDifference
+    private let pool: ConnectionPool
+    private let state = Lock()
+
+    // Learned by `connect` and `prepare`; read-only afterwards.
+    private(set) var features = FTPFeatures()
+    /// Server clock minus client clock, for MDTM and MLSD times (UTC on both sides).
+    public private(set) var clockOffset: Int64 = 0
+    /// The same for LIST times, which are the server's wall clock (its time zone included).
+    public private(set) var listOffset: Int64 = 0
+    private(set) var setter: TimeSetter = .none
+    /// LIST entries whose time is a window wider than a second: path -> window in seconds.
+    private var coarse: [FileName: Int64] = [:]
+
+    /// A file's exact time (client clock) and size as this endpoint set or read it, and when
+    /// (client wall clock): a later change by anyone else gives the file a time after `knownAt`.
+    struct KnownTime: Equatable {
+        var size: Int64
+        var seconds: Int64
+        var knownAt: Int64
+    }
+    /// From the previous run (`rememberTimes`); read-only during a run.
+    private var remembered: [FileName: KnownTime] = [:]
+    /// What this run set or read (guarded by `state`), saved by `saveRememberedTimes`.
+    private var learned: [FileName: KnownTime] = [:]
+    private var memoryPath: String?
+
+    public init(options: FTPOptions, directory: String, connections: Int, clock: ClockDifference) {
+        self.options = options
+        self.root = FileName(directory.split(separator: "/").joined(separator: "/"))
+        self.displayName = options.display + "/" + directory
+        self.clockSetting = clock
+        self.pool = ConnectionPool(options: options, size: max(1, connections))
+    }
+
+    public var capabilities: EndpointCapabilities {
+        EndpointCapabilities(
+            timePrecision: 1_000_000_000, setsModificationTimes: setter != .none, keepsModes: false,
+            keepsSymlinks: false, isRemote: true)
+    }
+
+    // MARK: run preparation
+
+    /// Logs in (one connection) and reads the server's features. Throws `FTPError`.
+    public func connect() throws {
+        try pool.with { connection in
+            let reply = try connection.command("*FEAT")
+            features = reply.code == 211 ? FTPFeatures(reply: reply) : FTPFeatures()
+            if features.utf8 {
+                pool.setupCommands = ["*OPTS UTF8 ON"]
+                try connection.command("*OPTS UTF8 ON")
+            }
+        }
+        // The login worked: the other connections log in while the run prepares and lists.
+        pool.openInBackground()
+    }
+
+    /// Learns the clock difference and how times can be set, with a probe file uploaded to the
+    /// synchronized folder (or the nearest folder above it that exists) and deleted again.
+    /// - Parameters:
+    ///   - needsTimeSetter: the endpoint is a destination (its files get the source's mtimes).
+    ///   - say: prints a line of the run's report.
+    ///   - dryRun: a dry run uploads no probe when the last run's measurement is remembered
+    ///     (`rememberTimes`); it uses that one.
+    public func prepare(needsTimeSetter: Bool, dryRun: Bool = false, say: (String) -> Void) throws {
+        defer { clockMeasured() }
+        if case .seconds(let seconds) = clockSetting {
+            clockOffset = seconds
+            listOffset = seconds
+            if !needsTimeSetter {
+                return
+            }
+        }
+        if dryRun, let clock = rememberedClock {
+            if clockSetting == .auto {
+                clockOffset = clock.offset
+                listOffset = clock.listOffset
+                say(
+                    "Clock time difference is \(clockOffset) seconds (as the last run measured it; a dry run uploads no probe)."
+                )
+            }
+            setter = clock.setter
+            return
+        }
+        try pool.with { connection in
+            var folder = root
+            while !folder.isEmpty, try !directoryExists(folder, connection) { folder = folder.parent }
+            let probe = folder.appending(
+                FileName(
+                    bytes: ListingFilter.temporaryPrefix
+                        + Array("clock-\(getpid())-\(monotonicNanoseconds() % 1_000_000)".utf8)))
+            if clockSetting == .auto {
+                say("Uploading temporary file to calculate server-client clock time difference.")
+            }
+            let content = Array("plugsync clock probe\n".utf8)
+            func uploadProbe() throws {
+                var sent = false
+                try connection.upload(to: probe.bytes, size: Int64(content.count)) { buffer in
+                    if sent { return 0 }
+                    sent = true
+                    content.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                    return content.count
+                }
+            }
+            let before = wallClockSeconds()
+            do {
+                try uploadProbe()
+            } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                if clockSetting == .auto {
+                    throw ClockProbeRefused(
+                        message:
+                            "the server refused the upload of a temporary file to measure its clock difference (\(error.message)); set clock_diff: <seconds> in the endpoint by hand (the difference between the server's clock and this computer's, e.g. clock_diff: -3600)"
+                    )
+                }
+                return  // manual clock: uploads will fail on their own with a clear message
+            }
+            let after = wallClockSeconds()
+            var removed = false
+            defer {
+                if !removed { _ = try? connection.command([Array("DELE ".utf8) + connection.commandPath(probe.bytes)]) }
+            }
+            func measure(_ serverTime: Int64) {
+                clockOffset = Self.clockOffset(
+                    serverTime: serverTime, before: before, after: after,
+                    likely: [rememberedClock?.offset, 0].compactMap { $0 })
+                listOffset = clockOffset
+            }
+            // Where no LIST must read the probe's own time (MLSD servers), its time, the test of
+            // the first way to set times and its removal go in one round trip.
+            let candidates = timeSetters
+            if features.mlsd || clockSetting != .auto, needsTimeSetter, let first = candidates.first,
+                let (replies, target) = try probeAtOnce(probe, setter: first, time: clockSetting == .auto, connection)
+            {
+                removed = true
+                var rest = replies[...]
+                if clockSetting == .auto {
+                    measure(try time(from: rest.removeFirst(), probe))
+                    say("Clock time difference is \(clockOffset) seconds.")
+                }
+                let (set, read) = (rest[rest.startIndex], rest[rest.startIndex + 1])
+                if set.code < 300, read.code == 213, FTPListingParser.parseTimeValue(read.text) == target {
+                    setter = first
+                } else if candidates.count > 1, (try? uploadProbe()) != nil {
+                    // Rare: the first way failed; the others need a probe again.
+                    removed = false
+                    try detectTimeSetter(probe, connection, candidates: Array(candidates.dropFirst()))
+                } else {
+                    setter = .none
+                }
+                return
+            }
+            if clockSetting == .auto {
+                let serverTime = try modificationTime(probe, connection)
+                measure(serverTime)
+                if !features.mlsd {
+                    let data = try connection.listing(folder.bytes, verb: "LIST -a")
+                    let serverNow = Int64(after) + clockOffset
+                    let name = probe.lastComponent.bytes
+                    if let entry = FTPListingParser.parseLIST(data, serverNow: serverNow).entries.first(where: {
+                        $0.name == name
+                    }) {
+                        // LIST shows the server's wall clock: its time zone, a multiple of 15 minutes.
+                        let zone = ((Double(entry.time - serverTime) + 30) / 900).rounded() * 900
+                        listOffset = clockOffset + Int64(zone)
+                    }
+                }
+                say("Clock time difference is \(clockOffset) seconds.")
+            }
+            if needsTimeSetter { try detectTimeSetter(probe, connection, candidates: candidates) }
+        }
+    }
+
+    /// The server's clock minus this computer's, in whole seconds, from a file the server
+    /// stamped (`serverTime`: its clock, to the second) while it was uploaded, between `before`
+    /// and `after` (this computer's clock). Every offset that puts the stamp in that interval
+    /// fits; when the interval spans the turn of a second there are two, and the first of
+    /// `likely` that fits is taken (the last run's measurement, then none): taking the middle of
+    /// the interval was a second off whenever the server's reply came late in the next second,
+    /// and a second off makes the next run copy every file again.
+    static func clockOffset(serverTime: Int64, before: Double, after: Double, likely: [Int64]) -> Int64 {
+        // A file's time is the kernel's coarse clock, up to a tick (a few ms) behind.
+        let lowest = serverTime - Int64(after.rounded(.down))
+        let highest = serverTime - Int64((before - 0.02).rounded(.down))
+        if lowest >= highest { return lowest }
+        if let fitting = likely.first(where: { lowest <= $0 && $0 <= highest }) { return fitting }
+        let middle = Int64((Double(serverTime) + 0.5 - (before + after) / 2).rounded())
+        return min(max(middle, lowest), highest)
+    }
+
+    // MARK: the clock probe alongside the listing
+
+    /// Set from `willPrepare` until `prepare` (or `cancelPrepare`) is over: a listing started
+    /// meanwhile corrects its times only once the clock is measured.
+    private var clockPending = false
+    private let clock = Condition()
+
+    /// Announces a `prepare` that will run alongside this endpoint's `list`, on another thread.
+    /// The probe needs one round trip or four, and the listing need not wait for them: on an
+    /// MLSD server it goes on at once and applies the clock difference when it is known; on a
+    /// LIST server (whose times are the server's wall clock, read against its date) it waits.
+    /// The synchronized folder must be listed before (`rootState`): the probe may be put there.
+    public func willPrepare() {
+        clock.lock()
+        clockPending = true
+        clock.unlock()
+    }
+
+    /// Releases a listing that waits for a `prepare` that will not run (an earlier step failed).
+    public func cancelPrepare() { clockMeasured() }
+
+    private func clockMeasured() {
+        clock.lock()
+        clockPending = false
+        clock.broadcast()
+        clock.unlock()
+    }
+
+    private func waitForClock() {
+        clock.lock()
+        while clockPending { _ = clock.wait(until: Condition.now() + 1) }
+        clock.unlock()
+    }
+
+    /// The ways to set a remote mtime this server may take, in the order they are tried.
+    private var timeSetters: [TimeSetter] { (features.mfmt ? [.mfmt] : []) + [.mdtmWrite, .siteUtime] }
+
+    /// Pipelined on the probe: MDTM (with `time`), `setter` with a time 400 days back, MDTM, DELE.
+    /// Returns the replies and the time set (server clock), or nil where the connection cannot
+    /// pipeline.
+    private func probeAtOnce(_ probe: FileName, setter: TimeSetter, time: Bool, _ connection: FTPConnection) throws
+        -> ([FTPReply], Int64)?
+    {
+        let path = connection.commandPath(probe.bytes)
+        let target = Int64(wallClockSeconds()) - 400 * 86_400
+        guard let set = Self.setTimeCommand(setter, value: FTPListingParser.timeValue(target), path: path) else {
+            return nil
+        }
+        let mdtm = Array("MDTM ".utf8) + path
+        let commands =
+            (time ? [mdtm] : []) + [Array("*".utf8) + set, Array("*".utf8) + mdtm, Array("*DELE ".utf8) + path]
+        return try connection.exchange(commands).map { ($0, target) }
+    }
+
+    /// Tries each way of setting a remote mtime on the probe and keeps the first that reads back.
+    private func detectTimeSetter(_ probe: FileName, _ connection: FTPConnection, candidates: [TimeSetter]) throws {
+        let target = wallClockSeconds() - 400 * 86_400
+        let value = FTPListingParser.timeValue(Int64(target) + clockOffset)
+        for candidate in candidates {
+            guard let command = Self.setTimeCommand(candidate, value: value, path: connection.commandPath(probe.bytes))
+            else { continue }
+            guard let reply = try? connection.command([Array("*".utf8) + command]), reply.code < 300 else { continue }
+            if let readBack = try? modificationTime(probe, connection), readBack == Int64(target) + clockOffset {
+                setter = candidate
+                return
+            }
+        }
+        setter = .none
+    }
+
+    static func setTimeCommand(_ setter: TimeSetter, value: String, path: [UInt8]) -> [UInt8]? {
+        switch setter {
+        case .mfmt: return Array("MFMT \(value) ".utf8) + path
+        case .mdtmWrite: return Array("MDTM \(value) ".utf8) + path
+        case .siteUtime: return Array("SITE UTIME ".utf8) + path + Array(" \(value) \(value) \(value) UTC".utf8)
+        case .none: return nil
+        }
+    }
+
+    private func modificationTime(_ path: FileName, _ connection: FTPConnection) throws -> Int64 {
+        try time(from: connection.command([Array("MDTM ".utf8) + connection.commandPath(path.bytes)]), path)
+    }
+
+    /// The time in a reply to `MDTM path`.
+    private func time(from reply: FTPReply, _ path: FileName) throws -> Int64 {
+        guard reply.code == 213, let time = FTPListingParser.parseTimeValue(reply.text) else {
+            throw FTPError(
+                .protocolError, "\(options.display): MDTM \(path): unexpected reply \(reply.code) \(reply.text)")
+        }
+        return time
+    }
+
+    static let mdtmBatch = 32
+
+    /// MDTM for each path (nil where it failed), in one round trip where the connection can
+    /// pipeline, else one by one.
+    private func modificationTimes(_ paths: [FileName], _ connection: FTPConnection) throws -> [Int64?] {
+        let commands = paths.map { Array("MDTM ".utf8) + connection.commandPath($0.bytes) }
+        guard let replies = try connection.exchange(commands) else {
+            return paths.map { try? modificationTime($0, connection) }
+        }
+        return replies.map { $0.code == 213 ? FTPListingParser.parseTimeValue($0.text) : nil }
+    }
+
+    private func directoryExists(_ path: FileName, _ connection: FTPConnection) throws -> Bool {
+        if path == root, let known = state.withLock({ listedRoot }) { return known != .missing }
+        do {
+            _ = try rootOrListing(path, connection)
+            return true
+        } catch let error as FTPError where error.kind == .notFound || error.kind == .refused {
+            return false
+        }
+    }
+
+    /// The synchronized folder's listing, kept from the checks before the run (does it exist,
+    /// is it empty, where does the clock probe go) for the run's own listing, which takes it:
+    /// one listing of the folder instead of three. Any change this endpoint makes drops it.
+    private var rootData: [UInt8]?
+
+    /// Lists `folder`; the synchronized folder's listing is kept for the next caller (`take`).
+    private func rootOrListing(_ folder: FileName, _ connection: FTPConnection?, take: Bool = false) throws
+        -> [UInt8]
+    {
+        if folder == root,
+            let data = state.withLock({ () -> [UInt8]? in
+                defer { if take { rootData = nil } }
+                return rootData
+            })
+        {
+            return data
+        }
+        let data =
+            try connection.map { try $0.listing(folder.bytes, verb: listVerb) }
+            ?? pool.with { try $0.listing(folder.bytes, verb: listVerb) }
+        if folder == root && !take { state.withLock { rootData = data } }
+        return data
+    }
+
+    /// What the run's own listing found of the synchronized folder, for the check after planning
+    /// (must it be created?), which then needs no listing of its own. Any change drops it.
+    private var listedRoot: RootState?
+
+    private func forgetRootListing() {
+        state.withLock {
+            rootData = nil
+            listedRoot = nil
+        }
+    }
+
+    // MARK: Endpoint: state and listing
+
+    public func rootState() throws -> RootState {
+        if let known = state.withLock({ listedRoot }) { return known }
+        // A connection cut while listing: one more try on a fresh login, as for the run's listings.
+        return try retrying(delays: Self.listingRetryDelays) {
+            try pool.with { connection in
+                let known: RootState
+                do {
+                    let data = try rootOrListing(root, connection)
+                    known = parse(data).entries.isEmpty ? .empty : .nonEmpty
+                } catch let error as FTPError where error.kind == .notFound {
+                    known = .missing
+                }
+                state.withLock { listedRoot = known }
+                return known
+            }
+        }
+    }
+
+    public func prepareRoot() throws {
+        forgetRootListing()
+        var missing: [FileName] = []
+        var folder = root
+        try pool.with { connection in
+            while !folder.isEmpty, try !directoryExists(folder, connection) {
+                missing.append(folder)
+                folder = folder.parent
+            }
+        }
+        try pool.with { connection in
+            for folder in missing.reversed() {
+                try connection.command([Array("MKD ".utf8) + connection.commandPath(folder.bytes)])
+            }
+        }
+    }
+
+    /// Parses one folder's listing (no filtering); `unreadable` counts lines it could not read.
+    /// How folders are listed: MLSD where the server has it (exact times), else LIST.
+    private var listVerb: String { features.mlsd ? "MLSD" : "LIST -a" }
+
+    /// The entries of `folder` (a path from the login directory), listed on `connection`.
+    private func entries(of folder: FileName, _ connection: FTPConnection) throws -> [RemoteEntry] {
+        parse(try connection.listing(folder.bytes, verb: listVerb)).entries
+    }
+
+    private func parse(_ data: [UInt8]) -> (entries: [RemoteEntry], unreadable: Int) {
+        let serverNow = Int64(wallClockSeconds()) + listOffset
+        let parsed =
+            features.mlsd ? FTPListingParser.parseMLSD(data) : FTPListingParser.parseLIST(data, serverNow: serverNow)
+        return (parsed.entries.filter { $0.name != [0x2e] && $0.name != [0x2e, 0x2e] }, parsed.unreadable)
+    }
+
+    /// The other side's folders, when it is listed alongside this one (`ListingHint`).
+    public var listingHint: ListingHint?
+
+    /// Times are the server's as listed until the end, when the clock difference is applied:
+    /// the listing may run alongside `prepare` (`willPrepare`).
+    public func list(recursive: Bool, filter: ListingFilter) -> Listing {
+        // A LIST time is read against the server's date (the year of a recent entry), and the
+        // synchronized folder not yet listed may hold the probe soon: both wait for `prepare`.
+        if !features.mlsd || state.withLock({ rootData == nil && listedRoot == nil }) { waitForClock() }
+        var results: [FileName: Result<FolderListing, Error>] = [:]
+        // Folders to list (paths from the login directory), shared by the workers in the order
+        // they were found: a folder's subfolders are listed as soon as it is, with no wait for
+        // the rest of its level. A hint adds the other side's folders before their parents are
+        // listed; only what the parents' listings confirm is kept (`assemble`).
+        var requested: Set<FileName> = [root]
+        var pending: [FileName] = [root]
+        var next = 0
+        var hint = recursive ? listingHint : nil
+        // A guess that fails is kept out of `results` (no retry, no error): listed again the
+        // normal way if its parent's listing shows it is a folder after all.
+        var guessed: Set<FileName> = []
+        var failedGuesses: Set<FileName> = []
+        func shownAsFolder(_ folder: FileName) -> Bool {
+            guard case .success(let parent)? = results[folder.parent] else { return false }
+            let name = folder.lastComponent
+            return parent.entries.contains { $0.name == name && $0.kind == .directory }
+        }
+        var busy = 0
+        let work = Condition()
+        runOnThreads(recursive ? pool.size : 1) { _ in
+            work.lock()
+            defer { work.unlock() }
+            while true {
+                if let given = hint, case .success(let top)? = results[root], let folders = given.folders {
+                    hint = nil
+                    // Only below the synchronized folder's own subfolders: into an empty or new
+                    // folder (a first copy), every guess would be a refusal.
+                    let present = Set(top.entries.lazy.filter { $0.kind == .directory }.map(\.name))
+                    for path in folders where present.contains(path.firstComponent) {
+                        let folder = root.appending(path)
+                        if requested.insert(folder).inserted {
+                            guessed.insert(folder)
+                            pending.append(folder)
+                        }
+                    }
+                }
+                guard next < pending.count else {
+                    if busy == 0 { return }
+                    _ = work.wait(until: Condition.now() + 1)
+                    continue
+                }
+                let folder = pending[next]
+                next += 1
+                if next == pending.count {
+                    pending.removeAll(keepingCapacity: true)
+                    next = 0
+                }
+                busy += 1
+                let guess = guessed.contains(folder)
+                work.unlock()
+                let result = listFolder(folder, filter: filter, retries: !guess)
+                work.lock()
+                busy -= 1
+                if guess, case .failure = result {
+                    guessed.remove(folder)
+                    if shownAsFolder(folder) { pending.append(folder) } else { failedGuesses.insert(folder) }
+                    work.broadcast()
+                    continue
+                }
+                results[folder] = result
+                if folder == root {
+                    switch result {
+                    case .failure(let error):
+                        if (error as? FTPError)?.kind == .notFound { state.withLock { listedRoot = .missing } }
+                    case .success(let listed):
+                        let empty =
+                            listed.entries.isEmpty && listed.problems.isEmpty && listed.temporary.isEmpty
+                            && listed.temporaryFolders.isEmpty
+                        state.withLock { listedRoot = empty ? .empty : .nonEmpty }
+                    }
+                }
+                if recursive, case .success(let listed) = result {
+                    for entry in listed.entries where entry.kind == .directory {
+                        let child = folder.appending(entry.name)
+                        if requested.insert(child).inserted || failedGuesses.remove(child) != nil {
+                            pending.append(child)
+                        }
+                    }
+                }
+                work.broadcast()
+            }
+        }
+        waitForClock()
+        let offset = features.mlsd ? clockOffset : listOffset
+        var listing = Listing()
+        // From the root down through the folders the listings found: a guessed folder that is
+        // not there (or not a folder) is left out, with its errors.
+        func assemble(_ folder: FileName) -> [Entry] {
+            switch results[folder] {
+            case .failure(let error):
+                if folder != root || (error as? FTPError)?.kind != .notFound {
+                    listing.errors.append(ListingError(path: display(folder), message: "\(error)"))
+                }
+                return []
+            case .success(let listed):
+                listing.errors += listed.problems
+                listing.temporaryFiles += listed.temporary
+                listing.temporaryFolders += listed.temporaryFolders
+                var entries = listed.entries
+                for i in entries.indices {
+                    entries[i].mtime = Timestamp(seconds: entries[i].mtime.seconds - offset)
+                    if recursive && entries[i].kind == .directory {
+                        entries[i].children = assemble(folder.appending(entries[i].name))
+                    }
+                }
+                return entries
+            case nil:
+                return []
+            }
+        }
+        listing.entries = assemble(root)
+        return listing
+    }
+
+    /// Pauses before another try of a folder's listing whose error is transient.
+    static let listingRetryDelays: [Double] = [1]
+
+    /// Lists one folder (a path from the login directory): entries sorted by name, problems
+    /// with names, and leftover temporary files and folders (relative to the root).
+    private typealias FolderListing = (
+        entries: [Entry], problems: [Error], temporary: [FileName], temporaryFolders: [FileName]
+    )
+
+    private func listFolder(_ folder: FileName, filter: ListingFilter, retries: Bool = true) -> Result<
+        FolderListing, Error
+    > {
+        do {
+            // A connection cut mid-listing: one more try on a fresh login, as for transfers.
+            let data = try retrying(delays: retries ? Self.listingRetryDelays : []) {
+                try rootOrListing(folder, nil, take: true)
+            }
+            let (remote, unreadable) = parse(data)
+            var entries: [Entry] = []
+            var problems: [Error] = []
+            if unreadable > 0 {
+                // A line this client cannot read may hide an entry: the run then deletes nothing.
+                problems.append(
+                    ListingError(path: display(folder), message: "\(unreadable) lines of the listing could not be read")
+                )
+            }
+            var temporary: [FileName] = []
+            var temporaryFolders: [FileName] = []
+            let base = relative(folder)
+            var coarseHere: [(FileName, Int64)] = []
+            for item in remote {
+                guard FTPListingParser.isSafeName(item.name) else {
+                    problems.append(
+                        ListingError(
+                            path: display(folder),
+                            message:
+                                "refused a name from the server: \"\(FTPConnection.printable(item.name))\" (a path separator, dot name or control character); skipped"
+                        ))
+                    continue
+                }
+                let name = FileName(bytes: item.name)
+                let path = base.appending(name)
+                if item.name.starts(with: ListingFilter.temporaryPrefix) {
+                    if item.kind == .directory { temporaryFolders.append(path) } else { temporary.append(path) }
+                    continue
+                }
+                if filter.ignore.matches(name) || filter.excludedPaths.contains(path) { continue }
+                let mtime = Timestamp(seconds: item.time)  // the server's clock (see `list`)
+                switch item.kind {
+                case .file:
+                    entries.append(Entry(name: name, kind: .file, size: item.size, mtime: mtime, mode: item.mode))
+                    if item.precision > 1 { coarseHere.append((path, item.precision)) }
+                case .directory:
+                    entries.append(Entry(name: name, kind: .directory, mtime: mtime, mode: item.mode, children: []))
+                case .symlink:
+                    guard let target = item.linkTarget, !target.isEmpty, !target.contains(0) else { continue }
+                    entries.append(
+                        Entry(
+                            name: name, kind: .symlink, mtime: mtime, mode: item.mode,
+                            linkTarget: FileName(bytes: target)))
+                case .other:
+                    continue
+                }
+            }
+            if !coarseHere.isEmpty {
+                state.withLock { for (path, width) in coarseHere { coarse[path] = width } }
+            }
+            entries.sortByName()
+            state.withLock { folderEntries[folder] = remote.count }
+            return .success((entries, problems, temporary, temporaryFolders))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Makes coarse LIST times exact where they matter: for every file whose size equals the
+    /// other side's and whose time window holds the other side's time, MDTM gives the second.
+    /// `slack` widens the window when the other side is coarse too (FTP to FTP). A source gives
+    /// its times to the files it writes, so `everyFile` makes every coarse time exact.
+    func refineTimes(_ listing: inout Listing, comparedWith other: [Entry], slack: Int64, everyFile: Bool) {
+        let coarse = state.withLock { self.coarse }
+        if coarse.isEmpty { return }
+        var undecided: [(path: FileName, size: Int64)] = []
+        var exact: [FileName: Int64] = [:]
+        var known: [FileName: KnownTime] = [:]
+        func refine(_ path: FileName, _ entry: Entry, _ width: Int64) {
+            if let time = Self.trustedTime(remembered[path], entry: entry, width: width, slack: slack) {
+                exact[path] = time.seconds
+                known[path] = time
+            } else {
+                undecided.append((path, entry.size))
+            }
+        }
+        func walk(_ mine: [Entry], _ theirs: [Entry], _ parent: FileName) {
+            for entry in mine {
+                let path = parent.appending(entry.name)
+                if everyFile {
+                    if entry.kind == .file, let width = coarse[path] { refine(path, entry, width) }
+                    if entry.kind == .directory { walk(entry.children ?? [], [], path) }
+                    continue
+                }
+                guard let match = Self.find(entry.name, in: theirs), match.kind == entry.kind else { continue }
+                if entry.kind == .directory {
+                    walk(entry.children ?? [], match.children ?? [], path)
+                } else if entry.kind == .file, entry.size == match.size, let width = coarse[path] {
+                    let start = (entry.mtime.seconds - slack) * 1_000_000_000
+                    let end = (entry.mtime.seconds + width + slack) * 1_000_000_000
+                    let time = match.mtime.totalNanoseconds
+                    if time >= start && time < end { refine(path, entry, width) }
+                }
+            }
+        }
+        walk(listing.entries, other, .empty)
+        let lock = Lock()
+        let queue = WorkQueue(count: undecided.count)
+        if !undecided.isEmpty {
+            runOnThreads(min(pool.size, undecided.count)) { _ in
+                while let index = queue.next() {
+                    // A batch of MDTMs in one round trip where the connection can pipeline.
+                    var batch = [index]
+                    while batch.count < Self.mdtmBatch, let next = queue.next() { batch.append(next) }
+                    let times =
+                        (try? pool.with { try modificationTimes(batch.map { absolute(undecided[$0].path) }, $0) })
+                    let now = Int64(wallClockSeconds())
+                    lock.withLock {
+                        for (index, time) in zip(batch, times ?? []) {
+                            guard let time else { continue }
+                            let (path, size) = undecided[index]
+                            exact[path] = time - clockOffset
+                            known[path] = KnownTime(size: size, seconds: time - clockOffset, knownAt: now)
+                        }
+                    }
+                }
+            }
+        }
+        state.withLock { learned.merge(known) { _, new in new } }
+        if exact.isEmpty { return }
+        func update(_ entries: inout [Entry], _ parent: FileName) {
+            for i in entries.indices {
+                let path = parent.appending(entries[i].name)
+                if entries[i].kind == .directory, entries[i].children != nil {
+                    update(&entries[i].children!, path)
+                } else if let seconds = exact[path] {
+                    entries[i].mtime = Timestamp(seconds: seconds)
+                }
+            }
+        }
+        update(&listing.entries, .empty)
+    }
+
+    /// The remembered exact time of a listed file, if the listing agrees with it: the same size,
+    /// the time inside the LIST window, and the window over before the time was known, so that
+    /// no later change could have left the LIST line as it was.
+    static func trustedTime(_ known: KnownTime?, entry: Entry, width: Int64, slack: Int64) -> KnownTime? {
+        guard let known, known.size == entry.size else { return nil }
+        let start = entry.mtime.seconds - slack
+        let end = entry.mtime.seconds + width + slack
+        return known.seconds >= start && known.seconds < end && end < known.knownAt ? known : nil
+    }
+
+    // MARK: a run's life cycle
+
+    /// Set by `beginRun`, before the listing and `prepare`.
+    private var run = RunSettings(side: .destination, dryRun: false)
+
+    public func beginRun(_ run: RunSettings) {
+        self.run = run
+        if let file = run.memoryFile { rememberTimes(in: file) }
+    }
+
+    /// A destination's files get the source's times, so it learns how to set them too; a dry
+    /// run takes the last run's measurement where there is one.
+    public func prepare(say: (String) -> Void) throws {
+        try prepare(needsTimeSetter: run.side == .destination, dryRun: run.dryRun, say: say)
+    }
+
+    public func useListingHint(_ hint: ListingHint) { listingHint = hint }
+
+    /// A source gives its times to the files it writes: every coarse time is made exact.
+    public func refineTimes(_ listing: inout Listing, comparedWith other: [Entry]) {
+        refineTimes(&listing, comparedWith: other, slack: 1, everyFile: run.side == .source)
+    }
+
+    public func finishRun() { saveRememberedTimes() }
+
+    /// Reads the exact times that the previous run of this definition set or read (`path`, a
+    /// file of the state directory), and saves this run's there in `saveRememberedTimes`. A
+    /// missing or unreadable file only means more MDTM commands.
+    func rememberTimes(in path: String) {
+        memoryPath = path
+        guard let bytes = Posix.readFile(path, limit: 256 << 20) else { return }
+        var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)[...]
+        guard let header = lines.popFirst(), Array(header) == Self.memoryHeader(displayName) else { return }
+        for line in lines {
+            let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 3, omittingEmptySubsequences: false)
+            func number(_ field: ArraySlice<UInt8>) -> Int64? { Int64(String(decoding: field, as: UTF8.self)) }
+            guard fields.count == 4, let size = number(fields[0]), let seconds = number(fields[1]),
+                let knownAt = number(fields[2]), !fields[3].isEmpty
+            else { continue }
+            remembered[FileName(bytes: Array(fields[3]))] = KnownTime(size: size, seconds: seconds, knownAt: knownAt)
+        }
+        // The last run's clock measurement: "clock OFFSET LIST-OFFSET SETTER" (a line no older
+        // reader takes for a file: its first field is not a number).
+        for line in lines where line.starts(with: Self.clockTag) {
+            let fields = line.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+            if fields.count == 4, let offset = Int64(fields[1]), let list = Int64(fields[2]),
+                let setter = TimeSetter(rawValue: fields[3])
+            {
+                rememberedClock = (offset, list, setter)
+            }
+        }
+    }
+    private static let clockTag = Array("clock ".utf8)
+    private var rememberedClock: (offset: Int64, listOffset: Int64, setter: TimeSetter)?
+
+    /// Saves what this run set or read (files of the previous run not seen again are dropped).
+    /// Writes nothing when that is what the file holds already (a run that changed nothing).
+    func saveRememberedTimes() {
+        guard let memoryPath else { return }
+        let known = state.withLock { learned }
+        if let last = rememberedClock, last == (clockOffset, listOffset, setter), known == remembered { return }
+        var bytes = Self.memoryHeader(displayName) + [UInt8(ascii: "\n")]
+        bytes.reserveCapacity(known.count * 48)
+        bytes += Self.clockTag + Array("\(clockOffset) \(listOffset) \(setter.rawValue)\n".utf8)
+        for (path, time) in known {
+            bytes += Array("\(time.size) \(time.seconds) \(time.knownAt) ".utf8) + path.bytes + [UInt8(ascii: "\n")]
+        }
+        _ = Posix.writeFileAtomically(memoryPath, bytes)
+    }
+
+    static func memoryHeader(_ displayName: String) -> [UInt8] { Array("plugsync-ftp-times 1 \(displayName)".utf8) }
+
+    static func find(_ name: FileName, in entries: [Entry]) -> Entry? {
+        var low = 0
+        var high = entries.count
+        while low < high {
+            let mid = (low + high) / 2
+            if entries[mid].name < name { low = mid + 1 } else { high = mid }
+        }
+        return low < entries.count && entries[low].name == name ? entries[low] : nil
+    }
+
+    // MARK: Endpoint: reading
+
+    public func openForReading(_ path: FileName, entry: Entry) throws -> ReadableFile {
+        let connection = try pool.checkOut()
+        do {
+            let download = try connection.download(absolute(path).bytes, size: entry.size)
+            return RemoteFile(download: download, expected: entry.size, display: display(path)) { [pool] in
+                pool.checkIn(connection)
+            }
+        } catch {
+            pool.checkIn(connection)
+            throw error
+        }
+    }
+
+    /// A download that must deliver exactly the listed size: in stream mode the end of the data
+    /// connection is the end of the file, so a connection cut (or a file changing on the server)
+    /// would otherwise pass for a complete file. Never reads more than one byte past the size.
+    final class RemoteFile: ReadableFile {
+        let download: FTPDownload
+        let expected: Int64
+        let display: String
+        let done: () -> Void
+        var closed = false
+        var received: Int64 = 0
+        init(download: FTPDownload, expected: Int64, display: String, done: @escaping () -> Void) {
+            self.download = download
+            self.expected = expected
+            self.display = display
+            self.done = done
+        }
+        var localDescriptor: Int32? { nil }
+        func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+            if buffer.count == 0 { return 0 }
+            let room = Int(min(Int64(buffer.count), max(0, expected - received) + 1))
+            let n = try download.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<room]))
+            received += Int64(n)
+            if received > expected {
+                // Not worth a retry: the file grew on the server (or the server lies about sizes).
+                throw FTPError(
+                    .protocolError, "\(display): the server sent more than the listed \(expected) bytes; not copied")
+            }
+            if n == 0 && received < expected {
+                throw FTPError(
+                    .interrupted,
+                    "\(display): the download ended after \(received) of \(expected) bytes (a broken connection, or the file changed on the server)"
+                )
+            }
+            return n
+        }
+        func close() {
+            guard !closed else { return }
+            closed = true
+            download.close()
+            done()
+        }
+    }
+
+    /// Reads the first `limit` bytes of a file under the root (File Checks).
+    public func contents(of path: FileName, limit: Int) throws -> [UInt8] {
+        try pool.with { try $0.contents(of: absolute(path).bytes, limit: limit) }
+    }
+
+    // MARK: Endpoint: writing
+
+    /// One file on its own: the size check and the time go with the upload (on a connection
+    /// that cannot pipeline, in the same request), the rename in one more round trip.
+    public func receive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
+    ) throws {
+        forgetRootListing()
+        let staged = [StagedFile(path: path, entry: entry, replacing: replacing)]
+        try pool.with { connection in
+            let names = Names(staged, self, connection, staged: false)
+            let replies = try upload(
+                names.temporary[0], file, entry, progress, after: afterUpload(staged[0], names, 0, size: true),
+                connection)
+            var results: [Error?] = [nil]
+            var open: Set<Int> = [0]
+            try putInPlace(staged, names, sizes: [nil], replies: [.success(replies)], &results, &open, connection)
+            if let error = results[0] { throw error }
+        }
+    }
+
+    /// Whether `stage` and `commit` pay: on a connection that can pipeline (not under TLS),
+    /// where a batch's checks, times and renames take a few round trips instead of two per file.
+    public var stagesInBatches: Bool { options.tls == .none }
+
+    /// Uploads a file under its temporary name in its folder (`commit` puts it in place), or
+    /// under its own name into a folder being built (`buildFolder`).
+    public func stage(_ path: FileName, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void) throws {
+        forgetRootListing()
+        let (place, built) = self.place(path)
+        let temporary = absolute(built ? place : ListingFilter.temporaryName(for: place))
+        try pool.with { connection in
+            _ = try upload(temporary, file, entry, progress, after: [], connection)
+        }
+        state.withLock { folderEntries[temporary.parent, default: 0] += 1 }
+    }
+
+    /// Uploads `file` to `temporary` and sends `after`; a failure removes the temporary file.
+    private func upload(
+        _ temporary: FileName, _ file: ReadableFile, _ entry: Entry, _ progress: (Int64) -> Void,
+        after: [[UInt8]], _ connection: FTPConnection
+    ) throws -> [FTPReply] {
+        do {
+            return try withoutActuallyEscaping(progress) { progress in
+                try connection.upload(to: temporary.bytes, size: entry.size, after: after) { buffer in
+                    let n = try file.read(into: buffer)
+                    progress(Int64(n))
+                    return n
+                }
+            }
+        } catch {
+            _ = try? connection.command([Array("*DELE ".utf8) + connection.commandPath(temporary.bytes)])
+            throw error
+        }
+    }
+
+    /// Entries known to be in a folder (path from the login directory): as listed, plus the
+    /// files staged there since. Tells `commit` whether listing the folder costs less than a
+    /// SIZE per file.
+    private var folderEntries: [FileName: Int] = [:]
+
+    /// The temporary and final names of files, absolute and as commands name them. A file that
+    /// `stage` wrote into a folder being built has its final name there (`staged`); one that
+    /// `receive` writes there gets a temporary name in it.
+    private struct Names {
+        var temporary: [FileName] = []
+        var final: [FileName] = []
+        var temporaryPaths: [[UInt8]]
+        var finalPaths: [[UInt8]]
+        init(_ files: [StagedFile], _ endpoint: FTPEndpoint, _ connection: FTPConnection, staged: Bool) {
+            for file in files {
+                let (place, built) = endpoint.place(file.path)
+                final.append(endpoint.absolute(place))
+                temporary.append(endpoint.absolute(staged && built ? place : ListingFilter.temporaryName(for: place)))
+            }
+            temporaryPaths = temporary.map { connection.commandPath($0.bytes) }
+            finalPaths = final.map { connection.commandPath($0.bytes) }
+        }
+    }
+
+    /// Folders being built under their temporary names (relative paths; guarded by `state`).
+    private var building: Set<FileName> = []
+
+    /// Where the file `path` goes now: `path`, or while its folder is being built, its name in
+    /// the folder's temporary one (`built`).
+    private func place(_ path: FileName) -> (path: FileName, built: Bool) {
+        let folder = path.parent
+        guard !folder.isEmpty, state.withLock({ building.contains(folder) }) else { return (path, false) }
+        return (ListingFilter.temporaryName(for: folder).appending(path.lastComponent), true)
+    }
+
+    public func buildFolder(_ path: FileName) throws {
+        forgetRootListing()
+        let temporary = absolute(ListingFilter.temporaryName(for: path))
+        _ = try pool.with { try $0.command([Array("MKD ".utf8) + $0.commandPath(temporary.bytes)]) }
+        state.withLock {
+            building.insert(path)
+            folderEntries[temporary] = 0
+        }
+    }
+
+    public func commitFolder(_ path: FileName, holding files: [StagedFile], verify: Bool) throws {
+        forgetRootListing()
+        let temporary = absolute(ListingFilter.temporaryName(for: path))
+        let final = absolute(path)
+        defer {
+            state.withLock {
+                building.remove(path)
+                folderEntries[temporary] = nil
+            }
+        }
+        try pool.with { connection in
+            if verify {
+                // A failed upload may have left a short file under its final name in the folder.
+                var sizes: [[UInt8]: Int64] = [:]
+                for file in files { sizes[file.path.lastComponent.bytes] = file.entry.size }
+                try clear(temporary, keeping: sizes, connection)
+            }
+            do {
+                try connection.pipeline([
+                    Array("RNFR ".utf8) + connection.commandPath(temporary.bytes),
+                    Array("RNTO ".utf8) + connection.commandPath(final.bytes),
+                ])
+            } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                // Tried again after a cut connection: the first try may have renamed it.
+                if try directoryExists(final, connection), try !directoryExists(temporary, connection) { return }
+                throw error
+            }
+        }
+    }
+
+    public func removeTemporaryFolder(_ path: FileName) throws {
+        forgetRootListing()
+        let folder = absolute(path)
+        try pool.with { connection in
+            try clear(folder, keeping: [:], connection)
+            try connection.command([Array("RMD ".utf8) + connection.commandPath(folder.bytes)])
+        }
+    }
+
+    /// Deletes the files in `folder` (a path from the login directory) but those `keeping` names
+    /// with the size they have; throws, deleting nothing, where it holds anything but files.
+    private func clear(_ folder: FileName, keeping sizes: [[UInt8]: Int64], _ connection: FTPConnection) throws {
+        var deletions: [[UInt8]] = []
+        for item in try entries(of: folder, connection) {
+            if item.kind == .file, let size = sizes[item.name], size == item.size { continue }
+            guard item.kind == .file, FTPListingParser.isSafeName(item.name) else {
+                throw FTPError(.refused, "\(options.display)/\(folder): holds an entry that is not one of its files")
+            }
+            deletions.append(
+                Array("DELE ".utf8) + connection.commandPath(folder.appending(FileName(bytes: item.name)).bytes))
+        }
+        _ = try connection.pipeline(deletions)
+    }
+
+    /// Puts staged files in place, in three round trips for the whole batch where the connection
+    /// can pipeline (a round trip is a KiB of commands):
+    ///
+    /// 1. The sizes. The end of the data connection is the end of the file for the server too: a
+    ///    connection cut on its side leaves a short file and a 226. So each size is checked
+    ///    before the rename: one listing of the folder when it holds few files besides the
+    ///    batch, else SIZE for each (where a listing did not show the file). With the sizes go
+    ///    the times, set on the temporary files (a rename keeps them), so a refused rename never
+    ///    leaves the old file with the new file's time.
+    /// 2. The renames (RNFR and RNTO) of the files whose size and time are right.
+    /// 3. The removal of the temporary files that are not renamed.
+    public func commit(_ files: [StagedFile]) -> [Error?] {
+        if files.isEmpty { return [] }
+        forgetRootListing()
+        var results = [Error?](repeating: nil, count: files.count)
+        var open = Set(files.indices)  // no result yet
+        do {
+            try pool.with { connection in
+                let names = Names(files, self, connection, staged: true)
+                let sizes = listedSizes(names.temporary, connection)
+                let groups = files.indices.map { afterUpload(files[$0], names, $0, size: sizes[$0] == nil) }
+                let replies = try connection.pipeline(groups: groups)
+                try putInPlace(files, names, sizes: sizes, replies: replies, &results, &open, connection)
+            }
+        } catch {
+            for index in open { results[index] = error }
+        }
+        return results
+    }
+
+    /// The sizes of the temporary files from one listing of their folder, when it holds no more
+    /// than `listingPerFile` entries per file (nil for each file otherwise, or not listed).
+    private func listedSizes(_ temporary: [FileName], _ connection: FTPConnection) -> [Int64?] {
+        let folder = temporary[0].parent
+        guard temporary.allSatisfy({ $0.parent == folder }),
+            state.withLock({ folderEntries[folder] ?? 0 }) <= Self.listingPerFile * temporary.count,
+            let listed = try? entries(of: folder, connection)
+        else { return temporary.map { _ in nil } }
+        var sizes: [[UInt8]: Int64] = [:]
+        for item in listed where item.kind == .file { sizes[item.name] = item.size }
+        return temporary.map { sizes[$0.lastComponent.bytes] }
+    }
+
+    /// A folder holding up to this many entries per file of a batch is listed to check the
+    /// sizes (one command and a data connection instead of one SIZE per file).
+    static let listingPerFile = 4
+
+    /// The commands after a file's upload: SIZE (when `size`) and setting the time, both on the
+    /// temporary file.
+    private func afterUpload(_ file: StagedFile, _ names: Names, _ index: Int, size: Bool) -> [[UInt8]] {
+        var commands: [[UInt8]] = []
+        if size { commands.append(Array("*SIZE ".utf8) + names.temporaryPaths[index]) }
+        let value = FTPListingParser.timeValue(file.entry.mtime.seconds + clockOffset)
+        if let command = Self.setTimeCommand(setter, value: value, path: names.temporaryPaths[index]) {
+            commands.append(command)
+        }
+        return commands
+    }
+
+    /// Steps 1 (the replies' side), 2 and 3 of `commit`: `replies` answer `afterUpload`.
+    private func putInPlace(
+        _ files: [StagedFile], _ names: Names, sizes: [Int64?], replies: [Result<[FTPReply], FTPError>],
+        _ results: inout [Error?], _ open: inout Set<Int>, _ connection: FTPConnection
+    ) throws {
+        var renames: [Int] = []
+        var done: [Int] = []
+        for (index, result) in zip(files.indices, replies) {
+            let file = files[index]
+            switch result {
+            case .failure(let error):
+                results[index] = error
+            case .success(let replies):
+                var size = sizes[index]
+                if size == nil, let reply = replies.first, reply.code == 213 { size = Int64(reply.text.trimmingSpaces) }
+                if let size, size != file.entry.size {
+                    results[index] = FTPError(
+                        .interrupted,
+                        "\(display(file.path)): the server holds \(size) of \(file.entry.size) bytes after the upload (a broken connection); not renamed"
+                    )
+                } else if names.temporary[index] == names.final[index] {
+                    done.append(index)  // in place in its folder being built
+                } else {
+                    renames.append(index)
+                }
+            }
+        }
+        func rename(_ index: Int) -> [[UInt8]] {
+            [Array("RNFR ".utf8) + names.temporaryPaths[index], Array("RNTO ".utf8) + names.finalPaths[index]]
+        }
+        for (index, result) in zip(renames, try connection.pipeline(groups: renames.map(rename))) {
+            switch result {
+            case .success:
+                done.append(index)
+            case .failure(let error) where files[index].replacing && Self.renameFailed(error):
+                // Some servers will not rename onto an existing name: remove it, then rename.
+                do {
+                    try connection.command([Array("DELE ".utf8) + names.finalPaths[index]])
+                    try connection.pipeline(rename(index))
+                    done.append(index)
+                } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                    results[index] = error
+                }
+            case .failure(let error):
+                results[index] = error
+            }
+        }
+        let failed = files.indices.filter { results[$0] != nil }
+        open.subtract(done)
+        open.subtract(failed)
+        _ = try? connection.pipeline(groups: failed.map { [Array("*DELE ".utf8) + names.temporaryPaths[$0]] })
+        let now = Int64(wallClockSeconds())
+        state.withLock {
+            if setter != .none {
+                for index in done {
+                    let entry = files[index].entry
+                    learned[files[index].path] = KnownTime(size: entry.size, seconds: entry.mtime.seconds, knownAt: now)
+                }
+            }
+            for index in failed { folderEntries[names.temporary[index].parent, default: 0] -= 1 }
+        }
+    }
+
+    static func renameFailed(_ error: FTPError) -> Bool { error.replyCode == 553 || error.message.contains("RNTO") }
+
+    public func createDirectory(_ path: FileName) throws {
+        forgetRootListing()
+        try pool.with { connection in
+            do {
+                try connection.command([Array("MKD ".utf8) + connection.commandPath(absolute(path).bytes)])
+            } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                if try directoryExists(absolute(path), connection) { return }
+                throw error
+            }
+        }
+    }
+
+    public func createSymlink(_ path: FileName, entry: Entry) throws {
+        forgetRootListing()
+        throw FTPError(.refused, "\(display(path)): FTP servers cannot store symbolic links")
+    }
+
+    public func remove(_ path: FileName, kind: EntryKind) throws {
+        forgetRootListing()
+        try pool.with { connection in
+            do {
+                try connection.command([
+                    Array((kind == .directory ? "RMD " : "DELE ").utf8) + connection.commandPath(absolute(path).bytes)
+                ])
+            } catch let error as FTPError where kind == .directory && error.message.lowercased().contains("not empty") {
+                throw EndpointError(.notEmpty, "\(display(path)): \(error.message)")
+            }
+        }
+    }
+
+    public func setFolderAttributes(_ path: FileName, entry: Entry) throws {}
+
+    public func flush() throws {}
+
+    /// Closes every connection (QUIT is sent by curl when a handle is cleaned up).
+    public func disconnect() { pool.drain() }
+
+    // MARK: paths
+
+    fileprivate func absolute(_ path: FileName) -> FileName { root.isEmpty ? path : root.appending(path) }
+
+    private func relative(_ folder: FileName) -> FileName {
+        if root.isEmpty { return folder }
+        if folder == root { return .empty }
+        return FileName(bytes: Array(folder.bytes.dropFirst(root.bytes.count + 1)))
+    }
+
+    private func display(_ path: FileName) -> String { options.display + "/" + path.description }
+}
+
+/// A problem found while listing that is not a system call's errno (a server's refusal, an
+/// unsafe name).
+public struct ListingError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var message: String
+    public var description: String { "\(path): \(message)" }
+}
+
+/// The clock probe's upload was refused: the user must set the difference by hand.
+public struct ClockProbeRefused: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
+}
+
+extension FTPError: EndpointFailure {
+    public var endpointErrorKind: EndpointErrorKind {
+        if isRetryable { return .retryable }
+        return kind == .notFound ? .notFound : .permanent
+    }
+}
+
+/// Logged-in connections handed to one thread at a time, opened on first need, up to `size`.
+final class ConnectionPool: @unchecked Sendable {
+    let options: FTPOptions
+    let size: Int
+    private var idle: [FTPConnection] = []
+    private let mutex = Lock()
+    private let available: DispatchSemaphore
+
+    init(options: FTPOptions, size: Int) {
+        self.options = options
+        self.size = size
+        self.available = DispatchSemaphore(value: size)
+    }
+
+    func checkOut() throws -> FTPConnection {
+        available.wait()
+        if let connection = mutex.withLock({ idle.popLast() }) { return connection }
+        do {
+            return try open()
+        } catch {
+            available.signal()
+            throw error
+        }
+    }
+
+    func checkIn(_ connection: FTPConnection) {
+        mutex.withLock { if !closed { idle.append(connection) } }
+        available.signal()
+    }
+
+    /// Logs in the connections not yet open, each on a thread of its own, while the caller goes
+    /// on (a server's greeting and login take milliseconds each, and proftpd's master accepts
+    /// one connection at a time). A login that fails only leaves its place empty: the next
+    /// `checkOut` tries again and reports the error.
+    func openInBackground() {
+        let missing = mutex.withLock { closed ? 0 : size - idle.count - opening }
+        for _ in 0..<max(0, missing) {
+            guard available.wait(timeout: .now()) == .success else { return }
+            mutex.withLock { opening += 1 }
+            startThread { [self] in
+                let connection = try? open()
+                mutex.withLock {
+                    opening -= 1
+                    if let connection, !closed { idle.append(connection) }
+                }
+                available.signal()
+            }
+        }
+    }
+    private var opening = 0
+    private var closed = false
+
+    /// Commands every new connection sends after its login (`OPTS UTF8 ON` where the server
+    /// offers it, so that every connection sees the same names).
+    var setupCommands: [String] {
+        get { mutex.withLock { setup } }
+        set { mutex.withLock { setup = newValue } }
+    }
+    private var setup: [String] = []
+
+    private func open() throws -> FTPConnection {
+        let connection = try FTPConnection(options)
+        for command in setupCommands { try connection.command(command) }
+        return connection
+    }
+
+    func with<R>(_ body: (FTPConnection) throws -> R) throws -> R {
+        let connection = try checkOut()
+        defer { checkIn(connection) }
+        return try body(connection)
+    }
+
+    /// Closes the idle connections; connections checked in later are closed, not kept.
+    func drain() {
+        let connections = mutex.withLock {
+            closed = true
+            defer { idle.removeAll() }
+            return idle.map { Unmanaged.passRetained($0) }
+        }
+        // Each says QUIT and waits for the server's 221 as it goes (curl): all at once, not
+        // one after the other at the end of every run.
+        runOnThreads(connections.count) { connections[$0].release() }
+    }
+}
+
+extension String {
+    /// Without leading and trailing spaces (a `213 1234 ` reply).
+    fileprivate var trimmingSpaces: String {
+        String(self.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
+}
+
+func wallClockSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
