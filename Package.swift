@@ -1,9 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers (DESIGN section 6): each target depends only on the ones below it.
-//   plugsync (CLI) -> PlugSync -> SyncEngine -> CurlFTP -> CCurl; PlugSync -> Devices -> CUdev;
-//   C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CPosix
+// Layers: each target depends only on the ones below it (docs/ARCHITECTURE.md).
+//   plugsync (CLI) -> PlugSync -> backends -> SyncEngine -> SystemSupport;
+//   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl;
+//   PlugSync -> Devices -> CUdev; C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CPosix
 let package = Package(
     name: "plugsync",
     platforms: [.macOS(.v13)],
@@ -28,12 +29,20 @@ let package = Package(
         .target(
             name: "CCurl", path: "Sources/CCurl", cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "CurlFTP", dependencies: ["CCurl"], path: "Sources/CurlFTP"),
-        .target(name: "SyncEngine", dependencies: ["CPosix", "CurlFTP"], path: "Sources/SyncEngine"),
+        .target(name: "SystemSupport", dependencies: ["CPosix"], path: "Sources/SystemSupport"),
+        .target(name: "SyncEngine", dependencies: ["SystemSupport"], path: "Sources/SyncEngine"),
+        // Backends: each one folder under Sources/Backends.
+        .target(
+            name: "LocalBackend", dependencies: ["SyncEngine", "SystemSupport", "CPosix"],
+            path: "Sources/Backends/Local"),
+        .target(name: "CurlFTP", dependencies: ["CCurl"], path: "Sources/Backends/FTP/Client"),
+        .target(
+            name: "FTPBackend", dependencies: ["SyncEngine", "SystemSupport", "CurlFTP"],
+            path: "Sources/Backends/FTP/Endpoint"),
         .target(
             name: "PlugSync",
             dependencies: [
-                "SyncEngine", "CurlFTP", "Devices", "CSQLite",
+                "SystemSupport", "SyncEngine", "LocalBackend", "FTPBackend", "CurlFTP", "Devices", "CSQLite",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -53,14 +62,16 @@ let package = Package(
                     [
                         "-Xclang-linker", "-fuse-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
                         "-Xlinker", "--no-export-dynamic", "-L", Context.packageDirectory + "/packaging/link",
-                        "-Xlinker", "--symbol-ordering-file=" + Context.packageDirectory + "/packaging/link/plugsync.order",
+                        "-Xlinker",
+                        "--symbol-ordering-file=" + Context.packageDirectory + "/packaging/link/plugsync.order",
                         "-Xlinker", "--no-warn-symbol-ordering",
                     ],
                     .when(platforms: [.linux], configuration: .release))
             ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CurlFTPTests", dependencies: ["CurlFTP", "TestSupport"]),
-        .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine", "TestSupport"]),
+        .testTarget(
+            name: "SyncEngineTests", dependencies: ["SyncEngine", "LocalBackend", "FTPBackend", "TestSupport"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "TestSupport"]),
         .testTarget(name: "PlugSyncTests", dependencies: ["PlugSync"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PlugSync", "TestSupport"]),

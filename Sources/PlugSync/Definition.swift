@@ -1,3 +1,4 @@
+import FTPBackend
 import SyncEngine
 
 /// One named sync job, as the definitions file holds it.

@@ -1,4 +1,5 @@
 import SyncEngine
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc

@@ -1,6 +1,9 @@
 import CurlFTP
 import Devices
+import FTPBackend
+import LocalBackend
 import SyncEngine
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc

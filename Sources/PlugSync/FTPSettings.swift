@@ -1,4 +1,5 @@
 import CurlFTP
+import FTPBackend
 import SyncEngine
 
 #if canImport(Glibc)

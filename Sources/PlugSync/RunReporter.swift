@@ -1,5 +1,6 @@
 import FoundationEssentials
 import SyncEngine
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc

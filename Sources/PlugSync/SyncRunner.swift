@@ -1,7 +1,9 @@
 import CurlFTP
 import Dispatch
+import FTPBackend
 import FoundationEssentials
 import SyncEngine
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc

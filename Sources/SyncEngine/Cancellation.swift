@@ -1,3 +1,5 @@
+import SystemSupport
+
 /// Asks a running sync to stop: the executor starts no new transfer once it is set, and the
 /// files in flight finish (each is written under a temporary name and renamed only when
 /// complete, so nothing half-written ever carries a final name).

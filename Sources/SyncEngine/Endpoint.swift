@@ -58,6 +58,38 @@ public struct ListingFilter: Sendable {
 
     /// Prefix of the temporary names files are written under before the rename.
     public static let temporaryPrefix: [UInt8] = Array(".plugsync-tmp-".utf8)
+
+    /// The temporary name a file is written under, in the same folder as its final name.
+    ///
+    /// Two names must never share a temporary name, also where a filesystem sees no case
+    /// (FAT, exFAT): two workers writing `A.txt` and `a.txt` through one temporary file
+    /// corrupted the drive. A name of lowercase ASCII (nearly every name) is used as it is;
+    /// any other gets `~`, a hash of its exact bytes and then the name: no name of the first
+    /// kind starts with `~`, and the hash (keyed per process, so a drive cannot aim at it) tells
+    /// names apart that differ in case. Deterministic within the process: the FTP endpoint
+    /// finds a staged file by it again.
+    public static func temporaryName(for path: FileName) -> FileName {
+        var name = ListingFilter.temporaryPrefix
+        let last = path.lastComponent.bytes
+        let plain =
+            last.count <= 200 && last.first != UInt8(ascii: "~")
+            && !last.contains { $0 >= 0x80 || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }
+        if plain {
+            name.append(contentsOf: last)
+        } else {
+            var hasher = Hasher()
+            last.withUnsafeBytes { hasher.combine(bytes: $0) }
+            let hash = UInt64(bitPattern: Int64(hasher.finalize()))
+            name.append(UInt8(ascii: "~"))
+            name.append(contentsOf: Array(String(hash, radix: 16).leftPadded(to: 16).utf8))
+            name.append(UInt8(ascii: "-"))
+            // Within NAME_MAX, cut where a UTF-8 character starts.
+            var end = min(last.count, 180)
+            while end < last.count && end > 0 && last[end] & 0xC0 == 0x80 { end -= 1 }
+            name.append(contentsOf: last[..<end])
+        }
+        return path.parent.appending(FileName(bytes: name))
+    }
 }
 
 /// The result of listing one endpoint.
@@ -129,19 +161,21 @@ public struct HardLinks: Sendable {
 }
 
 /// Collects the paths of files whose link count is above 1, by device and inode.
-struct HardLinkCollector {
+public struct HardLinkCollector {
     private struct Key: Hashable {
         var device: UInt64
         var inode: UInt64
     }
     private var paths: [Key: [FileName]] = [:]
 
-    mutating func add(_ path: FileName, device: UInt64, inode: UInt64) {
+    public init() {}
+
+    public mutating func add(_ path: FileName, device: UInt64, inode: UInt64) {
         paths[Key(device: device, inode: inode), default: []].append(path)
     }
 
     /// The files met under more than one path.
-    func result() -> HardLinks {
+    public func result() -> HardLinks {
         if paths.isEmpty { return HardLinks() }
         return HardLinks(paths.values.filter { $0.count > 1 })
     }

@@ -1,4 +1,5 @@
 import Dispatch
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -561,21 +562,6 @@ public final class Executor: @unchecked Sendable {
             }
             cursors[group] += 1
             return groups[group][cursors[group] - 1]
-        }
-    }
-
-    /// Hands out the indexes 0..<count once each, to several workers.
-    final class WorkQueue: @unchecked Sendable {
-        private let count: Int
-        private var taken = 0
-        private let lock = Lock()
-        init(count: Int) { self.count = count }
-        func next() -> Int? {
-            lock.lock()
-            defer { lock.unlock() }
-            guard taken < count else { return nil }
-            taken += 1
-            return taken - 1
         }
     }
 }

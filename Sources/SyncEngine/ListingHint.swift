@@ -1,3 +1,5 @@
+import SystemSupport
+
 /// The folders one side of a run holds, handed to the other side's listing while it runs: a
 /// server's listing can then ask for the folders it expects before their parents are listed,
 /// instead of one level of the tree after the other (`FTPEndpoint.list`).

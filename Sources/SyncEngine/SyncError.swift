@@ -1,24 +1,8 @@
+import SystemSupport
+
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// A failed system call: which call, on which path, and errno.
-public struct SystemError: Error, CustomStringConvertible, Sendable {
-    public var operation: String
-    public var path: String
-    public var errno: Int32
-
-    public init(_ operation: String, path: String, errno: Int32) {
-        self.operation = operation
-        self.path = path
-        self.errno = errno
-    }
-
-    /// The C library's text for the errno, e.g. "No space left on device".
-    public var reason: String { String(cString: strerror(errno)) }
-
-    public var description: String { "\(path): \(operation): \(reason)" }
-}
 
 /// What an endpoint's failure means to a run. The executor acts on the kind alone, never on a
 /// backend's own error type or wording.
@@ -69,7 +53,7 @@ extension SystemError: EndpointFailure {
 /// Runs `body`, and again after each pause of `delays` in turn while it throws a transient
 /// error (`EndpointErrorKind.retryable`); `onRetry` hears of each retry before its pause. Any
 /// other error, or the transient one after the last pause, is thrown.
-func retrying<T>(
+public func retrying<T>(
     delays: [Double], onRetry: (_ error: Error, _ delay: Double) -> Void = { _, _ in }, _ body: () throws -> T
 ) throws -> T {
     var attempt = 0
@@ -85,9 +69,9 @@ func retrying<T>(
 }
 
 /// A transfer that cannot happen, with the reason shown in its action line.
-struct SyncFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct SyncFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// The destination's filesystem is not the one the run started on any more (the drive was pulled

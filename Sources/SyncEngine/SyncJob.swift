@@ -1,3 +1,5 @@
+import SystemSupport
+
 /// What a run of one definition is asked to do (the definition's settings and the command's).
 public struct SyncSettings: Sendable {
     public var type: SyncType

@@ -1,6 +1,7 @@
 import ArgumentParser
 import PlugSync
 import SyncEngine
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc

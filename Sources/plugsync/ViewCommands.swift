@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import PlugSync
 import SyncEngine
+import SystemSupport
 
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List the definitions.")

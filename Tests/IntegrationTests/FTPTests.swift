@@ -1,6 +1,9 @@
 import CurlFTP
+import FTPBackend
 import Foundation
+import LocalBackend
 import SyncEngine
+import SystemSupport
 import TestSupport
 import XCTest
 

@@ -1,4 +1,5 @@
 import SyncEngine
+import SystemSupport
 import XCTest
 
 @testable import PlugSync

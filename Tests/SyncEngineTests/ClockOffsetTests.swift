@@ -1,5 +1,6 @@
 import XCTest
 
+@testable import FTPBackend
 @testable import SyncEngine
 
 /// The clock difference from the probe file: the server's stamp (to the second, its clock)

@@ -1,6 +1,8 @@
 import Foundation
+import SystemSupport
 import XCTest
 
+@testable import LocalBackend
 @testable import SyncEngine
 
 final class ExecutorTests: XCTestCase {
@@ -209,7 +211,7 @@ final class ExecutorTests: XCTestCase {
                 atPath: root + "/" + path.description, withIntermediateDirectories: true)
         }
         func temporary(_ folder: FileName) -> String {
-            root + "/" + LocalEndpoint.temporaryName(for: folder).description
+            root + "/" + ListingFilter.temporaryName(for: folder).description
         }
         func createSymlink(_ path: FileName, entry: Entry) throws {}
         func remove(_ path: FileName, kind: EntryKind) throws {}

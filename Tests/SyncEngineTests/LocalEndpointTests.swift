@@ -1,6 +1,8 @@
 import Foundation
+import SystemSupport
 import XCTest
 
+@testable import LocalBackend
 @testable import SyncEngine
 
 final class LocalEndpointTests: XCTestCase {
@@ -134,8 +136,8 @@ final class LocalEndpointTests: XCTestCase {
     func testLongNamesGetDistinctTemporaryNames() {
         let a = FileName(String(repeating: "x", count: 230) + "a")
         let b = FileName(String(repeating: "x", count: 230) + "b")
-        let ta = LocalEndpoint.temporaryName(for: a)
-        XCTAssertNotEqual(ta, LocalEndpoint.temporaryName(for: b))
+        let ta = ListingFilter.temporaryName(for: a)
+        XCTAssertNotEqual(ta, ListingFilter.temporaryName(for: b))
         XCTAssertLessThanOrEqual(ta.bytes.count, 255)
     }
 

@@ -1,9 +1,11 @@
 import Devices
 import Dispatch
 import FoundationEssentials
+import LocalBackend
 import Logging
 import ServiceLifecycle
 import SyncEngine
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc

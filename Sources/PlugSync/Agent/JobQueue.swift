@@ -1,5 +1,6 @@
 import Dispatch
 import SyncEngine
+import SystemSupport
 
 /// One run of a definition at a time, whichever triggers fire.
 ///
