@@ -60,8 +60,13 @@ public struct EndpointResolver {
         }
     }
 
-    /// - Parameter connections: for an FTP endpoint, how many control connections it may open.
-    public func resolve(_ spec: EndpointSpec, role: String, connections: Int = 4) throws -> ResolvedEndpoint {
+    /// - Parameters:
+    ///   - connections: for an FTP endpoint, how many control connections it may open.
+    ///   - drive: for a device, the mount the agent matched it to (identity and File Check
+    ///     passed there): it is used if it is still mounted, and no other drive is looked for.
+    public func resolve(
+        _ spec: EndpointSpec, role: String, connections: Int = 4, drive matched: MatchedDrive? = nil
+    ) throws -> ResolvedEndpoint {
         switch spec.location {
         case .local(let path):
             if let check = spec.fileCheck, let failure = check.failure(root: path) {
@@ -74,7 +79,8 @@ public struct EndpointResolver {
             if mounts.contains(where: { $0.mountPoint == real }) { excluded.insert(Self.lostAndFound) }
             return ResolvedEndpoint(endpoint: localEndpoint(path), root: path, excluded: excluded)
         case .device(let device):
-            let (mountPoint, drive) = try locate(device, fileCheck: spec.fileCheck, role: role)
+            let (mountPoint, drive) =
+                try matched.map { try confirm($0, role: role) } ?? locate(device, fileCheck: spec.fileCheck, role: role)
             let root =
                 device.directory.isEmpty ? mountPoint : (mountPoint == "/" ? "" : mountPoint) + "/" + device.directory
             var excluded: Set<FileName> = []
@@ -218,6 +224,16 @@ public struct EndpointResolver {
             "autofs", "overlay", "rpc_pipefs", "nsfs", "efivarfs", "ramfs",
         ]
         return !pseudo.contains(mount.fsType) && mount.mountPoint != "/"
+    }
+
+    /// The drive the agent matched, if the same mount is still there.
+    func confirm(_ drive: MatchedDrive, role: String) throws -> (String, String) {
+        guard mounts.contains(where: { $0.mountID == drive.mountID && $0.mountPoint == drive.mountPoint }) else {
+            throw PreconditionError(
+                "the \(role) drive \(drive.description) that started this run is not mounted at \(drive.mountPoint) any more"
+            )
+        }
+        return (drive.mountPoint, drive.description)
     }
 
     func locate(_ device: DeviceSpec, fileCheck: FileCheck?, role: String) throws -> (String, String) {

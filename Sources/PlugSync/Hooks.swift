@@ -68,7 +68,22 @@ struct Hooks {
 
     /// `/bin/sh -c command`, waited for with `waitpid`; 127 when it cannot start.
     static func shell(_ command: String, environment: [String: String]) -> Int32 {
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup(command), nil]
+        execute("/bin/sh", ["/bin/sh", "-c", command], environment: environment)
+    }
+
+    /// A program found in `environment`'s PATH, given its arguments as they are (no shell reads
+    /// them: a mount point or device name is never taken for syntax); 127 when it is not found.
+    static func program(_ arguments: [String], environment: [String: String]) -> Int32 {
+        guard let name = arguments.first else { return 127 }
+        for folder in (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let path = folder + "/" + name
+            if access(path, X_OK) == 0 { return execute(path, arguments, environment: environment) }
+        }
+        return 127
+    }
+
+    private static func execute(_ path: String, _ arguments: [String], environment: [String: String]) -> Int32 {
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { envp.forEach { free($0) } }
@@ -78,7 +93,7 @@ struct Hooks {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, 2, 1)  // hook output joins plugsync's stderr
         var pid = pid_t()
-        guard posix_spawn(&pid, "/bin/sh", &actions, nil, argv, envp) == 0 else { return 127 }
+        guard posix_spawn(&pid, path, &actions, nil, argv, envp) == 0 else { return 127 }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {
             if errno != EINTR { return 127 }

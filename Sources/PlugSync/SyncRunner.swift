@@ -20,8 +20,43 @@ public struct RunOptions: Sendable {
     public var printLines = true
     /// Set by the agent on SIGTERM: no new file is started, files in flight finish.
     public var cancellation: Cancellation?
+    /// The drive whose mount started this run (the agent): that side uses it.
+    public var drive: MatchedDrive?
 
     public init() {}
+}
+
+/// A mounted drive the agent matched to a definition, handed to the run it starts: the run uses
+/// this mount, never another drive that matches too, and does not ask udev or read the File
+/// Check again.
+public struct MatchedDrive: Sendable, Equatable {
+    /// The mount's ID in the mount table: a drive unmounted and mounted again is another mount.
+    public var mountID: Int
+    public var mountPoint: String
+    /// How the report names it: `/dev/sdb1 (label BACKUP)`.
+    public var description: String
+    /// The side whose `device:` it matched: "source" or "destination".
+    public var role: String
+
+    public init(mountID: Int, mountPoint: String, description: String, role: String) {
+        self.mountID = mountID
+        self.mountPoint = mountPoint
+        self.description = description
+        self.role = role
+    }
+}
+
+/// Why a run is asked for ("manual", "mount", "schedule"), and for a mount, which drive.
+public struct RunTrigger: Sendable, Equatable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public var kind: String
+    public var drive: MatchedDrive?
+
+    public init(_ kind: String, drive: MatchedDrive? = nil) {
+        self.kind = kind
+        self.drive = drive
+    }
+    public init(stringLiteral kind: String) { self.init(kind) }
+    public var description: String { kind }
 }
 
 /// How one run ended.
@@ -189,9 +224,10 @@ public final class SyncRunner {
         var destinationResult: Result<ResolvedEndpoint, Error>?
         func resolve(_ index: Int) -> Result<ResolvedEndpoint, Error> {
             let result = Result {
-                try resolver.resolve(
-                    index == 0 ? definition.source : definition.destination,
-                    role: index == 0 ? "source" : "destination", connections: connections)
+                let role = index == 0 ? "source" : "destination"
+                return try resolver.resolve(
+                    index == 0 ? definition.source : definition.destination, role: role, connections: connections,
+                    drive: options.drive?.role == role ? options.drive : nil)
             }
             if index == localIndex, case .success(let local) = result {
                 job.startListing(local.endpoint, excluded: local.excluded)

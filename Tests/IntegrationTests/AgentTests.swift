@@ -146,6 +146,35 @@ final class AgentTests: IntegrationTestCase {
         XCTAssertLessThan(stopAgent() ?? 99, 5)
     }
 
+    /// The agent hands the mount it matched to the run: with two drives that both pass the
+    /// definition's label and File Check, the run started by the second mount writes to the
+    /// second drive. Resolving the drive again in the run found both and refused ("2 mounted
+    /// drives pass the File Check").
+    func testTheRunUsesTheDriveWhoseMountStartedIt() throws {
+        try requireDrives()
+        let t = token()
+        let label = "PSTW" + t
+        try write("src/a.txt", "a\n")
+        let first = try makeUnmountedDrive(label: label, name: "first", id: "twin-\(t)")
+        let second = try makeUnmountedDrive(label: label, name: "second", id: "twin-\(t)")
+        try writeConfig(driveDefinition("twin", label: label, id: "twin-\(t)"))
+        try startAgent()
+        let firstMount = try mountPoint("first")
+        try shell("mount \(first) \(quote(firstMount))")
+        addTeardownBlock { [self] in unmount(firstMount, fuse: false) }
+        try waitForAgentLog("twin: Done: 1 copied", timeout: 20)
+        let secondMount = try mountPoint("second")
+        try shell("mount \(second) \(quote(secondMount))")
+        addTeardownBlock { [self] in unmount(secondMount, fuse: false) }
+        try waitForAgentLog("twin: Done: 1 copied", count: 2, timeout: 20)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: firstMount + "/backup/a.txt"), agentLog)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: secondMount + "/backup/a.txt"), agentLog)
+        let log = read("twin.log") ?? ""
+        XCTAssertTrue(log.contains("Destination drive \(first) "), log)
+        XCTAssertTrue(log.contains("Destination drive \(second) "), log)
+        XCTAssertFalse(log.contains("pass the destination File Check"), log)
+    }
+
     /// A manual `plugsync run` during an agent run waits for it; a mount during a run becomes
     /// one follow-up run, not two, not none.
     func testRunsAreSerializedAndCoalesced() throws {

@@ -119,7 +119,7 @@ final class TriggerStormTests: IntegrationTestCase {
         // The agent's work: one run of the definition with the trigger, lines to the log only.
         let queue = JobQueue { _, trigger in
             var options = RunOptions()
-            options.trigger = trigger
+            options.trigger = trigger.kind
             options.printLines = false
             _ = runner.run(definition, options: options)
         }

@@ -45,7 +45,7 @@ final class JobQueueTests: XCTestCase {
         let started = DispatchSemaphore(value: 0)
         let log = Log()
         let queue = JobQueue { name, trigger in
-            log.append(trigger)
+            log.append(trigger.kind)
             started.signal()
             gate.wait()
         }

@@ -84,14 +84,15 @@ public final class Agent: @unchecked Sendable {
 
     // MARK: runs
 
-    private func execute(_ name: String, trigger: String) {
+    private func execute(_ name: String, trigger: RunTrigger) {
         guard let definition = snapshot().first(where: { $0.name == name }) else {
             say("\(name): no longer defined; \(trigger) run skipped")
             return
         }
         say("\(name): run started (trigger: \(trigger))")
         var options = RunOptions()
-        options.trigger = trigger
+        options.trigger = trigger.kind
+        options.drive = trigger.drive
         options.printLines = false
         options.cancellation = cancellation
         let outcome = runner.run(definition, options: options)
@@ -99,7 +100,7 @@ public final class Agent: @unchecked Sendable {
     }
 
     /// Submits a run and logs what became of the request.
-    private func request(_ name: String, trigger: String, why: String, done: (@Sendable () -> Void)? = nil) {
+    private func request(_ name: String, trigger: RunTrigger, why: String, done: (@Sendable () -> Void)? = nil) {
         switch queue.submit(name, trigger: trigger, done: done) {
         case .started: say("\(name): \(why): starting a run")
         case .queued: say("\(name): \(why): a run is going on; one more run follows it")
@@ -177,10 +178,10 @@ public final class Agent: @unchecked Sendable {
 
     /// The File Checks of a new mount and the runs they call for (on a thread of its own).
     private func evaluate(_ entry: MountEntry, block: BlockDevice?) {
-        var matched: [(Definition, DeviceSpec)] = []
+        var matched: [(Definition, DeviceSpec, role: String)] = []
         var waitForUdev = false
         for definition in snapshot() where definition.enabled && definition.runsOnMount {
-            for spec in [definition.source, definition.destination] {
+            for (spec, role) in [(definition.source, "source"), (definition.destination, "destination")] {
                 guard case .device(let device) = spec.location else { continue }
                 let hasIdentity = device.label != nil || device.uuid != nil || device.serial != nil
                 if hasIdentity {
@@ -200,7 +201,7 @@ public final class Agent: @unchecked Sendable {
                     continue
                 }
                 if !hasIdentity && spec.fileCheck == nil { continue }
-                matched.append((definition, device))
+                matched.append((definition, device, role))
                 break
             }
         }
@@ -213,9 +214,18 @@ public final class Agent: @unchecked Sendable {
         let unmount = matched.contains { $0.1.unmountAfter || $0.1.powerOffAfter }
         let powerOff = matched.contains { $0.1.powerOffAfter }
         let group = DispatchGroup()
-        for (definition, _) in matched {
+        // The run uses this mount, as matched here (`MatchedDrive`).
+        let description =
+            block.map { "\($0.devnode) (\(EndpointResolver.identity($0)))" } ?? "\(entry.source) (\(entry.fsType))"
+        for (definition, _, role) in matched {
             group.enter()
-            request(definition.name, trigger: "mount", why: "drive mounted at \(entry.mountPoint)") { group.leave() }
+            let drive = MatchedDrive(
+                mountID: entry.mountID, mountPoint: entry.mountPoint, description: description, role: role)
+            request(
+                definition.name, trigger: RunTrigger("mount", drive: drive), why: "drive mounted at \(entry.mountPoint)"
+            ) {
+                group.leave()
+            }
         }
         if unmount {
             group.notify(queue: .global()) { [self] in
@@ -227,15 +237,13 @@ public final class Agent: @unchecked Sendable {
     /// Flushes and unmounts a drive after its runs (and powers it off when asked).
     private func release(mountPoint: String, device: String, powerOff: Bool) {
         try? LocalEndpoint(root: mountPoint).flush()
-        let status = Hooks.shell("umount \(shellQuote(mountPoint))", environment: pathEnvironment())
+        let status = Hooks.program(["umount", mountPoint], environment: pathEnvironment())
         guard status == 0 else {
             say("cannot unmount \(mountPoint) (umount exit status \(status)); the drive is NOT safe to remove")
             return
         }
         if powerOff {
-            let off = Hooks.shell(
-                "command -v udisksctl >/dev/null && udisksctl power-off -b \(shellQuote(device))",
-                environment: pathEnvironment())
+            let off = Hooks.program(["udisksctl", "power-off", "-b", device], environment: pathEnvironment())
             say(
                 off == 0
                     ? "\(device) unmounted and powered off: safe to remove"
@@ -280,9 +288,8 @@ public final class Agent: @unchecked Sendable {
             }
             mkdir("/run/plugsync", 0o755)
             mkdir(point, 0o700)
-            let status = Hooks.shell(
-                "mount -o nosuid,nodev \(shellQuote(block.devnode)) \(shellQuote(point))",
-                environment: pathEnvironment())
+            let status = Hooks.program(
+                ["mount", "-o", "nosuid,nodev", block.devnode, point], environment: pathEnvironment())
             guard status == 0 else {
                 say("cannot mount \(block.devnode) at \(point) (mount exit status \(status))")
                 rmdir(point)
@@ -364,10 +371,6 @@ public final class Agent: @unchecked Sendable {
     private func pathEnvironment() -> [String: String] {
         ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
     }
-}
-
-func shellQuote(_ text: String) -> String {
-    "'" + text.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
 }
 
 // MARK: services

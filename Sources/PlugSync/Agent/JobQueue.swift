@@ -21,7 +21,7 @@ public final class JobQueue: @unchecked Sendable {
 
     private struct State {
         var running = false
-        var pending: String?
+        var pending: RunTrigger?
         var currentWaiters: [@Sendable () -> Void] = []
         var pendingWaiters: [@Sendable () -> Void] = []
     }
@@ -29,16 +29,16 @@ public final class JobQueue: @unchecked Sendable {
     private let condition = Condition()
     private var states: [String: State] = [:]
     private var accepting = true
-    private let work: @Sendable (_ name: String, _ trigger: String) -> Void
+    private let work: @Sendable (_ name: String, _ trigger: RunTrigger) -> Void
 
     /// `work` runs one definition (blocking); it is called on a background thread.
-    public init(work: @escaping @Sendable (_ name: String, _ trigger: String) -> Void) {
+    public init(work: @escaping @Sendable (_ name: String, _ trigger: RunTrigger) -> Void) {
         self.work = work
     }
 
     /// Asks for a run of `name`; `done` is called when the run that covers this request ends.
     @discardableResult
-    public func submit(_ name: String, trigger: String, done: (@Sendable () -> Void)? = nil) -> Admission? {
+    public func submit(_ name: String, trigger: RunTrigger, done: (@Sendable () -> Void)? = nil) -> Admission? {
         condition.lock()
         defer { condition.unlock() }
         guard accepting else { return nil }
@@ -58,7 +58,7 @@ public final class JobQueue: @unchecked Sendable {
         return admission
     }
 
-    private func start(_ name: String, _ trigger: String) {
+    private func start(_ name: String, _ trigger: RunTrigger) {
         startThread { [self] in
             var trigger = trigger
             while true {
