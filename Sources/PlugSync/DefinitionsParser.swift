@@ -119,10 +119,7 @@ struct DefinitionsParser {
     }
 
     func parseMaxDelete(_ text: String, fields: Fields) throws -> MaxDelete {
-        if text.hasSuffix("%"), let value = Double(text.dropLast()), value >= 0, value <= 100 {
-            return .percent(value)
-        }
-        if let count = Int(text), count >= 0 { return .count(count) }
+        if let limit = MaxDelete(parsing: text) { return limit }
         throw fields.invalid("max_delete", "\"\(text)\" is neither a count (e.g. 100) nor a percentage (e.g. 50%)")
     }
 
@@ -281,24 +278,12 @@ struct DefinitionsParser {
         if let names = try fields.stringList("days") {
             var set = Set<Int>()
             for name in names {
-                let lower = name.lowercased()
-                if lower == "daily" || lower == "all" {
-                    set.formUnion(1...7)
-                } else if lower == "weekdays" {
-                    set.formUnion(2...6)
-                } else if lower == "weekend" {
-                    set.formUnion([1, 7])
-                } else if let index = ScheduleRule.weekdayNames.firstIndex(of: String(lower.prefix(3))),
-                    lower.count == 3
-                        || ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"].contains(
-                            lower)
-                {
-                    set.insert(index + 1)
-                } else {
+                guard let named = ScheduleRule.weekdays(named: name) else {
                     throw fields.invalid(
                         "days", "\"\(name)\" is not a day (mon, tue, wed, thu, fri, sat, sun, weekdays, weekend, daily)"
                     )
                 }
+                set.formUnion(named)
             }
             days = .weekdays(set)
         }

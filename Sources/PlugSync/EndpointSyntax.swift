@@ -76,16 +76,8 @@ public enum EndpointSyntax {
             } else {
                 var set = Set<Int>()
                 for item in items {
-                    switch item {
-                    case "daily", "all": set.formUnion(1...7)
-                    case "weekdays": set.formUnion(2...6)
-                    case "weekend": set.formUnion([1, 7])
-                    default:
-                        guard let day = ScheduleRule.weekdayNames.firstIndex(of: String(item.prefix(3))) else {
-                            throw fail("\"\(item)\" is not a day")
-                        }
-                        set.insert(day + 1)
-                    }
+                    guard let days = ScheduleRule.weekdays(named: item) else { throw fail("\"\(item)\" is not a day") }
+                    set.formUnion(days)
                 }
                 rule.days = .weekdays(set)
             }

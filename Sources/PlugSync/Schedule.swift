@@ -35,6 +35,26 @@ public struct ScheduleRule: Sendable, Equatable {
     }
 
     public static let weekdayNames = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+    private static let fullWeekdayNames = [
+        "sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+    ]
+
+    /// The days (1 = Sunday … 7 = Saturday) one word of a schedule names: a day (`mon`,
+    /// `monday`, any case), `weekdays`, `weekend`, `daily` or `all`; nil for anything else
+    /// (`monkey` is not Monday). The definitions file and the command line both read days so.
+    public static func weekdays(named word: String) -> Set<Int>? {
+        let lower = word.lowercased()
+        switch lower {
+        case "daily", "all": return Set(1...7)
+        case "weekdays": return Set(2...6)
+        case "weekend": return [1, 7]
+        default:
+            if let index = weekdayNames.firstIndex(of: lower) ?? fullWeekdayNames.firstIndex(of: lower) {
+                return [index + 1]
+            }
+            return nil
+        }
+    }
 
     /// The first time strictly after `date` that this rule fires.
     public func nextRun(after date: Date) -> Date? {

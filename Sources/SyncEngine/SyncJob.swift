@@ -22,6 +22,18 @@ public enum MaxDelete: Sendable, Equatable, CustomStringConvertible {
     case count(Int)
     case percent(Double)
 
+    /// A count (`100`) or a percentage (`50%`, at most 100), as the definitions file and the
+    /// command line write it; nil for anything else.
+    public init?(parsing text: String) {
+        if text.hasSuffix("%"), let value = Double(text.dropLast()), value >= 0, value <= 100, value.isFinite {
+            self = .percent(value)
+        } else if let count = Int(text), count >= 0 {
+            self = .count(count)
+        } else {
+            return nil
+        }
+    }
+
     /// Whether deleting `deletions` of `total` destination entries stays within the limit.
     public func allows(_ deletions: Int, of total: Int) -> Bool {
         switch self {

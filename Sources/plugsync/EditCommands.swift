@@ -39,10 +39,8 @@ struct DefinitionFlags: ParsableArguments {
         if !ignore.isEmpty { definition.ignore = ignore.filter { !$0.isEmpty } }
         if let logFile { definition.logFile = logFile.isEmpty ? nil : logFile }
         if let maxDelete {
-            if maxDelete.hasSuffix("%"), let p = Double(maxDelete.dropLast()), (0...100).contains(p) {
-                definition.maxDelete = .percent(p)
-            } else if let n = Int(maxDelete), n >= 0 {
-                definition.maxDelete = .count(n)
+            if let limit = MaxDelete(parsing: maxDelete) {
+                definition.maxDelete = limit
             } else {
                 throw UsageError("--max-delete \(maxDelete): give a count (100) or a percentage (50%)")
             }

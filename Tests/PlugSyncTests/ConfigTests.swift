@@ -346,6 +346,27 @@ final class ConfigTests: XCTestCase {
         XCTAssertFalse(MaxDelete.count(3).allows(4, of: 1000))
     }
 
+    /// The command line and the definitions file read days and `max_delete` by the same rules:
+    /// what one takes, the other takes; what one refuses (`monkey`, `150%`), the other refuses.
+    func testTheCommandLineAndTheFileShareOneGrammar() throws {
+        for word in ["mon", "Monday", "MON", "weekdays", "weekend", "daily"] {
+            XCTAssertNoThrow(try EndpointSyntax.parseRule("\(word) at 10:00"), word)
+            XCTAssertNoThrow(try parse(minimal("    schedule:\n      - days: [\(word)]\n        at: \"10:00\"")), word)
+        }
+        for word in ["monkey", "mo", "mondays", "fri-day"] {
+            XCTAssertThrowsError(try EndpointSyntax.parseRule("\(word) at 10:00"), word)
+            assertError(
+                minimal("    schedule:\n      - days: [\(word)]\n        at: \"10:00\""), line: 8, field: nil,
+                contains: "is not a day")
+        }
+        XCTAssertEqual(MaxDelete(parsing: "50%"), .percent(50))
+        XCTAssertEqual(MaxDelete(parsing: "100"), .count(100))
+        for text in ["150%", "-1", "nan%", "inf%", "ten", "5 %"] {
+            XCTAssertNil(MaxDelete(parsing: text), text)
+            assertError(minimal("    max_delete: \"\(text)\""), line: 7, field: nil, contains: "neither a count")
+        }
+    }
+
     func testCommandLineEndpointForms() throws {
         XCTAssertEqual(try EndpointSyntax.parseLocation("/a/b"), .local(path: "/a/b"))
         guard
