@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers (DESIGN section 6): each target depends only on the ones below it.
 //   plugsync (CLI) -> PlugSync -> SyncEngine -> CurlFTP -> CCurl; PlugSync -> Devices -> CUdev;
-//   C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CPosix
+//   C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
 let package = Package(
     name: "plugsync",
     platforms: [.macOS(.v13)],
@@ -22,6 +22,9 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]),
         .target(name: "Devices", dependencies: ["CUdev"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
         // libcurl is loaded with dlopen at the first FTP connection (CCurl.h says why).
@@ -33,7 +36,7 @@ let package = Package(
         .target(
             name: "PlugSync",
             dependencies: [
-                "SyncEngine", "CurlFTP", "Devices", "CSQLite",
+                "SyncEngine", "CurlFTP", "Devices", "CSQLite", "CYAML",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -53,7 +56,8 @@ let package = Package(
                     [
                         "-Xclang-linker", "-fuse-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
                         "-Xlinker", "--no-export-dynamic", "-L", Context.packageDirectory + "/packaging/link",
-                        "-Xlinker", "--symbol-ordering-file=" + Context.packageDirectory + "/packaging/link/plugsync.order",
+                        "-Xlinker",
+                        "--symbol-ordering-file=" + Context.packageDirectory + "/packaging/link/plugsync.order",
                         "-Xlinker", "--no-warn-symbol-ordering",
                     ],
                     .when(platforms: [.linux], configuration: .release))
