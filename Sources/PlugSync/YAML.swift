@@ -52,54 +52,94 @@ enum YAML {
         return try text.withUTF8 { bytes in try Composer(bytes).compose() }
     }
 
-    /// Where each line starts, to turn libyaml's marks (0-based, counting characters, and
-    /// counting a lone CR, NEL and the Unicode line and paragraph separators as line breaks too)
-    /// into lines counted at line feeds.
+    /// Turns libyaml's marks (0-based, counting characters, and counting a lone CR, NEL and the
+    /// Unicode line and paragraph separators as line breaks too) into lines counted at line feeds.
+    /// It keeps a checkpoint every `spacing` bytes (line, and where that line starts) and walks
+    /// from the nearest one: a few percent of the text whatever its shape (a line table would
+    /// cost 16 bytes for each line of a file of empty lines).
     struct Lines {
-        /// Character and byte offset of each line's first character.
-        private(set) var starts: [(character: Int, byte: Int)] = [(0, 0)]
+        struct Checkpoint {
+            var byte: Int
+            var character: Int
+            var line: Int
+            /// The character offset where the checkpoint's line starts.
+            var lineStart: Int
+        }
+        static let spacing = 512
         let bytes: UnsafeBufferPointer<UInt8>
+        private var checkpoints: [Checkpoint] = []
         /// Characters (Unicode scalars) in the text.
         private(set) var characters = 0
 
         init(_ bytes: UnsafeBufferPointer<UInt8>) {
             self.bytes = bytes
-            for (offset, byte) in bytes.enumerated() {
-                if byte & 0xC0 != 0x80 { characters += 1 }
-                if byte == 0x0A { starts.append((characters, offset + 1)) }
+            checkpoints.reserveCapacity(bytes.count / Self.spacing + 1)
+            var line = 1
+            var lineStart = 0
+            var next = 0
+            for (offset, byte) in bytes.enumerated() where byte & 0xC0 != 0x80 {
+                if offset >= next {
+                    checkpoints.append(
+                        Checkpoint(byte: offset, character: characters, line: line, lineStart: lineStart))
+                    next = offset + Self.spacing
+                }
+                characters += 1
+                if byte == 0x0A {
+                    line += 1
+                    lineStart = characters
+                }
             }
+            if checkpoints.isEmpty { checkpoints.append(Checkpoint(byte: 0, character: 0, line: 1, lineStart: 0)) }
         }
 
-        /// The index of the line holding a character (or a byte) offset.
-        private func lineIndex(_ offset: Int, byte: Bool) -> Int {
+        /// The last checkpoint at or before a character (or byte) offset.
+        private func checkpoint(_ offset: Int, byte: Bool) -> Checkpoint {
             var low = 0
-            var high = starts.count - 1
+            var high = checkpoints.count - 1
             while low < high {
                 let middle = (low + high + 1) / 2
-                if (byte ? starts[middle].byte : starts[middle].character) <= offset {
+                if (byte ? checkpoints[middle].byte : checkpoints[middle].character) <= offset {
                     low = middle
                 } else {
                     high = middle - 1
                 }
             }
-            return low
+            return checkpoints[low]
+        }
+
+        /// Walks from a checkpoint to a character (or byte) offset.
+        private func walk(to offset: Int, byte: Bool) -> Checkpoint {
+            var at = checkpoint(offset, byte: byte)
+            while (byte ? at.byte : at.character) < offset && at.byte < bytes.count {
+                let lead = bytes[at.byte]
+                at.byte += 1
+                while at.byte < bytes.count && bytes[at.byte] & 0xC0 == 0x80 { at.byte += 1 }
+                at.character += 1
+                if lead == 0x0A {
+                    at.line += 1
+                    at.lineStart = at.character
+                }
+            }
+            return at
         }
 
         func mark(_ mark: yaml_mark_t) -> Mark {
-            let index = lineIndex(Int(mark.index), byte: false)
-            return Mark(line: index + 1, column: Int(mark.index) - starts[index].character + 1)
+            let at = walk(to: Int(mark.index), byte: false)
+            return Mark(line: at.line, column: at.character - at.lineStart + 1)
         }
 
-        func line(_ mark: yaml_mark_t) -> Int { lineIndex(Int(mark.index), byte: false) + 1 }
+        func line(_ mark: yaml_mark_t) -> Int { walk(to: Int(mark.index), byte: false).line }
 
-        func line(ofByte offset: Int) -> Int { lineIndex(offset, byte: true) + 1 }
+        func line(ofByte offset: Int) -> Int { walk(to: offset, byte: true).line }
 
         /// The character at a mark, nil at the end of the text.
         func character(at mark: yaml_mark_t) -> Unicode.Scalar? {
-            let index = lineIndex(Int(mark.index), byte: false)
-            let end = index + 1 < starts.count ? starts[index + 1].byte : bytes.count
-            let line = String(decoding: UnsafeBufferPointer(rebasing: bytes[starts[index].byte..<end]), as: UTF8.self)
-            return line.unicodeScalars.dropFirst(Int(mark.index) - starts[index].character).first
+            let start = walk(to: Int(mark.index), byte: false).byte
+            guard start < bytes.count else { return nil }
+            var end = start + 1
+            while end < bytes.count && bytes[end] & 0xC0 == 0x80 { end += 1 }
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self).unicodeScalars
+                .first
         }
     }
 
@@ -107,6 +147,8 @@ enum YAML {
     struct Open {
         var mark: Mark
         var isMapping: Bool
+        /// `[…]` or `{…}`.
+        var isFlow: Bool
         var items: [Node] = []
         var pairs: [(key: Node, value: Node)] = []
         var key: Node?
@@ -137,7 +179,9 @@ enum YAML {
             var documents = 0
             var event = yaml_event_t()
             while true {
-                guard yaml_parser_parse(&parser, &event) != 0 else { throw error(of: parser) }
+                guard yaml_parser_parse(&parser, &event) != 0 else {
+                    throw error(of: parser, openFlow: stack.last { $0.isFlow })
+                }
                 defer { yaml_event_delete(&event) }
                 if let explicitKey, event.start_mark.index >= explicitKey.index {
                     throw fail(explicitKey, "complex keys ('? ') are not supported")
@@ -169,6 +213,10 @@ enum YAML {
                     node = Node(kind: .scalar(Scalar(string: value, style: style)), mark: lines.mark(event.start_mark))
                 case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
                     let isMapping = event.type == YAML_MAPPING_START_EVENT
+                    let isFlow =
+                        isMapping
+                        ? event.data.mapping_start.style == YAML_FLOW_MAPPING_STYLE
+                        : event.data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE
                     if isMapping {
                         try refuse(
                             anchor: event.data.mapping_start.anchor, tag: event.data.mapping_start.tag,
@@ -181,7 +229,7 @@ enum YAML {
                     if stack.count >= YAML.maxDepth {
                         throw fail(event.start_mark, "nested more than \(YAML.maxDepth) levels deep")
                     }
-                    stack.append(Open(mark: lines.mark(event.start_mark), isMapping: isMapping))
+                    stack.append(Open(mark: lines.mark(event.start_mark), isMapping: isMapping, isFlow: isFlow))
                     continue
                 case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
                     node = stack.removeLast().node
@@ -251,7 +299,8 @@ enum YAML {
         }
 
         /// libyaml's error, in words a user of the definitions file understands, on its line.
-        func error(of parser: yaml_parser_t) -> Error {
+        /// `openFlow` is the innermost `[…]` or `{…}` open when it came.
+        func error(of parser: yaml_parser_t, openFlow: Open?) -> Error {
             switch parser.error {
             case YAML_MEMORY_ERROR:
                 return Error(line: 1, problem: "out of memory")
@@ -280,6 +329,9 @@ enum YAML {
             if context.contains("tag") || problem.contains("tag handle") {
                 return at(parser.context_mark, "tags are not supported")
             }
+            if atEnd, let open = openFlow, !context.contains("quoted scalar") {
+                return Error(line: open.mark.line, problem: "'\(open.isMapping ? "{" : "[")' is never closed")
+            }
             switch problem {
             case "found a tab character that violates indentation",
                 "found a tab character where an indentation space is expected":
@@ -297,10 +349,6 @@ enum YAML {
                 return at(here, "bad escape in a quoted value")
             case "found unexpected document indicator":
                 return at(here, "a '---' or '...' line inside a quoted value")
-            case "did not find expected ',' or ']'" where atEnd:
-                return at(parser.context_mark, "'[' is never closed")
-            case "did not find expected ',' or '}'" where atEnd:
-                return at(parser.context_mark, "'{' is never closed")
             case "did not find expected ',' or ']'":
                 return at(here, "expected ',' or ']' (is a '[' left open?)")
             case "did not find expected ',' or '}'":

@@ -86,6 +86,26 @@ final class YAMLTests: XCTestCase {
         XCTAssertEqual(top[2].value.mark?.line, 3)
     }
 
+    /// Marks far into a long text: on one long line of two-byte characters, and after many lines.
+    func testMarksFarIn() throws {
+        let items = 5_000
+        let line = "l: [" + Array(repeating: "é", count: items).joined(separator: ", ") + "]\n"
+        guard case .mapping(let top) = try XCTUnwrap(YAML.compose(line)).kind,
+            case .sequence(let list) = top[0].value.kind
+        else { return XCTFail() }
+        XCTAssertEqual(list.map(\.mark), (0..<items).map { YAML.Mark(line: 1, column: 5 + 3 * $0) })
+        var text = ""
+        for i in 0..<3_000 {
+            text += "k\(i): " + String(repeating: "ü", count: i % 7) + "\n" + (i % 3 == 0 ? "\n" : "")
+        }
+        guard case .mapping(let keys) = try XCTUnwrap(YAML.compose(text)).kind else { return XCTFail() }
+        let expected = (0..<3_000).map { i in 1 + i + (i + 2) / 3 }
+        XCTAssertEqual(keys.map { $0.key.mark?.line ?? 0 }, expected)
+        XCTAssertEqual(keys[2_999].value.mark, YAML.Mark(line: expected[2_999], column: 8))
+        assertFails(String(repeating: "\n", count: 100_000) + "a: [x,\n", line: 100_001, "'[' is never closed")
+        assertFails(String(repeating: "ü\n", count: 10_000) + "\u{9F}", line: 10_001, "U+009F")
+    }
+
     func testErrorsNameTheLine() {
         assertFails("a: 1\n\tb: 2\n", line: 2, "tabs")
         assertFails("a: 'open\nb: 2\n", line: 1, "never closed")
@@ -112,6 +132,9 @@ final class YAMLTests: XCTestCase {
         assertFails("a: |x\n  t\n", line: 1, "block scalar header")
         assertFails("a: [1]]\n", line: 1, "unexpected text")
         assertFails("a: [}\n", line: 1, "unexpected '}'")
+        assertFails("a: [x, {b: [c,\n\n", line: 1, "'[' is never closed")
+        assertFails("a: [x,\n  {b: 1,\n", line: 2, "'{' is never closed")
+        assertFails("a: [x, 'y\n", line: 1, "quoted value is never closed")
         assertFails("%FOO x\n---\na: 1\n", line: 1, "directive")
     }
 
