@@ -55,9 +55,10 @@ enum YAML {
     /// Turns libyaml's marks (0-based, counting characters, and counting a lone CR, NEL and the
     /// Unicode line and paragraph separators as line breaks too) into lines counted at line feeds.
     /// It keeps a checkpoint every `spacing` bytes (line, and where that line starts) and walks
-    /// from the nearest one: a few percent of the text whatever its shape (a line table would
-    /// cost 16 bytes for each line of a file of empty lines).
-    struct Lines {
+    /// from the nearest one, or from the last place asked for when that is nearer (marks come in
+    /// order): a few percent of the text whatever its shape (a line table would cost 16 bytes for
+    /// each line of a file of empty lines).
+    final class Lines {
         struct Checkpoint {
             var byte: Int
             var character: Int
@@ -68,6 +69,8 @@ enum YAML {
         static let spacing = 512
         let bytes: UnsafeBufferPointer<UInt8>
         private var checkpoints: [Checkpoint] = []
+        /// The last place walked to.
+        private var cursor = Checkpoint(byte: 0, character: 0, line: 1, lineStart: 0)
         /// Characters (Unicode scalars) in the text.
         private(set) var characters = 0
 
@@ -107,9 +110,12 @@ enum YAML {
             return checkpoints[low]
         }
 
-        /// Walks from a checkpoint to a character (or byte) offset.
+        /// Walks to a character (or byte) offset from the nearest checkpoint or the cursor.
         private func walk(to offset: Int, byte: Bool) -> Checkpoint {
             var at = checkpoint(offset, byte: byte)
+            let (cursorAt, atAt) = byte ? (cursor.byte, at.byte) : (cursor.character, at.character)
+            if cursorAt >= atAt && cursorAt <= offset { at = cursor }
+            defer { cursor = at }
             while (byte ? at.byte : at.character) < offset && at.byte < bytes.count {
                 let lead = bytes[at.byte]
                 at.byte += 1
