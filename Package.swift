@@ -56,8 +56,7 @@ let package = Package(
                     [
                         "-Xclang-linker", "-fuse-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
                         "-Xlinker", "--no-export-dynamic", "-L", Context.packageDirectory + "/packaging/link",
-                        "-Xlinker",
-                        "--symbol-ordering-file=" + Context.packageDirectory + "/packaging/link/plugsync.order",
+                        "-Xlinker", "--symbol-ordering-file=" + Context.packageDirectory + "/packaging/link/plugsync.order",
                         "-Xlinker", "--no-warn-symbol-ordering",
                     ],
                     .when(platforms: [.linux], configuration: .release))
