@@ -311,7 +311,8 @@ enum YAML {
             case YAML_MEMORY_ERROR:
                 return Error(line: 1, problem: "out of memory")
             case YAML_READER_ERROR:
-                // Every character YAML allows is a valid one; the others, with their byte offset.
+                // A character YAML does not allow (controls but tab and line breaks, DEL, U+FFFE,
+                // U+FFFF); libyaml gives its byte offset.
                 let value = parser.problem_value
                 let name =
                     value < 0x20 || value == 0x7F
