@@ -4,7 +4,7 @@ import PackageDescription
 // Layers: each target depends only on the ones below it (docs/ARCHITECTURE.md).
 //   plugsync (CLI) -> PlugSync -> backends -> SyncEngine -> SystemSupport;
 //   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl;
-//   PlugSync -> Devices -> CUdev; C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CPosix
+//   PlugSync -> Devices -> CUdev; C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
 let package = Package(
     name: "plugsync",
     platforms: [.macOS(.v13)],
@@ -23,6 +23,9 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]),
         .target(name: "Devices", dependencies: ["CUdev"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
         // libcurl is loaded with dlopen at the first FTP connection (CCurl.h says why).
@@ -42,7 +45,7 @@ let package = Package(
         .target(
             name: "PlugSync",
             dependencies: [
-                "SystemSupport", "SyncEngine", "LocalBackend", "FTPBackend", "CurlFTP", "Devices", "CSQLite",
+                "SystemSupport", "SyncEngine", "LocalBackend", "FTPBackend", "CurlFTP", "Devices", "CSQLite", "CYAML",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

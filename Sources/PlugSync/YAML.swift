@@ -1,12 +1,18 @@
-/// A small YAML reader for the subset the definitions file uses, without Foundation (whose ICU
-/// costs megabytes of resident memory in every run).
+import CYAML
+
+/// The definitions file's YAML, read with libyaml's event parser.
 ///
-/// Read: block mappings and sequences (a sequence may sit at its key's indentation), flow
-/// sequences and mappings (`[mon, tue]`, `{a: b}`, across lines too), plain, single- and
-/// double-quoted scalars, `|` and `>` block scalars, comments, a leading `---`. Every node keeps
-/// the line and column (1-based) where it starts, for error messages and for the editing
-/// commands, which find a definition's lines from its mark. Anchors, aliases, tags, complex keys
-/// and multi-line plain scalars are refused with the line they are on.
+/// Why libyaml: it is the C reader most YAML tools are built on, small (a few hundred KiB, no
+/// Foundation, whose ICU would cost megabytes of resident memory in every run), and it reads all
+/// of YAML's syntax the way other tools do, where a reader of our own only knew a subset and
+/// each corner of the syntax it missed was a bug of ours.
+///
+/// The events become a tree of nodes in a loop with a stack of open collections (no recursion),
+/// each node with the line and column (1-based) where it starts, for error messages and for the
+/// editing commands, which find a definition's lines from its mark. Lines are counted at line
+/// feeds, as the editing commands count them. Anchors, aliases, tags and complex keys (`? `, or a
+/// list or mapping as a key) are refused with the line they are on; so is a second document, and
+/// nesting deeper than `maxDepth`.
 enum YAML {
     struct Mark: Equatable {
         var line: Int
@@ -36,561 +42,362 @@ enum YAML {
         var description: String { "line \(line): \(problem)" }
     }
 
+    /// Lists and mappings nested deeper than this are refused: nothing in the file needs more
+    /// than a few levels, and a hostile `[[[[…` should cost nothing.
+    static let maxDepth = 64
+
     /// The document's root node, or nil for an empty document.
     static func compose(_ text: String) throws -> Node? {
-        var reader = Reader(Array(text.utf8))
-        return try reader.document()
+        var text = text
+        return try text.withUTF8 { bytes in try Composer(bytes).compose() }
     }
 
-    struct Reader {
-        let b: [UInt8]
-        var pos = 0
-        var line = 1
-        var lineStart = 0
-        /// Nesting of the node being read. The reader recurses once per level, so a hostile
-        /// `[[[[…` or `- - - …` would overflow the stack: refuse deeper than `maxDepth`.
-        var depth = 0
-        static let maxDepth = 64
-
-        init(_ bytes: [UInt8]) { b = bytes }
-
-        var column: Int { pos - lineStart + 1 }
-        var atEnd: Bool { pos >= b.count }
-        var char: UInt8 { pos < b.count ? b[pos] : 0 }
-        func peek(_ offset: Int) -> UInt8 { pos + offset < b.count ? b[pos + offset] : 0 }
-        var mark: Mark { Mark(line: line, column: column) }
-
-        func fail(_ problem: String) -> Error { Error(line: line, problem: problem) }
-
-        static func isBlank(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 }
-        static func isBreak(_ c: UInt8) -> Bool { c == 0x0A || c == 0x0D || c == 0 }
-        static func isBlankOrBreak(_ c: UInt8) -> Bool { isBlank(c) || isBreak(c) }
-
-        mutating func newline() {
-            if char == 0x0D { pos += 1 }
-            if char == 0x0A { pos += 1 }
-            line += 1
-            lineStart = pos
+    /// Turns libyaml's marks (0-based, counting characters, and counting a lone CR, NEL and the
+    /// Unicode line and paragraph separators as line breaks too) into lines counted at line feeds.
+    /// It keeps a checkpoint every `spacing` bytes (line, and where that line starts) and walks
+    /// from the nearest one, or from the last place asked for when that is nearer (marks come in
+    /// order): a few percent of the text whatever its shape (a line table would cost 16 bytes for
+    /// each line of a file of empty lines).
+    final class Lines {
+        struct Checkpoint {
+            var byte: Int
+            var character: Int
+            var line: Int
+            /// The character offset where the checkpoint's line starts.
+            var lineStart: Int
         }
+        static let spacing = 512
+        let bytes: UnsafeBufferPointer<UInt8>
+        private var checkpoints: [Checkpoint] = []
+        /// The last place walked to.
+        private var cursor = Checkpoint(byte: 0, character: 0, line: 1, lineStart: 0)
+        /// Characters (Unicode scalars) in the text.
+        private(set) var characters = 0
 
-        mutating func skipBlanks() { while Self.isBlank(char) { pos += 1 } }
-
-        /// Skips blanks, comments and line breaks up to the next token; false at the end.
-        mutating func skipToToken() throws -> Bool {
-            while !atEnd {
-                if char == 0x20 {
-                    pos += 1
-                } else if char == 0x09 {
-                    if pos == lineStart || b[lineStart..<pos].allSatisfy({ $0 == 0x20 || $0 == 0x09 }) {
-                        // A tab before content on a line: YAML forbids tabs in indentation.
-                        var p = pos
-                        while p < b.count && Self.isBlank(b[p]) { p += 1 }
-                        if p < b.count && !Self.isBreak(b[p]) && b[p] != UInt8(ascii: "#") {
-                            throw fail("tabs are not allowed for indentation")
-                        }
-                    }
-                    pos += 1
-                } else if char == UInt8(ascii: "#") {
-                    while !Self.isBreak(char) { pos += 1 }
-                } else if char == 0x0A || char == 0x0D {
-                    newline()
-                } else {
-                    return true
-                }
-            }
-            return false
-        }
-
-        /// `---` or `...` at the start of a line.
-        var isDocumentMarker: Bool {
-            column == 1 && (b[pos...].starts(with: Array("---".utf8)) || b[pos...].starts(with: Array("...".utf8)))
-                && Self.isBlankOrBreak(peek(3))
-        }
-
-        mutating func document() throws -> Node? {
-            try refuseControlCharacters()
-            if b.starts(with: [0xEF, 0xBB, 0xBF]) { pos = 3 }
-            guard try skipToToken() else { return nil }
-            if column == 1 && b[pos...].starts(with: Array("---".utf8)) && Self.isBlankOrBreak(peek(3)) {
-                pos += 3
-                guard try skipToToken() else { return nil }
-            }
-            let root = try node(minIndent: 0)
-            if try skipToToken() {
-                if column == 1 && b[pos...].starts(with: Array("...".utf8)) && Self.isBlankOrBreak(peek(3)) {
-                    pos += 3
-                    if try skipToToken() { throw fail("only one document is supported") }
-                } else {
-                    throw fail(isDocumentMarker ? "only one document is supported" : "bad indentation")
-                }
-            }
-            return root
-        }
-
-        /// YAML allows no C0 control character but tab, line feed and carriage return, nor DEL
-        /// (`c-printable`). The reader uses NUL as its end-of-text mark, so one inside the text
-        /// would make it loop; refuse them all up front, with the line.
-        func refuseControlCharacters() throws {
+        init(_ bytes: UnsafeBufferPointer<UInt8>) {
+            self.bytes = bytes
+            checkpoints.reserveCapacity(bytes.count / Self.spacing + 1)
             var line = 1
-            for c in b {
-                if c == 0x0A { line += 1 }
-                if (c < 0x20 && c != 0x09 && c != 0x0A && c != 0x0D) || c == 0x7F {
-                    let hex = String(c, radix: 16, uppercase: true)
-                    throw Error(
-                        line: line, problem: "control character 0x\(hex.count == 1 ? "0" + hex : hex) is not allowed")
+            var lineStart = 0
+            var next = 0
+            for (offset, byte) in bytes.enumerated() where byte & 0xC0 != 0x80 {
+                if offset >= next {
+                    checkpoints.append(
+                        Checkpoint(byte: offset, character: characters, line: line, lineStart: lineStart))
+                    next = offset + Self.spacing
+                }
+                characters += 1
+                if byte == 0x0A {
+                    line += 1
+                    lineStart = characters
                 }
             }
+            if checkpoints.isEmpty { checkpoints.append(Checkpoint(byte: 0, character: 0, line: 1, lineStart: 0)) }
         }
 
-        mutating func enter() throws {
-            depth += 1
-            if depth > Self.maxDepth { throw fail("nested more than \(Self.maxDepth) levels deep") }
-        }
-
-        /// A node in block context starting at the current token.
-        mutating func node(minIndent: Int) throws -> Node {
-            try enter()
-            defer { depth -= 1 }
-            let indent = column - 1
-            if indent < minIndent { throw fail("bad indentation") }
-            try refuseUnsupported()
-            if char == UInt8(ascii: "-") && Self.isBlankOrBreak(peek(1)) {
-                return try blockSequence(indent: indent)
-            }
-            let start = mark
-            if char == UInt8(ascii: "|") || char == UInt8(ascii: ">") {
-                return try blockScalar(parentIndent: indent - 1)
-            }
-            let first = try (char == UInt8(ascii: "[") || char == UInt8(ascii: "{")) ? flow() : scalar(flow: false)
-            skipBlanks()
-            if char == UInt8(ascii: ":") && Self.isBlankOrBreak(peek(1)) {
-                guard case .scalar = first.kind, start.line == line else {
-                    throw fail("only plain, single-line keys are supported")
-                }
-                return try blockMapping(indent: indent, firstKey: first)
-            }
-            try endOfLine()
-            return first
-        }
-
-        mutating func refuseUnsupported() throws {
-            switch char {
-            case UInt8(ascii: "&"), UInt8(ascii: "*"): throw fail("anchors and aliases are not supported")
-            case UInt8(ascii: "!"): throw fail("tags are not supported")
-            case UInt8(ascii: "?") where Self.isBlankOrBreak(peek(1)): throw fail("complex keys are not supported")
-            case UInt8(ascii: "@"), UInt8(ascii: "`"):
-                throw fail("a plain value cannot start with '\(Character(Unicode.Scalar(char)))'")
-            default: break
-            }
-        }
-
-        /// After a value: only blanks and a comment may follow on its line.
-        mutating func endOfLine() throws {
-            skipBlanks()
-            if char == UInt8(ascii: "#") || Self.isBreak(char) { return }
-            if char == UInt8(ascii: ":") { throw fail("mapping values are not allowed here") }
-            throw fail("unexpected text after a value")
-        }
-
-        mutating func blockMapping(indent: Int, firstKey: Node) throws -> Node {
-            var pairs: [(key: Node, value: Node)] = []
-            var key = firstKey
-            while true {
-                pos += 1  // the ':'
-                let value = try mappingValue(indent: indent)
-                pairs.append((key, value))
-                guard try skipToToken() else { break }
-                let next = column - 1
-                if next < indent || isDocumentMarker { break }
-                if next > indent { throw fail("bad indentation of a mapping entry") }
-                try refuseUnsupported()
-                if char == UInt8(ascii: "-") && Self.isBlankOrBreak(peek(1)) {
-                    throw fail("a list item where a key was expected")
-                }
-                let keyLine = line
-                key = try (char == UInt8(ascii: "[") || char == UInt8(ascii: "{")) ? flow() : scalar(flow: false)
-                skipBlanks()
-                guard char == UInt8(ascii: ":") && Self.isBlankOrBreak(peek(1)), keyLine == line else {
-                    throw fail("could not find expected ':'")
-                }
-            }
-            return Node(kind: .mapping(pairs), mark: firstKey.mark)
-        }
-
-        mutating func mappingValue(indent: Int) throws -> Node {
-            skipBlanks()
-            let here = mark
-            if char == UInt8(ascii: "#") || Self.isBreak(char) {
-                let savedPos = pos
-                let savedLine = line
-                let savedStart = lineStart
-                if try skipToToken() {
-                    let next = column - 1
-                    if next > indent { return try node(minIndent: indent + 1) }
-                    if next == indent && char == UInt8(ascii: "-") && Self.isBlankOrBreak(peek(1)) {
-                        return try blockSequence(indent: indent)
-                    }
-                }
-                pos = savedPos
-                line = savedLine
-                lineStart = savedStart
-                return Node(kind: .scalar(Scalar(string: "", style: .plain)), mark: here)
-            }
-            try refuseUnsupported()
-            if char == UInt8(ascii: "-") && Self.isBlankOrBreak(peek(1)) {
-                throw fail("a list cannot start on its key's line")
-            }
-            if char == UInt8(ascii: "|") || char == UInt8(ascii: ">") { return try blockScalar(parentIndent: indent) }
-            let value = try (char == UInt8(ascii: "[") || char == UInt8(ascii: "{")) ? flow() : scalar(flow: false)
-            try endOfLine()
-            return value
-        }
-
-        mutating func blockSequence(indent: Int) throws -> Node {
-            let start = mark
-            var items: [Node] = []
-            while true {
-                pos += 1  // the '-'
-                skipBlanks()
-                let here = mark
-                if char == UInt8(ascii: "#") || Self.isBreak(char) {
-                    let savedPos = pos
-                    let savedLine = line
-                    let savedStart = lineStart
-                    if try skipToToken(), column - 1 > indent {
-                        items.append(try node(minIndent: indent + 1))
-                    } else {
-                        pos = savedPos
-                        line = savedLine
-                        lineStart = savedStart
-                        items.append(Node(kind: .scalar(Scalar(string: "", style: .plain)), mark: here))
-                    }
+        /// The last checkpoint at or before a character (or byte) offset.
+        private func checkpoint(_ offset: Int, byte: Bool) -> Checkpoint {
+            var low = 0
+            var high = checkpoints.count - 1
+            while low < high {
+                let middle = (low + high + 1) / 2
+                if (byte ? checkpoints[middle].byte : checkpoints[middle].character) <= offset {
+                    low = middle
                 } else {
-                    items.append(try node(minIndent: indent + 1))
+                    high = middle - 1
                 }
-                guard try skipToToken() else { break }
-                let next = column - 1
-                if next < indent { break }
-                if next > indent { throw fail("bad indentation of a list item") }
-                guard char == UInt8(ascii: "-") && Self.isBlankOrBreak(peek(1)) else { break }
             }
-            return Node(kind: .sequence(items), mark: start)
+            return checkpoints[low]
         }
 
-        /// `[a, b]` or `{k: v}`; may span lines.
-        mutating func flow() throws -> Node {
-            try enter()
-            defer { depth -= 1 }
-            let start = mark
-            let open = char
-            let close = open == UInt8(ascii: "[") ? UInt8(ascii: "]") : UInt8(ascii: "}")
-            pos += 1
-            var items: [Node] = []
-            var pairs: [(key: Node, value: Node)] = []
+        /// Walks to a character (or byte) offset from the nearest checkpoint or the cursor.
+        private func walk(to offset: Int, byte: Bool) -> Checkpoint {
+            var at = checkpoint(offset, byte: byte)
+            let (cursorAt, atAt) = byte ? (cursor.byte, at.byte) : (cursor.character, at.character)
+            if cursorAt >= atAt && cursorAt <= offset { at = cursor }
+            defer { cursor = at }
+            while (byte ? at.byte : at.character) < offset && at.byte < bytes.count {
+                let lead = bytes[at.byte]
+                at.byte += 1
+                while at.byte < bytes.count && bytes[at.byte] & 0xC0 == 0x80 { at.byte += 1 }
+                at.character += 1
+                if lead == 0x0A {
+                    at.line += 1
+                    at.lineStart = at.character
+                }
+            }
+            return at
+        }
+
+        func mark(_ mark: yaml_mark_t) -> Mark {
+            let at = walk(to: Int(mark.index), byte: false)
+            return Mark(line: at.line, column: at.character - at.lineStart + 1)
+        }
+
+        func line(_ mark: yaml_mark_t) -> Int { walk(to: Int(mark.index), byte: false).line }
+
+        func line(ofByte offset: Int) -> Int { walk(to: offset, byte: true).line }
+
+        /// The character at a mark, nil at the end of the text.
+        func character(at mark: yaml_mark_t) -> Unicode.Scalar? {
+            let start = walk(to: Int(mark.index), byte: false).byte
+            guard start < bytes.count else { return nil }
+            var end = start + 1
+            while end < bytes.count && bytes[end] & 0xC0 == 0x80 { end += 1 }
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self).unicodeScalars
+                .first
+        }
+    }
+
+    /// A list or mapping whose end event has not come yet.
+    struct Open {
+        var mark: Mark
+        var isMapping: Bool
+        /// `[…]` or `{…}`.
+        var isFlow: Bool
+        var items: [Node] = []
+        var pairs: [(key: Node, value: Node)] = []
+        var key: Node?
+
+        var node: Node { Node(kind: isMapping ? .mapping(pairs) : .sequence(items), mark: mark) }
+    }
+
+    struct Composer {
+        let bytes: UnsafeBufferPointer<UInt8>
+        let lines: Lines
+
+        init(_ bytes: UnsafeBufferPointer<UInt8>) {
+            self.bytes = bytes
+            lines = Lines(bytes)
+        }
+
+        func fail(_ mark: yaml_mark_t, _ problem: String) -> Error { Error(line: lines.line(mark), problem: problem) }
+
+        func compose() throws -> Node? {
+            guard !bytes.isEmpty else { return nil }
+            let explicitKey = try firstExplicitKey()
+            var parser = yaml_parser_t()
+            guard yaml_parser_initialize(&parser) != 0 else { throw Error(line: 1, problem: "out of memory") }
+            defer { yaml_parser_delete(&parser) }
+            yaml_parser_set_input_string(&parser, bytes.baseAddress, bytes.count)
+            var stack: [Open] = []
+            var root: Node?
+            var documents = 0
+            var event = yaml_event_t()
             while true {
-                guard try skipToToken() else {
-                    throw Error(line: start.line, problem: "'\(Character(Unicode.Scalar(open)))' is never closed")
+                guard yaml_parser_parse(&parser, &event) != 0 else {
+                    throw error(of: parser, openFlow: stack.last { $0.isFlow })
                 }
-                if char == close {
-                    pos += 1
-                    break
+                defer { yaml_event_delete(&event) }
+                if let explicitKey, event.start_mark.index >= explicitKey.index {
+                    throw fail(explicitKey, "complex keys ('? ') are not supported")
                 }
-                try refuseUnsupported()
-                let item = try (char == UInt8(ascii: "[") || char == UInt8(ascii: "{")) ? flow() : scalar(flow: true)
-                _ = try skipToToken()
-                if open == UInt8(ascii: "{") {
-                    guard char == UInt8(ascii: ":") else { throw fail("could not find expected ':'") }
-                    pos += 1
-                    guard try skipToToken() else { throw Error(line: start.line, problem: "'{' is never closed") }
-                    let value: Node
-                    if char == UInt8(ascii: ",") || char == close {
-                        value = Node(kind: .scalar(Scalar(string: "", style: .plain)), mark: mark)
+                var node: Node
+                switch event.type {
+                case YAML_STREAM_END_EVENT:
+                    if let explicitKey { throw fail(explicitKey, "complex keys ('? ') are not supported") }
+                    return root
+                case YAML_DOCUMENT_START_EVENT:
+                    documents += 1
+                    if documents > 1 { throw fail(event.start_mark, "only one document is supported") }
+                    continue
+                case YAML_ALIAS_EVENT:
+                    throw fail(event.start_mark, "anchors and aliases are not supported")
+                case YAML_SCALAR_EVENT:
+                    let scalar = event.data.scalar
+                    try refuse(anchor: scalar.anchor, tag: scalar.tag, at: event.start_mark)
+                    let style: Scalar.Style
+                    switch scalar.style {
+                    case YAML_SINGLE_QUOTED_SCALAR_STYLE: style = .singleQuoted
+                    case YAML_DOUBLE_QUOTED_SCALAR_STYLE: style = .doubleQuoted
+                    case YAML_LITERAL_SCALAR_STYLE: style = .literal
+                    case YAML_FOLDED_SCALAR_STYLE: style = .folded
+                    default: style = .plain
+                    }
+                    let value = String(
+                        decoding: UnsafeBufferPointer(start: scalar.value, count: Int(scalar.length)), as: UTF8.self)
+                    node = Node(kind: .scalar(Scalar(string: value, style: style)), mark: lines.mark(event.start_mark))
+                case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
+                    let isMapping = event.type == YAML_MAPPING_START_EVENT
+                    let isFlow =
+                        isMapping
+                        ? event.data.mapping_start.style == YAML_FLOW_MAPPING_STYLE
+                        : event.data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE
+                    if isMapping {
+                        try refuse(
+                            anchor: event.data.mapping_start.anchor, tag: event.data.mapping_start.tag,
+                            at: event.start_mark)
                     } else {
-                        try refuseUnsupported()
-                        value =
-                            try (char == UInt8(ascii: "[") || char == UInt8(ascii: "{")) ? flow() : scalar(flow: true)
+                        try refuse(
+                            anchor: event.data.sequence_start.anchor, tag: event.data.sequence_start.tag,
+                            at: event.start_mark)
                     }
-                    pairs.append((item, value))
-                    _ = try skipToToken()
-                } else {
-                    if char == UInt8(ascii: ":") { throw fail("mappings inside '[...]' are not supported") }
-                    items.append(item)
-                }
-                if char == UInt8(ascii: ",") {
-                    pos += 1
-                } else if char != close {
-                    if atEnd {
-                        throw Error(line: start.line, problem: "'\(Character(Unicode.Scalar(open)))' is never closed")
+                    if stack.count >= YAML.maxDepth {
+                        throw fail(event.start_mark, "nested more than \(YAML.maxDepth) levels deep")
                     }
-                    throw fail("expected ',' or '\(Character(Unicode.Scalar(close)))'")
+                    stack.append(Open(mark: lines.mark(event.start_mark), isMapping: isMapping, isFlow: isFlow))
+                    continue
+                case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
+                    node = stack.removeLast().node
+                default:
+                    continue
                 }
-            }
-            return Node(kind: open == UInt8(ascii: "[") ? .sequence(items) : .mapping(pairs), mark: start)
-        }
-
-        mutating func scalar(flow: Bool) throws -> Node {
-            let start = mark
-            switch char {
-            case UInt8(ascii: "'"): return Node(kind: .scalar(try singleQuoted()), mark: start)
-            case UInt8(ascii: "\""): return Node(kind: .scalar(try doubleQuoted()), mark: start)
-            default: break
-            }
-            if flow && (char == UInt8(ascii: "]") || char == UInt8(ascii: "}") || char == UInt8(ascii: ",")) {
-                throw fail("unexpected '\(Character(Unicode.Scalar(char)))'")
-            }
-            let startPos = pos
-            var end = pos
-            while !Self.isBreak(char) {
-                let c = char
-                if c == UInt8(ascii: ":")
-                    && (Self.isBlankOrBreak(peek(1))
-                        || (flow && [UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "}")].contains(peek(1))))
-                {
-                    break
-                }
-                if c == UInt8(ascii: "#") && pos > 0 && Self.isBlank(b[pos - 1]) { break }
-                if flow
-                    && (c == UInt8(ascii: ",") || c == UInt8(ascii: "]") || c == UInt8(ascii: "}")
-                        || c == UInt8(ascii: "[") || c == UInt8(ascii: "{"))
-                {
-                    break
-                }
-                pos += 1
-                if !Self.isBlank(c) { end = pos }
-            }
-            let text = String(decoding: b[startPos..<end], as: UTF8.self)
-            pos = end
-            if !flow { try refuseContinuation(of: start) }
-            return Node(kind: .scalar(Scalar(string: text, style: .plain)), mark: start)
-        }
-
-        /// A plain value continued on the next, deeper-indented line is valid YAML but not
-        /// supported here: say so instead of reading it as something else.
-        mutating func refuseContinuation(of start: Mark) throws {
-            var p = pos
-            while p < b.count && Self.isBlank(b[p]) { p += 1 }
-            if p < b.count && b[p] == UInt8(ascii: "#") { return }
-            guard p < b.count, b[p] == 0x0A || b[p] == 0x0D else { return }
-            p += 1
-            if p < b.count && b[p - 1] == 0x0D && b[p] == 0x0A { p += 1 }
-            var indent = 0
-            while p < b.count && b[p] == 0x20 {
-                p += 1
-                indent += 1
-            }
-            guard p < b.count, !Self.isBreak(b[p]), b[p] != UInt8(ascii: "#") else { return }
-            // Deeper than the line's own indentation, and not a key or list item.
-            var lineIndent = 0
-            while lineStart + lineIndent < b.count && b[lineStart + lineIndent] == 0x20 { lineIndent += 1 }
-            if indent > lineIndent && !(b[p] == UInt8(ascii: "-") && p + 1 < b.count && Self.isBlankOrBreak(b[p + 1])) {
-                var q = p
-                var isKey = false
-                while q < b.count && !Self.isBreak(b[q]) {
-                    if b[q] == UInt8(ascii: ":") && (q + 1 >= b.count || Self.isBlankOrBreak(b[q + 1])) {
-                        isKey = true
-                        break
-                    }
-                    q += 1
-                }
-                if !isKey {
-                    throw Error(
-                        line: line + 1, problem: "a value continued on the next line is not supported; quote it")
-                }
-            }
-        }
-
-        mutating func singleQuoted() throws -> Scalar {
-            let startLine = line
-            pos += 1
-            var out: [UInt8] = []
-            while true {
-                if atEnd { throw Error(line: startLine, problem: "a quoted value is never closed") }
-                let c = char
-                if c == UInt8(ascii: "'") {
-                    if peek(1) == UInt8(ascii: "'") {
-                        out.append(c)
-                        pos += 2
+                // The finished node goes into the open collection, or is the root.
+                guard !stack.isEmpty else {
+                    // An empty document (`---` alone) is libyaml's empty plain scalar.
+                    if case .scalar(let scalar) = node.kind, scalar.style == .plain, scalar.string.isEmpty {
                         continue
                     }
-                    pos += 1
-                    break
-                }
-                if c == 0x0A || c == 0x0D {
-                    try foldBreak(into: &out)
+                    root = node
                     continue
                 }
-                out.append(c)
-                pos += 1
-            }
-            return Scalar(string: String(decoding: out, as: UTF8.self), style: .singleQuoted)
-        }
-
-        /// A line break inside a quoted value: trailing blanks dropped, one break becomes a
-        /// space, further empty lines become line feeds, the next line's indentation dropped.
-        mutating func foldBreak(into out: inout [UInt8]) throws {
-            while let last = out.last, Self.isBlank(last) { out.removeLast() }
-            newline()
-            var breaks = 0
-            while true {
-                skipBlanks()
-                if char == 0x0A || char == 0x0D {
-                    breaks += 1
-                    newline()
+                if !stack[stack.count - 1].isMapping {
+                    stack[stack.count - 1].items.append(node)
+                } else if let key = stack[stack.count - 1].key {
+                    stack[stack.count - 1].pairs.append((key, node))
+                    stack[stack.count - 1].key = nil
                 } else {
-                    break
+                    guard case .scalar = node.kind else {
+                        throw Error(
+                            line: node.mark?.line ?? 1,
+                            problem: "complex keys (a list or mapping as a key) are not supported")
+                    }
+                    stack[stack.count - 1].key = node
                 }
             }
-            if breaks == 0 { out.append(0x20) } else { out.append(contentsOf: repeatElement(0x0A, count: breaks)) }
         }
 
-        mutating func doubleQuoted() throws -> Scalar {
-            let startLine = line
-            pos += 1
-            var out: [UInt8] = []
-            while true {
-                if atEnd { throw Error(line: startLine, problem: "a quoted value is never closed") }
-                let c = char
-                if c == UInt8(ascii: "\"") {
-                    pos += 1
-                    break
-                }
-                if c == 0x0A || c == 0x0D {
-                    try foldBreak(into: &out)
-                    continue
-                }
-                if c != UInt8(ascii: "\\") {
-                    out.append(c)
-                    pos += 1
-                    continue
-                }
-                pos += 1
-                let e = char
-                pos += 1
-                var simple: UInt8?
-                switch e {
-                case UInt8(ascii: "0"): simple = 0
-                case UInt8(ascii: "a"): simple = 7
-                case UInt8(ascii: "b"): simple = 8
-                case UInt8(ascii: "t"), 0x09: simple = 9
-                case UInt8(ascii: "n"): simple = 10
-                case UInt8(ascii: "v"): simple = 11
-                case UInt8(ascii: "f"): simple = 12
-                case UInt8(ascii: "r"): simple = 13
-                case UInt8(ascii: "e"): simple = 27
-                case 0x20: simple = 0x20
-                case UInt8(ascii: "\""): simple = e
-                case UInt8(ascii: "/"): simple = e
-                case UInt8(ascii: "\\"): simple = e
-                case 0x0A, 0x0D:
-                    pos -= 1
-                    newline()
-                    skipBlanks()
-                    continue
-                case UInt8(ascii: "x"), UInt8(ascii: "u"), UInt8(ascii: "U"):
-                    let digits = e == UInt8(ascii: "x") ? 2 : e == UInt8(ascii: "u") ? 4 : 8
-                    guard pos + digits <= b.count,
-                        let value = UInt32(String(decoding: b[pos..<pos + digits], as: UTF8.self), radix: 16),
-                        let scalar = Unicode.Scalar(value)
-                    else { throw fail("bad escape in a quoted value") }
-                    pos += digits
-                    out.append(contentsOf: Array(String(Character(scalar)).utf8))
-                    continue
-                case UInt8(ascii: "N"):
-                    out.append(contentsOf: [0xC2, 0x85])
-                    continue
-                case UInt8(ascii: "_"):
-                    out.append(contentsOf: [0xC2, 0xA0])
-                    continue
-                case UInt8(ascii: "L"):
-                    out.append(contentsOf: [0xE2, 0x80, 0xA8])
-                    continue
-                case UInt8(ascii: "P"):
-                    out.append(contentsOf: [0xE2, 0x80, 0xA9])
-                    continue
-                default: throw fail("bad escape in a quoted value")
-                }
-                out.append(simple!)
-            }
-            return Scalar(string: String(decoding: out, as: UTF8.self), style: .doubleQuoted)
+        func refuse(
+            anchor: UnsafeMutablePointer<yaml_char_t>?, tag: UnsafeMutablePointer<yaml_char_t>?, at mark: yaml_mark_t
+        ) throws {
+            if anchor != nil { throw fail(mark, "anchors and aliases are not supported") }
+            if tag != nil { throw fail(mark, "tags are not supported") }
         }
 
-        /// `|` (literal) or `>` (folded), with an optional chomping indicator (`-`, `+`).
-        mutating func blockScalar(parentIndent: Int) throws -> Node {
-            let start = mark
-            let folded = char == UInt8(ascii: ">")
-            pos += 1
-            var chomp: UInt8 = 0
-            var explicitIndent: Int?
-            while !Self.isBlankOrBreak(char) && char != UInt8(ascii: "#") {
-                if char == UInt8(ascii: "-") || char == UInt8(ascii: "+") {
-                    chomp = char
-                } else if char >= UInt8(ascii: "1") && char <= UInt8(ascii: "9") {
-                    explicitIndent = Int(char - UInt8(ascii: "0"))
-                } else {
-                    throw fail("bad block scalar header")
+        /// Where the first explicit key (`? key`) is, if any. libyaml's events do not tell an
+        /// explicit key from a plain one, its tokens do: a `?` is a key token one character
+        /// wide, an implicit key's token is empty. Scanned only when the text holds a '?'; an
+        /// error here is left for the event parser to report.
+        func firstExplicitKey() throws -> yaml_mark_t? {
+            guard bytes.contains(UInt8(ascii: "?")) else { return nil }
+            var scanner = yaml_parser_t()
+            guard yaml_parser_initialize(&scanner) != 0 else { throw Error(line: 1, problem: "out of memory") }
+            defer { yaml_parser_delete(&scanner) }
+            yaml_parser_set_input_string(&scanner, bytes.baseAddress, bytes.count)
+            var token = yaml_token_t()
+            // libyaml's scanner takes time quadratic in the nesting: stop where the event parser
+            // will stop (it counts at least as many levels as the tokens open).
+            var depth = 0
+            while yaml_parser_scan(&scanner, &token) != 0 {
+                defer { yaml_token_delete(&token) }
+                switch token.type {
+                case YAML_KEY_TOKEN where token.end_mark.index > token.start_mark.index: return token.start_mark
+                case YAML_STREAM_END_TOKEN: return nil
+                case YAML_FLOW_SEQUENCE_START_TOKEN, YAML_FLOW_MAPPING_START_TOKEN, YAML_BLOCK_SEQUENCE_START_TOKEN,
+                    YAML_BLOCK_MAPPING_START_TOKEN:
+                    depth += 1
+                    if depth > YAML.maxDepth { return nil }
+                case YAML_FLOW_SEQUENCE_END_TOKEN, YAML_FLOW_MAPPING_END_TOKEN, YAML_BLOCK_END_TOKEN: depth -= 1
+                default: continue
                 }
-                pos += 1
             }
-            try endOfLine()
-            while !Self.isBreak(char) { pos += 1 }
-            var lines: [[UInt8]] = []
-            var indent = explicitIndent.map { max(parentIndent, 0) + $0 }
-            while !atEnd {
-                let save = (pos, line, lineStart)
-                newline()
-                var p = pos
-                while p < b.count && b[p] == 0x20 { p += 1 }
-                let lineIndent = p - pos
-                let blank = p >= b.count || Self.isBreak(b[p])
-                if blank {
-                    if atEnd { break }
-                    lines.append([])
-                    pos = p
-                    continue
-                }
-                if indent == nil {
-                    if lineIndent <= parentIndent {
-                        (pos, line, lineStart) = save
-                        break
-                    }
-                    indent = lineIndent
-                }
-                if lineIndent < indent! {
-                    (pos, line, lineStart) = save
-                    break
-                }
-                var q = pos + indent!
-                let contentStart = q
-                while q < b.count && !Self.isBreak(b[q]) { q += 1 }
-                lines.append(Array(b[contentStart..<q]))
-                pos = q
+            return nil
+        }
+
+        /// libyaml's error, in words a user of the definitions file understands, on its line.
+        /// `openFlow` is the innermost `[…]` or `{…}` open when it came.
+        func error(of parser: yaml_parser_t, openFlow: Open?) -> Error {
+            switch parser.error {
+            case YAML_MEMORY_ERROR:
+                return Error(line: 1, problem: "out of memory")
+            case YAML_READER_ERROR:
+                // A character YAML does not allow (controls but tab and line breaks, DEL, U+FFFE,
+                // U+FFFF); libyaml gives its byte offset.
+                let value = parser.problem_value
+                let name =
+                    value < 0x20 || value == 0x7F
+                    ? "control character 0x" + hex(value, digits: 2) : "character U+" + hex(value, digits: 4)
+                return Error(line: lines.line(ofByte: Int(parser.problem_offset)), problem: "\(name) is not allowed")
+            default:
+                break
             }
-            // Trailing empty lines belong to chomping; put the reader back before them.
-            var trailing = 0
-            while let last = lines.last, last.isEmpty {
-                lines.removeLast()
-                trailing += 1
+            let problem = parser.problem.map { String(cString: $0) } ?? "unknown error"
+            let context = parser.context.map { String(cString: $0) } ?? ""
+            let here = parser.problem_mark
+            let atEnd = Int(here.index) >= lines.characters
+            let character = lines.character(at: here)
+            func at(_ mark: yaml_mark_t, _ words: String) -> Error { fail(mark, words) }
+            if context.contains("anchor") || context.contains("alias") {
+                return at(parser.context_mark, "anchors and aliases are not supported")
             }
-            var out: [UInt8] = []
-            for (i, l) in lines.enumerated() {
-                if i > 0 {
-                    let previous = lines[i - 1]
-                    let plainPrevious = !previous.isEmpty && previous.first != 0x20
-                    if folded && plainPrevious && !l.isEmpty && l.first != 0x20 {
-                        out.append(0x20)
-                    } else if folded && plainPrevious && l.isEmpty {
-                        // The break before empty lines is folded away; each empty line is one.
-                    } else {
-                        out.append(0x0A)
-                    }
-                }
-                out.append(contentsOf: l)
+            if context.contains("directive") {
+                return at(parser.context_mark, "a line starting with '%' is a directive, and not one YAML knows")
             }
-            if !lines.isEmpty && chomp != UInt8(ascii: "-") { out.append(0x0A) }
-            if chomp == UInt8(ascii: "+") { out.append(contentsOf: repeatElement(0x0A, count: trailing)) }
-            return Node(
-                kind: .scalar(Scalar(string: String(decoding: out, as: UTF8.self), style: folded ? .folded : .literal)),
-                mark: start)
+            if context.contains("tag") || problem.contains("tag handle") {
+                return at(parser.context_mark, "tags are not supported")
+            }
+            if atEnd, let open = openFlow, !context.contains("quoted scalar") {
+                return Error(line: open.mark.line, problem: "'\(open.isMapping ? "{" : "[")' is never closed")
+            }
+            switch problem {
+            case "found a tab character that violates indentation",
+                "found a tab character where an indentation space is expected":
+                return at(here, "tabs are not allowed for indentation")
+            case "found character that cannot start any token":
+                guard let character else { break }
+                if character == "\t" { return at(here, "tabs are not allowed for indentation") }
+                return at(here, "a value cannot start with '\(character)' (quote it)")
+            case "found unexpected end of stream" where context.contains("quoted scalar"):
+                return at(parser.context_mark, "a quoted value is never closed")
+            case "found unexpected end of stream":
+                return at(parser.context_mark, "the file ends in the middle of a value")
+            case "found unknown escape character", "found invalid Unicode character escape code",
+                "did not find expected hexdecimal number":
+                return at(here, "bad escape in a quoted value")
+            case "found unexpected document indicator":
+                return at(here, "a '---' or '...' line inside a quoted value")
+            case "did not find expected ',' or ']'":
+                return at(here, "expected ',' or ']' (is a '[' left open?)")
+            case "did not find expected ',' or '}'":
+                return at(here, "expected ',' or '}' (is a '{' left open?)")
+            case "did not find expected node content" where atEnd:
+                return at(here, "the file ends where a value was expected")
+            case "did not find expected node content":
+                return at(
+                    here,
+                    character.map { "unexpected '\($0)' where a value was expected" } ?? "a value was expected here")
+            case "found incompatible YAML document":
+                return at(here, "only YAML 1.x is read (see the '%YAML' line)")
+            case "mapping values are not allowed in this context":
+                return at(
+                    here, "mapping values are not allowed here (check the indentation, or quote a value holding ': ')")
+            case "mapping keys are not allowed in this context":
+                return at(here, "complex keys ('? ') are not supported")
+            case "block sequence entries are not allowed in this context":
+                return at(here, "a list cannot start here (on its key's line, or at a wrong indentation)")
+            case "did not find expected key" where character == "-":
+                return at(here, "a list item where a key was expected (check the indentation)")
+            case "did not find expected key":
+                return at(here, "unexpected text, or bad indentation: a key was expected here")
+            case "did not find expected '-' indicator":
+                return at(here, "bad indentation of a list item, or a key where a list item ('- ') was expected")
+            case "could not find expected ':'":
+                // The key's line, not the one where libyaml gave up looking.
+                return at(parser.context_mark, "could not find expected ':' after a key")
+            case "did not find expected <document start>":
+                return at(here, "unexpected text after the end of the document")
+            case "did not find expected comment or line break" where context.contains("block scalar"),
+                "found an indentation indicator equal to 0":
+                return at(here, "bad block scalar header (after '|' or '>')")
+            default:
+                break
+            }
+            return at(here, context.isEmpty ? problem : "\(problem) (\(context))")
+        }
+
+        func hex(_ value: Int32, digits: Int) -> String {
+            let text = String(value, radix: 16, uppercase: true)
+            return String(repeating: "0", count: max(0, digits - text.count)) + text
         }
     }
 }
