@@ -165,30 +165,17 @@ public final class SyncRunner {
         }
     }
 
-    /// Before the command line is parsed: `plugsync run` with a definitions file that mentions
-    /// `ftp` starts loading libcurl at once, 2-3 ms before the definitions are read and checked
-    /// (the loader then has a core to itself). Only a head start: a file that mentions `ftp`
-    /// without a server costs a library loaded for nothing, and `loadLibraries(for:)` decides as
-    /// before.
-    public static func loadLibrariesEarly(arguments: [String]) {
-        if mentionsServers(arguments: arguments) { FTPConnection.loadLibraryInBackground() }
+    /// Before the command line is parsed: a `plugsync run` whose definitions file (`path`, or
+    /// the default one) mentions `ftp` starts loading libcurl at once, 2-3 ms before the
+    /// definitions are read and checked (the loader then has a core to itself). Only a head
+    /// start: a file that mentions `ftp` without a server costs a library loaded for nothing,
+    /// and `loadLibraries(for:)` decides as before.
+    public static func loadLibrariesEarly(definitionsFile path: String?) {
+        if mentionsServers(definitionsFile: path) { FTPConnection.loadLibraryInBackground() }
     }
 
-    /// `arguments` are `run …`, and the definitions file they name (or the default one) holds
-    /// `ftp` somewhere.
-    static func mentionsServers(arguments: [String]) -> Bool {
-        guard arguments.count > 1, arguments[1] == "run" else { return false }
-        var path: String?
-        var index = 2
-        while index < arguments.count {
-            if arguments[index] == "--config", index + 1 < arguments.count {
-                path = arguments[index + 1]
-                index += 1
-            } else if arguments[index].hasPrefix("--config=") {
-                path = String(arguments[index].dropFirst("--config=".count))
-            }
-            index += 1
-        }
+    /// The definitions file holds `ftp` somewhere.
+    static func mentionsServers(definitionsFile path: String?) -> Bool {
         // Only a regular file is read: a FIFO put there would block before the load refuses it.
         let file = path ?? DefinitionsFile.defaultPath()
         var st = stat()

@@ -25,8 +25,28 @@ struct Plugsync: ParsableCommand {
         ]
     )
 
+    /// The value of `--config FILE` or `--config=FILE` among `arguments`, read as the parser will.
+    static func configOption(in arguments: ArraySlice<String>) -> String? {
+        var path: String?
+        var index = arguments.startIndex
+        while index < arguments.endIndex {
+            if arguments[index] == "--config", index + 1 < arguments.endIndex {
+                path = arguments[index + 1]
+                index += 1
+            } else if arguments[index].hasPrefix("--config=") {
+                path = String(arguments[index].dropFirst("--config=".count))
+            }
+            index += 1
+        }
+        return path
+    }
+
     static func main() {
-        SyncRunner.loadLibrariesEarly(arguments: CommandLine.arguments)
+        // `plugsync run …`: the definitions file it names, before the arguments are parsed.
+        let arguments = CommandLine.arguments
+        if arguments.count > 1 && arguments[1] == "run" {
+            SyncRunner.loadLibrariesEarly(definitionsFile: configOption(in: arguments.dropFirst(2)))
+        }
         do {
             var command = try parseAsRoot()
             try command.run()

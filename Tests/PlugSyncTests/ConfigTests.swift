@@ -220,7 +220,7 @@ final class ConfigTests: XCTestCase {
     }
 
     /// `plugsync run` starts loading libcurl before the command line is parsed when the
-    /// definitions file it names mentions `ftp`; nothing else does.
+    /// definitions file it names mentions `ftp`; no other file does.
     func testOnlyARunWhoseDefinitionsMentionFTPLoadsLibcurlEarly() throws {
         let root = NSTemporaryDirectory() + "plugsync-early-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
@@ -229,12 +229,10 @@ final class ConfigTests: XCTestCase {
             .write(toFile: root + "/ftp.yaml", atomically: true, encoding: .utf8)
         try "definitions:\n  - name: usb\n    destination: { local: /mnt }\n"
             .write(toFile: root + "/local.yaml", atomically: true, encoding: .utf8)
-        func early(_ arguments: String...) -> Bool { SyncRunner.mentionsServers(arguments: ["plugsync"] + arguments) }
-        XCTAssertTrue(early("run", "up", "--config", root + "/ftp.yaml"))
-        XCTAssertTrue(early("run", "--config=" + root + "/ftp.yaml", "--all"))
-        XCTAssertFalse(early("run", "usb", "--config", root + "/local.yaml"))
-        XCTAssertFalse(early("show", "up", "--config", root + "/ftp.yaml"))
-        XCTAssertFalse(early("run", "up", "--config", root + "/absent.yaml"))
+        XCTAssertTrue(SyncRunner.mentionsServers(definitionsFile: root + "/ftp.yaml"))
+        XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root + "/local.yaml"))
+        XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root + "/absent.yaml"))
+        XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root))  // a folder is not read
     }
 
     func testEditingKeepsOtherDefinitionsAndComments() throws {
