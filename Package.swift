@@ -77,7 +77,9 @@ let package = Package(
             name: "SyncEngineTests", dependencies: ["SyncEngine", "LocalBackend", "FTPBackend", "TestSupport"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "TestSupport"]),
         .testTarget(name: "PlugSyncTests", dependencies: ["PlugSync"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PlugSync", "TestSupport"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["PlugSync", "SyncEngine", "LocalBackend", "FTPBackend", "CurlFTP", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -158,10 +158,15 @@ public struct EndpointResolver {
         // FAT and exFAT see no case in names (`A.txt` and `a.txt` are one file) and hold no
         // hard links, whichever driver mounts them.
         let noCase = fat || ["vfat", "msdos", "exfat"].contains(mount.fsType)
+        // fusefat writes no name outside ASCII (EPERM); the kernel's vfat does.
+        let forbidden =
+            (noCase ? EndpointCapabilities.fatForbiddenNameBytes : [])
+            + (mount.fsType == "fuse.fusefat" ? Array(0x80...0xFF) : [])
         return LocalEndpoint(
             root: path, timePrecision: precision.nanoseconds, keepsModes: !fat, keepsSymlinks: !fat,
             timesAfterRename: mount.fsType.hasPrefix("fuse"), keepsHardLinks: !noCase, caseInsensitiveNames: noCase,
-            serialWrites: mount.fsType == "fuse.fusefat", mountPoint: mountPoint)
+            serialWrites: mount.fsType == "fuse.fusefat",
+            forbiddenNameBytes: forbidden, mountPoint: mountPoint)
     }
 
     /// The path with symbolic links resolved, as far as it exists.

@@ -22,11 +22,19 @@ public struct EndpointCapabilities: Sendable {
     /// Whether writes must be made one at a time: fusefat corrupts a FAT drive (lost clusters,
     /// stray `~N` entries) when two files are written into it at once, whatever their names.
     public var serialWrites: Bool
+    /// Bytes no name may hold here besides `/` and NUL (FAT and exFAT: `" * : < > ? \ |` and
+    /// control characters; fusefat: anything outside ASCII too): such an entry fails with one
+    /// line instead of an unclear error.
+    public var forbiddenNameBytes: [UInt8]
+
+    /// What FAT and exFAT refuse in a name.
+    public static let fatForbiddenNameBytes = Array("\"*:<>?\\|".utf8) + Array(1...31)
 
     public init(
         timePrecision: Int64 = 1, setsModificationTimes: Bool = true, keepsModes: Bool = true,
         keepsSymlinks: Bool = true, isRemote: Bool = false, keepsHardLinks: Bool = false,
-        caseInsensitiveNames: Bool = false, maximumPathLength: Int? = nil, serialWrites: Bool = false
+        caseInsensitiveNames: Bool = false, maximumPathLength: Int? = nil, serialWrites: Bool = false,
+        forbiddenNameBytes: [UInt8] = []
     ) {
         self.timePrecision = timePrecision
         self.setsModificationTimes = setsModificationTimes
@@ -37,6 +45,7 @@ public struct EndpointCapabilities: Sendable {
         self.caseInsensitiveNames = caseInsensitiveNames
         self.maximumPathLength = maximumPathLength
         self.serialWrites = serialWrites
+        self.forbiddenNameBytes = forbiddenNameBytes
     }
 }
 
@@ -214,7 +223,8 @@ public protocol Endpoint: AnyObject, Sendable {
     ) throws
     func createDirectory(_ path: FileName) throws
     func createSymlink(_ path: FileName, entry: Entry) throws
-    /// Removes a file, a link, or an empty folder.
+    /// Removes a file, a link, or an empty folder. Removing what is not there succeeds or throws
+    /// a `notFound` error; a folder that still holds entries throws a `notEmpty` one.
     func remove(_ path: FileName, kind: EntryKind) throws
     /// Gives a folder the source folder's mtime and mode, after its contents were written.
     func setFolderAttributes(_ path: FileName, entry: Entry) throws

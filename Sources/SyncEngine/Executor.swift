@@ -171,7 +171,11 @@ public final class Executor: @unchecked Sendable {
                     for child in children.reversed() { pending.append((path.appending(child.name), child, false)) }
                     continue
                 }
-                try destination.remove(path, kind: entry.kind)
+                do { try destination.remove(path, kind: entry.kind) } catch
+                    where EndpointErrorKind.of(error) == .notFound
+                {
+                    // Gone already (deleted by someone else since the listing): what was wanted.
+                }
             }
             return .done
         } catch  where EndpointErrorKind.of(error) == .notEmpty {

@@ -24,6 +24,8 @@ public struct Planner: Sendable {
     /// Paths longer than this are not synchronized (the shorter limit of the two endpoints):
     /// one failure for the folder or file, nothing below it.
     public var maximumPathLength: Int?
+    /// Bytes the destination refuses in a name (`EndpointCapabilities.forbiddenNameBytes`).
+    public var forbiddenNameBytes: [UInt8] = []
 
     public init(
         type: SyncType, tolerance: Int64, destinationKeepsTimes: Bool = true, keptFolders: Set<FileName> = [],
@@ -49,6 +51,7 @@ public struct Planner: Sendable {
             caseInsensitive: destination.caseInsensitiveNames, destinationKeepsHardLinks: destination.keepsHardLinks)
         let limits = [source.maximumPathLength, destination.maximumPathLength].compactMap { $0 }
         maximumPathLength = limits.min()
+        forbiddenNameBytes = destination.forbiddenNameBytes
     }
 
     /// The folders leading to each path: `a/b/c` gives `a` and `a/b`.
@@ -209,6 +212,18 @@ public struct Planner: Sendable {
                         kind: .conflict, parent: parent, source: EntryRef(level.source, Int(step.source)),
                         destination: step.destination >= 0 ? EntryRef(level.destination, Int(step.destination)) : nil,
                         reason: .pathTooLong))
+                return
+            }
+            if step.source >= 0, !planner.forbiddenNameBytes.isEmpty,
+                level.source[Int(step.source)].name.withBytes({
+                    $0.contains(where: planner.forbiddenNameBytes.contains)
+                })
+            {
+                add(
+                    Action(
+                        kind: .conflict, parent: parent, source: EntryRef(level.source, Int(step.source)),
+                        destination: step.destination >= 0 ? EntryRef(level.destination, Int(step.destination)) : nil,
+                        reason: .nameNotAllowed))
                 return
             }
             switch (step.source >= 0, step.destination >= 0) {

@@ -25,6 +25,8 @@ public enum Reason: Sendable, Equatable {
     case namesDifferInCase
     /// The path is longer than an endpoint can work on (`maximumPathLength`).
     case pathTooLong
+    /// The destination cannot hold a name with one of its forbidden characters (FAT, exFAT).
+    case nameNotAllowed
 
     public func text(side: String) -> String {
         switch self {
@@ -42,6 +44,8 @@ public enum Reason: Sendable, Equatable {
         case .hardLink: return "hard link, as on the source"
         case .namesDifferInCase: return "the \(side) cannot hold both names: they differ only in case"
         case .pathTooLong: return "path too long: with its root folder, longer than this system takes"
+        case .nameNotAllowed:
+            return "the \(side) cannot hold this name: its filesystem refuses one of its characters"
         }
     }
 

@@ -4,6 +4,57 @@ import XCTest
 // Loop devices, mounts and udevd for the tests that need real drives (moved out of DriveTests so
 // that AgentTests can use them too).
 extension IntegrationTestCase {
+    // MARK: loop drives of each filesystem
+
+    /// A loop drive: its device, where it is mounted, and its filesystem.
+    struct LoopDrive {
+        var device: String
+        var mount: String
+        var kind: String  // ext4, fat, exfat
+    }
+
+    /// A new loop drive of `kind` (`ext4`; `fat` through fusefat, `exfat` through exfat-fuse),
+    /// mounted, and unmounted at the test's end. `label` defaults to PSFAT, PSEXFAT or none.
+    func makeLoopDrive(_ name: String, kind: String, megabytes: Int = 64, label: String? = nil) throws -> LoopDrive {
+        let image = path(name + ".img")
+        try shell("truncate -s \(megabytes)M \(quote(image))")
+        switch kind {
+        case "fat": try shell("mkfs.vfat -n \(label ?? "PSFAT") \(quote(image)) >/dev/null")
+        case "exfat": try shell("mkfs.exfat -L \(label ?? "PSEXFAT") \(quote(image)) >/dev/null")
+        default: try shell("mkfs.ext4 -q -F -N 40000 \(label.map { "-L \($0) " } ?? "")\(quote(image))")
+        }
+        let drive = LoopDrive(device: try attach(image), mount: try mountPoint(name), kind: kind)
+        try mountLoopDrive(drive)
+        addTeardownBlock { [self] in unmount(drive.mount, fuse: drive.kind != "ext4") }
+        return drive
+    }
+
+    func mountLoopDrive(_ drive: LoopDrive) throws {
+        switch drive.kind {
+        case "fat": try shell("fusefat -o rw+ \(drive.device) \(quote(drive.mount))")
+        case "exfat": try shell("mount.exfat-fuse \(drive.device) \(quote(drive.mount)) >/dev/null 2>&1")
+        default: try shell("mount \(drive.device) \(quote(drive.mount))")
+        }
+        try waitForMount(drive.mount)
+    }
+
+    /// Unmounts the drive, checks its filesystem read-only (nil when clean, else fsck's
+    /// words), and mounts it again.
+    func fsckLoopDrive(_ drive: LoopDrive) throws -> String? {
+        unmount(drive.mount, fuse: drive.kind != "ext4")
+        let tool = drive.kind == "fat" ? "fsck.vfat" : drive.kind == "exfat" ? "fsck.exfat" : "fsck.ext4"
+        let output = try shell("\(tool) -n \(drive.device) 2>&1; echo \"exit $?\"")
+        try mountLoopDrive(drive)
+        return output.hasSuffix("exit 0\n") ? nil : output
+    }
+
+    func requireLoopDrives(_ kinds: [String]) throws {
+        var tools = ["truncate", "losetup", "mount", "umount", "mkfs.ext4", "python3"]
+        if kinds.contains("fat") { tools += ["mkfs.vfat", "fusefat", "fusermount", "fsck.vfat"] }
+        if kinds.contains("exfat") { tools += ["mkfs.exfat", "mount.exfat-fuse", "fusermount", "fsck.exfat"] }
+        try requireRoot("loop drives and FUSE mounts", tools: tools)
+    }
+
     // MARK: devices and mounts
 
     func makeImage(_ name: String) throws -> String {

@@ -5,54 +5,6 @@ import XCTest
 /// run must survive. Real loop drives (ext4; FAT through fusefat, exFAT through exfat-fuse),
 /// the built binary, `fsck -n` after every FAT and exFAT trial. Needs root.
 final class HostileDriveListingTests: IntegrationTestCase {
-    // MARK: drives
-
-    private struct Drive {
-        var device: String
-        var mount: String
-        var kind: String  // ext4, fat, exfat
-    }
-
-    private func makeDrive(_ name: String, kind: String, megabytes: Int = 64) throws -> Drive {
-        let image = path(name + ".img")
-        try shell("truncate -s \(megabytes)M \(quote(image))")
-        switch kind {
-        case "fat": try shell("mkfs.vfat -n PSFAT \(quote(image)) >/dev/null")
-        case "exfat": try shell("mkfs.exfat -L PSEXFAT \(quote(image)) >/dev/null")
-        default: try shell("mkfs.ext4 -q -F -N 40000 \(quote(image))")
-        }
-        let drive = Drive(device: try attach(image), mount: try mountPoint(name), kind: kind)
-        try mountDrive(drive)
-        addTeardownBlock { [self] in unmount(drive.mount, fuse: drive.kind != "ext4") }
-        return drive
-    }
-
-    private func mountDrive(_ drive: Drive) throws {
-        switch drive.kind {
-        case "fat": try shell("fusefat -o rw+ \(drive.device) \(quote(drive.mount))")
-        case "exfat": try shell("mount.exfat-fuse \(drive.device) \(quote(drive.mount)) >/dev/null 2>&1")
-        default: try shell("mount \(drive.device) \(quote(drive.mount))")
-        }
-        try waitForMount(drive.mount)
-    }
-
-    /// Unmounts the drive, checks its filesystem read-only (nil when clean, else fsck's
-    /// words), and mounts it again.
-    private func fsck(_ drive: Drive) throws -> String? {
-        unmount(drive.mount, fuse: drive.kind != "ext4")
-        let tool = drive.kind == "fat" ? "fsck.vfat" : drive.kind == "exfat" ? "fsck.exfat" : "fsck.ext4"
-        let output = try shell("\(tool) -n \(drive.device) 2>&1; echo \"exit $?\"")
-        try mountDrive(drive)
-        return output.hasSuffix("exit 0\n") ? nil : output
-    }
-
-    private func requireDrives(_ kinds: [String]) throws {
-        var tools = ["truncate", "losetup", "mount", "umount", "mkfs.ext4", "python3"]
-        if kinds.contains("fat") { tools += ["mkfs.vfat", "fusefat", "fusermount", "fsck.vfat"] }
-        if kinds.contains("exfat") { tools += ["mkfs.exfat", "mount.exfat-fuse", "fusermount", "fsck.exfat"] }
-        try requireRoot("loop drives and FUSE mounts", tools: tools)
-    }
-
     private func report(mode: Int, _ name: String, held: Int, of trials: Int, _ detail: String = "") {
         print(
             "reliability: case 10 hostile drive mode \(mode) \(name): held \(held) of \(trials)"
@@ -82,8 +34,8 @@ final class HostileDriveListingTests: IntegrationTestCase {
     /// the names stay one file where the destination holds hard links (a local folder, an ext4
     /// drive); a FAT drive, which holds none, gets copies as before, and stays consistent.
     func testMode5HardLinksInsideATreeStayHardLinks() throws {
-        try requireDrives(["ext4", "fat"])
-        let stick = try makeDrive("stick", kind: "ext4")
+        try requireLoopDrives(["ext4", "fat"])
+        let stick = try makeLoopDrive("stick", kind: "ext4")
         try shell(
             "python3 -c \"import os,random; r=random.Random(5); os.makedirs('\(stick.mount)/tree/sub'); "
                 + "open('\(stick.mount)/tree/big','wb').write(bytes(r.getrandbits(8) for _ in range(1_100_000))); "
@@ -93,8 +45,8 @@ final class HostileDriveListingTests: IntegrationTestCase {
                 + "[os.link('\(stick.mount)/small/f', '\(stick.mount)/small/n%02d' % i) for i in range(29)]\"")
         let source = stick.mount + "/tree"
         let host = path("host")
-        let other = try makeDrive("other", kind: "ext4")
-        let fat = try makeDrive("fat", kind: "fat")
+        let other = try makeLoopDrive("other", kind: "ext4")
+        let fat = try makeLoopDrive("fat", kind: "fat")
         try writeConfig(
             definition("host", source: source, destination: host, ["parallel: 4"]),
             definition("ext4", source: source, destination: other.mount + "/backup", ["parallel: 4"]),
@@ -124,7 +76,7 @@ final class HostileDriveListingTests: IntegrationTestCase {
                 if name == "host" { detail = "300 names of 1.1 MB take \(usage) KiB on the host" }
             } else {
                 ok = ok && Set(files.values.map(\.inode)).count == 30
-                if let problem = try fsck(fat) {
+                if let problem = try fsckLoopDrive(fat) {
                     ok = false
                     XCTFail("fsck.vfat after the FAT trial: \(problem)")
                 }
@@ -151,7 +103,7 @@ final class HostileDriveListingTests: IntegrationTestCase {
     /// descriptor limit let it go that deep. Now a tree within what paths can reach (1,000 levels) syncs whole,
     /// and a deeper one (10,000 levels) syncs down to there and fails with one line, every run.
     func testMode6ATreeTenThousandFoldersDeepNeverCrashesTheRun() throws {
-        try requireDrives(["ext4"])
+        try requireLoopDrives(["ext4"])
         // A descriptor limit that lets a walk holding one per level go all the way down (the
         // crash needed it; runs started from here inherit it).
         let files = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
@@ -164,7 +116,7 @@ final class HostileDriveListingTests: IntegrationTestCase {
             var restore = saved
             setrlimit(files, &restore)
         }
-        let stick = try makeDrive("deep", kind: "ext4", megabytes: 160)
+        let stick = try makeLoopDrive("deep", kind: "ext4", megabytes: 160)
         try makeDeepTree(stick.mount + "/shallow", depth: 1_000)
         try makeDeepTree(stick.mount + "/deep", depth: 10_000)
         try writeConfig(
@@ -211,7 +163,7 @@ final class HostileDriveListingTests: IntegrationTestCase {
     /// second run changes nothing, a spelling the drive already holds is never deleted, and
     /// fsck finds the drive clean after every run.
     func testMode7NamesThatDifferOnlyInCaseOnFATAndExFAT() throws {
-        try requireDrives(["fat", "exfat"])
+        try requireLoopDrives(["fat", "exfat"])
         try write("src/A.txt", randomData(3_000_000, seed: 1), mtime: FileTime(1_700_000_000, 0))
         try write("src/a.txt", randomData(3_000_000, seed: 2), mtime: FileTime(1_700_000_000, 0))
         try write("src/X/one", "upper\n", mtime: FileTime(1_700_000_002, 0))
@@ -222,7 +174,7 @@ final class HostileDriveListingTests: IntegrationTestCase {
         var held = 0
         var trials = 0
         for kind in ["fat", "exfat"] {
-            let drive = try makeDrive(kind, kind: kind)
+            let drive = try makeLoopDrive(kind, kind: kind)
             // The drive already holds one spelling, from before: matched, not deleted.
             try FileManager.default.createDirectory(atPath: drive.mount + "/backup", withIntermediateDirectories: true)
             try shell("cp \(quote(path("src/Mixed.TXT"))) \(quote(drive.mount + "/backup/mixed.txt"))")
@@ -254,7 +206,7 @@ final class HostileDriveListingTests: IntegrationTestCase {
                         == randomData(3_000_000, seed: 1)
                 ok = ok && read("mnt-\(kind)/backup/X/one") == "upper\n" && !exists("mnt-\(kind)/backup/X/two")
                 ok = ok && temporaryFiles(in: drive.mount).isEmpty
-                if let problem = try fsck(drive) {
+                if let problem = try fsckLoopDrive(drive) {
                     ok = false
                     XCTFail("fsck after \(kind) round \(round): \(problem)")
                 }

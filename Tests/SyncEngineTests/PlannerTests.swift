@@ -219,6 +219,20 @@ final class PlannerTests: XCTestCase {
         XCTAssertEqual(plan.actions.count, 4 * 2 + 2, "\(summary(plan))")
     }
 
+    /// A name the destination's filesystem refuses (`"` on FAT) fails with one line when
+    /// planning, its folder's contents too; the other entries are copied.
+    func testANameTheDestinationRefusesFailsWhenPlanned() {
+        var planner = Planner(type: .mirror, tolerance: 1)
+        planner.forbiddenNameBytes = EndpointCapabilities.fatForbiddenNameBytes
+        let plan = planner.plan(
+            source: [file("ok.txt"), file("a\"b.txt"), folder("w:x", [file("in.txt")])],
+            destination: [])
+        let failures = plan.actions.filter { $0.kind == .conflict }
+        XCTAssertEqual(failures.map { "\($0.path)" }.sorted(), ["a\"b.txt", "w:x"], "\(summary(plan))")
+        XCTAssertEqual(failures.map(\.reason), [.nameNotAllowed, .nameNotAllowed])
+        XCTAssertEqual(plan.actions.filter { $0.kind == .transfer }.map { "\($0.path)" }, ["ok.txt"])
+    }
+
     // MARK: case-insensitive destinations
 
     func testACaseInsensitiveDestinationGetsOneOfTwoNamesThatDifferOnlyInCase() {

@@ -1,5 +1,5 @@
-import SyncEngine
 import CPosix
+import SyncEngine
 import SystemSupport
 
 #if canImport(Glibc)
@@ -57,7 +57,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     public init(
         root: String, timePrecision: Int64 = 1, keepsModes: Bool = true, keepsSymlinks: Bool = true,
         timesAfterRename: Bool = false, keepsHardLinks: Bool = true, caseInsensitiveNames: Bool = false,
-        serialWrites: Bool = false, mountPoint: String? = nil
+        serialWrites: Bool = false, forbiddenNameBytes: [UInt8] = [], mountPoint: String? = nil
     ) {
         self.timesAfterRename = timesAfterRename
         var trimmed = root
@@ -76,7 +76,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             keepsSymlinks: keepsSymlinks, isRemote: false, keepsHardLinks: keepsHardLinks,
             caseInsensitiveNames: caseInsensitiveNames,
             maximumPathLength: Int(PATH_MAX) - 2 - trimmed.utf8.count,  // the root, a slash, a NUL
-            serialWrites: serialWrites)
+            serialWrites: serialWrites, forbiddenNameBytes: forbiddenNameBytes)
     }
 
     public var displayName: String { root }
@@ -877,7 +877,11 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         do {
             try inFolder(of: path) { dirfd, name in
                 if unlinkat(dirfd, name, kind == .directory ? AT_REMOVEDIR : 0) != 0 {
-                    throw SystemError(kind == .directory ? "rmdir" : "unlink", path: display(path), errno: errno)
+                    var code = errno
+                    // fusefat answers EPERM for a folder that still holds entries: a look inside
+                    // tells that from a real refusal.
+                    if kind == .directory && code == EPERM && Self.holdsEntries(dirfd, name) { code = ENOTEMPTY }
+                    throw SystemError(kind == .directory ? "rmdir" : "unlink", path: display(path), errno: code)
                 }
             }
             if kind == .directory { folders.forget(path) }
@@ -908,6 +912,25 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 throw SystemError("chown", path: display(path), errno: errno)
             }
         }
+    }
+
+    /// Whether the folder `name` in `dirfd` holds an entry (without following a link).
+    private static func holdsEntries(_ dirfd: Int32, _ name: UnsafePointer<CChar>) -> Bool {
+        let fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        guard let dir = fdopendir(fd) else {
+            close(fd)
+            return false
+        }
+        defer { closedir(dir) }
+        while let item = readdir(dir) {
+            let first = item.pointee.d_name.0
+            let second = item.pointee.d_name.1
+            let dot = CChar(UInt8(ascii: "."))
+            if first == dot && (second == 0 || (second == dot && item.pointee.d_name.2 == 0)) { continue }
+            return true
+        }
+        return false
     }
 
     public func setFolderAttributes(_ path: FileName, entry: Entry) throws {

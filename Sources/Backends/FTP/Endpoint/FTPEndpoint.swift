@@ -1,6 +1,6 @@
-import SyncEngine
 import CurlFTP
 import Dispatch
+import SyncEngine
 import SystemSupport
 
 #if canImport(Glibc)
@@ -1159,8 +1159,21 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 try connection.command([
                     Array((kind == .directory ? "RMD " : "DELE ").utf8) + connection.commandPath(absolute(path).bytes)
                 ])
-            } catch let error as FTPError where kind == .directory && error.message.lowercased().contains("not empty") {
-                throw EndpointError(.notEmpty, "\(display(path)): \(error.message)")
+            } catch let error as FTPError where (error.replyCode ?? 0) >= 500 {
+                // A refusal says little (vsftpd: "550 Remove directory operation failed."): the
+                // folders' listings tell an entry that is not there from a folder that still
+                // holds entries. One more round trip, on failures only.
+                if kind == .directory && error.message.lowercased().contains("not empty") {
+                    throw EndpointError(.notEmpty, "\(display(path)): \(error.message)")
+                }
+                guard let siblings = try? entries(of: absolute(path.parent), connection) else { throw error }
+                if !siblings.contains(where: { $0.name == path.lastComponent.bytes }) {
+                    throw EndpointError(.notFound, "\(display(path)): not there")
+                }
+                if kind == .directory, let inside = try? entries(of: absolute(path), connection), !inside.isEmpty {
+                    throw EndpointError(.notEmpty, "\(display(path)): \(error.message)")
+                }
+                throw error
             }
         }
     }
