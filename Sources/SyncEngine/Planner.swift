@@ -201,29 +201,30 @@ public struct Planner: Sendable {
             }
         }
 
+        /// Why the destination cannot hold a source entry of this name, if it cannot: its path
+        /// would be too long (`room` bytes are left in this folder), or its filesystem refuses
+        /// one of the name's characters.
+        private func refusal(of name: FileName, room: Int) -> Reason? {
+            name.withBytes { bytes in
+                if room < Int.max && bytes.count > room { return .pathTooLong }
+                let forbidden = planner.forbiddenNameBytes
+                if !forbidden.isEmpty && bytes.contains(where: forbidden.contains) { return .nameNotAllowed }
+                return nil
+            }
+        }
+
         /// Plans one entry (or pair) of a folder; a subfolder to compare is pushed.
         private mutating func take(_ step: Step, of level: Level) {
             let parent = level.parent
-            if step.source >= 0, level.room < Int.max,
-                level.source[Int(step.source)].name.withBytes({ $0.count }) > level.room
+            // (Only looked at where there is a limit: most endpoints have none.)
+            if step.source >= 0, level.room < Int.max || !planner.forbiddenNameBytes.isEmpty,
+                let refusal = refusal(of: level.source[Int(step.source)].name, room: level.room)
             {
                 add(
                     Action(
                         kind: .conflict, parent: parent, source: EntryRef(level.source, Int(step.source)),
                         destination: step.destination >= 0 ? EntryRef(level.destination, Int(step.destination)) : nil,
-                        reason: .pathTooLong))
-                return
-            }
-            if step.source >= 0, !planner.forbiddenNameBytes.isEmpty,
-                level.source[Int(step.source)].name.withBytes({
-                    $0.contains(where: planner.forbiddenNameBytes.contains)
-                })
-            {
-                add(
-                    Action(
-                        kind: .conflict, parent: parent, source: EntryRef(level.source, Int(step.source)),
-                        destination: step.destination >= 0 ? EntryRef(level.destination, Int(step.destination)) : nil,
-                        reason: .nameNotAllowed))
+                        reason: refusal))
                 return
             }
             switch (step.source >= 0, step.destination >= 0) {
