@@ -138,7 +138,7 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
                 formatter.appendLine(for: action, outcome: outcome, to: &out)
                 // A failure's reason may quote a server or the drive: escaped like every line
                 // (the bytes are looked at; a String is made only for a line that needs it).
-                if !out[start..<(out.count - 1)].allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) {
+                if !Self.isPrintableASCII(out, start..<(out.count - 1)) {
                     let line = String(decoding: out[start..<(out.count - 1)], as: UTF8.self)
                     out.replaceSubrange(start..<(out.count - 1), with: TerminalText.escaped(line).utf8)
                 }
@@ -150,6 +150,27 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
         if progress != nil, action.kind == .transfer || action.kind == .replace {
             progress!.files += 1
             drawIfDue()
+        }
+    }
+
+    /// Whether the bytes in `range` are all printable ASCII (0x20-0x7e). The line of every entry
+    /// of a run goes through it, so eight bytes are looked at at once: a byte below 0x20 shows
+    /// in `(w - 0x20…) & ~w`, one of 0x7f or above in `(w + 0x01…) | w`, each in its high bit.
+    static func isPrintableASCII(_ bytes: [UInt8], _ range: Range<Int>) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let high: UInt64 = 0x8080_8080_8080_8080
+            var i = range.lowerBound
+            while i + 8 <= range.upperBound {
+                let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                if ((w &- ones &* 0x20) & ~w | (w &+ ones) | w) & high != 0 { return false }
+                i += 8
+            }
+            while i < range.upperBound {
+                if raw[i] < 0x20 || raw[i] >= 0x7f { return false }
+                i += 1
+            }
+            return true
         }
     }
 
