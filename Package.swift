@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layers: each target depends only on the ones below it (docs/ARCHITECTURE.md).
 //   plugsync (CLI) -> PlugSync -> backends -> SyncEngine -> SystemSupport;
+//   the CLI imports PlugSync and SystemSupport only (PlugSync/EngineTypes.swift);
 //   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl;
 //   PlugSync -> Devices -> CUdev; C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
 let package = Package(

@@ -1,6 +1,5 @@
 import ArgumentParser
 import PlugSync
-import SyncEngine
 
 /// The fields of a definition as flags; each given flag replaces that field.
 struct DefinitionFlags: ParsableArguments {

@@ -1,6 +1,5 @@
 import ArgumentParser
 import PlugSync
-import SyncEngine
 
 #if canImport(Glibc)
     import Glibc

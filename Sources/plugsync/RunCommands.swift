@@ -1,6 +1,5 @@
 import ArgumentParser
 import PlugSync
-import SyncEngine
 import SystemSupport
 
 #if canImport(Glibc)

@@ -1,7 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
 import PlugSync
-import SyncEngine
 import SystemSupport
 
 struct List: ParsableCommand {
