@@ -5,7 +5,7 @@ import PackageDescription
 //   plugsync (CLI) -> PlugSync -> backends -> SyncEngine -> SystemSupport;
 //   the CLI imports PlugSync and SystemSupport only (PlugSync/EngineTypes.swift);
 //   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl;
-//   PlugSync -> Devices -> CUdev; C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
+//   PlugSync -> Devices -> CUdev, SystemSupport; C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
 let package = Package(
     name: "plugsync",
     platforms: [.macOS(.v13)],
@@ -27,7 +27,7 @@ let package = Package(
         .systemLibrary(
             name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
             providers: [.apt(["libyaml-dev"])]),
-        .target(name: "Devices", dependencies: ["CUdev"], path: "Sources/Devices"),
+        .target(name: "Devices", dependencies: ["CUdev", "SystemSupport"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
         // libcurl is loaded with dlopen at the first FTP connection (CCurl.h says why).
         .target(

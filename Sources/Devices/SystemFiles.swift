@@ -1,3 +1,5 @@
+import SystemSupport
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -10,21 +12,10 @@
 enum SystemFiles {
     /// Reads a whole file, including `/proc` and `/sys` files whose reported size is 0.
     static func readAll(_ path: String, limit: Int = 64 << 20) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw DeviceError.system("cannot read \(path)", errno: errno) }
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while result.count < limit {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw DeviceError.system("cannot read \(path)", errno: errno)
-            }
-            if n == 0 { break }
-            result.append(contentsOf: chunk[0..<n])
+        guard let bytes = Posix.readFile(path, limit: limit) else {
+            throw DeviceError.system("cannot read \(path)", errno: errno)
         }
-        return result
+        return bytes
     }
 
     /// Reads up to `count` bytes at offset 0 of a file or device; `nil` when it cannot be opened
