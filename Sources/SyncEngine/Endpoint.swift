@@ -8,8 +8,13 @@ public struct EndpointCapabilities: Sendable {
     public var keepsModes: Bool
     /// Whether symbolic links can be created.
     public var keepsSymlinks: Bool
-    /// A remote endpoint is named "remote" in reasons, and transfers to it are "Uploading".
+    /// A remote endpoint is named "remote" in reasons, and transfers to it are "Uploading"
+    /// (wording only).
     public var isRemote: Bool
+    /// Whether parallel writes go faster each in a folder of its own (an FTP server's create
+    /// and rename wait on a folder's lock); a local disk keeps plan order, where new inodes stay
+    /// together.
+    public var spreadsWritesOverFolders: Bool
     /// Whether files can be hard links of each other (`Endpoint.link`): a source's hard links
     /// then stay links, instead of a copy each.
     public var keepsHardLinks: Bool
@@ -34,7 +39,7 @@ public struct EndpointCapabilities: Sendable {
         timePrecision: Int64 = 1, setsModificationTimes: Bool = true, keepsModes: Bool = true,
         keepsSymlinks: Bool = true, isRemote: Bool = false, keepsHardLinks: Bool = false,
         caseInsensitiveNames: Bool = false, maximumPathLength: Int? = nil, serialWrites: Bool = false,
-        forbiddenNameBytes: [UInt8] = []
+        forbiddenNameBytes: [UInt8] = [], spreadsWritesOverFolders: Bool = false
     ) {
         self.timePrecision = timePrecision
         self.setsModificationTimes = setsModificationTimes
@@ -46,6 +51,7 @@ public struct EndpointCapabilities: Sendable {
         self.maximumPathLength = maximumPathLength
         self.serialWrites = serialWrites
         self.forbiddenNameBytes = forbiddenNameBytes
+        self.spreadsWritesOverFolders = spreadsWritesOverFolders
     }
 }
 

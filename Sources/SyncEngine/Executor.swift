@@ -232,10 +232,10 @@ public final class Executor: @unchecked Sendable {
 
     private func runTransfers(_ actions: [Action], _ indexes: [Int], stats: Counter) {
         if indexes.isEmpty { return }
-        // A remote destination gets each worker into a folder of its own (an FTP server's
+        // Each worker in a folder of its own where the destination asks for it (an FTP server's
         // create and rename wait on the folder's lock: 7 % of a 10,000-file upload's time was
         // spent spinning on it); a local disk keeps plan order, where new inodes stay together.
-        let spread = destination.capabilities.isRemote
+        let spread = destination.capabilities.spreadsWritesOverFolders
         let queue = FolderQueue(folders: indexes.map { spread ? actions[$0].path.parent : .empty })
         let staging = self.staging
         // One writer where the destination cannot take two at once (fusefat).
@@ -279,9 +279,7 @@ public final class Executor: @unchecked Sendable {
 
     /// The destination, when it stages files in batches (an FTP server without TLS).
     private var staging: StagingEndpoint? {
-        guard destination.capabilities.isRemote, let staging = destination as? StagingEndpoint,
-            staging.stagesInBatches
-        else { return nil }
+        guard let staging = destination as? StagingEndpoint, staging.stagesInBatches else { return nil }
         return staging
     }
 

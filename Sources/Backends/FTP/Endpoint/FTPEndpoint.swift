@@ -74,7 +74,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     public var capabilities: EndpointCapabilities {
         EndpointCapabilities(
             timePrecision: 1_000_000_000, setsModificationTimes: setter != .none, keepsModes: false,
-            keepsSymlinks: false, isRemote: true)
+            keepsSymlinks: false, isRemote: true, spreadsWritesOverFolders: true)
     }
 
     // MARK: run preparation
