@@ -25,8 +25,9 @@ the proxy, with no delay. Those commands are counted, so a run that used them sh
 Counters (control connections, data connections, command lines per verb, turns, bytes) go to
 --counters as JSON, replaced atomically, on SIGUSR1 and at exit (SIGTERM, SIGINT). They are
 totals since the start; `dumps` counts the writes, so a reader can wait for a fresh one. A
-"turn" is a run of bytes from the client on a control connection after the server last spoke:
-commands sent back to back without waiting (pipelined) are several command lines but one turn.
+"turn" is a run of bytes from the client on a control connection after the client last got
+bytes from the server: commands sent without waiting for the replies in between (pipelined) are
+several command lines but one turn.
 """
 import argparse
 import asyncio
@@ -142,6 +143,8 @@ class Direction:
                         await self.writer.drain()
                     return
                 self.writer.write(data)
+                if not self.up:
+                    self.conn.server_spoke = True
                 await self.writer.drain()
                 self.in_flight -= len(data)
                 if self.in_flight < args.window:
@@ -183,7 +186,6 @@ class Connection:
                 counters["verbs"][verb] = counters["verbs"].get(verb, 0) + 1
             counters["control_bytes_up"] += n - len(rest)
             return data[: n - len(rest)], rest
-        self.server_spoke = True
         *lines, rest = data.split(b"\n")
         out = []
         for line in lines:
@@ -242,7 +244,10 @@ async def open_data_listener(server_port):
             return
         accepted.set()
         holder["server"].close()
-        await Connection("data", reader, writer, server_port).run()
+        try:
+            await Connection("data", reader, writer, server_port).run()
+        except asyncio.CancelledError:  # the proxy is stopping
+            pass
 
     server = await asyncio.start_server(on_connect, sock=sock)
     holder["server"] = server
@@ -266,7 +271,10 @@ async def main():
     loop.add_signal_handler(signal.SIGINT, stop.set)
 
     async def on_control(reader, writer):
-        await Connection("control", reader, writer, args.upstream).run()
+        try:
+            await Connection("control", reader, writer, args.upstream).run()
+        except asyncio.CancelledError:  # the proxy is stopping
+            pass
 
     server = await asyncio.start_server(on_control, HOST, args.listen, reuse_address=True, backlog=128)
     print(f"latency-proxy: 127.0.0.1:{args.listen} -> 127.0.0.1:{args.upstream}, rtt {args.rtt * 1000:g} ms",
