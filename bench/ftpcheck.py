@@ -15,7 +15,8 @@
   counters BEFORE AFTER JSONL TREE SERVER SCENARIO REP TOOL
                                   the latency proxy's counts between two of its dumps: prints
                                   "logins cmds turns data" (tab-separated) and appends the run's
-                                  counts, with command lines per verb, to JSONL.
+                                  counts, with command lines per verb and the two dumps' numbers
+                                  (the run's span in the proxy's trace), to JSONL.
   verbs JSONL OUT                 print the command lines per verb (medians per run) of the
                                   no-op runs in JSONL; append the table to OUT.
 """
@@ -99,7 +100,8 @@ def counters(before, after, jsonl, tree, server, scenario, rep, tool):
     run = dict(tree=tree, server=server, scenario=scenario, rep=int(rep), tool=tool,
                logins=d["control_connections"], cmds=d["commands"], turns=d["turns"], data=d["data_connections"],
                control_bytes=d["control_bytes_up"] + d["control_bytes_down"],
-               data_bytes=d["data_bytes_up"] + d["data_bytes_down"], verbs=verbs)
+               data_bytes=d["data_bytes_up"] + d["data_bytes_down"], verbs=verbs,
+               dumps=[a["dumps"], b["dumps"]])
     with open(jsonl, "a") as fh:
         fh.write(json.dumps(run, sort_keys=True) + "\n")
     print("\t".join(str(run[k]) for k in COUNT_FIELDS))

@@ -2,7 +2,7 @@
 """An FTP proxy on 127.0.0.1 that adds network latency, and counts what crosses it.
 
     latency-proxy.py --listen PORT --upstream PORT --rtt MS [--data-ports LO-HI]
-                     [--window BYTES] [--counters FILE]
+                     [--window BYTES] [--counters FILE] [--trace FILE]
 
 It listens on 127.0.0.1:PORT and relays each control connection to the FTP server on
 127.0.0.1:UPSTREAM. Every chunk of bytes, in either direction, is stamped when it arrives and
@@ -28,6 +28,12 @@ totals since the start; `dumps` counts the writes, so a reader can wait for a fr
 "turn" is a run of bytes from the client on a control connection after the client last got
 bytes from the server: commands sent without waiting for the replies in between (pipelined) are
 several command lines but one turn.
+
+--trace writes a line per event: milliseconds since the start, the connection (c1, c2, … for
+control connections; c2.d7 for a data connection opened from c2's passive reply), and `open`,
+`closed` or `> VERB` for a command line (the verb only: no names, no password), and `- dump N`
+for each write of the counters. The gaps between
+one connection's commands show which waits lie on a run's critical path.
 """
 import argparse
 import asyncio
@@ -58,12 +64,23 @@ counters = {
 }
 open_now = {"control": 0, "data": 0}
 args = None
+trace_file = None
+trace_start = 0.0
+ids = {"control": 0, "data": 0}
+
+
+def trace(name, event):
+    """One line of --trace: milliseconds since the start, the connection, the event."""
+    if trace_file:
+        ms = (asyncio.get_running_loop().time() - trace_start) * 1000
+        trace_file.write("%.1f %s %s\n" % (ms, name, event))
 
 
 def dump():
     if not args.counters:
         return
     counters["dumps"] += 1
+    trace("-", "dump %d" % counters["dumps"])
     tmp = args.counters + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(counters, fh, sort_keys=True)
@@ -154,7 +171,9 @@ class Direction:
 
 
 class Connection:
-    def __init__(self, kind, client_reader, client_writer, upstream_port):
+    def __init__(self, kind, client_reader, client_writer, upstream_port, parent=None):
+        ids[kind] += 1
+        self.name = ("c%d" % ids[kind]) if kind == "control" else ("%s.d%d" % (parent, ids[kind]))
         self.kind = kind
         self.client_reader, self.client_writer = client_reader, client_writer
         self.upstream_port = upstream_port
@@ -181,6 +200,8 @@ class Connection:
             *lines, rest = data.split(b"\n")
             for line in lines:
                 counters["commands"] += 1
+                if trace_file:
+                    trace(self.name, "> " + (line.split(b" ", 1)[0].strip().decode("ascii", "replace")[:8]))
                 verb = line.split(b" ", 1)[0].strip().upper().decode("ascii", "replace")
                 verb = verb if re.fullmatch(r"[A-Z]{2,8}", verb) else "?"
                 counters["verbs"][verb] = counters["verbs"].get(verb, 0) + 1
@@ -196,16 +217,17 @@ class Connection:
     async def rewrite(self, line):
         m = EPSV.match(line)
         if m:
-            port = await open_data_listener(int(m.group(2)))
+            port = await open_data_listener(int(m.group(2)), self.name)
             return b"229 " + m.group(1) + b"(|||%d|)\r\n" % port
         m = PASV.match(line)
         if m:
-            port = await open_data_listener(int(m.group(5)) * 256 + int(m.group(6)))
+            port = await open_data_listener(int(m.group(5)) * 256 + int(m.group(6)), self.name)
             return b"227 Entering Passive Mode (127,0,0,1,%d,%d).\r\n" % (port // 256, port % 256)
         return line
 
     async def run(self):
         counters[self.kind + "_connections"] += 1
+        trace(self.name, "open")
         open_now[self.kind] += 1
         key = "max_%s_open" % self.kind
         counters[key] = max(counters[key], open_now[self.kind])
@@ -221,6 +243,7 @@ class Connection:
             down = Direction(self, server_reader, self.client_writer, False)
             await asyncio.gather(up.read_side(), up.write_side(), down.read_side(), down.write_side())
         finally:
+            trace(self.name, "closed")
             open_now[self.kind] -= 1
             for w in (self.client_writer, self.server_writer):
                 if w is not None:
@@ -232,7 +255,7 @@ EPSV = re.compile(rb"^229 (.*)\(\|\|\|(\d+)\|\)")
 data_ports = None
 
 
-async def open_data_listener(server_port):
+async def open_data_listener(server_port, parent):
     """A one-shot listener for one passive data connection to the server's `server_port`."""
     sock = data_ports.bind()
     accepted = asyncio.Event()
@@ -245,7 +268,7 @@ async def open_data_listener(server_port):
         accepted.set()
         holder["server"].close()
         try:
-            await Connection("data", reader, writer, server_port).run()
+            await Connection("data", reader, writer, server_port, parent).run()
         except asyncio.CancelledError:  # the proxy is stopping
             pass
 
@@ -279,6 +302,10 @@ async def main():
     server = await asyncio.start_server(on_control, HOST, args.listen, reuse_address=True, backlog=128)
     print(f"latency-proxy: 127.0.0.1:{args.listen} -> 127.0.0.1:{args.upstream}, rtt {args.rtt * 1000:g} ms",
           file=sys.stderr, flush=True)
+    global trace_file, trace_start
+    if args.trace:
+        trace_file = open(args.trace, "w", buffering=1)
+        trace_start = loop.time()
     dump()
     await stop.wait()
     server.close()
@@ -294,6 +321,8 @@ def parse():
     p.add_argument("--data-ports", default="30100-30999", help="range for the passive data listeners")
     p.add_argument("--window", type=int, default=4 << 20, help="bytes in flight per direction and connection")
     p.add_argument("--counters", help="file for the counters (JSON), written on SIGUSR1 and at exit")
+    p.add_argument("--trace", help="file for a line per connection opened or closed and per command line "
+                   "(its verb only), with the milliseconds since the start")
     args = p.parse_args()
     if args.rtt < 0 or args.window < CHUNK:
         p.error("--rtt must be >= 0 and --window >= 65536")

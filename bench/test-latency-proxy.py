@@ -11,7 +11,8 @@ What it checks, with a 100 ms round trip:
     is a pipe, not a queue that adds the delays up;
   - 227 (PASV) and 229 (EPSV) replies name a port of the proxy, and the data connection through
     it delivers every byte, the handshake costing one round trip more;
-  - the counters (on SIGUSR1, and at SIGTERM): connections, command lines per verb, turns, bytes.
+  - the counters (on SIGUSR1, and at SIGTERM): connections, command lines per verb, turns, bytes;
+    and the trace of connections and commands.
 Exits 1 on the first failed check.
 """
 import argparse
@@ -133,9 +134,10 @@ def main():
     upstream = server()
     tmp = tempfile.mkdtemp()
     counters = os.path.join(tmp, "counters.json")
+    trace = os.path.join(tmp, "trace.txt")
     proxy = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "latency-proxy.py"),
                               "--listen", str(a.port), "--upstream", str(upstream), "--rtt", str(RTT * 1000),
-                              "--data-ports", "%d-%d" % (a.port + 1, a.port + 50), "--counters", counters])
+                              "--data-ports", "%d-%d" % (a.port + 1, a.port + 50), "--counters", counters, "--trace", trace])
     try:
         for _ in range(100):
             if os.path.exists(counters):
@@ -187,6 +189,11 @@ def main():
         c2 = json.load(open(counters))
         check("counters written at exit", c2["dumps"] == c["dumps"] + 1 and c2["verbs"].get("QUIT") == 1,
               "dumps %d, QUIT %s" % (c2["dumps"], c2["verbs"].get("QUIT")))
+        events = [line.split(None, 1)[1].strip() for line in open(trace)]
+        want = ["c1 open", "c1 > NOOP", "c1 > EPSV", "c1.d1 open", "c1 > RETR", "c1.d1 closed", "c1 > PASV",
+                "c1.d2 open", "c1 > QUIT", "c1 closed"]
+        check("trace", all(w in events for w in want) and events.count("c1 > NOOP") == 4,
+              "%d events: %s" % (len(events), ", ".join(events[:4]) + ", ..."))
     finally:
         if proxy.poll() is None:
             proxy.kill()
