@@ -14,7 +14,11 @@ Passive data connections go through it too: every `227` (PASV) and `229` (EPSV) 
 rewritten to name a port of the proxy (one listener per reply, from --data-ports), which relays
 to the server's passive port with the same delays. A new connection (control or data) costs one
 RTT more, as a TCP handshake does: the proxy waits RTT after it accepted before it connects on,
-and reads nothing from the client until then.
+and reads nothing from the client until then; and nothing from the server reaches the client
+sooner than 2 RTT after the connect (the handshake and the way back of the server's first bytes:
+on a real link the server has the connection when the client's ACK arrives, 1.5 RTT after the
+SYN). The client's connect() itself returns at once, as on loopback; with this bound, a client
+that waits for it before sending its command gains nothing over one that does not.
 
 Not modelled: bandwidth (the link is as fast as the proxy can copy) and slow start. A
 connection holds at most --window bytes in flight per direction (default 4 MiB, about the
@@ -117,8 +121,9 @@ class DataPorts:
 class Direction:
     """One direction of a relayed connection: read, stamp, deliver at stamp + RTT/2."""
 
-    def __init__(self, conn, reader, writer, up):
+    def __init__(self, conn, reader, writer, up, not_before=0.0):
         self.conn, self.reader, self.writer, self.up = conn, reader, writer, up
+        self.not_before = not_before
         self.queue = asyncio.Queue()
         self.in_flight = 0
         self.room = asyncio.Event()
@@ -151,7 +156,7 @@ class Direction:
         try:
             while True:
                 due, data = await self.queue.get()
-                wait = due - loop.time()
+                wait = max(due, self.not_before) - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 if data is None:
@@ -231,6 +236,7 @@ class Connection:
         open_now[self.kind] += 1
         key = "max_%s_open" % self.kind
         counters[key] = max(counters[key], open_now[self.kind])
+        accepted = asyncio.get_running_loop().time()
         try:
             # The handshake's round trip: nothing is read from the client until it is over.
             await asyncio.sleep(args.rtt)
@@ -240,7 +246,11 @@ class Connection:
                 self.client_writer.transport.abort()
                 return
             up = Direction(self, self.client_reader, self.server_writer, True)
-            down = Direction(self, server_reader, self.client_writer, False)
+            # On a real link the server has the connection 1.5 round trips after the client's
+            # connect (SYN, SYN-ACK, ACK), so nothing it sends arrives before 2. Here the
+            # client's connect returns at once, and a client that waits for it before sending
+            # the command for this connection would otherwise gain half a round trip.
+            down = Direction(self, server_reader, self.client_writer, False, accepted + 2 * args.rtt)
             await asyncio.gather(up.read_side(), up.write_side(), down.read_side(), down.write_side())
         finally:
             trace(self.name, "closed")
