@@ -3,6 +3,7 @@
 # (--transfers 4), against the test servers of Tests/Fixtures/ftp-servers. See bench/README.md.
 #
 #   bench/ftp.sh [-n N] [--servers LIST] [--trees LIST] [--tools LIST] [--files N] [--tmpfs] [--rtt MS]
+#                [--noop-only]
 #
 #   -n N            repetitions (default 3); medians are reported
 #   --servers LIST  of vsftpd,proftpd,vsftpd-skew,proftpd-skew (default vsftpd,proftpd,vsftpd-skew)
@@ -19,6 +20,10 @@
 #                   milliseconds of round-trip time, and report per run the proxy's counts:
 #                   control connections, command lines, turns and data connections
 #                   (see bench/LATENCY.md)
+#   --noop-only     no transfers: put the tree on the server's disk and in the local folder
+#                   (cp -a: same sizes and times), run each direction twice (up-warm, up-noop,
+#                   down-warm, down-noop) and time both: a no-op without the first upload's and
+#                   download's wait, for the long round trips
 #
 # Each repetition, per server, tree and tool: a fresh copy of the tree; upload into an empty
 # folder (up-first), again (up-noop), rewrite 1% of the files with new content of the same size
@@ -36,7 +41,8 @@
 # default 1800; a run killed by it counts as failed, exit 124). The servers run with
 # PLUGSYNC_FTP_PORT_BASE=2127 (ports 2128-2130…) and state in /tmp/plugsync-bench-ftp, apart from
 # the tests' servers (both overridable). With --rtt the proxy listens on BENCH_PROXY_PORT (default
-# 30010) and takes its passive data ports from the 300 above it. No password is written to disk or put on a command line (env vars only).
+# 30010) and takes its passive data ports from the 300 above it; BENCH_TRACE=1 keeps its trace
+# (every connection and command line, timed) beside the results. No password is written to disk or put on a command line (env vars only).
 set -euo pipefail
 export LC_ALL=C
 
@@ -51,7 +57,7 @@ usage() { sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 die() { echo "bench: $*" >&2; exit 2; }
 
 reps=3; servers=vsftpd,proftpd,vsftpd-skew; trees=small,mixed; only=""; files=10000
-tmpfs=no; rtt=""
+tmpfs=no; rtt=""; noop_only=no
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) [ $# -ge 2 ] || die "-n needs a number"; reps=$2; shift 2 ;;
@@ -60,6 +66,7 @@ while [ $# -gt 0 ]; do
     --tools) [ $# -ge 2 ] || die "--tools needs a list"; only=$2; shift 2 ;;
     --files) [ $# -ge 2 ] || die "--files needs a number"; files=$2; shift 2 ;;
     --tmpfs) tmpfs=yes; shift ;;
+    --noop-only) noop_only=yes; shift ;;
     --rtt) [ $# -ge 2 ] || die "--rtt needs milliseconds"; rtt=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -142,6 +149,7 @@ start_proxy() {  # in front of 127.0.0.1:$PORT; sets TPORT, the port the tools u
   [ -n "$rtt" ] || return 0
   python3 "$BENCH/latency-proxy.py" --listen "$PROXY_PORT" --upstream "$PORT" --rtt "$rtt" \
     --data-ports "$((PROXY_PORT + 1))-$((PROXY_PORT + 300))" --counters "$PROXY_COUNTERS" \
+    ${BENCH_TRACE:+--trace "$RUN/proxy-trace-$server.txt"} \
     2>>"$LOG" </dev/null &
   PROXY_PID=$!
   local _
@@ -309,6 +317,17 @@ for server in "${SERVERS[@]}"; do
         cp -a "$pristine" "$SRC"; mkdir -p "$DOWN" "$STATE/$tool"
         install -d -o "$FTP_USER" "$ROOT/$remote"
         [ "$tool" = plugsync ] && write_plugsync_config "$remote" "$SRC" "$DOWN"
+        if [ "$noop_only" = yes ]; then
+          cp -a "$pristine/." "$ROOT/$remote/"; chown -R "$FTP_USER:" "$ROOT/$remote"
+          run_one "$tname" "$server" up-warm "$rep" "$tool" up "$SRC" "$remote" 0
+          run_one "$tname" "$server" up-noop "$rep" "$tool" up "$SRC" "$remote" 0
+          SRC=$pristine
+          rm -rf "$DOWN"; cp -a "$pristine" "$DOWN"
+          run_one "$tname" "$server" down-warm "$rep" "$tool" down "$DOWN" ref 0
+          run_one "$tname" "$server" down-noop "$rep" "$tool" down "$DOWN" ref 0
+          rm -rf "$WORK/src-$tool" "$DOWN" "${ROOT:?}/$remote"
+          continue
+        fi
         run_one "$tname" "$server" up-first "$rep" "$tool" up "$SRC" "$remote" "$nfiles"
         run_one "$tname" "$server" up-noop "$rep" "$tool" up "$SRC" "$remote" 0
         got=$($GEN mutate "$SRC" --count "$change" --seed "$((SEED * 100 + rep))")
@@ -329,7 +348,7 @@ done
 
 out=$BENCH/results/ftp-$(date +%Y-%m-%d-%H%M%S).txt
 {
-  echo "# date=$(date -Iseconds) host=$(uname -n) cpus=$(nproc) reps=$reps servers=$servers trees=$trees tools=$only tmpfs=$tmpfs files=$files rtt_ms=${rtt:-0}"
+  echo "# date=$(date -Iseconds) host=$(uname -n) cpus=$(nproc) reps=$reps servers=$servers trees=$trees tools=$only tmpfs=$tmpfs files=$files rtt_ms=${rtt:-0} noop_only=$noop_only"
   echo "# loadavg_before=$load_before loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# lftp=$(lftp --version 2>/dev/null | head -n 1) rclone=$(rclone version 2>/dev/null | head -n 1)"
   echo "# plugsync=$PLUGSYNC git=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none)"
@@ -345,6 +364,7 @@ $CHECK summary "$RAW" "$out"
 if [ -n "$rtt" ]; then
   echo; $CHECK verbs "$COUNTS" "$out"
   cp "$COUNTS" "${out%.txt}.counts.jsonl"
+  if [ -n "${BENCH_TRACE:-}" ]; then for s in "${SERVERS[@]}"; do cp "$RUN/proxy-trace-$s.txt" "${out%.txt}.trace-$s.txt"; done; fi
 fi
 echo
 echo "results: $out (raw runs: $RAW, tool output: $RUN/tools.log)"

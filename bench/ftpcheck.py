@@ -86,7 +86,7 @@ def compare(src, dst, skew):
     print(missing, content, extra, "%.0f" % pct)
 
 
-SCENARIOS = ["up-first", "up-noop", "up-1pct", "down-first", "down-noop"]
+SCENARIOS = ["up-first", "up-warm", "up-noop", "up-1pct", "down-first", "down-warm", "down-noop"]
 COUNT_FIELDS = ["logins", "cmds", "turns", "data"]
 
 
