@@ -27,14 +27,23 @@ def entries_from_list(lines):
         parts = line.split(None, 8)
         if len(parts) < 9 or parts[8] in (".", ".."):
             continue
-        out.append((parts[8], line.startswith("d")))
+        out.append((parts[8], line.lstrip().startswith("d")))
     return out
 
 
 def lister(host, port, user, password, mode, work, found, lock, pending, done):
+    try:
+        walk(host, port, user, password, mode, work, found, lock, pending, done)
+    except (OSError, ftplib.Error) as e:
+        found["error"] = "%s: %s" % (type(e).__name__, e)
+        done.set()
+
+
+def walk(host, port, user, password, mode, work, found, lock, pending, done):
     ftp = ftplib.FTP()
     ftp.connect(host, port, timeout=60)
     ftp.login(user, password)
+    ftp.voidcmd("TYPE I")
     while True:
         path = work.get()
         if path is None:
@@ -42,15 +51,28 @@ def lister(host, port, user, password, mode, work, found, lock, pending, done):
         if mode == "stat":
             reply = ftp.sendcmd("STAT " + path)
             items = entries_from_list(reply.splitlines()[1:-1])
-        elif mode == "list":
-            lines = []
-            ftp.retrlines("LIST " + path, lines.append)
-            items = entries_from_list(lines)
         else:
-            items = []
-            for name, facts in ftp.mlsd(path, ["type"]):
-                if facts.get("type") in ("file", "dir"):
-                    items.append((name, facts["type"] == "dir"))
+            # PASV, connect, the command; its data; the 226 (ftplib's retrlines would send a
+            # TYPE before each: one round trip more per folder than a client needs).
+            conn = ftp.transfercmd(("LIST " if mode == "list" else "MLSD ") + path)
+            chunks = []
+            while True:
+                b = conn.recv(65536)
+                if not b:
+                    break
+                chunks.append(b)
+            conn.close()
+            ftp.voidresp()
+            lines = b"".join(chunks).decode("utf-8", "surrogateescape").splitlines()
+            if mode == "list":
+                items = entries_from_list(lines)
+            else:
+                items = []
+                for line in lines:
+                    facts, _, name = line.partition(" ")
+                    kind = [f.split("=", 1)[1].lower() for f in facts.split(";") if f.lower().startswith("type=")]
+                    if kind and kind[0] in ("file", "dir"):
+                        items.append((name, kind[0] == "dir"))
         with lock:
             for name, is_dir in items:
                 if is_dir:
@@ -83,12 +105,14 @@ def main():
     found, pending = {"folders": 1, "files": 0}, [1]
     t0 = time.monotonic()
     work.put(a.root)
-    threads = [threading.Thread(target=lister, args=(a.host, a.port, user, password, a.mode, work, found, lock,
+    threads = [threading.Thread(daemon=True, target=lister, args=(a.host, a.port, user, password, a.mode, work, found, lock,
                                                      pending, done)) for _ in range(a.connections)]
     for t in threads:
         t.start()
     done.wait()
     elapsed = time.monotonic() - t0
+    if "error" in found:
+        sys.exit("listing-floor: " + found["error"])
     for _ in threads:
         work.put(None)
     for t in threads:
