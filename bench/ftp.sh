@@ -53,7 +53,7 @@ CHECK="python3 $BENCH/ftpcheck.py"
 GEN="python3 $BENCH/gentree.py"
 GEN_VERSION=1
 
-usage() { sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 die() { echo "bench: $*" >&2; exit 2; }
 
 reps=3; servers=vsftpd,proftpd,vsftpd-skew; trees=small,mixed; only=""; files=10000
