@@ -12,8 +12,16 @@
                                   (+SKEW, the server's clock offset, for a server folder) equals
                                   SRC's to the second.
   summary RAW OUT                 print the table of medians and ratios; write it to OUT too.
+  counters BEFORE AFTER JSONL TREE SERVER SCENARIO REP TOOL
+                                  the latency proxy's counts between two of its dumps: prints
+                                  "logins cmds turns data" (tab-separated) and appends the run's
+                                  counts, with command lines per verb and the two dumps' numbers
+                                  (the run's span in the proxy's trace), to JSONL.
+  verbs JSONL OUT                 print the command lines per verb (medians per run) of the
+                                  no-op runs in JSONL; append the table to OUT.
 """
 import filecmp
+import json
 import os
 import re
 import statistics
@@ -78,7 +86,54 @@ def compare(src, dst, skew):
     print(missing, content, extra, "%.0f" % pct)
 
 
-SCENARIOS = ["up-first", "up-noop", "up-1pct", "down-first", "down-noop"]
+SCENARIOS = ["up-first", "up-warm", "up-noop", "up-1pct", "down-first", "down-warm", "down-noop"]
+COUNT_FIELDS = ["logins", "cmds", "turns", "data"]
+
+
+def counters(before, after, jsonl, tree, server, scenario, rep, tool):
+    with open(before) as fh:
+        a = json.load(fh)
+    with open(after) as fh:
+        b = json.load(fh)
+    d = {k: b[k] - a.get(k, 0) for k in b if isinstance(b[k], int) and not k.startswith("max_")}
+    verbs = {v: n - a["verbs"].get(v, 0) for v, n in b["verbs"].items() if n - a["verbs"].get(v, 0)}
+    run = dict(tree=tree, server=server, scenario=scenario, rep=int(rep), tool=tool,
+               logins=d["control_connections"], cmds=d["commands"], turns=d["turns"], data=d["data_connections"],
+               control_bytes=d["control_bytes_up"] + d["control_bytes_down"],
+               data_bytes=d["data_bytes_up"] + d["data_bytes_down"], verbs=verbs,
+               dumps=[a["dumps"], b["dumps"]])
+    with open(jsonl, "a") as fh:
+        fh.write(json.dumps(run, sort_keys=True) + "\n")
+    print("\t".join(str(run[k]) for k in COUNT_FIELDS))
+
+
+def verbs(jsonl, out):
+    runs = [json.loads(line) for line in open(jsonl) if line.strip()]
+    lines = []
+    for sc in ("up-noop", "down-noop"):
+        rs = [r for r in runs if r["scenario"] == sc]
+        if not rs:
+            continue
+        names = sorted({v for r in rs for v in r["verbs"]}, key=lambda v: -sum(r["verbs"].get(v, 0) for r in rs))
+        keys = []
+        for r in rs:
+            k = (r["tree"], r["server"], r["tool"])
+            if k not in keys:
+                keys.append(k)
+        lines.append("command lines per run by verb, %s (medians over repetitions)" % sc)
+        lines.append("%-6s %-12s %-15s " % ("tree", "server", "tool") + " ".join("%6s" % v for v in names))
+        for k in sorted(keys):
+            group = [r for r in rs if (r["tree"], r["server"], r["tool"]) == k]
+            cells = []
+            for v in names:
+                m = statistics.median(r["verbs"].get(v, 0) for r in group)
+                cells.append("%6s" % ("%g" % m if m else "."))
+            lines.append("%-6s %-12s %-15s " % k + " ".join(cells))
+        lines.append("")
+    text = "\n".join(lines)
+    sys.stdout.write(text)
+    with open(out, "a") as fh:
+        fh.write("\n" + text)
 
 
 def summary(raw, out):
@@ -90,12 +145,14 @@ def summary(raw, out):
                 continue
             runs.append(dict(tree=f[0], server=f[1], scenario=f[2], rep=int(f[3]), tool=f[4], secs=float(f[5]),
                              rss=int(f[6]), rc=int(f[7]), xfers=int(f[8]), expected=int(f[9]), missed=int(f[10]),
-                             extra=int(f[11]), mtime=f[12] if len(f) > 12 else "-"))
+                             extra=int(f[11]), mtime=f[12] if len(f) > 12 else "-",
+                             counts=[int(x) for x in f[13:17]] if len(f) >= 17 else None))
+    with_counts = any(r["counts"] for r in runs)
     lines = []
     w = lines.append
-    w("%-6s %-12s %-10s %-9s %9s %8s %7s %14s %7s %6s %s" % (
+    w("%-6s %-12s %-10s %-14s %9s %8s %7s %14s %7s %6s%s" % (
         "tree", "server", "scenario", "tool", "median_s", "rss_MiB", "fails", "xfers(expect)", "missed", "mtime%",
-        "plugsync/best-peer"))
+        " %6s %6s %6s %6s" % tuple(COUNT_FIELDS) if with_counts else ""))
     keys = []
     for r in runs:
         k = (r["tree"], r["server"], r["scenario"])
@@ -120,9 +177,13 @@ def summary(raw, out):
             xtext = ("%d" % xs[0] if len(xs) == 1 else "%d-%d" % (xs[0], xs[-1])) + "(%d)" % rs[0]["expected"]
             missed = max(r["missed"] for r in rs)
             mt = "/".join(sorted(set(r["mtime"] for r in rs)))
-            w("%-6s %-12s %-10s %-9s %9s %8.1f %7s %14s %7d %6s %s" % (
+            cs = ""
+            if with_counts:
+                cs = "".join(" %6s" % ("%g" % statistics.median(r["counts"][i] for r in rs if r["counts"])
+                                       if any(r["counts"] for r in rs) else "-") for i in range(len(COUNT_FIELDS)))
+            w("%-6s %-12s %-10s %-14s %9s %8.1f %7s %14s %7d %6s%s" % (
                 k[0], k[1], k[2], t, "-" if m is None else "%.2f" % m, rss, "%d/%d" % (fails, len(rs)), xtext,
-                missed, mt, ""))
+                missed, mt, cs))
         if "plugsync" in med:
             # The best peer among those that missed nothing (a fast wrong answer is no yardstick).
             def correct(p):
@@ -143,4 +204,4 @@ def summary(raw, out):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"xfers": xfers, "compare": compare, "summary": summary}[cmd](*args)
+    {"xfers": xfers, "compare": compare, "summary": summary, "counters": counters, "verbs": verbs}[cmd](*args)
