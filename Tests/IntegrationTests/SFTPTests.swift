@@ -53,15 +53,19 @@ final class SFTPTests: IntegrationTestCase {
         try write("src/sub/b.txt", "beta, a little longer\n")
         try write("src/sub/deeper/with space.txt", "gamma\n")
         try write("src/empty", "")
+        try write("src/.plugsync-id", "laptop\n")
         try writeConfig(
             definition("up", source: ["  local: '\(path("src"))'"], destination: sftp(directory: folder + "/copy")),
             definition(
-                "down", source: sftp(directory: folder + "/copy", key: false),
-                destination: ["  local: '\(path("back"))'"]))
+                "down", source: sftp(directory: folder + "/copy", key: false) + ["  file_check: .plugsync-id=^laptop$"],
+                destination: ["  local: '\(path("back"))'"]),
+            definition(
+                "wrong-check", source: sftp(directory: folder + "/copy") + ["  file_check: .plugsync-id=^desktop$"],
+                destination: ["  local: '\(path("elsewhere"))'"]))
 
         let first = try run("up")
         XCTAssertEqual(first.status, 0, "\(first)")
-        XCTAssertEqual(first.actions("Uploading").count, 4, "\(first)")
+        XCTAssertEqual(first.actions("Uploading").count, 5, "\(first)")
         let remote = server.home + "/" + folder + "/copy"
         XCTAssertEqual(try String(contentsOfFile: remote + "/sub/deeper/with space.txt"), "gamma\n")
         var st = stat()
@@ -73,7 +77,7 @@ final class SFTPTests: IntegrationTestCase {
         XCTAssertEqual(second.status, 0, "\(second)")
         XCTAssertEqual(
             second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "a second run copies nothing\n\(second)")
-        XCTAssertEqual(second.actions.count, 4, "\(second)")
+        XCTAssertEqual(second.actions.count, 5, "\(second)")
 
         // A change and a deletion reach the server; nothing is left under a temporary name.
         try write("src/a.txt", "alpha, changed\n")
@@ -85,12 +89,20 @@ final class SFTPTests: IntegrationTestCase {
         let leftovers = try shell("find \(quote(remote)) -name '.plugsync-tmp-*'")
         XCTAssertEqual(leftovers.trimmingCharacters(in: .whitespacesAndNewlines), "")
 
-        // And back, logging in with the password this time.
+        // A File Check read from the server that does not hold refuses the run.
+        let refused = try run("wrong-check")
+        XCTAssertEqual(refused.status, 3, "\(refused)")
+        XCTAssertTrue(refused.stderr.contains("File Check of the source failed"), "\(refused)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("elsewhere/a.txt")), "\(refused)")
+
+        // And back, logging in with the password this time; the File Check holds, and its file
+        // is left out.
         let down = try run("down")
         XCTAssertEqual(down.status, 0, "\(down)")
         XCTAssertEqual(try String(contentsOfFile: path("back/a.txt")), "alpha, changed\n")
         XCTAssertEqual(try String(contentsOfFile: path("back/sub/deeper/with space.txt")), "gamma\n")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("back/empty"))).count, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("back/.plugsync-id")), "\(down)")
         let again = try run("down")
         XCTAssertEqual(again.status, 0, "\(again)")
         XCTAssertEqual(
