@@ -9,7 +9,8 @@ import SyncEngine
 /// into the errors the command line maps to exit codes.
 enum SFTPSettings {
     static func options(_ spec: SFTPSpec, role: String) throws -> SFTPOptions {
-        let home = getenv("HOME").map { String(cString: $0) } ?? ""
+        // The agent, started by systemd as root, has no HOME: the user's entry says where it is.
+        let home = getenv("HOME").map { String(cString: $0) } ?? homeFolder()
         func expanded(_ path: String) -> String { path.hasPrefix("~/") ? home + path.dropFirst(1) : path }
         let knownHosts = expanded(spec.knownHosts ?? "~/.ssh/known_hosts")
         var options = SFTPOptions(
@@ -33,6 +34,11 @@ enum SFTPSettings {
             options.connectTimeout = min(options.connectTimeout, seconds)
         }
         return options
+    }
+
+    private static func homeFolder() -> String {
+        guard let entry = getpwuid(geteuid()), let folder = entry.pointee.pw_dir else { return "" }
+        return String(cString: folder)
     }
 
     private static func currentUser() -> String {
