@@ -54,6 +54,7 @@ final class SFTPTests: IntegrationTestCase {
         try write("src/sub/deeper/with space.txt", "gamma\n")
         try write("src/empty", "")
         try write("src/.plugsync-id", "laptop\n")
+        try FileManager.default.createSymbolicLink(atPath: path("src/link"), withDestinationPath: "a.txt")
         try writeConfig(
             definition("up", source: ["  local: '\(path("src"))'"], destination: sftp(directory: folder + "/copy")),
             definition(
@@ -65,7 +66,8 @@ final class SFTPTests: IntegrationTestCase {
 
         let first = try run("up")
         XCTAssertEqual(first.status, 0, "\(first)")
-        XCTAssertEqual(first.actions("Uploading").count, 5, "\(first)")
+        XCTAssertEqual(first.actions("Uploading").count, 6, "five files and the link\n\(first)")
+        XCTAssertEqual(first.actions("Creating").count, 2, "\(first)")
         let remote = server.home + "/" + folder + "/copy"
         XCTAssertEqual(try String(contentsOfFile: remote + "/sub/deeper/with space.txt"), "gamma\n")
         var st = stat()
@@ -77,15 +79,21 @@ final class SFTPTests: IntegrationTestCase {
         XCTAssertEqual(second.status, 0, "\(second)")
         XCTAssertEqual(
             second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "a second run copies nothing\n\(second)")
-        XCTAssertEqual(second.actions.count, 5, "\(second)")
+        XCTAssertEqual(second.actions.count, 6, "\(second)")
 
-        // A change and a deletion reach the server; nothing is left under a temporary name.
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: remote + "/link"), "a.txt")
+
+        // A change, a link pointed elsewhere and a deletion reach the server; nothing is left
+        // under a temporary name.
         try write("src/a.txt", "alpha, changed\n")
+        try FileManager.default.removeItem(atPath: path("src/link"))
+        try FileManager.default.createSymbolicLink(atPath: path("src/link"), withDestinationPath: "sub/deeper")
         try FileManager.default.removeItem(atPath: path("src/sub/b.txt"))
         let third = try run("up")
         XCTAssertEqual(third.status, 0, "\(third)")
         XCTAssertEqual(try String(contentsOfFile: remote + "/a.txt"), "alpha, changed\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: remote + "/sub/b.txt"), "\(third)")
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: remote + "/link"), "sub/deeper")
         let leftovers = try shell("find \(quote(remote)) -name '.plugsync-tmp-*'")
         XCTAssertEqual(leftovers.trimmingCharacters(in: .whitespacesAndNewlines), "")
 
@@ -103,11 +111,12 @@ final class SFTPTests: IntegrationTestCase {
         XCTAssertEqual(try String(contentsOfFile: path("back/sub/deeper/with space.txt")), "gamma\n")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("back/empty"))).count, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("back/.plugsync-id")), "\(down)")
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: path("back/link")), "sub/deeper")
         let again = try run("down")
         XCTAssertEqual(again.status, 0, "\(again)")
         XCTAssertEqual(
             again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "a second run back copies nothing\n\(again)")
-        XCTAssertEqual(again.actions.count, 3, "\(again)")
+        XCTAssertEqual(again.actions.count, 4, "\(again)")
     }
 
     func testUnknownOrChangedHostKeyRefusesTheRun() throws {

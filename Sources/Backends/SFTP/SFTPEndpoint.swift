@@ -17,6 +17,7 @@ import SystemSupport
 /// of protocol version 3 (OpenSSH) renames onto no existing name: a replaced file is moved
 /// aside just before the rename (and put back if the rename fails), so for that instant
 /// neither version is under the name.
+/// Symbolic links are kept: made under the temporary name and renamed the same way.
 /// Host keys: the server's key must be in the known_hosts file; an unknown or changed key
 /// refuses the connection. Connections: a pool, one per worker, kept open for the whole run.
 public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
@@ -35,7 +36,7 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
 
     public var capabilities: EndpointCapabilities {
         EndpointCapabilities(
-            timePrecision: 1_000_000_000, setsModificationTimes: true, keepsModes: true, keepsSymlinks: false,
+            timePrecision: 1_000_000_000, setsModificationTimes: true, keepsModes: true, keepsSymlinks: true,
             isRemote: true)
     }
 
@@ -220,24 +221,33 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
                     }
                 }
             }
-        } catch let error as SFTPError where error.kind == .refused && error.message.contains("rename command failed") {
-            // Version 3 of the protocol renames onto no existing name: the old file is moved
-            // aside (under a temporary name), the new one renamed into place, the old one
-            // removed. Should the second rename fail, the old file is put back.
-            let quotedFinal = SFTPConnection.quoted(final)
-            let aside = SFTPConnection.quoted(absolute(asideName(for: path)))
-            do {
-                try pool.with {
-                    try $0.run(["rename \(quotedFinal) \(aside)", rename, "*rm \(aside)"], about: path)
-                }
-            } catch {
-                try? pool.with {
-                    try $0.run(["*rename \(aside) \(quotedFinal)", "*rm " + quotedTemporary], about: path)
-                }
-                throw error
-            }
+        } catch let error as SFTPError where Self.renameFailed(error) {
+            try replace(path, with: temporary)
         } catch {
             try? pool.with { try $0.run(["*rm " + quotedTemporary], about: path) }
+            throw error
+        }
+    }
+
+    private static func renameFailed(_ error: SFTPError) -> Bool {
+        error.kind == .refused && error.message.contains("rename command failed")
+    }
+
+    /// Puts `temporary` (from the login folder) in place of what is at `path`: version 3 of the
+    /// protocol renames onto no existing name, so the old entry is moved aside (under a
+    /// temporary name), the new one renamed into place, and the old one removed. Should the
+    /// second rename fail, the old entry is put back and the new one removed.
+    private func replace(_ path: FileName, with temporary: FileName) throws {
+        let final = SFTPConnection.quoted(absolute(path))
+        let quotedTemporary = SFTPConnection.quoted(temporary)
+        let aside = SFTPConnection.quoted(absolute(asideName(for: path)))
+        do {
+            try pool.with {
+                try $0.run(
+                    ["rename \(final) \(aside)", "rename \(quotedTemporary) \(final)", "*rm \(aside)"], about: path)
+            }
+        } catch {
+            try? pool.with { try $0.run(["*rename \(aside) \(final)", "*rm " + quotedTemporary], about: path) }
             throw error
         }
     }
@@ -267,7 +277,25 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
     }
 
     public func createSymlink(_ path: FileName, entry: Entry) throws {
-        throw Unsupported("\(display(path)): symbolic links are not kept on an SFTP server")
+        guard let target = entry.linkTarget, !target.isEmpty else {
+            throw SFTPError(.local, "\(display(path)): a symbolic link without a target")
+        }
+        let temporary = absolute(ListingFilter.temporaryName(for: path))
+        let quotedTemporary = SFTPConnection.quoted(temporary)
+        do {
+            try pool.with {
+                try $0.run(
+                    [
+                        "*rm \(quotedTemporary)", "symlink \(SFTPConnection.quoted(target)) \(quotedTemporary)",
+                        "rename \(quotedTemporary) \(SFTPConnection.quoted(absolute(path)))",
+                    ], about: path)
+            }
+        } catch let error as SFTPError where Self.renameFailed(error) {
+            try replace(path, with: temporary)
+        } catch {
+            try? pool.with { try $0.run(["*rm " + quotedTemporary], about: path) }
+            throw error
+        }
     }
 
     public func remove(_ path: FileName, kind: EntryKind) throws {
