@@ -165,15 +165,16 @@ public struct EndpointResolver {
                 path = root.isEmpty ? relative : String(relative.dropFirst(root.count + 1))
             }
             let place = endpoint.displayName + (endpoint.displayName.hasSuffix("/") ? "" : "/") + path
+            let content: [UInt8]
             do {
-                let content = try SFTPSettings.mapErrors(role: role) {
-                    try endpoint.contents(of: FileName(path), limit: FileCheck.contentLimit)
-                }
-                if let failure = check.contentFailure(content, where: place) {
-                    throw PreconditionError("File Check of the \(role) failed: \(failure)")
-                }
+                content = try endpoint.contents(of: FileName(path), limit: FileCheck.contentLimit)
             } catch let error as SFTPError where error.kind == .notFound {
                 throw PreconditionError("File Check of the \(role) failed: \(place): file not found")
+            } catch {
+                throw SFTPSettings.mapped(error, role: role)
+            }
+            if let failure = check.contentFailure(content, where: place) {
+                throw PreconditionError("File Check of the \(role) failed: \(failure)")
             }
             excluded.insert(FileName(path))
         }

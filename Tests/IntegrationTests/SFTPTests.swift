@@ -62,6 +62,9 @@ final class SFTPTests: IntegrationTestCase {
                 destination: ["  local: '\(path("back"))'"]),
             definition(
                 "wrong-check", source: sftp(directory: folder + "/copy") + ["  file_check: .plugsync-id=^desktop$"],
+                destination: ["  local: '\(path("elsewhere"))'"]),
+            definition(
+                "missing-check", source: sftp(directory: folder + "/copy") + ["  file_check: not-there=^x$"],
                 destination: ["  local: '\(path("elsewhere"))'"]))
 
         let first = try run("up")
@@ -102,6 +105,9 @@ final class SFTPTests: IntegrationTestCase {
         XCTAssertEqual(refused.status, 3, "\(refused)")
         XCTAssertTrue(refused.stderr.contains("File Check of the source failed"), "\(refused)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("elsewhere/a.txt")), "\(refused)")
+        let missing = try run("missing-check")
+        XCTAssertEqual(missing.status, 3, "\(missing)")
+        XCTAssertTrue(missing.stderr.contains("not-there: file not found"), "\(missing)")
 
         // And back, logging in with the password this time; the File Check holds, and its file
         // is left out.
