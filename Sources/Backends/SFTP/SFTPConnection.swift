@@ -126,13 +126,15 @@ final class SFTPConnection {
         return body
     }
 
-    /// The modification time (seconds) and size of `path`, from a stat of it.
-    func stat(_ path: FileName, what: String = "stat") throws -> (mtime: Int64, size: Int64) {
+    /// The modification time (seconds) and size of `path`, from a stat of it (the size where the
+    /// server gave one).
+    func stat(_ path: FileName, what: String = "stat") throws -> (mtime: Int64, size: Int64?) {
         begin(url(path, directory: false))
         ccurl_setopt_long(easy, CURLOPT_NOBODY, 1)
         ccurl_setopt_long(easy, CURLOPT_FILETIME, 1)
         try perform(what, path)
-        return (Int64(ccurl_filetime(easy)), Int64(max(0, ccurl_content_length(easy))))
+        let size = Int64(ccurl_content_length(easy))
+        return (Int64(ccurl_filetime(easy)), size >= 0 ? size : nil)
     }
 
     /// Downloads `path`, handing its bytes to `sink` as they come (false from it stops).

@@ -86,8 +86,9 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
             return listing
         }
         // The listing's times are to the minute: each entry's exact one is its own stat, asked
-        // on every connection of the pool at once.
-        var times = [Int64?](repeating: nil, count: paths.count)
+        // on every connection of the pool at once. A file's size is taken from there too: the
+        // listing is text the server words as it likes.
+        var times = [(mtime: Int64, size: Int64?)?](repeating: nil, count: paths.count)
         var failures: [Error] = []
         let queue = WorkQueue(count: paths.count)
         let lock = Lock()
@@ -96,7 +97,7 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
                 try pool.with { connection in
                     while let index = queue.next() {
                         do {
-                            let time = try connection.stat(absolute(paths[index])).mtime
+                            let time = try connection.stat(absolute(paths[index]))
                             lock.withLock { times[index] = time }
                         } catch let error as SFTPError where error.kind == .notFound {
                             continue  // gone since the listing: left out
@@ -110,7 +111,7 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
             }
         }
         listing.errors += failures
-        var known: [FileName: Int64] = [:]
+        var known: [FileName: (mtime: Int64, size: Int64?)] = [:]
         known.reserveCapacity(paths.count)
         for (path, time) in zip(paths, times) { if let time { known[path] = time } }
         // Entries gone since the listing, or whose time could not be read, are left out.
@@ -120,7 +121,9 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
             }
             for position in entries.indices where entries[position].kind != .symlink {
                 let path = folder.appending(entries[position].name)
-                entries[position].mtime = Timestamp(seconds: known[path]!)
+                let status = known[path]!
+                entries[position].mtime = Timestamp(seconds: status.mtime)
+                if entries[position].kind == .file { entries[position].size = status.size ?? entries[position].size }
                 if entries[position].children != nil { date(&entries[position].children!, path) }
             }
         }
