@@ -250,6 +250,8 @@ final class SFTPConnection {
             auth |= Int(CURLSSH_AUTH_PASSWORD) | Int(CURLSSH_AUTH_KEYBOARD)
             ccurl_setopt_string(easy, CURLOPT_PASSWORD, password)
         }
+        // The keys of a running ssh-agent too (SSH_AUTH_SOCK), as ssh tries them.
+        if getenv("SSH_AUTH_SOCK") != nil { auth |= Int(CURLSSH_AUTH_AGENT) }
         ccurl_setopt_long(easy, CURLOPT_SSH_AUTH_TYPES, auth == 0 ? Int(CURLSSH_AUTH_PUBLICKEY) : auth)
         ccurl_setopt_string(easy, CURLOPT_SSH_KNOWNHOSTS, options.knownHosts)
         ccurl_ssh_known_hosts_strict(easy, hostKeyMatch)
