@@ -4,7 +4,7 @@ import PackageDescription
 // Layers: each target depends only on the ones below it (docs/ARCHITECTURE.md).
 //   plugsync (CLI) -> PlugSync -> backends -> SyncEngine -> SystemSupport;
 //   the CLI imports PlugSync and SystemSupport only (PlugSync/EngineTypes.swift);
-//   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl;
+//   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl, SFTPBackend -> CCurl;
 //   PlugSync -> Devices -> CUdev, SystemSupport; C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
 let package = Package(
     name: "plugsync",
@@ -44,9 +44,12 @@ let package = Package(
             name: "FTPBackend", dependencies: ["SyncEngine", "SystemSupport", "CurlFTP"],
             path: "Sources/Backends/FTP/Endpoint"),
         .target(
+            name: "SFTPBackend", dependencies: ["SyncEngine", "SystemSupport", "CCurl"], path: "Sources/Backends/SFTP"),
+        .target(
             name: "PlugSync",
             dependencies: [
-                "SystemSupport", "SyncEngine", "LocalBackend", "FTPBackend", "CurlFTP", "Devices", "CSQLite", "CYAML",
+                "SystemSupport", "SyncEngine", "LocalBackend", "FTPBackend", "CurlFTP", "SFTPBackend", "Devices",
+                "CSQLite", "CYAML",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -80,7 +83,9 @@ let package = Package(
         .testTarget(name: "PlugSyncTests", dependencies: ["PlugSync"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["PlugSync", "SyncEngine", "LocalBackend", "FTPBackend", "CurlFTP", "TestSupport"]),
+            dependencies: [
+                "PlugSync", "SyncEngine", "LocalBackend", "FTPBackend", "CurlFTP", "SFTPBackend", "TestSupport",
+            ]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -54,6 +54,7 @@ public enum Location: Sendable, Equatable {
     case local(path: String)
     case device(DeviceSpec)
     case ftp(FTPSpec)
+    case sftp(SFTPSpec)
 
     public var isDevice: Bool {
         if case .device = self { return true }
@@ -65,12 +66,21 @@ public enum Location: Sendable, Equatable {
         return false
     }
 
+    /// A server (FTP or SFTP): logged in to, listed while the local side lists.
+    public var isRemote: Bool {
+        switch self {
+        case .ftp, .sftp: return true
+        case .local, .device: return false
+        }
+    }
+
     /// A one-line description for listings; never holds a password.
     public var summary: String {
         switch self {
         case .local(let path): return path
         case .device(let device): return device.summary
         case .ftp(let ftp): return ftp.summary
+        case .sftp(let sftp): return sftp.summary
         }
     }
 }
@@ -139,6 +149,31 @@ public struct FTPSpec: Sendable, Equatable {
         let user = username.map { "\($0)@" } ?? ""
         let port = port.map { ":\($0)" } ?? ""
         return "\(scheme)://\(user)\(host)\(port)/\(directory)"
+    }
+}
+
+/// A folder on an SSH server, through SFTP (SFTPBackend's SFTPEndpoint runs it).
+public struct SFTPSpec: Sendable, Equatable {
+    public var host: String
+    public var port: Int?
+    /// nil: the name of the user running plugsync.
+    public var username: String?
+    /// A password login (or the key's passphrase, with `keyFile`).
+    public var password: FTPSpec.Password = .none
+    /// The private key; nil tries ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
+    public var keyFile: String?
+    /// nil: ~/.ssh/known_hosts.
+    public var knownHosts: String?
+    /// Relative to the login folder.
+    public var directory = ""
+
+    public init(host: String) { self.host = host }
+
+    public var summary: String {
+        let user = username.map { "\($0)@" } ?? ""
+        let server = host.contains(":") ? "[\(host)]" : host
+        let port = port.map { ":\($0)" } ?? ""
+        return "sftp://\(user)\(server)\(port)/\(directory)"
     }
 }
 

@@ -115,8 +115,13 @@ public struct DefinitionsFile: Sendable {
         var passwordFiles: [String] = []
         for definition in definitions {
             for endpoint in [definition.source, definition.destination] {
-                guard case .ftp(let ftp) = endpoint.location else { continue }
-                switch ftp.password {
+                let password: FTPSpec.Password
+                switch endpoint.location {
+                case .ftp(let ftp): password = ftp.password
+                case .sftp(let sftp): password = sftp.password
+                default: continue
+                }
+                switch password {
                 case .literal: holdsPassword = true
                 case .file(let file) where !passwordFiles.contains(file): passwordFiles.append(file)
                 default: break
@@ -298,6 +303,21 @@ public enum DefinitionEmitter {
                 if !ftp.passive { add(2, "passive", "false") }
                 if case .seconds(let seconds) = ftp.clockDiff { add(2, "clock_diff", "\(seconds)") }
                 add(2, "ca_file", ftp.caFile.map(scalar))
+            case .sftp(let sftp):
+                add(1, "sftp", "")
+                out[out.count - 1].removeLast()
+                let host = sftp.host.contains(":") ? "[\(sftp.host)]" : sftp.host
+                add(2, "server", scalar(host + (sftp.port.map { ":\($0)" } ?? "")))
+                add(2, "username", sftp.username.map(scalar))
+                switch sftp.password {
+                case .literal(let secret): add(2, "password", scalar(secret))
+                case .file(let file): add(2, "password_file", scalar(file))
+                case .environment(let name): add(2, "password_env", scalar(name))
+                case .none, .netrc: break
+                }
+                add(2, "key_file", sftp.keyFile.map(scalar))
+                add(2, "known_hosts", sftp.knownHosts.map(scalar))
+                if !sftp.directory.isEmpty { add(2, "directory", scalar(sftp.directory)) }
             }
             add(1, "file_check", endpoint.fileCheck.map { scalar($0.description) })
         }

@@ -125,7 +125,7 @@ struct DefinitionsParser {
 
     func parseEndpoint(_ node: Node, field: String) throws -> EndpointSpec {
         guard case .mapping(let map) = node.kind else {
-            throw error(node, field, "must be a mapping with one of local, device, ftp, ftps")
+            throw error(node, field, "must be a mapping with one of local, device, ftp, ftps, sftp")
         }
         let fields = try Fields(map, prefix: field + ".", parser: self)
         var fileCheck: FileCheck?
@@ -134,12 +134,12 @@ struct DefinitionsParser {
                 throw fields.invalid("file_check", "\"\(check)\" \(error)")
             }
         }
-        let kinds = ["local", "device", "ftp", "ftps"].filter { fields.node($0) != nil }
+        let kinds = ["local", "device", "ftp", "ftps", "sftp"].filter { fields.node($0) != nil }
         guard kinds.count == 1 else {
             throw error(
                 node, field,
                 kinds.isEmpty
-                    ? "missing endpoint: give one of local, device, ftp, ftps"
+                    ? "missing endpoint: give one of local, device, ftp, ftps, sftp"
                     : "has both \(kinds[0]) and \(kinds[1]); give exactly one")
         }
         let location: Location
@@ -153,11 +153,13 @@ struct DefinitionsParser {
             location = .local(path: path)
         case "device":
             location = .device(try parseDevice(fields.node("device")!, field: field + ".device", fileCheck: fileCheck))
+        case "sftp":
+            location = .sftp(try parseSFTP(fields.node("sftp")!, field: field + ".sftp"))
         default:
             location = .ftp(
                 try parseFTP(fields.node(kinds[0])!, field: field + "." + kinds[0], secure: kinds[0] == "ftps"))
         }
-        try fields.finish(allowed: ["local", "device", "ftp", "ftps", "file_check"])
+        try fields.finish(allowed: ["local", "device", "ftp", "ftps", "sftp", "file_check"])
         return EndpointSpec(location, fileCheck: fileCheck)
     }
 
@@ -202,34 +204,11 @@ struct DefinitionsParser {
             throw error(node, field, "must be a mapping (server, username, password…, directory)")
         }
         let fields = try Fields(map, prefix: field + ".", parser: self)
-        guard let server = try fields.string("server") else { throw fields.missing("server", in: node) }
-        var hostPart = Substring(server)
-        var port: Int?
-        if let colon = server.lastIndex(of: ":"), !server.hasSuffix("]") {
-            guard let value = Int(server[server.index(after: colon)...]), (1...65535).contains(value) else {
-                throw fields.invalid("server", "\"\(server)\" has a bad port")
-            }
-            port = value
-            hostPart = server[..<colon]
-        }
-        guard !hostPart.isEmpty, !hostPart.contains("/") else {
-            throw fields.invalid("server", "\"\(server)\" is not host[:port]")
-        }
-        var ftp = FTPSpec(host: String(hostPart))
+        let (host, port) = try parseServer(node, fields)
+        var ftp = FTPSpec(host: host)
         ftp.port = port
         ftp.username = try fields.string("username")
-        let sources = ["password", "password_file", "password_env"].filter { fields.node($0) != nil }
-        if sources.count > 1 {
-            throw fields.invalid(sources[1], "give only one of password, password_file, password_env")
-        }
-        if let password = try fields.string("password") { ftp.password = .literal(password) }
-        if let file = try fields.string("password_file") {
-            guard file.hasPrefix("/") else {
-                throw fields.invalid("password_file", "\"\(file)\" must be an absolute path")
-            }
-            ftp.password = .file(file)
-        }
-        if let variable = try fields.string("password_env") { ftp.password = .environment(variable) }
+        if let password = try parsePassword(fields) { ftp.password = password }
         if let directory = try fields.string("directory") {
             ftp.directory = try relativeDirectory(directory, fields: fields, key: "directory")
         }
@@ -264,6 +243,69 @@ struct DefinitionsParser {
             "clock_diff", "ca_file",
         ])
         return ftp
+    }
+
+    /// `server: host[:port]` of a server endpoint.
+    func parseServer(_ node: Node, _ fields: Fields) throws -> (host: String, port: Int?) {
+        guard let server = try fields.string("server") else { throw fields.missing("server", in: node) }
+        var hostPart = Substring(server)
+        var port: Int?
+        if let colon = server.lastIndex(of: ":"), !server.hasSuffix("]") {
+            guard let value = Int(server[server.index(after: colon)...]), (1...65535).contains(value) else {
+                throw fields.invalid("server", "\"\(server)\" has a bad port")
+            }
+            port = value
+            hostPart = server[..<colon]
+        }
+        guard !hostPart.isEmpty, !hostPart.contains("/") else {
+            throw fields.invalid("server", "\"\(server)\" is not host[:port]")
+        }
+        return (String(hostPart), port)
+    }
+
+    /// One of `password`, `password_file`, `password_env` of a server endpoint, if given.
+    func parsePassword(_ fields: Fields) throws -> FTPSpec.Password? {
+        let sources = ["password", "password_file", "password_env"].filter { fields.node($0) != nil }
+        if sources.count > 1 {
+            throw fields.invalid(sources[1], "give only one of password, password_file, password_env")
+        }
+        if let password = try fields.string("password") { return .literal(password) }
+        if let file = try fields.string("password_file") {
+            guard file.hasPrefix("/") else {
+                throw fields.invalid("password_file", "\"\(file)\" must be an absolute path")
+            }
+            return .file(file)
+        }
+        if let variable = try fields.string("password_env") { return .environment(variable) }
+        return nil
+    }
+
+    func parseSFTP(_ node: Node, field: String) throws -> SFTPSpec {
+        guard case .mapping(let map) = node.kind else {
+            throw error(node, field, "must be a mapping (server, username, key_file or password…, directory)")
+        }
+        let fields = try Fields(map, prefix: field + ".", parser: self)
+        var (host, port) = try parseServer(node, fields)
+        // An IPv6 address is kept without its brackets (they are put back where needed).
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        var sftp = SFTPSpec(host: host)
+        sftp.port = port
+        sftp.username = try fields.string("username")
+        if let password = try parsePassword(fields) { sftp.password = password }
+        for key in ["key_file", "known_hosts"] {
+            guard let path = try fields.string(key) else { continue }
+            guard path.hasPrefix("/") || path.hasPrefix("~/") else {
+                throw fields.invalid(key, "\"\(path)\" must be an absolute path (or start with ~/)")
+            }
+            if key == "key_file" { sftp.keyFile = path } else { sftp.knownHosts = path }
+        }
+        if let directory = try fields.string("directory") {
+            sftp.directory = try relativeDirectory(directory, fields: fields, key: "directory")
+        }
+        try fields.finish(allowed: [
+            "server", "username", "password", "password_file", "password_env", "key_file", "known_hosts", "directory",
+        ])
+        return sftp
     }
 
     func parseRule(_ node: Node, field: String) throws -> ScheduleRule {

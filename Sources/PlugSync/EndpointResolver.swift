@@ -2,6 +2,7 @@ import CurlFTP
 import Devices
 import FTPBackend
 import LocalBackend
+import SFTPBackend
 import SyncEngine
 import SystemSupport
 
@@ -140,7 +141,44 @@ public struct EndpointResolver {
                 excluded.insert(FileName(path))
             }
             return ResolvedEndpoint(endpoint: endpoint, root: ftp.summary, excluded: excluded)
+        case .sftp(let sftp):
+            return try resolveSFTP(sftp, fileCheck: spec.fileCheck, role: role, connections: connections)
         }
+    }
+
+    private func resolveSFTP(_ sftp: SFTPSpec, fileCheck: FileCheck?, role: String, connections: Int) throws
+        -> ResolvedEndpoint
+    {
+        let endpoint = SFTPEndpoint(
+            options: try SFTPSettings.options(sftp, role: role), directory: sftp.directory, connections: connections)
+        try SFTPSettings.mapErrors(role: role) { try endpoint.connect() }
+        var excluded: Set<FileName> = []
+        if let check = fileCheck {
+            // As on an FTP server: an absolute check path starts at the login folder.
+            let relative = FileCheck.components(of: check.path).joined(separator: "/")
+            let root = FileCheck.components(of: sftp.directory).joined(separator: "/")
+            var path = relative
+            if check.path.hasPrefix("/") {
+                guard root.isEmpty || relative.hasPrefix(root + "/") else {
+                    throw UsageError("the \(role)'s file_check \(check.path) must lie inside its directory /\(root)")
+                }
+                path = root.isEmpty ? relative : String(relative.dropFirst(root.count + 1))
+            }
+            let place = endpoint.displayName + (endpoint.displayName.hasSuffix("/") ? "" : "/") + path
+            let content: [UInt8]
+            do {
+                content = try endpoint.contents(of: FileName(path), limit: FileCheck.contentLimit)
+            } catch let error as SFTPError where error.kind == .notFound {
+                throw PreconditionError("File Check of the \(role) failed: \(place): file not found")
+            } catch {
+                throw SFTPSettings.mapped(error, role: role)
+            }
+            if let failure = check.contentFailure(content, where: place) {
+                throw PreconditionError("File Check of the \(role) failed: \(failure)")
+            }
+            excluded.insert(FileName(path))
+        }
+        return ResolvedEndpoint(endpoint: endpoint, root: sftp.summary, excluded: excluded)
     }
 
     static let lostAndFound = FileName("lost+found")

@@ -2,8 +2,10 @@
 ///
 /// Endpoints: `/abs/path` (local); `device:label=X,uuid=Y,serial=Z,directory=a/b,mount=auto`;
 /// `ftp://user@host:port/dir` or `ftps://…` (the password from ~/.netrc, or set
-/// `password_file` in the file). Schedule rules: `mon,tue,fri at 18:30`,
-/// `sat every 2h between 08:00-20:00`, `daily every 30m`, `1,15 at 03:00` (days of the month).
+/// `password_file` in the file); `sftp://user@host:port/dir` (a directory relative to the login
+/// folder; the user's SSH key, or set `key_file` or a password in the file). Schedule rules:
+/// `mon,tue,fri at 18:30`, `sat every 2h between 08:00-20:00`, `daily every 30m`, `1,15 at 03:00`
+/// (days of the month).
 public enum EndpointSyntax {
     public static func parseLocation(_ text: String) throws -> Location {
         if text.hasPrefix("/") { return .local(path: text) }
@@ -28,6 +30,14 @@ public enum EndpointSyntax {
                 }
             }
             return .device(device)
+        }
+        if text.hasPrefix("sftp://") {
+            let (user, host, port, directory) = try parseServerURL(text, scheme: "sftp://")
+            var sftp = SFTPSpec(host: host)
+            sftp.port = port
+            sftp.username = user
+            sftp.directory = directory
+            return .sftp(sftp)
         }
         for scheme in ["ftp://", "ftps://"] where text.hasPrefix(scheme) {
             var rest = Substring(text.dropFirst(scheme.count))
@@ -57,7 +67,39 @@ public enum EndpointSyntax {
             return .ftp(ftp)
         }
         throw UsageError(
-            "\"\(text)\" is not an endpoint: give /absolute/path, device:label=…,directory=…, or ftp://user@host/dir")
+            "\"\(text)\" is not an endpoint: give /absolute/path, device:label=…,directory=…, ftp://user@host/dir or sftp://user@host/dir"
+        )
+    }
+
+    /// `user@host:port/dir` after the scheme; a password in it is refused without echoing it.
+    static func parseServerURL(_ text: String, scheme: String) throws -> (
+        user: String?, host: String, port: Int?, directory: String
+    ) {
+        var rest = Substring(text.dropFirst(scheme.count))
+        var username: String?
+        if let at = rest.lastIndex(of: "@") {
+            username = String(rest[..<at])
+            rest = rest[rest.index(after: at)...]
+            if username!.contains(":") {
+                throw UsageError(
+                    "\(scheme)\(username!.prefix { $0 != ":" }):…@\(rest): a password in the URL would show in ps and the shell history; set key_file, password_file or password_env in the definitions file"
+                )
+            }
+        }
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        var host = String(rest[..<slash])
+        var port: Int?
+        if let colon = host.lastIndex(of: ":"), !host.hasSuffix("]") {
+            guard let value = Int(host[host.index(after: colon)...]), (1...65535).contains(value) else {
+                throw UsageError("\"\(text)\" has a bad port")
+            }
+            port = value
+            host = String(host[..<colon])
+        }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.isEmpty { throw UsageError("\"\(text)\" has no host") }
+        if username?.isEmpty == true { username = nil }
+        return (username, host, port, rest[slash...].split(separator: "/").joined(separator: "/"))
     }
 
     public static func parseRule(_ text: String) throws -> ScheduleRule {

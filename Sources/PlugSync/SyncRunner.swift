@@ -160,7 +160,7 @@ public final class SyncRunner {
     /// first login does not wait for the loader: call it as soon as the definitions are known
     /// (`run` calls it too, for the agent's runs; a library loads once).
     public static func loadLibraries(for definitions: [Definition]) {
-        if definitions.contains(where: { $0.source.location.isFTP || $0.destination.location.isFTP }) {
+        if definitions.contains(where: { $0.source.location.isRemote || $0.destination.location.isRemote }) {
             FTPConnection.loadLibraryInBackground()
         }
     }
@@ -205,8 +205,8 @@ public final class SyncRunner {
         // (`SyncJob.startListing`). Nothing here writes: a safety rail that stops the run leaves
         // nothing done.
         let localIndex: Int? =
-            definition.source.location.isFTP == definition.destination.location.isFTP
-            ? nil : definition.source.location.isFTP ? 1 : 0
+            definition.source.location.isRemote == definition.destination.location.isRemote
+            ? nil : definition.source.location.isRemote ? 1 : 0
         var sourceResult: Result<ResolvedEndpoint, Error>?
         var destinationResult: Result<ResolvedEndpoint, Error>?
         func resolve(_ index: Int) -> Result<ResolvedEndpoint, Error> {
@@ -264,7 +264,7 @@ public final class SyncRunner {
             SyncSide(
                 endpoint: resolved.endpoint, excluded: resolved.excluded, isDrive: resolved.drive != nil,
                 memoryFile: spec.location.isFTP ? memoryFolder + "/" + definition.name + "." + role : nil,
-                translate: { FTPSettings.mapped($0, role: role) })
+                translate: { SFTPSettings.mapped(FTPSettings.mapped($0, role: role), role: role) })
         }
         return try job.run(
             source: side(source, definition.source, "source"),

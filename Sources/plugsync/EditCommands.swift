@@ -6,7 +6,8 @@ struct DefinitionFlags: ParsableArguments {
     @Option(help: "Free text shown in listings.") var description: String?
     @Option(help: "Group for 'run --group'.") var group: String?
     @Option(help: "mirror or backup.") var type: String?
-    @Option(help: "Source endpoint: /path, device:label=…,directory=…, or ftp://user@host/dir.") var source: String?
+    @Option(help: "Source endpoint: /path, device:label=…,directory=…, ftp://user@host/dir or sftp://user@host/dir.")
+    var source: String?
     @Option(help: "Destination endpoint, same forms as --source.") var destination: String?
     @Option(name: .customLong("source-check"), help: "File Check on the source: path[=regex].") var sourceCheck: String?
     @Option(name: .customLong("destination-check"), help: "File Check on the destination: path[=regex].")

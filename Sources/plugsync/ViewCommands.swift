@@ -38,6 +38,10 @@ struct Show: ParsableCommand {
                     ftp.password = .literal("********")
                     definition[keyPath: keyPath].location = .ftp(ftp)
                 }
+                if case .sftp(var sftp) = definition[keyPath: keyPath].location, case .literal = sftp.password {
+                    sftp.password = .literal("********")
+                    definition[keyPath: keyPath].location = .sftp(sftp)
+                }
             }
             print(DefinitionEmitter.lines(for: definition, indent: 0).joined(separator: "\n"))
             if let next = definition.schedule.nextRun(after: Date()) {

@@ -3,6 +3,7 @@ import FTPBackend
 import Foundation
 import LocalBackend
 import PlugSync
+import SFTPBackend
 import SyncEngine
 import TestSupport
 import XCTest
@@ -12,7 +13,8 @@ import XCTest
 #endif
 
 /// One contract, every backend: the same checks through the `Endpoint` protocol alone, on a
-/// local folder, ext4, FAT (fusefat) and exFAT (exfat-fuse) loop drives, vsftpd and proftpd.
+/// local folder, ext4, FAT (fusefat) and exFAT (exfat-fuse) loop drives, vsftpd, proftpd and
+/// OpenSSH's SFTP server.
 /// Each check works in a fresh folder of the endpoint and reads back through the endpoint
 /// itself: list, put, get, replace, a replace that fails half-way (the old file stays whole
 /// under its name), delete, mkdir, rmdir of a non-empty folder (`notEmpty`), removing what is
@@ -43,6 +45,20 @@ final class EndpointConformanceTests: IntegrationTestCase {
 
     func testProftpd() throws {
         try check(server: "proftpd")
+    }
+
+    func testSFTP() throws {
+        let server = try SSHServer.start()
+        defer { server.stop() }
+        var options = SFTPOptions(
+            host: server.host, port: server.port, username: server.user, knownHosts: server.knownHosts)
+        options.keyFile = server.keyFile
+        let folder = "conformance-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { _ = try? shell("rm -rf \(quote(server.home + "/" + folder))") }
+        let endpoint = SFTPEndpoint(options: options, directory: folder + "/data", connections: 2)
+        defer { endpoint.disconnect() }
+        try endpoint.connect()
+        try check(endpoint, "sftp")
     }
 
     private func check(drive kind: String) throws {

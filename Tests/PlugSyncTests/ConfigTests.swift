@@ -283,11 +283,72 @@ final class ConfigTests: XCTestCase {
         ftp.clockDiff = .seconds(-3600)
         let second = Definition(
             name: "ftp", source: EndpointSpec(.local(path: "/x")), destination: EndpointSpec(.ftp(ftp)))
+        var sftp = SFTPSpec(host: "::1")
+        sftp.port = 2222
+        sftp.username = "u"
+        sftp.password = .file("/etc/pw")
+        sftp.keyFile = "~/.ssh/id_rsa"
+        sftp.knownHosts = "/k"
+        sftp.directory = "d/e"
+        let third = Definition(
+            name: "sftp", source: EndpointSpec(.sftp(sftp)), destination: EndpointSpec(.local(path: "/y")))
         var file = try parse("definitions:\n")
         try file.add(definition)
         try file.add(second)
+        try file.add(third)
         let reread = try parse(file.text)
-        XCTAssertEqual(reread.definitions, [definition, second])
+        XCTAssertEqual(reread.definitions, [definition, second, third])
+    }
+
+    func testSFTPEndpoint() throws {
+        let file = try parse(
+            minimal(
+                destination: """
+                    sftp:
+                            server: backup.example.com:2200
+                            username: ana
+                            key_file: ~/.ssh/id_ed25519
+                            known_hosts: /etc/plugsync/known_hosts
+                            directory: /backups/./laptop/
+                    """))
+        guard case .sftp(let sftp) = file.definitions[0].destination.location else { return XCTFail("not sftp") }
+        XCTAssertEqual(sftp.host, "backup.example.com")
+        XCTAssertEqual(sftp.port, 2200)
+        XCTAssertEqual(sftp.username, "ana")
+        XCTAssertEqual(sftp.keyFile, "~/.ssh/id_ed25519")
+        XCTAssertEqual(sftp.knownHosts, "/etc/plugsync/known_hosts")
+        XCTAssertEqual(sftp.directory, "backups/laptop")
+        XCTAssertEqual(sftp.password, .none)
+        XCTAssertEqual(sftp.summary, "sftp://ana@backup.example.com:2200/backups/laptop")
+        XCTAssertTrue(file.definitions[0].destination.location.isRemote)
+
+        // One line naming the file, the line and the field.
+        assertError(minimal(destination: "sftp: {username: a}"), line: 6, field: nil, contains: "server")
+        assertError(
+            minimal(destination: "sftp: {server: 'h:99999'}"), line: 6, field: nil, contains: "has a bad port")
+        assertError(
+            minimal(destination: "sftp: {server: h, key_file: id_rsa}"), line: 6, field: nil,
+            contains: "must be an absolute path (or start with ~/)")
+        assertError(
+            minimal(destination: "sftp: {server: h, password: a, password_env: B}"), line: 6, field: nil,
+            contains: "give only one of password, password_file, password_env")
+        assertError(
+            minimal(destination: "sftp: {server: h, tls: explicit}"), line: 6, field: nil, contains: "tls")
+        assertError(
+            minimal(destination: "sftp: {server: h, directory: ../up}"), line: 6, field: nil,
+            contains: "may not contain '..'")
+        assertError(
+            minimal(destination: "{sftp: {server: h}, ftp: {server: h}}"), line: 6, field: nil,
+            contains: "give exactly one")
+
+        guard case .sftp(let url) = try EndpointSyntax.parseLocation("sftp://ana@[::1]:2222/a/b/") else {
+            return XCTFail()
+        }
+        XCTAssertEqual([url.host, url.username, url.directory], ["::1", "ana", "a/b"])
+        XCTAssertEqual(url.port, 2222)
+        XCTAssertThrowsError(try EndpointSyntax.parseLocation("sftp://ana:secret@host/x")) { error in
+            XCTAssertFalse("\(error)".contains("secret"), "\(error)")
+        }
     }
 
     func testScheduleNextRunAcrossDaylightSaving() throws {

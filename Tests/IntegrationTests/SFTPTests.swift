@@ -1,0 +1,149 @@
+import Foundation
+import TestSupport
+import XCTest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `plugsync run` with an `sftp:` endpoint, against OpenSSH's sshd on 127.0.0.1
+/// (Tests/Fixtures/sshd-server): local to SFTP and back, a second run that copies nothing, and
+/// host keys that are unknown or changed.
+final class SFTPTests: IntegrationTestCase {
+    var server: SSHServer!
+    var folder = ""
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        server = try SSHServer.start()
+        folder = "sftp-it-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    override func tearDownWithError() throws {
+        if let server {
+            _ = try? shell("rm -rf \(quote(server.home + "/" + folder))")
+            server.stop()
+        }
+        server = nil
+        try super.tearDownWithError()
+    }
+
+    func sftp(directory: String, knownHosts: String? = nil, key: Bool = true) -> [String] {
+        var lines = [
+            "  sftp:", "    server: 127.0.0.1:\(server.port)", "    username: \(server.user)",
+            "    known_hosts: '\(knownHosts ?? server.knownHosts)'", "    directory: '\(directory)'",
+        ]
+        lines.append(key ? "    key_file: '\(server.keyFile)'" : "    password_env: PLUGSYNC_TEST_SFTP_PW")
+        return lines
+    }
+
+    func definition(_ name: String, source: [String], destination: [String]) -> String {
+        let lines =
+            ["  - name: \(name)", "    source:"] + source.map { "    " + $0 } + ["    destination:"]
+            + destination.map { "    " + $0 }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    func run(_ name: String) throws -> CommandResult {
+        try plugsync(arguments: ["run", name], environment: ["PLUGSYNC_TEST_SFTP_PW": server.password])
+    }
+
+    func testMirrorUpAndBack() throws {
+        try write("src/a.txt", "alpha\n", mode: 0o640, mtime: FileTime(1_600_000_000))
+        try write("src/sub/b.txt", "beta, a little longer\n")
+        try write("src/sub/deeper/with space.txt", "gamma\n")
+        try write("src/empty", "")
+        try write("src/.plugsync-id", "laptop\n")
+        try FileManager.default.createSymbolicLink(atPath: path("src/link"), withDestinationPath: "a.txt")
+        try writeConfig(
+            definition("up", source: ["  local: '\(path("src"))'"], destination: sftp(directory: folder + "/copy")),
+            definition(
+                "down", source: sftp(directory: folder + "/copy", key: false) + ["  file_check: .plugsync-id=^laptop$"],
+                destination: ["  local: '\(path("back"))'"]),
+            definition(
+                "wrong-check", source: sftp(directory: folder + "/copy") + ["  file_check: .plugsync-id=^desktop$"],
+                destination: ["  local: '\(path("elsewhere"))'"]),
+            definition(
+                "missing-check", source: sftp(directory: folder + "/copy") + ["  file_check: not-there=^x$"],
+                destination: ["  local: '\(path("elsewhere"))'"]))
+
+        let first = try run("up")
+        XCTAssertEqual(first.status, 0, "\(first)")
+        XCTAssertEqual(first.actions("Uploading").count, 6, "five files and the link\n\(first)")
+        XCTAssertEqual(first.actions("Creating").count, 2, "\(first)")
+        let remote = server.home + "/" + folder + "/copy"
+        XCTAssertEqual(try String(contentsOfFile: remote + "/sub/deeper/with space.txt"), "gamma\n")
+        var st = stat()
+        XCTAssertEqual(stat(remote + "/a.txt", &st), 0)
+        XCTAssertEqual(Int64(st.st_mtim.tv_sec), 1_600_000_000, "the file's time is kept")
+        XCTAssertEqual(st.st_mode & 0o777, 0o640, "the file's mode is kept")
+
+        let second = try run("up")
+        XCTAssertEqual(second.status, 0, "\(second)")
+        XCTAssertEqual(
+            second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "a second run copies nothing\n\(second)")
+        XCTAssertEqual(second.actions.count, 6, "\(second)")
+
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: remote + "/link"), "a.txt")
+
+        // A change, a link pointed elsewhere and a deletion reach the server; nothing is left
+        // under a temporary name.
+        try write("src/a.txt", "alpha, changed\n")
+        try FileManager.default.removeItem(atPath: path("src/link"))
+        try FileManager.default.createSymbolicLink(atPath: path("src/link"), withDestinationPath: "sub/deeper")
+        try FileManager.default.removeItem(atPath: path("src/sub/b.txt"))
+        let third = try run("up")
+        XCTAssertEqual(third.status, 0, "\(third)")
+        XCTAssertEqual(try String(contentsOfFile: remote + "/a.txt"), "alpha, changed\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: remote + "/sub/b.txt"), "\(third)")
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: remote + "/link"), "sub/deeper")
+        let leftovers = try shell("find \(quote(remote)) -name '.plugsync-tmp-*'")
+        XCTAssertEqual(leftovers.trimmingCharacters(in: .whitespacesAndNewlines), "")
+
+        // A File Check read from the server that does not hold refuses the run.
+        let refused = try run("wrong-check")
+        XCTAssertEqual(refused.status, 3, "\(refused)")
+        XCTAssertTrue(refused.stderr.contains("File Check of the source failed"), "\(refused)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("elsewhere/a.txt")), "\(refused)")
+        let missing = try run("missing-check")
+        XCTAssertEqual(missing.status, 3, "\(missing)")
+        XCTAssertTrue(missing.stderr.contains("not-there: file not found"), "\(missing)")
+
+        // And back, logging in with the password this time; the File Check holds, and its file
+        // is left out.
+        let down = try run("down")
+        XCTAssertEqual(down.status, 0, "\(down)")
+        XCTAssertEqual(try String(contentsOfFile: path("back/a.txt")), "alpha, changed\n")
+        XCTAssertEqual(try String(contentsOfFile: path("back/sub/deeper/with space.txt")), "gamma\n")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("back/empty"))).count, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("back/.plugsync-id")), "\(down)")
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: path("back/link")), "sub/deeper")
+        let again = try run("down")
+        XCTAssertEqual(again.status, 0, "\(again)")
+        XCTAssertEqual(
+            again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "a second run back copies nothing\n\(again)")
+        XCTAssertEqual(again.actions.count, 4, "\(again)")
+    }
+
+    func testUnknownOrChangedHostKeyRefusesTheRun() throws {
+        try write("src/a.txt", "alpha\n")
+        let empty = path("known_hosts.empty")
+        try "".write(toFile: empty, atomically: true, encoding: .utf8)
+        try writeConfig(
+            definition(
+                "unknown", source: ["  local: '\(path("src"))'"],
+                destination: sftp(directory: folder, knownHosts: empty)),
+            definition(
+                "changed", source: ["  local: '\(path("src"))'"],
+                destination: sftp(directory: folder, knownHosts: server.knownHosts + ".changed")))
+        for (name, words) in [("unknown", "is not in"), ("changed", "is not the one")] {
+            let result = try run(name)
+            XCTAssertEqual(result.status, 2, "\(result)")
+            let lines = result.stderrLines.filter { $0.contains("host key") }
+            XCTAssertEqual(lines.count, 1, "one line says why\n\(result)")
+            XCTAssertTrue(lines.first?.contains(words) == true, "\(result)")
+            XCTAssertFalse(
+                FileManager.default.fileExists(atPath: server.home + "/" + folder), "nothing was written\n\(result)")
+        }
+    }
+}
