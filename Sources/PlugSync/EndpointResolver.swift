@@ -128,15 +128,17 @@ public struct EndpointResolver {
                     path = relative
                 }
                 let place = endpoint.displayName + (endpoint.displayName.hasSuffix("/") ? "" : "/") + path
+                let content: [UInt8]
                 do {
-                    let content = try FTPSettings.mapErrors(role: role) {
-                        try endpoint.contents(of: FileName(path), limit: FileCheck.contentLimit)
-                    }
-                    if let failure = check.contentFailure(content, where: place) {
-                        throw PreconditionError("File Check of the \(role) failed: \(failure)")
-                    }
+                    content = try endpoint.contents(of: FileName(path), limit: FileCheck.contentLimit)
                 } catch let error as FTPError where error.kind == .notFound {
+                    // A check file that is not there refuses the run as a File Check does (exit 3).
                     throw PreconditionError("File Check of the \(role) failed: \(place): file not found")
+                } catch {
+                    throw FTPSettings.mapped(error, role: role)
+                }
+                if let failure = check.contentFailure(content, where: place) {
+                    throw PreconditionError("File Check of the \(role) failed: \(failure)")
                 }
                 excluded.insert(FileName(path))
             }

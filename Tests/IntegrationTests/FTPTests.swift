@@ -407,6 +407,20 @@ final class FTPTests: IntegrationTestCase {
         let again = try run("up", server)
         assertExit(again, 0)
         XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
+
+        // A check file the server does not have refuses the run as a failed File Check (exit 3),
+        // not as a configuration error, and nothing is sent.
+        try write("src/sub/new.txt", "new\n", mtime: FileTime(t))
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")),
+                destination: ftp(server, directory: "www") + [#"  file_check: "not-there=^blue$""#],
+                ["max_delete: 100%"]))
+        let missing = try run("up", server)
+        assertExit(missing, 3)
+        XCTAssertTrue(missing.stderr.contains("File Check of the destination failed"), "\(missing)")
+        XCTAssertTrue(missing.stderr.contains("not-there: file not found"), "\(missing)")
+        XCTAssertFalse(exists("server/www/sub/new.txt"), "\(missing)")
     }
 
     func testAHintedListingEqualsThePlainOneOnVsftpd() throws { try hintedListing("vsftpd") }
