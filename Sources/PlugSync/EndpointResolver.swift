@@ -114,19 +114,7 @@ public struct EndpointResolver {
             try FTPSettings.mapErrors(role: role) { try endpoint.connect() }
             var excluded: Set<FileName> = []
             if let check = spec.fileCheck {
-                // On a server, an absolute check path starts at the login directory.
-                let relative = FileCheck.components(of: check.path).joined(separator: "/")
-                let root = FileCheck.components(of: ftp.directory).joined(separator: "/")
-                let path: String
-                if check.path.hasPrefix("/") {
-                    guard root.isEmpty || relative.hasPrefix(root + "/") else {
-                        throw UsageError(
-                            "the \(role)'s file_check \(check.path) must lie inside its directory /\(root)")
-                    }
-                    path = root.isEmpty ? relative : String(relative.dropFirst(root.count + 1))
-                } else {
-                    path = relative
-                }
+                let path = try serverCheckPath(check, directory: ftp.directory, role: role)
                 let place = endpoint.displayName + (endpoint.displayName.hasSuffix("/") ? "" : "/") + path
                 let content: [UInt8]
                 do {
@@ -156,16 +144,7 @@ public struct EndpointResolver {
         try SFTPSettings.mapErrors(role: role) { try endpoint.connect() }
         var excluded: Set<FileName> = []
         if let check = fileCheck {
-            // As on an FTP server: an absolute check path starts at the login folder.
-            let relative = FileCheck.components(of: check.path).joined(separator: "/")
-            let root = FileCheck.components(of: sftp.directory).joined(separator: "/")
-            var path = relative
-            if check.path.hasPrefix("/") {
-                guard root.isEmpty || relative.hasPrefix(root + "/") else {
-                    throw UsageError("the \(role)'s file_check \(check.path) must lie inside its directory /\(root)")
-                }
-                path = root.isEmpty ? relative : String(relative.dropFirst(root.count + 1))
-            }
+            let path = try serverCheckPath(check, directory: sftp.directory, role: role)
             let place = endpoint.displayName + (endpoint.displayName.hasSuffix("/") ? "" : "/") + path
             let content: [UInt8]
             do {
@@ -181,6 +160,18 @@ public struct EndpointResolver {
             excluded.insert(FileName(path))
         }
         return ResolvedEndpoint(endpoint: endpoint, root: sftp.summary, excluded: excluded)
+    }
+
+    /// A server endpoint's check file, relative to its directory. An absolute check path starts
+    /// at the login folder and must lie inside the directory.
+    private func serverCheckPath(_ check: FileCheck, directory: String, role: String) throws -> String {
+        let relative = FileCheck.components(of: check.path).joined(separator: "/")
+        guard check.path.hasPrefix("/") else { return relative }
+        let root = FileCheck.components(of: directory).joined(separator: "/")
+        guard root.isEmpty || relative.hasPrefix(root + "/") else {
+            throw UsageError("the \(role)'s file_check \(check.path) must lie inside its directory /\(root)")
+        }
+        return root.isEmpty ? relative : String(relative.dropFirst(root.count + 1))
     }
 
     static let lostAndFound = FileName("lost+found")

@@ -32,7 +32,9 @@ public enum EndpointSyntax {
             return .device(device)
         }
         if text.hasPrefix("sftp://") {
-            let (user, host, port, directory) = try parseServerURL(text, scheme: "sftp://")
+            let (user, host, port, directory) = try parseServerURL(
+                text, scheme: "sftp://", passwordFrom: "key_file, password_file or password_env in the definitions file"
+            )
             var sftp = SFTPSpec(host: host)
             sftp.port = port
             sftp.username = user
@@ -40,29 +42,13 @@ public enum EndpointSyntax {
             return .sftp(sftp)
         }
         for scheme in ["ftp://", "ftps://"] where text.hasPrefix(scheme) {
-            var rest = Substring(text.dropFirst(scheme.count))
-            var username: String?
-            if let at = rest.lastIndex(of: "@") {
-                username = String(rest[..<at])
-                rest = rest[rest.index(after: at)...]
-                // `user:password@`: a password on the command line shows in `ps` and the shell's
-                // history, and it would land in the username field. Refuse it without echoing it.
-                if username!.contains(":") {
-                    throw UsageError(
-                        "\(scheme)\(username!.prefix { $0 != ":" }):…@\(rest): a password in the URL would show in ps and the shell history; set password_file or password_env in the definitions file, or use ~/.netrc"
-                    )
-                }
-            }
-            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-            let server = String(rest[..<slash])
-            var ftp = FTPSpec(host: server)
-            if let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]) {
-                ftp.host = String(server[..<colon])
-                ftp.port = port
-            }
-            if ftp.host.isEmpty { throw UsageError("\"\(text)\" has no host") }
-            ftp.username = username
-            ftp.directory = rest[slash...].split(separator: "/").joined(separator: "/")
+            let (user, host, port, directory) = try parseServerURL(
+                text, scheme: scheme, passwordFrom: "password_file or password_env in the definitions file, or ~/.netrc"
+            )
+            var ftp = FTPSpec(host: host)
+            ftp.port = port
+            ftp.username = user
+            ftp.directory = directory
             ftp.tls = scheme == "ftps://" ? .explicit : .none
             return .ftp(ftp)
         }
@@ -71,8 +57,10 @@ public enum EndpointSyntax {
         )
     }
 
-    /// `user@host:port/dir` after the scheme; a password in it is refused without echoing it.
-    static func parseServerURL(_ text: String, scheme: String) throws -> (
+    /// `user@host:port/dir` after the scheme. A password in it (`user:password@`) would show in
+    /// `ps` and the shell's history, and land in the username: it is refused without echoing it,
+    /// pointing to `passwordFrom`, the places a password can come from.
+    static func parseServerURL(_ text: String, scheme: String, passwordFrom: String) throws -> (
         user: String?, host: String, port: Int?, directory: String
     ) {
         var rest = Substring(text.dropFirst(scheme.count))
@@ -82,7 +70,7 @@ public enum EndpointSyntax {
             rest = rest[rest.index(after: at)...]
             if username!.contains(":") {
                 throw UsageError(
-                    "\(scheme)\(username!.prefix { $0 != ":" }):…@\(rest): a password in the URL would show in ps and the shell history; set key_file, password_file or password_env in the definitions file"
+                    "\(scheme)\(username!.prefix { $0 != ":" }):…@\(rest): a password in the URL would show in ps and the shell history; set \(passwordFrom)"
                 )
             }
         }

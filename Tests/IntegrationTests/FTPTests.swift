@@ -421,6 +421,21 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertTrue(missing.stderr.contains("File Check of the destination failed"), "\(missing)")
         XCTAssertTrue(missing.stderr.contains("not-there: file not found"), "\(missing)")
         XCTAssertFalse(exists("server/www/sub/new.txt"), "\(missing)")
+
+        // An absolute check path starts at the login folder and must lie inside the directory.
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")),
+                destination: ftp(server, directory: "www") + [#"  file_check: "/.id=^blue$""#]))
+        let outside = try run("up", server)
+        assertExit(outside, 2)
+        XCTAssertTrue(outside.stderr.contains("file_check /.id must lie inside its directory /www"), "\(outside)")
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")),
+                destination: ftp(server, directory: "www") + [#"  file_check: "/www/.id=^blue$""#]))
+        assertExit(try run("up", server), 0)
+        XCTAssertEqual(read("server/www/sub/new.txt"), "new\n")
     }
 
     func testAHintedListingEqualsThePlainOneOnVsftpd() throws { try hintedListing("vsftpd") }

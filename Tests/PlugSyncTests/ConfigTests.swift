@@ -441,6 +441,16 @@ final class ConfigTests: XCTestCase {
         }
         XCTAssertEqual([ftp.host, ftp.username, ftp.directory], ["host", "web", "www/site"])
         XCTAssertEqual(ftp.port, 2121)
+        guard case .ftp(let v6) = try EndpointSyntax.parseLocation("ftp://[::1]:21/") else { return XCTFail() }
+        XCTAssertEqual([v6.host, v6.directory], ["::1", ""])
+        XCTAssertNil(v6.username)
+        XCTAssertThrowsError(try EndpointSyntax.parseLocation("ftp://web:secret@host/www")) { error in
+            XCTAssertFalse("\(error)".contains("secret"), "\(error)")
+            XCTAssertTrue("\(error)".contains("~/.netrc"), "\(error)")
+        }
+        XCTAssertThrowsError(try EndpointSyntax.parseLocation("ftp://host:99999/www")) { error in
+            XCTAssertTrue("\(error)".contains("bad port"), "\(error)")
+        }
         XCTAssertThrowsError(try EndpointSyntax.parseLocation("relative/path"))
         XCTAssertEqual(
             try EndpointSyntax.parseRule("sat every 2h between 08:00-20:00"),
