@@ -53,24 +53,27 @@ public struct EndpointSpec: Sendable, Equatable {
 public enum Location: Sendable, Equatable {
     case local(path: String)
     case device(DeviceSpec)
-    case ftp(FTPSpec)
-    case sftp(SFTPSpec)
+    /// A server (FTP, SFTP, …): logged in to, listed while the local side lists.
+    case server(any ServerSpec)
 
     public var isDevice: Bool {
         if case .device = self { return true }
         return false
     }
 
-    public var isFTP: Bool {
-        if case .ftp = self { return true }
-        return false
+    public var server: (any ServerSpec)? {
+        if case .server(let spec) = self { return spec }
+        return nil
     }
 
-    /// A server (FTP or SFTP): logged in to, listed while the local side lists.
-    public var isRemote: Bool {
-        switch self {
-        case .ftp, .sftp: return true
-        case .local, .device: return false
+    public var isRemote: Bool { server != nil }
+
+    public static func == (a: Location, b: Location) -> Bool {
+        switch (a, b) {
+        case (.local(let x), .local(let y)): return x == y
+        case (.device(let x), .device(let y)): return x == y
+        case (.server(let x), .server(let y)): return x.isEqual(to: y)
+        default: return false
         }
     }
 
@@ -79,8 +82,7 @@ public enum Location: Sendable, Equatable {
         switch self {
         case .local(let path): return path
         case .device(let device): return device.summary
-        case .ftp(let ftp): return ftp.summary
-        case .sftp(let sftp): return sftp.summary
+        case .server(let server): return server.summary
         }
     }
 }
@@ -113,67 +115,6 @@ public struct DeviceSpec: Sendable, Equatable {
         if let serial { parts.append("serial=\(serial)") }
         if parts.isEmpty { parts.append("file check") }
         return "device(\(parts.joined(separator: ","))):/" + directory
-    }
-}
-
-/// An FTP or FTPS server directory (SyncEngine.FTPEndpoint runs it). The
-/// definitions file already accepts and checks them.
-public struct FTPSpec: Sendable, Equatable {
-    public enum TLS: String, Sendable, CaseIterable { case none, explicit, implicit }
-    public enum Password: Sendable, Equatable {
-        case none
-        case literal(String)
-        case file(String)
-        case environment(String)
-        case netrc
-    }
-    public enum ClockDiff: Sendable, Equatable {
-        case auto
-        case seconds(Int)
-    }
-
-    public var host: String
-    public var port: Int?
-    public var username: String?
-    public var password: Password = .netrc
-    public var directory = ""
-    public var tls: TLS = .none
-    public var passive = true
-    public var clockDiff: ClockDiff = .auto
-    public var caFile: String?
-
-    public init(host: String) { self.host = host }
-
-    public var summary: String {
-        let scheme = tls == .none ? "ftp" : "ftps"
-        let user = username.map { "\($0)@" } ?? ""
-        let port = port.map { ":\($0)" } ?? ""
-        return "\(scheme)://\(user)\(host)\(port)/\(directory)"
-    }
-}
-
-/// A folder on an SSH server, through SFTP (SFTPBackend's SFTPEndpoint runs it).
-public struct SFTPSpec: Sendable, Equatable {
-    public var host: String
-    public var port: Int?
-    /// nil: the name of the user running plugsync.
-    public var username: String?
-    /// A password login (or the key's passphrase, with `keyFile`).
-    public var password: FTPSpec.Password = .none
-    /// The private key; nil tries ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
-    public var keyFile: String?
-    /// nil: ~/.ssh/known_hosts.
-    public var knownHosts: String?
-    /// Relative to the login folder.
-    public var directory = ""
-
-    public init(host: String) { self.host = host }
-
-    public var summary: String {
-        let user = username.map { "\($0)@" } ?? ""
-        let server = host.contains(":") ? "[\(host)]" : host
-        let port = port.map { ":\($0)" } ?? ""
-        return "sftp://\(user)\(server)\(port)/\(directory)"
     }
 }
 

@@ -115,12 +115,7 @@ public struct DefinitionsFile: Sendable {
         var passwordFiles: [String] = []
         for definition in definitions {
             for endpoint in [definition.source, definition.destination] {
-                let password: FTPSpec.Password
-                switch endpoint.location {
-                case .ftp(let ftp): password = ftp.password
-                case .sftp(let sftp): password = sftp.password
-                default: continue
-                }
+                guard let password = endpoint.location.server?.password else { continue }
                 switch password {
                 case .literal: holdsPassword = true
                 case .file(let file) where !passwordFiles.contains(file): passwordFiles.append(file)
@@ -287,37 +282,10 @@ public enum DefinitionEmitter {
                 if device.mountAuto { add(2, "mount", "auto") }
                 if device.unmountAfter { add(2, "unmount_after", "true") }
                 if device.powerOffAfter { add(2, "power_off_after", "true") }
-            case .ftp(let ftp):
-                add(1, "ftp", "")
+            case .server(let server):
+                add(1, server.key, "")
                 out[out.count - 1].removeLast()
-                add(2, "server", scalar(ftp.host + (ftp.port.map { ":\($0)" } ?? "")))
-                add(2, "username", ftp.username.map(scalar))
-                switch ftp.password {
-                case .literal(let secret): add(2, "password", scalar(secret))
-                case .file(let file): add(2, "password_file", scalar(file))
-                case .environment(let name): add(2, "password_env", scalar(name))
-                case .none, .netrc: break
-                }
-                if !ftp.directory.isEmpty { add(2, "directory", scalar(ftp.directory)) }
-                if ftp.tls != .none { add(2, "tls", ftp.tls.rawValue) }
-                if !ftp.passive { add(2, "passive", "false") }
-                if case .seconds(let seconds) = ftp.clockDiff { add(2, "clock_diff", "\(seconds)") }
-                add(2, "ca_file", ftp.caFile.map(scalar))
-            case .sftp(let sftp):
-                add(1, "sftp", "")
-                out[out.count - 1].removeLast()
-                let host = sftp.host.contains(":") ? "[\(sftp.host)]" : sftp.host
-                add(2, "server", scalar(host + (sftp.port.map { ":\($0)" } ?? "")))
-                add(2, "username", sftp.username.map(scalar))
-                switch sftp.password {
-                case .literal(let secret): add(2, "password", scalar(secret))
-                case .file(let file): add(2, "password_file", scalar(file))
-                case .environment(let name): add(2, "password_env", scalar(name))
-                case .none, .netrc: break
-                }
-                add(2, "key_file", sftp.keyFile.map(scalar))
-                add(2, "known_hosts", sftp.knownHosts.map(scalar))
-                if !sftp.directory.isEmpty { add(2, "directory", scalar(sftp.directory)) }
+                for (key, value) in server.fields(scalar) { add(2, key, value) }
             }
             add(1, "file_check", endpoint.fileCheck.map { scalar($0.description) })
         }
@@ -371,6 +339,16 @@ public enum DefinitionEmitter {
     /// A YAML scalar that reads back as exactly `text`: plain when safe, else single-quoted
     /// (double-quoted when it holds control or bidi characters, `TerminalText.isUnsafe`: the
     /// file, and `show`, never hold them raw).
+    /// The `password`, `password_file` or `password_env` field of a server endpoint.
+    static func passwordFields(_ password: ServerPassword, _ scalar: (String) -> String) -> [(String, String?)] {
+        switch password {
+        case .literal(let secret): return [("password", scalar(secret))]
+        case .file(let file): return [("password_file", scalar(file))]
+        case .environment(let name): return [("password_env", scalar(name))]
+        case .none, .netrc: return []
+        }
+    }
+
     public static func scalar(_ text: String) -> String {
         let plainSafe =
             !text.isEmpty

@@ -124,8 +124,10 @@ struct DefinitionsParser {
     }
 
     func parseEndpoint(_ node: Node, field: String) throws -> EndpointSpec {
+        let keys = ["local", "device"] + ServerKind.allKeys
+        let names = keys.joined(separator: ", ")
         guard case .mapping(let map) = node.kind else {
-            throw error(node, field, "must be a mapping with one of local, device, ftp, ftps, sftp")
+            throw error(node, field, "must be a mapping with one of \(names)")
         }
         let fields = try Fields(map, prefix: field + ".", parser: self)
         var fileCheck: FileCheck?
@@ -134,12 +136,12 @@ struct DefinitionsParser {
                 throw fields.invalid("file_check", "\"\(check)\" \(error)")
             }
         }
-        let kinds = ["local", "device", "ftp", "ftps", "sftp"].filter { fields.node($0) != nil }
+        let kinds = keys.filter { fields.node($0) != nil }
         guard kinds.count == 1 else {
             throw error(
                 node, field,
                 kinds.isEmpty
-                    ? "missing endpoint: give one of local, device, ftp, ftps, sftp"
+                    ? "missing endpoint: give one of \(names)"
                     : "has both \(kinds[0]) and \(kinds[1]); give exactly one")
         }
         let location: Location
@@ -153,13 +155,11 @@ struct DefinitionsParser {
             location = .local(path: path)
         case "device":
             location = .device(try parseDevice(fields.node("device")!, field: field + ".device", fileCheck: fileCheck))
-        case "sftp":
-            location = .sftp(try parseSFTP(fields.node("sftp")!, field: field + ".sftp"))
-        default:
-            location = .ftp(
-                try parseFTP(fields.node(kinds[0])!, field: field + "." + kinds[0], secure: kinds[0] == "ftps"))
+        case let key:
+            let kind = ServerKind.named(key)!
+            location = .server(try kind.parse(key, fields.node(key)!, field + "." + key, self))
         }
-        try fields.finish(allowed: ["local", "device", "ftp", "ftps", "sftp", "file_check"])
+        try fields.finish(allowed: keys + ["file_check"])
         return EndpointSpec(location, fileCheck: fileCheck)
     }
 
@@ -199,52 +199,6 @@ struct DefinitionsParser {
         return parts.filter { $0 != "." }.joined(separator: "/")
     }
 
-    func parseFTP(_ node: Node, field: String, secure: Bool) throws -> FTPSpec {
-        guard case .mapping(let map) = node.kind else {
-            throw error(node, field, "must be a mapping (server, username, password…, directory)")
-        }
-        let fields = try Fields(map, prefix: field + ".", parser: self)
-        let (host, port) = try parseServer(node, fields)
-        var ftp = FTPSpec(host: host)
-        ftp.port = port
-        ftp.username = try fields.string("username")
-        if let password = try parsePassword(fields) { ftp.password = password }
-        if let directory = try fields.string("directory") {
-            ftp.directory = try relativeDirectory(directory, fields: fields, key: "directory")
-        }
-        ftp.tls = secure ? .explicit : .none
-        if let tls = try fields.string("tls") {
-            guard let value = FTPSpec.TLS(rawValue: tls) else {
-                throw fields.invalid("tls", "\"\(tls)\" is not one of none, explicit, implicit")
-            }
-            ftp.tls = value
-        }
-        ftp.passive = try fields.bool("passive") ?? true
-        if let clock = try fields.string("clock_diff") {
-            if clock == "auto" {
-                ftp.clockDiff = .auto
-            } else if let seconds = Int(clock) {
-                // A year either way is far beyond any real clock or time zone, and keeps the time
-                // arithmetic of a run from overflowing.
-                guard seconds.magnitude <= 366 * 86_400 else {
-                    throw fields.invalid("clock_diff", "\"\(clock)\" is more than a year (31622400 seconds)")
-                }
-                ftp.clockDiff = .seconds(seconds)
-            } else {
-                throw fields.invalid("clock_diff", "\"\(clock)\" is neither auto nor a number of seconds")
-            }
-        }
-        if let ca = try fields.string("ca_file") {
-            guard ca.hasPrefix("/") else { throw fields.invalid("ca_file", "\"\(ca)\" must be an absolute path") }
-            ftp.caFile = ca
-        }
-        try fields.finish(allowed: [
-            "server", "username", "password", "password_file", "password_env", "directory", "tls", "passive",
-            "clock_diff", "ca_file",
-        ])
-        return ftp
-    }
-
     /// `server: host[:port]` of a server endpoint.
     func parseServer(_ node: Node, _ fields: Fields) throws -> (host: String, port: Int?) {
         guard let server = try fields.string("server") else { throw fields.missing("server", in: node) }
@@ -264,7 +218,7 @@ struct DefinitionsParser {
     }
 
     /// One of `password`, `password_file`, `password_env` of a server endpoint, if given.
-    func parsePassword(_ fields: Fields) throws -> FTPSpec.Password? {
+    func parsePassword(_ fields: Fields) throws -> ServerPassword? {
         let sources = ["password", "password_file", "password_env"].filter { fields.node($0) != nil }
         if sources.count > 1 {
             throw fields.invalid(sources[1], "give only one of password, password_file, password_env")
@@ -278,34 +232,6 @@ struct DefinitionsParser {
         }
         if let variable = try fields.string("password_env") { return .environment(variable) }
         return nil
-    }
-
-    func parseSFTP(_ node: Node, field: String) throws -> SFTPSpec {
-        guard case .mapping(let map) = node.kind else {
-            throw error(node, field, "must be a mapping (server, username, key_file or password…, directory)")
-        }
-        let fields = try Fields(map, prefix: field + ".", parser: self)
-        var (host, port) = try parseServer(node, fields)
-        // An IPv6 address is kept without its brackets (they are put back where needed).
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        var sftp = SFTPSpec(host: host)
-        sftp.port = port
-        sftp.username = try fields.string("username")
-        if let password = try parsePassword(fields) { sftp.password = password }
-        for key in ["key_file", "known_hosts"] {
-            guard let path = try fields.string(key) else { continue }
-            guard path.hasPrefix("/") || path.hasPrefix("~/") else {
-                throw fields.invalid(key, "\"\(path)\" must be an absolute path (or start with ~/)")
-            }
-            if key == "key_file" { sftp.keyFile = path } else { sftp.knownHosts = path }
-        }
-        if let directory = try fields.string("directory") {
-            sftp.directory = try relativeDirectory(directory, fields: fields, key: "directory")
-        }
-        try fields.finish(allowed: [
-            "server", "username", "password", "password_file", "password_env", "key_file", "known_hosts", "directory",
-        ])
-        return sftp
     }
 
     func parseRule(_ node: Node, field: String) throws -> ScheduleRule {

@@ -1,8 +1,5 @@
-import CurlFTP
 import Devices
-import FTPBackend
 import LocalBackend
-import SFTPBackend
 import SyncEngine
 import SystemSupport
 
@@ -107,71 +104,9 @@ public struct EndpointResolver {
             endpoint.fileSync = ["ext3", "ext4", "xfs", "btrfs"].contains(fsType) ? .data : .full
             return ResolvedEndpoint(
                 endpoint: endpoint, root: root, excluded: excluded, drive: drive, mountPoint: mountPoint)
-        case .ftp(let ftp):
-            let endpoint = FTPEndpoint(
-                options: try FTPSettings.options(ftp, role: role), directory: ftp.directory,
-                connections: connections, clock: ftp.clockDiff.engineValue)
-            try FTPSettings.mapErrors(role: role) { try endpoint.connect() }
-            var excluded: Set<FileName> = []
-            if let check = spec.fileCheck {
-                let path = try serverCheckPath(check, directory: ftp.directory, role: role)
-                let place = endpoint.displayName + (endpoint.displayName.hasSuffix("/") ? "" : "/") + path
-                let content: [UInt8]
-                do {
-                    content = try endpoint.contents(of: FileName(path), limit: FileCheck.contentLimit)
-                } catch let error as FTPError where error.kind == .notFound {
-                    // A check file that is not there refuses the run as a File Check does (exit 3).
-                    throw PreconditionError("File Check of the \(role) failed: \(place): file not found")
-                } catch {
-                    throw FTPSettings.mapped(error, role: role)
-                }
-                if let failure = check.contentFailure(content, where: place) {
-                    throw PreconditionError("File Check of the \(role) failed: \(failure)")
-                }
-                excluded.insert(FileName(path))
-            }
-            return ResolvedEndpoint(endpoint: endpoint, root: ftp.summary, excluded: excluded)
-        case .sftp(let sftp):
-            return try resolveSFTP(sftp, fileCheck: spec.fileCheck, role: role, connections: connections)
+        case .server(let server):
+            return try server.resolve(fileCheck: spec.fileCheck, role: role, connections: connections)
         }
-    }
-
-    private func resolveSFTP(_ sftp: SFTPSpec, fileCheck: FileCheck?, role: String, connections: Int) throws
-        -> ResolvedEndpoint
-    {
-        let endpoint = SFTPEndpoint(
-            options: try SFTPSettings.options(sftp, role: role), directory: sftp.directory, connections: connections)
-        try SFTPSettings.mapErrors(role: role) { try endpoint.connect() }
-        var excluded: Set<FileName> = []
-        if let check = fileCheck {
-            let path = try serverCheckPath(check, directory: sftp.directory, role: role)
-            let place = endpoint.displayName + (endpoint.displayName.hasSuffix("/") ? "" : "/") + path
-            let content: [UInt8]
-            do {
-                content = try endpoint.contents(of: FileName(path), limit: FileCheck.contentLimit)
-            } catch let error as SFTPError where error.kind == .notFound {
-                throw PreconditionError("File Check of the \(role) failed: \(place): file not found")
-            } catch {
-                throw SFTPSettings.mapped(error, role: role)
-            }
-            if let failure = check.contentFailure(content, where: place) {
-                throw PreconditionError("File Check of the \(role) failed: \(failure)")
-            }
-            excluded.insert(FileName(path))
-        }
-        return ResolvedEndpoint(endpoint: endpoint, root: sftp.summary, excluded: excluded)
-    }
-
-    /// A server endpoint's check file, relative to its directory. An absolute check path starts
-    /// at the login folder and must lie inside the directory.
-    private func serverCheckPath(_ check: FileCheck, directory: String, role: String) throws -> String {
-        let relative = FileCheck.components(of: check.path).joined(separator: "/")
-        guard check.path.hasPrefix("/") else { return relative }
-        let root = FileCheck.components(of: directory).joined(separator: "/")
-        guard root.isEmpty || relative.hasPrefix(root + "/") else {
-            throw UsageError("the \(role)'s file_check \(check.path) must lie inside its directory /\(root)")
-        }
-        return root.isEmpty ? relative : String(relative.dropFirst(root.count + 1))
     }
 
     static let lostAndFound = FileName("lost+found")

@@ -31,30 +31,12 @@ public enum EndpointSyntax {
             }
             return .device(device)
         }
-        if text.hasPrefix("sftp://") {
-            let (user, host, port, directory) = try parseServerURL(
-                text, scheme: "sftp://", passwordFrom: "key_file, password_file or password_env in the definitions file"
-            )
-            var sftp = SFTPSpec(host: host)
-            sftp.port = port
-            sftp.username = user
-            sftp.directory = directory
-            return .sftp(sftp)
+        for kind in serverKinds {
+            for scheme in kind.schemes where text.hasPrefix(scheme) { return .server(try kind.parseURL(text, scheme)) }
         }
-        for scheme in ["ftp://", "ftps://"] where text.hasPrefix(scheme) {
-            let (user, host, port, directory) = try parseServerURL(
-                text, scheme: scheme, passwordFrom: "password_file or password_env in the definitions file, or ~/.netrc"
-            )
-            var ftp = FTPSpec(host: host)
-            ftp.port = port
-            ftp.username = user
-            ftp.directory = directory
-            ftp.tls = scheme == "ftps://" ? .explicit : .none
-            return .ftp(ftp)
-        }
+        let servers = serverKinds.flatMap(\.schemes).map { $0 + "user@host/dir" }.joined(separator: ", ")
         throw UsageError(
-            "\"\(text)\" is not an endpoint: give /absolute/path, device:label=…,directory=…, ftp://user@host/dir or sftp://user@host/dir"
-        )
+            "\"\(text)\" is not an endpoint: give /absolute/path, device:label=…,directory=…, or \(servers)")
     }
 
     /// `user@host:port/dir` after the scheme. A password in it (`user:password@`) would show in

@@ -8,7 +8,7 @@ import SyncEngine
 enum Secrets {
     /// The password, read now (never stored in the definitions file's memory beyond the run);
     /// nil where none is given (curl then reads ~/.netrc for an FTP server).
-    static func password(_ password: FTPSpec.Password, role: String) throws -> String? {
+    static func password(_ password: ServerPassword, role: String) throws -> String? {
         switch password {
         case .none, .netrc:
             return nil

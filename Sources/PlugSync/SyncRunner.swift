@@ -129,10 +129,13 @@ public final class SyncRunner {
         }
         let outcome: RunOutcome
         do {
-            // An FTP error a step did not translate for its side (source, destination) still
+            // A server's error a step did not translate for its side (source, destination) still
             // gets the login's translation: a lost server refuses the run (exit 3), one line.
-            let statistics = try FTPSettings.mapErrors(role: "FTP") {
-                try execute(definition, options: options, reporter: reporter, started: started)
+            let statistics: SyncStatistics
+            do {
+                statistics = try execute(definition, options: options, reporter: reporter, started: started)
+            } catch {
+                throw ServerKind.translate(error, role: definition.source.location.isRemote ? "source" : "destination")
             }
             let status: RunOutcome.Status = statistics.failed > 0 ? .failures : .success
             // A drive pulled mid-run: one clear line (stderr, log) besides the failed entries.
@@ -257,14 +260,15 @@ public final class SyncRunner {
         }
         // A server keeps what a run learned (exact times, its clock) for the next run.
         let memoryFolder = stateDirectory + "/ftp-times"
-        if definition.source.location.isFTP || definition.destination.location.isFTP {
+        func remembers(_ spec: EndpointSpec) -> Bool { spec.location.server?.remembersBetweenRuns == true }
+        if remembers(definition.source) || remembers(definition.destination) {
             try? Posix.makeDirectories(memoryFolder, mode: 0o700)
         }
         func side(_ resolved: ResolvedEndpoint, _ spec: EndpointSpec, _ role: String) -> SyncSide {
             SyncSide(
                 endpoint: resolved.endpoint, excluded: resolved.excluded, isDrive: resolved.drive != nil,
-                memoryFile: spec.location.isFTP ? memoryFolder + "/" + definition.name + "." + role : nil,
-                translate: { SFTPSettings.mapped(FTPSettings.mapped($0, role: role), role: role) })
+                memoryFile: remembers(spec) ? memoryFolder + "/" + definition.name + "." + role : nil,
+                translate: { ServerKind.translate($0, role: role) })
         }
         return try job.run(
             source: side(source, definition.source, "source"),

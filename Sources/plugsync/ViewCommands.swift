@@ -34,13 +34,9 @@ struct Show: ParsableCommand {
             let file = try options.load()
             var definition = try file.definition(named: name)
             for keyPath in [\Definition.source, \Definition.destination] {
-                if case .ftp(var ftp) = definition[keyPath: keyPath].location, case .literal = ftp.password {
-                    ftp.password = .literal("********")
-                    definition[keyPath: keyPath].location = .ftp(ftp)
-                }
-                if case .sftp(var sftp) = definition[keyPath: keyPath].location, case .literal = sftp.password {
-                    sftp.password = .literal("********")
-                    definition[keyPath: keyPath].location = .sftp(sftp)
+                if var server = definition[keyPath: keyPath].location.server, case .literal = server.password {
+                    server.password = .literal("********")
+                    definition[keyPath: keyPath].location = .server(server)
                 }
             }
             print(DefinitionEmitter.lines(for: definition, indent: 0).joined(separator: "\n"))

@@ -65,7 +65,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(docs.schedule[0].when, .at(18 * 60 + 30))
         XCTAssertEqual(docs.schedule[1], ScheduleRule(days: .weekdays([7]), when: .every(120), between: 480...1200))
         XCTAssertTrue(docs.runsOnMount)
-        guard case .ftp(let ftp) = file.definitions[1].destination.location else { return XCTFail("not ftp") }
+        guard let ftp = file.definitions[1].destination.location.server as? FTPSpec else { return XCTFail("not ftp") }
         XCTAssertEqual(ftp.host, "ftp.example.com")
         XCTAssertEqual(ftp.port, 21)
         XCTAssertEqual(ftp.password, .file("/etc/plugsync/www.pass"))
@@ -282,7 +282,7 @@ final class ConfigTests: XCTestCase {
         ftp.tls = .implicit
         ftp.clockDiff = .seconds(-3600)
         let second = Definition(
-            name: "ftp", source: EndpointSpec(.local(path: "/x")), destination: EndpointSpec(.ftp(ftp)))
+            name: "ftp", source: EndpointSpec(.local(path: "/x")), destination: EndpointSpec(.server(ftp)))
         var sftp = SFTPSpec(host: "::1")
         sftp.port = 2222
         sftp.username = "u"
@@ -291,7 +291,7 @@ final class ConfigTests: XCTestCase {
         sftp.knownHosts = "/k"
         sftp.directory = "d/e"
         let third = Definition(
-            name: "sftp", source: EndpointSpec(.sftp(sftp)), destination: EndpointSpec(.local(path: "/y")))
+            name: "sftp", source: EndpointSpec(.server(sftp)), destination: EndpointSpec(.local(path: "/y")))
         var file = try parse("definitions:\n")
         try file.add(definition)
         try file.add(second)
@@ -311,7 +311,9 @@ final class ConfigTests: XCTestCase {
                             known_hosts: /etc/plugsync/known_hosts
                             directory: /backups/./laptop/
                     """))
-        guard case .sftp(let sftp) = file.definitions[0].destination.location else { return XCTFail("not sftp") }
+        guard let sftp = file.definitions[0].destination.location.server as? SFTPSpec else {
+            return XCTFail("not sftp")
+        }
         XCTAssertEqual(sftp.host, "backup.example.com")
         XCTAssertEqual(sftp.port, 2200)
         XCTAssertEqual(sftp.username, "ana")
@@ -341,7 +343,7 @@ final class ConfigTests: XCTestCase {
             minimal(destination: "{sftp: {server: h}, ftp: {server: h}}"), line: 6, field: nil,
             contains: "give exactly one")
 
-        guard case .sftp(let url) = try EndpointSyntax.parseLocation("sftp://ana@[::1]:2222/a/b/") else {
+        guard let url = (try EndpointSyntax.parseLocation("sftp://ana@[::1]:2222/a/b/")).server as? SFTPSpec else {
             return XCTFail()
         }
         XCTAssertEqual([url.host, url.username, url.directory], ["::1", "ana", "a/b"])
@@ -436,12 +438,14 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(device.label, "BLUE")
         XCTAssertEqual(device.directory, "x/y")
         XCTAssertTrue(device.mountAuto)
-        guard case .ftp(let ftp) = try EndpointSyntax.parseLocation("ftps://web@host:2121/www/site") else {
+        guard let ftp = (try EndpointSyntax.parseLocation("ftps://web@host:2121/www/site")).server as? FTPSpec else {
             return XCTFail()
         }
         XCTAssertEqual([ftp.host, ftp.username, ftp.directory], ["host", "web", "www/site"])
         XCTAssertEqual(ftp.port, 2121)
-        guard case .ftp(let v6) = try EndpointSyntax.parseLocation("ftp://[::1]:21/") else { return XCTFail() }
+        guard let v6 = (try EndpointSyntax.parseLocation("ftp://[::1]:21/")).server as? FTPSpec else {
+            return XCTFail()
+        }
         XCTAssertEqual([v6.host, v6.directory], ["::1", ""])
         XCTAssertNil(v6.username)
         XCTAssertThrowsError(try EndpointSyntax.parseLocation("ftp://web:secret@host/www")) { error in
