@@ -798,6 +798,30 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(read("back/a.txt"), "ALPHA\n")
     }
 
+    /// pure-ftpd lists at most 10,000 entries of a folder (its `-L` default) and ends such a
+    /// listing with `226 Output truncated to 10000 matches`. The entries past the cut are
+    /// missing, not gone: a mirror down from such a folder says so and deletes nothing.
+    func testAListingTheServerCutsShortDeletesNothing() throws {
+        let server = try start("pure-ftpd")
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        try mkdir("server/pub/many")
+        _ = try shell("cd \(quote(path("server/pub/many"))) && seq -f 'f%05g' 0 10000 | xargs touch -d @\(t)")
+        try chownToServer(server)
+        _ = try shell(
+            "mkdir -p \(quote(path("dst"))) && cp -a \(quote(path("server/pub/many"))) \(quote(path("dst/")))")
+        try write("dst/many/orphan.txt", "orphan\n", mtime: FileTime(t))
+        try writeConfig(definition("down", source: ftp(server, directory: "pub"), destination: local(path("dst"))))
+        let result = try run("down", server)
+        assertNoCrash(result)
+        XCTAssertNotEqual(result.status, 0, "\(result)")
+        XCTAssertTrue(
+            result.stdout.contains("cut the listing short") || result.stderr.contains("cut the listing short"),
+            "\(result)")
+        XCTAssertEqual(result.actions("Deleting"), [], "\(result)")
+        XCTAssertTrue(exists("dst/many/orphan.txt"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("dst/many")).count, 10_002)
+    }
+
     // MARK: FTP to FTP
 
     func testFTPToFTP() throws {
