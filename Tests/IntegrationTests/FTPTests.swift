@@ -324,6 +324,10 @@ final class FTPTests: IntegrationTestCase {
     func testAFolderIsCheckedAndRenamedInBatchesOnProftpd() throws { try batchUpload("proftpd", newFolder: false) }
     func testANewFolderIsBuiltAndRenamedWithItsFilesOnVsftpd() throws { try batchUpload("vsftpd", newFolder: true) }
     func testANewFolderIsBuiltAndRenamedWithItsFilesOnProftpd() throws { try batchUpload("proftpd", newFolder: true) }
+    func testAFolderIsCheckedAndRenamedInBatchesOnPureFTPd() throws { try batchUpload("pure-ftpd", newFolder: false) }
+    func testANewFolderIsBuiltAndRenamedWithItsFilesOnPureFTPd() throws {
+        try batchUpload("pure-ftpd", newFolder: true)
+    }
 
     /// One worker uploads 60 files into one folder. Their sizes are checked by a listing of the
     /// folder (no SIZE per file), and their times and renames are pipelined: over 4 KiB of
@@ -383,6 +387,7 @@ final class FTPTests: IntegrationTestCase {
 
     func testAFolderWithAFailedFileIsClearedBeforeItsRenameOnVsftpd() throws { try clearedBuild("vsftpd") }
     func testAFolderWithAFailedFileIsClearedBeforeItsRenameOnProftpd() throws { try clearedBuild("proftpd") }
+    func testAFolderWithAFailedFileIsClearedBeforeItsRenameOnPureFTPd() throws { try clearedBuild("pure-ftpd") }
 
     /// The server's File Check file is left out of the local side's listing, which is taken
     /// before the server's check is known (while the server logs in): a local file of the same
@@ -441,6 +446,7 @@ final class FTPTests: IntegrationTestCase {
 
     func testAHintedListingEqualsThePlainOneOnVsftpd() throws { try hintedListing("vsftpd") }
     func testAHintedListingEqualsThePlainOneOnProftpd() throws { try hintedListing("proftpd") }
+    func testAHintedListingEqualsThePlainOneOnPureFTPd() throws { try hintedListing("pure-ftpd") }
 
     /// A listing told the local side's folders (`ListingHint`) lists them before their parents
     /// are listed, and keeps only what the parents' listings confirm: a guessed folder that is
