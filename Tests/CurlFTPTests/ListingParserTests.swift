@@ -164,6 +164,23 @@ final class ListingParserTests: XCTestCase {
         XCTAssertEqual(replies[2].text, "20261123075326")
     }
 
+    /// pure-ftpd ends a listing it cut at its limit with a 226 that says so (here after a line
+    /// of its own first); a listing's usual ends and other replies do not count as cut.
+    func testAListingCutShortIsToldByItsLastReply() {
+        let cut = FTPReply.parse(
+            Array(
+                "150 Accepted data connection\r\n226-Options: -a -l \r\n226 Output truncated to 10000 matches\r\n".utf8)
+        )
+        XCTAssertEqual(cut.map(\.code), [150, 226])
+        XCTAssertTrue(cut[1].saysListingWasCutShort)
+        for fine in [
+            "226 Transfer complete", "250 End.", "226-Options: -a -l\r\n226 27 matches total", "550 Output truncated",
+        ] {
+            let reply = FTPReply.parse(Array((fine + "\r\n").utf8)).last
+            XCTAssertEqual(reply?.saysListingWasCutShort, false, fine)
+        }
+    }
+
     func testURLPaths() {
         XCTAssertEqual(
             FTPConnection.urlPath(Array("a b/c%d".utf8), home: Array("/".utf8), isDirectory: false), "%2Fa%20b/c%25d")

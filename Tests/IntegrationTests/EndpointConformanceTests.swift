@@ -13,8 +13,8 @@ import XCTest
 #endif
 
 /// One contract, every backend: the same checks through the `Endpoint` protocol alone, on a
-/// local folder, ext4, FAT (fusefat) and exFAT (exfat-fuse) loop drives, vsftpd, proftpd and
-/// OpenSSH's SFTP server.
+/// local folder, ext4, FAT (fusefat) and exFAT (exfat-fuse) loop drives, vsftpd, proftpd,
+/// pure-ftpd and OpenSSH's SFTP server.
 /// Each check works in a fresh folder of the endpoint and reads back through the endpoint
 /// itself: list, put, get, replace, a replace that fails half-way (the old file stays whole
 /// under its name), delete, mkdir, rmdir of a non-empty folder (`notEmpty`), removing what is
@@ -45,6 +45,10 @@ final class EndpointConformanceTests: IntegrationTestCase {
 
     func testProftpd() throws {
         try check(server: "proftpd")
+    }
+
+    func testPureFTPd() throws {
+        try check(server: "pure-ftpd")
     }
 
     func testSFTP() throws {

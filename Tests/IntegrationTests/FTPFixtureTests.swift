@@ -132,6 +132,37 @@ final class FTPFixtureTests: XCTestCase {
             "MLSD: \(mlsd.stdout)")
     }
 
+    /// pure-ftpd: MLSD and MFMT, no `MDTM`-set form; its logins are fast (the fixture's SHA-512
+    /// hash, not pure-pw's argon2id of about 3 s a login); its xferlog names each upload.
+    func testPureFTPdHasMLSDAndMFMTAndLogsTransfers() throws {
+        let server = try start("pure-ftpd")
+        let feat = try features(server)
+        XCTAssertTrue(feat.contains("MFMT") && feat.contains("MDTM") && feat.contains("MLSD"), "FEAT: \(feat)")
+        let started = monotonicSeconds()
+        try checkUploadAndClock(server, skew: 0)
+        XCTAssertLessThan(monotonicSeconds() - started, 2.5, "three logins took over 2.5 s: a slow password hash?")
+        let set = try curl(server, "/", ["--list-only", "-Q", "MFMT 20210203040506 probe.txt"])
+        XCTAssertTrue(set.replies.contains { $0.hasPrefix("213 ") }, "\(set.replies)")
+        XCTAssertEqual(try mdtm(server, "probe.txt").0, 1_612_325_106)
+        let mdtmSet = try curl(server, "/", ["--list-only", "-Q", "MDTM 20200101000000 probe.txt"])
+        XCTAssertNotEqual(mdtmSet.status, 0, "pure-ftpd took the MDTM-set form: \(mdtmSet.replies)")
+        XCTAssertEqual(try mdtm(server, "probe.txt").0, 1_612_325_106)
+        let mlsd = try curl(server, "/", ["-X", "MLSD"])
+        XCTAssertTrue(
+            mlsd.stdout.contains("modify=20210203040506;") && mlsd.stdout.contains(" probe.txt"),
+            "MLSD: \(mlsd.stdout)")
+        let log = FTPServer.readText(server.transferLog)
+        XCTAssertTrue(
+            log.split(separator: "\n").contains { $0.hasSuffix(" c") && $0.contains("/probe.txt b _ i ") },
+            "no upload of probe.txt in \(server.transferLog): \(log)")
+    }
+
+    func monotonicSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
     /// A skewed server: fresh uploads read back 3684 s ahead, a time that is set reads back as
     /// set (the disk holds it 3684 s earlier, as on a host whose clock runs ahead).
     func checkSkew(_ name: String, setCommand: String) throws {

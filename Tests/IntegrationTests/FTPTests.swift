@@ -12,8 +12,8 @@ import XCTest
 #endif
 
 /// FTP endpoints against real servers started on 127.0.0.1 (Tests/Fixtures/ftp-servers):
-/// vsftpd (LIST only, the MDTM-set form), proftpd (MLSD, MFMT), a vsftpd whose clock runs
-/// 3684 s ahead, FTPS, and a server that refuses uploads.
+/// vsftpd (LIST only, the MDTM-set form), proftpd (MLSD, MFMT), pure-ftpd (MLSD, MFMT), a vsftpd
+/// whose clock runs 3684 s ahead, FTPS, and a server that refuses uploads.
 final class FTPTests: IntegrationTestCase {
     var servers: [FTPServer] = []
 
@@ -83,6 +83,7 @@ final class FTPTests: IntegrationTestCase {
 
     func testUploadWalkthroughVsftpd() throws { try uploadWalkthrough("vsftpd", clock: 0) }
     func testUploadWalkthroughProftpd() throws { try uploadWalkthrough("proftpd", clock: 0) }
+    func testUploadWalkthroughPureFTPd() throws { try uploadWalkthrough("pure-ftpd", clock: 0) }
     func testUploadWalkthroughSkewedVsftpd() throws { try uploadWalkthrough("vsftpd-skew", clock: 3684) }
     func testUploadWalkthroughSkewedProftpd() throws { try uploadWalkthrough("proftpd-skew", clock: 3684) }
     func testUploadWalkthroughExplicitFTPS() throws { try uploadWalkthrough("vsftpd-tls", clock: 0) }
@@ -323,6 +324,10 @@ final class FTPTests: IntegrationTestCase {
     func testAFolderIsCheckedAndRenamedInBatchesOnProftpd() throws { try batchUpload("proftpd", newFolder: false) }
     func testANewFolderIsBuiltAndRenamedWithItsFilesOnVsftpd() throws { try batchUpload("vsftpd", newFolder: true) }
     func testANewFolderIsBuiltAndRenamedWithItsFilesOnProftpd() throws { try batchUpload("proftpd", newFolder: true) }
+    func testAFolderIsCheckedAndRenamedInBatchesOnPureFTPd() throws { try batchUpload("pure-ftpd", newFolder: false) }
+    func testANewFolderIsBuiltAndRenamedWithItsFilesOnPureFTPd() throws {
+        try batchUpload("pure-ftpd", newFolder: true)
+    }
 
     /// One worker uploads 60 files into one folder. Their sizes are checked by a listing of the
     /// folder (no SIZE per file), and their times and renames are pipelined: over 4 KiB of
@@ -382,6 +387,7 @@ final class FTPTests: IntegrationTestCase {
 
     func testAFolderWithAFailedFileIsClearedBeforeItsRenameOnVsftpd() throws { try clearedBuild("vsftpd") }
     func testAFolderWithAFailedFileIsClearedBeforeItsRenameOnProftpd() throws { try clearedBuild("proftpd") }
+    func testAFolderWithAFailedFileIsClearedBeforeItsRenameOnPureFTPd() throws { try clearedBuild("pure-ftpd") }
 
     /// The server's File Check file is left out of the local side's listing, which is taken
     /// before the server's check is known (while the server logs in): a local file of the same
@@ -440,6 +446,7 @@ final class FTPTests: IntegrationTestCase {
 
     func testAHintedListingEqualsThePlainOneOnVsftpd() throws { try hintedListing("vsftpd") }
     func testAHintedListingEqualsThePlainOneOnProftpd() throws { try hintedListing("proftpd") }
+    func testAHintedListingEqualsThePlainOneOnPureFTPd() throws { try hintedListing("pure-ftpd") }
 
     /// A listing told the local side's folders (`ListingHint`) lists them before their parents
     /// are listed, and keeps only what the parents' listings confirm: a guessed folder that is
@@ -613,6 +620,7 @@ final class FTPTests: IntegrationTestCase {
 
     func testDownloadWalkthroughVsftpd() throws { try downloadWalkthrough("vsftpd") }
     func testDownloadWalkthroughProftpd() throws { try downloadWalkthrough("proftpd") }
+    func testDownloadWalkthroughPureFTPd() throws { try downloadWalkthrough("pure-ftpd") }
     func testDownloadWalkthroughSkewedVsftpd() throws { try downloadWalkthrough("vsftpd-skew") }
 
     func downloadWalkthrough(_ name: String) throws {
@@ -689,6 +697,135 @@ final class FTPTests: IntegrationTestCase {
                 try Data(contentsOf: URL(fileURLWithPath: path("server/pub/" + name))), name)
             XCTAssertEqual(mtimeSeconds(path("dst/" + name)), Int64(t + offset), name)
         }
+    }
+
+    // MARK: pure-ftpd
+
+    /// The files an xferlog (proftpd's, pure-ftpd's) shows moved after its first `offset` bytes,
+    /// `up` or down, by name: an upload's temporary name counts as its file's name, the clock
+    /// probe not at all. Both servers write a space in a name as `_`, so fields are counted from
+    /// the end: the path is the 10th, the direction (`i`, `o`) the 7th.
+    func xferlogFiles(_ server: FTPServer, since offset: Int, up: Bool) -> [String] {
+        let text = String(
+            decoding: (try? Data(contentsOf: URL(fileURLWithPath: server.transferLog))) ?? Data(), as: UTF8.self)
+        var names: [String] = []
+        for line in text.utf8.dropFirst(offset).split(separator: UInt8(ascii: "\n")) {
+            let fields = String(decoding: line, as: UTF8.self).split(separator: " ")
+            guard fields.count >= 14, fields[fields.count - 7] == (up ? "i" : "o") else { continue }
+            var name = String(fields[fields.count - 10].split(separator: "/").last ?? "")
+            if name.hasPrefix(".plugsync-tmp-") { name = String(name.dropFirst(".plugsync-tmp-".count)) }
+            if !name.hasPrefix("clock-") { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    func logSize(_ server: FTPServer) -> Int {
+        var st = stat()
+        return stat(server.transferLog, &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    /// local -> pure-ftpd -> local: a mirror up, and one from there down to a second folder.
+    /// Both copies end up as the source, to the second; a second pass moves nothing; a same-size
+    /// edit made within the minute of the last pass, and a deletion, reach the far copy, and
+    /// the server's transfer log shows that only the edited file moved, once each way.
+    func testMirrorUpAndBackThroughPureFTPd() throws {
+        let server = try start("pure-ftpd")
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        try write("src/a.txt", "alpha\n", mtime: FileTime(t))
+        try write("src/b.txt", "bravo\n", mtime: FileTime(t + 1, 500_000_000))
+        try write("src/with space.txt", "spaces\n", mtime: FileTime(t + 2))
+        try write("src/sub/c.txt", "charlie\n", mtime: FileTime(t + 3))
+        try write(
+            "src/sub/deeper/d.bin", Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 * 7) }),
+            mtime: FileTime(t + 4))
+        try mkdir("back")
+        try writeConfig(
+            definition("up", source: local(path("src")), destination: ftp(server, directory: "www")),
+            definition("down", source: ftp(server, directory: "www"), destination: local(path("back"))))
+        func pass() throws -> (up: CommandResult, down: CommandResult, uploaded: [String], downloaded: [String]) {
+            let offset = logSize(server)
+            let up = try run("up", server)
+            assertExit(up, 0)
+            assertNoCrash(up)
+            let down = try run("down", server)
+            assertExit(down, 0)
+            assertNoCrash(down)
+            return (
+                up, down, xferlogFiles(server, since: offset, up: true), xferlogFiles(server, since: offset, up: false)
+            )
+        }
+        func assertSame(_ note: String) throws {
+            let source = try snapshot(path("src"))
+            let copy = try snapshot(path("back"))
+            XCTAssertEqual(copy.keys.sorted(), source.keys.sorted(), note)
+            for (name, node) in source {
+                XCTAssertEqual(copy[name]?.kind, node.kind, "\(note): \(name)")
+                XCTAssertEqual(copy[name]?.content, node.content, "\(note): \(name)")
+                if node.kind == .file {
+                    XCTAssertEqual(
+                        copy[name].map { $0.mtime / 1_000_000_000 }, node.mtime / 1_000_000_000, "\(note): \(name)")
+                }
+            }
+            XCTAssertEqual(temporaryFiles(in: server.root), [], note)
+        }
+
+        let first = try pass()
+        let all = ["a.txt", "b.txt", "c.txt", "d.bin", "with_space.txt"]  // the log's `_` for a space
+        XCTAssertEqual(first.uploaded, all, "\(first.up)")
+        XCTAssertEqual(first.downloaded, all, "\(first.down)")
+        try assertSame("first pass")
+
+        let second = try pass()
+        XCTAssertEqual(second.up.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second.up)")
+        XCTAssertEqual(second.down.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second.down)")
+        XCTAssertEqual(second.uploaded + second.downloaded, [])
+
+        // Same size, now (the minute of the last pass), and a file gone.
+        try write("src/a.txt", "ALPHA\n")
+        try remove("src/sub/c.txt")
+        let third = try pass()
+        XCTAssertEqual(
+            third.up.actions.filter { !$0.hasPrefix("Skipping ") },
+            [
+                action("Deleting", "remote file is orphaned", "sub/c.txt"),
+                action("Uploading", "remote file is older", "a.txt"),
+            ],
+            "\(third.up)")
+        XCTAssertEqual(
+            third.down.actions.filter { !$0.hasPrefix("Skipping ") },
+            [
+                action("Deleting", "local file is orphaned", "sub/c.txt"),
+                action("Downloading", "local file is older", "a.txt"),
+            ],
+            "\(third.down)")
+        XCTAssertEqual(third.uploaded, ["a.txt"])
+        XCTAssertEqual(third.downloaded, ["a.txt"])
+        try assertSame("after an edit and a deletion")
+        XCTAssertEqual(read("back/a.txt"), "ALPHA\n")
+    }
+
+    /// pure-ftpd lists at most 10,000 entries of a folder (its `-L` default) and ends such a
+    /// listing with `226 Output truncated to 10000 matches`. The entries past the cut are
+    /// missing, not gone: a mirror down from such a folder says so and deletes nothing.
+    func testAListingTheServerCutsShortDeletesNothing() throws {
+        let server = try start("pure-ftpd")
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        try mkdir("server/pub/many")
+        _ = try shell("cd \(quote(path("server/pub/many"))) && seq -f 'f%05g' 0 10000 | xargs touch -d @\(t)")
+        try chownToServer(server)
+        _ = try shell(
+            "mkdir -p \(quote(path("dst"))) && cp -a \(quote(path("server/pub/many"))) \(quote(path("dst/")))")
+        try write("dst/many/orphan.txt", "orphan\n", mtime: FileTime(t))
+        try writeConfig(definition("down", source: ftp(server, directory: "pub"), destination: local(path("dst"))))
+        let result = try run("down", server)
+        assertNoCrash(result)
+        XCTAssertNotEqual(result.status, 0, "\(result)")
+        XCTAssertTrue(
+            result.stdout.contains("cut the listing short") || result.stderr.contains("cut the listing short"),
+            "\(result)")
+        XCTAssertEqual(result.actions("Deleting"), [], "\(result)")
+        XCTAssertTrue(exists("dst/many/orphan.txt"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("dst/many")).count, 10_002)
     }
 
     // MARK: FTP to FTP

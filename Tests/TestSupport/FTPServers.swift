@@ -17,7 +17,8 @@ import XCTest
 ///   upload reads back as now + 3684 s, a time T set by MDTM/MFMT reads back as T;
 /// - `vsftpd-tls` (explicit FTPS, AUTH TLS required) and `vsftpd-tlsi` (implicit FTPS): the
 ///   certificate is for 127.0.0.1, signed by a private CA in `caFile`;
-/// - `vsftpd-ro`: logins work, uploads and every other write are refused (550).
+/// - `vsftpd-ro`: logins work, uploads and every other write are refused (550);
+/// - `pure-ftpd`: pure-ftpd 1.0.50, MLSD/MLST, MFMT and `SITE UTIME`, no `MDTM`-set form.
 ///
 /// Each name has a fixed port, so different servers can run at once, but one name runs once per
 /// machine: starting a name stops a server of that name that is still running. Login as
@@ -41,7 +42,7 @@ public final class FTPServer {
     public let tls: String
     /// How many seconds the server's clock runs ahead (0, or 3684 for the `-skew` servers).
     public let skew: Int
-    /// The server's transfer log (vsftpd's `OK UPLOAD:` lines, proftpd's xferlog).
+    /// The server's transfer log (vsftpd's `OK UPLOAD:` lines, proftpd's and pure-ftpd's xferlog).
     public let transferLog: String
     private var running = true
 
@@ -77,6 +78,9 @@ public final class FTPServer {
         if getuid() != 0 { return "needs root: the FTP test servers log in a local user (uid is \(getuid()))" }
         var needs = ["/usr/sbin/vsftpd", "/usr/bin/openssl", "/usr/bin/setsid", "/usr/bin/ss"]
         if name.hasPrefix("proftpd") { needs.append("/opt/plugsync-proftpd/usr/sbin/proftpd") }
+        if name == "pure-ftpd" {
+            needs += ["/opt/plugsync-pure-ftpd/usr/sbin/pure-ftpd", "/opt/plugsync-pure-ftpd/usr/bin/pure-pw"]
+        }
         if name.hasSuffix("-skew") {
             needs += ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/bin/gcc"]
         }

@@ -241,9 +241,15 @@ public final class FTPConnection {
         }
         set(CURLOPT_FTP_FILEMETHOD, Int(CURLFTPMETHOD_SINGLECWD.rawValue))
         collectBody(limit: options.maximumListingBytes)
+        listingCutShort = nil
         try perform(what: verb, path: directory)
+        if let end = FTPReply.parse(replyBytes).last, end.saysListingWasCutShort { listingCutShort = end.text }
         return body
     }
+
+    /// After `listing`: the server's words when it said it left entries out (pure-ftpd stops at
+    /// 10,000 by default and ends with `226 Output truncated to 10000 matches`), else nil.
+    public private(set) var listingCutShort: String?
 
     /// Reads a small file whole (File Checks, clock probes); at most `limit` bytes are kept.
     public func contents(of path: [UInt8], limit: Int) throws -> [UInt8] {

@@ -34,6 +34,13 @@ public struct FTPReply: Sendable, Equatable {
         }
         return replies
     }
+
+    /// Whether this reply ends a listing that the server cut short: a 226 or 250 that says the
+    /// output was truncated (pure-ftpd's `226 Output truncated to 10000 matches`, past its `-L`
+    /// limit). The entries past the cut are simply missing from the data.
+    public var saysListingWasCutShort: Bool {
+        (code == 226 || code == 250) && lines.contains { $0.lowercased().contains("truncated") }
+    }
 }
 
 /// What a server says it supports (the `FEAT` reply), upper-cased feature names.

@@ -342,25 +342,30 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// The synchronized folder's listing, kept from the checks before the run (does it exist,
     /// is it empty, where does the clock probe go) for the run's own listing, which takes it:
     /// one listing of the folder instead of three. Any change this endpoint makes drops it.
-    private var rootData: [UInt8]?
+    private var rootData: Listed?
+
+    /// A folder's listing as the server sent it, and its words when it said it cut it short.
+    private typealias Listed = (data: [UInt8], cutShort: String?)
 
     /// Lists `folder`; the synchronized folder's listing is kept for the next caller (`take`).
     private func rootOrListing(_ folder: FileName, _ connection: FTPConnection?, take: Bool = false) throws
-        -> [UInt8]
+        -> Listed
     {
         if folder == root,
-            let data = state.withLock({ () -> [UInt8]? in
+            let listed = state.withLock({ () -> Listed? in
                 defer { if take { rootData = nil } }
                 return rootData
             })
         {
-            return data
+            return listed
         }
-        let data =
-            try connection.map { try $0.listing(folder.bytes, verb: listVerb) }
-            ?? pool.with { try $0.listing(folder.bytes, verb: listVerb) }
-        if folder == root && !take { state.withLock { rootData = data } }
-        return data
+        func list(_ connection: FTPConnection) throws -> Listed {
+            let data = try connection.listing(folder.bytes, verb: listVerb)
+            return (data, connection.listingCutShort)
+        }
+        let listed = try connection.map(list) ?? pool.with(list)
+        if folder == root && !take { state.withLock { rootData = listed } }
+        return listed
     }
 
     /// What the run's own listing found of the synchronized folder, for the check after planning
@@ -383,7 +388,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             try pool.with { connection in
                 let known: RootState
                 do {
-                    let data = try rootOrListing(root, connection)
+                    let data = try rootOrListing(root, connection).data
                     known = parse(data).entries.isEmpty ? .empty : .nonEmpty
                 } catch let error as FTPError where error.kind == .notFound {
                     known = .missing
@@ -565,12 +570,21 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     > {
         do {
             // A connection cut mid-listing: one more try on a fresh login, as for transfers.
-            let data = try retrying(delays: retries ? Self.listingRetryDelays : []) {
+            let (data, cutShort) = try retrying(delays: retries ? Self.listingRetryDelays : []) {
                 try rootOrListing(folder, nil, take: true)
             }
             let (remote, unreadable) = parse(data)
             var entries: [Entry] = []
             var problems: [Error] = []
+            if let cutShort {
+                // Entries past the server's limit are missing: the run then deletes nothing.
+                problems.append(
+                    ListingError(
+                        path: display(folder),
+                        message:
+                            "the server cut the listing short (\"\(FTPConnection.printable(Array(cutShort.utf8)))\"): the folder holds more entries than the server lists at once; raise its limit (pure-ftpd: -L)"
+                    ))
+            }
             if unreadable > 0 {
                 // A line this client cannot read may hide an entry: the run then deletes nothing.
                 problems.append(
