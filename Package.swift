@@ -5,7 +5,7 @@ import PackageDescription
 //   plugsync (CLI) -> PlugSync -> backends -> SyncEngine -> SystemSupport;
 //   the CLI imports PlugSync and SystemSupport only (PlugSync/EngineTypes.swift);
 //   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl, SFTPBackend -> CCurl;
-//   PlugSync -> Devices -> CUdev, SystemSupport; C shims: CCurl (libcurl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
+//   PlugSync -> Devices -> CUdev, SystemSupport; C shims: CCurl (libcurl), CTLS (libssl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
 let package = Package(
     name: "plugsync",
     platforms: [.macOS(.v13)],
@@ -33,13 +33,15 @@ let package = Package(
         .target(
             name: "CCurl", path: "Sources/CCurl", cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [.linkedLibrary("dl")]),
+        // libssl likewise, at the first TLS connection of the FTP client (CTLS.h).
+        .target(name: "CTLS", path: "Sources/CTLS", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "SystemSupport", dependencies: ["CPosix"], path: "Sources/SystemSupport"),
         .target(name: "SyncEngine", dependencies: ["SystemSupport"], path: "Sources/SyncEngine"),
         // Backends: each one folder under Sources/Backends.
         .target(
             name: "LocalBackend", dependencies: ["SyncEngine", "SystemSupport", "CPosix"],
             path: "Sources/Backends/Local"),
-        .target(name: "CurlFTP", dependencies: ["CCurl"], path: "Sources/Backends/FTP/Client"),
+        .target(name: "CurlFTP", dependencies: ["CCurl", "CTLS"], path: "Sources/Backends/FTP/Client"),
         .target(
             name: "FTPBackend", dependencies: ["SyncEngine", "SystemSupport", "CurlFTP"],
             path: "Sources/Backends/FTP/Endpoint"),

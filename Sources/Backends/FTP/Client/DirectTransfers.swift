@@ -354,10 +354,21 @@ struct ReplyReader {
     let display: String
     private var buffer: [UInt8] = []
 
+    /// Where the bytes come from when the client owns the connection (plain or TLS); nil: `fd`.
+    private let stream: ByteStream?
+
     init(fd: Int32, timeout: Int, display: String) {
         self.fd = fd
         self.timeout = timeout
         self.display = display
+        self.stream = nil
+    }
+
+    init(stream: ByteStream, timeout: Int, display: String) {
+        self.fd = stream.fd
+        self.timeout = timeout
+        self.display = display
+        self.stream = stream
     }
 
     /// Nothing read past the last reply.
@@ -372,8 +383,8 @@ struct ReplyReader {
                 throw FTPError(.protocolError, "\(display): a reply that cannot be read")
             }
             guard buffer.count < 1 << 16 else { throw FTPError(.protocolError, "\(display): a reply of over 64 KiB") }
-            let n = withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 1) { chunk in
-                let n = recv(fd, chunk.baseAddress, chunk.count, 0)
+            let n = try withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 1) { chunk in
+                let n = try stream?.receive(into: chunk) ?? recv(fd, chunk.baseAddress, chunk.count, 0)
                 if n > 0 { buffer += chunk[0..<n] }
                 return n
             }
