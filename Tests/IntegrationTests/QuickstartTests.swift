@@ -66,7 +66,7 @@ final class QuickstartTests: IntegrationTestCase {
     func testTheDrivePartShowsTheAgentAtWork() throws {
         try requireRoot(
             "loop devices, mounts and udevd",
-            tools: ["bash", "losetup", "mkfs.ext4", "mount", "umount", "mountpoint", "udevadm"])
+            tools: ["bash", "losetup", "mkfs.ext4", "mount", "umount", "mountpoint", "udevadm", "setsid"])
         let binary = try PlugsyncBinary.path()
         let label = "PSQS" + String(UInt32.random(in: 0...UInt32.max), radix: 16, uppercase: true)
         let demo = path("demo")
