@@ -6,6 +6,10 @@
                                   proftpd's xferlog (direction i/o, 7th field from the end). Only
                                   names carrying a gentree file name (fNNNNN) count, so a clock
                                   probe or a listing does not.
+  sftpxfers LOG OFFSET DIRECTION  the same in sftp-server's VERBOSE log (bench/sftp.sh): a file
+                                  closed with bytes written (up) or read (down); prints
+                                  "transfers operations", operations being the log lines other
+                                  than sessions opening and closing.
   compare SRC DST SKEW            compare DST (a copy of SRC: the server's folder on local disk, or
                                   a download) with SRC: prints "missing contentdiff extra mtime_pct"
                                   where mtime_pct is the % of files present in both whose mtime
@@ -55,6 +59,30 @@ def xfers(log, offset, direction):
         if up == (direction == "up") and NAME.search(os.path.basename(path)):
             n += 1
     print(n)
+
+
+SFTP_CLOSE = re.compile(r'^close "(.*)" bytes read (\d+) written (\d+)$')
+
+
+def sftpxfers(log, offset, direction):
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(int(offset))
+            text = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        print(0, 0)
+        return
+    n = ops = 0
+    for line in text.splitlines():
+        if line.startswith("session ") or line.startswith("received client version"):
+            continue
+        ops += 1
+        m = SFTP_CLOSE.match(line)
+        if not m or not NAME.search(os.path.basename(m.group(1))):
+            continue
+        if int(m.group(3) if direction == "up" else m.group(2)) > 0:
+            n += 1
+    print(n, ops)
 
 
 def files(root):
@@ -146,13 +174,15 @@ def summary(raw, out):
             runs.append(dict(tree=f[0], server=f[1], scenario=f[2], rep=int(f[3]), tool=f[4], secs=float(f[5]),
                              rss=int(f[6]), rc=int(f[7]), xfers=int(f[8]), expected=int(f[9]), missed=int(f[10]),
                              extra=int(f[11]), mtime=f[12] if len(f) > 12 else "-",
-                             counts=[int(x) for x in f[13:17]] if len(f) >= 17 else None))
+                             counts=[int(x) for x in f[13:17]] if len(f) >= 17 else
+                             [int(f[13])] if len(f) == 14 else None))
     with_counts = any(r["counts"] for r in runs)
+    fields = COUNT_FIELDS if any(r["counts"] and len(r["counts"]) == 4 for r in runs) else ["ops"]
     lines = []
     w = lines.append
     w("%-6s %-12s %-10s %-14s %9s %8s %7s %14s %7s %6s%s" % (
         "tree", "server", "scenario", "tool", "median_s", "rss_MiB", "fails", "xfers(expect)", "missed", "mtime%",
-        " %6s %6s %6s %6s" % tuple(COUNT_FIELDS) if with_counts else ""))
+        "".join(" %6s" % c for c in fields) if with_counts else ""))
     keys = []
     for r in runs:
         k = (r["tree"], r["server"], r["scenario"])
@@ -180,7 +210,7 @@ def summary(raw, out):
             cs = ""
             if with_counts:
                 cs = "".join(" %6s" % ("%g" % statistics.median(r["counts"][i] for r in rs if r["counts"])
-                                       if any(r["counts"] for r in rs) else "-") for i in range(len(COUNT_FIELDS)))
+                                       if any(r["counts"] for r in rs) else "-") for i in range(len(fields)))
             w("%-6s %-12s %-10s %-14s %9s %8.1f %7s %14s %7d %6s%s" % (
                 k[0], k[1], k[2], t, "-" if m is None else "%.2f" % m, rss, "%d/%d" % (fails, len(rs)), xtext,
                 missed, mt, cs))
@@ -191,7 +221,14 @@ def summary(raw, out):
             peers = {p: v for p, v in med.items() if p != "plugsync" and correct(p)}
             if peers:
                 bp = min(peers, key=peers.get)
-                w("%-6s %-12s %-10s ratio plugsync/best-peer (%s) = %.2f" % (k[0], k[1], k[2], bp, med["plugsync"] / peers[bp]))
+                # Paired: the median of the per-repetition ratios (steadier on a busy machine).
+                secs = {(r["tool"], r["rep"]): r["secs"] for r in runs
+                        if (r["tree"], r["server"], r["scenario"]) == k and r["rc"] == 0}
+                pairs = [secs[("plugsync", rep)] / secs[(bp, rep)] for (t, rep) in secs
+                         if t == "plugsync" and (bp, rep) in secs and secs[(bp, rep)] > 0]
+                paired = " (paired %.2f)" % statistics.median(pairs) if pairs else ""
+                w("%-6s %-12s %-10s ratio plugsync/best-peer (%s) = %.2f%s" % (
+                    k[0], k[1], k[2], bp, med["plugsync"] / peers[bp], paired))
             elif len(med) > 1:
                 w("%-6s %-12s %-10s ratio plugsync/best-peer: n/a (every peer missed changed files)" % k)
         elif "plugsync" in tools:
@@ -204,4 +241,4 @@ def summary(raw, out):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"xfers": xfers, "compare": compare, "summary": summary, "counters": counters, "verbs": verbs}[cmd](*args)
+    {"xfers": xfers, "sftpxfers": sftpxfers, "compare": compare, "summary": summary, "counters": counters, "verbs": verbs}[cmd](*args)
