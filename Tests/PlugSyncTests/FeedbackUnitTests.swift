@@ -2,7 +2,7 @@ import XCTest
 
 @testable import PlugSync
 
-/// `max_age` durations, and `notify` / `settings` read and written back.
+/// `max_age` durations, ping URLs, and `notify` / `settings` read and written back.
 final class FeedbackUnitTests: XCTestCase {
     func testAgeTextReadsAndWritesDurations() {
         XCTAssertEqual(AgeText.seconds("30m"), 1800)
@@ -18,6 +18,14 @@ final class FeedbackUnitTests: XCTestCase {
         XCTAssertEqual(AgeText.spoken(86400), "1 day")
         XCTAssertEqual(AgeText.spoken(5 * 3600 + 59), "5 hours")
         XCTAssertEqual(AgeText.spoken(61), "1 minute")
+    }
+
+    func testPingURLs() {
+        XCTAssertEqual(Ping.url("https://hc-ping.com/abc", suffix: "fail"), "https://hc-ping.com/abc/fail")
+        XCTAssertEqual(Ping.url("https://hc-ping.com/abc/", suffix: "start"), "https://hc-ping.com/abc/start")
+        XCTAssertEqual(Ping.url("https://hc-ping.com/abc?rid=1", suffix: "fail"), "https://hc-ping.com/abc/fail?rid=1")
+        XCTAssertEqual(Ping.url("https://hc-ping.com/abc", suffix: ""), "https://hc-ping.com/abc")
+        XCTAssertEqual(Ping.host("https://user@hc.example.org:8443/p/abc?x"), "user@hc.example.org:8443")
     }
 
     func testNotifyAndSettingsRoundTrip() throws {
