@@ -60,6 +60,8 @@ public final class Agent: @unchecked Sendable {
         timer.setEventHandler { [weak self] in self?.scheduleFired() }
         timer.resume()
         overdueTimer.setEventHandler { [weak self] in self?.checkOverdue() }
+        overdueTimer.schedule(wallDeadline: .distantFuture)
+        overdueTimer.resume()  // a suspended source must not be released
     }
 
     public static func say(_ line: String) {
@@ -117,7 +119,6 @@ public final class Agent: @unchecked Sendable {
     /// Starts the overdue checks: now, then every hour.
     func startOverdueChecks() {
         overdueTimer.schedule(deadline: .now(), repeating: .seconds(3600), leeway: .seconds(10))
-        overdueTimer.resume()
     }
 
     /// Logs a definition that became overdue (once, until it is on time again), pings it as a
@@ -160,6 +161,7 @@ public final class Agent: @unchecked Sendable {
             let url = definition.notify!.url!
             if let problem = Ping.send(Ping.url(url, suffix: "fail"), body: line + "\n") {
                 say("\(definition.name): the overdue ping to \(Ping.host(url)) was not delivered: \(problem)")
+                lock.withLock { overduePinged[definition.name] = nil }  // tried again at the next check
             }
         }
     }
