@@ -5,7 +5,8 @@ import PackageDescription
 //   plugsync (CLI) -> PlugSync -> backends -> SyncEngine -> SystemSupport;
 //   the CLI imports PlugSync and SystemSupport only (PlugSync/EngineTypes.swift);
 //   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl, SFTPBackend -> CCurl;
-//   PlugSync -> Devices -> CUdev, SystemSupport; C shims: CCurl (libcurl), CTLS (libssl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
+//   PlugSync -> Devices -> CUdev, SystemSupport; PlugSync -> CCurl (pings), Prometheus (the metrics file);
+//   C shims: CCurl (libcurl), CTLS (libssl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
 let package = Package(
     name: "plugsync",
     platforms: [.macOS(.v13)],
@@ -16,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -29,7 +31,7 @@ let package = Package(
             providers: [.apt(["libyaml-dev"])]),
         .target(name: "Devices", dependencies: ["CUdev", "SystemSupport"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
-        // libcurl is loaded with dlopen at the first FTP connection (CCurl.h says why).
+        // libcurl is loaded with dlopen at the first FTP or SFTP connection or ping (CCurl.h says why).
         .target(
             name: "CCurl", path: "Sources/CCurl", cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [.linkedLibrary("dl")]),
@@ -51,9 +53,10 @@ let package = Package(
             name: "PlugSync",
             dependencies: [
                 "SystemSupport", "SyncEngine", "LocalBackend", "FTPBackend", "CurlFTP", "SFTPBackend", "Devices",
-                "CSQLite", "CYAML",
+                "CSQLite", "CYAML", "CCurl",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "Sources/PlugSync"),
         .executableTarget(

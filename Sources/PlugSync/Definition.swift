@@ -24,6 +24,10 @@ public struct Definition: Sendable, Equatable {
     /// environment variables: `before` (a failure refuses the run), `after` (every run),
     /// `on_error` (runs that did not succeed).
     public var hooks = HookCommands()
+    /// Overdue when the last successful run is older than this many seconds (`max_age`).
+    public var maxAge: Int?
+    /// Where to tell about runs (`notify:`); nil when the definition has none.
+    public var notify: NotifySettings?
 
     public init(name: String, source: EndpointSpec, destination: EndpointSpec) {
         self.name = name
@@ -129,4 +133,65 @@ public struct HookCommands: Sendable, Equatable {
         self.onError = onError
     }
     public var isEmpty: Bool { before == nil && after == nil && onError == nil }
+}
+
+/// The `notify:` of a definition: a healthchecks-style ping URL and, kept for the desktop
+/// notifications, `desktop`.
+public struct NotifySettings: Sendable, Equatable {
+    /// What a notification is sent for.
+    public enum Event: String, Sendable, CaseIterable {
+        case start, success, failure, overdue, removable
+    }
+    public static let defaultEvents: [Event] = [.failure, .overdue, .removable]
+
+    public var desktop: Bool?
+    /// Pinged as `URL/start`, `URL` (success) and `URL/fail` (failure, refusal, overdue).
+    public var url: String?
+    /// In the order of `Event.allCases`, without repeats.
+    public var events: [Event] = NotifySettings.defaultEvents
+
+    public init(desktop: Bool? = nil, url: String? = nil, events: [Event] = NotifySettings.defaultEvents) {
+        self.desktop = desktop
+        self.url = url
+        self.events = events
+    }
+
+    public func wants(_ event: Event) -> Bool { events.contains(event) }
+}
+
+/// The optional top-level `settings:` of the definitions file.
+public struct FileSettings: Sendable, Equatable {
+    /// A Prometheus textfile (node exporter's textfile collector) rewritten after every run.
+    public var metricsFile: String?
+    public init(metricsFile: String? = nil) { self.metricsFile = metricsFile }
+}
+
+/// `30m`, `12h`, `7d`: a duration in seconds, and back.
+public enum AgeText {
+    static let units: [(Character, Int)] = [("d", 86400), ("h", 3600), ("m", 60)]
+
+    /// Minutes, hours or days, up to 10 years; nil for anything else.
+    public static func seconds(_ text: String) -> Int? {
+        guard let unit = text.last, let (_, size) = units.first(where: { $0.0 == unit }),
+            let value = Int(text.dropLast()), value > 0, value <= 3650 * 86400 / size
+        else { return nil }
+        return value * size
+    }
+
+    /// The largest unit that divides `seconds` exactly.
+    public static func text(_ seconds: Int) -> String {
+        for (unit, size) in units where seconds % size == 0 { return "\(seconds / size)\(unit)" }
+        return "\(max(1, seconds / 60))m"
+    }
+
+    /// `9 days`, `5 hours`, `40 minutes`: how long ago, in the largest whole unit.
+    public static func spoken(_ seconds: Double) -> String {
+        let whole = max(0, Int(seconds))
+        for (name, size) in [("day", 86400), ("hour", 3600)] where whole >= size {
+            let n = whole / size
+            return "\(n) \(name)\(n == 1 ? "" : "s")"
+        }
+        let n = whole / 60
+        return "\(n) minute\(n == 1 ? "" : "s")"
+    }
 }

@@ -11,6 +11,8 @@ public struct DefinitionsFile: Sendable {
     public let path: String
     public private(set) var text: String
     public private(set) var definitions: [Definition]
+    /// The top-level `settings:` (the metrics file).
+    public private(set) var settings = FileSettings()
     /// Things the user should hear about that do not stop a run (a readable password).
     public private(set) var warnings: [String] = []
     /// Line ranges (0-based, half-open) of each definition's item in `text`, and its dash column.
@@ -86,7 +88,8 @@ public struct DefinitionsFile: Sendable {
     }
 
     private mutating func reparse() throws {
-        let parsed = try DefinitionsParser(file: path).parse(text)
+        let (settings, parsed) = try DefinitionsParser(file: path).parse(text)
+        self.settings = settings
         definitions = parsed.map(\.0)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         spans = parsed.map { item in
@@ -328,6 +331,18 @@ public enum DefinitionEmitter {
             add(1, "before", d.hooks.before.map(scalar))
             add(1, "after", d.hooks.after.map(scalar))
             add(1, "on_error", d.hooks.onError.map(scalar))
+        }
+        add(0, "max_age", d.maxAge.map(AgeText.text))
+        if let notify = d.notify, notify == NotifySettings() {
+            add(0, "notify", "{}")
+        } else if let notify = d.notify {
+            add(0, "notify", "")
+            out[out.count - 1].removeLast()
+            add(1, "desktop", notify.desktop.map { $0 ? "true" : "false" })
+            add(1, "url", notify.url.map(scalar))
+            if notify.events != NotifySettings.defaultEvents {
+                add(1, "events", "[" + notify.events.map(\.rawValue).joined(separator: ", ") + "]")
+            }
         }
         return out
     }

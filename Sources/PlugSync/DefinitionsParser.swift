@@ -10,8 +10,9 @@ struct DefinitionsParser {
         ConfigError(file: file, line: node?.mark?.line, field: field, problem: problem)
     }
 
-    /// The definitions and, for each, the line (1-based) and column where its mapping starts.
-    func parse(_ text: String) throws -> [(Definition, line: Int, column: Int)] {
+    /// The file's settings, its definitions and, for each, the line (1-based) and column where
+    /// its mapping starts.
+    func parse(_ text: String) throws -> (settings: FileSettings, definitions: [(Definition, line: Int, column: Int)]) {
         let root: Node?
         do {
             root = try YAML.compose(text)
@@ -20,7 +21,7 @@ struct DefinitionsParser {
         } catch {
             throw ConfigError(file: file, problem: "not valid YAML: \(error)")
         }
-        guard let root else { return [] }
+        guard let root else { return (FileSettings(), []) }
         guard case .mapping(let top) = root.kind else {
             throw self.error(root, nil, "the file must be a mapping with a 'definitions' list")
         }
@@ -39,13 +40,71 @@ struct DefinitionsParser {
                 result.append((definition, item.mark?.line ?? 0, item.mark?.column ?? 1))
             }
         }
-        try fields.finish(allowed: ["definitions"])
-        return result
+        var settings = FileSettings()
+        if let node = fields.node("settings") {
+            settings = try parseSettings(node)
+        }
+        try fields.finish(allowed: ["settings", "definitions"])
+        return (settings, result)
+    }
+
+    func parseSettings(_ node: Node) throws -> FileSettings {
+        if node.isNull { return FileSettings() }
+        guard case .mapping(let map) = node.kind else {
+            throw error(node, "settings", "must be a mapping (metrics_file)")
+        }
+        let fields = try Fields(map, prefix: "settings.", parser: self)
+        var settings = FileSettings()
+        if let file = try fields.string("metrics_file") {
+            guard file.hasPrefix("/") else {
+                throw fields.invalid("metrics_file", "\"\(file)\" must be an absolute path")
+            }
+            guard !file.hasSuffix("/") else {
+                throw fields.invalid("metrics_file", "\"\(file)\" names a folder; give a file (e.g. plugsync.prom)")
+            }
+            settings.metricsFile = file
+        }
+        try fields.finish(allowed: ["metrics_file"])
+        return settings
+    }
+
+    func parseNotify(_ node: Node, fields outer: Fields) throws -> NotifySettings {
+        guard case .mapping(let map) = node.kind else {
+            throw outer.invalid("notify", "must be a mapping (desktop, url, events)")
+        }
+        let fields = try Fields(map, prefix: outer.prefix + "notify.", parser: self)
+        var notify = NotifySettings()
+        notify.desktop = try fields.bool("desktop")
+        if let url = try fields.string("url") {
+            let lower = url.lowercased()
+            guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
+                throw fields.invalid("url", "\"\(url)\" is not an http:// or https:// URL")
+            }
+            let host = url.drop { $0 != "/" }.dropFirst(2).prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+            guard !host.isEmpty, !url.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F })
+            else {
+                throw fields.invalid("url", "\"\(url)\" is not a URL with a host (and no spaces)")
+            }
+            notify.url = url
+        }
+        if let names = try fields.stringList("events") {
+            var chosen = Set<NotifySettings.Event>()
+            for name in names {
+                guard let event = NotifySettings.Event(rawValue: name) else {
+                    let all = NotifySettings.Event.allCases.map(\.rawValue).joined(separator: ", ")
+                    throw fields.invalid("events", "\"\(name)\" is not one of \(all)")
+                }
+                chosen.insert(event)
+            }
+            notify.events = NotifySettings.Event.allCases.filter(chosen.contains)
+        }
+        try fields.finish(allowed: ["desktop", "url", "events"])
+        return notify
     }
 
     static let definitionKeys = [
         "name", "description", "group", "type", "recursive", "max_delete", "source", "destination",
-        "ignore", "log_file", "schedule", "on_mount", "enabled", "parallel", "hooks",
+        "ignore", "log_file", "schedule", "on_mount", "enabled", "parallel", "hooks", "max_age", "notify",
     ]
 
     func parseDefinition(_ node: Node, index: Int) throws -> Definition {
@@ -113,6 +172,15 @@ struct DefinitionsParser {
             definition.hooks.after = try hooks.string("after")
             definition.hooks.onError = try hooks.string("on_error")
             try hooks.finish(allowed: ["before", "after", "on_error"])
+        }
+        if let age = try fields.string("max_age") {
+            guard let seconds = AgeText.seconds(age) else {
+                throw fields.invalid("max_age", "\"\(age)\" is not a duration like 30m, 12h or 7d")
+            }
+            definition.maxAge = seconds
+        }
+        if let notifyNode = fields.node("notify"), !notifyNode.isNull {
+            definition.notify = try parseNotify(notifyNode, fields: fields)
         }
         try fields.finish(allowed: Self.definitionKeys)
         return definition
@@ -314,6 +382,14 @@ struct DefinitionsParser {
         case "h" where value <= 24: return value * 60
         default: return nil
         }
+    }
+}
+
+extension YAML.Node {
+    /// `key:` with no value, `~` or `null`.
+    var isNull: Bool {
+        guard case .scalar(let scalar) = kind, scalar.style == .plain else { return false }
+        return ["", "~", "null"].contains(scalar.string)
     }
 }
 

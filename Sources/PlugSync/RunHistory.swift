@@ -105,13 +105,36 @@ public final class RunHistory {
 
     /// The most recent runs of a definition, newest first.
     public func runs(of definition: String, limit: Int = 1) -> [RunRecord] {
+        query("WHERE definition = ? ORDER BY started DESC, id DESC LIMIT ?", definition, limit)
+    }
+
+    /// The newest run of a definition that ended with `result` (e.g. "success").
+    public func lastRun(of definition: String, result: String) -> RunRecord? {
+        query(
+            "WHERE definition = ? AND result = ? ORDER BY started DESC, id DESC LIMIT ?", definition, 1, result: result
+        )
+        .first
+    }
+
+    /// The oldest run of a definition, whatever its result.
+    public func firstRun(of definition: String) -> RunRecord? {
+        query("WHERE definition = ? ORDER BY started ASC, id ASC LIMIT ?", definition, 1).first
+    }
+
+    private func query(_ clause: String, _ definition: String, _ limit: Int, result: String? = nil) -> [RunRecord] {
         var statement: OpaquePointer?
         let sql =
-            "SELECT definition, trigger, started, seconds, result, transferred, deleted, skipped, failed, bytes, message FROM runs WHERE definition = ? ORDER BY started DESC, id DESC LIMIT ?"
+            "SELECT definition, trigger, started, seconds, result, transferred, deleted, skipped, failed, bytes, message FROM runs "
+            + clause
         guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else { return [] }
         defer { sqlite3_finalize(statement) }
         sqlite3_bind_text(statement, 1, definition, -1, Self.transient)
-        sqlite3_bind_int64(statement, 2, Int64(limit))
+        if let result {
+            sqlite3_bind_text(statement, 2, result, -1, Self.transient)
+            sqlite3_bind_int64(statement, 3, Int64(limit))
+        } else {
+            sqlite3_bind_int64(statement, 2, Int64(limit))
+        }
         var records: [RunRecord] = []
         while sqlite3_step(statement) == SQLITE_ROW {
             func text(_ column: Int32) -> String {

@@ -91,12 +91,53 @@ public final class SyncRunner {
     private let historyLock = Lock()
     private let resolver: () -> EndpointResolver
 
+    /// `settings: metrics_file` and every definition of the file: rewritten after each run.
+    private var metrics: (path: String, definitions: [Definition])?
+
     public init(stateDirectory: String, resolver: @escaping () -> EndpointResolver = { EndpointResolver() }) throws {
         self.stateDirectory = try StateDirectory.prepare(stateDirectory)
         self.resolver = resolver
     }
 
+    /// Takes the file's metrics file and definitions (again, after a reload).
+    public func use(_ file: DefinitionsFile) {
+        historyLock.withLock { metrics = file.settings.metricsFile.map { ($0, file.definitions) } }
+    }
+
+    /// The run history, opened at its first use; nil (and a warning) when it cannot be.
+    public func withHistory<T>(_ body: (RunHistory) -> T) -> T? {
+        historyLock.withLock {
+            do {
+                if history == nil { history = try RunHistory(stateDirectory: stateDirectory) }
+            } catch {
+                printError("warning: \(error)")
+                return nil
+            }
+            return body(history!)
+        }
+    }
+
+    /// Rewrites the metrics file, if the definitions file names one.
+    public func writeMetrics() {
+        guard let (path, definitions) = historyLock.withLock({ metrics }) else { return }
+        let now = FeedbackClock.now()
+        if let problem = withHistory({ MetricsFile.write(path, definitions, history: $0, now: now) }) ?? nil {
+            printError("warning: \(problem)")
+        }
+    }
+
+    /// Runs a definition; then rewrites the metrics file and sends the result's ping (after the
+    /// run is recorded: neither changes its outcome).
     public func run(_ definition: Definition, options: RunOptions) -> RunOutcome {
+        let pings = options.dryRun ? nil : RunPings(definition)
+        pings?.started("Sync \(definition.name) started (trigger: \(options.trigger))")
+        let outcome = runAndRecord(definition, options: options)
+        if !options.dryRun { writeMetrics() }
+        pings?.finished(outcome)
+        return outcome
+    }
+
+    private func runAndRecord(_ definition: Definition, options: RunOptions) -> RunOutcome {
         Self.loadLibraries(for: [definition])
         var log: LogFile?
         var logError: String?

@@ -18,6 +18,16 @@ struct DefinitionFlags: ParsableArguments {
         String?
     @Option(help: "Schedule rule, e.g. \"mon,fri at 18:30\" (repeat; replaces the schedule).") var schedule: [String] =
         []
+    @Option(
+        name: .customLong("max-age"),
+        help: "Overdue when the last successful run is older: 30m, 12h, 7d (\"\" removes it).")
+    var maxAge: String?
+    @Option(name: .customLong("notify-url"), help: "Ping this URL (healthchecks style) after runs (\"\" removes it).")
+    var notifyURL: String?
+    @Option(
+        name: .customLong("notify-events"),
+        help: "What to ping for, comma-separated: start, success, failure, overdue, removable.")
+    var notifyEvents: String?
     @Flag(inversion: .prefixedNo, help: "Synchronize subfolders too.") var recursive: Bool?
     @Flag(inversion: .prefixedEnableDisable, help: "Whether the definition runs at all.") var enabled: Bool?
 
@@ -46,6 +56,35 @@ struct DefinitionFlags: ParsableArguments {
             }
         }
         if !schedule.isEmpty { definition.schedule = try schedule.filter { !$0.isEmpty }.map(EndpointSyntax.parseRule) }
+        if let maxAge {
+            if maxAge.isEmpty {
+                definition.maxAge = nil
+            } else if let seconds = AgeText.seconds(maxAge) {
+                definition.maxAge = seconds
+            } else {
+                throw UsageError("--max-age \(maxAge): give a duration like 30m, 12h or 7d")
+            }
+        }
+        if let notifyURL {
+            var notify = definition.notify ?? NotifySettings()
+            notify.url = notifyURL.isEmpty ? nil : notifyURL
+            definition.notify = notify == NotifySettings() ? nil : notify
+        }
+        if let notifyEvents {
+            var chosen = Set<NotifySettings.Event>()
+            for name in notifyEvents.split(separator: ",").map({ $0.filter { $0 != " " && $0 != "\t" } })
+            where !name.isEmpty {
+                guard let event = NotifySettings.Event(rawValue: name) else {
+                    throw UsageError(
+                        "--notify-events \(notifyEvents): \"\(name)\" is not one of start, success, failure, overdue, removable"
+                    )
+                }
+                chosen.insert(event)
+            }
+            var notify = definition.notify ?? NotifySettings()
+            notify.events = NotifySettings.Event.allCases.filter(chosen.contains)
+            definition.notify = notify
+        }
         if let recursive { definition.recursive = recursive }
         if let enabled { definition.enabled = enabled }
     }

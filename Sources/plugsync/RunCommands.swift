@@ -30,6 +30,7 @@ struct Run: ParsableCommand {
             if all || group != nil { definitions = definitions.filter(\.enabled) }
             SyncRunner.loadLibraries(for: definitions)
             let runner = try SyncRunner(stateDirectory: StateDirectory.path())
+            runner.use(file)
             var runOptions = RunOptions()
             runOptions.dryRun = dryRun
             runOptions.forceDelete = forceDelete

@@ -90,8 +90,15 @@ struct Status: ParsableCommand {
             let file = try options.load()
             let history = try RunHistory(stateDirectory: StateDirectory.prepare(StateDirectory.path()))
             let state = StateDirectory.path()
-            var rows = [["NAME", "LAST RUN", "TRIGGER", "RESULT", "COPIED", "DELETED", "FAILED", "NEXT RUN"]]
+            var rows = [
+                ["NAME", "LAST RUN", "TRIGGER", "RESULT", "COPIED", "DELETED", "FAILED", "NEXT RUN", "MAX AGE"]
+            ]
+            let now = FeedbackClock.now()
             for d in file.definitions {
+                // `max_age`: "-" when none, else within it ("ok") or `OVERDUE 9 days`.
+                let age =
+                    d.maxAge == nil
+                    ? "-" : Overdue.age(of: d, history: history, now: now).map(Overdue.text) ?? "ok"
                 let last = history.runs(of: d.name).first
                 let running = DefinitionLock.isHeld(stateDirectory: state, name: d.name)
                 let next = d.enabled ? d.schedule.nextRun(after: Date()).map(formatDate) : nil
@@ -99,7 +106,7 @@ struct Status: ParsableCommand {
                     d.name, last.map { formatDate($0.started) } ?? "never", last?.trigger ?? "-",
                     running ? "running" : (last?.result ?? "-"), last.map { "\($0.transferred)" } ?? "-",
                     last.map { "\($0.deleted)" } ?? "-", last.map { "\($0.failed)" } ?? "-",
-                    next ?? (d.enabled ? (d.runsOnMount ? "on mount" : "manual") : "disabled"),
+                    next ?? (d.enabled ? (d.runsOnMount ? "on mount" : "manual") : "disabled"), age,
                 ])
             }
             printTable(rows)

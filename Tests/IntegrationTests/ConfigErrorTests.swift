@@ -56,6 +56,24 @@ final class ConfigErrorTests: IntegrationTestCase {
         try assertConfigError(bad(endpoints + ["max_delete: lots"]), atLine: 12, field: "max_delete", problem: "lots")
     }
 
+    func testBadMaxAgeAndNotify() throws {
+        try assertConfigError(bad(endpoints + ["max_age: a week"]), atLine: 12, field: "max_age", problem: "a week")
+        try assertConfigError(bad(endpoints + ["max_age: 7y"]), atLine: 12, field: "max_age", problem: "30m, 12h or 7d")
+        try assertConfigError(
+            bad(endpoints + ["notify:", "  url: ftp://example.org/x"]), atLine: 13, field: "notify.url",
+            problem: "not an http:// or https:// URL")
+        try assertConfigError(
+            bad(endpoints + ["notify:", "  events: [failure, sometimes]"]), atLine: 13, field: "notify.events",
+            problem: "\"sometimes\" is not one of start, success, failure, overdue, removable")
+        try assertConfigError(
+            bad(endpoints + ["notify:", "  desktop: maybe"]), atLine: 13, field: "notify.desktop", problem: "maybe")
+        try assertConfigError(
+            bad(endpoints + ["notify:", "  uri: https://example.org"]), atLine: 13, field: "notify.uri",
+            problem: "did you mean \"url\"")
+        try assertConfigError(
+            bad(endpoints + ["notify: https://example.org"]), atLine: 12, field: "notify", problem: "must be a mapping")
+    }
+
     func testNotYAML() throws {
         try assertConfigError(bad(["source: [unclosed", "destination:"]), atLine: nil, field: nil, problem: "YAML")
     }

@@ -37,6 +37,13 @@ public final class Agent: @unchecked Sendable {
     private let timer: DispatchSourceTimer
     private let timerQueue = DispatchQueue(label: "plugsync-scheduler")
     private let isRoot = getuid() == 0
+    /// Overdue definitions already logged (until they are on time again), and when each was
+    /// last pinged as failing for it (once a day).
+    private var overdueLogged: Set<String> = []
+    private var overduePinged: [String: Date] = [:]
+    /// The overdue checks: at start, after each run, every hour; one at a time.
+    private let overdueQueue = DispatchQueue(label: "plugsync-overdue")
+    private let overdueTimer: DispatchSourceTimer
 
     /// Loads the definitions file (a bad one is an error here: nothing to keep yet).
     public init(configPath: String, stateDirectory: String) throws {
@@ -45,11 +52,16 @@ public final class Agent: @unchecked Sendable {
         definitions = file.definitions
         for warning in file.warnings { Self.say(warning) }
         runner = try SyncRunner(stateDirectory: stateDirectory)
+        runner.use(file)
         watch = try DeviceWatch()
         timer = DispatchSource.makeTimerSource(queue: timerQueue)
+        overdueTimer = DispatchSource.makeTimerSource(queue: overdueQueue)
         queue = JobQueue { [weak self] name, trigger in self?.execute(name, trigger: trigger) }
         timer.setEventHandler { [weak self] in self?.scheduleFired() }
         timer.resume()
+        overdueTimer.setEventHandler { [weak self] in self?.checkOverdue() }
+        overdueTimer.schedule(wallDeadline: .distantFuture)
+        overdueTimer.resume()  // a suspended source must not be released
     }
 
     public static func say(_ line: String) {
@@ -75,8 +87,10 @@ public final class Agent: @unchecked Sendable {
             lock.lock()
             definitions = fresh
             lock.unlock()
+            runner.use(file)
             say("reloaded \(configPath): \(fresh.count) definitions")
             reschedule()
+            overdueQueue.async { [self] in checkOverdue() }
         } catch {
             say("reload failed, keeping the previous \(snapshot().count) definitions: \(error)")
         }
@@ -97,6 +111,59 @@ public final class Agent: @unchecked Sendable {
         options.cancellation = cancellation
         let outcome = runner.run(definition, options: options)
         say("\(name): \(outcome.summary) (trigger: \(trigger))")
+        overdueQueue.async { [self] in checkOverdue() }
+    }
+
+    // MARK: overdue
+
+    /// Starts the overdue checks: now, then every hour.
+    func startOverdueChecks() {
+        overdueTimer.schedule(deadline: .now(), repeating: .seconds(3600), leeway: .seconds(10))
+    }
+
+    /// Logs a definition that became overdue (once, until it is on time again), pings it as a
+    /// failure once a day when its `notify: events` has `overdue`, and rewrites the metrics file.
+    private func checkOverdue() {
+        let now = FeedbackClock.now()
+        let watched = snapshot().filter { $0.enabled && $0.maxAge != nil }
+        let ages =
+            runner.withHistory { history in
+                watched.map { ($0, Overdue.age(of: $0, history: history, now: now)) }
+            } ?? []
+        var pings: [(Definition, String)] = []
+        for (definition, age) in ages {
+            let name = definition.name
+            guard let age else {
+                lock.withLock {
+                    overdueLogged.remove(name)
+                    overduePinged[name] = nil
+                }
+                continue
+            }
+            let line =
+                "\(name): \(Overdue.text(age)): no successful run for \(AgeText.spoken(age)) (max_age \(AgeText.text(definition.maxAge!)))"
+            let (fresh, ping) = lock.withLock {
+                let fresh = overdueLogged.insert(name).inserted
+                var ping = false
+                if let notify = definition.notify, notify.url != nil, notify.wants(.overdue),
+                    overduePinged[name].map({ now.timeIntervalSince($0) >= 86400 }) ?? true
+                {
+                    overduePinged[name] = now
+                    ping = true
+                }
+                return (fresh, ping)
+            }
+            if fresh { say(line) }
+            if ping { pings.append((definition, line)) }
+        }
+        runner.writeMetrics()
+        for (definition, line) in pings {
+            let url = definition.notify!.url!
+            if let problem = Ping.send(Ping.url(url, suffix: "fail"), body: line + "\n") {
+                say("\(definition.name): the overdue ping to \(Ping.host(url)) was not delivered: \(problem)")
+                lock.withLock { overduePinged[definition.name] = nil }  // tried again at the next check
+            }
+        }
     }
 
     /// Submits a run and logs what became of the request.
@@ -363,6 +430,7 @@ public final class Agent: @unchecked Sendable {
     /// SIGTERM: no new file starts; files in flight finish; waits up to `timeout` seconds.
     func shutdown(timeout: Double) {
         timer.cancel()
+        overdueTimer.cancel()
         watch.stop()
         cancellation.cancel()
         if !queue.drain(timeout: timeout) { say("runs still going on after \(Int(timeout)) s; exiting anyway") }
@@ -428,6 +496,7 @@ struct SchedulerService: Service {
     let agent: Agent
     func run() async throws {
         agent.reschedule()
+        agent.startOverdueChecks()
         try? await gracefulShutdown()
     }
 }
