@@ -255,7 +255,7 @@ public struct DefinitionsFile: Sendable {
     }
 }
 
-/// Writes a definition as YAML in the shape of DESIGN section 5.
+/// Writes a definition as YAML, in the shape the README's configuration reference shows.
 public enum DefinitionEmitter {
     public static func lines(for d: Definition, indent: Int) -> [String] {
         let pad = String(repeating: " ", count: indent)

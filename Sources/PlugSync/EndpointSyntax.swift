@@ -1,7 +1,7 @@
 /// The command line's short forms of endpoints and schedule rules, for `add`, `edit`, `copy`.
 ///
 /// Endpoints: `/abs/path` (local); `device:label=X,uuid=Y,serial=Z,directory=a/b,mount=auto`;
-/// `ftp://user@host:port/dir` or `ftps://…` (the password from ~/.netrc, or set
+/// `ftp://user@host:port/dir`, `ftps://…` (implicit TLS) or `ftpes://…` (explicit TLS) (the password from ~/.netrc, or set
 /// `password_file` in the file); `sftp://user@host:port/dir` (a directory relative to the login
 /// folder; the user's SSH key, or set `key_file` or a password in the file). Schedule rules:
 /// `mon,tue,fri at 18:30`, `sat every 2h between 08:00-20:00`, `daily every 30m`, `1,15 at 03:00`

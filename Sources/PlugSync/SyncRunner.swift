@@ -71,7 +71,7 @@ public struct RunOutcome: Sendable {
     /// The summary line (`Done: …`).
     public var summary: String
 
-    /// The exit code of DESIGN section 5 for this outcome.
+    /// The exit code for this outcome (README, "Command line").
     public var exitCode: Int32 {
         switch status {
         case .success: return 0

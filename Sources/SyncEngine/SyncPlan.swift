@@ -5,7 +5,7 @@ public enum SyncType: String, Sendable, CaseIterable {
 }
 
 /// Why an action was chosen. The text names the destination side ("destination" locally,
-/// "remote" for an FTP destination, "local" when downloading), as the seeds do.
+/// "remote" for an FTP destination, "local" when downloading).
 public enum Reason: Sendable, Equatable {
     case fileNotFound
     case folderNotFound
@@ -67,7 +67,7 @@ public struct Action: Sendable {
         case createFolder
         /// Delete a destination entry (and, for a folder, everything below it).
         case delete
-        /// Nothing to do; reported as in the seeds.
+        /// Nothing to do; reported as a Skipping line.
         case skip
         /// Replace a destination entry of another kind: delete it, then transfer.
         case replace

@@ -29,7 +29,7 @@ struct DefinitionFlags: ParsableArguments {
         help: "What to ping for, comma-separated: start, success, failure, overdue, removable.")
     var notifyEvents: String?
     @Flag(inversion: .prefixedNo, help: "Synchronize subfolders too.") var recursive: Bool?
-    @Flag(inversion: .prefixedEnableDisable, help: "Whether the definition runs at all.") var enabled: Bool?
+    @Flag var enablement: Enablement?
 
     func apply(to definition: inout Definition) throws {
         if let description { definition.description = description.isEmpty ? nil : description }
@@ -86,7 +86,7 @@ struct DefinitionFlags: ParsableArguments {
             definition.notify = notify
         }
         if let recursive { definition.recursive = recursive }
-        if let enabled { definition.enabled = enabled }
+        if let enablement { definition.enabled = enablement == .enable }
     }
 
     static func check(_ text: String, flag: String) throws -> FileCheck? {
@@ -180,5 +180,15 @@ struct Delete: ParsableCommand {
             try file.save()
             print("Deleted \(name) from \(file.path)")
         }
+    }
+}
+
+/// `--enable` / `--disable`: whether the definition runs at all.
+enum Enablement: String, EnumerableFlag {
+    case enable, disable
+
+    static func help(for value: Enablement) -> ArgumentHelp? {
+        value == .enable
+            ? "The definition runs (on mount, on schedule, with --all)." : "The definition runs only when named."
     }
 }

@@ -55,7 +55,7 @@ struct Plugsync: ParsableCommand {
                 exit(withError: error)
             }
             if let exit = error as? ExitCode { Glibc.exit(exit.rawValue) }
-            // Argument errors are usage errors: exit code 2, as DESIGN section 5 says.
+            // Argument errors are usage errors: exit code 2, as for every usage error.
             let message = fullMessage(for: error)
             if !message.isEmpty { FileHandleOut.error(message) }
             Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
@@ -77,7 +77,7 @@ struct ConfigOptions: ParsableArguments {
     }
 }
 
-/// Maps PlugSync's errors to one line on stderr and the exit codes of DESIGN section 5.
+/// Maps PlugSync's errors to one line on stderr and the exit codes (README, "Command line").
 func failing<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()

@@ -8,7 +8,7 @@ import SystemSupport
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "run", abstract: "Synchronize now (the seed's Sync Now).")
+        commandName: "run", abstract: "Synchronize now.")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "Definitions to run.") var names: [String] = []
     @Option(help: "Run every definition of this group.") var group: String?
@@ -53,7 +53,7 @@ struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "log", abstract: "Print a definition's log file.")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition.") var name: String
-    @Option(name: [.short, .customLong("lines")], help: "Print only the last N lines.") var count: Int?
+    @Option(name: [.customShort("n"), .customLong("lines")], help: "Print only the last N lines.") var count: Int?
     @Flag(name: .shortAndLong, help: "Follow the running sync (or wait for the next one) until it ends.") var follow =
         false
 

@@ -103,6 +103,19 @@ final class EditCommandTests: IntegrationTestCase {
         XCTAssertTrue(try plugsync("show", "newdef").stdout.contains("type: mirror"))
         XCTAssertTrue(try plugsync("show", "newdef").stdout.contains(".id=^x$"), "edit lost the File Check")
 
+        // --disable and --enable, as the README names them; `log -n N` prints the last N lines.
+        assertExit(try plugsync("edit", "newdef", "--disable"), 0)
+        XCTAssertTrue(try plugsync("show", "newdef").stdout.contains("enabled: false"))
+        XCTAssertTrue(try plugsync("list").stdout.contains("newdef (disabled)"))
+        assertExit(try plugsync("edit", "newdef", "--enable"), 0)
+        XCTAssertFalse(try plugsync("show", "newdef").stdout.contains("enabled: false"))
+        XCTAssertEqual(try plugsync("edit", "newdef", "--enable", "--disable").status, 2)
+        try write("new-log.txt", "one\ntwo\nthree\n")
+        assertExit(try plugsync("edit", "newdef", "--log-file", path("new-log.txt")), 0)
+        let log = try plugsync("log", "newdef", "-n", "2")
+        assertExit(log, 0)
+        XCTAssertEqual(log.lines, ["two", "three"], "\(log)")
+
         // copy
         let copy = try plugsync("copy", "newdef", "newcopy")
         assertExit(copy, 0)

@@ -443,6 +443,13 @@ final class ConfigTests: XCTestCase {
         }
         XCTAssertEqual([ftp.host, ftp.username, ftp.directory], ["host", "web", "www/site"])
         XCTAssertEqual(ftp.port, 2121)
+        // ftps:// is TLS from the first byte, as curl and lftp read it; ftpes:// is AUTH TLS.
+        XCTAssertEqual(ftp.tls, .implicit)
+        XCTAssertEqual(ftp.summary, "ftps://web@host:2121/www/site")
+        let explicit = try XCTUnwrap(try EndpointSyntax.parseLocation("ftpes://host/www").server as? FTPSpec)
+        XCTAssertEqual(explicit.tls, .explicit)
+        XCTAssertEqual(explicit.summary, "ftpes://host/www")
+        XCTAssertEqual((try EndpointSyntax.parseLocation("ftp://host/www").server as? FTPSpec)?.tls, FTPSpec.TLS.none)
         guard let v6 = (try EndpointSyntax.parseLocation("ftp://[::1]:21/")).server as? FTPSpec else {
             return XCTFail()
         }

@@ -6,8 +6,9 @@ import SyncEngine
     import Glibc
 #endif
 
-/// An FTP or FTPS server directory: `ftp:` / `ftps:` in the definitions file, `ftp://` and
-/// `ftps://` on the command line; FTPBackend's `FTPEndpoint` runs it.
+/// An FTP or FTPS server directory: `ftp:` / `ftps:` in the definitions file; on the command
+/// line `ftp://`, `ftps://` (implicit TLS, as curl and lftp read it) and `ftpes://` (explicit
+/// TLS, `AUTH TLS`, as FileZilla names it). FTPBackend's `FTPEndpoint` runs it.
 public struct FTPSpec: ServerSpec, Equatable {
     public enum TLS: String, Sendable, CaseIterable { case none, explicit, implicit }
     public enum ClockDiff: Sendable, Equatable {
@@ -31,7 +32,7 @@ public struct FTPSpec: ServerSpec, Equatable {
     public var key: String { "ftp" }
 
     public var summary: String {
-        let scheme = tls == .none ? "ftp" : "ftps"
+        let scheme = ["ftp", "ftpes", "ftps"][[TLS.none, .explicit, .implicit].firstIndex(of: tls)!]
         let user = username.map { "\($0)@" } ?? ""
         let port = port.map { ":\($0)" } ?? ""
         return "\(scheme)://\(user)\(host)\(port)/\(directory)"
@@ -41,7 +42,7 @@ public struct FTPSpec: ServerSpec, Equatable {
     public var remembersBetweenRuns: Bool { true }
 
     static let kind = ServerKind(
-        keys: ["ftp", "ftps"], schemes: ["ftp://", "ftps://"],
+        keys: ["ftp", "ftps"], schemes: ["ftp://", "ftps://", "ftpes://"],
         parse: { key, node, field, parser in try parser.parseFTP(node, field: field, secure: key == "ftps") },
         parseURL: { text, scheme in
             let (user, host, port, directory) = try EndpointSyntax.parseServerURL(
@@ -51,7 +52,7 @@ public struct FTPSpec: ServerSpec, Equatable {
             ftp.port = port
             ftp.username = user
             ftp.directory = directory
-            ftp.tls = scheme == "ftps://" ? .explicit : .none
+            ftp.tls = scheme == "ftps://" ? .implicit : scheme == "ftpes://" ? .explicit : .none
             return ftp
         },
         translate: { translate($0, role: $1) })

@@ -390,7 +390,7 @@ public final class FTPConnection {
         set(CURLOPT_CONNECTTIMEOUT, options.connectTimeout)
         set(CURLOPT_SERVER_RESPONSE_TIMEOUT, options.responseTimeout)
         // Under 1 KiB/s for the whole timeout is a stall: a server trickling a few bytes a second
-        // (a hostile one, issue 6 case 5) would otherwise hold a run forever.
+        // (a hostile one) would otherwise hold a run forever.
         set(CURLOPT_LOW_SPEED_LIMIT, 1024)
         set(CURLOPT_LOW_SPEED_TIME, options.responseTimeout)
         set(CURLOPT_NOSIGNAL, 1)
