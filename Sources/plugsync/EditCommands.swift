@@ -5,7 +5,10 @@ import PlugSync
 struct DefinitionFlags: ParsableArguments {
     @Option(help: "Free text shown in listings.") var description: String?
     @Option(help: "Group for 'run --group'.") var group: String?
-    @Option(help: "mirror or backup.") var type: String?
+    @Option(
+        help:
+            "mirror (the destination becomes a copy of the source: what the source lacks is deleted) or backup (nothing is deleted). add: backup when not given."
+    ) var type: String?
     @Option(help: "Source endpoint: /path, device:label=…,directory=…, ftp://user@host/dir or sftp://user@host/dir.")
     var source: String?
     @Option(help: "Destination endpoint, same forms as --source.") var destination: String?
@@ -114,10 +117,17 @@ struct Add: ParsableCommand {
             var file = try options.load(allowMissing: true)
             var definition = Definition(
                 name: name, source: EndpointSpec(.local(path: "/")), destination: EndpointSpec(.local(path: "/")))
+            // Without --type, nothing is ever deleted (as rsync without --delete, rclone copy).
+            definition.type = .backup
             try fields.apply(to: &definition)
             try file.add(definition)
             try file.save()
-            print("Added \(name) to \(file.path)")
+            let kind =
+                definition.type == .backup
+                ? "a backup: files are copied and replaced, nothing on the destination is deleted"
+                    + (fields.type == nil ? " (--type mirror makes it a mirror)" : "")
+                : "a mirror: the destination becomes a copy of the source, what the source lacks is deleted"
+            print("Added \(name) to \(file.path), \(kind)")
         }
     }
 }

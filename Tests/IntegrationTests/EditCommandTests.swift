@@ -141,6 +141,26 @@ final class EditCommandTests: IntegrationTestCase {
         XCTAssertEqual(temporaryFiles(in: root), [], "a leftover temporary file of the definitions file")
     }
 
+    /// `add` without `--type` makes a backup, which never deletes, and says so.
+    func testAddWithoutATypeMakesABackup() throws {
+        try write("src/keep.txt", "keep\n")
+        try write("dst/mine.txt", "the user's own file\n")
+        let add = try plugsync("add", "plain", "--source", path("src"), "--destination", path("dst"))
+        assertExit(add, 0)
+        XCTAssertTrue(
+            add.stdout.contains("a backup: files are copied and replaced, nothing on the destination is deleted"),
+            "\(add)")
+        XCTAssertTrue(add.stdout.contains("--type mirror makes it a mirror"), "\(add)")
+        XCTAssertTrue(try plugsync("show", "plain").stdout.contains("type: backup"))
+        assertExit(try plugsync("run", "plain"), 0)
+        XCTAssertEqual(read("dst/mine.txt"), "the user's own file\n")
+        XCTAssertEqual(read("dst/keep.txt"), "keep\n")
+        let mirror = try plugsync(
+            "add", "exact", "--source", path("src"), "--destination", path("dst2"), "--type", "mirror")
+        assertExit(mirror, 0)
+        XCTAssertTrue(mirror.stdout.contains("a mirror: the destination becomes a copy of the source"), "\(mirror)")
+    }
+
     func testRefusedEditsLeaveTheFileAlone() throws {
         try original.write(toFile: configPath, atomically: true, encoding: .utf8)
         try chmod("plugsync.yaml", 0o600)
