@@ -183,6 +183,7 @@ public struct DefinitionsFile: Sendable {
 
     /// Adds a definition at the end of the list.
     public mutating func add(_ definition: Definition) throws {
+        try Self.checkCanRun(definition)
         if definitions.contains(where: { $0.name == definition.name }) {
             throw UsageError("a definition named \"\(definition.name)\" exists already in \(path)")
         }
@@ -204,6 +205,7 @@ public struct DefinitionsFile: Sendable {
 
     /// Replaces the definition called `name` (which may be renamed) with `definition`.
     public mutating func replace(_ name: String, with definition: Definition) throws {
+        try Self.checkCanRun(definition)
         guard let index = definitions.firstIndex(where: { $0.name == name }) else {
             _ = try self.definition(named: name)
             return
@@ -215,6 +217,18 @@ public struct DefinitionsFile: Sendable {
         let span = spans[index]
         lines.replaceSubrange(span.lines, with: DefinitionEmitter.lines(for: definition, indent: span.column))
         try replaceText(lines)
+    }
+
+    /// Refuses what every run would refuse: two local folders, one inside the other (a drive's
+    /// folder is known only when it is plugged in; the run checks it then).
+    static func checkCanRun(_ definition: Definition) throws {
+        guard case .local(let source) = definition.source.location,
+            case .local(let destination) = definition.destination.location,
+            let (sourceReal, destinationReal) = EndpointResolver.overlap(source, destination)
+        else { return }
+        throw UsageError(
+            "\(definition.name): the source \(sourceReal) and the destination \(destinationReal) overlap (one is inside the other), so every run would refuse; give two separate folders"
+        )
     }
 
     /// Removes the definition called `name`.

@@ -135,8 +135,19 @@ public struct EndpointResolver {
             forbiddenNameBytes: forbidden, mountPoint: mountPoint)
     }
 
+    /// The two folders' real paths when one is inside the other (or they are the same), else nil.
+    static func overlap(_ a: String, _ b: String) -> (String, String)? {
+        let (realA, realB) = (realPath(a), realPath(b))
+        func inside(_ inner: String, _ outer: String) -> Bool {
+            inner == outer || inner.hasPrefix(outer == "/" ? "/" : outer + "/")
+        }
+        return inside(realA, realB) || inside(realB, realA) ? (realA, realB) : nil
+    }
+
+    func realPath(_ path: String) -> String { Self.realPath(path) }
+
     /// The path with symbolic links resolved, as far as it exists.
-    func realPath(_ path: String) -> String {
+    static func realPath(_ path: String) -> String {
         var components = path.split(separator: "/").map(String.init)
         var suffix: [String] = []
         while true {

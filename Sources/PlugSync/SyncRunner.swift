@@ -289,12 +289,7 @@ public final class SyncRunner {
 
         // Safety rail 0: one tree inside the other would copy into itself, or (a source inside a
         // mirror's destination) delete the source as an orphan.
-        let sourceReal = resolver.realPath(source.root)
-        let destinationReal = resolver.realPath(destination.root)
-        func inside(_ inner: String, _ outer: String) -> Bool {
-            inner == outer || inner.hasPrefix(outer == "/" ? "/" : outer + "/")
-        }
-        if inside(destinationReal, sourceReal) || inside(sourceReal, destinationReal) {
+        if let (sourceReal, destinationReal) = EndpointResolver.overlap(source.root, destination.root) {
             throw PreconditionError(
                 "the source \(sourceReal) and the destination \(destinationReal) overlap (one is inside the other); nothing was changed"
             )

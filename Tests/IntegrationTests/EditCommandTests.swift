@@ -175,6 +175,10 @@ final class EditCommandTests: IntegrationTestCase {
             ["edit", "nosuch", "--type", "backup"],
             ["edit", "docs", "--type", "sideways"],
             ["delete", "nosuch"],
+            // Every run of these would refuse: one folder inside the other.
+            ["add", "other", "--source", "/srv/photos", "--destination", "/srv/photos/backup"],
+            ["add", "other", "--source", "/srv/photos/2024", "--destination", "/srv/photos"],
+            ["edit", "docs", "--destination", path("docs-src") + "/copy"],
         ]
         for arguments in attempts {
             let result = try plugsync(arguments: arguments)
@@ -184,6 +188,8 @@ final class EditCommandTests: IntegrationTestCase {
             XCTAssertEqual(
                 try Data(contentsOf: URL(fileURLWithPath: configPath)), before, "\(arguments) changed the file")
         }
+        let inside = try plugsync("add", "other", "--source", "/srv/photos", "--destination", "/srv/photos/backup")
+        XCTAssertTrue(inside.stderr.contains("overlap (one is inside the other)"), "\(inside)")
         let duplicate = try plugsync("add", "docs", "--source", "/a", "--destination", "/b")
         XCTAssertTrue(duplicate.stderr.contains("docs"), "\(duplicate)")
     }
