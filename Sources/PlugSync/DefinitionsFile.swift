@@ -332,7 +332,7 @@ public enum DefinitionEmitter {
                     ruleLine("every", minutes % 60 == 0 ? "\(minutes / 60)h" : "\(minutes)m")
                 }
                 if let window = rule.between {
-                    ruleLine("between", "\"\(clock(window.lowerBound))-\(clock(window.upperBound))\"")
+                    ruleLine("between", "\"\(clock(window.lowerBound))-\(clock(window.upperBound % (24 * 60)))\"")
                 }
             }
         }

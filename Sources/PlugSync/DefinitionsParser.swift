@@ -354,12 +354,14 @@ struct DefinitionsParser {
         if let window = try fields.string("between") {
             let parts = window.split(separator: "-").map { ASCII.trimmingBlanks($0) }
             guard parts.count == 2, let start = Self.clockMinutes(parts[0]), let end = Self.clockMinutes(parts[1]),
-                start < end
+                let range = ScheduleRule.window(start: start, end: end)
             else {
-                throw fields.invalid("between", "\"\(window)\" is not a window HH:MM-HH:MM with start before end")
+                throw fields.invalid(
+                    "between",
+                    "\"\(window)\" is not a window HH:MM-HH:MM (20:00-08:00 goes over midnight; start and end differ)")
             }
             guard case .every = when else { throw fields.invalid("between", "applies only to 'every'") }
-            between = start...end
+            between = range
         }
         try fields.finish(allowed: ["days", "month_days", "at", "every", "between"])
         return ScheduleRule(days: days, when: when, between: between)

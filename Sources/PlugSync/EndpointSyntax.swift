@@ -72,10 +72,39 @@ public enum EndpointSyntax {
         return (username, host, port, rest[slash...].split(separator: "/").joined(separator: "/"))
     }
 
+    /// For five fields of a crontab line (`0 3 * * *`): the nearest schedule in this syntax, or
+    /// what to write instead; nil when `words` are not such a line.
+    static func cronHint(_ words: [String]) -> String? {
+        let cronCharacters = Set("0123456789*,/-")
+        guard words.count == 5, words.allSatisfy({ !$0.isEmpty && $0.allSatisfy(cronCharacters.contains) }) else {
+            return nil
+        }
+        let (minute, hour, monthDay, month, weekday) = (words[0], words[1], words[2], words[3], words[4])
+        guard let m = Int(minute), let h = Int(hour), (0..<60).contains(m), (0..<24).contains(h), month == "*" else {
+            return "write days, then \"at HH:MM\" or \"every 2h\""
+        }
+        let clock = DefinitionEmitter.clock(h * 60 + m)
+        if monthDay == "*" && weekday == "*" { return "the nearest is \"daily at \(clock)\"" }
+        let numbers = { (field: String) in field.split(separator: ",").map { Int($0) } }
+        if weekday == "*", numbers(monthDay).allSatisfy({ $0.map { (1...31).contains($0) } ?? false }) {
+            return "the nearest is \"\(monthDay) at \(clock)\""
+        }
+        if monthDay == "*", numbers(weekday).allSatisfy({ $0.map { (0...7).contains($0) } ?? false }) {
+            let names = numbers(weekday).map { ScheduleRule.weekdayNames[$0! % 7] }.joined(separator: ",")
+            return "the nearest is \"\(names) at \(clock)\""
+        }
+        return "write days, then \"at \(clock)\""
+    }
+
     public static func parseRule(_ text: String) throws -> ScheduleRule {
         let words = text.split(separator: " ").map(String.init)
         func fail(_ why: String) -> UsageError {
             UsageError("schedule \"\(text)\": \(why) (e.g. \"mon,fri at 18:30\", \"sat every 2h between 08:00-20:00\")")
+        }
+        if let hint = cronHint(words) {
+            throw UsageError(
+                "schedule \"\(text)\" looks like a crontab line, which is not the syntax here; \(hint) (e.g. \"mon,fri at 18:30\", \"sat every 2h between 08:00-20:00\")"
+            )
         }
         var index = 0
         var rule = ScheduleRule(when: .at(0))
@@ -116,9 +145,10 @@ public enum EndpointSyntax {
             }
             let parts = words[index + 1].split(separator: "-").map(String.init)
             guard parts.count == 2, let start = DefinitionsParser.clockMinutes(parts[0]),
-                let end = DefinitionsParser.clockMinutes(parts[1]), start < end
-            else { throw fail("\"\(words[index + 1])\" is not HH:MM-HH:MM") }
-            rule.between = start...end
+                let end = DefinitionsParser.clockMinutes(parts[1]),
+                let window = ScheduleRule.window(start: start, end: end)
+            else { throw fail("\"\(words[index + 1])\" is not a window HH:MM-HH:MM (20:00-08:00 goes over midnight)") }
+            rule.between = window
             index += 2
         }
         if index < words.count { throw fail("unexpected \"\(words[index])\"") }

@@ -25,8 +25,16 @@ public struct ScheduleRule: Sendable, Equatable {
 
     public var days: Days = .weekdays(Set(1...7))
     public var when: When
-    /// A window in minutes after midnight (start inclusive, end exclusive) for `every`.
+    /// A window in minutes after midnight (start inclusive, end exclusive) for `every`. A window
+    /// over midnight (`20:00-08:00`) ends past 1440 (`1200...1920`): on a matching day the rule
+    /// fires from its start to midnight and from midnight to its end.
     public var between: ClosedRange<Int>?
+
+    /// `start-end` in minutes after midnight, as written (`end` before `start`: over midnight);
+    /// nil for an empty window (`start == end`).
+    public static func window(start: Int, end: Int) -> ClosedRange<Int>? {
+        start == end ? nil : start...(end > start ? end : end + 24 * 60)
+    }
 
     public init(days: Days = .weekdays(Set(1...7)), when: When, between: ClosedRange<Int>? = nil) {
         self.days = days
@@ -136,7 +144,7 @@ public struct ScheduleRule: Sendable, Equatable {
         case .at(let minute): return [minute]
         case .every(let interval):
             let window = between ?? 0...(24 * 60)
-            return Array(stride(from: window.lowerBound, to: window.upperBound, by: interval))
+            return stride(from: window.lowerBound, to: window.upperBound, by: interval).map { $0 % (24 * 60) }.sorted()
         }
     }
 }

@@ -400,6 +400,35 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual([twice.tm_mday, twice.tm_hour, twice.tm_min, twice.tm_isdst], [25, 2, 30, 1])
     }
 
+    /// A window over midnight, and a crontab line answered with the nearest schedule.
+    func testOvernightWindowsAndCrontabLines() throws {
+        let night = try EndpointSyntax.parseRule("daily every 2h between 20:00-08:00")
+        XCTAssertEqual(night.between, 1200...1920)
+        XCTAssertEqual(night.minutes(), [0, 120, 240, 360, 1200, 1320])
+        var definition = Definition(
+            name: "n", source: EndpointSpec(.local(path: "/a")), destination: EndpointSpec(.local(path: "/b")))
+        definition.schedule = [night]
+        let lines = DefinitionEmitter.lines(for: definition, indent: 2)
+        XCTAssertTrue(lines.contains { $0.contains("between: \"20:00-08:00\"") }, "\(lines)")
+        // The definitions file reads it the same way: the emitted text loads back.
+        let text = "definitions:\n" + lines.joined(separator: "\n") + "\n"
+        XCTAssertEqual(try DefinitionsFile(path: "/x/plugsync.yaml", text: text).definitions.first?.schedule, [night])
+        XCTAssertThrowsError(try EndpointSyntax.parseRule("daily every 2h between 08:00-08:00"))
+
+        func hint(_ text: String) -> String {
+            do {
+                _ = try EndpointSyntax.parseRule(text)
+                return "accepted"
+            } catch { return "\(error)" }
+        }
+        XCTAssertTrue(hint("0 3 * * *").contains("looks like a crontab line"), hint("0 3 * * *"))
+        XCTAssertTrue(hint("0 3 * * *").contains("\"daily at 03:00\""), hint("0 3 * * *"))
+        XCTAssertTrue(hint("30 18 * * 1,5").contains("\"mon,fri at 18:30\""), hint("30 18 * * 1,5"))
+        XCTAssertTrue(hint("15 4 1,15 * *").contains("\"1,15 at 04:15\""), hint("15 4 1,15 * *"))
+        XCTAssertTrue(hint("*/5 * * * *").contains("every 2h"), hint("*/5 * * * *"))
+        XCTAssertEqual(hint("mon,fri at 18:30"), "accepted")
+    }
+
     func testMaxDelete() {
         XCTAssertTrue(MaxDelete.percent(50).allows(5, of: 10))
         XCTAssertFalse(MaxDelete.percent(50).allows(6, of: 10))
