@@ -261,6 +261,7 @@ public final class FTPConnection {
         let command = Array("STAT ".utf8) + commandPath(directory)
         try Self.validate([command])
         let token = String(UInt64.random(in: 1_000_000_000_000...999_999_999_999_999))
+        restRefused = false
         var reader = ReplyReader(fd: fd, timeout: options.responseTimeout, display: options.display)
         reader.limit = options.maximumListingBytes
         let replies: [[UInt8]]
@@ -279,11 +280,17 @@ public final class FTPConnection {
             fputs("< \(replies[0].count) bytes; \(Self.printable(replies[1] + replies[2]))\n", stderr)
         }
         guard reader.isEmpty, Self.isMarker(replies[1], token: token), Self.isLine(replies[2], below: 400) else {
+            // A server that answers `REST N` with a refusal of one line (proftpd in ASCII mode)
+            // gives no proof here, and will not later: `restRefused` tells the caller.
+            restRefused = Self.isLine(replies[1], below: 600) && !Self.isLine(replies[1], below: 400)
             lostStep()
             return nil
         }
         return replies[0]
     }
+
+    /// The last `statReply` returned nil because the server refused `REST N`.
+    public private(set) var restRefused = false
 
     /// Whether `reply` is one line, a 3xx answer that names `token` as a number of its own.
     static func isMarker(_ reply: [UInt8], token: String) -> Bool {

@@ -464,12 +464,17 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// `STAT path` for `folder`, on a LIST server (an MLSD server's exact times are kept) over a
     /// plain connection, when the path can be named safely (`statNameable`). A folder's listing
     /// is used only when it names the folder itself (`.`, which also shows that hidden files are
-    /// listed) and every line reads. The server refusing STAT with a path (5xx) ends its use
-    /// for the run.
+    /// listed) and every line reads. The server refusing STAT with a path (5xx), or the REST
+    /// that goes with it, ends its use for the run.
     private func statListing(_ folder: FileName, _ connection: FTPConnection) throws -> StatOutcome {
         guard listsByStat, !features.mlsd, state.withLock({ statWorks }) else { return .skipped }
         let path = connection.commandPath(folder.bytes)
-        guard Self.statNameable(path), let reply = try connection.statReply(folder.bytes) else { return .skipped }
+        guard Self.statNameable(path) else { return .skipped }
+        guard let reply = try connection.statReply(folder.bytes) else {
+            // Without `REST N` answered, no STAT reply can be shown to have been read whole.
+            if connection.restRefused { state.withLock { statWorks = false } }
+            return .skipped
+        }
         let (code, lines) = FTPListingParser.statListing(reply)
         if code >= 500 && !FTPConnection.soundsMissing(String(decoding: reply.dropFirst(4), as: UTF8.self)) {
             state.withLock { statWorks = false }
