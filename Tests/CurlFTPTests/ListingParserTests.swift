@@ -188,4 +188,52 @@ final class ListingParserTests: XCTestCase {
             FTPConnection.urlPath(Array("www".utf8), home: Array("/home/u".utf8), isDirectory: true), "%2Fhome/u/www/")
         XCTAssertEqual(FTPConnection.urlPath([0xe9], home: nil, isDirectory: false), "%E9")
     }
+
+    /// A listing in a reply to `STAT path`: vsftpd's lines as they are, proftpd's without their
+    /// indent; a reply where a name's line break shows is refused, whatever the server.
+    func testStatListings() {
+        func lines(_ reply: String) -> String? {
+            FTPListingParser.statListing(Array(reply.utf8)).lines.map { String(decoding: $0, as: UTF8.self) }
+        }
+        let a = "-rw-r--r--    1 1001     0               1 Dec 03 06:00 123 456"
+        let b = "drwxr-xr-x    2 1001     0            4096 Dec 03 06:00 ."
+        XCTAssertEqual(lines("213-Status follows:\r\n\(a)\r\n\(b)\r\n213 End of status\r\n"), "\(a)\n\(b)\n")
+        XCTAssertEqual(FTPListingParser.statListing(Array("213-Status follows:\r\n213 End\r\n".utf8)).code, 213)
+        XCTAssertEqual(lines("213-Status follows:\r\n213 End\r\n"), "")
+        XCTAssertEqual(lines("212-Status of /d:\r\n \(a)\r\n \(b)\r\n212 End of status\r\n"), "\(a)\n\(b)\n")
+        XCTAssertEqual(lines("212-Status of /d:\r\n total 8\r\n \(a)\r\n212 End\r\n"), "total 8\n\(a)\n")
+        // The parser reads what is left: the name that starts with digits and a space is whole.
+        let parsed = FTPListingParser.parseLIST(Array(lines("213-S\r\n\(a)\r\n213 E\r\n")!.utf8), serverNow: now)
+        XCTAssertEqual(parsed.entries.map { String(decoding: $0.name, as: UTF8.self) }, ["123 456"])
+        XCTAssertEqual(parsed.unreadable, 0)
+        for broken in [
+            "213-S\r\n\(a)\nx\r\n213 E\r\n",  // a bare LF
+            "213-S\r\n\(a)\rx\r\n213 E\r\n",  // a bare CR
+            "213-S\r\n\(a)\r\n213 E\n",  // the end without its CR
+            "213-S\r\n\(a)\r\n213 E\r",  // cut in the line end
+            "212-S\r\n \(a)\r\n\(b)\r\n212 E\r\n",  // proftpd: a line without the indent
+            "212-S\r\n\(a)\r\n \(b)\r\n212 E\r\n",
+            "213-S\r\n\(a)\r\ntotal 8\r\n213 E\r\n",  // `total` after a name's line break
+        ] {
+            XCTAssertNil(lines(broken), broken)
+        }
+        XCTAssertEqual(FTPListingParser.statListing(Array("550 Permission denied.\r\n".utf8)).code, 550)
+        XCTAssertNil(FTPListingParser.statListing(Array("hello\r\n".utf8)).lines)
+    }
+
+    /// The answer to `REST N` that proves a STAT reply was read whole: one line, 3xx, N alone.
+    func testStatMarkers() {
+        func marker(_ reply: String) -> Bool { FTPConnection.isMarker(Array(reply.utf8), token: "123456789012") }
+        XCTAssertTrue(marker("350 Restart position accepted (123456789012).\r\n"))
+        XCTAssertTrue(marker("350 Restarting at 123456789012. Send STORE or RETRIEVE\r\n"))
+        XCTAssertFalse(marker("350 Restart position accepted (1234567890123).\r\n"), "another number")
+        XCTAssertFalse(marker("350 Restart position accepted (9123456789012).\r\n"), "another number")
+        XCTAssertFalse(marker("350 Restart position accepted (0).\r\n"))
+        XCTAssertFalse(marker("501 REST 123456789012: not in ASCII mode\r\n"), "refused")
+        XCTAssertFalse(marker("-rw-r--r-- 1 u g 1 Dec 03 06:00 x\r\n350 (123456789012)\r\n"), "two lines")
+        XCTAssertFalse(marker("350-(123456789012)\r\n350 ok\r\n"), "two lines")
+        XCTAssertTrue(FTPConnection.isLine(Array("350 Restart position accepted (0).\r\n".utf8), below: 400))
+        XCTAssertFalse(FTPConnection.isLine(Array("550 no\r\n".utf8), below: 400))
+        XCTAssertFalse(FTPConnection.isLine(Array("213 End\r\n200 NOOP ok\r\n".utf8), below: 400))
+    }
 }

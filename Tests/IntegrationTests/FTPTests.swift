@@ -311,13 +311,13 @@ final class FTPTests: IntegrationTestCase {
         let first = try run("up", server)
         assertExit(first, 0)
         // The server's log outlives a test: count what the second run adds to it.
-        let before = commandsLogged("LIST", by: server)
+        let before = commandsLogged("LIST", by: server) + commandsLogged("STAT", by: server)
         let again = try run("up", server)
         assertExit(again, 0)
         XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
         // www: once for the checks before the run (kept for the run's own listing) and once to
         // read the clock probe's time back; www/sub once. Not again after planning.
-        XCTAssertEqual(commandsLogged("LIST", by: server) - before, 3, "\(again)")
+        XCTAssertEqual(commandsLogged("LIST", by: server) + commandsLogged("STAT", by: server) - before, 3, "\(again)")
     }
 
     func testAFolderIsCheckedAndRenamedInBatchesOnVsftpd() throws { try batchUpload("vsftpd", newFolder: false) }
@@ -471,14 +471,14 @@ final class FTPTests: IntegrationTestCase {
         }
         let local = LocalEndpoint(root: path("src")).list(recursive: true, filter: ListingFilter())
         func logged() -> String { (try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? "" }
-        /// The LIST commands vsftpd logged after the first `offset` bytes of its log (it logs a
+        /// The listings (LIST or STAT) vsftpd logged after the first `offset` bytes of its log (it logs a
         /// command as it receives it, before it answers).
         func listsLogged(since offset: Int) -> Int {
             guard let file = FileHandle(forReadingAtPath: server.transferLog) else { return 0 }
             defer { try? file.close() }
             guard (try? file.seek(toOffset: UInt64(offset))) != nil else { return 0 }
             let text = String(decoding: (try? file.readToEnd()) ?? Data(), as: UTF8.self)
-            return text.components(separatedBy: "\"LIST").count - 1
+            return text.components(separatedBy: "\"LIST").count + text.components(separatedBy: "\"STAT").count - 2
         }
         /// `late`: the hint is given by another thread while the listing runs, as a run's local
         /// side is listed alongside. On vsftpd it is given once the synchronized folder's LIST
@@ -523,7 +523,9 @@ final class FTPTests: IntegrationTestCase {
         let start = logged().count
         let plain = try listing(hinted: false)
         let middle = logged().count
-        let plainLists = logged().dropFirst(start).prefix(middle - start).components(separatedBy: "\"LIST").count - 1
+        let plainLog = logged().dropFirst(start).prefix(middle - start)
+        let plainLists =
+            plainLog.components(separatedBy: "\"LIST").count + plainLog.components(separatedBy: "\"STAT").count - 2
         let hinted = try listing(hinted: true)
         let end = logged().count
         // Under load the late hint can come after the listing's last LIST (then it may rightly be
@@ -551,14 +553,17 @@ final class FTPTests: IntegrationTestCase {
                 "top file",
             ])
         if name == "vsftpd" {
-            // The guesses were asked for (curl's CWD into them, refused): a/gone, a/b/c/deeper
-            // and a/x, and nothing below new/, which www lacks. The plain listing asked for none.
+            // The guesses were asked for (a STAT, then curl's CWD into them, refused): a/gone,
+            // a/b/c/deeper and a/x, and nothing below new/, which www lacks. The plain listing
+            // asked for none.
             let log = logged()
             let plainLog = String(log.dropFirst(start).prefix(middle - start))
             let hintedLog = String(log.dropFirst(middle).prefix(end - middle))
             // The late hint was taken too (it came while the listing ran).
             XCTAssertTrue(late.inTime, "the late hint never came before the listing's last LIST (5 tries)")
-            XCTAssertEqual(plainLists, 6, plainLog)
+            // A STAT for each of the 7 folders (a/locked's answer is empty: its LIST is not sent,
+            // curl's CWD into it is refused).
+            XCTAssertEqual(plainLists, 7, plainLog)
             XCTAssertTrue(String(log.dropFirst(lateEnd)).contains("/www/a/gone\""), String(log.dropFirst(lateEnd)))
             for guess in ["/www/a/gone\"", "/www/a/b/c/deeper\"", "/www/a/x\""] {
                 XCTAssertTrue(hintedLog.contains(guess), "no listing of \(guess) in \(hintedLog)")

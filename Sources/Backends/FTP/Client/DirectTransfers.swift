@@ -374,16 +374,29 @@ struct ReplyReader {
     /// Nothing read past the last reply.
     var isEmpty: Bool { buffer.isEmpty }
 
+    /// The most bytes a reply may hold: 64 KiB, more for a listing in a reply (`STAT path`).
+    var limit = 1 << 16
+
     mutating func next() throws -> FTPReply {
+        if let reply = FTPReply.parse(try nextBytes()).first { return reply }
+        throw FTPError(.protocolError, "\(display): a reply that cannot be read")
+    }
+
+    /// The next whole reply as the server sent it, up to and with the line feed that ends it.
+    mutating func nextBytes() throws -> [UInt8] {
         while true {
             if let end = Self.endOfFirstReply(buffer) {
-                let reply = FTPReply.parse(Array(buffer[...end])).first
+                let reply = Array(buffer[...end])
                 buffer.removeFirst(end + 1)
-                if let reply { return reply }
-                throw FTPError(.protocolError, "\(display): a reply that cannot be read")
+                return reply
             }
-            guard buffer.count < 1 << 16 else { throw FTPError(.protocolError, "\(display): a reply of over 64 KiB") }
-            let n = try withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 1) { chunk in
+            guard buffer.count < limit else {
+                throw FTPError(.protocolError, "\(display): a reply of over \(limit >> 10) KiB")
+            }
+            // Reads of 4 KiB for short replies; a long one is read 64 KiB at a time, so that
+            // looking for its end again after each read stays cheap.
+            let size = buffer.count < 1 << 14 ? 4096 : 1 << 16
+            let n = try withUnsafeTemporaryAllocation(byteCount: size, alignment: 1) { chunk in
                 let n = try stream?.receive(into: chunk) ?? recv(fd, chunk.baseAddress, chunk.count, 0)
                 if n > 0 { buffer += chunk[0..<n] }
                 return n

@@ -251,6 +251,78 @@ public final class FTPConnection {
     /// 10,000 by default and ends with `226 Output truncated to 10000 matches`), else nil.
     public private(set) var listingCutShort: String?
 
+    /// The reply to `STAT path` for a folder, as the server sent it: most servers put the
+    /// folder's listing in it, in LIST's form, on the control connection (one round trip, no data
+    /// connection). A line of the listing is a name's: one holding a line break could make a line
+    /// look like the reply's end, and the replies after it would be read out of step. So
+    /// `REST N`, with N a random number the server's answer repeats, goes in the same write and
+    /// its answer must come right after the listing, alone on its line; then `REST 0` undoes it.
+    /// Anything else gives up the connection (`lostStep`: curl logs in anew for the next
+    /// operation) and returns nil, as where this connection cannot ask (TLS, out of step, no
+    /// absolute login directory, or curl is not done with it). Throws only when the connection
+    /// fails.
+    public func statReply(_ directory: [UInt8]) throws -> [UInt8]? {
+        let fd = options.tls == .none && pipelining && home != nil ? controlSocket : -1
+        guard fd >= 0 else { return nil }
+        let command = Array("STAT ".utf8) + commandPath(directory)
+        try Self.validate([command])
+        let token = String(UInt64.random(in: 1_000_000_000_000...999_999_999_999_999))
+        restRefused = false
+        var reader = ReplyReader(fd: fd, timeout: options.responseTimeout, display: options.display)
+        reader.limit = options.maximumListingBytes
+        let replies: [[UInt8]]
+        do {
+            if ProcessEnvironment.verbose {
+                fputs("> \(Self.printable(command)) (with REST \(token), REST 0)\n", stderr)
+            }
+            let request = command + Array("\r\nREST \(token)\r\nREST 0\r\n".utf8)
+            try Self.send(request, on: fd, timeout: options.responseTimeout, display: options.display)
+            replies = [try reader.nextBytes(), try reader.nextBytes(), try reader.nextBytes()]
+        } catch {
+            lostStep()
+            throw error
+        }
+        if ProcessEnvironment.verbose {
+            fputs("< \(replies[0].count) bytes; \(Self.printable(replies[1] + replies[2]))\n", stderr)
+        }
+        guard reader.isEmpty, Self.isMarker(replies[1], token: token), Self.isLine(replies[2], below: 400) else {
+            // A server that answers `REST N` with a refusal of one line (proftpd in ASCII mode)
+            // gives no proof here, and will not later: `restRefused` tells the caller.
+            restRefused = Self.isLine(replies[1], below: 600) && !Self.isLine(replies[1], below: 400)
+            lostStep()
+            return nil
+        }
+        return replies[0]
+    }
+
+    /// The last `statReply` returned nil because the server refused `REST N`.
+    public private(set) var restRefused = false
+
+    /// Whether `reply` is one line, a 3xx answer that names `token` as a number of its own.
+    static func isMarker(_ reply: [UInt8], token: String) -> Bool {
+        guard isLine(reply, below: 400), reply.first == UInt8(ascii: "3") else { return false }
+        let digits = Array(token.utf8)
+        let isDigit = { (byte: UInt8) in byte >= 0x30 && byte <= 0x39 }
+        guard reply.count > digits.count + 4 else { return false }
+        for start in 4...(reply.count - digits.count) where reply[start..<(start + digits.count)].elementsEqual(digits)
+        {
+            let before = reply[start - 1]
+            let after = start + digits.count < reply.count ? reply[start + digits.count] : 0
+            if !isDigit(before) && !isDigit(after) { return true }
+        }
+        return false
+    }
+
+    /// Whether `reply` is a one-line answer (`NNN text` and its line end) with a code below `limit`.
+    static func isLine(_ reply: [UInt8], below limit: Int) -> Bool {
+        guard reply.count >= 4, reply.prefix(3).allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            reply[3] == UInt8(ascii: " ") || reply[3] == 13 || reply[3] == 10,
+            reply.firstIndex(of: 10) == reply.count - 1,
+            let code = Int(String(decoding: reply.prefix(3), as: UTF8.self))
+        else { return false }
+        return code < limit
+    }
+
     /// Reads a small file whole (File Checks, clock probes); at most `limit` bytes are kept.
     public func contents(of path: [UInt8], limit: Int) throws -> [UInt8] {
         try begin(path: path)
@@ -537,7 +609,7 @@ public final class FTPConnection {
         throw FTPError(kind, message, replyCode: reply?.code)
     }
 
-    static func soundsMissing(_ text: String) -> Bool {
+    public static func soundsMissing(_ text: String) -> Bool {
         let lower = text.lowercased()
         return lower.contains("no such file") || lower.contains("not found") || lower.contains("does not exist")
             || lower.contains("failed to change directory") || lower.contains("can't check for file existence")

@@ -132,6 +132,46 @@ public enum FTPListingParser {
         return (entries, unreadable)
     }
 
+    /// The listing in a reply to `STAT path` (the reply's bytes as sent, its last line end
+    /// included): its code, and the lines between the first and the last, one per LF, in LIST's
+    /// form with the one-space indent some servers add (proftpd) taken off. The lines are nil
+    /// where the reply cannot carry the listing unambiguously, because a name held a line break:
+    /// a CR or LF that is not a line's CRLF end, lines indented unevenly (the rest of a name
+    /// after its line break is not indented), or `total` anywhere but first.
+    public static func statListing(_ reply: [UInt8]) -> (code: Int, lines: [UInt8]?) {
+        guard reply.count >= 5, reply.prefix(3).allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return (0, nil) }
+        let code = reply.prefix(3).reduce(0) { $0 * 10 + Int($1 - 0x30) }
+        var lines: [ArraySlice<UInt8>] = []
+        var start = 0
+        var index = 0
+        while index < reply.count {
+            let byte = reply[index]
+            if byte == 13 {
+                guard index + 1 < reply.count, reply[index + 1] == 10 else { return (code, nil) }
+                lines.append(reply[start..<index])
+                index += 2
+                start = index
+            } else if byte == 10 {
+                return (code, nil)
+            } else {
+                index += 1
+            }
+        }
+        guard start == reply.count, !lines.isEmpty else { return (code, nil) }
+        let middle = lines.dropFirst().dropLast()
+        let indented = middle.first?.first == UInt8(ascii: " ")
+        var out: [UInt8] = []
+        out.reserveCapacity(reply.count)
+        for (offset, line) in middle.enumerated() {
+            guard (line.first == UInt8(ascii: " ")) == indented else { return (code, nil) }
+            let text = indented ? line.dropFirst() : line
+            if offset > 0 && text.starts(with: Array("total ".utf8)) { return (code, nil) }
+            out += text
+            out.append(10)
+        }
+        return (code, out)
+    }
+
     /// Whether a name from a server may become a local or remote path component: not empty, not
     /// `.` or `..`, no `/`, NUL or control characters. Anything else could write outside the
     /// destination or confuse a terminal and the FTP command channel.

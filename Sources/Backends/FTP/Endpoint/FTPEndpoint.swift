@@ -359,11 +359,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         {
             return listed
         }
-        func list(_ connection: FTPConnection) throws -> Listed {
-            let data = try connection.listing(folder.bytes, verb: listVerb)
-            return (data, connection.listingCutShort)
-        }
-        let listed = try connection.map(list) ?? pool.with(list)
+        let listed = try connection.map { try listing(folder, $0) } ?? pool.with { try listing(folder, $0) }
         if folder == root && !take { state.withLock { rootData = listed } }
         return listed
     }
@@ -422,7 +418,104 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
 
     /// The entries of `folder` (a path from the login directory), listed on `connection`.
     private func entries(of folder: FileName, _ connection: FTPConnection) throws -> [RemoteEntry] {
-        parse(try connection.listing(folder.bytes, verb: listVerb)).entries
+        parse(try listing(folder, connection).data).entries
+    }
+
+    /// The listing of `folder` (a path from the login directory) in the form `parse` reads:
+    /// by `STAT path` on the control connection where it can be (`statListing`), else by
+    /// MLSD or LIST on a data connection.
+    /// The folder's listing, and the server's words where it said it left entries out (a
+    /// listing on a data connection only: a `STAT` reply says nothing of the kind).
+    private func listing(_ folder: FileName, _ connection: FTPConnection) throws -> Listed {
+        func overData() throws -> Listed {
+            let data = try connection.listing(folder.bytes, verb: listVerb)
+            return (data, connection.listingCutShort)
+        }
+        switch try statListing(folder, connection) {
+        case .listed(let data):
+            return (data, nil)
+        case .skipped:
+            return try overData()
+        case .unclear(let shape):
+            let listed = try overData()
+            let data = listed.data
+            // The folder is there and its listing reads well: the server's STAT does not give
+            // what its LIST gives (hidden files left out, another form). Twice, and the run
+            // lists every folder the other way (a folder that is a link is listed as the link).
+            if shape && parse(data).unreadable == 0 {
+                state.withLock {
+                    statMisses += 1
+                    if statMisses >= 2 { statWorks = false }
+                }
+            }
+            return listed
+        }
+    }
+
+    /// Off: every folder is listed on a data connection, never by `STAT path`.
+    public var listsByStat = true
+
+    /// Whether folders may be listed by `STAT path`: until the server refuses it, or answers
+    /// twice with something its LIST does not confirm (guarded by `state`).
+    private var statWorks = true
+    private var statMisses = 0
+
+    private enum StatOutcome {
+        /// The folder's listing, in LIST's form.
+        case listed([UInt8])
+        /// Not asked (see `statListing`), or the server refused: list the other way.
+        case skipped
+        /// An answer that is not the folder's full listing: list the other way. `shape`: lines
+        /// the parser cannot read, or no `.` (a folder that is not there, a file, a server whose
+        /// STAT leaves hidden files out); else a line break in a name.
+        case unclear(shape: Bool)
+    }
+
+    /// `STAT path` for `folder`, on a LIST server (an MLSD server's exact times are kept) over a
+    /// plain connection, when the path can be named safely (`statNameable`). A folder's listing
+    /// is used only when it names the folder itself (`.`, which also shows that hidden files are
+    /// listed) and every line reads. The server refusing STAT with a path (5xx), or the REST
+    /// that goes with it, ends its use for the run.
+    private func statListing(_ folder: FileName, _ connection: FTPConnection) throws -> StatOutcome {
+        guard listsByStat, !features.mlsd, state.withLock({ statWorks }) else { return .skipped }
+        let path = connection.commandPath(folder.bytes)
+        guard Self.statNameable(path) else { return .skipped }
+        guard let reply = try connection.statReply(folder.bytes) else {
+            // Without `REST N` answered, no STAT reply can be shown to have been read whole.
+            if connection.restRefused { state.withLock { statWorks = false } }
+            return .skipped
+        }
+        let (code, lines) = FTPListingParser.statListing(reply)
+        if code >= 500 && !FTPConnection.soundsMissing(String(decoding: reply.dropFirst(4), as: UTF8.self)) {
+            state.withLock { statWorks = false }
+            return .skipped
+        }
+        guard code >= 200 && code < 300, let lines else { return .unclear(shape: false) }
+        let parsed = FTPListingParser.parseLIST(lines, serverNow: Int64(wallClockSeconds()) + listOffset)
+        guard parsed.unreadable == 0, parsed.entries.contains(where: { $0.name == [0x2e] && $0.kind == .directory })
+        else { return .unclear(shape: true) }
+        return .listed(lines)
+    }
+
+    /// Whether `STAT` can name `path` (absolute) as it is: servers read its argument as `ls`
+    /// options and patterns, so no space, control byte, glob or quoting character (`*?[]{}~\`),
+    /// and no component that begins with `-`.
+    static func statNameable(_ path: [UInt8]) -> Bool {
+        guard path.first == UInt8(ascii: "/") else { return false }
+        var previous = UInt8(ascii: "/")
+        for byte in path {
+            switch byte {
+            case 0...0x20, 0x7f, UInt8(ascii: "*"), UInt8(ascii: "?"), UInt8(ascii: "["), UInt8(ascii: "]"),
+                UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: "~"), UInt8(ascii: "\\"):
+                return false
+            case UInt8(ascii: "-") where previous == UInt8(ascii: "/"):
+                return false
+            default:
+                break
+            }
+            previous = byte
+        }
+        return true
     }
 
     private func parse(_ data: [UInt8]) -> (entries: [RemoteEntry], unreadable: Int) {
