@@ -33,6 +33,9 @@ public struct SyncStatistics: Sendable, Equatable {
     public var temporaryFilesRemoved = 0
     /// Why the executor stopped early (the destination drive went away), if it did.
     public var stoppedBecause: String?
+    /// Why the real run would be refused: a dry run that a safety rail would stop still shows
+    /// its whole plan, and says why.
+    public var refusal: String?
 
     public init() {}
 }
@@ -59,6 +62,23 @@ public struct ActionFormatter: Sendable {
             transferVerb = "Copying"
         }
         skipPrefix = Self.format(verb: "Skipping", reason: Reason.upToDate.text(side: side), path: "")
+    }
+
+    /// What an action's line tells: a change (shown by default), an entry left as it is (the
+    /// full report only: up to date, or kept), or a failure (shown always, on standard error).
+    public enum LineKind: Sendable, Equatable {
+        case change, unchanged, failure
+    }
+
+    public static func lineKind(for action: Action, outcome: Outcome) -> LineKind {
+        switch outcome {
+        case .failed: return .failure
+        case .kept: return .unchanged
+        case .done, .planned:
+            if action.kind == .conflict { return .failure }
+            if case .planned = outcome, action.reason == .namesDifferInCase { return .failure }
+            return action.kind == .skip ? .unchanged : .change
+        }
     }
 
     public func verb(for action: Action, outcome: Outcome) -> String {

@@ -16,11 +16,19 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Print the plan; change nothing.") var dryRun = false
     @Flag(name: .customLong("force-delete"), help: "Allow deleting beyond max_delete, or from an empty source.")
     var forceDelete = false
-    @Flag(name: .shortAndLong, help: "Print only the summary (the log file still gets every line).") var quiet = false
+    @Flag(
+        name: .shortAndLong,
+        help: "Print only the summary, and the failures on standard error (the log file gets what it always gets).")
+    var quiet = false
+    @Flag(
+        name: .shortAndLong,
+        help: "Print the full report: a line for every entry, also those already up to date.")
+    var verbose = false
 
     func validate() throws {
         let chosen = (names.isEmpty ? 0 : 1) + (group == nil ? 0 : 1) + (all ? 1 : 0)
         if chosen != 1 { throw ValidationError("give definition names, --group G, or --all (one of them)") }
+        if quiet && verbose { throw ValidationError("--quiet and --verbose: choose one") }
     }
 
     func run() throws {
@@ -33,7 +41,7 @@ struct Run: ParsableCommand {
             var runOptions = RunOptions()
             runOptions.dryRun = dryRun
             runOptions.forceDelete = forceDelete
-            runOptions.printLines = !quiet
+            runOptions.verbosity = quiet ? .quiet : verbose ? .verbose : .normal
             return definitions.map { definition in
                 let outcome = runner.run(definition, options: runOptions)
                 if quiet { print("\(outcome.name): \(outcome.summary)") }

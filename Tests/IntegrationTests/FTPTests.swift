@@ -107,7 +107,8 @@ final class FTPTests: IntegrationTestCase {
         try chownToServer(server)
         try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
 
-        let first = try run("up", server)
+        // The full report (-v), as the seed printed it: the files left as they are too.
+        let first = try run("up", server, "-v")
         assertExit(first, 0)
         assertNoCrash(first)
         XCTAssertTrue(
@@ -136,7 +137,7 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(temporaryFiles(in: server.root), [], "no probe or temporary file is left behind")
 
         // A second run transfers nothing.
-        let second = try run("up", server)
+        let second = try run("up", server, "-v")
         assertExit(second, 0)
         XCTAssertEqual(second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second)")
         XCTAssertEqual(second.actions.count, 6, "\(second)")
@@ -145,7 +146,7 @@ final class FTPTests: IntegrationTestCase {
         // minute for old and new content, so only an exact time can tell; it must be uploaded.
         try write("src/notes.txt", "NOTES\n")
         try write("src/sub/deep.txt", "DEEP\n")
-        let third = try run("up", server)
+        let third = try run("up", server, "-v")
         assertExit(third, 0)
         assertActions(
             third,
@@ -630,7 +631,7 @@ final class FTPTests: IntegrationTestCase {
         try chownToServer(server)
         try writeConfig(definition("down", source: ftp(server, directory: "pub"), destination: local(path("dst"))))
 
-        let first = try run("down", server)
+        let first = try run("down", server, "-v")
         assertExit(first, 0)
         assertNoCrash(first)
         assertActions(

@@ -532,7 +532,8 @@ final class FaultLocalTests: IntegrationTestCase {
                 problems.append("'\(marker)' in the output")
             }
             for entry in unreadable {
-                let reported = result.lines.filter { line in
+                // Failures and listing errors are reported on standard error.
+                let reported = result.stderrLines.filter { line in
                     line.hasPrefix(entry.expect)
                         && (line.hasSuffix(" " + entry.path) || line.contains(src + "/" + entry.path + ":")
                             || line.contains(src + "/" + entry.path + "/"))

@@ -406,7 +406,9 @@ final class ReliabilityFTPTests: IntegrationTestCase {
                 name: "list-cut-once", exits: [0],
                 check: { test, result, problems in
                     expectFiles(["good.txt"])(test, result, &problems)
-                    if result.stdout.contains("Cannot list") { problems.append("a listing error was reported") }
+                    if (result.stdout + result.stderr).contains("Cannot list") {
+                        problems.append("a listing error was reported")
+                    }
                     let log = test.read("hostile-commands.log") ?? ""
                     let subListings = log.split(separator: "\n").filter { $0.hasPrefix("MLSD") && $0.contains("sub") }
                     if subListings.count < 2 { problems.append("sub was listed \(subListings.count) times, not twice") }
