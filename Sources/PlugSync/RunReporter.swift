@@ -189,6 +189,7 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
                 if progress == nil && out.count > 1 << 16 { flushOut() }
             }
         }
+        if case .stopped = outcome { return }  // not started: no progress
         if progress != nil, action.kind == .transfer || action.kind == .replace {
             progress!.files += 1
             drawIfDue()

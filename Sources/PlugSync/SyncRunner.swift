@@ -18,7 +18,8 @@ public struct RunOptions: Sendable {
     public var trigger = "manual"
     /// How much of the report the terminal gets (the log file gets its `log_level` either way).
     public var verbosity: Verbosity = .normal
-    /// Set by the agent on SIGTERM: no new file is started, files in flight finish.
+    /// Set on SIGTERM or SIGINT (the agent, `plugsync run`): no new entry is started, files in
+    /// flight finish, and the run ends `stopped`.
     public var cancellation: Cancellation?
     /// The drive whose mount started this run (the agent): that side uses it.
     public var drive: MatchedDrive?
@@ -63,6 +64,8 @@ public struct RunTrigger: Sendable, Equatable, ExpressibleByStringLiteral, Custo
 public struct RunOutcome: Sendable {
     public enum Status: String, Sendable {
         case success, failures, refused, error
+        /// Asked to stop (SIGINT, SIGTERM) before it was done.
+        case stopped
     }
     public var name: String
     public var status: Status
@@ -78,6 +81,7 @@ public struct RunOutcome: Sendable {
         case .failures: return 1
         case .error: return 2
         case .refused: return 3
+        case .stopped: return 130  // as after Ctrl-C; `plugsync run` gives 128 + the signal's number
         }
     }
 }
@@ -143,6 +147,13 @@ public final class SyncRunner {
                 statistics.stoppedBecause.map {
                     "Error: \($0); the run stopped, \(statistics.failed) entries not done (the next run completes them)"
                 } ?? ""
+            // Asked to stop: the counts so far, and what was not started.
+            if let cancellation = options.cancellation, cancellation.isCancelled {
+                status = .stopped
+                let who = cancellation.reason.map { " by \($0)" } ?? ""
+                message =
+                    "Stopped\(who): \(statistics.notStarted) entries not started; the files being copied were finished (the next run completes the rest)"
+            }
             // A dry run a safety rail would stop: the plan is shown, and why the real run would be refused.
             if let refusal = statistics.refusal {
                 status = .refused
@@ -329,11 +340,13 @@ public final class SyncRunner {
         case .failures: head = "Done with failures"
         case .refused: head = "Refused"
         case .error: head = "Failed"
+        case .stopped: head = "Stopped"
         }
         let rate = seconds > 0 ? Int64(Double(s.bytes) / seconds) : 0
         var text =
             "\(head): \(s.transferred) copied (\(formatBytes(s.bytes))), \(s.foldersCreated) folders created, "
             + "\(s.deleted) deleted, \(s.skipped) skipped, \(s.failed) failed"
+        if s.notStarted > 0 || status == .stopped { text += ", \(s.notStarted) not started" }
         if s.temporaryFilesRemoved > 0 { text += ", \(s.temporaryFilesRemoved) leftover temporary files removed" }
         text += " in " + formatFixed(seconds, decimals: 2) + " s" + " (\(formatBytes(rate))/s)"
         return text

@@ -78,10 +78,12 @@ struct CommandResult: CustomStringConvertible {
     var stderrActions: [String] { stderrLines.filter(isActionLine) }
     func actions(_ verb: String) -> [String] { actions.filter { $0.hasPrefix(verb + " ") } }
 
-    /// The summary line (`Done: …`, `Dry run: …`, `Refused: …`).
+    /// The summary line (`Done: …`, `Dry run: …`, `Refused: …`, `Stopped: …`).
     var summary: String? {
         lines.last { line in
-            ["Done:", "Done with failures:", "Dry run:", "Refused:", "Failed:"].contains { line.hasPrefix($0) }
+            ["Done:", "Done with failures:", "Dry run:", "Refused:", "Failed:", "Stopped:"].contains {
+                line.hasPrefix($0)
+            }
         }
     }
 
