@@ -14,6 +14,9 @@ public struct Definition: Sendable, Equatable {
     public var destination: EndpointSpec
     public var ignore: [String] = []
     public var logFile: String?
+    /// What `log_file` gets: the lines a run prints (`normal`) or the full report (`full`, with
+    /// a line for every file that was already up to date).
+    public var logLevel: LogLevel = .normal
     public var schedule: [ScheduleRule] = []
     /// Run when a matching drive is mounted; nil means "when an endpoint is a device".
     public var onMount: Bool?
@@ -39,6 +42,14 @@ public struct Definition: Sendable, Equatable {
     public var runsOnMount: Bool {
         onMount ?? (source.location.isDevice || destination.location.isDevice)
     }
+}
+
+/// How much of a run's report goes to its log file.
+public enum LogLevel: String, Sendable, Equatable, CaseIterable {
+    /// What `plugsync run` prints: the changes, the failures and the summary.
+    case normal
+    /// The full report, as `plugsync run --verbose` prints it.
+    case full
 }
 
 /// The most a mirror may delete in one run before it refuses (unless forced).

@@ -308,6 +308,7 @@ public enum DefinitionEmitter {
         }
         if !d.ignore.isEmpty { add(0, "ignore", "[" + d.ignore.map(scalar).joined(separator: ", ") + "]") }
         add(0, "log_file", d.logFile.map(scalar))
+        if d.logLevel != .normal { add(0, "log_level", d.logLevel.rawValue) }
         if !d.schedule.isEmpty {
             add(0, "schedule", "")
             out[out.count - 1].removeLast()

@@ -104,7 +104,8 @@ struct DefinitionsParser {
 
     static let definitionKeys = [
         "name", "description", "group", "type", "recursive", "max_delete", "source", "destination",
-        "ignore", "log_file", "schedule", "on_mount", "enabled", "parallel", "hooks", "max_age", "notify",
+        "ignore", "log_file", "log_level", "schedule", "on_mount", "enabled", "parallel", "hooks", "max_age",
+        "notify",
     ]
 
     func parseDefinition(_ node: Node, index: Int) throws -> Definition {
@@ -151,6 +152,12 @@ struct DefinitionsParser {
                 throw fields.invalid("log_file", "\"\(logFile)\" must be an absolute path")
             }
             definition.logFile = logFile
+        }
+        if let level = try fields.string("log_level") {
+            guard let value = LogLevel(rawValue: level) else {
+                throw fields.invalid("log_level", "\"\(level)\" is not one of normal, full")
+            }
+            definition.logLevel = value
         }
         if let rules = try fields.sequence("schedule") {
             definition.schedule = try rules.enumerated().map {

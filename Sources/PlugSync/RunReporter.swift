@@ -59,13 +59,30 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     }
 }
 
-/// Receives a run's events and writes them: action lines to standard output (unless quiet), the
-/// same lines with timestamps to the log file, and a progress bar on a terminal.
+/// How much of a run's report a terminal (standard output) gets.
+public enum Verbosity: Int, Sendable, Comparable {
+    /// Nothing (the agent: its runs' lines go to their log files, their summaries to its log).
+    case silent
+    /// Only failures and errors (standard error); the command prints the summary.
+    case quiet
+    /// The changes, the failures and the summary: entries already up to date are left out.
+    case normal
+    /// The full report: a line for every entry, up to date or not.
+    case verbose
+
+    public static func < (a: Verbosity, b: Verbosity) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// Receives a run's events and writes them: action lines to standard output, failures and
+/// errors to standard error (even when quiet), the same lines with timestamps to the log file,
+/// and a progress bar on a terminal. Lines for entries left as they are (up to date) only go to
+/// a verbose terminal and a full log.
 public final class RunReporter: RunObserver, @unchecked Sendable {
     private let lock = Lock()
     private var formatter: ActionFormatter?
-    private let printLines: Bool
+    private let terminal: Verbosity
     private let log: LogFile?
+    private let logFull: Bool
     private var out: [UInt8] = []
     private var progress: Progress?
 
@@ -79,9 +96,10 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
         var shown = false
     }
 
-    public init(printLines: Bool, log: LogFile?) {
-        self.printLines = printLines
+    public init(terminal: Verbosity, log: LogFile?, logLevel: LogLevel = .normal) {
+        self.terminal = terminal
         self.log = log
+        self.logFull = logLevel == .full
     }
 
     /// Sets how actions are worded, and shows a progress bar for a plan of this size when
@@ -89,16 +107,23 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
     public func begin(formatter: ActionFormatter, files: Int, bytes: Int64) {
         lock.lock()
         self.formatter = formatter
-        if printLines && isatty(1) == 1 && isatty(2) == 1 {
+        if terminal > .quiet && isatty(1) == 1 && isatty(2) == 1 {
             progress = Progress(totalFiles: files, totalBytes: bytes)
         }
         lock.unlock()
     }
 
-    /// A line that is not an action: headers, refusals, the summary.
+    /// A line that is not an action: headers, the summary.
     public func say(_ line: String) {
         lock.lock()
         emit(line)
+        lock.unlock()
+    }
+
+    /// A line about something that went wrong: standard error (quiet or not) and the log.
+    public func sayError(_ line: String) {
+        lock.lock()
+        emitError(line)
         lock.unlock()
     }
 
@@ -119,34 +144,52 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
 
     // Every line passes `TerminalText.escaped` on its way out: it may quote a drive's label or
     // mount point, a file name or a server's reply, and none of them may drive the terminal.
-    private func emit(_ text: String) {
+    private func emit(_ text: String, toLog: Bool = true, toTerminal: Bool? = nil) {
         let line = TerminalText.escaped(text)
-        log?.append(line)
-        guard printLines else { return }
+        if toLog { log?.append(line) }
+        guard toTerminal ?? (terminal > .quiet) else { return }
         out.append(contentsOf: line.utf8)
         out.append(UInt8(ascii: "\n"))
         if progress == nil && out.count > 1 << 16 { flushOut() }
+    }
+
+    /// Standard error, after what standard output holds so far (the two often share a terminal,
+    /// and the failure belongs where it happened among the other lines).
+    private func emitError(_ text: String) {
+        let line = TerminalText.escaped(text)
+        log?.append(line)
+        guard terminal > .silent else { return }
+        clearBar()
+        flushOut()
+        writeAll(2, Array((line + "\n").utf8))
     }
 
     public func finished(_ action: Action, outcome: Outcome) {
         lock.lock()
         defer { lock.unlock() }
         guard let formatter else { return }
-        if log == nil {
-            if printLines {
+        switch ActionFormatter.lineKind(for: action, outcome: outcome) {
+        case .failure:
+            emitError(formatter.line(for: action, outcome: outcome))
+        case .change:
+            emit(formatter.line(for: action, outcome: outcome))
+        case .unchanged:
+            // The line a no-op run repeats for every entry: made only where it goes.
+            if logFull {
+                emit(formatter.line(for: action, outcome: outcome), toTerminal: terminal == .verbose)
+            } else if terminal == .verbose {
                 let start = out.count
                 formatter.appendLine(for: action, outcome: outcome, to: &out)
-                // A failure's reason may quote a server or the drive: escaped like every line
-                // (the bytes are looked at; a String is made only for a line that needs it).
+                // A name may hold anything: escaped like every line (the bytes are looked at; a
+                // String is made only for a line that needs it).
                 if !Self.isPrintableASCII(out, start..<(out.count - 1)) {
                     let line = String(decoding: out[start..<(out.count - 1)], as: UTF8.self)
                     out.replaceSubrange(start..<(out.count - 1), with: TerminalText.escaped(line).utf8)
                 }
                 if progress == nil && out.count > 1 << 16 { flushOut() }
             }
-        } else {
-            emit(formatter.line(for: action, outcome: outcome))
         }
+        if case .stopped = outcome { return }  // not started: no progress
         if progress != nil, action.kind == .transfer || action.kind == .replace {
             progress!.files += 1
             drawIfDue()
@@ -223,6 +266,7 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
     }
 
     private func flushOut() {
+        if out.isEmpty { return }
         writeAll(1, out)
         out.removeAll(keepingCapacity: true)
     }

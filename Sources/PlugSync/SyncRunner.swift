@@ -16,9 +16,10 @@ public struct RunOptions: Sendable {
     public var forceDelete = false
     /// "manual", "mount" or "schedule": written to the log and the run history.
     public var trigger = "manual"
-    /// Print action lines on standard output (the log file gets them either way).
-    public var printLines = true
-    /// Set by the agent on SIGTERM: no new file is started, files in flight finish.
+    /// How much of the report the terminal gets (the log file gets its `log_level` either way).
+    public var verbosity: Verbosity = .normal
+    /// Set on SIGTERM or SIGINT (the agent, `plugsync run`): no new entry is started, files in
+    /// flight finish, and the run ends `stopped`.
     public var cancellation: Cancellation?
     /// The drive whose mount started this run (the agent): that side uses it.
     public var drive: MatchedDrive?
@@ -63,6 +64,8 @@ public struct RunTrigger: Sendable, Equatable, ExpressibleByStringLiteral, Custo
 public struct RunOutcome: Sendable {
     public enum Status: String, Sendable {
         case success, failures, refused, error
+        /// Asked to stop (SIGINT, SIGTERM) before it was done.
+        case stopped
     }
     public var name: String
     public var status: Status
@@ -78,6 +81,7 @@ public struct RunOutcome: Sendable {
         case .failures: return 1
         case .error: return 2
         case .refused: return 3
+        case .stopped: return 130  // as after Ctrl-C; `plugsync run` gives 128 + the signal's number
         }
     }
 }
@@ -144,7 +148,7 @@ public final class SyncRunner {
         if let path = definition.logFile {
             do { log = try LogFile(path: path) } catch { logError = "\(error)" }
         }
-        let reporter = RunReporter(printLines: options.printLines, log: log)
+        let reporter = RunReporter(terminal: options.verbosity, log: log, logLevel: definition.logLevel)
         if let logError { printError("warning: \(logError)") }
         let lock: DefinitionLock
         do {
@@ -178,12 +182,24 @@ public final class SyncRunner {
             } catch {
                 throw ServerKind.translate(error, role: definition.source.location.isRemote ? "source" : "destination")
             }
-            let status: RunOutcome.Status = statistics.failed > 0 ? .failures : .success
+            var status: RunOutcome.Status = statistics.failed > 0 ? .failures : .success
             // A drive pulled mid-run: one clear line (stderr, log) besides the failed entries.
-            let message =
+            var message =
                 statistics.stoppedBecause.map {
                     "Error: \($0); the run stopped, \(statistics.failed) entries not done (the next run completes them)"
                 } ?? ""
+            // Asked to stop: the counts so far, and what was not started.
+            if let cancellation = options.cancellation, cancellation.isCancelled {
+                status = .stopped
+                let who = cancellation.reason.map { " by \($0)" } ?? ""
+                message =
+                    "Stopped\(who): \(statistics.notStarted) entries not started; the files being copied were finished (the next run completes the rest)"
+            }
+            // A dry run a safety rail would stop: the plan is shown, and why the real run would be refused.
+            if let refusal = statistics.refusal {
+                status = .refused
+                message = "Dry run: the real run would be refused: \(refusal)"
+            }
             outcome = finish(definition, options, reporter, status, statistics, message, started: started)
         } catch let error as PreconditionError {
             outcome = finish(
@@ -342,20 +358,31 @@ public final class SyncRunner {
             name: definition.name, status: status, statistics: statistics, message: message, summary: summary)
     }
 
-    /// `Done: 12 copied (1.2 MiB), 1 folder created, 1 deleted, 100 skipped, 0 failed in 0.52 s (2.3 MiB/s)`.
+    /// `Done: 12 copied (1.2 MiB), 1 folder created, 1 deleted, 100 skipped, 0 failed in 0.52 s (2.3 MiB/s)`;
+    /// a dry run says what the real run would do:
+    /// `Dry run: would copy 12 (1.2 MiB), create 1 folders, delete 1; 100 skipped, 0 would fail (planned in 0.02 s)`.
     public static func summary(_ s: SyncStatistics, seconds: Double, dryRun: Bool, status: RunOutcome.Status) -> String
     {
+        if dryRun && (status == .success || status == .failures || s.refusal != nil) {
+            var text =
+                "Dry run: would copy \(s.transferred) (\(formatBytes(s.bytes))), create \(s.foldersCreated) folders, "
+                + "delete \(s.deleted); \(s.skipped) skipped, \(s.failed) would fail"
+            if s.refusal != nil { text += "; the real run would be refused" }
+            return text + " (planned in " + formatFixed(seconds, decimals: 2) + " s)"
+        }
         let head: String
         switch status {
-        case .success: head = dryRun ? "Dry run" : "Done"
+        case .success: head = "Done"
         case .failures: head = "Done with failures"
         case .refused: head = "Refused"
         case .error: head = "Failed"
+        case .stopped: head = "Stopped"
         }
         let rate = seconds > 0 ? Int64(Double(s.bytes) / seconds) : 0
         var text =
             "\(head): \(s.transferred) copied (\(formatBytes(s.bytes))), \(s.foldersCreated) folders created, "
             + "\(s.deleted) deleted, \(s.skipped) skipped, \(s.failed) failed"
+        if s.notStarted > 0 || status == .stopped { text += ", \(s.notStarted) not started" }
         if s.temporaryFilesRemoved > 0 { text += ", \(s.temporaryFilesRemoved) leftover temporary files removed" }
         text += " in " + formatFixed(seconds, decimals: 2) + " s" + " (\(formatBytes(rate))/s)"
         return text

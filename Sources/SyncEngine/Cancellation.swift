@@ -6,11 +6,14 @@ import SystemSupport
 public final class Cancellation: @unchecked Sendable {
     private let lock = Lock()
     private var cancelled = false
+    private var why: String?
 
     public init() {}
 
-    public func cancel() {
+    /// `reason` says who asked, for the run's report: `SIGINT (Ctrl-C)`, `SIGTERM`.
+    public func cancel(reason: String? = nil) {
         lock.lock()
+        if !cancelled { why = reason }
         cancelled = true
         lock.unlock()
     }
@@ -19,5 +22,12 @@ public final class Cancellation: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return cancelled
+    }
+
+    /// Who asked the run to stop, when the one who did said so.
+    public var reason: String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return why
     }
 }

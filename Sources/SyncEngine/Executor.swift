@@ -62,6 +62,10 @@ public final class Executor: @unchecked Sendable {
                 record(action, .failed("not done: \(EndpointGone.summary)"), stats)
                 continue
             }
+            if action.kind != .skip && cancellation?.isCancelled == true {
+                record(action, .stopped, stats)  // no deletion or folder either once asked to stop
+                continue
+            }
             switch action.kind {
             case .skip:
                 record(action, .done, stats)
@@ -138,6 +142,8 @@ public final class Executor: @unchecked Sendable {
                 s.failed += 1
             case .kept:
                 s.skipped += 1
+            case .stopped:
+                s.notStarted += 1
             case .done, .planned:
                 switch action.kind {
                 case .transfer, .replace:
@@ -200,7 +206,7 @@ public final class Executor: @unchecked Sendable {
         for index in indexes {
             let action = plan.actions[index]
             if cancellation?.isCancelled == true {
-                record(action, .failed("not copied: the sync was stopped"), stats)
+                record(action, .stopped, stats)
                 continue
             }
             if stopped.value != nil {
@@ -255,7 +261,7 @@ public final class Executor: @unchecked Sendable {
                     batchBytes = 0
                 }
                 if cancellation?.isCancelled == true {
-                    settle(action, .failed("not copied: the sync was stopped"), stats)
+                    settle(action, .stopped, stats)
                     continue
                 }
                 if stopped.value != nil {
@@ -348,7 +354,7 @@ public final class Executor: @unchecked Sendable {
         for (action, outcome) in settled {
             switch outcome {
             case .done: files.append(StagedFile(path: action.path, entry: action.source!, replacing: false))
-            case .failed: failures = true
+            case .failed, .stopped: failures = true
             case .kept, .planned: break
             }
         }

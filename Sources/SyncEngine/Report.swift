@@ -7,6 +7,8 @@ public enum Outcome: Sendable {
     /// symbolic link for a destination that cannot store one).
     case kept(String)
     case failed(String)
+    /// Not started: the run was asked to stop (Ctrl-C, SIGTERM) before it came to this entry.
+    case stopped
 }
 
 /// Receives every action as it finishes, and byte progress. Called from several threads.
@@ -33,6 +35,11 @@ public struct SyncStatistics: Sendable, Equatable {
     public var temporaryFilesRemoved = 0
     /// Why the executor stopped early (the destination drive went away), if it did.
     public var stoppedBecause: String?
+    /// Entries not started because the run was asked to stop (`Cancellation`).
+    public var notStarted = 0
+    /// Why the real run would be refused: a dry run that a safety rail would stop still shows
+    /// its whole plan, and says why.
+    public var refusal: String?
 
     public init() {}
 }
@@ -61,10 +68,28 @@ public struct ActionFormatter: Sendable {
         skipPrefix = Self.format(verb: "Skipping", reason: Reason.upToDate.text(side: side), path: "")
     }
 
+    /// What an action's line tells: a change (shown by default), an entry left as it is (the
+    /// full report only: up to date, or kept), or a failure (shown always, on standard error).
+    public enum LineKind: Sendable, Equatable {
+        case change, unchanged, failure
+    }
+
+    public static func lineKind(for action: Action, outcome: Outcome) -> LineKind {
+        switch outcome {
+        case .failed: return .failure
+        case .kept, .stopped: return .unchanged
+        case .done, .planned:
+            if action.kind == .conflict { return .failure }
+            if case .planned = outcome, action.reason == .namesDifferInCase { return .failure }
+            return action.kind == .skip ? .unchanged : .change
+        }
+    }
+
     public func verb(for action: Action, outcome: Outcome) -> String {
         switch outcome {
         case .failed: return "Failed"
         case .kept: return action.kind == .transfer ? "Skipping" : "Keeping"
+        case .stopped: return "Not done"
         default: break
         }
         switch action.kind {
@@ -120,6 +145,8 @@ public struct ActionFormatter: Sendable {
             return Self.format(verb: "Failed", reason: action.reason.text(side: side) + "; " + message, path: path)
         case (.kept(let message), _, _):
             return Self.format(verb: verb(for: action, outcome: outcome), reason: message, path: path)
+        case (.stopped, _, _):
+            return Self.format(verb: "Not done", reason: "the run was stopped before it", path: path)
         default:
             return Self.format(
                 verb: verb(for: action, outcome: outcome), reason: action.reason.text(side: side), path: path)

@@ -83,8 +83,11 @@ public struct SyncSide {
 
 /// Hears a run's report: its action lines (`SyncObserver`) and the lines between them.
 public protocol RunObserver: SyncObserver {
-    /// A line that is not an action: a header, a withheld deletion, a listing error.
+    /// A line that is not an action: a header, a clock measurement.
     func say(_ line: String)
+    /// A line about something that went wrong or is withheld: a listing error, withheld
+    /// deletions. Shown even where the other lines are not (standard error).
+    func sayError(_ line: String)
     /// The plan is made: how actions are worded, and how many files and bytes it transfers.
     func begin(formatter: ActionFormatter, files: Int, bytes: Int64)
     /// The run reached the end of a phase (`start`, `resolve`, `list`, `plan`, `execute`).
@@ -93,6 +96,7 @@ public protocol RunObserver: SyncObserver {
 
 extension RunObserver {
     public func phase(_ name: String) {}
+    public func sayError(_ line: String) { say(line) }
 }
 
 /// A run between two endpoints: list both sides, plan, hold to the safety rails, execute.
@@ -191,8 +195,8 @@ public final class SyncJob: @unchecked Sendable {
         source.endpoint.refineTimes(&sourceListing, comparedWith: destinationListing.entries)
         destination.endpoint.refineTimes(&destinationListing, comparedWith: sourceListing.entries)
         observer.phase("list")
-        for error in sourceListing.errors { observer.say("Cannot list \(error)") }
-        for error in destinationListing.errors { observer.say("Cannot list \(error)") }
+        for error in sourceListing.errors { observer.sayError("Cannot list \(error)") }
+        for error in destinationListing.errors { observer.sayError("Cannot list \(error)") }
         let destinationCount = destinationListing.count
         if settings.type == .mirror && sourceListing.entries.isEmpty && destinationCount > 0 && !settings.forceDelete {
             throw PreconditionError(
@@ -209,14 +213,19 @@ public final class SyncJob: @unchecked Sendable {
         observer.phase("plan")
         let listingFailed = !sourceListing.errors.isEmpty || !destinationListing.errors.isEmpty
         withholdDeletions(&plan, listingFailed: listingFailed, unreadable: sourceListing.unreadableFiles)
-        // Safety rail 3: max_delete.
+        // Safety rail 3: max_delete. A dry run goes on to show the whole plan, and says why the
+        // real run would be refused.
         let deletions = plan.deletionCount
+        var refusal: String?
         if settings.type == .mirror && !settings.maxDelete.allows(deletions, of: destinationCount)
             && !settings.forceDelete
         {
-            throw PreconditionError(
-                "the mirror would delete \(deletions) of \(destinationCount) destination entries, more than max_delete (\(settings.maxDelete)); nothing was changed (use --force-delete if you mean it)"
-            )
+            let reason =
+                "the mirror would delete \(deletions) of \(destinationCount) destination entries, more than max_delete (\(settings.maxDelete))"
+            guard settings.dryRun else {
+                throw PreconditionError(reason + "; nothing was changed (use --force-delete if you mean it)")
+            }
+            refusal = reason + " (use --force-delete if you mean it)"
         }
 
         if !settings.dryRun, try destination.endpoint.rootState() == .missing {
@@ -236,7 +245,7 @@ public final class SyncJob: @unchecked Sendable {
             temporaryFolders: destinationListing.temporaryFolders, dryRun: settings.dryRun)
         if !settings.dryRun && destination.isDrive && statistics.stoppedBecause == nil {
             do { try destination.endpoint.flush() } catch {
-                observer.say("Cannot flush the destination drive: \(error)")
+                observer.sayError("Cannot flush the destination drive: \(error)")
                 statistics.failed += 1
             }
         }
@@ -246,6 +255,7 @@ public final class SyncJob: @unchecked Sendable {
             destination.endpoint.finishRun()
         }
         if listingFailed { statistics.failed += sourceListing.errors.count + destinationListing.errors.count }
+        statistics.refusal = refusal
         return statistics
     }
 
@@ -269,7 +279,7 @@ public final class SyncJob: @unchecked Sendable {
             default: return action
             }
         }
-        observer.say(
+        observer.sayError(
             listingFailed
                 ? "Not deleting \(withheld) entries: the listing had errors, so nothing is deleted this run"
                 : "Not deleting \(withheld) entries: source files that must be copied cannot be read, so nothing is deleted this run"

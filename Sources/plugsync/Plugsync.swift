@@ -15,7 +15,8 @@ struct Plugsync: ParsableCommand {
             Definitions live in one YAML file: /etc/plugsync/plugsync.yaml for root, \
             $XDG_CONFIG_HOME/plugsync/plugsync.yaml for others, or --config FILE.
             Exit codes: 0 success, 1 the run finished with failed entries, 2 usage or \
-            configuration error, 3 a precondition refused the run (File Check, absent drive, safety rail).
+            configuration error, 3 a precondition refused the run (File Check, absent drive, safety rail), \
+            130 or 143 the run was stopped by Ctrl-C or SIGTERM.
             """,
         version: PlugSyncVersion.current,
         subcommands: [

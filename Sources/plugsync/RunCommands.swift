@@ -1,5 +1,7 @@
 import ArgumentParser
+import Dispatch
 import PlugSync
+import SyncEngine
 import SystemSupport
 
 #if canImport(Glibc)
@@ -16,14 +18,23 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Print the plan; change nothing.") var dryRun = false
     @Flag(name: .customLong("force-delete"), help: "Allow deleting beyond max_delete, or from an empty source.")
     var forceDelete = false
-    @Flag(name: .shortAndLong, help: "Print only the summary (the log file still gets every line).") var quiet = false
+    @Flag(
+        name: .shortAndLong,
+        help: "Print only the summary, and the failures on standard error (the log file gets what it always gets).")
+    var quiet = false
+    @Flag(
+        name: .shortAndLong,
+        help: "Print the full report: a line for every entry, also those already up to date.")
+    var verbose = false
 
     func validate() throws {
         let chosen = (names.isEmpty ? 0 : 1) + (group == nil ? 0 : 1) + (all ? 1 : 0)
         if chosen != 1 { throw ValidationError("give definition names, --group G, or --all (one of them)") }
+        if quiet && verbose { throw ValidationError("--quiet and --verbose: choose one") }
     }
 
     func run() throws {
+        let signals = StopSignals()
         let outcomes: [RunOutcome] = try failing {
             let file = try options.load()
             var definitions = try file.select(names: names, group: group, all: all)
@@ -34,19 +45,66 @@ struct Run: ParsableCommand {
             var runOptions = RunOptions()
             runOptions.dryRun = dryRun
             runOptions.forceDelete = forceDelete
-            runOptions.printLines = !quiet
-            return definitions.map { definition in
+            runOptions.verbosity = quiet ? .quiet : verbose ? .verbose : .normal
+            runOptions.cancellation = signals.cancellation
+            var outcomes: [RunOutcome] = []
+            for definition in definitions {
                 let outcome = runner.run(definition, options: runOptions)
                 if quiet { print("\(outcome.name): \(outcome.summary)") }
-                return outcome
+                outcomes.append(outcome)
+                if signals.cancellation.isCancelled { break }  // the definitions after it are not started
             }
+            return outcomes
         }
+        // Stopped by a signal: 128 + its number, as a shell reports it (130 for Ctrl-C).
+        if let code = signals.exitCode { throw ExitCode(code) }
         // Several runs: the worst outcome decides (refused > error > failures > success).
         let code = outcomes.map(\.exitCode).max { rank($0) < rank($1) } ?? 0
         if code != 0 { throw ExitCode(code) }
     }
 
     private func rank(_ code: Int32) -> Int { [0: 0, 1: 1, 2: 2, 3: 3][code] ?? 4 }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM during `plugsync run` stop the run as the agent's SIGTERM does:
+/// no new entry is started, the files being copied finish, and the run ends with `Stopped: …`
+/// and its counts, recorded as `stopped`. A second signal ends plugsync at once.
+final class StopSignals: @unchecked Sendable {
+    let cancellation = Cancellation()
+    private let lock = Lock()
+    private var first: Int32?
+    private var sources: [DispatchSourceSignal] = []
+
+    init() {
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in received(number) }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    private func received(_ number: Int32) {
+        let again = lock.withLock { () -> Bool in
+            if first != nil { return true }
+            first = number
+            return false
+        }
+        if again {
+            signal(number, SIG_DFL)
+            raise(number)
+            return
+        }
+        cancellation.cancel(reason: number == SIGINT ? "SIGINT (Ctrl-C)" : "SIGTERM")
+        let line =
+            "plugsync: stopping: no new file is started, the files being copied finish (again to stop at once)\n"
+        // On a new line: a progress bar may be on the terminal's last one.
+        fputs((isatty(2) == 1 ? "\r\u{1B}[K" : "") + line, stderr)
+    }
+
+    /// 128 + the number of the signal that stopped the run, if one did.
+    var exitCode: Int32? { lock.withLock { first.map { 128 + $0 } } }
 }
 
 struct Log: ParsableCommand {

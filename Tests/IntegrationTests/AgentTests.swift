@@ -295,8 +295,8 @@ final class AgentTests: IntegrationTestCase {
             status.lines.contains { $0.hasPrefix("timed ") && $0.contains(" schedule success ") }, "\(status)")
     }
 
-    /// SIGTERM while a run is about to copy: no file is started after it, the run ends "with
-    /// failures" ("the sync was stopped"), and the agent exits within a few seconds.
+    /// SIGTERM while a run is about to copy: no file is started after it, the run ends
+    /// `Stopped: …` with the files it did not start, and the agent exits within a few seconds.
     func testTerminateStopsBeforeTheNextFile() throws {
         try requireDrives()
         let t = token()
@@ -311,8 +311,9 @@ final class AgentTests: IntegrationTestCase {
         try waitForAgentLog("stop: run started (trigger: mount)")
         let seconds = try XCTUnwrap(stopAgent())
         XCTAssertLessThan(seconds, 5, agentLog)
-        XCTAssertTrue(agentLog.contains("stop: Done with failures: 0 copied"), agentLog)
-        XCTAssertTrue(read("stop.log")?.contains("not copied: the sync was stopped") == true, read("stop.log") ?? "")
+        XCTAssertTrue(agentLog.contains("stop: Stopped: 0 copied"), agentLog)
+        XCTAssertTrue(agentLog.contains(" 5 not started"), agentLog)
+        XCTAssertTrue(read("stop.log")?.contains("Stopped: 5 entries not started") == true, read("stop.log") ?? "")
         let copied = (try? FileManager.default.contentsOfDirectory(atPath: mount + "/backup")) ?? []
         XCTAssertEqual(copied, [], "no file may be started after SIGTERM")
     }

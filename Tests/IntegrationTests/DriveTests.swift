@@ -52,7 +52,7 @@ final class DriveTests: IntegrationTestCase {
         XCTAssertEqual(first.actions("Failed"), [], "\(first)")
         try assertSameTree(path("src"), destination, modes: false, folderTimes: false, tolerance: tolerance)
 
-        let second = try plugsync("run", "usb")
+        let second = try plugsync("run", "usb", "-v")
         assertExit(second, 0)
         XCTAssertEqual(
             second.actions.filter { !$0.hasPrefix("Skipping ") }, [],

@@ -108,7 +108,8 @@ final class FTPTests: IntegrationTestCase {
         try chownToServer(server)
         try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
 
-        let first = try run("up", server)
+        // The full report (-v), as the seed printed it: the files left as they are too.
+        let first = try run("up", server, "-v")
         assertExit(first, 0)
         assertNoCrash(first)
         XCTAssertTrue(
@@ -137,7 +138,7 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(temporaryFiles(in: server.root), [], "no probe or temporary file is left behind")
 
         // A second run transfers nothing.
-        let second = try run("up", server)
+        let second = try run("up", server, "-v")
         assertExit(second, 0)
         XCTAssertEqual(second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second)")
         XCTAssertEqual(second.actions.count, 6, "\(second)")
@@ -146,7 +147,7 @@ final class FTPTests: IntegrationTestCase {
         // minute for old and new content, so only an exact time can tell; it must be uploaded.
         try write("src/notes.txt", "NOTES\n")
         try write("src/sub/deep.txt", "DEEP\n")
-        let third = try run("up", server)
+        let third = try run("up", server, "-v")
         assertExit(third, 0)
         assertActions(
             third,
@@ -643,7 +644,7 @@ final class FTPTests: IntegrationTestCase {
         try chownToServer(server)
         try writeConfig(definition("down", source: ftp(server, directory: "pub"), destination: local(path("dst"))))
 
-        let first = try run("down", server)
+        let first = try run("down", server, "-v")
         assertExit(first, 0)
         assertNoCrash(first)
         assertActions(
@@ -942,7 +943,10 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(result.status, 1, "refused names make the run one with failures\n\(result)")
         XCTAssertEqual(read("dst/fine.txt"), "fine\n")
         XCTAssertEqual(try snapshot(path("dst")).keys.sorted(), ["fine.txt"])
-        XCTAssertTrue(result.stdout.contains("refused a name from the server"), "\(result)")
-        XCTAssertFalse(result.stdout.contains("\u{1b}"), "a terminal escape from the server is never printed raw")
+        // A listing error: on standard error, as failures are.
+        XCTAssertTrue(result.stderr.contains("refused a name from the server"), "\(result)")
+        XCTAssertFalse(
+            result.stdout.contains("\u{1b}") || result.stderr.contains("\u{1b}"),
+            "a terminal escape from the server is never printed raw")
     }
 }

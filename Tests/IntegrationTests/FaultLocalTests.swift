@@ -305,9 +305,13 @@ final class FaultLocalTests: IntegrationTestCase {
             if verbose { print("\(what):\n\(result)") }
             if !caught { problems.append("the run was not seen writing a big file before it ended") }
             if result.status == 0 || result.signaled { problems.append("exit \(result.status) after the pull") }
-            let errors = result.stderrLines
+            // One clear line besides the failed entries (which go to standard error too).
+            let errors = result.stderrLines.filter { !isActionLine($0) }
             if errors.count != 1 || !(errors.first?.contains("destination drive is gone") ?? false) {
-                problems.append("stderr is not one clear line: \(errors)")
+                problems.append("stderr is not one clear line besides the failed entries: \(errors)")
+            }
+            if result.stderrLines.contains(where: { isActionLine($0) && !$0.hasPrefix("Failed ") }) {
+                problems.append("an action line that is not a failure on stderr: \(result.stderrLines)")
             }
             for marker in ["Fatal error", "Stack dump", "Backtrace", "0x0000"]
             where result.stderr.contains(marker) || result.stdout.contains(marker) {
@@ -532,7 +536,8 @@ final class FaultLocalTests: IntegrationTestCase {
                 problems.append("'\(marker)' in the output")
             }
             for entry in unreadable {
-                let reported = result.lines.filter { line in
+                // Failures and listing errors are reported on standard error.
+                let reported = result.stderrLines.filter { line in
                     line.hasPrefix(entry.expect)
                         && (line.hasSuffix(" " + entry.path) || line.contains(src + "/" + entry.path + ":")
                             || line.contains(src + "/" + entry.path + "/"))

@@ -70,14 +70,20 @@ struct CommandResult: CustomStringConvertible {
     var lines: [String] { stdout.split(separator: "\n").map { collapse(String($0)) }.filter { !$0.isEmpty } }
     var stderrLines: [String] { stderr.split(separator: "\n").map { collapse(String($0)) }.filter { !$0.isEmpty } }
 
-    /// The action lines (`Copying (destination file not found) about.html`), collapsed.
-    var actions: [String] { lines.filter(isActionLine) }
+    /// The action lines (`Copying (destination file not found) about.html`) of both streams,
+    /// collapsed: standard output's (changes; with `-v` also the entries left as they are), then
+    /// standard error's (failures). `stdoutActions` and `stderrActions` tell them apart.
+    var actions: [String] { stdoutActions + stderrActions }
+    var stdoutActions: [String] { lines.filter(isActionLine) }
+    var stderrActions: [String] { stderrLines.filter(isActionLine) }
     func actions(_ verb: String) -> [String] { actions.filter { $0.hasPrefix(verb + " ") } }
 
-    /// The summary line (`Done: …`, `Dry run: …`, `Refused: …`).
+    /// The summary line (`Done: …`, `Dry run: …`, `Refused: …`, `Stopped: …`).
     var summary: String? {
         lines.last { line in
-            ["Done:", "Done with failures:", "Dry run:", "Refused:", "Failed:"].contains { line.hasPrefix($0) }
+            ["Done:", "Done with failures:", "Dry run:", "Refused:", "Failed:", "Stopped:"].contains {
+                line.hasPrefix($0)
+            }
         }
     }
 

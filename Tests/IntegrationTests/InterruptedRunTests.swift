@@ -44,6 +44,54 @@ final class InterruptedRunTests: IntegrationTestCase {
         try resume(source: src, destination: dst)
     }
 
+    /// Ctrl-C (SIGINT) or SIGTERM during `plugsync run`: no entry is started after it, the run
+    /// says `Stopped: …` with its counts on standard output and in the log, names the signal on
+    /// standard error, is recorded as `stopped`, and exits 128 + the signal's number. The next
+    /// run completes the sync.
+    func testSignalStopsTheRunWithItsCounts() throws {
+        for i in 0..<5 { try write("src/f\(i).txt", "file \(i)\n") }
+        for (signal, name, code) in [(SIGINT, "SIGINT (Ctrl-C)", Int32(130)), (SIGTERM, "SIGTERM", 143)] {
+            // The before hook says the run has begun, and holds it while the signal comes.
+            let flag = path("hook-started")
+            try? remove("hook-started")
+            let log = path("stop.log")
+            try writeConfig(
+                definition(
+                    "stop", source: path("src"), destination: path("dst"),
+                    ["log_file: '\(log)'", "hooks:", "  before: 'touch \(flag); sleep 2'"]))
+            let running = try startPlugsync(["run", "stop", "--config", configPath])
+            let deadline = Date().addingTimeInterval(30)
+            while !exists("hook-started") && running.process.isRunning && Date() < deadline { usleep(10_000) }
+            XCTAssertTrue(exists("hook-started"), "the before hook did not run")
+            kill(running.process.processIdentifier, signal)
+            running.process.waitUntilExit()
+            let result = running.result()
+            XCTAssertFalse(result.signaled, "\(result)")
+            XCTAssertEqual(result.status, code, "\(result)")
+            XCTAssertTrue(
+                result.summary?.hasPrefix(
+                    "Stopped: 0 copied (0 B), 0 folders created, 0 deleted, 0 skipped, 0 failed, 5 not started")
+                    == true,
+                "\(result)")
+            XCTAssertTrue(
+                result.stderrLines.contains {
+                    $0.hasPrefix("plugsync: stop: Stopped by \(name): 5 entries not started")
+                },
+                "\(result)")
+            XCTAssertEqual(result.actions, [], "no line per entry not started\n\(result)")
+            XCTAssertFalse(exists("dst/f0.txt"), "a file was copied after the signal\n\(result)")
+            let logged = read("stop.log")?.split(separator: "\n").last.map(String.init) ?? ""
+            XCTAssertTrue(logged.contains("Stopped: 0 copied"), "the log does not end with the summary: \(logged)")
+            let status = try plugsync("status")
+            XCTAssertTrue(
+                status.lines.contains { $0.hasPrefix("stop ") && $0.contains(" manual stopped ") }, "\(status)")
+        }
+        try writeConfig(definition("stop", source: path("src"), destination: path("dst")))
+        let next = try plugsync("run", "stop")
+        assertExit(next, 0)
+        try assertSameTree(path("src"), path("dst"))
+    }
+
     private func writeBigFiles(version: String) throws {
         for i in 1...Self.bigFiles {
             try shell(

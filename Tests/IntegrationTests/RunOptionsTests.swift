@@ -53,8 +53,21 @@ final class RunOptionsTests: IntegrationTestCase {
         assertNoCrash(result)
         XCTAssertEqual(result.actions("Failed").count, 1, "\(result)")
         XCTAssertTrue(result.actions("Failed").first?.hasSuffix(" x") == true, "\(result)")
+        // The failure goes to standard error, the actions to standard output.
+        XCTAssertEqual(result.stderrActions, result.actions("Failed"), "\(result)")
+        XCTAssertTrue(result.stdoutActions.allSatisfy { !$0.hasPrefix("Failed ") }, "\(result)")
+        XCTAssertEqual(result.stdoutActions, [action("Copying", "destination file not found", "ok.txt")], "\(result)")
         XCTAssertEqual(read("dst/x"), "a file in the way\n")
         XCTAssertEqual(read("dst/ok.txt"), "ok\n")
+
+        // --quiet still says which entry failed: on standard error, besides the summary.
+        let quiet = try plugsync("run", "keep", "--quiet")
+        assertExit(quiet, 1)
+        XCTAssertEqual(quiet.lines.count, 1, "\(quiet)")
+        XCTAssertTrue(quiet.lines.first?.hasPrefix("keep: Done with failures:") == true, "\(quiet)")
+        XCTAssertEqual(quiet.stderrActions.count, 1, "\(quiet)")
+        XCTAssertTrue(quiet.stderrActions.first?.hasPrefix("Failed (destination is a file") == true, "\(quiet)")
+        XCTAssertTrue(quiet.stderrActions.first?.hasSuffix(" x") == true, "\(quiet)")
     }
 
     func testNonRecursiveLeavesSubfoldersAlone() throws {
@@ -101,7 +114,8 @@ final class RunOptionsTests: IntegrationTestCase {
             definition(
                 "ign", source: src, destination: dst, [#"ignore: ['\.db$', '^~\$', '^cache$']"#, "max_delete: 100%"]))
 
-        let result = try plugsync("run", "ign")
+        // With -v: the orphan folder that is kept changes nothing, and shows only in the full report.
+        let result = try plugsync("run", "ign", "-v")
         assertExit(result, 0)
         assertActions(
             result,
@@ -143,7 +157,11 @@ final class RunOptionsTests: IntegrationTestCase {
         let dry = try plugsync("run", "dry", "--dry-run")
         assertExit(dry, 0)
         XCTAssertTrue(dry.lines.first?.contains("dry run") == true, "\(dry)")
-        XCTAssertTrue(dry.summary?.hasPrefix("Dry run:") == true, "\(dry)")
+        // The summary says what the real run would do, not what was done.
+        XCTAssertTrue(
+            dry.summary?.hasPrefix("Dry run: would copy 4 (22 B), create 3 folders, delete 2; 1 skipped, 0 would fail")
+                == true, "\(dry)")
+        XCTAssertFalse(dry.summary?.contains("/s)") == true, "a dry run reports no transfer rate\n\(dry)")
         let expected = [
             action("Copying", "destination file is older", "changed.txt"),
             action("Copying", "destination file not found", "dir/a.txt"),
@@ -153,9 +171,12 @@ final class RunOptionsTests: IntegrationTestCase {
             action("Creating", "destination folder not found", "new/deep/"),
             action("Copying", "destination file not found", "new/deep/n.txt"),
             action("Deleting", "destination file is orphaned", "orphan.txt"),
-            action("Skipping", "destination file is up to date", "same.txt"),
         ]
         assertActions(dry, expected)
+        // The full report adds the file that is up to date.
+        let verbose = try plugsync("run", "dry", "--dry-run", "--verbose")
+        assertExit(verbose, 0)
+        assertActions(verbose, expected + [action("Skipping", "destination file is up to date", "same.txt")])
         XCTAssertEqual(try snapshot(src), sourceBefore, "a dry run changed the source")
         XCTAssertEqual(try snapshot(dst), destinationBefore, "a dry run changed the destination")
 
@@ -191,19 +212,91 @@ final class RunOptionsTests: IntegrationTestCase {
         let stripped = logLines.map { collapse(String($0.dropFirst(20))) }
         XCTAssertEqual(stripped, run.lines, "the log must hold the lines printed on stdout")
 
-        // A second run appends; --quiet still logs every line.
+        // A second run appends; with --quiet the log still gets what a run without it prints:
+        // the new file's line, and no line for the files already up to date.
+        try write("src/new.txt", "new\n")
         let quiet = try plugsync("run", "logged", "--quiet")
         assertExit(quiet, 0)
         XCTAssertEqual(quiet.actions, [], "--quiet printed action lines\n\(quiet)")
         XCTAssertEqual(quiet.lines.count, 1, "--quiet prints one line per definition\n\(quiet)")
-        XCTAssertTrue(quiet.lines.first?.hasPrefix("logged: Done: 0 copied") == true, "\(quiet)")
-        let again = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map {
-            collapse(String($0.dropFirst(20)))
+        XCTAssertTrue(quiet.lines.first?.hasPrefix("logged: Done: 1 copied") == true, "\(quiet)")
+        XCTAssertEqual(quiet.stderr, "", "\(quiet)")
+        func logged() throws -> [String] {
+            try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map {
+                collapse(String($0.dropFirst(20)))
+            }
         }
+        let again = try logged()
         XCTAssertEqual(Array(again.prefix(stripped.count)), stripped, "the log must be appended to")
         XCTAssertTrue(
-            again.contains(action("Skipping", "destination file is up to date", "b/c.txt")),
-            again.joined(separator: "\n"))
+            again.contains(action("Copying", "destination file not found", "new.txt")), again.joined(separator: "\n"))
+        XCTAssertFalse(again.contains { $0.hasPrefix("Skipping ") }, again.joined(separator: "\n"))
+
+        // log_level: full logs the full report: a line for every file that is up to date too.
+        try writeConfig(
+            definition(
+                "logged", source: src, destination: dst,
+                ["log_file: '\(log)'", "log_level: full", "max_delete: 100%"]))
+        let full = try plugsync("run", "logged")
+        assertExit(full, 0)
+        XCTAssertEqual(full.actions, [], "a run with nothing to do printed action lines\n\(full)")
+        let fullLog = try logged().dropFirst(again.count)
+        XCTAssertEqual(
+            fullLog.filter(isActionLine).sorted(),
+            ["a.txt", "b/c.txt", "new.txt"].map { action("Skipping", "destination file is up to date", $0) },
+            fullLog.joined(separator: "\n"))
+    }
+
+    /// A bad `log_level` is refused with the key, the value and the values it may take.
+    func testBadLogLevelIsRefused() throws {
+        try write("src/a.txt", "a\n")
+        try writeConfig(
+            definition(
+                "lv", source: path("src"), destination: path("dst"),
+                ["log_file: '\(path("lv.txt"))'", "log_level: debug"]))
+        let result = try plugsync("run", "lv")
+        assertExit(result, 2)
+        XCTAssertTrue(
+            result.stderr.contains("log_level") && result.stderr.contains("\"debug\" is not one of normal, full"),
+            "\(result)")
+        XCTAssertFalse(exists("dst"), "\(result)")
+    }
+
+    /// A run with nothing to do on a 10,000-file tree prints its header and its summary, at most
+    /// three lines; `-v` adds a line per file. The same for its dry run after one edit: the one
+    /// change is all it lists.
+    func testRunWithNothingToDoIsShort() throws {
+        let src = path("src")
+        try mkdir("src")
+        try shell(
+            "cd \(quote(src)) && for d in $(seq 0 19); do mkdir d$d; for f in $(seq 0 499); do echo \"$d $f\" > d$d/f$f.txt; done; done"
+        )
+        try writeConfig(definition("big", source: src, destination: path("dst")))
+        // (10,000 lines: counted on the raw output, which is quicker than `actions`.)
+        func count(_ text: String, _ prefix: String) -> Int {
+            text.split(separator: "\n").filter { $0.hasPrefix(prefix) }.count
+        }
+        let first = try plugsync("run", "big")
+        assertExit(first, 0)
+        XCTAssertEqual(count(first.stdout, "Copying "), 10_000)
+
+        let noop = try plugsync("run", "big")
+        assertExit(noop, 0)
+        XCTAssertLessThanOrEqual(noop.stdout.split(separator: "\n").count, 3, "\(noop)")
+        XCTAssertEqual(noop.stderr, "", "\(noop)")
+        XCTAssertTrue(noop.summary?.hasPrefix("Done: 0 copied") == true, "\(noop)")
+        XCTAssertTrue(noop.summary?.contains(" 10000 skipped, 0 failed") == true, "\(noop)")
+
+        let verbose = try plugsync("run", "big", "-v")
+        assertExit(verbose, 0)
+        XCTAssertEqual(count(verbose.stdout, "Skipping    (destination file is up to date) "), 10_000)
+        XCTAssertEqual(verbose.stdout.split(separator: "\n").count, 10_003)
+
+        try write("src/d7/f7.txt", "edited\n")
+        let dry = try plugsync("run", "big", "--dry-run")
+        assertExit(dry, 0)
+        XCTAssertEqual(dry.actions, [action("Copying", "destination file size differs", "d7/f7.txt")], "\(dry)")
+        XCTAssertLessThanOrEqual(dry.stdout.split(separator: "\n").count, 4, "\(dry)")
     }
 
     func testGroupAllAndUnknownNames() throws {

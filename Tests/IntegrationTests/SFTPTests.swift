@@ -44,8 +44,8 @@ final class SFTPTests: IntegrationTestCase {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    func run(_ name: String) throws -> CommandResult {
-        try plugsync(arguments: ["run", name], environment: ["PLUGSYNC_TEST_SFTP_PW": server.password])
+    func run(_ name: String, _ more: String...) throws -> CommandResult {
+        try plugsync(arguments: ["run", name] + more, environment: ["PLUGSYNC_TEST_SFTP_PW": server.password])
     }
 
     func testMirrorUpAndBack() throws {
@@ -78,7 +78,7 @@ final class SFTPTests: IntegrationTestCase {
         XCTAssertEqual(Int64(st.st_mtim.tv_sec), 1_600_000_000, "the file's time is kept")
         XCTAssertEqual(st.st_mode & 0o777, 0o640, "the file's mode is kept")
 
-        let second = try run("up")
+        let second = try run("up", "-v")  // the full report: a line for each file left as it is
         XCTAssertEqual(second.status, 0, "\(second)")
         XCTAssertEqual(
             second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "a second run copies nothing\n\(second)")
@@ -118,7 +118,7 @@ final class SFTPTests: IntegrationTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("back/empty"))).count, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("back/.plugsync-id")), "\(down)")
         XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: path("back/link")), "sub/deeper")
-        let again = try run("down")
+        let again = try run("down", "-v")
         XCTAssertEqual(again.status, 0, "\(again)")
         XCTAssertEqual(
             again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "a second run back copies nothing\n\(again)")

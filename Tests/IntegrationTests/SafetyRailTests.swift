@@ -63,6 +63,19 @@ final class SafetyRailTests: IntegrationTestCase {
         assertRefused(refused, name: "m", because: ["6", "10", "max_delete"])
         XCTAssertEqual(try snapshot(path("dst")), before)
 
+        // A dry run shows the whole plan, the deletions the rail stops included, says that the
+        // real run would be refused and why, and exits 3 like the real run.
+        let dry = try plugsync("run", "m", "--dry-run")
+        assertExit(dry, 3)
+        XCTAssertEqual(dry.actions("Deleting").count, 6, "\(dry)")
+        XCTAssertTrue(
+            dry.stderr.contains("the real run would be refused") && dry.stderr.contains("6 of 10")
+                && dry.stderr.contains("max_delete (50%)") && dry.stderr.contains("--force-delete"), "\(dry)")
+        XCTAssertTrue(
+            dry.summary?.hasPrefix("Dry run: would copy 0 (0 B), create 0 folders, delete 6;") == true
+                && dry.summary?.contains("the real run would be refused") == true, "\(dry)")
+        XCTAssertEqual(try snapshot(path("dst")), before, "a dry run changed the destination")
+
         let forced = try plugsync("run", "m", "--force-delete")
         assertExit(forced, 0)
         XCTAssertEqual(forced.actions("Deleting").count, 6, "\(forced)")
@@ -124,8 +137,10 @@ final class SafetyRailTests: IntegrationTestCase {
         try chmod("src/locked", 0o755)
         assertExit(result, 1)
         assertNoCrash(result)
+        // A listing error goes to standard error, as failures do.
         XCTAssertTrue(
-            result.lines.contains { $0.hasPrefix("Cannot list") && $0.contains(path("src/locked")) }, "\(result)")
+            result.stderrLines.contains { $0.hasPrefix("Cannot list") && $0.contains(path("src/locked")) },
+            "\(result)")
         XCTAssertEqual(result.actions("Deleting"), [], "\(result)")
         XCTAssertTrue(exists("dst/orphan.txt"), "deleted although the source listing failed\n\(result)")
         XCTAssertTrue(exists("dst/locked/old.txt"), "deleted although the source listing failed\n\(result)")
@@ -145,7 +160,8 @@ final class SafetyRailTests: IntegrationTestCase {
         assertExit(result, 1)
         assertNoCrash(result)
         XCTAssertTrue(
-            result.lines.contains { $0.hasPrefix("Cannot list") && $0.contains(path("dst/locked")) }, "\(result)")
+            result.stderrLines.contains { $0.hasPrefix("Cannot list") && $0.contains(path("dst/locked")) },
+            "\(result)")
         XCTAssertEqual(result.actions("Deleting"), [], "\(result)")
         XCTAssertTrue(exists("dst/orphan.txt"), "deleted although the destination listing failed\n\(result)")
         XCTAssertTrue(exists("dst/locked/inside.txt"))
@@ -170,6 +186,7 @@ final class SafetyRailTests: IntegrationTestCase {
         XCTAssertTrue(
             failed.first?.hasPrefix("Failed (destination file not found") == true
                 && failed.first?.hasSuffix(" secret.bin") == true, "\(result)")
+        XCTAssertEqual(result.stderrActions, failed, "a failure goes to standard error\n\(result)")
         XCTAssertTrue(
             result.summary?.hasPrefix("Done with failures: 2 copied") == true
                 && result.summary?.contains("1 failed") == true, "\(result)")

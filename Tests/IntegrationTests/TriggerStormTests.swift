@@ -120,7 +120,7 @@ final class TriggerStormTests: IntegrationTestCase {
         let queue = JobQueue { _, trigger in
             var options = RunOptions()
             options.trigger = trigger.kind
-            options.printLines = false
+            options.verbosity = .silent
             _ = runner.run(definition, options: options)
         }
         var held = 0

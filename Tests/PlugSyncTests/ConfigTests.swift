@@ -185,6 +185,9 @@ final class ConfigTests: XCTestCase {
         assertError(minimal("    max_delete: lots"), line: 7, field: nil, contains: "neither a count")
         assertError(minimal("    recursive: maybe"), line: 7, field: nil, contains: "not true or false")
         assertError(
+            minimal("    log_level: verbose"), line: 7, field: "definition \"job\": log_level",
+            contains: "\"verbose\" is not one of normal, full")
+        assertError(
             minimal(destination: "device: {label: X, directory: ../up}"), line: 6, field: nil,
             contains: "may not contain '..'")
         assertError(
@@ -267,6 +270,7 @@ final class ConfigTests: XCTestCase {
         definition.maxDelete = .count(7)
         definition.ignore = ["\\.tmp$", "^~\\$", "a b"]
         definition.logFile = "/var/log/x.txt"
+        definition.logLevel = .full
         definition.schedule = [
             ScheduleRule(days: .weekdays([2, 6]), when: .at(18 * 60 + 30)),
             ScheduleRule(days: .monthDays([1, 15]), when: .every(90), between: 60...120),

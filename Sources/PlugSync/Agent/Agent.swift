@@ -107,7 +107,7 @@ public final class Agent: @unchecked Sendable {
         var options = RunOptions()
         options.trigger = trigger.kind
         options.drive = trigger.drive
-        options.printLines = false
+        options.verbosity = .silent
         options.cancellation = cancellation
         let outcome = runner.run(definition, options: options)
         say("\(name): \(outcome.summary) (trigger: \(trigger))")
