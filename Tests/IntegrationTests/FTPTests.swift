@@ -25,10 +25,21 @@ final class FTPTests: IntegrationTestCase {
 
     /// Starts `name` serving a fresh folder of this test; skips (or fails in CI) without root.
     /// `loggingCommands` makes a vsftpd log every command it gets (`commandsLogged`).
-    func start(_ name: String, folder: String = "server", loggingCommands: Bool = false) throws -> FTPServer {
+    /// `connectionsPerAddress` limits the connections the server takes from 127.0.0.1, `denied`
+    /// lists commands a vsftpd refuses (550).
+    func start(
+        _ name: String, folder: String = "server", loggingCommands: Bool = false, connectionsPerAddress: Int? = nil,
+        denied: [String] = []
+    ) throws -> FTPServer {
         try requireRoot("the FTP test servers bind ports and log in local users")
         if loggingCommands { setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1) }
-        defer { if loggingCommands { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") } }  // read at start only
+        if let connectionsPerAddress { setenv("PLUGSYNC_FTP_MAX_PER_IP", "\(connectionsPerAddress)", 1) }
+        if !denied.isEmpty { setenv("PLUGSYNC_FTP_DENY", denied.joined(separator: ","), 1) }
+        defer {  // read at start only
+            unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL")
+            unsetenv("PLUGSYNC_FTP_MAX_PER_IP")
+            unsetenv("PLUGSYNC_FTP_DENY")
+        }
         let root = path(folder)
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let server = try FTPServer.start(name, root: root)
@@ -734,6 +745,53 @@ final class FTPTests: IntegrationTestCase {
         let unset = try plugsync("run", "up")
         assertExit(unset, 2)
         XCTAssertTrue(unset.stderr.contains("PLUGSYNC_TEST_FTP_PW"), "\(unset)")
+    }
+
+    /// The connections open together, but a wrong password is sent once, by the first: the
+    /// others give up before theirs (one error, and no account locked by four tries).
+    func testAWrongPasswordIsSentOnceAndTheRightOneByEveryConnection() throws {
+        let server = try start("vsftpd", loggingCommands: true)
+        try write("src/a.txt", "a\n")
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let before = commandsLogged("PASS", by: server)
+        let bad = try plugsync(arguments: ["run", "up"], environment: ["PLUGSYNC_TEST_FTP_PW": "wrong-password"])
+        assertExit(bad, 2)
+        assertNoCrash(bad)
+        XCTAssertEqual(bad.stderr.components(separatedBy: "refused the login").count - 1, 1, "\(bad)")
+        XCTAssertEqual(commandsLogged("PASS", by: server) - before, 1, "\(bad)")
+        let good = try run("up", server)
+        assertExit(good, 0)
+        XCTAssertEqual(read("server/www/a.txt"), "a\n")
+        XCTAssertEqual(commandsLogged("PASS", by: server) - before, 5, "then 4 connections (parallel: 4)")
+    }
+
+    /// A server that takes fewer connections from one address than `parallel:` asks for refuses
+    /// the others (vsftpd: 421 at the greeting, proftpd: 530 to the password): the run goes on
+    /// with the connections it has, without retries or errors.
+    func testAServerTakingTwoConnectionsRunsOnTwoOnVsftpd() throws { try fewerConnections("vsftpd") }
+    func testAServerTakingTwoConnectionsRunsOnTwoOnProftpd() throws { try fewerConnections("proftpd") }
+
+    func fewerConnections(_ name: String) throws {
+        let server = try start(name, connectionsPerAddress: 2)
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        for folder in ["", "a/", "a/b/", "c/"] {
+            for file in 1...3 { try write("src/\(folder)f\(file).txt", "\(folder)\(file)\n", mtime: FileTime(t)) }
+        }
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let first = try run("up", server)
+        assertExit(first, 0)
+        assertNoCrash(first)
+        XCTAssertTrue(first.stdout.contains("Done: 12 copied"), "\(first)")
+        XCTAssertFalse(first.stdout.contains("Retrying") || first.stdout.contains("Cannot"), "\(first)")
+        XCTAssertEqual(read("server/www/a/b/f3.txt"), "a/b/3\n")
+        try write("src/a/f1.txt", "changed\n", mtime: FileTime(t + 60))
+        let again = try run("up", server)
+        assertExit(again, 0)
+        XCTAssertTrue(again.stdout.contains("Done: 1 copied"), "\(again)")
+        XCTAssertFalse(again.stdout.contains("Retrying") || again.stdout.contains("Cannot"), "\(again)")
+        XCTAssertEqual(read("server/www/a/f1.txt"), "changed\n")
     }
 
     func testMissingSourceFolderIsRefused() throws {

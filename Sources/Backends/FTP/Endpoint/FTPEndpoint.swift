@@ -1,5 +1,4 @@
 import CurlFTP
-import Dispatch
 import SyncEngine
 import SystemSupport
 
@@ -80,17 +79,28 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     // MARK: run preparation
 
     /// Logs in (one connection) and reads the server's features. Throws `FTPError`.
+    ///
+    /// The other connections open while the first logs in (`ConnectionPool.connect`): their
+    /// greetings overlap its login, and their passwords wait for its answer. After the login
+    /// FEAT and OPTS UTF8 go in one write where the connection can pipeline.
     public func connect() throws {
-        try pool.with { connection in
-            let reply = try connection.command("*FEAT")
-            features = reply.code == 211 ? FTPFeatures(reply: reply) : FTPFeatures()
-            if features.utf8 {
-                pool.setupCommands = ["*OPTS UTF8 ON"]
+        try pool.connect { connection in
+            guard let replies = try connection.exchange(["*FEAT", "*OPTS UTF8 ON"].map { Array($0.utf8) }) else {
+                // No pipelining (TLS): one command after the other, OPTS only where offered.
+                let reply = try connection.command("*FEAT")
+                features = reply.code == 211 ? FTPFeatures(reply: reply) : FTPFeatures()
+                guard features.utf8 else { return [] }
                 try connection.command("*OPTS UTF8 ON")
+                return ["*OPTS UTF8 ON"]
             }
+            features = replies[0].code == 211 ? FTPFeatures(reply: replies[0]) : FTPFeatures()
+            // Sent before FEAT's answer was known: where the server took it, every connection
+            // asks for it (the same names on all), unless the server says it is always in
+            // UTF-8 mode (vsftpd) and the command changes nothing.
+            let options = replies[1]
+            let utf8 = options.code < 300 && (features.utf8 || !options.text.lowercased().contains("always"))
+            return utf8 ? ["*OPTS UTF8 ON"] : []
         }
-        // The login worked: the other connections log in while the run prepares and lists.
-        pool.openInBackground()
     }
 
     /// Learns the clock difference and how times can be set, with a probe file uploaded to the
@@ -1219,52 +1229,136 @@ extension FTPError: EndpointFailure {
     }
 }
 
-/// Logged-in connections handed to one thread at a time, opened on first need, up to `size`.
+/// Logged-in connections handed to one thread at a time, up to `size`: the first opened by
+/// `connect`, the others alongside it.
+///
+/// A server may take fewer connections from one address than `size` (vsftpd's max_per_ip,
+/// proftpd's MaxClientsPerHost): a connection it refuses beyond the first leaves its place empty
+/// for the rest of the run, and the run goes on with the connections it has.
 final class ConnectionPool: @unchecked Sendable {
     let options: FTPOptions
     let size: Int
     private var idle: [FTPConnection] = []
     private let mutex = Lock()
-    private let available: DispatchSemaphore
+    /// Places free to check out (a connection idle, or one to open); a place given up
+    /// (`refusesMore`) is never freed again.
+    private var free: Int
+    private let freed = Condition()
+    /// Connections logged in so far (idle or in use).
+    private var live = 0
+    /// Places left empty because the server refused one more connection.
+    var refused: Int { mutex.withLock { refusedPlaces } }
+    private var refusedPlaces = 0
 
     init(options: FTPOptions, size: Int) {
         self.options = options
         self.size = size
-        self.available = DispatchSemaphore(value: size)
+        self.free = size
     }
 
     func checkOut() throws -> FTPConnection {
-        available.wait()
-        if let connection = mutex.withLock({ idle.popLast() }) { return connection }
-        do {
-            return try open()
-        } catch {
-            available.signal()
-            throw error
+        while true {
+            _ = takePlace(waiting: true)
+            if let connection = mutex.withLock({ idle.popLast() }) { return connection }
+            do {
+                return try open()
+            } catch let error as FTPError where refusesMore(error) {
+                continue  // its place stays empty (the permit is not given back): wait for another
+            } catch {
+                givePlace()
+                throw error
+            }
         }
+    }
+
+    private func takePlace(waiting: Bool) -> Bool {
+        freed.lock()
+        defer { freed.unlock() }
+        while free == 0 {
+            if !waiting { return false }
+            _ = freed.wait(until: Condition.now() + 1)
+        }
+        free -= 1
+        return true
+    }
+
+    private func givePlace() {
+        freed.lock()
+        free += 1
+        freed.broadcast()
+        freed.unlock()
     }
 
     func checkIn(_ connection: FTPConnection) {
         mutex.withLock { if !closed { idle.append(connection) } }
-        available.signal()
+        givePlace()
+    }
+
+    /// Whether `error`, from opening one more connection while others are logged in with the
+    /// same login, is the server refusing more connections from this address: a 421 (vsftpd's
+    /// max_per_ip), or a refused login (proftpd's MaxClientsPerHost answers the password with
+    /// 530). The place is then given up, once and for all (`refused`).
+    private func refusesMore(_ error: FTPError) -> Bool {
+        let text = error.message.lowercased()
+        let limit =
+            error.replyCode == 421 || error.kind == .login || text.contains("too many") || text.contains("maximum")
+        return mutex.withLock {
+            guard limit, live > 0 else { return false }
+            refusedPlaces += 1
+            return true
+        }
+    }
+
+    /// Opens the first connection on the calling thread, runs `setup` on it and returns it to
+    /// the pool; `setup` returns the commands each other connection sends after its login.
+    ///
+    /// The others start as soon as the server greeted the first (so a server's limit per
+    /// address refuses one of them, never the first): their greetings and user names overlap
+    /// the first login, and they send their passwords only once the first password was taken.
+    /// A wrong password is tried once, gives one error (the first's), and does not lock an
+    /// account by being tried once per connection.
+    func connect(_ setup: (FTPConnection) throws -> [String]) throws {
+        let gate = LoginGate(seconds: Double(options.connectTimeout + options.responseTimeout))
+        defer { gate.finish() }  // on every way out: no connection waits on
+        _ = takePlace(waiting: true)
+        let first: FTPConnection
+        do {
+            first = try FTPConnection(options, greeted: { [self] in openInBackground(gate) })
+        } catch {
+            givePlace()
+            throw error
+        }
+        mutex.withLock { live += 1 }
+        gate.loggedInFirst()
+        defer { checkIn(first) }
+        let commands = try setup(first)
+        setupCommands = commands
+        gate.setUp(commands)
     }
 
     /// Logs in the connections not yet open, each on a thread of its own, while the caller goes
     /// on (a server's greeting and login take milliseconds each, and proftpd's master accepts
     /// one connection at a time). A login that fails only leaves its place empty: the next
-    /// `checkOut` tries again and reports the error.
-    func openInBackground() {
-        let missing = mutex.withLock { closed ? 0 : size - idle.count - opening }
+    /// `checkOut` tries again and reports the error (but see `refusesMore`).
+    private func openInBackground(_ gate: LoginGate) {
+        let missing = mutex.withLock { closed ? 0 : size - idle.count - opening - live }
         for _ in 0..<max(0, missing) {
-            guard available.wait(timeout: .now()) == .success else { return }
+            guard takePlace(waiting: false) else { return }
             mutex.withLock { opening += 1 }
             startThread { [self] in
-                let connection = try? open()
+                var connection: FTPConnection?
+                var keepPlace = true
+                do {
+                    connection = try open(gate)
+                } catch let error as FTPError {
+                    _ = gate.login()  // a refusal counts once the first is in (`refusesMore`)
+                    keepPlace = !refusesMore(error)
+                } catch {}
                 mutex.withLock {
                     opening -= 1
                     if let connection, !closed { idle.append(connection) }
                 }
-                available.signal()
+                if keepPlace { givePlace() }
             }
         }
     }
@@ -1272,16 +1366,28 @@ final class ConnectionPool: @unchecked Sendable {
     private var closed = false
 
     /// Commands every new connection sends after its login (`OPTS UTF8 ON` where the server
-    /// offers it, so that every connection sees the same names).
+    /// takes it, so that every connection sees the same names).
     var setupCommands: [String] {
         get { mutex.withLock { setup } }
         set { mutex.withLock { setup = newValue } }
     }
     private var setup: [String] = []
 
-    private func open() throws -> FTPConnection {
-        let connection = try FTPConnection(options)
-        for command in setupCommands { try connection.command(command) }
+    /// Logs in one more connection; with `gate`, its password waits for the first login's
+    /// answer and its set-up for the first connection's (`connect`).
+    private func open(_ gate: LoginGate? = nil) throws -> FTPConnection {
+        let connection = try FTPConnection(options, beforePassword: gate.map { gate in { gate.login() } })
+        let commands: [String]
+        if let gate {
+            guard let known = gate.setup() else {
+                throw FTPError(.local, "\(options.display): the first connection's set-up failed")
+            }
+            commands = known
+        } else {
+            commands = setupCommands
+        }
+        mutex.withLock { live += 1 }
+        for command in commands { try connection.command(command) }
         return connection
     }
 
@@ -1301,6 +1407,62 @@ final class ConnectionPool: @unchecked Sendable {
         // Each says QUIT and waits for the server's 221 as it goes (curl): all at once, not
         // one after the other at the end of every run.
         runOnThreads(connections.count) { connections[$0].release() }
+    }
+}
+
+/// What the connections opened alongside the first wait for (`ConnectionPool.connect`): the
+/// first login's outcome before they send their passwords, and the first connection's set-up.
+final class LoginGate: @unchecked Sendable {
+    private let condition = Condition()
+    private var loggedIn: Bool?
+    private var commands: [String]?
+    private var settled = false
+    /// The longest wait: the first connection's own time-outs.
+    private let seconds: Double
+
+    init(seconds: Double) { self.seconds = seconds }
+
+    /// The first connection logged in.
+    func loggedInFirst() { change { $0.loggedIn = true } }
+
+    /// The first connection's set-up is done: the commands the others send after their login.
+    func setUp(_ commands: [String]) { change { $0.commands = commands } }
+
+    /// The first connection is done, whatever happened: a login or set-up not reported by now
+    /// failed.
+    func finish() {
+        change {
+            if $0.loggedIn == nil { $0.loggedIn = false }
+            $0.settled = true
+        }
+    }
+
+    private func change(_ body: (LoginGate) -> Void) {
+        condition.lock()
+        body(self)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Whether the first login succeeded (false after the longest wait).
+    func login() -> Bool {
+        wait { $0.loggedIn != nil }
+        return loggedIn ?? false
+    }
+
+    /// The set-up commands, nil where the first connection failed.
+    func setup() -> [String]? {
+        wait { $0.settled || $0.commands != nil }
+        return commands
+    }
+
+    private func wait(_ done: (LoginGate) -> Bool) {
+        let deadline = Condition.now() + seconds
+        condition.lock()
+        while !done(self) && Condition.now() < deadline {
+            _ = condition.wait(until: min(deadline, Condition.now() + 1))
+        }
+        condition.unlock()
     }
 }
 
