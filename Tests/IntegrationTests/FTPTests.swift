@@ -311,8 +311,9 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertNil(read("server/www/b.txt"))
     }
 
-    func testARunListsEachFolderOnceBesidesTheClockProbe() throws {
+    func testARunListsEachFolderOnceAndTheClockProbeByStat() throws {
         let server = try start("vsftpd", loggingCommands: true)
+        let stats = commandsLogged("STAT", by: server)  // the server's log outlives a test
         let t = Int(Date().timeIntervalSince1970) - 7200
         try write("src/a.txt", "a\n", mtime: FileTime(t))
         try write("src/sub/b.txt", "b\n", mtime: FileTime(t))
@@ -325,9 +326,46 @@ final class FTPTests: IntegrationTestCase {
         let again = try run("up", server)
         assertExit(again, 0)
         XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
-        // www: once for the checks before the run (kept for the run's own listing) and once to
-        // read the clock probe's time back; www/sub once. Not again after planning.
-        XCTAssertEqual(commandsLogged("LIST", by: server) - before, 3, "\(again)")
+        // www once for the checks before the run (kept for the run's own listing), www/sub once;
+        // the clock probe's listed time comes from STAT on the control connection. Not again
+        // after planning.
+        XCTAssertEqual(commandsLogged("LIST", by: server) - before, 2, "\(again)")
+        XCTAssertEqual(commandsLogged("STAT", by: server) - stats, 2, "one per run, for the probe")
+
+        // The listing does not wait for the probe: it reads LIST times against the last run's
+        // clock measurement, and reads the folders again when the probe finds another one.
+        let memory = path("state/ftp-times/up.destination")
+        let remembered = try XCTUnwrap(read("state/ftp-times/up.destination"))
+        XCTAssertTrue(remembered.contains("\nclock 0 0 "), remembered)
+        try remembered.replacingOccurrences(of: "\nclock 0 0 ", with: "\nclock 0 3600 ")
+            .write(toFile: memory, atomically: true, encoding: .utf8)
+        let other = commandsLogged("LIST", by: server)
+        let relisted = try run("up", server)
+        assertExit(relisted, 0)
+        XCTAssertEqual(relisted.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(relisted)")
+        XCTAssertEqual(commandsLogged("LIST", by: server) - other, 4, "www and www/sub twice\n\(relisted)")
+        XCTAssertTrue(try XCTUnwrap(read("state/ftp-times/up.destination")).contains("\nclock 0 0 "))
+    }
+
+    /// Commands of the set-up and the clock probe that a server refuses: without FEAT, OPTS and
+    /// STAT the run lists with LIST and reads the probe's listed time from a listing, as before.
+    func testRefusedSetupCommandsOnlyTakeTheLongerWay() throws {
+        let server = try start("vsftpd-skew", loggingCommands: true, denied: ["FEAT", "OPTS", "STAT"])
+        let stats = commandsLogged("STAT", by: server)  // the server's log outlives a test
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        try write("src/a.txt", "a\n", mtime: FileTime(t))
+        try write("src/sub/b.txt", "b\n", mtime: FileTime(t))
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let first = try run("up", server)
+        assertExit(first, 0)
+        XCTAssertEqual(clockDifference(first), 3684, "\(first)")
+        XCTAssertEqual(read("server/www/sub/b.txt"), "b\n")
+        XCTAssertEqual(mtimeSeconds(server.root + "/www/a.txt"), Int64(t), "\(first)")
+        let again = try run("up", server)
+        assertExit(again, 0)
+        XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
+        XCTAssertEqual(commandsLogged("STAT", by: server) - stats, 2, "asked once per run, refused")
     }
 
     func testAFolderIsCheckedAndRenamedInBatchesOnVsftpd() throws { try batchUpload("vsftpd", newFolder: false) }

@@ -173,15 +173,23 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     likely: [rememberedClock?.offset, 0].compactMap { $0 })
                 listOffset = clockOffset
             }
-            // Where no LIST must read the probe's own time (MLSD servers), its time, the test of
-            // the first way to set times and its removal go in one round trip.
+            // On a LIST server the probe's listed time gives the time zone of LIST times:
+            // MDTM and `STAT path` (the listing on the control connection) in one round trip.
+            let auto = clockSetting == .auto
+            if auto && !features.mlsd {
+                try measureWithListing(probe, in: folder, after: after, measure, connection)
+                say("Clock time difference is \(clockOffset) seconds.")
+            }
+            // The probe's time (MLSD servers), the test of the first way to set times and the
+            // probe's removal in one round trip.
             let candidates = timeSetters
-            if features.mlsd || clockSetting != .auto, needsTimeSetter, let first = candidates.first,
-                let (replies, target) = try probeAtOnce(probe, setter: first, time: clockSetting == .auto, connection)
+            let timeInBatch = auto && features.mlsd
+            if needsTimeSetter, let first = candidates.first,
+                let (replies, target) = try probeAtOnce(probe, setter: first, time: timeInBatch, connection)
             {
                 removed = true
                 var rest = replies[...]
-                if clockSetting == .auto {
+                if timeInBatch {
                     measure(try time(from: rest.removeFirst(), probe))
                     say("Clock time difference is \(clockOffset) seconds.")
                 }
@@ -197,20 +205,14 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 }
                 return
             }
-            if clockSetting == .auto {
-                let serverTime = try modificationTime(probe, connection)
-                measure(serverTime)
-                if !features.mlsd {
-                    let data = try connection.listing(folder.bytes, verb: "LIST -a")
-                    let serverNow = Int64(after) + clockOffset
-                    let name = probe.lastComponent.bytes
-                    if let entry = FTPListingParser.parseLIST(data, serverNow: serverNow).entries.first(where: {
-                        $0.name == name
-                    }) {
-                        // LIST shows the server's wall clock: its time zone, a multiple of 15 minutes.
-                        let zone = ((Double(entry.time - serverTime) + 30) / 900).rounded() * 900
-                        listOffset = clockOffset + Int64(zone)
-                    }
+            if timeInBatch {
+                // A source: the time and the removal together where the connection pipelines.
+                let path = connection.commandPath(probe.bytes)
+                if let replies = try connection.exchange([Array("MDTM ".utf8) + path, Array("*DELE ".utf8) + path]) {
+                    removed = true
+                    measure(try time(from: replies[0], probe))
+                } else {
+                    measure(try modificationTime(probe, connection))
                 }
                 say("Clock time difference is \(clockOffset) seconds.")
             }
@@ -233,6 +235,45 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         if let fitting = likely.first(where: { lowest <= $0 && $0 <= highest }) { return fitting }
         let middle = Int64((Double(serverTime) + 0.5 - (before + after) / 2).rounded())
         return min(max(middle, lowest), highest)
+    }
+
+    /// On a LIST server: the clock difference from the probe's MDTM (`measure`), and the
+    /// offset of LIST times (the server's wall clock) from the probe's listed time. MDTM and
+    /// `STAT path` go together where the connection pipelines and the server lists the probe
+    /// that way; else MDTM, then a listing of `folder`.
+    private func measureWithListing(
+        _ probe: FileName, in folder: FileName, after: Double, _ measure: (Int64) -> Void, _ connection: FTPConnection
+    ) throws {
+        let path = connection.commandPath(probe.bytes)
+        let name = probe.lastComponent.bytes
+        var listed: [UInt8]?
+        let serverTime: Int64
+        if let replies = try connection.exchange([Array("MDTM ".utf8) + path, Array("*STAT ".utf8) + path]) {
+            serverTime = try time(from: replies[0], probe)
+            let status = replies[1]
+            if (211...213).contains(status.code), status.lines.count > 2 {
+                // The lines between the first and the last are `ls -l` lines (proftpd indents them).
+                listed = Array(
+                    status.lines.dropFirst().dropLast().map { $0.drop { $0 == " " } }.joined(separator: "\r\n").utf8)
+            }
+        } else {
+            serverTime = try modificationTime(probe, connection)
+        }
+        measure(serverTime)
+        let serverNow = Int64(after) + clockOffset
+        func probeEntry(_ data: [UInt8]) -> RemoteEntry? {
+            // A file named by its path is listed by that path on some servers.
+            FTPListingParser.parseLIST(data, serverNow: serverNow).entries.first {
+                $0.name == name || $0.name.reversed().starts(with: ([UInt8(ascii: "/")] + name).reversed())
+            }
+        }
+        var entry = listed.flatMap(probeEntry)
+        if entry == nil { entry = probeEntry(try connection.listing(folder.bytes, verb: "LIST -a")) }
+        if let entry {
+            // LIST shows the server's wall clock: its time zone, a multiple of 15 minutes.
+            let zone = ((Double(entry.time - serverTime) + 30) / 900).rounded() * 900
+            listOffset = clockOffset + Int64(zone)
+        }
     }
 
     // MARK: the clock probe alongside the listing
@@ -261,6 +302,21 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         clockPending = false
         clock.broadcast()
         clock.unlock()
+    }
+
+    /// The offset of LIST times a listing uses while the probe runs (`list`), nil after it.
+    private var parseOffset: Int64?
+
+    private var clockIsPending: Bool {
+        clock.lock()
+        defer { clock.unlock() }
+        return clockPending
+    }
+
+    /// The offset of LIST times before the probe measured it: the one given, or the last run's.
+    private var guessedListOffset: Int64? {
+        if case .seconds(let seconds) = clockSetting { return seconds }
+        return rememberedClock?.listOffset
     }
 
     private func waitForClock() {
@@ -431,7 +487,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     }
 
     private func parse(_ data: [UInt8]) -> (entries: [RemoteEntry], unreadable: Int) {
-        let serverNow = Int64(wallClockSeconds()) + listOffset
+        let serverNow = Int64(wallClockSeconds()) + (state.withLock { parseOffset } ?? listOffset)
         let parsed =
             features.mlsd ? FTPListingParser.parseMLSD(data) : FTPListingParser.parseLIST(data, serverNow: serverNow)
         return (parsed.entries.filter { $0.name != [0x2e] && $0.name != [0x2e, 0x2e] }, parsed.unreadable)
@@ -443,9 +499,15 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// Times are the server's as listed until the end, when the clock difference is applied:
     /// the listing may run alongside `prepare` (`willPrepare`).
     public func list(recursive: Bool, filter: ListingFilter) -> Listing {
-        // A LIST time is read against the server's date (the year of a recent entry), and the
-        // synchronized folder not yet listed may hold the probe soon: both wait for `prepare`.
-        if !features.mlsd || state.withLock({ rootData == nil && listedRoot == nil }) { waitForClock() }
+        // A LIST time is read against the server's date (the year of a recent entry): while the
+        // probe measures it, the last run's measurement (or the one given) stands in, and the
+        // listing is read again if the probe finds another. Without one, and where the
+        // synchronized folder not yet listed may hold the probe soon, the listing waits.
+        let guess = features.mlsd || !clockIsPending ? nil : guessedListOffset
+        if (!features.mlsd && guess == nil) || state.withLock({ rootData == nil && listedRoot == nil }) {
+            waitForClock()
+        }
+        state.withLock { parseOffset = guess }
         var results: [FileName: Result<FolderListing, Error>] = [:]
         // Folders to list (paths from the login directory), shared by the workers in the order
         // they were found: a folder's subfolders are listed as soon as it is, with no wait for
@@ -530,6 +592,11 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             }
         }
         waitForClock()
+        state.withLock { parseOffset = nil }
+        if let guess, guess != listOffset {
+            forgetRootListing()
+            return list(recursive: recursive, filter: filter)
+        }
         let offset = features.mlsd ? clockOffset : listOffset
         var listing = Listing()
         // From the root down through the folders the listings found: a guessed folder that is
