@@ -1,11 +1,12 @@
 import CurlFTP
-import FTPBackend
 import Foundation
 import LocalBackend
 import SyncEngine
 import SystemSupport
 import TestSupport
 import XCTest
+
+@testable import FTPBackend
 
 #if canImport(Glibc)
     import Glibc
@@ -830,6 +831,32 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertTrue(again.stdout.contains("Done: 1 copied"), "\(again)")
         XCTAssertFalse(again.stdout.contains("Retrying") || again.stdout.contains("Cannot"), "\(again)")
         XCTAssertEqual(read("server/www/a/f1.txt"), "changed\n")
+    }
+
+    /// The listing's connections beyond `parallel:` open on first need, and a server's limit
+    /// per address holds for them too: a place the server refuses is given up, and whoever
+    /// wanted it gets a connection when another is checked in.
+    func testExtraConnectionsOpenOnNeedAndAServersLimitHolds() throws {
+        XCTAssertEqual([1, 2, 4, 8, 16].map(FTPEndpoint.listingConnections), [2, 4, 8, 8, 16])
+        let server = try start("vsftpd", connectionsPerAddress: 6)
+        let options = FTPOptions(host: server.host, port: server.port, username: server.user, password: server.password)
+        let pool = ConnectionPool(options: options, size: 8, opened: 4)
+        try pool.connect { _ in [] }
+        let opened = Date().addingTimeInterval(10)
+        while pool.idleCount < 4 && Date() < opened { usleep(10_000) }
+        XCTAssertEqual(pool.idleCount, 4, "connect opens the first and 3 others alongside it")
+        var held = try (0..<6).map { _ in try pool.checkOut() }  // 4 opened by connect, 2 on need
+        XCTAssertEqual(pool.refused, 0)
+        let seventh = Background { try? pool.checkOut() }
+        let deadline = Date().addingTimeInterval(10)
+        while pool.refused < 2 && Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(pool.refused, 2, "the two places beyond the server's 6 are given up")
+        let returned = held.removeLast()
+        pool.checkIn(returned)
+        XCTAssertTrue(seventh.value === returned, "the waiting caller gets the connection checked in")
+        for connection in held { pool.checkIn(connection) }
+        pool.checkIn(returned)
+        pool.drain()
     }
 
     func testMissingSourceFolderIsRefused() throws {

@@ -36,8 +36,8 @@ public final class FTPConnection {
 
     /// Connects and logs in; throws `FTPError` (`.connection`, `.login`, `.tls`, …).
     ///
-    /// `greeted` is called once the server's greeting (220) arrived: the connection is then
-    /// counted by the server. `beforePassword` is called when the server asks for the password
+    /// `greeted` is called once the server's greeting (220) arrived, under explicit TLS once the
+    /// handshake is done (the reply to USER): the connection is then counted by the server. `beforePassword` is called when the server asks for the password
     /// (331) and holds the login until it returns; false gives up before the password is sent
     /// (`.login`), so that a wrong password is tried once, not once per connection.
     public init(_ options: FTPOptions, greeted: (() -> Void)? = nil, beforePassword: (() -> Bool)? = nil) throws {
@@ -594,10 +594,14 @@ public final class FTPConnection {
             let code = pointer.withMemoryRebound(to: UInt8.self, capacity: 3) {
                 Array(UnsafeBufferPointer(start: $0, count: 3))
             }
-            if code == Array("220".utf8), let greeted {
+            // Under explicit TLS the greeting comes before the handshake: the reply to USER
+            // (after it) tells that the certificate was taken.
+            let ready = options.tls == .explicit ? ["331", "230"] : ["220"]
+            if ready.contains(where: { Array($0.utf8) == code }), let greeted {
                 self.greeted = nil
                 greeted()
-            } else if code == Array("331".utf8), let beforePassword {
+            }
+            if code == Array("331".utf8), let beforePassword {
                 self.beforePassword = nil
                 if !beforePassword() {
                     callbackError = FTPError(
