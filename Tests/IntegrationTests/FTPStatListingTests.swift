@@ -157,7 +157,9 @@ extension FTPTests {
     func endpoint(_ server: FTPServer, _ directory: String, byStat: Bool, connections: Int = 3) -> FTPEndpoint {
         var options = FTPOptions(host: server.host, port: server.port, username: server.user, password: server.password)
         options.responseTimeout = 5
-        let endpoint = FTPEndpoint(options: options, directory: directory, connections: connections, clock: .seconds(0))
+        // Exactly `connections` (a test of one connection relies on the order of its folders).
+        let endpoint = FTPEndpoint(
+            options: options, directory: directory, connections: connections, clock: .seconds(0), listing: connections)
         endpoint.listsByStat = byStat
         return endpoint
     }

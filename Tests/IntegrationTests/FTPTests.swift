@@ -1,11 +1,12 @@
 import CurlFTP
-import FTPBackend
 import Foundation
 import LocalBackend
 import SyncEngine
 import SystemSupport
 import TestSupport
 import XCTest
+
+@testable import FTPBackend
 
 #if canImport(Glibc)
     import Glibc
@@ -25,10 +26,21 @@ final class FTPTests: IntegrationTestCase {
 
     /// Starts `name` serving a fresh folder of this test; skips (or fails in CI) without root.
     /// `loggingCommands` makes a vsftpd log every command it gets (`commandsLogged`).
-    func start(_ name: String, folder: String = "server", loggingCommands: Bool = false) throws -> FTPServer {
+    /// `connectionsPerAddress` limits the connections the server takes from 127.0.0.1, `denied`
+    /// lists commands a vsftpd refuses (550).
+    func start(
+        _ name: String, folder: String = "server", loggingCommands: Bool = false, connectionsPerAddress: Int? = nil,
+        denied: [String] = []
+    ) throws -> FTPServer {
         try requireRoot("the FTP test servers bind ports and log in local users")
         if loggingCommands { setenv("PLUGSYNC_FTP_LOG_PROTOCOL", "YES", 1) }
-        defer { if loggingCommands { unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL") } }  // read at start only
+        if let connectionsPerAddress { setenv("PLUGSYNC_FTP_MAX_PER_IP", "\(connectionsPerAddress)", 1) }
+        if !denied.isEmpty { setenv("PLUGSYNC_FTP_DENY", denied.joined(separator: ","), 1) }
+        defer {  // read at start only
+            unsetenv("PLUGSYNC_FTP_LOG_PROTOCOL")
+            unsetenv("PLUGSYNC_FTP_MAX_PER_IP")
+            unsetenv("PLUGSYNC_FTP_DENY")
+        }
         let root = path(folder)
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let server = try FTPServer.start(name, root: root)
@@ -302,7 +314,7 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertNil(read("server/www/b.txt"))
     }
 
-    func testARunListsEachFolderOnceBesidesTheClockProbe() throws {
+    func testARunListsEachFolderOnceAndTheClockProbeByStat() throws {
         let server = try start("vsftpd", loggingCommands: true)
         let t = Int(Date().timeIntervalSince1970) - 7200
         try write("src/a.txt", "a\n", mtime: FileTime(t))
@@ -316,9 +328,47 @@ final class FTPTests: IntegrationTestCase {
         let again = try run("up", server)
         assertExit(again, 0)
         XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
-        // www: once for the checks before the run (kept for the run's own listing) and once to
-        // read the clock probe's time back; www/sub once. Not again after planning.
-        XCTAssertEqual(commandsLogged("LIST", by: server) + commandsLogged("STAT", by: server) - before, 3, "\(again)")
+        // www (the checks before the run, kept for the run's own listing), www/sub, and the clock
+        // probe's time: each one STAT on the control connection; none again after planning.
+        func listings() -> Int { commandsLogged("LIST", by: server) + commandsLogged("STAT", by: server) }
+        XCTAssertEqual(listings() - before, 3, "\(again)")
+
+        // The listing does not wait for the probe: it reads LIST times against the last run's
+        // clock measurement, and reads the folders again when the probe finds another one.
+        let memory = path("state/ftp-times/up.destination")
+        let remembered = try XCTUnwrap(read("state/ftp-times/up.destination"))
+        XCTAssertTrue(remembered.contains("\nclock 0 0 "), remembered)
+        try remembered.replacingOccurrences(of: "\nclock 0 0 ", with: "\nclock 0 3600 ")
+            .write(toFile: memory, atomically: true, encoding: .utf8)
+        let other = listings()
+        let relisted = try run("up", server)
+        assertExit(relisted, 0)
+        XCTAssertEqual(relisted.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(relisted)")
+        XCTAssertEqual(listings() - other, 5, "www and www/sub twice, and the probe's time\n\(relisted)")
+        XCTAssertTrue(try XCTUnwrap(read("state/ftp-times/up.destination")).contains("\nclock 0 0 "))
+    }
+
+    /// Commands of the set-up and the clock probe that a server refuses: without FEAT, OPTS and
+    /// STAT the run lists with LIST and reads the probe's listed time from a listing, as before.
+    func testRefusedSetupCommandsOnlyTakeTheLongerWay() throws {
+        let server = try start("vsftpd-skew", loggingCommands: true, denied: ["FEAT", "OPTS", "STAT"])
+        let stats = commandsLogged("STAT", by: server)  // the server's log outlives a test
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        try write("src/a.txt", "a\n", mtime: FileTime(t))
+        try write("src/sub/b.txt", "b\n", mtime: FileTime(t))
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let first = try run("up", server)
+        assertExit(first, 0)
+        XCTAssertEqual(clockDifference(first), 3684, "\(first)")
+        XCTAssertEqual(read("server/www/sub/b.txt"), "b\n")
+        XCTAssertEqual(mtimeSeconds(server.root + "/www/a.txt"), Int64(t), "\(first)")
+        let again = try run("up", server)
+        assertExit(again, 0)
+        XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
+        XCTAssertEqual(
+            commandsLogged("STAT", by: server) - stats, 4,
+            "asked once per run for the listing and once for the probe, refused")
     }
 
     func testAFolderIsCheckedAndRenamedInBatchesOnVsftpd() throws { try batchUpload("vsftpd", newFolder: false) }
@@ -906,6 +956,79 @@ final class FTPTests: IntegrationTestCase {
         let unset = try plugsync("run", "up")
         assertExit(unset, 2)
         XCTAssertTrue(unset.stderr.contains("PLUGSYNC_TEST_FTP_PW"), "\(unset)")
+    }
+
+    /// The connections open together, but a wrong password is sent once, by the first: the
+    /// others give up before theirs (one error, and no account locked by four tries).
+    func testAWrongPasswordIsSentOnceAndTheRightOneByEveryConnection() throws {
+        let server = try start("vsftpd", loggingCommands: true)
+        try write("src/a.txt", "a\n")
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let before = commandsLogged("PASS", by: server)
+        let bad = try plugsync(arguments: ["run", "up"], environment: ["PLUGSYNC_TEST_FTP_PW": "wrong-password"])
+        assertExit(bad, 2)
+        assertNoCrash(bad)
+        XCTAssertEqual(bad.stderr.components(separatedBy: "refused the login").count - 1, 1, "\(bad)")
+        XCTAssertEqual(commandsLogged("PASS", by: server) - before, 1, "\(bad)")
+        let good = try run("up", server)
+        assertExit(good, 0)
+        XCTAssertEqual(read("server/www/a.txt"), "a\n")
+        XCTAssertEqual(commandsLogged("PASS", by: server) - before, 5, "then 4 connections (parallel: 4)")
+    }
+
+    /// A server that takes fewer connections from one address than `parallel:` asks for refuses
+    /// the others (vsftpd: 421 at the greeting, proftpd: 530 to the password): the run goes on
+    /// with the connections it has, without retries or errors.
+    func testAServerTakingTwoConnectionsRunsOnTwoOnVsftpd() throws { try fewerConnections("vsftpd") }
+    func testAServerTakingTwoConnectionsRunsOnTwoOnProftpd() throws { try fewerConnections("proftpd") }
+
+    func fewerConnections(_ name: String) throws {
+        let server = try start(name, connectionsPerAddress: 2)
+        let t = Int(Date().timeIntervalSince1970) - 7200
+        for folder in ["", "a/", "a/b/", "c/"] {
+            for file in 1...3 { try write("src/\(folder)f\(file).txt", "\(folder)\(file)\n", mtime: FileTime(t)) }
+        }
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let first = try run("up", server)
+        assertExit(first, 0)
+        assertNoCrash(first)
+        XCTAssertTrue(first.stdout.contains("Done: 12 copied"), "\(first)")
+        XCTAssertFalse(first.stdout.contains("Retrying") || first.stdout.contains("Cannot"), "\(first)")
+        XCTAssertEqual(read("server/www/a/b/f3.txt"), "a/b/3\n")
+        try write("src/a/f1.txt", "changed\n", mtime: FileTime(t + 60))
+        let again = try run("up", server)
+        assertExit(again, 0)
+        XCTAssertTrue(again.stdout.contains("Done: 1 copied"), "\(again)")
+        XCTAssertFalse(again.stdout.contains("Retrying") || again.stdout.contains("Cannot"), "\(again)")
+        XCTAssertEqual(read("server/www/a/f1.txt"), "changed\n")
+    }
+
+    /// The listing's connections beyond `parallel:` open on first need, and a server's limit
+    /// per address holds for them too: a place the server refuses is given up, and whoever
+    /// wanted it gets a connection when another is checked in.
+    func testExtraConnectionsOpenOnNeedAndAServersLimitHolds() throws {
+        XCTAssertEqual([1, 2, 4, 8, 16].map(FTPEndpoint.listingConnections), [2, 4, 8, 8, 16])
+        let server = try start("vsftpd", connectionsPerAddress: 6)
+        let options = FTPOptions(host: server.host, port: server.port, username: server.user, password: server.password)
+        let pool = ConnectionPool(options: options, size: 8, opened: 4)
+        try pool.connect { _ in [] }
+        let opened = Date().addingTimeInterval(10)
+        while pool.idleCount < 4 && Date() < opened { usleep(10_000) }
+        XCTAssertEqual(pool.idleCount, 4, "connect opens the first and 3 others alongside it")
+        var held = try (0..<6).map { _ in try pool.checkOut() }  // 4 opened by connect, 2 on need
+        XCTAssertEqual(pool.refused, 0)
+        let seventh = Background { try? pool.checkOut() }
+        let deadline = Date().addingTimeInterval(10)
+        while pool.refused < 2 && Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(pool.refused, 2, "the two places beyond the server's 6 are given up")
+        let returned = held.removeLast()
+        pool.checkIn(returned)
+        XCTAssertTrue(seventh.value === returned, "the waiting caller gets the connection checked in")
+        for connection in held { pool.checkIn(connection) }
+        pool.checkIn(returned)
+        pool.drain()
     }
 
     func testMissingSourceFolderIsRefused() throws {

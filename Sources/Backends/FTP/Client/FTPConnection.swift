@@ -35,7 +35,12 @@ public final class FTPConnection {
     public static func loadLibraryInBackground() { ccurl_load_in_background() }
 
     /// Connects and logs in; throws `FTPError` (`.connection`, `.login`, `.tls`, …).
-    public init(_ options: FTPOptions) throws {
+    ///
+    /// `greeted` is called once the server's greeting (220) arrived, under explicit TLS once the
+    /// handshake is done (the reply to USER): the connection is then counted by the server. `beforePassword` is called when the server asks for the password
+    /// (331) and holds the login until it returns; false gives up before the password is sent
+    /// (`.login`), so that a wrong password is tried once, not once per connection.
+    public init(_ options: FTPOptions, greeted: (() -> Void)? = nil, beforePassword: (() -> Bool)? = nil) throws {
         guard ccurl_global_init() == CURLE_OK else {
             throw FTPError(.local, String(cString: ccurl_load_error()))
         }
@@ -45,6 +50,12 @@ public final class FTPConnection {
         self.options = options
         self.easy = easy
         self.multi = multi
+        self.greeted = greeted
+        self.beforePassword = beforePassword
+        defer {
+            self.greeted = nil
+            self.beforePassword = nil
+        }
         // Connects and logs in. curl sends its own PWD after the login and keeps the answer (its
         // entry path), so the login directory costs no second PWD.
         try begin(path: nil)
@@ -652,7 +663,31 @@ public final class FTPConnection {
 
     // MARK: callbacks
 
+    /// The login's hooks (see `init`), each called once.
+    private var greeted: (() -> Void)?
+    private var beforePassword: (() -> Bool)?
+
     fileprivate func receivedReply(_ pointer: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
+        if greeted != nil || beforePassword != nil, count >= 3 {
+            let code = pointer.withMemoryRebound(to: UInt8.self, capacity: 3) {
+                Array(UnsafeBufferPointer(start: $0, count: 3))
+            }
+            // Under explicit TLS the greeting comes before the handshake: the reply to USER
+            // (after it) tells that the certificate was taken.
+            let ready = options.tls == .explicit ? ["331", "230"] : ["220"]
+            if ready.contains(where: { Array($0.utf8) == code }), let greeted {
+                self.greeted = nil
+                greeted()
+            }
+            if code == Array("331".utf8), let beforePassword {
+                self.beforePassword = nil
+                if !beforePassword() {
+                    callbackError = FTPError(
+                        .login, "\(options.display): the login was not tried (another connection's login failed)")
+                    return 0  // curl stops before it sends the password
+                }
+            }
+        }
         if replyBytes.count < 1 << 20 {
             pointer.withMemoryRebound(to: UInt8.self, capacity: count) {
                 replyBytes.append(contentsOf: UnsafeBufferPointer(start: $0, count: count))

@@ -1,5 +1,4 @@
 import CurlFTP
-import Dispatch
 import SyncEngine
 import SystemSupport
 
@@ -63,13 +62,25 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     private var learned: [FileName: KnownTime] = [:]
     private var memoryPath: String?
 
-    public init(options: FTPOptions, directory: String, connections: Int, clock: ClockDifference) {
+    /// - Parameter listing: how many connections may list at once (default
+    ///   `listingConnections(connections)`).
+    public init(
+        options: FTPOptions, directory: String, connections: Int, clock: ClockDifference, listing: Int? = nil
+    ) {
         self.options = options
         self.root = FileName(directory.split(separator: "/").joined(separator: "/"))
         self.displayName = options.display + "/" + directory
         self.clockSetting = clock
-        self.pool = ConnectionPool(options: options, size: max(1, connections))
+        let transfers = max(1, connections)
+        self.pool = ConnectionPool(
+            options: options, size: max(transfers, listing ?? Self.listingConnections(transfers)), opened: transfers)
     }
+
+    /// Connections that list at once for `parallel` transfer connections: twice as many, up to 8
+    /// (a folder's listing is a few round trips of waiting: 4 connections list a 200-folder tree
+    /// in 22 s at 100 ms, 8 in 12 s), never fewer. The ones beyond `parallel` log in only when
+    /// the listing has that many folders to list at once.
+    static func listingConnections(_ parallel: Int) -> Int { max(parallel, min(2 * parallel, 8)) }
 
     public var capabilities: EndpointCapabilities {
         EndpointCapabilities(
@@ -80,17 +91,28 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     // MARK: run preparation
 
     /// Logs in (one connection) and reads the server's features. Throws `FTPError`.
+    ///
+    /// The other connections open while the first logs in (`ConnectionPool.connect`): their
+    /// greetings overlap its login, and their passwords wait for its answer. After the login
+    /// FEAT and OPTS UTF8 go in one write where the connection can pipeline.
     public func connect() throws {
-        try pool.with { connection in
-            let reply = try connection.command("*FEAT")
-            features = reply.code == 211 ? FTPFeatures(reply: reply) : FTPFeatures()
-            if features.utf8 {
-                pool.setupCommands = ["*OPTS UTF8 ON"]
+        try pool.connect { connection in
+            guard let replies = try connection.exchange(["*FEAT", "*OPTS UTF8 ON"].map { Array($0.utf8) }) else {
+                // No pipelining (TLS): one command after the other, OPTS only where offered.
+                let reply = try connection.command("*FEAT")
+                features = reply.code == 211 ? FTPFeatures(reply: reply) : FTPFeatures()
+                guard features.utf8 else { return [] }
                 try connection.command("*OPTS UTF8 ON")
+                return ["*OPTS UTF8 ON"]
             }
+            features = replies[0].code == 211 ? FTPFeatures(reply: replies[0]) : FTPFeatures()
+            // Sent before FEAT's answer was known: where the server took it, every connection
+            // asks for it (the same names on all), unless the server says it is always in
+            // UTF-8 mode (vsftpd) and the command changes nothing.
+            let options = replies[1]
+            let utf8 = options.code < 300 && (features.utf8 || !options.text.lowercased().contains("always"))
+            return utf8 ? ["*OPTS UTF8 ON"] : []
         }
-        // The login worked: the other connections log in while the run prepares and lists.
-        pool.openInBackground()
     }
 
     /// Learns the clock difference and how times can be set, with a probe file uploaded to the
@@ -163,15 +185,23 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     likely: [rememberedClock?.offset, 0].compactMap { $0 })
                 listOffset = clockOffset
             }
-            // Where no LIST must read the probe's own time (MLSD servers), its time, the test of
-            // the first way to set times and its removal go in one round trip.
+            // On a LIST server the probe's listed time gives the time zone of LIST times:
+            // MDTM and `STAT path` (the listing on the control connection) in one round trip.
+            let auto = clockSetting == .auto
+            if auto && !features.mlsd {
+                try measureWithListing(probe, in: folder, after: after, measure, connection)
+                say("Clock time difference is \(clockOffset) seconds.")
+            }
+            // The probe's time (MLSD servers), the test of the first way to set times and the
+            // probe's removal in one round trip.
             let candidates = timeSetters
-            if features.mlsd || clockSetting != .auto, needsTimeSetter, let first = candidates.first,
-                let (replies, target) = try probeAtOnce(probe, setter: first, time: clockSetting == .auto, connection)
+            let timeInBatch = auto && features.mlsd
+            if needsTimeSetter, let first = candidates.first,
+                let (replies, target) = try probeAtOnce(probe, setter: first, time: timeInBatch, connection)
             {
                 removed = true
                 var rest = replies[...]
-                if clockSetting == .auto {
+                if timeInBatch {
                     measure(try time(from: rest.removeFirst(), probe))
                     say("Clock time difference is \(clockOffset) seconds.")
                 }
@@ -187,20 +217,14 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 }
                 return
             }
-            if clockSetting == .auto {
-                let serverTime = try modificationTime(probe, connection)
-                measure(serverTime)
-                if !features.mlsd {
-                    let data = try connection.listing(folder.bytes, verb: "LIST -a")
-                    let serverNow = Int64(after) + clockOffset
-                    let name = probe.lastComponent.bytes
-                    if let entry = FTPListingParser.parseLIST(data, serverNow: serverNow).entries.first(where: {
-                        $0.name == name
-                    }) {
-                        // LIST shows the server's wall clock: its time zone, a multiple of 15 minutes.
-                        let zone = ((Double(entry.time - serverTime) + 30) / 900).rounded() * 900
-                        listOffset = clockOffset + Int64(zone)
-                    }
+            if timeInBatch {
+                // A source: the time and the removal together where the connection pipelines.
+                let path = connection.commandPath(probe.bytes)
+                if let replies = try connection.exchange([Array("MDTM ".utf8) + path, Array("*DELE ".utf8) + path]) {
+                    removed = true
+                    measure(try time(from: replies[0], probe))
+                } else {
+                    measure(try modificationTime(probe, connection))
                 }
                 say("Clock time difference is \(clockOffset) seconds.")
             }
@@ -223,6 +247,45 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         if let fitting = likely.first(where: { lowest <= $0 && $0 <= highest }) { return fitting }
         let middle = Int64((Double(serverTime) + 0.5 - (before + after) / 2).rounded())
         return min(max(middle, lowest), highest)
+    }
+
+    /// On a LIST server: the clock difference from the probe's MDTM (`measure`), and the
+    /// offset of LIST times (the server's wall clock) from the probe's listed time. MDTM and
+    /// `STAT path` go together where the connection pipelines and the server lists the probe
+    /// that way; else MDTM, then a listing of `folder`.
+    private func measureWithListing(
+        _ probe: FileName, in folder: FileName, after: Double, _ measure: (Int64) -> Void, _ connection: FTPConnection
+    ) throws {
+        let path = connection.commandPath(probe.bytes)
+        let name = probe.lastComponent.bytes
+        var listed: [UInt8]?
+        let serverTime: Int64
+        if let replies = try connection.exchange([Array("MDTM ".utf8) + path, Array("*STAT ".utf8) + path]) {
+            serverTime = try time(from: replies[0], probe)
+            let status = replies[1]
+            if (211...213).contains(status.code), status.lines.count > 2 {
+                // The lines between the first and the last are `ls -l` lines (proftpd indents them).
+                listed = Array(
+                    status.lines.dropFirst().dropLast().map { $0.drop { $0 == " " } }.joined(separator: "\r\n").utf8)
+            }
+        } else {
+            serverTime = try modificationTime(probe, connection)
+        }
+        measure(serverTime)
+        let serverNow = Int64(after) + clockOffset
+        func probeEntry(_ data: [UInt8]) -> RemoteEntry? {
+            // A file named by its path is listed by that path on some servers.
+            FTPListingParser.parseLIST(data, serverNow: serverNow).entries.first {
+                $0.name == name || $0.name.reversed().starts(with: ([UInt8(ascii: "/")] + name).reversed())
+            }
+        }
+        var entry = listed.flatMap(probeEntry)
+        if entry == nil { entry = probeEntry(try connection.listing(folder.bytes, verb: "LIST -a")) }
+        if let entry {
+            // LIST shows the server's wall clock: its time zone, a multiple of 15 minutes.
+            let zone = ((Double(entry.time - serverTime) + 30) / 900).rounded() * 900
+            listOffset = clockOffset + Int64(zone)
+        }
     }
 
     // MARK: the clock probe alongside the listing
@@ -251,6 +314,21 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         clockPending = false
         clock.broadcast()
         clock.unlock()
+    }
+
+    /// The offset of LIST times a listing uses while the probe runs (`list`), nil after it.
+    private var parseOffset: Int64?
+
+    private var clockIsPending: Bool {
+        clock.lock()
+        defer { clock.unlock() }
+        return clockPending
+    }
+
+    /// The offset of LIST times before the probe measured it: the one given, or the last run's.
+    private var guessedListOffset: Int64? {
+        if case .seconds(let seconds) = clockSetting { return seconds }
+        return rememberedClock?.listOffset
     }
 
     private func waitForClock() {
@@ -519,7 +597,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     }
 
     private func parse(_ data: [UInt8]) -> (entries: [RemoteEntry], unreadable: Int) {
-        let serverNow = Int64(wallClockSeconds()) + listOffset
+        let serverNow = Int64(wallClockSeconds()) + (state.withLock { parseOffset } ?? listOffset)
         let parsed =
             features.mlsd ? FTPListingParser.parseMLSD(data) : FTPListingParser.parseLIST(data, serverNow: serverNow)
         return (parsed.entries.filter { $0.name != [0x2e] && $0.name != [0x2e, 0x2e] }, parsed.unreadable)
@@ -531,9 +609,15 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// Times are the server's as listed until the end, when the clock difference is applied:
     /// the listing may run alongside `prepare` (`willPrepare`).
     public func list(recursive: Bool, filter: ListingFilter) -> Listing {
-        // A LIST time is read against the server's date (the year of a recent entry), and the
-        // synchronized folder not yet listed may hold the probe soon: both wait for `prepare`.
-        if !features.mlsd || state.withLock({ rootData == nil && listedRoot == nil }) { waitForClock() }
+        // A LIST time is read against the server's date (the year of a recent entry): while the
+        // probe measures it, the last run's measurement (or the one given) stands in, and the
+        // listing is read again if the probe finds another. Without one, and where the
+        // synchronized folder not yet listed may hold the probe soon, the listing waits.
+        let guess = features.mlsd || !clockIsPending ? nil : guessedListOffset
+        if (!features.mlsd && guess == nil) || state.withLock({ rootData == nil && listedRoot == nil }) {
+            waitForClock()
+        }
+        state.withLock { parseOffset = guess }
         var results: [FileName: Result<FolderListing, Error>] = [:]
         // Folders to list (paths from the login directory), shared by the workers in the order
         // they were found: a folder's subfolders are listed as soon as it is, with no wait for
@@ -618,6 +702,11 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             }
         }
         waitForClock()
+        state.withLock { parseOffset = nil }
+        if let guess, guess != listOffset {
+            forgetRootListing()
+            return list(recursive: recursive, filter: filter)
+        }
         let offset = features.mlsd ? clockOffset : listOffset
         var listing = Listing()
         // From the root down through the folders the listings found: a guessed folder that is
@@ -1326,69 +1415,188 @@ extension FTPError: EndpointFailure {
     }
 }
 
-/// Logged-in connections handed to one thread at a time, opened on first need, up to `size`.
+/// Logged-in connections handed to one thread at a time, up to `size`: `opened` of them by
+/// `connect` (the first, and the others alongside it), the rest on first need.
+///
+/// A server may take fewer connections from one address than `size` (vsftpd's max_per_ip,
+/// proftpd's MaxClientsPerHost): a connection it refuses beyond the first leaves its place empty
+/// for the rest of the run, and the run goes on with the connections it has.
 final class ConnectionPool: @unchecked Sendable {
     let options: FTPOptions
     let size: Int
     private var idle: [FTPConnection] = []
     private let mutex = Lock()
-    private let available: DispatchSemaphore
+    /// Places free to check out (a connection idle, or one to open); a place given up
+    /// (`refusesMore`) is never freed again.
+    private var free: Int
+    private let freed = Condition()
+    /// Connections logged in so far (idle or in use).
+    private var live = 0
+    /// Connections logged in and not in use.
+    var idleCount: Int { mutex.withLock { idle.count } }
+    /// Places left empty because the server refused one more connection.
+    var refused: Int { mutex.withLock { refusedPlaces } }
+    private var refusedPlaces = 0
 
-    init(options: FTPOptions, size: Int) {
+    /// Connections `connect` opens (the others open on first need).
+    let opened: Int
+
+    init(options: FTPOptions, size: Int, opened: Int? = nil) {
         self.options = options
         self.size = size
-        self.available = DispatchSemaphore(value: size)
+        self.opened = min(size, opened ?? size)
+        self.free = size
     }
 
     func checkOut() throws -> FTPConnection {
-        available.wait()
-        if let connection = mutex.withLock({ idle.popLast() }) { return connection }
-        do {
-            return try open()
-        } catch {
-            available.signal()
-            throw error
+        while true {
+            _ = takePlace(waiting: true)
+            if let connection = mutex.withLock({ idle.popLast() }) { return connection }
+            do {
+                return try open()
+            } catch let error as FTPError where refusesMore(error) {
+                continue  // its place stays empty (the permit is not given back): wait for another
+            } catch {
+                givePlace()
+                throw error
+            }
         }
+    }
+
+    private func takePlace(waiting: Bool) -> Bool {
+        freed.lock()
+        defer { freed.unlock() }
+        while free == 0 {
+            if !waiting { return false }
+            _ = freed.wait(until: Condition.now() + 1)
+        }
+        free -= 1
+        return true
+    }
+
+    private func givePlace() {
+        freed.lock()
+        free += 1
+        freed.broadcast()
+        freed.unlock()
     }
 
     func checkIn(_ connection: FTPConnection) {
         mutex.withLock { if !closed { idle.append(connection) } }
-        available.signal()
+        givePlace()
+    }
+
+    /// Whether `error`, from opening one more connection while others are logged in with the
+    /// same login, is the server refusing more connections from this address: a 421 (vsftpd's
+    /// max_per_ip), or a refused login (proftpd's MaxClientsPerHost answers the password with
+    /// 530). The place is then given up, once and for all (`refused`).
+    private func refusesMore(_ error: FTPError) -> Bool {
+        let text = error.message.lowercased()
+        let limit =
+            error.replyCode == 421 || error.kind == .login || text.contains("too many") || text.contains("maximum")
+        return mutex.withLock {
+            guard limit, live > 0 else { return false }
+            refusedPlaces += 1
+            return true
+        }
+    }
+
+    /// Opens the first connection on the calling thread, runs `setup` on it and returns it to
+    /// the pool; `setup` returns the commands each other connection sends after its login.
+    ///
+    /// The others start as soon as the server greeted the first (so a server's limit per
+    /// address refuses one of them, never the first): their greetings and user names overlap
+    /// the first login, and they send their passwords only once the first password was taken.
+    /// A wrong password is tried once, gives one error (the first's), and does not lock an
+    /// account by being tried once per connection.
+    func connect(_ setup: (FTPConnection) throws -> [String]) throws {
+        let gate = LoginGate(seconds: Double(options.connectTimeout + options.responseTimeout))
+        defer { gate.finish() }  // on every way out: no connection waits on
+        _ = takePlace(waiting: true)
+        let first: FTPConnection
+        do {
+            first = try FTPConnection(options, greeted: { [self] in openInBackground(gate) })
+        } catch {
+            givePlace()
+            gate.finish()
+            // The run ends with this error: not while the others are still in curl (TLS)
+            waitForOpenings(seconds: Double(options.connectTimeout + options.responseTimeout))
+            throw error
+        }
+        mutex.withLock { live += 1 }
+        gate.loggedInFirst()
+        defer { checkIn(first) }
+        let commands: [String]
+        do {
+            commands = try setup(first)
+        } catch {
+            gate.finish()
+            waitForOpenings(seconds: Double(options.connectTimeout + options.responseTimeout))
+            throw error
+        }
+        setupCommands = commands
+        gate.setUp(commands)
     }
 
     /// Logs in the connections not yet open, each on a thread of its own, while the caller goes
     /// on (a server's greeting and login take milliseconds each, and proftpd's master accepts
     /// one connection at a time). A login that fails only leaves its place empty: the next
-    /// `checkOut` tries again and reports the error.
-    func openInBackground() {
-        let missing = mutex.withLock { closed ? 0 : size - idle.count - opening }
+    /// `checkOut` tries again and reports the error (but see `refusesMore`).
+    private func openInBackground(_ gate: LoginGate) {
+        // Called once, when the first connection (not yet logged in) was greeted.
+        let missing = mutex.withLock { closed ? 0 : opened - 1 - idle.count - opening - live }
         for _ in 0..<max(0, missing) {
-            guard available.wait(timeout: .now()) == .success else { return }
+            guard takePlace(waiting: false) else { return }
             mutex.withLock { opening += 1 }
             startThread { [self] in
-                let connection = try? open()
+                var connection: FTPConnection?
+                var keepPlace = true
+                do {
+                    connection = try open(gate)
+                } catch let error as FTPError {
+                    _ = gate.login()  // a refusal counts once the first is in (`refusesMore`)
+                    keepPlace = !refusesMore(error)
+                } catch {}
                 mutex.withLock {
                     opening -= 1
                     if let connection, !closed { idle.append(connection) }
                 }
-                available.signal()
+                if keepPlace { givePlace() }
             }
         }
     }
     private var opening = 0
     private var closed = false
 
+    /// Waits until no connection is being opened in the background (at most `seconds`).
+    private func waitForOpenings(seconds: Double) {
+        let deadline = Condition.now() + seconds
+        while mutex.withLock({ opening }) > 0 && Condition.now() < deadline { usleep(2000) }
+    }
+
     /// Commands every new connection sends after its login (`OPTS UTF8 ON` where the server
-    /// offers it, so that every connection sees the same names).
+    /// takes it, so that every connection sees the same names).
     var setupCommands: [String] {
         get { mutex.withLock { setup } }
         set { mutex.withLock { setup = newValue } }
     }
     private var setup: [String] = []
 
-    private func open() throws -> FTPConnection {
-        let connection = try FTPConnection(options)
-        for command in setupCommands { try connection.command(command) }
+    /// Logs in one more connection; with `gate`, its password waits for the first login's
+    /// answer and its set-up for the first connection's (`connect`).
+    private func open(_ gate: LoginGate? = nil) throws -> FTPConnection {
+        let connection = try FTPConnection(options, beforePassword: gate.map { gate in { gate.login() } })
+        let commands: [String]
+        if let gate {
+            guard let known = gate.setup() else {
+                throw FTPError(.local, "\(options.display): the first connection's set-up failed")
+            }
+            commands = known
+        } else {
+            commands = setupCommands
+        }
+        mutex.withLock { live += 1 }
+        for command in commands { try connection.command(command) }
         return connection
     }
 
@@ -1408,6 +1616,62 @@ final class ConnectionPool: @unchecked Sendable {
         // Each says QUIT and waits for the server's 221 as it goes (curl): all at once, not
         // one after the other at the end of every run.
         runOnThreads(connections.count) { connections[$0].release() }
+    }
+}
+
+/// What the connections opened alongside the first wait for (`ConnectionPool.connect`): the
+/// first login's outcome before they send their passwords, and the first connection's set-up.
+final class LoginGate: @unchecked Sendable {
+    private let condition = Condition()
+    private var loggedIn: Bool?
+    private var commands: [String]?
+    private var settled = false
+    /// The longest wait: the first connection's own time-outs.
+    private let seconds: Double
+
+    init(seconds: Double) { self.seconds = seconds }
+
+    /// The first connection logged in.
+    func loggedInFirst() { change { $0.loggedIn = true } }
+
+    /// The first connection's set-up is done: the commands the others send after their login.
+    func setUp(_ commands: [String]) { change { $0.commands = commands } }
+
+    /// The first connection is done, whatever happened: a login or set-up not reported by now
+    /// failed.
+    func finish() {
+        change {
+            if $0.loggedIn == nil { $0.loggedIn = false }
+            $0.settled = true
+        }
+    }
+
+    private func change(_ body: (LoginGate) -> Void) {
+        condition.lock()
+        body(self)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Whether the first login succeeded (false after the longest wait).
+    func login() -> Bool {
+        wait { $0.loggedIn != nil }
+        return loggedIn ?? false
+    }
+
+    /// The set-up commands, nil where the first connection failed.
+    func setup() -> [String]? {
+        wait { $0.settled || $0.commands != nil }
+        return commands
+    }
+
+    private func wait(_ done: (LoginGate) -> Bool) {
+        let deadline = Condition.now() + seconds
+        condition.lock()
+        while !done(self) && Condition.now() < deadline {
+            _ = condition.wait(until: min(deadline, Condition.now() + 1))
+        }
+        condition.unlock()
     }
 }
 
