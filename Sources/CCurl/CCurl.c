@@ -81,10 +81,24 @@ static void *load_thread(void *unused) {
 
 static pthread_once_t background_once = PTHREAD_ONCE_INIT;
 
+static pthread_t loader;
+static int loader_started = 0;
+static pthread_once_t joined_once = PTHREAD_ONCE_INIT;
+
 static void start_loading(void) {
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, load_thread, NULL) == 0) pthread_detach(thread);
+    loader_started = pthread_create(&loader, NULL, load_thread, NULL) == 0;
 }
+
+static void join_loader(void) {
+    if (loader_started) pthread_join(loader, NULL);
+}
+
+// The process must not end while the background load runs: exit() runs OpenSSL's cleanup
+// (an atexit handler libcurl's load registers) and unloads libraries, and the load still going
+// on beside them crashes on a freed lock (a run refused at once, e.g. for a configuration
+// error, right after the load began). The command line calls this before it exits; it waits a
+// few milliseconds at most, and nothing when no load was started.
+void ccurl_wait_for_background_load(void) { pthread_once(&joined_once, join_loader); }
 
 void ccurl_load_in_background(void) { pthread_once(&background_once, start_loading); }
 

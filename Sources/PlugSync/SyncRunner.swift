@@ -234,6 +234,10 @@ public final class SyncRunner {
         if mentionsServers(definitionsFile: path) { FTPConnection.loadLibraryInBackground() }
     }
 
+    /// Before the process exits: waits for a library load begun on another thread (an exit
+    /// during the load can crash), a few milliseconds at most.
+    public static func finishLoadingLibraries() { FTPConnection.waitForBackgroundLoad() }
+
     /// The definitions file holds `ftp` somewhere.
     static func mentionsServers(definitionsFile path: String?) -> Bool {
         // Only a regular file is read: a FIFO put there would block before the load refuses it.

@@ -47,10 +47,13 @@ struct Plugsync: ParsableCommand {
         if arguments.count > 1 && arguments[1] == "run" {
             SyncRunner.loadLibrariesEarly(definitionsFile: configOption(in: arguments.dropFirst(2)))
         }
+        // Every way out of here ends the process: not while a library is being loaded.
+        defer { SyncRunner.finishLoadingLibraries() }
         do {
             var command = try parseAsRoot()
             try command.run()
         } catch {
+            SyncRunner.finishLoadingLibraries()
             let code = exitCode(for: error)
             if code == .success || error is CleanExit {
                 exit(withError: error)

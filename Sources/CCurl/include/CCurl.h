@@ -16,6 +16,8 @@ const char *ccurl_load_error(void);
 /// Starts `ccurl_global_init` on a detached thread of its own, once for the process: the loader
 /// maps and links libcurl and its libraries (about 4 ms) while the caller goes on.
 void ccurl_load_in_background(void);
+// Waits for a load `ccurl_load_in_background` started (call before the process exits).
+void ccurl_wait_for_background_load(void);
 
 // libcurl's own functions, called through the loaded library.
 CURL *ccurl_easy_init(void);

@@ -34,6 +34,10 @@ public final class FTPConnection {
     /// the first connection then finds them ready instead of waiting.
     public static func loadLibraryInBackground() { ccurl_load_in_background() }
 
+    /// Waits for the load `loadLibraryInBackground` started, if any: call it before the process
+    /// exits (an exit while the loader runs can crash in OpenSSL's cleanup).
+    public static func waitForBackgroundLoad() { ccurl_wait_for_background_load() }
+
     /// Connects and logs in; throws `FTPError` (`.connection`, `.login`, `.tls`, …).
     ///
     /// `greeted` is called once the server's greeting (220) arrived, under explicit TLS once the
