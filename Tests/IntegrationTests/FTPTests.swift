@@ -120,7 +120,7 @@ final class FTPTests: IntegrationTestCase {
         try chownToServer(server)
         try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
 
-        // The full report (-v), as the seed printed it: the files left as they are too.
+        // The full report (-v), with a line for the files left as they are too.
         let first = try run("up", server, "-v")
         assertExit(first, 0)
         assertNoCrash(first)

@@ -59,7 +59,7 @@ final class SeedWalkthroughTests: IntegrationTestCase {
             try snapshot(src)["contact.html"]?.size, try snapshot(dst)["contact.html"]?.size,
             "the test needs contact.html to keep its size")
 
-        // The full report (-v), as the seed printed it: the files left as they are too.
+        // The full report (-v), with a line for the files left as they are too.
         let second = try plugsync("run", "seed", "-v")
         assertExit(second, 0)
         assertNoCrash(second)
