@@ -44,7 +44,7 @@ public struct SyncStatistics: Sendable, Equatable {
     public init() {}
 }
 
-/// Formats action lines in the second seed's style:
+/// Formats action lines in the report's established style:
 /// `Copying     (destination file not found)     about.html`.
 public struct ActionFormatter: Sendable {
     /// "Skipping    (destination file is up to date)    ", the line a no-op run repeats.

@@ -35,7 +35,7 @@ public enum Reason: Sendable, Equatable {
         case .sizeDiffers: return "\(side) file size differs"
         case .older: return "\(side) file is older"
         case .newer: return "\(side) file is newer"
-        // The second seed's word when an FTP server is involved; plain English locally.
+        // The FTP report's established word when a server is involved; plain English locally.
         case .upToDate: return side == "destination" ? "destination file is up to date" : "\(side) file is uptodate"
         case .orphaned(let kind): return "\(side) \(Self.noun(kind)) is orphaned"
         case .kindDiffers(let kind): return "\(side) is a \(Self.noun(kind))"

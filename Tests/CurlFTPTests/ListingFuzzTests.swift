@@ -8,7 +8,7 @@ import XCTest
     import Glibc
 #endif
 
-/// Issue 6, case 6 (second half): the LIST and MLSD parsers fed seeded random listings, valid
+/// docs/RELIABILITY.md case 6 (second half): the LIST and MLSD parsers fed seeded random listings, valid
 /// lines of every form first mutated by byte flips, hostile bytes, cuts, duplicated ranges and
 /// huge or negative numbers. A listing is data from a server this client does not control.
 ///

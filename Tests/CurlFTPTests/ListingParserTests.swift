@@ -96,7 +96,7 @@ final class ListingParserTests: XCTestCase {
         XCTAssertEqual(byName["."]?.kind, .directory, "the parser reports dot entries; the endpoint drops them")
     }
 
-    /// Regressions found by the listing fuzz (issue 6, case 6): a year beyond 9999 overflowed
+    /// Regressions found by the listing fuzz (docs/RELIABILITY.md, case 6): a year beyond 9999 overflowed
     /// the date arithmetic (a crash); a symlink line with no name gave an entry with an empty name.
     func testFuzzFindings() {
         let data = Array(

@@ -2,7 +2,7 @@
 """A TCP proxy for FTP on 127.0.0.1 that cuts or stalls connections at seeded byte offsets.
 
     ftp-fault-proxy.py --upstream PORT --seed N [--faults K] [--data-max BYTES] [--control-max BYTES]
-                       [--port-file FILE] [--log FILE]
+                       [--data-delay SECONDS] [--port-file FILE] [--log FILE]
 
 It listens on 127.0.0.1 (a free port, written to --port-file), relays each control connection
 to 127.0.0.1:PORT, and relays the passive data connections too: every `227` (PASV) and `229`
@@ -16,6 +16,8 @@ likely as large ones):
   - rst:   the same with a reset (SO_LINGER 0);
   - stall: forward up to the offset, then nothing in either direction, the sockets left open
            until the client gives up (the proxy's lifetime at most).
+--data-delay holds every data connection that long before it is connected on to the server
+(a slow data path; the control connections are not delayed).
 Every fault is logged to --log as `fault KIND conn=N kind=control|data offset=O`.
 The same seed, and the same client behaviour, gives the same faults.
 """
@@ -183,6 +185,8 @@ def data_listener(server_port):
             return
         finally:
             listener.close()
+        if args.data_delay:
+            time.sleep(args.data_delay)
         try:
             server = socket.create_connection(("127.0.0.1", server_port), timeout=10)
             server.settimeout(None)
@@ -222,6 +226,7 @@ def main():
     parser.add_argument("--control-max", type=int, default=2000)
     parser.add_argument("--control-probability", type=float, default=0.25)
     parser.add_argument("--data-probability", type=float, default=0.5)
+    parser.add_argument("--data-delay", type=float, default=0)
     parser.add_argument("--port-file")
     parser.add_argument("--log")
     args = parser.parse_args()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A scripted, hostile FTP server on 127.0.0.1 for plugsync's reliability tests (issue 6, case 5).
+"""A scripted, hostile FTP server on 127.0.0.1 for plugsync's reliability tests (docs/RELIABILITY.md, case 5).
 
     hostile-ftp.py --mode MODE --port-file FILE [--log FILE] [--warm]
 

@@ -1,4 +1,4 @@
-// libFuzzer entry point for the LIST and MLSD parsers (issue 6, case 6). Not part of any SwiftPM
+// libFuzzer entry point for the LIST and MLSD parsers (docs/RELIABILITY.md, case 6). Not part of any SwiftPM
 // target: Tests/Fuzz/listing-fuzz compiles it with Sources/CurlFTP/FTPListing.swift into one
 // module with `swiftc -sanitize=fuzzer,address` and runs it. The invariants are those of
 // Tests/CurlFTPTests/ListingFuzzTests.swift: no crash, no negative size, no empty name, and every

@@ -6,7 +6,7 @@ import XCTest
     import Glibc
 #endif
 
-/// Issue 6, case 6 (first half): 1,000 seeded mutations of valid definitions files, each given
+/// docs/RELIABILITY.md case 6 (first half): 1,000 seeded mutations of valid definitions files, each given
 /// to the built binary (`plugsync list --config FILE`, every one a process of its own).
 ///
 /// Invariants: no crash (no signal, no "Fatal error", no backtrace); exit 0 or 2 only; exit 2

@@ -49,9 +49,10 @@ final class FTPTests: IntegrationTestCase {
     }
 
     /// The lines of an `ftp:` endpoint for `server`, its password passed in the environment.
-    func ftp(_ server: FTPServer, directory: String, _ extra: [String] = []) -> [String] {
+    /// `port` reaches the server through a proxy.
+    func ftp(_ server: FTPServer, directory: String, port: Int? = nil, _ extra: [String] = []) -> [String] {
         var lines = [
-            "  ftp:", "    server: 127.0.0.1:\(server.port)", "    username: \(server.user)",
+            "  ftp:", "    server: 127.0.0.1:\(port ?? server.port)", "    username: \(server.user)",
             "    password_env: PLUGSYNC_TEST_FTP_PW", "    directory: '\(directory)'",
         ]
         if let ca = server.caFile {
@@ -91,7 +92,7 @@ final class FTPTests: IntegrationTestCase {
         return nil
     }
 
-    // MARK: the second seed's walkthrough, upload
+    // MARK: the FTP walkthrough of the design, upload
 
     func testUploadWalkthroughVsftpd() throws { try uploadWalkthrough("vsftpd", clock: 0) }
     func testUploadWalkthroughProftpd() throws { try uploadWalkthrough("proftpd", clock: 0) }
@@ -111,7 +112,7 @@ final class FTPTests: IntegrationTestCase {
         try write("src/index.html", "<h1>index</h1>\n", mtime: FileTime(t))
         try write("src/notes.txt", "notes\n", mtime: FileTime(t))
         try write("src/sub/deep.txt", "deep\n", mtime: FileTime(t))
-        // The remote side as in the seed: an orphan, an up-to-date file, an older one.
+        // The remote side as in the FTP walkthrough: an orphan, an up-to-date file, an older one.
         try write("server/www/orphaned_file.txt", "orphan\n", mtime: FileTime(t))
         try write("server/www/back.jpg", "JPEG bytes\n", mtime: FileTime(t))
         try write("server/www/contact.html", "contact v1\n", mtime: FileTime(t))
@@ -320,7 +321,14 @@ final class FTPTests: IntegrationTestCase {
         try write("src/a.txt", "a\n", mtime: FileTime(t))
         try write("src/sub/b.txt", "b\n", mtime: FileTime(t))
         try chownToServer(server)
-        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        // Data connections held 1 s on their way (a proxy): the clock probe (an upload) is still
+        // running when the listing starts, on any machine, so the listing takes the last run's
+        // measurement as its guess.
+        let slowData = try startFixture(
+            "ftp-fault-proxy.py", ["--upstream", "\(server.port)", "--seed", "1", "--faults", "0", "--data-delay", "1"])
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")), destination: ftp(server, directory: "www", port: slowData.port)))
         let first = try run("up", server)
         assertExit(first, 0)
         // The server's log outlives a test: count what the second run adds to it.

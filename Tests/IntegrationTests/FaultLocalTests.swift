@@ -6,7 +6,7 @@ import XCTest
     import Glibc
 #endif
 
-/// Issue 6, the local faults: a drive pulled mid-run (case 1), a full destination (case 3),
+/// docs/RELIABILITY.md, the local faults: a drive pulled mid-run (case 1), a full destination (case 3),
 /// unreadable source entries (case 4), the agent stopped by SIGTERM mid-run (case 9). Each case
 /// runs its trials against the built binary on real loop devices with ext4, and prints one line
 /// `reliability: case N <name>: held H of T`; it fails when H < T. Needs root (loop devices,

@@ -6,7 +6,7 @@ import XCTest
     import Glibc
 #endif
 
-/// Issue 6, the FTP cases: connections cut mid-transfer (case 2: a fault-injecting proxy in
+/// docs/RELIABILITY.md, the FTP cases: connections cut mid-transfer (case 2: a fault-injecting proxy in
 /// front of a real vsftpd, Tests/Fixtures/ftp-fault-proxy.py) and a hostile server (case 5:
 /// Tests/Fixtures/hostile-ftp.py). Each prints `reliability: case N …: held H of T`.
 ///
@@ -17,7 +17,6 @@ import XCTest
 final class ReliabilityFTPTests: IntegrationTestCase {
     static let timeout = 2
     var servers: [FTPServer] = []
-    var fixtures: [pid_t] = []
     var savedEnvironment: [String: String?] = [:]
 
     override func setUpWithError() throws {
@@ -30,62 +29,12 @@ final class ReliabilityFTPTests: IntegrationTestCase {
     }
 
     override func tearDownWithError() throws {
-        for pid in fixtures { stopFixture(pid) }
-        fixtures = []
         for server in servers { server.stop() }
         servers = []
         for (key, value) in savedEnvironment {
             if let value { setenv(key, value, 1) } else { unsetenv(key) }
         }
         try super.tearDownWithError()
-    }
-
-    // MARK: fixtures
-
-    /// The Python fixture `name` in Tests/Fixtures.
-    func fixtureScript(_ name: String) -> String {
-        (FTPServer.script as NSString).deletingLastPathComponent + "/" + name
-    }
-
-    /// Starts a Python fixture with `arguments` (plus `--port-file`) and returns its pid and the
-    /// port it listens on (127.0.0.1).
-    func startFixture(_ name: String, _ arguments: [String]) throws -> (pid: pid_t, port: Int) {
-        let portFile = path(".port-\(UInt32.random(in: 0...UInt32.max))")
-        let argv = ["python3", fixtureScript(name)] + arguments + ["--port-file", portFile]
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, path(".\(name).err"), O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { cArgs.forEach { free($0) } }
-        var pid = pid_t()
-        let status = posix_spawnp(&pid, "python3", &actions, nil, cArgs, environ)
-        guard status == 0 else { throw HarnessError("cannot start \(name): \(String(cString: strerror(status)))") }
-        fixtures.append(pid)
-        for _ in 0..<400 {
-            if let text = try? String(contentsOfFile: portFile, encoding: .utf8),
-                let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
-            {
-                return (pid, port)
-            }
-            var wstatus: Int32 = 0
-            if waitpid(pid, &wstatus, WNOHANG) == pid {
-                fixtures.removeAll { $0 == pid }
-                throw HarnessError("\(name) exited at start: \(read(".\(name).err") ?? "")")
-            }
-            usleep(25_000)
-        }
-        throw HarnessError("\(name) wrote no port within 10 s")
-    }
-
-    func stopFixture(_ pid: pid_t) {
-        guard fixtures.contains(pid) else { return }
-        fixtures.removeAll { $0 == pid }
-        kill(pid, SIGKILL)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     }
 
     func ftpEndpoint(port: Int, directory: String, _ extra: [String] = []) -> [String] {

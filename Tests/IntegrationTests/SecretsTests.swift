@@ -6,7 +6,7 @@ import XCTest
     import Glibc
 #endif
 
-/// Issue 6, case 8: an FTP password never shows: not on stdout or stderr of `run` (also with
+/// docs/RELIABILITY.md case 8: an FTP password never shows: not on stdout or stderr of `run` (also with
 /// `PLUGSYNC_CURL_VERBOSE=1`), `show`, `list`, `status`, `log`; not in the definition's log
 /// file, the run history's files (the SQLite bytes); not in `/proc/PID/cmdline` or
 /// `/proc/PID/environ` of plugsync or the hooks it starts while a run goes on against a real

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-/// The second seed's walkthrough on real folders: a first run copies everything; after changes
+/// The design's walkthrough on real folders: a first run copies everything; after changes
 /// on both sides the next run deletes the orphan, copies the missing and the changed files, skips
 /// the rest; the run after that copies nothing.
 final class SeedWalkthroughTests: IntegrationTestCase {
@@ -43,7 +43,7 @@ final class SeedWalkthroughTests: IntegrationTestCase {
         try assertSameTree(src, dst)
         XCTAssertEqual(temporaryFiles(in: dst), [])
 
-        // Changes, as in the seed: an orphan, a missing file, a same-size file with a newer
+        // Changes, as in the walkthrough of the design: an orphan, a missing file, a same-size file with a newer
         // mtime, a file whose size changed, and an entry that changed kind each way.
         try write("dst/orphaned_file.txt", "nobody's\n")
         try write("dst/old-stuff/x.txt", "orphan folder content\n")

@@ -6,7 +6,7 @@ import XCTest
     import Glibc
 #endif
 
-/// Issue 6, case 7: trigger storms. The source changes, then a mount trigger, a schedule trigger
+/// docs/RELIABILITY.md case 7: trigger storms. The source changes, then a mount trigger, a schedule trigger
 /// and a manual `plugsync run` of the same definition fire at once.
 ///
 /// Invariants: no two runs overlap (each run's `before` and `after` hooks append a start and an

@@ -5,7 +5,7 @@ import XCTest
 @testable import PlugSync
 
 final class ConfigTests: XCTestCase {
-    /// DESIGN section 5's example, which is the contract.
+    /// The definitions file example of the design, which is the contract.
     static let designExample = """
         definitions:
           - name: docs-to-usb
@@ -100,7 +100,7 @@ final class ConfigTests: XCTestCase {
         """
     }
 
-    /// Regressions found by the definitions fuzz (issue 6, case 6).
+    /// Regressions found by the definitions fuzz (docs/RELIABILITY.md, case 6).
     func testFuzzFindings() {
         // A NUL in a block scalar made the reader loop, allocating without end.
         assertError(

@@ -23,7 +23,7 @@ final class PlannerTests: XCTestCase {
         plan.actions.map { "\($0.kind) \($0.path) \($0.reason.text(side: "destination"))" }
     }
 
-    /// The second seed's walkthrough: orphan, not found, up to date, older.
+    /// The design's walkthrough: orphan, not found, up to date, older.
     func testSeedWalkthrough() {
         let planner = Planner(type: .mirror, tolerance: 1)
         let plan = planner.plan(

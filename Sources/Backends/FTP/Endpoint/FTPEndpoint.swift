@@ -9,7 +9,7 @@ import SystemSupport
 /// A directory on an FTP or FTPS server, as a source or a destination.
 ///
 /// Times: the server's clock is not the client's. `prepare` measures the difference once per
-/// run (a probe file, as the second seed describes) and every remote time is corrected by it.
+/// run (a probe file uploaded and listed) and every remote time is corrected by it.
 /// MLSD and MDTM give seconds; a LIST time is a window of a minute (or a day for old entries):
 /// `refineTimes` asks MDTM for exactly the files whose comparison such a window leaves
 /// undecided, so a same-size change within the same minute is still seen. Exact times it set or
