@@ -56,6 +56,26 @@ final class LocalEndpointTests: XCTestCase {
 
     /// A drive's endpoint whose root is not on the drive's filesystem any more (pulled, the
     /// bare mount point showing): nothing is created there, and the error says so.
+    /// A source without modes (a server that lists no permissions): a file gets 0666 and a
+    /// folder 0777, less the umask, as a new file here would; not the 0600 of a temporary file.
+    func testACopyWithoutASourceModeGetsTheUmasksMode() throws {
+        let mask = umask(0o027)
+        umask(mask)  // read, then put back as it was
+        FileManager.default.createFile(atPath: root + "/src/f", contents: Data("data".utf8))
+        let source = LocalEndpoint(root: root + "/src")
+        let destination = LocalEndpoint(root: root + "/dst")
+        var entry = source.list(recursive: false, filter: ListingFilter()).entries.first { $0.name == "f" }!
+        entry.mode = nil
+        let file = try source.openForReading("f", entry: entry)
+        try destination.receive("f", from: file, entry: entry, replacing: false) { _ in }
+        file.close()
+        try destination.createDirectory("d")
+        try destination.setFolderAttributes("d", entry: Entry(name: "d", kind: .directory, mtime: entry.mtime))
+        let copied = destination.list(recursive: false, filter: ListingFilter()).entries
+        XCTAssertEqual(copied.first { $0.name == "f" }?.mode, 0o666 & ~UInt32(mask))
+        XCTAssertEqual(copied.first { $0.name == "d" }?.mode, 0o777 & ~UInt32(mask))
+    }
+
     func testAnEndpointOffItsDriveWritesNothingAndThrowsEndpointGone() throws {
         FileManager.default.createFile(atPath: root + "/src/f", contents: Data("data".utf8))
         var st = stat()

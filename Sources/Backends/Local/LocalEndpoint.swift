@@ -52,6 +52,24 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     /// This process's effective user and group, read once.
     static let runningAs = Owner(uid: UInt32(geteuid()), gid: UInt32(getegid()))
 
+    /// The process's umask, read from /proc (calling umask() to read it would change it for a
+    /// moment under the other threads); 022 where it cannot be read.
+    static let umaskBits: UInt32 = {
+        guard let status = Posix.readFile("/proc/self/status", limit: 1 << 16) else { return 0o022 }
+        for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("Umask:") {
+            return UInt32(String(line.dropFirst("Umask:".count).filter { $0 != "\t" && $0 != " " }), radix: 8) ?? 0o022
+        }
+        return 0o022
+    }()
+
+    /// The mode a copy gets: the source's, or where the source has none (a server that lists
+    /// no permissions) what a new file or folder gets here (0666 or 0777 less the umask);
+    /// nil where this filesystem keeps no modes.
+    private func mode(for entry: Entry) -> UInt32? {
+        guard capabilities.keepsModes else { return nil }
+        return entry.mode ?? ((entry.kind == .directory ? 0o777 : 0o666) & ~Self.umaskBits)
+    }
+
     /// - Parameter mountPoint: for a folder on a drive, its mount point: the root is then
     ///   opened beneath it, and a symbolic link on the way there is refused.
     public init(
@@ -648,7 +666,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     }
 
     private func applyMode(fd: Int32, path: FileName, entry: Entry) throws {
-        if capabilities.keepsModes, let mode = entry.mode {
+        if let mode = mode(for: entry) {
             if fchmod(fd, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
         }
     }
@@ -948,7 +966,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             if fd < 0 { throw Self.openErrorOrChanged(display(path), errno: errno) }
             defer { close(fd) }
             let proc = "/proc/self/fd/\(fd)"
-            if capabilities.keepsModes, let mode = entry.mode, chmod(proc, mode_t(mode)) != 0 {
+            if let mode = mode(for: entry), chmod(proc, mode_t(mode)) != 0 {
                 throw SystemError("chmod", path: display(path), errno: errno)
             }
             var times = Self.times(entry.mtime)
@@ -963,7 +981,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     }
 
     private func setAttributes(fd: Int32, path: FileName, entry: Entry) throws {
-        if capabilities.keepsModes, let mode = entry.mode {
+        if let mode = mode(for: entry) {
             if fchmod(fd, mode_t(mode)) != 0 { throw SystemError("chmod", path: display(path), errno: errno) }
         }
         var times = Self.times(entry.mtime)
