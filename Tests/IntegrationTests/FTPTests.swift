@@ -926,24 +926,40 @@ final class FTPTests: IntegrationTestCase {
 
     // MARK: refusals and errors
 
-    func testRefusedClockProbeTellsToSetClockDiff() throws {
+    /// A read-only server: a download goes on without the clock probe (the listed times, the
+    /// last run's difference or none), an upload is refused and told to set clock_diff.
+    func testRefusedClockProbeStopsOnlyAnUpload() throws {
         let server = try start("vsftpd-ro")
         try write("server/pub/a.txt", "a\n", mtime: FileTime(1_700_000_000))
+        try write("src/b.txt", "b\n")
         try chownToServer(server)
         try writeConfig(
             definition("ro", source: ftp(server, directory: "pub"), destination: local(path("dst"))),
             definition(
-                "ro-manual", source: ftp(server, directory: "pub", ["clock_diff: 0"]), destination: local(path("dst2")))
+                "ro-manual", source: ftp(server, directory: "pub", ["clock_diff: 0"]), destination: local(path("dst2"))),
+            definition("up", source: local(path("src")), destination: ftp(server, directory: "pub"))
         )
-        let refused = try run("ro", server)
+        let download = try run("ro", server)
+        assertExit(download, 0)
+        XCTAssertEqual(
+            download.lines.filter { $0.contains("clock probe") }.count, 1, "one line says so\n\(download)")
+        XCTAssertTrue(download.stdout.contains("taken as this computer's"), "\(download)")
+        XCTAssertEqual(read("dst/a.txt"), "a\n")
+        XCTAssertEqual(mtimeSeconds(path("dst/a.txt")), 1_700_000_000)
+        let again = try run("ro", server)
+        assertExit(again, 0)
+        XCTAssertEqual(again.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(again)")
+        XCTAssertTrue(again.stdout.contains("the last run's clock difference stands, 0 seconds"), "\(again)")
+
+        let refused = try run("up", server)
         assertExit(refused, 3)
         assertNoCrash(refused)
         XCTAssertTrue(refused.stderr.contains("clock_diff"), "\(refused)")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: path("dst/a.txt")))
-        // With the difference given by hand, no probe is needed: a read-only server is a fine source.
+        // With the difference given by hand, no probe is needed and nothing is said of one.
         let manual = try run("ro-manual", server)
         assertExit(manual, 0)
-        XCTAssertFalse(manual.lines.contains { $0.hasPrefix("Clock time difference") }, "\(manual)")
+        XCTAssertFalse(
+            manual.lines.contains { $0.hasPrefix("Clock time difference") || $0.contains("clock probe") }, "\(manual)")
         XCTAssertEqual(read("dst2/a.txt"), "a\n")
     }
 

@@ -166,6 +166,20 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             do {
                 try uploadProbe()
             } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                if clockSetting == .auto && !needsTimeSetter {
+                    // A source (a read-only folder or account): every downloaded file gets the
+                    // time the server lists, corrected by the same difference each run, so the
+                    // comparisons stay consistent without a new measurement.
+                    let last = rememberedClock
+                    clockOffset = last?.offset ?? 0
+                    listOffset = last?.listOffset ?? clockOffset
+                    say(
+                        last == nil
+                            ? "The server refused the clock probe's upload (\(error.message)): its clock is taken as this computer's (set clock_diff: <seconds> if it is not)."
+                            : "The server refused the clock probe's upload (\(error.message)): the last run's clock difference stands, \(clockOffset) seconds."
+                    )
+                    return
+                }
                 if clockSetting == .auto {
                     throw ClockProbeRefused(
                         message:
