@@ -68,21 +68,16 @@ final class EndpointConformanceTests: IntegrationTestCase {
     private func check(drive kind: String) throws {
         try requireLoopDrives([kind])
         let drive = try makeLoopDrive("conformance-" + kind, kind: kind, label: "PSCONFORM")
-        // As a run makes it: the mount's filesystem decides the capabilities.
-        let endpoint = EndpointResolver().localEndpoint(drive.mount + "/data", mountPoint: drive.mount)
-        endpoint.isRemovableDrive = true
-        endpoint.fileSync = kind == "ext4" ? .data : .full
-        try check(endpoint, kind + " drive")
-        guard kind != "ext4", let problem = try fsckLoopDrive(drive) else { return }
-        if kind == "fat" {
-            // Open finding, not yet explained: after these checks fsck.vfat finds the folder
-            // made after the 20 MiB file pointing at a free cluster, every time, on fusefat
-            // only (the same calls from a script leave it clean; exFAT and full runs on
-            // fusefat stay clean). Printed, and listed in docs/RELIABILITY.md, until found.
-            print(
-                "conformance: fat drive: fsck after the checks (open finding): \(problem.split(separator: "\n").dropFirst().first ?? "")"
-            )
-        } else {
+        // As a run makes it: the mount's filesystem decides the capabilities. Released before the
+        // unmount, as after a run: a folder descriptor still open would make the unmount lazy,
+        // and fsck would read the drive before the FUSE daemon wrote its last changes.
+        do {
+            let endpoint = EndpointResolver().localEndpoint(drive.mount + "/data", mountPoint: drive.mount)
+            endpoint.isRemovableDrive = true
+            endpoint.fileSync = kind == "ext4" ? .data : .full
+            try check(endpoint, kind + " drive")
+        }
+        if kind != "ext4", let problem = try fsckLoopDrive(drive) {
             XCTFail("\(kind): fsck after the checks:\n\(problem)")
         }
     }
