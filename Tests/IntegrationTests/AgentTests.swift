@@ -248,6 +248,29 @@ final class AgentTests: IntegrationTestCase {
         try waitForAgentLog("reloaded")
     }
 
+    /// The agent follows its definitions file without SIGHUP: `plugsync add` (a rename onto the
+    /// file) and an edit in place are read again; the same bytes written again, or another
+    /// file of the folder, are not; a broken edit keeps the definitions until it is fixed.
+    func testTheAgentFollowsItsDefinitionsFile() throws {
+        try requireRoot("the agent's state folder as root")
+        try write("src/a.txt", "a\n")
+        try writeConfig(definition("first", source: path("src"), destination: path("dst")))
+        try startAgent()
+        let added = try plugsync(
+            "add", "second", "--source", path("src"), "--destination", path("dst2"), "--schedule", "every 1m")
+        assertExit(added, 0)
+        try waitForAgentLog("reloaded \(configPath): 2 definitions", timeout: 5)
+        let text = try XCTUnwrap(read("plugsync.yaml"))
+        try text.write(toFile: configPath, atomically: false, encoding: .utf8)
+        try write("other.yaml", "definitions: []\n")
+        usleep(1_000_000)
+        XCTAssertEqual(agentLog.components(separatedBy: "reloaded").count - 1, 1, agentLog)
+        try (text + "  - name: [broken\n").write(toFile: configPath, atomically: false, encoding: .utf8)
+        try waitForAgentLog("reload failed, keeping the previous 2 definitions", timeout: 5)
+        try text.write(toFile: configPath, atomically: false, encoding: .utf8)
+        try waitForAgentLog("reloaded \(configPath): 2 definitions", count: 2, timeout: 5)
+    }
+
     /// `mount: auto`: the agent mounts a matching drive that nobody mounted, syncs, flushes,
     /// unmounts, and says it is safe to remove.
     func testMountAuto() throws {

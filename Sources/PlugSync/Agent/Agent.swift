@@ -48,6 +48,7 @@ public final class Agent: @unchecked Sendable {
     /// Loads the definitions file (a bad one is an error here: nothing to keep yet).
     public init(configPath: String, stateDirectory: String) throws {
         self.configPath = configPath
+        loadedBytes = Posix.readFile(configPath)
         let file = try DefinitionsFile.load(path: configPath)
         definitions = file.definitions
         for warning in file.warnings { Self.say(warning) }
@@ -78,8 +79,22 @@ public final class Agent: @unchecked Sendable {
         return definitions
     }
 
+    /// The definitions file's bytes as last read (`reloadIfChanged`).
+    private var loadedBytes: [UInt8]?
+
+    /// The file may have changed (`FileWatcher`): read again if its bytes differ from the ones
+    /// last read, so a save that changes nothing (or a touch) does not reschedule.
+    public func reloadIfChanged() {
+        let bytes = Posix.readFile(configPath)
+        if lock.withLock({ bytes == loadedBytes }) { return }
+        say("\(configPath) changed")
+        reload()
+    }
+
     /// SIGHUP: reads the file again; a bad file keeps the old definitions.
     public func reload() {
+        let bytes = Posix.readFile(configPath)
+        lock.withLock { loadedBytes = bytes }
         do {
             let file = try DefinitionsFile.load(path: configPath)
             let fresh = file.definitions
@@ -459,6 +474,16 @@ public enum AgentServices {
         let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
         hangup.setEventHandler { agent.reload() }
         hangup.resume()
+        // The file is followed as it changes: `plugsync add` and editors replace it by a rename.
+        let watcher: FileWatcher?
+        do {
+            watcher = try FileWatcher(path: configPath) { agent.reloadIfChanged() }
+        } catch {
+            watcher = nil
+            Agent.say("cannot follow changes of \(configPath) (\(error)): send SIGHUP after editing it")
+        }
+        watcher?.start()
+        defer { watcher?.stop() }
         Agent.say(
             "started (pid \(getpid()), \(getuid() == 0 ? "system" : "user") mode, definitions \(configPath), \(agent.definitionCount) definitions)"
         )
