@@ -181,14 +181,6 @@ struct Status: ParsableCommand {
 /// What `status` tells of one definition: its last run and its `max_age`, overall and for each
 /// drive its runs used.
 struct DefinitionState {
-    struct DriveState {
-        var drive: DriveIdentity
-        var name: String
-        var last: RunRecord
-        var lastSuccess: RunRecord?
-        var overdue: Double?
-    }
-
     var definition: Definition
     var running: Bool
     var next: Date?
@@ -197,7 +189,7 @@ struct DefinitionState {
     /// Seconds since the last success, when more than `max_age`: for a definition with drives,
     /// the most overdue drive's.
     var overdue: Double?
-    var drives: [DriveState] = []
+    var drives: [DriveStatus]
 
     init(_ d: Definition, history: RunHistory, stateDirectory: String, now: Date) {
         definition = d
@@ -205,22 +197,7 @@ struct DefinitionState {
         next = d.enabled ? d.schedule.nextRun(after: Date()) : nil
         last = history.runs(of: d.name).first
         lastSuccess = history.lastRun(of: d.name, result: "success")
-        let latest = history.drives(of: d.name)
-        // A label shared by several drives gets a part of the UUID (or the serial) beside it.
-        var labels: [String: Int] = [:]
-        for run in latest { labels[run.drive!.name, default: 0] += 1 }
-        for run in latest {
-            let drive = run.drive!
-            var name = drive.name
-            if labels[name, default: 0] > 1, let other = drive.uuid ?? drive.serial ?? drive.device, other != name {
-                name += " [" + String(other.prefix(9)) + "]"
-            }
-            drives.append(
-                DriveState(
-                    drive: drive, name: name, last: run,
-                    lastSuccess: history.lastRun(of: d.name, result: "success", drive: drive.key),
-                    overdue: Overdue.age(of: d, drive: drive.key, history: history, now: now)))
-        }
+        drives = DriveStatus.all(of: d, history: history, now: now)
         overdue =
             drives.isEmpty
             ? Overdue.age(of: d, history: history, now: now) : drives.compactMap(\.overdue).max()

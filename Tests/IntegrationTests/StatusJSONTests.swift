@@ -315,6 +315,25 @@ final class StatusJSONTests: IntegrationTestCase {
 
     // MARK: drive rotation
 
+    struct Sample: Decodable {
+        var name: String
+        var labels: [String: String]
+        var value: Double
+    }
+
+    /// The metrics file's samples as prometheus_client's text parser reads them.
+    func prometheusSamples(_ file: String) throws -> [Sample] {
+        let script = """
+            import json, sys
+            from prometheus_client.parser import text_string_to_metric_families
+            print(json.dumps([{"name": s.name, "labels": s.labels, "value": s.value}
+                for family in text_string_to_metric_families(open(sys.argv[1]).read()) for s in family.samples]))
+            """
+        try write("parse.py", script)
+        let output = try shell("python3 \(quote(path("parse.py"))) \(quote(file))")
+        return try JSONDecoder().decode([Sample].self, from: Data(output.utf8))
+    }
+
     /// Two drives with the same label under one definition: each keeps its last run, `status`
     /// shows a row for each, and `max_age` holds for each drive on its own.
     func testTwoDrivesRotateUnderOneDefinition() throws {
@@ -337,11 +356,12 @@ final class StatusJSONTests: IntegrationTestCase {
         }
         XCTAssertNotEqual(drives[0].uuid, drives[1].uuid)
         try write("src/a.txt", "a\n")
-        try writeConfig(
-            [
-                "  - name: offsite", "    max_age: 7d", "    source:", "      local: '\(path("src"))'",
-                "    destination:", "      device:", "        label: \(label)", "        directory: backup",
-            ].joined(separator: "\n") + "\n")
+        let metrics = path("plugsync.prom")
+        try [
+            "settings:", "  metrics_file: '\(metrics)'", "definitions:", "  - name: offsite", "    max_age: 7d",
+            "    source:", "      local: '\(path("src"))'", "    destination:", "      device:",
+            "        label: \(label)", "        directory: backup", "",
+        ].joined(separator: "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
         let now = Date().timeIntervalSince1970
 
         // Drive A, 20 days ago; then drive B, now.
@@ -364,8 +384,8 @@ final class StatusJSONTests: IntegrationTestCase {
         assertExit(status, 0)
         let rows = status.lines.filter { $0.hasPrefix("offsite ") }
         XCTAssertEqual(rows.count, 2, "\(status)")
-        let nameA = "\(label) [\(drives[0].uuid.prefix(9))]"
-        let nameB = "\(label) [\(drives[1].uuid.prefix(9))]"
+        let nameA = "\(label) [\(drives[0].uuid.prefix(8))]"
+        let nameB = "\(label) [\(drives[1].uuid.prefix(8))]"
         XCTAssertTrue(rows[0].hasPrefix("offsite \(nameB) ") && rows[0].hasSuffix(" ok"), "\(status)")
         XCTAssertTrue(rows[0].contains(" manual success 1 0 0 "), "\(status)")
         XCTAssertTrue(rows[1].hasPrefix("offsite \(nameA) ") && rows[1].hasSuffix(" OVERDUE 20 days"), "\(status)")
@@ -390,6 +410,19 @@ final class StatusJSONTests: IntegrationTestCase {
         let days = laterDrives.map { Int((number($0["overdue_seconds"]) ?? 0) / 86400) }
         XCTAssertEqual(days, [10, 30], "\(later)")
 
+        // The metrics file: the definition is overdue, and each drive has its own series.
+        if hasTool("python3"), (try? shell("python3 -c 'import prometheus_client'")) != nil {
+            let overdue = try prometheusSamples(metrics).filter { $0.name == "plugsync_overdue" }
+            XCTAssertEqual(overdue.first { $0.labels == ["definition": "offsite"] }?.value, 1, "\(overdue)")
+            XCTAssertEqual(
+                overdue.first { $0.labels == ["definition": "offsite", "drive": nameA] }?.value, 1, "\(overdue)")
+            XCTAssertEqual(
+                overdue.first { $0.labels == ["definition": "offsite", "drive": nameB] }?.value, 0, "\(overdue)")
+        } else {
+            let text = read("plugsync.prom") ?? ""
+            XCTAssertTrue(text.contains("drive=\"\(nameA)\"} 1"), text)
+        }
+
         // The history names each run's drive.
         let history = try plugsync("status", "offsite")
         XCTAssertTrue(history.lines[1].contains(" manual \(nameB) success "), "\(history)")
@@ -403,5 +436,20 @@ final class StatusJSONTests: IntegrationTestCase {
         XCTAssertEqual(absentRows.count, 3, "\(absent)")
         XCTAssertTrue(absentRows[0].hasPrefix("offsite - ") && absentRows[0].contains(" refused "), "\(absent)")
         XCTAssertTrue(absentRows[1].hasPrefix("offsite \(nameB) ") && absentRows[1].hasSuffix(" ok"), "\(absent)")
+
+        // The agent's overdue check names the drive that is late, and only that one.
+        let agent = try startPlugsync(["agent", "--config", configPath])
+        defer {
+            if agent.process.isRunning {
+                kill(agent.process.processIdentifier, SIGTERM)
+                agent.process.waitUntilExit()
+            }
+        }
+        func log() -> String { (try? String(contentsOfFile: agent.errPath, encoding: .utf8)) ?? "" }
+        for _ in 0..<500 where !log().contains("offsite: OVERDUE") && agent.process.isRunning { usleep(20_000) }
+        usleep(200_000)
+        XCTAssertTrue(
+            log().contains("offsite: OVERDUE 20 days: \(nameA) last backed up 20 days ago (max_age 7d)"), log())
+        XCTAssertEqual(log().components(separatedBy: "offsite: OVERDUE").count - 1, 1, log())
     }
 }
