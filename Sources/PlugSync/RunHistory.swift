@@ -101,9 +101,14 @@ public final class RunHistory {
             """)
         try execute("CREATE INDEX IF NOT EXISTS runs_by_definition ON runs(definition, started)")
         // The drive of each run, added to histories written before: their runs have none.
+        // Another plugsync may add them at the same moment: only a column still missing is an error.
         let present = Set(strings("PRAGMA table_info(runs)", column: 1))
         for column in Self.driveColumns where !present.contains(column) {
-            try execute("ALTER TABLE runs ADD COLUMN \(column) TEXT")
+            do {
+                try execute("ALTER TABLE runs ADD COLUMN \(column) TEXT")
+            } catch {
+                if !strings("PRAGMA table_info(runs)", column: 1).contains(column) { throw error }
+            }
         }
         try execute("CREATE INDEX IF NOT EXISTS runs_by_drive ON runs(definition, drive_key, started)")
     }
