@@ -451,5 +451,19 @@ final class StatusJSONTests: IntegrationTestCase {
         XCTAssertTrue(
             log().contains("offsite: OVERDUE 20 days: \(nameA) last backed up 20 days ago (max_age 7d)"), log())
         XCTAssertEqual(log().components(separatedBy: "offsite: OVERDUE").count - 1, 1, log())
+
+        // Drive A plugged in again: the agent's run records it, and it is on time again.
+        try shell("mount \(drives[0].device) \(quote(drives[0].mount))")
+        for _ in 0..<500 where !log().contains("offsite: Done: 0 copied") && agent.process.isRunning {
+            usleep(20_000)
+        }
+        XCTAssertTrue(log().contains("offsite: Done: 0 copied"), log())
+        let back = object(try plugsync("status", "--json"))
+        let returned = ((back["definitions"] as? [[String: Any]])?.first?["drives"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(
+            returned.map { ($0["drive"] as? [String: Any])?["uuid"] as? String }, [drives[0].uuid, drives[1].uuid],
+            "\(back)")
+        XCTAssertEqual((returned.first?["last_run"] as? [String: Any])?["trigger"] as? String, "mount", "\(back)")
+        XCTAssertEqual(returned.map { boolean($0["overdue"]) }, [false, false], "\(back)")
     }
 }
