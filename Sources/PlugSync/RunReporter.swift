@@ -95,7 +95,8 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
     /// something else (`run --json`).
     private let output: Int32
     /// The failed entries so far, the first `failureLimit` of them.
-    public private(set) var failures: [FailedEntry] = []
+    public var failures: [FailedEntry] { lock.withLock { failed } }
+    private var failed: [FailedEntry] = []
     public static let failureLimit = 1000
 
     struct Progress {
@@ -184,8 +185,8 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
         switch ActionFormatter.lineKind(for: action, outcome: outcome) {
         case .failure:
             emitError(formatter.line(for: action, outcome: outcome))
-            if failures.count < Self.failureLimit {
-                failures.append(
+            if failed.count < Self.failureLimit {
+                failed.append(
                     FailedEntry(path: action.path.description, reason: formatter.reason(for: action, outcome: outcome)))
             }
         case .change:

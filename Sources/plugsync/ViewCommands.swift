@@ -116,7 +116,9 @@ struct Status: ParsableCommand {
             """)
     @OptionGroup var options: ConfigOptions
     @Argument(help: "A definition: show its last runs.") var name: String?
-    @Option(name: [.customShort("n"), .customLong("runs")], help: "With a name: how many runs to show.")
+    @Option(
+        name: [.customShort("n"), .customLong("runs")],
+        help: ArgumentHelp("With a name: how many runs to show.", valueName: "N"))
     var count = 10
     @Flag(help: "Print the result as one JSON object.") var json = false
 
