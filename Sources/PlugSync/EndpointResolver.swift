@@ -18,6 +18,8 @@ public struct ResolvedEndpoint {
     public var drive: String?
     /// For a device: its mount point.
     public var mountPoint: String?
+    /// For a device: the drive's identity, for the run history.
+    public var driveIdentity: DriveIdentity?
 }
 
 /// Turns an `EndpointSpec` into a working endpoint: a device into its mount point, a File Check
@@ -103,7 +105,8 @@ public struct EndpointResolver {
             let fsType = MountTable.mount(containing: realPath(root), in: mounts)?.fsType ?? ""
             endpoint.fileSync = ["ext3", "ext4", "xfs", "btrfs"].contains(fsType) ? .data : .full
             return ResolvedEndpoint(
-                endpoint: endpoint, root: root, excluded: excluded, drive: drive, mountPoint: mountPoint)
+                endpoint: endpoint, root: root, excluded: excluded, drive: drive, mountPoint: mountPoint,
+                driveIdentity: identity(ofMountAt: mountPoint))
         case .server(let server):
             return try server.resolve(fileCheck: spec.fileCheck, role: role, connections: connections)
         }
@@ -197,6 +200,19 @@ public struct EndpointResolver {
         if let uuid = block.uuid { parts.append("uuid \(uuid)") }
         if let serial = block.serial { parts.append("serial \(serial)") }
         return parts.isEmpty ? "no identity" : parts.joined(separator: ", ")
+    }
+
+    /// The identity of the drive mounted at `mountPoint` (the mount seen there), as udev
+    /// describes it; a mount udev knows nothing of is named by its source.
+    func identity(ofMountAt mountPoint: String) -> DriveIdentity? {
+        guard let entry = mounts.last(where: { $0.mountPoint == mountPoint }) else { return nil }
+        if entry.major != 0 || entry.minor != 0,
+            let block = devices.first(where: { $0.major == entry.major && $0.minor == entry.minor }),
+            block.label != nil || block.uuid != nil || block.serial != nil
+        {
+            return DriveIdentity(label: block.label, uuid: block.uuid, serial: block.serial, device: block.devnode)
+        }
+        return DriveIdentity(device: entry.source)
     }
 
     static func couldBeDrive(_ mount: MountEntry) -> Bool {

@@ -20,9 +20,24 @@ public enum MetricsFile {
         }
         for definition in definitions {
             let label = [("definition", definition.name)]
-            let overdue = Overdue.age(of: definition, history: history, now: now) != nil
+            // With drives in rotation: overdue when one of them is, and a series per drive besides.
+            let overdue = !Overdue.late(definition, history: history, now: now).isEmpty
             gauge(
                 "plugsync_overdue", "1 when the last successful run is older than max_age", label, overdue ? 1 : 0)
+            for drive in DriveStatus.all(of: definition, history: history, now: now) {
+                let labels = label + [("drive", drive.name)]
+                gauge(
+                    "plugsync_overdue", "1 when the last successful run is older than max_age", labels,
+                    drive.overdue != nil ? 1 : 0)
+                gauge(
+                    "plugsync_last_run_timestamp_seconds", "When the last run ended", labels,
+                    drive.last.ended.timeIntervalSince1970)
+                if let success = drive.lastSuccess {
+                    gauge(
+                        "plugsync_last_success_timestamp_seconds", "When the last successful run ended", labels,
+                        success.ended.timeIntervalSince1970)
+                }
+            }
             if let success = history.lastRun(of: definition.name, result: "success") {
                 gauge(
                     "plugsync_last_success_timestamp_seconds", "When the last successful run ended", label,

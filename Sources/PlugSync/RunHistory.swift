@@ -1,13 +1,41 @@
 import CSQLite
 import FoundationEssentials
 
+/// The drive a run used: its identity as udev told it when the run began.
+public struct DriveIdentity: Sendable, Hashable {
+    public var label: String?
+    public var uuid: String?
+    public var serial: String?
+    /// The device node (`/dev/sdb1`) or, for a mount udev knows nothing of, the mount's source.
+    public var device: String?
+
+    public init(label: String? = nil, uuid: String? = nil, serial: String? = nil, device: String? = nil) {
+        self.label = label
+        self.uuid = uuid
+        self.serial = serial
+        self.device = device
+    }
+
+    /// What tells this drive from the others a definition rotates through: the filesystem's
+    /// UUID, else the serial number, else the label, else the device.
+    public var key: String {
+        if let uuid { return "uuid:" + uuid.lowercased() }
+        if let serial { return "serial:" + serial }
+        if let label { return "label:" + label }
+        return "device:" + (device ?? "")
+    }
+
+    /// A short name for tables: the label, else the UUID, the serial or the device.
+    public var name: String { label ?? uuid ?? serial ?? device ?? "-" }
+}
+
 /// One finished run, as `status` shows it.
 public struct RunRecord: Sendable, Equatable {
     public var definition: String
     public var trigger: String
     public var started: Date
     public var seconds: Double
-    /// "success", "failures", "refused" or "error".
+    /// "success", "failures", "refused", "error" or "stopped".
     public var result: String
     public var transferred: Int
     public var deleted: Int
@@ -15,10 +43,14 @@ public struct RunRecord: Sendable, Equatable {
     public var failed: Int
     public var bytes: Int64
     public var message: String
+    /// The drive the run used (a device endpoint), nil for a run without one and for runs
+    /// recorded before drives were.
+    public var drive: DriveIdentity?
 
     public init(
         definition: String, trigger: String, started: Date, seconds: Double, result: String, transferred: Int = 0,
-        deleted: Int = 0, skipped: Int = 0, failed: Int = 0, bytes: Int64 = 0, message: String = ""
+        deleted: Int = 0, skipped: Int = 0, failed: Int = 0, bytes: Int64 = 0, message: String = "",
+        drive: DriveIdentity? = nil
     ) {
         self.definition = definition
         self.trigger = trigger
@@ -31,7 +63,11 @@ public struct RunRecord: Sendable, Equatable {
         self.failed = failed
         self.bytes = bytes
         self.message = message
+        self.drive = drive
     }
+
+    /// When the run ended.
+    public var ended: Date { started.addingTimeInterval(seconds) }
 }
 
 /// Every run, in SQLite (`<state>/history.sqlite`), through the system library.
@@ -64,6 +100,34 @@ public final class RunHistory {
               failed INTEGER NOT NULL, bytes INTEGER NOT NULL, message TEXT NOT NULL)
             """)
         try execute("CREATE INDEX IF NOT EXISTS runs_by_definition ON runs(definition, started)")
+        // The drive of each run, added to histories written before: their runs have none.
+        // Another plugsync may add them at the same moment: only a column still missing is an error.
+        let present = Set(strings("PRAGMA table_info(runs)", column: 1))
+        for column in Self.driveColumns where !present.contains(column) {
+            do {
+                try execute("ALTER TABLE runs ADD COLUMN \(column) TEXT")
+            } catch {
+                if !strings("PRAGMA table_info(runs)", column: 1).contains(column) { throw error }
+            }
+        }
+        try execute("CREATE INDEX IF NOT EXISTS runs_by_drive ON runs(definition, drive_key, started)")
+    }
+
+    static let driveColumns = ["drive_key", "drive_label", "drive_uuid", "drive_serial", "drive_device"]
+    static let columns =
+        "definition, trigger, started, seconds, result, transferred, deleted, skipped, failed, bytes, message, "
+        + driveColumns.joined(separator: ", ")
+
+    /// One text column of every row a statement without parameters gives.
+    private func strings(_ sql: String, column: Int32) -> [String] {
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else { return [] }
+        defer { sqlite3_finalize(statement) }
+        var values: [String] = []
+        while sqlite3_step(statement) == SQLITE_ROW {
+            if let text = sqlite3_column_text(statement, column) { values.append(String(cString: text)) }
+        }
+        return values
     }
 
     deinit { sqlite3_close(db) }
@@ -81,8 +145,7 @@ public final class RunHistory {
 
     public func record(_ run: RunRecord) throws {
         var statement: OpaquePointer?
-        let sql =
-            "INSERT INTO runs (definition, trigger, started, seconds, result, transferred, deleted, skipped, failed, bytes, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        let sql = "INSERT INTO runs (\(Self.columns)) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
         guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else {
             throw UsageError("run history \(path): \(String(cString: sqlite3_errmsg(db)))")
         }
@@ -98,55 +161,101 @@ public final class RunHistory {
         sqlite3_bind_int64(statement, 9, Int64(run.failed))
         sqlite3_bind_int64(statement, 10, run.bytes)
         sqlite3_bind_text(statement, 11, run.message, -1, Self.transient)
+        let drive = run.drive
+        for (index, value) in [drive?.key, drive?.label, drive?.uuid, drive?.serial, drive?.device].enumerated() {
+            let position = Int32(12 + index)
+            if let value {
+                sqlite3_bind_text(statement, position, value, -1, Self.transient)
+            } else {
+                sqlite3_bind_null(statement, position)
+            }
+        }
         guard sqlite3_step(statement) == SQLITE_DONE else {
             throw UsageError("run history \(path): \(String(cString: sqlite3_errmsg(db)))")
         }
     }
 
-    /// The most recent runs of a definition, newest first.
-    public func runs(of definition: String, limit: Int = 1) -> [RunRecord] {
-        query("WHERE definition = ? ORDER BY started DESC, id DESC LIMIT ?", definition, limit)
+    /// The most recent runs of a definition (on one drive, given its `key`), newest first.
+    public func runs(of definition: String, limit: Int = 1, drive: String? = nil) -> [RunRecord] {
+        if let drive {
+            return query(
+                "WHERE definition = ? AND drive_key = ? ORDER BY started DESC, id DESC LIMIT ?",
+                [.text(definition), .text(drive), .integer(limit)])
+        }
+        return query(
+            "WHERE definition = ? ORDER BY started DESC, id DESC LIMIT ?", [.text(definition), .integer(limit)])
     }
 
-    /// The newest run of a definition that ended with `result` (e.g. "success").
-    public func lastRun(of definition: String, result: String) -> RunRecord? {
+    /// The newest run of a definition (on one drive, given its `key`) that ended with `result`
+    /// (e.g. "success").
+    public func lastRun(of definition: String, result: String, drive: String? = nil) -> RunRecord? {
+        if let drive {
+            return query(
+                "WHERE definition = ? AND result = ? AND drive_key = ? ORDER BY started DESC, id DESC LIMIT 1",
+                [.text(definition), .text(result), .text(drive)]
+            ).first
+        }
+        return query(
+            "WHERE definition = ? AND result = ? ORDER BY started DESC, id DESC LIMIT 1",
+            [.text(definition), .text(result)]
+        ).first
+    }
+
+    /// The oldest run of a definition (on one drive, given its `key`), whatever its result.
+    public func firstRun(of definition: String, drive: String? = nil) -> RunRecord? {
+        if let drive {
+            return query(
+                "WHERE definition = ? AND drive_key = ? ORDER BY started ASC, id ASC LIMIT 1",
+                [.text(definition), .text(drive)]
+            ).first
+        }
+        return query("WHERE definition = ? ORDER BY started ASC, id ASC LIMIT 1", [.text(definition)]).first
+    }
+
+    /// Every drive a definition's runs used, each with its latest run, the most recent first.
+    public func drives(of definition: String) -> [RunRecord] {
+        // SQLite takes the other columns from the row with the largest `started`.
         query(
-            "WHERE definition = ? AND result = ? ORDER BY started DESC, id DESC LIMIT ?", definition, 1, result: result
-        )
-        .first
+            "WHERE definition = ? AND drive_key IS NOT NULL GROUP BY drive_key ORDER BY MAX(started) DESC",
+            [.text(definition)], select: "MAX(started), id")
     }
 
-    /// The oldest run of a definition, whatever its result.
-    public func firstRun(of definition: String) -> RunRecord? {
-        query("WHERE definition = ? ORDER BY started ASC, id ASC LIMIT ?", definition, 1).first
+    private enum Value {
+        case text(String)
+        case integer(Int)
     }
 
-    private func query(_ clause: String, _ definition: String, _ limit: Int, result: String? = nil) -> [RunRecord] {
+    private func query(_ clause: String, _ values: [Value], select extra: String? = nil) -> [RunRecord] {
         var statement: OpaquePointer?
-        let sql =
-            "SELECT definition, trigger, started, seconds, result, transferred, deleted, skipped, failed, bytes, message FROM runs "
-            + clause
+        let sql = "SELECT \(Self.columns)\(extra.map { ", " + $0 } ?? "") FROM runs " + clause
         guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else { return [] }
         defer { sqlite3_finalize(statement) }
-        sqlite3_bind_text(statement, 1, definition, -1, Self.transient)
-        if let result {
-            sqlite3_bind_text(statement, 2, result, -1, Self.transient)
-            sqlite3_bind_int64(statement, 3, Int64(limit))
-        } else {
-            sqlite3_bind_int64(statement, 2, Int64(limit))
+        for (index, value) in values.enumerated() {
+            switch value {
+            case .text(let text): sqlite3_bind_text(statement, Int32(index + 1), text, -1, Self.transient)
+            case .integer(let number): sqlite3_bind_int64(statement, Int32(index + 1), Int64(number))
+            }
         }
         var records: [RunRecord] = []
         while sqlite3_step(statement) == SQLITE_ROW {
             func text(_ column: Int32) -> String {
                 sqlite3_column_text(statement, column).map { String(cString: $0) } ?? ""
             }
+            func optional(_ column: Int32) -> String? {
+                sqlite3_column_text(statement, column).map { String(cString: $0) }
+            }
             func int(_ column: Int32) -> Int { Int(sqlite3_column_int64(statement, column)) }
+            let drive =
+                optional(11) == nil
+                ? nil
+                : DriveIdentity(label: optional(12), uuid: optional(13), serial: optional(14), device: optional(15))
             records.append(
                 RunRecord(
                     definition: text(0), trigger: text(1),
                     started: Date(timeIntervalSince1970: sqlite3_column_double(statement, 2)),
                     seconds: sqlite3_column_double(statement, 3), result: text(4), transferred: int(5), deleted: int(6),
-                    skipped: int(7), failed: int(8), bytes: sqlite3_column_int64(statement, 9), message: text(10)))
+                    skipped: int(7), failed: int(8), bytes: sqlite3_column_int64(statement, 9), message: text(10),
+                    drive: drive))
         }
         return records
     }

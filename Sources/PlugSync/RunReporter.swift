@@ -73,6 +73,12 @@ public enum Verbosity: Int, Sendable, Comparable {
     public static func < (a: Verbosity, b: Verbosity) -> Bool { a.rawValue < b.rawValue }
 }
 
+/// An entry that failed in a run: its path and why.
+public struct FailedEntry: Sendable, Equatable {
+    public var path: String
+    public var reason: String
+}
+
 /// Receives a run's events and writes them: action lines to standard output, failures and
 /// errors to standard error (even when quiet), the same lines with timestamps to the log file,
 /// and a progress bar on a terminal. Lines for entries left as they are (up to date) only go to
@@ -85,6 +91,13 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
     private let logFull: Bool
     private var out: [UInt8] = []
     private var progress: Progress?
+    /// Where the report's lines go: 1 (standard output), or 2 when standard output is kept for
+    /// something else (`run --json`).
+    private let output: Int32
+    /// The failed entries so far, the first `failureLimit` of them.
+    public var failures: [FailedEntry] { lock.withLock { failed } }
+    private var failed: [FailedEntry] = []
+    public static let failureLimit = 1000
 
     struct Progress {
         var totalFiles: Int
@@ -96,7 +109,8 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
         var shown = false
     }
 
-    public init(terminal: Verbosity, log: LogFile?, logLevel: LogLevel = .normal) {
+    public init(terminal: Verbosity, log: LogFile?, logLevel: LogLevel = .normal, output: Int32 = 1) {
+        self.output = output
         self.terminal = terminal
         self.log = log
         self.logFull = logLevel == .full
@@ -107,7 +121,7 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
     public func begin(formatter: ActionFormatter, files: Int, bytes: Int64) {
         lock.lock()
         self.formatter = formatter
-        if terminal > .quiet && isatty(1) == 1 && isatty(2) == 1 {
+        if terminal > .quiet && isatty(output) == 1 && isatty(2) == 1 {
             progress = Progress(totalFiles: files, totalBytes: bytes)
         }
         lock.unlock()
@@ -171,6 +185,10 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
         switch ActionFormatter.lineKind(for: action, outcome: outcome) {
         case .failure:
             emitError(formatter.line(for: action, outcome: outcome))
+            if failed.count < Self.failureLimit {
+                failed.append(
+                    FailedEntry(path: action.path.description, reason: formatter.reason(for: action, outcome: outcome)))
+            }
         case .change:
             emit(formatter.line(for: action, outcome: outcome))
         case .unchanged:
@@ -267,7 +285,7 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
 
     private func flushOut() {
         if out.isEmpty { return }
-        writeAll(1, out)
+        writeAll(output, out)
         out.removeAll(keepingCapacity: true)
     }
 

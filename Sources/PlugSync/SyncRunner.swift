@@ -23,6 +23,9 @@ public struct RunOptions: Sendable {
     public var cancellation: Cancellation?
     /// The drive whose mount started this run (the agent): that side uses it.
     public var drive: MatchedDrive?
+    /// The report's lines go to standard error instead of standard output (`run --json`
+    /// keeps standard output for its JSON).
+    public var reportToStandardError = false
 
     public init() {}
 }
@@ -73,9 +76,18 @@ public struct RunOutcome: Sendable {
     public var message: String
     /// The summary line (`Done: …`).
     public var summary: String
+    /// When the run began (moved by `PLUGSYNC_NOW`, as recorded) and how long it took.
+    public var started = Date()
+    public var seconds = 0.0
+    /// The drive the run used, when an endpoint is a device and it was found.
+    public var drive: DriveIdentity?
+    /// The entries that failed, in the order they did (at most `RunReporter.failureLimit`).
+    public var failures: [FailedEntry] = []
 
     /// The exit code for this outcome (README, "Command line").
-    public var exitCode: Int32 {
+    public var exitCode: Int32 { Self.exitCode(for: status) }
+
+    public static func exitCode(for status: Status) -> Int32 {
         switch status {
         case .success: return 0
         case .failures: return 1
@@ -148,7 +160,9 @@ public final class SyncRunner {
         if let path = definition.logFile {
             do { log = try LogFile(path: path) } catch { logError = "\(error)" }
         }
-        let reporter = RunReporter(terminal: options.verbosity, log: log, logLevel: definition.logLevel)
+        let reporter = RunReporter(
+            terminal: options.verbosity, log: log, logLevel: definition.logLevel,
+            output: options.reportToStandardError ? 2 : 1)
         if let logError { printError("warning: \(logError)") }
         let lock: DefinitionLock
         do {
@@ -173,12 +187,14 @@ public final class SyncRunner {
             return outcome
         }
         let outcome: RunOutcome
+        let found = FoundDrive()
         do {
             // A server's error a step did not translate for its side (source, destination) still
             // gets the login's translation: a lost server refuses the run (exit 3), one line.
             let statistics: SyncStatistics
             do {
-                statistics = try execute(definition, options: options, reporter: reporter, started: started)
+                statistics = try execute(
+                    definition, options: options, reporter: reporter, started: started, found: found)
             } catch {
                 throw ServerKind.translate(error, role: definition.source.location.isRemote ? "source" : "destination")
             }
@@ -200,16 +216,20 @@ public final class SyncRunner {
                 status = .refused
                 message = "Dry run: the real run would be refused: \(refusal)"
             }
-            outcome = finish(definition, options, reporter, status, statistics, message, started: started)
+            outcome = finish(
+                definition, options, reporter, status, statistics, message, started: started, drive: found.identity)
         } catch let error as PreconditionError {
             outcome = finish(
-                definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
+                definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started,
+                drive: found.identity)
         } catch let error as ClockProbeRefused {
             return finish(
-                definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started)
+                definition, options, reporter, .refused, SyncStatistics(), "Refused: \(error)", started: started,
+                drive: found.identity)
         } catch {
             outcome = finish(
-                definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started)
+                definition, options, reporter, .error, SyncStatistics(), "Error: \(error)", started: started,
+                drive: found.identity)
         }
         hooks.after(outcome, reporter)
         reporter.flush()  // the hooks' lines come after the summary
@@ -249,9 +269,14 @@ public final class SyncRunner {
         return text.firstRange(of: Array("ftp".utf8)) != nil
     }
 
-    private func execute(_ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date) throws
-        -> SyncStatistics
-    {
+    /// The drive a run found, once its endpoints are resolved.
+    final class FoundDrive: @unchecked Sendable {
+        var identity: DriveIdentity?
+    }
+
+    private func execute(
+        _ definition: Definition, options: RunOptions, reporter: RunReporter, started: Date, found: FoundDrive
+    ) throws -> SyncStatistics {
         reporter.phase("start")
         let resolver = self.resolver()
         let connections = definition.parallel ?? 4
@@ -299,6 +324,8 @@ public final class SyncRunner {
         // The source's error first, as when the two are resolved one after the other.
         let source = try sourceResult!.get()
         let destination = try destinationResult!.get()
+        // The drive the history keeps: the destination's when both sides are drives.
+        found.identity = destination.driveIdentity ?? source.driveIdentity
         if let drive = source.drive {
             reporter.say("Source drive \(drive) mounted at \(source.mountPoint ?? source.root)")
         }
@@ -333,9 +360,11 @@ public final class SyncRunner {
 
     private func finish(
         _ definition: Definition, _ options: RunOptions, _ reporter: RunReporter, _ status: RunOutcome.Status,
-        _ statistics: SyncStatistics, _ message: String, started: Date
+        _ statistics: SyncStatistics, _ message: String, started: Date, drive: DriveIdentity? = nil
     ) -> RunOutcome {
         let seconds = Date().timeIntervalSince(started)
+        let recordedStart = started.addingTimeInterval(FeedbackClock.offset())
+
         if !message.isEmpty {
             reporter.logOnly(message)
             reporter.flush()
@@ -346,9 +375,10 @@ public final class SyncRunner {
         reporter.flush()
         if !options.dryRun {
             let record = RunRecord(
-                definition: definition.name, trigger: options.trigger, started: started, seconds: seconds,
+                definition: definition.name, trigger: options.trigger, started: recordedStart, seconds: seconds,
                 result: status.rawValue, transferred: statistics.transferred, deleted: statistics.deleted,
-                skipped: statistics.skipped, failed: statistics.failed, bytes: statistics.bytes, message: message)
+                skipped: statistics.skipped, failed: statistics.failed, bytes: statistics.bytes, message: message,
+                drive: drive)
             Posix.releaseFreeMemory()
             do {
                 try historyLock.withLock {
@@ -359,7 +389,8 @@ public final class SyncRunner {
             if PhaseTimer.enabled { printError("timing: history, " + Posix.memoryStatus()) }
         }
         return RunOutcome(
-            name: definition.name, status: status, statistics: statistics, message: message, summary: summary)
+            name: definition.name, status: status, statistics: statistics, message: message, summary: summary,
+            started: recordedStart, seconds: seconds, drive: drive, failures: reporter.failures)
     }
 
     /// `Done: 12 copied (1.2 MiB), 1 folder created, 1 deleted, 100 skipped, 0 failed in 0.52 s (2.3 MiB/s)`;

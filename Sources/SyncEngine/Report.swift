@@ -134,22 +134,28 @@ public struct ActionFormatter: Sendable {
         switch (outcome, action.kind, action.reason) {
         case (.done, .skip, .upToDate), (.planned, .skip, .upToDate):
             return skipPrefix + path  // the common line of a no-op run, made once
+        case (.failed, _, .namesDifferInCase), (.planned, _, .namesDifferInCase), (.failed, _, _):
+            return Self.format(verb: "Failed", reason: reason(for: action, outcome: outcome), path: path)
+        case (.stopped, _, _):
+            return Self.format(verb: "Not done", reason: reason(for: action, outcome: outcome), path: path)
+        default:
+            return Self.format(
+                verb: verb(for: action, outcome: outcome), reason: reason(for: action, outcome: outcome), path: path)
+        }
+    }
+
+    /// The words between the parentheses of the action's line: why it was done, or why it failed.
+    public func reason(for action: Action, outcome: Outcome) -> String {
+        switch (outcome, action.kind, action.reason) {
         case (.failed, _, .namesDifferInCase), (.planned, _, .namesDifferInCase):
             // `destination` is the entry synchronized under the other spelling.
             let kept = action.destination?.name.description ?? "another"
-            let name = action.source?.name.description ?? path
-            return Self.format(
-                verb: "Failed",
-                reason: "the \(side) cannot hold both \(kept) and \(name): names differ only in case", path: path)
-        case (.failed(let message), _, _):
-            return Self.format(verb: "Failed", reason: action.reason.text(side: side) + "; " + message, path: path)
-        case (.kept(let message), _, _):
-            return Self.format(verb: verb(for: action, outcome: outcome), reason: message, path: path)
-        case (.stopped, _, _):
-            return Self.format(verb: "Not done", reason: "the run was stopped before it", path: path)
-        default:
-            return Self.format(
-                verb: verb(for: action, outcome: outcome), reason: action.reason.text(side: side), path: path)
+            let name = action.source?.name.description ?? action.path.description
+            return "the \(side) cannot hold both \(kept) and \(name): names differ only in case"
+        case (.failed(let message), _, _): return action.reason.text(side: side) + "; " + message
+        case (.kept(let message), _, _): return message
+        case (.stopped, _, _): return "the run was stopped before it"
+        default: return action.reason.text(side: side)
         }
     }
 

@@ -26,6 +26,12 @@ struct Run: ParsableCommand {
         name: .shortAndLong,
         help: "Print the full report: a line for every entry, also those already up to date.")
     var verbose = false
+    @Flag(
+        help: """
+            Print one JSON object per definition on standard output (result, counts, bytes, duration, \
+            exit code, failed entries); the report's lines go to standard error.
+            """)
+    var json = false
 
     func validate() throws {
         let chosen = (names.isEmpty ? 0 : 1) + (group == nil ? 0 : 1) + (all ? 1 : 0)
@@ -47,10 +53,15 @@ struct Run: ParsableCommand {
             runOptions.forceDelete = forceDelete
             runOptions.verbosity = quiet ? .quiet : verbose ? .verbose : .normal
             runOptions.cancellation = signals.cancellation
+            runOptions.reportToStandardError = json
             var outcomes: [RunOutcome] = []
             for definition in definitions {
                 let outcome = runner.run(definition, options: runOptions)
-                if quiet { print("\(outcome.name): \(outcome.summary)") }
+                if quiet {
+                    let line = "\(outcome.name): \(outcome.summary)"
+                    if json { FileHandleOut.error(line) } else { print(line) }
+                }
+                if json { try printJSON(RunResultJSON(outcome, dryRun: dryRun, trigger: runOptions.trigger)) }
                 outcomes.append(outcome)
                 if signals.cancellation.isCancelled { break }  // the definitions after it are not started
             }

@@ -41,7 +41,7 @@ struct Verify: ParsableCommand {
         }
         let report = result.report
         if json {
-            print(jsonObject(result))
+            try printJSON(jsonObject(result))
         } else {
             for difference in report.differences {
                 print("Different  (\(TerminalText.escaped(difference.problem)))  \(difference.path)")
@@ -65,42 +65,35 @@ struct Verify: ParsableCommand {
         value == value.rounded() ? String(Int(value)) : String(value)
     }
 
-    private func jsonObject(_ result: Verification.Result) -> String {
-        let report = result.report
-        let differences = report.differences.map {
-            "{\"path\": \(jsonString($0.path.description)), \"problem\": \(jsonString($0.problem))}"
+    /// `--json`: README, "Command line", names the fields.
+    private struct VerifyJSON: Encodable {
+        struct Difference: Encodable {
+            var path: String
+            var problem: String
         }
-        let fields = [
-            "\"definition\": \(jsonString(name))", "\"source\": \(jsonString(result.source))",
-            "\"destination\": \(jsonString(result.destination))", "\"same\": \(report.differences.isEmpty)",
-            "\"files_compared\": \(report.filesCompared)", "\"bytes_compared\": \(report.bytesCompared)",
-            "\"files_left_out\": \(report.filesSkipped)", "\"sample_percent\": \(sample ?? 100)",
-            "\"seed\": \(result.seed)", "\"differences\": [\(differences.joined(separator: ", "))]",
-            "\"listing_errors\": [\(report.listingErrors.map(jsonString).joined(separator: ", "))]",
-        ]
-        return "{" + fields.joined(separator: ", ") + "}"
+        var definition: String
+        var source: String
+        var destination: String
+        var same: Bool
+        var filesCompared: Int
+        var bytesCompared: Int64
+        var filesLeftOut: Int
+        var samplePercent: Double
+        var seed: UInt64
+        var differences: [Difference]
+        var listingErrors: [String]
     }
 
-    /// A JSON string: hand-written because the command line imports no Foundation; quotes,
-    /// backslashes and control characters escaped.
-    private func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+    private func jsonObject(_ result: Verification.Result) -> VerifyJSON {
+        let report = result.report
+        return VerifyJSON(
+            definition: name, source: result.source, destination: result.destination,
+            same: report.differences.isEmpty, filesCompared: report.filesCompared,
+            bytesCompared: report.bytesCompared, filesLeftOut: report.filesSkipped,
+            samplePercent: sample ?? 100, seed: result.seed,
+            differences: report.differences.map {
+                VerifyJSON.Difference(path: $0.path.description, problem: $0.problem)
+            },
+            listingErrors: report.listingErrors)
     }
 }

@@ -6,10 +6,24 @@ import SystemSupport
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List the definitions.")
     @OptionGroup var options: ConfigOptions
+    @Flag(help: "Print the result as one JSON object.") var json = false
 
     func run() throws {
         try failing {
             let file = try options.load()
+            if json {
+                try printJSON(
+                    ListJSON(
+                        definitions: file.definitions.map { d in
+                            DefinitionJSON(
+                                name: d.name, enabled: d.enabled, type: d.type.rawValue, group: d.group,
+                                description: d.description, source: d.source.location.summary,
+                                destination: d.destination.location.summary, runsOnMount: d.runsOnMount,
+                                nextRun: d.enabled ? d.schedule.nextRun(after: Date()) : nil, maxAgeSeconds: d.maxAge,
+                                logFile: d.logFile)
+                        }))
+                return
+            }
             var rows = [["NAME", "TYPE", "GROUP", "SOURCE", "DESTINATION", "DESCRIPTION"]]
             for d in file.definitions {
                 rows.append([
@@ -53,6 +67,7 @@ struct Check: ParsableCommand {
         abstract: "Resolve a definition's endpoints and evaluate its File Checks, without syncing.")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition to check.") var name: String
+    @Flag(help: "Print the result as one JSON object.") var json = false
 
     func run() throws {
         try failing {
@@ -60,7 +75,9 @@ struct Check: ParsableCommand {
             let definition = try file.definition(named: name)
             let resolver = EndpointResolver()
             var refused = false
+            var endpoints: [EndpointCheckJSON] = []
             for (role, spec) in [("source", definition.source), ("destination", definition.destination)] {
+                var entry = EndpointCheckJSON(role: role, ok: false, fileCheck: spec.fileCheck?.description)
                 do {
                     let resolved = try resolver.resolve(spec, role: role)
                     var line = "\(role): \(resolved.root)"
@@ -69,12 +86,19 @@ struct Check: ParsableCommand {
                     let state = try resolved.endpoint.rootState()
                     line +=
                         state == .missing ? "; folder does not exist yet" : (state == .empty ? "; folder is empty" : "")
-                    print(TerminalText.escaped(line))
+                    entry.ok = true
+                    entry.root = resolved.root
+                    entry.drive = resolved.driveIdentity.map { DriveJSON($0) }
+                    entry.folder = state == .missing ? "missing" : state == .empty ? "empty" : "exists"
+                    if !json { print(TerminalText.escaped(line)) }
                 } catch let error as PreconditionError {
-                    print(TerminalText.escaped("\(role): \(error)"))
+                    entry.problem = "\(error)"
+                    if !json { print(TerminalText.escaped("\(role): \(error)")) }
                     refused = true
                 }
+                endpoints.append(entry)
             }
+            if json { try printJSON(CheckJSON(definition: name, ok: !refused, endpoints: endpoints)) }
             if refused { throw ExitCode(3) }
         }
     }
@@ -82,35 +106,157 @@ struct Check: ParsableCommand {
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Last and next run of each definition.")
+        commandName: "status",
+        abstract:
+            "Last and next run of each definition (of each drive it rotates through), or one definition's last runs.",
+        discussion: """
+            Without a name: a row per definition, and a row per drive for a definition whose \
+            device endpoint matched several drives (each drive has its own last run and max_age). \
+            With a name: that definition's last runs, newest first.
+            """)
     @OptionGroup var options: ConfigOptions
+    @Argument(help: "A definition: show its last runs.") var name: String?
+    @Option(
+        name: [.customShort("n"), .customLong("runs")],
+        help: ArgumentHelp("With a name: how many runs to show.", valueName: "N"))
+    var count = 10
+    @Flag(help: "Print the result as one JSON object.") var json = false
+
+    func validate() throws {
+        if count < 1 { throw ValidationError("-n must be at least 1, not \(count)") }
+    }
 
     func run() throws {
         try failing {
             let file = try options.load()
-            let history = try RunHistory(stateDirectory: StateDirectory.prepare(StateDirectory.path()))
             let state = StateDirectory.path()
-            var rows = [
-                ["NAME", "LAST RUN", "TRIGGER", "RESULT", "COPIED", "DELETED", "FAILED", "NEXT RUN", "MAX AGE"]
-            ]
+            let history = try RunHistory(stateDirectory: StateDirectory.prepare(state))
             let now = FeedbackClock.now()
-            for d in file.definitions {
-                // `max_age`: "-" when none, else within it ("ok") or `OVERDUE 9 days`.
-                let age =
-                    d.maxAge == nil
-                    ? "-" : Overdue.age(of: d, history: history, now: now).map(Overdue.text) ?? "ok"
-                let last = history.runs(of: d.name).first
-                let running = DefinitionLock.isHeld(stateDirectory: state, name: d.name)
-                let next = d.enabled ? d.schedule.nextRun(after: Date()).map(formatDate) : nil
-                rows.append([
-                    d.name, last.map { formatDate($0.started) } ?? "never", last?.trigger ?? "-",
-                    running ? "running" : (last?.result ?? "-"), last.map { "\($0.transferred)" } ?? "-",
-                    last.map { "\($0.deleted)" } ?? "-", last.map { "\($0.failed)" } ?? "-",
-                    next ?? (d.enabled ? (d.runsOnMount ? "on mount" : "manual") : "disabled"), age,
-                ])
+            if let name {
+                let definition = try file.definition(named: name)
+                let status = DefinitionState(definition, history: history, stateDirectory: state, now: now)
+                let runs = history.runs(of: name, limit: count)
+                if json {
+                    try printJSON(
+                        HistoryJSON(
+                            definition: status.json,
+                            runs: runs.map { RunJSON($0, driveName: $0.drive.map(status.driveName)) }))
+                } else {
+                    printHistory(runs, status)
+                }
+                return
             }
+            let states = file.definitions.map {
+                DefinitionState($0, history: history, stateDirectory: state, now: now)
+            }
+            if json {
+                try printJSON(StatusJSON(definitions: states.map(\.json)))
+                return
+            }
+            var rows = [
+                [
+                    "NAME", "DRIVE", "LAST RUN", "TRIGGER", "RESULT", "COPIED", "DELETED", "FAILED", "NEXT RUN",
+                    "MAX AGE",
+                ]
+            ]
+            for d in states { rows += d.rows() }
             printTable(rows)
         }
+    }
+
+    private func printHistory(_ runs: [RunRecord], _ status: DefinitionState) {
+        var rows = [
+            ["STARTED", "TRIGGER", "DRIVE", "RESULT", "COPIED", "DELETED", "FAILED", "BYTES", "DURATION", "MESSAGE"]
+        ]
+        for run in runs {
+            rows.append([
+                formatDate(run.started), run.trigger, run.drive.map(status.driveName) ?? "-", run.result,
+                "\(run.transferred)", "\(run.deleted)", "\(run.failed)", formatBytes(run.bytes),
+                formatFixed(run.seconds, decimals: 2) + " s", run.message.isEmpty ? "-" : run.message,
+            ])
+        }
+        printTable(rows)
+        if runs.isEmpty { print("\(status.definition.name) has not run yet") }
+    }
+}
+
+/// What `status` tells of one definition: its last run and its `max_age`, overall and for each
+/// drive its runs used.
+struct DefinitionState {
+    var definition: Definition
+    var running: Bool
+    var next: Date?
+    var last: RunRecord?
+    var lastSuccess: RunRecord?
+    /// Seconds since the last success, when more than `max_age`: for a definition with drives,
+    /// the most overdue drive's.
+    var overdue: Double?
+    var drives: [DriveStatus]
+
+    init(_ d: Definition, history: RunHistory, stateDirectory: String, now: Date) {
+        definition = d
+        running = DefinitionLock.isHeld(stateDirectory: stateDirectory, name: d.name)
+        next = d.enabled ? d.schedule.nextRun(after: Date()) : nil
+        last = history.runs(of: d.name).first
+        lastSuccess = history.lastRun(of: d.name, result: "success")
+        drives = DriveStatus.all(of: d, history: history, now: now)
+        overdue =
+            drives.isEmpty
+            ? Overdue.age(of: d, history: history, now: now) : drives.compactMap(\.overdue).max()
+    }
+
+    /// How the tables name a drive of this definition.
+    func driveName(_ drive: DriveIdentity) -> String {
+        drives.first { $0.drive.key == drive.key }?.name ?? drive.name
+    }
+
+    /// "schedule", "on mount", "manual" or "disabled".
+    var starts: String {
+        !definition.enabled
+            ? "disabled" : !definition.schedule.isEmpty ? "schedule" : definition.runsOnMount ? "on mount" : "manual"
+    }
+
+    /// The rows of the `status` table: one, or one per drive (and one for a newer run without
+    /// a drive, e.g. refused because none was plugged in).
+    func rows() -> [[String]] {
+        let d = definition
+        let next = next.map(formatDate) ?? (d.enabled ? (d.runsOnMount ? "on mount" : "manual") : "disabled")
+        func row(_ drive: String, _ last: RunRecord?, _ overdue: Double?) -> [String] {
+            // `max_age`: "-" when none, else within it ("ok") or `OVERDUE 9 days`.
+            let age = d.maxAge == nil ? "-" : overdue.map(Overdue.text) ?? "ok"
+            return [
+                d.name, drive, last.map { formatDate($0.started) } ?? "never", last?.trigger ?? "-",
+                last?.result ?? "-", last.map { "\($0.transferred)" } ?? "-", last.map { "\($0.deleted)" } ?? "-",
+                last.map { "\($0.failed)" } ?? "-", next, age,
+            ]
+        }
+        var rows: [[String]] = []
+        if drives.isEmpty {
+            rows.append(row("-", last, overdue))
+        } else {
+            if let last, last.drive == nil {
+                rows.append(row("-", last, nil))
+                rows[0][9] = "-"  // `max_age` is the drives'
+            }
+            for drive in drives { rows.append(row(drive.name, drive.last, drive.overdue)) }
+        }
+        if running { rows[0][4] = "running" }
+        return rows
+    }
+
+    var json: DefinitionStatusJSON {
+        DefinitionStatusJSON(
+            name: definition.name, enabled: definition.enabled, running: running, starts: starts, nextRun: next,
+            maxAgeSeconds: definition.maxAge, overdue: overdue != nil, overdueSeconds: overdue,
+            lastRun: last.map { RunJSON($0, driveName: $0.drive.map(driveName)) },
+            lastSuccess: lastSuccess.map { RunJSON($0, driveName: $0.drive.map(driveName)) },
+            drives: drives.map { drive in
+                DriveStatusJSON(
+                    drive: DriveJSON(drive.drive, name: drive.name),
+                    lastRun: RunJSON(drive.last, driveName: drive.name),
+                    lastSuccess: drive.lastSuccess.map { RunJSON($0, driveName: drive.name) },
+                    overdue: drive.overdue != nil, overdueSeconds: drive.overdue)
+            })
     }
 }
 
@@ -119,6 +265,7 @@ struct Devices: ParsableCommand {
         commandName: "devices",
         abstract: "Drives seen now: label, UUID, serial, mount point, and the definitions they match.")
     @OptionGroup var options: ConfigOptions
+    @Flag(help: "Print the result as one JSON object.") var json = false
 
     func run() throws {
         try failing {
@@ -126,34 +273,48 @@ struct Devices: ParsableCommand {
             let resolver = EndpointResolver()
             let checks = Self.evaluateChecks(definitions, resolver)
             var rows = [["DEVICE", "TYPE", "LABEL", "UUID", "SERIAL", "MOUNTED AT", "MATCHES"]]
+            var found: [DeviceJSON] = []
             for block in resolver.devices
             where block.fsUsage == "filesystem" || !resolver.mountPoints(of: block).isEmpty {
                 let points = resolver.mountPoints(of: block)
                 var matches: [String] = []
+                var matched: [DeviceMatchJSON] = []
                 for d in definitions {
-                    for spec in [d.source, d.destination] {
+                    for (spec, role) in [(d.source, "source"), (d.destination, "destination")] {
                         guard case .device(let device) = spec.location,
                             device.label != nil || device.uuid != nil || device.serial != nil,
                             EndpointResolver.matches(block, device)
                         else { continue }
                         var note = d.name
+                        var result: String?
                         if let check = spec.fileCheck {
                             let passed = points.contains { checks[CheckKey(check: check, mountPoint: $0)] == nil }
+                            result = passed ? "passed" : (points.isEmpty ? "not mounted" : "failed")
                             note +=
                                 passed
                                 ? " (File Check passed)" : (points.isEmpty ? " (not mounted)" : " (File Check failed)")
                         }
                         matches.append(note)
+                        matched.append(DeviceMatchJSON(definition: d.name, role: role, fileCheck: result))
                     }
                 }
+                found.append(
+                    DeviceJSON(
+                        device: block.devnode, fsType: block.fsType, label: block.label, uuid: block.uuid,
+                        serial: block.serial, mountPoints: points, matches: matched))
                 rows.append([
                     block.devnode, block.fsType ?? "-", block.label ?? "-", block.uuid ?? "-", block.serial ?? "-",
                     points.isEmpty ? "-" : points.joined(separator: ","),
                     matches.isEmpty ? "-" : matches.joined(separator: ", "),
                 ])
             }
+            let udevData = !resolver.devices.allSatisfy { !$0.udevInitialized }
+            if json {
+                try printJSON(DevicesJSON(devices: found, udevData: udevData))
+                return
+            }
             printTable(rows)
-            if resolver.devices.allSatisfy({ !$0.udevInitialized }) {
+            if !udevData {
                 print("(udev has no data on these devices: is systemd-udevd running?)")
             }
         }

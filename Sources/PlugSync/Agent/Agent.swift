@@ -37,8 +37,8 @@ public final class Agent: @unchecked Sendable {
     private let timer: DispatchSourceTimer
     private let timerQueue = DispatchQueue(label: "plugsync-scheduler")
     private let isRoot = getuid() == 0
-    /// Overdue definitions already logged (until they are on time again), and when each was
-    /// last pinged as failing for it (once a day).
+    /// Overdue definitions (or drives of one: `name<TAB>drive key`) already logged (until they
+    /// are on time again), and when each was last pinged as failing for it (once a day).
     private var overdueLogged: Set<String> = []
     private var overduePinged: [String: Date] = [:]
     /// The overdue checks: at start, after each run, every hour; one at a time.
@@ -141,42 +141,45 @@ public final class Agent: @unchecked Sendable {
     private func checkOverdue() {
         let now = FeedbackClock.now()
         let watched = snapshot().filter { $0.enabled && $0.maxAge != nil }
-        let ages =
+        // Each overdue definition, or each overdue drive of a definition whose drives rotate.
+        let late =
             runner.withHistory { history in
-                watched.map { ($0, Overdue.age(of: $0, history: history, now: now)) }
+                watched.map { ($0, Overdue.late($0, history: history, now: now)) }
             } ?? []
-        var pings: [(Definition, String)] = []
-        for (definition, age) in ages {
-            let name = definition.name
-            guard let age else {
-                lock.withLock {
-                    overdueLogged.remove(name)
-                    overduePinged[name] = nil
+        var pings: [(Definition, String, key: String)] = []
+        for (definition, parts) in late {
+            let keys = parts.map { definition.name + "\t" + ($0.drive?.drive.key ?? "") }
+            lock.withLock {
+                // On time again: logged anew, and pinged, when it is late again.
+                for key in overdueLogged
+                where key.hasPrefix(definition.name + "\t") && !keys.contains(key) {
+                    overdueLogged.remove(key)
+                    overduePinged[key] = nil
                 }
-                continue
             }
-            let line =
-                "\(name): \(Overdue.text(age)): no successful run for \(AgeText.spoken(age)) (max_age \(AgeText.text(definition.maxAge!)))"
-            let (fresh, ping) = lock.withLock {
-                let fresh = overdueLogged.insert(name).inserted
-                var ping = false
-                if let notify = definition.notify, notify.url != nil, notify.wants(.overdue),
-                    overduePinged[name].map({ now.timeIntervalSince($0) >= 86400 }) ?? true
-                {
-                    overduePinged[name] = now
-                    ping = true
+            for (part, key) in zip(parts, keys) {
+                let line = Overdue.line(definition, drive: part.drive, age: part.age)
+                let (fresh, ping) = lock.withLock {
+                    let fresh = overdueLogged.insert(key).inserted
+                    var ping = false
+                    if let notify = definition.notify, notify.url != nil, notify.wants(.overdue),
+                        overduePinged[key].map({ now.timeIntervalSince($0) >= 86400 }) ?? true
+                    {
+                        overduePinged[key] = now
+                        ping = true
+                    }
+                    return (fresh, ping)
                 }
-                return (fresh, ping)
+                if fresh { say(line) }
+                if ping { pings.append((definition, line, key)) }
             }
-            if fresh { say(line) }
-            if ping { pings.append((definition, line)) }
         }
         runner.writeMetrics()
-        for (definition, line) in pings {
+        for (definition, line, key) in pings {
             let url = definition.notify!.url!
             if let problem = Ping.send(Ping.url(url, suffix: "fail"), body: line + "\n") {
                 say("\(definition.name): the overdue ping to \(Ping.host(url)) was not delivered: \(problem)")
-                lock.withLock { overduePinged[definition.name] = nil }  // tried again at the next check
+                lock.withLock { overduePinged[key] = nil }  // tried again at the next check
             }
         }
     }
