@@ -104,6 +104,15 @@ struct DefinitionStatusJSON: Encodable {
 
 struct StatusJSON: Encodable {
     var definitions: [DefinitionStatusJSON]
+    var agent: AgentJSON
+}
+
+/// The agent running for this state folder, if any.
+struct AgentJSON: Encodable {
+    var running: Bool
+    @OrNull var pid: Int?
+    @OrNull var config: String?
+    var followsThisFile: Bool
 }
 
 /// `status NAME --json`.

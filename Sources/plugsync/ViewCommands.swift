@@ -149,8 +149,14 @@ struct Status: ParsableCommand {
             let states = file.definitions.map {
                 DefinitionState($0, history: history, stateDirectory: state, now: now)
             }
+            let agent = AgentPresence.find(stateDirectory: state)
             if json {
-                try printJSON(StatusJSON(definitions: states.map(\.json)))
+                try printJSON(
+                    StatusJSON(
+                        definitions: states.map(\.json),
+                        agent: AgentJSON(
+                            running: agent != nil, pid: agent.map { Int($0.pid) }, config: agent?.configPath,
+                            followsThisFile: agent?.follows(options.path) ?? false)))
                 return
             }
             var rows = [
@@ -161,6 +167,7 @@ struct Status: ParsableCommand {
             ]
             for d in states { rows += d.rows() }
             printTable(rows)
+            print(AgentPresence.summary(stateDirectory: state, configPath: options.path))
         }
     }
 

@@ -262,13 +262,33 @@ final class AgentTests: IntegrationTestCase {
         try waitForAgentLog("reloaded \(configPath): 2 definitions", timeout: 5)
         let text = try XCTUnwrap(read("plugsync.yaml"))
         try text.write(toFile: configPath, atomically: false, encoding: .utf8)
-        try write("other.yaml", "definitions: []\n")
+        try write("unrelated.yaml", "definitions: []\n")
         usleep(1_000_000)
         XCTAssertEqual(agentLog.components(separatedBy: "reloaded").count - 1, 1, agentLog)
         try (text + "  - name: [broken\n").write(toFile: configPath, atomically: false, encoding: .utf8)
         try waitForAgentLog("reload failed, keeping the previous 2 definitions", timeout: 5)
         try text.write(toFile: configPath, atomically: false, encoding: .utf8)
         try waitForAgentLog("reloaded \(configPath): 2 definitions", count: 2, timeout: 5)
+
+        // status says whether an agent runs, and whether it follows the file status read.
+        let pid = agent!.process.processIdentifier
+        let status = try plugsync("status")
+        XCTAssertEqual(status.lines.last, "Agent: running (pid \(pid)), following this definitions file.", "\(status)")
+        let json = try plugsync("status", "--json")
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let agentObject = try XCTUnwrap(object["agent"] as? [String: Any], json.stdout)
+        XCTAssertEqual(agentObject["running"] as? Bool, true)
+        XCTAssertEqual(agentObject["pid"] as? Int, Int(pid))
+        XCTAssertEqual(agentObject["config"] as? String, configPath)
+        XCTAssertEqual(agentObject["follows_this_file"] as? Bool, true)
+        try write("other.yaml", "definitions: []\n")
+        let other = try plugsync("status", config: path("other.yaml"))
+        XCTAssertEqual(
+            other.lines.last, "Agent: running (pid \(pid)), following another definitions file: \(configPath).",
+            "\(other)")
+        stopAgent()
+        let stopped = try plugsync("status")
+        XCTAssertTrue(stopped.lines.last?.hasPrefix("Agent: not running") == true, "\(stopped)")
     }
 
     /// `mount: auto`: the agent mounts a matching drive that nobody mounted, syncs, flushes,

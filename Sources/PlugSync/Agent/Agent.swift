@@ -487,6 +487,11 @@ public enum AgentServices {
         }
         watcher?.start()
         defer { watcher?.stop() }
+        if let other = AgentPresence.announce(stateDirectory: stateDirectory, configPath: configPath) {
+            Agent.say(
+                "another agent (pid \(other.pid), definitions \(other.configPath)) uses the state folder \(stateDirectory): both will run the same definitions"
+            )
+        }
         Agent.say(
             "started (pid \(getpid()), \(getuid() == 0 ? "system" : "user") mode, definitions \(configPath), \(agent.definitionCount) definitions)"
         )
