@@ -61,7 +61,10 @@ struct Plugsync: ParsableCommand {
             if let exit = error as? ExitCode { Glibc.exit(exit.rawValue) }
             // Argument errors are usage errors: exit code 2, as for every usage error.
             let message = fullMessage(for: error)
-            if !message.isEmpty { FileHandleOut.error(message) }
+            // The parser's message has several lines (the error, the usage): each escaped.
+            for line in message.split(separator: "\n", omittingEmptySubsequences: false) where !message.isEmpty {
+                FileHandleOut.error(String(line))
+            }
             Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
         }
     }
