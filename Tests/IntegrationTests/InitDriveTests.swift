@@ -1,0 +1,71 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `plugsync init-drive`: the File Check file on a real drive, and the lines that match it.
+final class InitDriveTests: IntegrationTestCase {
+    // MARK: init-drive
+
+    func testInitDriveWritesAFileCheckAndPrintsItsLines() throws {
+        try requireLoopDrives(["ext4"])
+        try requireRoot("udevd", tools: ["udevadm"])
+        let label = "PSINIT" + String(UInt32.random(in: 0...UInt32.max), radix: 16, uppercase: true)
+        let drive = try makeLoopDrive("init", kind: "ext4", label: label)
+        try ensureUdevd()
+        try shell("udevadm trigger --action=change \(drive.device) && udevadm settle --timeout=20")
+        try waitForUdevLabel(drive.device, label)
+        try mkdir("mnt-init/backups")
+
+        let first = try plugsync("init-drive", drive.mount + "/backups", config: nil)
+        assertExit(first, 0)
+        assertNoCrash(first)
+        let content = try XCTUnwrap(read("mnt-init/.plugsync-id"), "\(first)")
+        let id = String(content.dropLast())
+        XCTAssertTrue(content.hasSuffix("\n"), content)
+        XCTAssertEqual(id.count, 24, content)
+        XCTAssertTrue(id.allSatisfy(\.isHexDigit), content)
+        for expected in [
+            "destination:", "device:", "label: \(label)", "directory: backups",
+            "file_check: '.plugsync-id=^\(id)$'",
+            "--destination device:label=\(label),directory=backups --destination-check '.plugsync-id=^\(id)$'",
+        ] {
+            XCTAssertTrue(first.lines.contains { $0.hasSuffix(expected) }, "no line ends with \(expected)\n\(first)")
+        }
+        XCTAssertEqual(temporaryFiles(in: drive.mount), [], "a temporary file was left on the drive")
+
+        // Kept without --force, whichever way the drive is named.
+        for target in [drive.mount, "device:label=\(label)"] {
+            let again = try plugsync("init-drive", target, config: nil)
+            assertExit(again, 2)
+            XCTAssertTrue(again.stderr.contains("exists already") && again.stderr.contains(id), "\(again)")
+            XCTAssertEqual(read("mnt-init/.plugsync-id"), content)
+        }
+
+        // The printed option makes a definition that runs on this drive.
+        try write("src/a.txt", "a\n")
+        let add = try plugsync(
+            "add", "usb", "--source", path("src"), "--destination", "device:label=\(label),directory=backups",
+            "--destination-check", ".plugsync-id=^\(id)$")
+        assertExit(add, 0)
+        let run = try plugsync("run", "usb")
+        assertExit(run, 0)
+        XCTAssertEqual(read("mnt-init/backups/a.txt"), "a\n", "\(run)")
+
+        // --force: a new id; the definition that checks the old one refuses the drive.
+        let forced = try plugsync("init-drive", "device:label=\(label)", "--force", config: nil)
+        assertExit(forced, 0)
+        let newContent = try XCTUnwrap(read("mnt-init/.plugsync-id"))
+        XCTAssertNotEqual(newContent, content)
+        XCTAssertTrue(forced.stdout.contains("--destination device:label=\(label) --destination-check"), "\(forced)")
+        assertExit(try plugsync("run", "usb"), 3)
+
+        // A folder of the system's own filesystem is no drive.
+        let notADrive = try plugsync("init-drive", "/", config: nil)
+        assertExit(notADrive, 2)
+        XCTAssertTrue(notADrive.stderr.contains("is not on a drive"), "\(notADrive)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/.plugsync-id"))
+    }
+}
