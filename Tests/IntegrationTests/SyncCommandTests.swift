@@ -34,6 +34,12 @@ final class SyncCommandTests: IntegrationTestCase {
         XCTAssertEqual(first.actions("Copying").count, 2, "\(first)")
         XCTAssertTrue(first.summary?.hasPrefix("Done: 2 copied") == true, "\(first)")
         XCTAssertFalse(exists("home/.config/plugsync/plugsync.yaml"), "sync wrote a definitions file")
+        // Not in the run history (only a lock, one per pair of endpoints).
+        let state = try FileManager.default.contentsOfDirectory(atPath: stateDirectory)
+        XCTAssertEqual(state, ["locks"], "\(state)")
+        let locks = try FileManager.default.contentsOfDirectory(atPath: stateDirectory + "/locks")
+        XCTAssertEqual(locks.count, 1, "\(locks)")
+        XCTAssertTrue(locks.first?.hasPrefix("sync-") == true, "\(locks)")
 
         // Nothing to do: a few lines, no action.
         let second = try sync("./src/", path("dst"), "--ignore", #"\.tmp$"#)
@@ -63,7 +69,8 @@ final class SyncCommandTests: IntegrationTestCase {
         // A mirror that would delete 6 of 7 entries is refused (max_delete 50 %): exit 3, nothing done.
         let refused = try sync("src", "dst", "--type", "mirror")
         assertExit(refused, 3)
-        XCTAssertTrue(refused.stderr.contains("max_delete") || refused.stderr.contains("delete"), "\(refused)")
+        XCTAssertTrue(
+            refused.stderr.contains("would delete 6 of 6 destination entries, more than max_delete"), "\(refused)")
         XCTAssertEqual(read("dst/own0.txt"), "0\n")
         XCTAssertNil(read("dst/one.txt"), "a refused run copied\n\(refused)")
         // … unless allowed, as with run.
