@@ -68,4 +68,32 @@ final class InitDriveTests: IntegrationTestCase {
         XCTAssertTrue(notADrive.stderr.contains("is not on a drive"), "\(notADrive)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/.plugsync-id"))
     }
+
+    /// A FAT drive through fusefat: no hard links there, and udev knows no identity of a FUSE
+    /// mount, so the drive is recognized by its File Check alone.
+    func testInitDriveOnAFatDrive() throws {
+        try requireLoopDrives(["fat"])
+        let drive = try makeLoopDrive("fat", kind: "fat")
+        let first = try plugsync("init-drive", drive.mount, config: nil)
+        assertExit(first, 0)
+        let content = try XCTUnwrap(read("mnt-fat/.plugsync-id"), "\(first)")
+        let id = String(content.dropLast())
+        XCTAssertEqual(id.count, 24, content)
+        XCTAssertEqual(temporaryFiles(in: drive.mount), [])
+        XCTAssertTrue(
+            first.lines.contains("--destination device: --destination-check '.plugsync-id=^\(id)$'"), "\(first)")
+        XCTAssertTrue(first.lines.contains("device: {}"), "\(first)")
+        assertExit(try plugsync("init-drive", drive.mount, config: nil), 2)
+        XCTAssertEqual(read("mnt-fat/.plugsync-id"), content)
+
+        // The printed option makes a definition that finds the drive by its File Check.
+        try write("src/a.txt", "a\n")
+        let add = try plugsync(
+            "add", "fat", "--source", path("src"), "--destination", "device:", "--destination-check",
+            ".plugsync-id=^\(id)$")
+        assertExit(add, 0)
+        let run = try plugsync("run", "fat")
+        assertExit(run, 0)
+        XCTAssertEqual(read("mnt-fat/a.txt"), "a\n", "\(run)")
+    }
 }
