@@ -20,7 +20,7 @@ struct InitDrive: ParsableCommand {
     var drive: String
     @Option(help: "The File Check file's name at the drive's root.") var file = DriveSetup.defaultFile
     @Option(help: "The id to write (letters, digits, '.', '_', '-'); a random one when not given.") var id: String?
-    @Flag(help: "Replace an existing File Check file (with a new id).") var force = false
+    @Flag(help: "Replace an existing File Check file.") var force = false
 
     func run() throws {
         try failing {

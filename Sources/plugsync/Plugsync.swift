@@ -20,8 +20,8 @@ struct Plugsync: ParsableCommand {
             """,
         version: PlugSyncVersion.current,
         subcommands: [
-            Add.self, Edit.self, Copy.self, Delete.self, List.self, Show.self, Run.self, Log.self,
-            Status.self, Devices.self, Check.self, Verify.self, SyncNow.self, InitDrive.self, AgentCommand.self,
+            Add.self, Edit.self, Copy.self, Delete.self, List.self, Show.self, Run.self, SyncNow.self, Log.self,
+            Status.self, Devices.self, Check.self, Verify.self, InitDrive.self, AgentCommand.self,
         ]
     )
 

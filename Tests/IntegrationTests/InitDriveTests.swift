@@ -86,6 +86,21 @@ final class InitDriveTests: IntegrationTestCase {
         assertExit(try plugsync("init-drive", drive.mount, config: nil), 2)
         XCTAssertEqual(read("mnt-fat/.plugsync-id"), content)
 
+        // An id and a file name of the user's choosing; bad ones are refused, naming the option.
+        let chosen = try plugsync("init-drive", drive.mount, "--id", "ana-blue", "--file", ".other-id", config: nil)
+        assertExit(chosen, 0)
+        XCTAssertEqual(read("mnt-fat/.other-id"), "ana-blue\n")
+        XCTAssertTrue(chosen.stdout.contains("--destination-check '.other-id=^ana-blue$'"), "\(chosen)")
+        for (arguments, start) in [
+            (["--id", "a b", "--file", ".third"], "plugsync: --id: "),
+            (["--file", "sub/id"], "plugsync: --file sub/id: "),
+        ] {
+            let bad = try plugsync(arguments: ["init-drive", drive.mount] + arguments, config: nil)
+            assertExit(bad, 2)
+            XCTAssertTrue(bad.stderr.hasPrefix(start), "\(bad)")
+        }
+        XCTAssertFalse(exists("mnt-fat/.third") || exists("mnt-fat/sub"))
+
         // The printed option makes a definition that finds the drive by its File Check.
         try write("src/a.txt", "a\n")
         let add = try plugsync(
