@@ -87,52 +87,70 @@ public struct DriveSetup {
         }.joined()
     }
 
-    /// Writes `id` and a line break to `file` (relative to the mount point), atomically: a
-    /// temporary file, flushed, then given its name. An existing file is replaced only with
-    /// `replace`; a symbolic link in its place is never followed.
+    /// Writes `id` and a line break to `file` (at the drive's root), atomically: a temporary
+    /// file, flushed, then given its name. An existing file is replaced only with `replace`.
+    /// The drive is untrusted: every name is opened beneath the mount point without following a
+    /// symbolic link (a link planted under the temporary or the final name is never written
+    /// through, nor read).
     public func writeID(_ id: String, file: String, replace: Bool) throws -> String {
         let check = try FileCheck(parsing: file)
         guard !check.path.hasPrefix("/"), !check.path.contains("/") else {
             throw UsageError("--file \(file): give a file name at the drive's root, e.g. \(Self.defaultFile)")
         }
-        let path = (mountPoint == "/" ? "" : mountPoint) + "/" + check.path
-        var st = stat()
-        if lstat(path, &st) == 0 && !replace {
-            var holds = ""
-            if st.st_mode & S_IFMT == S_IFREG, let data = Posix.readFile(path, limit: 200),
-                let text = String(validating: data, as: UTF8.self)
-            {
-                holds =
-                    " (it holds \"\(TerminalText.escaped(ASCII.trimmingBlanks(text.split(separator: "\n").first ?? "")))\")"
-            }
-            throw UsageError("\(path) exists already\(holds); --force replaces it with a new id")
-        }
-        if replace {
-            if let failure = Posix.writeFileAtomically(path, Array((id + "\n").utf8), mode: 0o644) {
-                throw UsageError("cannot write \(path): \(String(cString: strerror(failure)))")
-            }
-        } else {
-            // Written under a temporary name, then linked to its own: a file that appeared
-            // meanwhile is not replaced. A filesystem without hard links (FAT) gets a rename.
-            let temporary = (mountPoint == "/" ? "" : mountPoint) + "/.plugsync-tmp-id.\(getpid())"
-            if let failure = Posix.writeFileAtomically(temporary, Array((id + "\n").utf8), mode: 0o644) {
-                throw UsageError("cannot write \(path): \(String(cString: strerror(failure)))")
-            }
-            defer { unlink(temporary) }
-            if link(temporary, path) != 0 {
-                let failure = errno
-                if failure == EEXIST { throw UsageError("\(path) appeared meanwhile; --force replaces it") }
-                guard failure == EPERM || failure == EOPNOTSUPP || failure == ENOSYS, lstat(path, &st) != 0,
-                    rename(temporary, path) == 0
-                else { throw UsageError("cannot write \(path): \(String(cString: strerror(failure)))") }
-            }
+        let name = check.path
+        let path = (mountPoint == "/" ? "" : mountPoint) + "/" + name
+        func failed(_ code: Int32) -> UsageError {
+            UsageError("cannot write \(path): \(String(cString: strerror(code)))")
         }
         let directory = open(mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directory >= 0 {
-            fsync(directory)
-            close(directory)
+        guard directory >= 0 else { throw failed(errno) }
+        defer { close(directory) }
+        var st = stat()
+        if fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !replace {
+            let holds = Self.firstLine(directory, name).map { " (it holds \"\($0)\")" } ?? ""
+            throw UsageError("\(path) exists already\(holds); --force replaces it with a new id")
         }
+        let temporary = ".plugsync-tmp-id." + Self.freshID()
+        let fd = openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failed(errno) }
+        defer { unlinkat(directory, temporary, 0) }  // gone already once renamed
+        let bytes = Array((id + "\n").utf8)
+        var failure: Int32 = 0
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if written != bytes.count { failure = written < 0 ? errno : EIO }
+        if failure == 0 && fsync(fd) != 0 { failure = errno }
+        fchmod(fd, 0o644)
+        close(fd)
+        if failure != 0 { throw failed(failure) }
+        if replace {
+            if renameat(directory, temporary, directory, name) != 0 { throw failed(errno) }
+        } else if linkat(directory, temporary, directory, name, 0) != 0 {
+            // Linked to its name, a file that appeared meanwhile is not replaced. A filesystem
+            // without hard links (FAT) gets a rename after a last look.
+            let code = errno
+            if code == EEXIST { throw UsageError("\(path) appeared meanwhile; --force replaces it with a new id") }
+            guard code == EPERM || code == EOPNOTSUPP || code == ENOSYS,
+                fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) != 0
+            else { throw failed(code) }
+            if renameat(directory, temporary, directory, name) != 0 { throw failed(errno) }
+        }
+        fsync(directory)
         return path
+    }
+
+    /// The first line of a regular file `name` in `directory` (not through a link), escaped for
+    /// the terminal; nil when there is none.
+    static func firstLine(_ directory: Int32, _ name: String) -> String? {
+        let fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 200)
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0 else { return nil }
+        let line = buffer[0..<count].split(separator: UInt8(ascii: "\n")).first ?? []
+        return TerminalText.escaped(ASCII.trimmingBlanks(String(decoding: line, as: UTF8.self)))
     }
 
     /// The File Check that recognizes the drive by `id`.

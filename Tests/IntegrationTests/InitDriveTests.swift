@@ -111,4 +111,27 @@ final class InitDriveTests: IntegrationTestCase {
         assertExit(run, 0)
         XCTAssertEqual(read("mnt-fat/a.txt"), "a\n", "\(run)")
     }
+
+    /// The drive is untrusted: a symbolic link in the File Check file's place is neither read
+    /// (its target's content is not shown) nor written through (`--force` replaces the link).
+    func testInitDriveNeverFollowsALinkOnTheDrive() throws {
+        try requireLoopDrives(["ext4"])
+        let drive = try makeLoopDrive("links", kind: "ext4")
+        try write("outside/secret.txt", "the host's secret\n")
+        try symlink("mnt-links/.plugsync-id", to: path("outside/secret.txt"))
+
+        let kept = try plugsync("init-drive", drive.mount, config: nil)
+        assertExit(kept, 2)
+        XCTAssertTrue(kept.stderr.contains("exists already"), "\(kept)")
+        XCTAssertFalse(kept.stderr.contains("secret"), "the link's target was read\n\(kept)")
+
+        let forced = try plugsync("init-drive", drive.mount, "--force", config: nil)
+        assertExit(forced, 0)
+        XCTAssertEqual(read("outside/secret.txt"), "the host's secret\n", "written through the link")
+        var st = stat()
+        XCTAssertEqual(lstat(drive.mount + "/.plugsync-id", &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFREG, "the link is still there")
+        XCTAssertEqual(read("mnt-links/.plugsync-id")?.count, 25)
+        XCTAssertEqual(temporaryFiles(in: drive.mount), [])
+    }
 }
