@@ -113,4 +113,42 @@ final class SyncCommandTests: IntegrationTestCase {
         let password = try sync("src", "ftp://ana:secret@example.com/dir")
         XCTAssertFalse(password.stderr.contains("secret"), "\(password)")
     }
+
+    /// Two syncs of the same endpoints run one after the other (a lock per pair); Ctrl-C stops a
+    /// sync as it stops `run`: `Stopped: …` with its counts, exit 130, nothing started after it.
+    func testSyncWaitsForTheSamePairAndStopsOnCtrlC() throws {
+        for index in 0..<5 { try write("src/f\(index).txt", "\(index)\n") }
+        assertExit(try sync("src", "dst"), 0)
+        try write("src/new.txt", "new\n")
+        let locks = try FileManager.default.contentsOfDirectory(atPath: stateDirectory + "/locks")
+        let lock = stateDirectory + "/locks/" + (try XCTUnwrap(locks.first))
+
+        // Another run of the pair holds the lock until a file appears.
+        let release = path("release")
+        let holder = try shell(
+            "flock -x \(quote(lock)) sh -c 'touch \(quote(path("held"))); while [ ! -e \(quote(release)) ]; do sleep 0.05; done' >/dev/null 2>&1 & echo $!"
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
+        addTeardownBlock { [self] in _ = try? shell("touch \(quote(release)); kill \(holder) 2>/dev/null; true") }
+        for _ in 0..<200 where !exists("held") { usleep(20_000) }
+        XCTAssertTrue(exists("held"), "the lock holder did not start")
+
+        var environment = noConfig
+        environment["PLUGSYNC_STATE_DIR"] = stateDirectory
+        let running = try startPlugsync(["sync", "src", "dst"], environment: environment)
+        let outPath = running.outPath
+        func said(_ text: String) -> Bool {
+            ((try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "").contains(text)
+        }
+        for _ in 0..<500 where !said("Waiting for the running sync of sync to finish.") { usleep(20_000) }
+        XCTAssertTrue(said("Waiting for the running sync of sync to finish."), "the second sync did not wait")
+        XCTAssertTrue(running.process.isRunning)
+        kill(running.process.processIdentifier, SIGINT)
+        usleep(200_000)
+        try shell("touch \(quote(release))")
+        running.process.waitUntilExit()
+        let result = running.result()
+        XCTAssertEqual(result.status, 130, "\(result)")
+        XCTAssertTrue(result.summary?.hasPrefix("Stopped:") == true, "\(result)")
+        XCTAssertNil(read("dst/new.txt"), "a file was started after Ctrl-C\n\(result)")
+    }
 }
