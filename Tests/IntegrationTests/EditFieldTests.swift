@@ -73,6 +73,41 @@ final class EditFieldTests: IntegrationTestCase {
         XCTAssertTrue(show.stdout.contains("group: home") && show.stdout.contains("03:00"), "\(show)")
     }
 
+    /// A file written in other styles (deeper indentation, flow mappings, a block scalar) is
+    /// edited correctly: what reads back is the definition asked for, comments kept where the
+    /// lines stay.
+    func testEditOfAFileInAnotherStyle() throws {
+        let styled = """
+            definitions:
+                -   name: docs   # main
+                    type: mirror
+                    source: {local: /srv/a}   # flow
+                    destination:
+                        local: "/srv/b"
+                    ignore:
+                      - '\\.tmp$'   # temp files
+                    hooks:
+                      before: |
+                        echo one
+                        echo two
+
+            """
+        try styled.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let edit = try plugsync("edit", "docs", "--description", "New # not a comment", "--after", "echo done")
+        assertExit(edit, 0)
+        let text = try XCTUnwrap(read("plugsync.yaml"))
+        XCTAssertTrue(text.contains("name: docs   # main"), text)
+        XCTAssertTrue(text.contains("# flow"), text)
+        let show = try plugsync("show", "docs")
+        assertExit(show, 0)
+        for expected in [
+            "description: 'New # not a comment'", "local: /srv/a", "local: /srv/b", #"ignore: ['\.tmp$']"#,
+            #"before: "echo one\necho two\n""#, "after: 'echo done'",
+        ] {
+            XCTAssertTrue(show.stdout.contains(expected), "no \(expected)\n\(show)")
+        }
+    }
+
     func testCommandsWriteThroughASymbolicLink() throws {
         try mkdir("dotfiles")
         try commented.write(toFile: path("dotfiles/plugsync.yaml"), atomically: true, encoding: .utf8)
