@@ -316,7 +316,7 @@ struct Add: ParsableCommand {
         commandName: "add",
         abstract: "Add a definition.",
         discussion:
-            "Example: plugsync add docs --source /home/ana/Documents --destination device:label=BLUEDISK,directory=backups/docs --destination-check '.plugsync-id=^ana-blue$'"
+            "Example: plugsync add docs --source /home/ana/Documents --destination device:label=BLUEDISK,directory=backups/docs --destination-check '.plugsync-id=^ana-blue$' (plugsync init-drive writes such a file on a drive and prints these options)"
     )
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The new definition's name.") var name: String
