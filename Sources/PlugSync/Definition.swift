@@ -38,6 +38,14 @@ public struct Definition: Sendable, Equatable {
         self.destination = destination
     }
 
+    /// Why `name` cannot name a definition (it names log files and locks too), nil when it can.
+    public static func nameProblem(_ name: String) -> String? {
+        if name.isEmpty || name.first == "-" || !name.utf8.allSatisfy({ ASCII.isNameCharacter($0) }) {
+            return "\"\(name)\" may use only letters, digits, '.', '_' and '-'"
+        }
+        return nil
+    }
+
     /// Whether a mount of a matching drive starts this definition.
     public var runsOnMount: Bool {
         onMount ?? (source.location.isDevice || destination.location.isDevice)

@@ -181,8 +181,46 @@ public struct DefinitionsFile: Sendable {
 
     // MARK: editing
 
+    /// Checks a definition made on the command line as the file's own are checked, on its own:
+    /// a bad value is reported naming the option it came from (`--ignore: …`), not a line of a
+    /// file that does not hold it yet.
+    public static func validate(_ definition: Definition) throws {
+        if let problem = Definition.nameProblem(definition.name) {
+            throw UsageError("the name \(problem)")
+        }
+        let text = "definitions:\n" + DefinitionEmitter.lines(for: definition, indent: 2).joined(separator: "\n") + "\n"
+        do {
+            _ = try DefinitionsParser(file: "").parse(text)
+        } catch let error as ConfigError {
+            var field = error.field ?? ""
+            if let colon = field.firstRange(of: "\": ") { field = String(field[colon.upperBound...]) }
+            let option = Self.option(forField: field)
+            throw UsageError(ConfigError.printable((option ?? field) + ": " + error.problem))
+        }
+    }
+
+    /// The command-line option that sets a field of the definitions file (`ignore` → `--ignore`).
+    static func option(forField field: String) -> String? {
+        let path = field.split(separator: ".").map { $0.split(separator: "[").first.map(String.init) ?? "" }
+        guard let first = path.first else { return nil }
+        let last = path.last!
+        switch first {
+        case "source", "destination":
+            if last == "file_check" { return "--\(first)-check" }
+            let own = [
+                "password_file", "password_env", "tls", "passive", "clock_diff", "ca_file", "key_file", "known_hosts",
+                "unmount_after", "power_off_after",
+            ]
+            return own.contains(last) ? "--" + last.replacing("_", with: "-") : "--\(first)"
+        case "hooks", "notify": return "--" + (first == "notify" ? "notify-" : "") + last.replacing("_", with: "-")
+        case "name", "definitions": return "the name"
+        default: return "--" + first.replacing("_", with: "-")
+        }
+    }
+
     /// Adds a definition at the end of the list.
     public mutating func add(_ definition: Definition) throws {
+        try Self.validate(definition)
         try Self.checkCanRun(definition)
         if definitions.contains(where: { $0.name == definition.name }) {
             throw UsageError("a definition named \"\(definition.name)\" exists already in \(path)")
@@ -205,6 +243,7 @@ public struct DefinitionsFile: Sendable {
 
     /// Replaces the definition called `name` (which may be renamed) with `definition`.
     public mutating func replace(_ name: String, with definition: Definition) throws {
+        try Self.validate(definition)
         try Self.checkCanRun(definition)
         guard let index = definitions.firstIndex(where: { $0.name == name }) else {
             _ = try self.definition(named: name)
@@ -213,9 +252,17 @@ public struct DefinitionsFile: Sendable {
         if definition.name != name && definitions.contains(where: { $0.name == definition.name }) {
             throw UsageError("a definition named \"\(definition.name)\" exists already in \(path)")
         }
+        if definition == definitions[index] { return }  // nothing changes: the text stays as it is
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let span = spans[index]
-        lines.replaceSubrange(span.lines, with: DefinitionEmitter.lines(for: definition, indent: span.column))
+        let emitted = DefinitionEmitter.lines(for: definition, indent: span.column)
+        let merged = DefinitionMerge.merge(old: Array(lines[span.lines]), new: emitted)
+        // The old lines where they say the same, their comments kept; the plain emitted ones
+        // unless the merge reads back as exactly the definition asked for.
+        var attempt = lines
+        attempt.replaceSubrange(span.lines, with: merged)
+        if merged != emitted, (try? replaceText(attempt)) != nil, definitions[index] == definition { return }
+        lines.replaceSubrange(span.lines, with: emitted)
         try replaceText(lines)
     }
 
@@ -258,14 +305,37 @@ public struct DefinitionsFile: Sendable {
 
     /// Writes the text atomically: a temporary file in the same folder, flushed, then renamed;
     /// an existing file's permissions are kept (new files are private: they may hold passwords).
+    /// A symbolic link is followed: the file it points to is written, the link stays a link.
     public func save() throws {
-        let directory = Posix.parentPath(path)
+        let target = Self.followingLinks(path)
+        let directory = Posix.parentPath(target)
         if !directory.isEmpty { try? Posix.makeDirectories(directory) }
         var st = stat()
-        let mode: mode_t = stat(path, &st) == 0 ? st.st_mode & 0o7777 : 0o600
-        if let failure = Posix.writeFileAtomically(path, Array(text.utf8), mode: mode) {
+        let mode: mode_t = stat(target, &st) == 0 ? st.st_mode & 0o7777 : 0o600
+        if let failure = Posix.writeFileAtomically(target, Array(text.utf8), mode: mode) {
             throw ConfigError(file: path, problem: "cannot write: \(String(cString: strerror(failure)))")
         }
+    }
+
+    /// `path` with its last component's symbolic links followed (a link to a link too, a link
+    /// to a file not there yet too); `path` itself when it is no link.
+    static func followingLinks(_ path: String) -> String {
+        var current = path
+        for _ in 0..<40 {
+            var st = stat()
+            guard lstat(current, &st) == 0, st.st_mode & S_IFMT == S_IFLNK else { return current }
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let count = readlink(current, &buffer, buffer.count - 1)
+            guard count > 0 else { return current }
+            let target = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if target.hasPrefix("/") {
+                current = target
+            } else {
+                let parent = Posix.parentPath(current)
+                current = (parent.isEmpty ? "." : parent == "/" ? "" : parent) + "/" + target
+            }
+        }
+        return current
     }
 }
 
@@ -299,6 +369,7 @@ public enum DefinitionEmitter {
                 if device.mountAuto { add(2, "mount", "auto") }
                 if device.unmountAfter { add(2, "unmount_after", "true") }
                 if device.powerOffAfter { add(2, "power_off_after", "true") }
+                if out.last?.hasSuffix("device:") == true { out[out.count - 1] += " {}" }  // recognized by its File Check alone
             case .server(let server):
                 add(1, server.key, "")
                 out[out.count - 1].removeLast()

@@ -116,12 +116,8 @@ struct DefinitionsParser {
         guard let name = try fields.string("name") else {
             throw error(node, "definitions[\(index)].name", "missing (every definition needs a name)")
         }
-        if name.isEmpty || name.first == "-"
-            || !name.utf8.allSatisfy({ ASCII.isNameCharacter($0) })
-        {
-            throw error(
-                fields.node("name"), "definitions[\(index)].name",
-                "\"\(name)\" may use only letters, digits, '.', '_' and '-'")
+        if let problem = Definition.nameProblem(name) {
+            throw error(fields.node("name"), "definitions[\(index)].name", problem)
         }
         fields.prefix = "definition \"\(name)\": "
         guard let sourceNode = fields.node("source") else { throw fields.missing("source", in: node) }

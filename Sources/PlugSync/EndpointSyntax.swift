@@ -7,7 +7,9 @@
 /// `mon,tue,fri at 18:30`, `sat every 2h between 08:00-20:00`, `daily every 30m`, `1,15 at 03:00`
 /// (days of the month).
 public enum EndpointSyntax {
-    public static func parseLocation(_ text: String) throws -> Location {
+    /// - Parameter directory: when given, a path that is not absolute is a local folder relative
+    ///   to it (the current folder of `plugsync sync`); without it such a path is refused.
+    public static func parseLocation(_ text: String, relativeTo directory: String? = nil) throws -> Location {
         if text.hasPrefix("/") { return .local(path: text) }
         if text.hasPrefix("device:") {
             var device = DeviceSpec()
@@ -34,9 +36,24 @@ public enum EndpointSyntax {
         for kind in serverKinds {
             for scheme in kind.schemes where text.hasPrefix(scheme) { return .server(try kind.parseURL(text, scheme)) }
         }
+        if let directory, !text.isEmpty { return .local(path: absolutePath(text, in: directory)) }
         let servers = serverKinds.flatMap(\.schemes).map { $0 + "user@host/dir" }.joined(separator: ", ")
         throw UsageError(
             "\"\(text)\" is not an endpoint: give /absolute/path, device:label=…,directory=…, or \(servers)")
+    }
+
+    /// `relative` under `directory`, with `.` and `..` taken out as the shell's `cd` would
+    /// (`../b` from `/home/ana/a` is `/home/ana/b`).
+    static func absolutePath(_ relative: String, in directory: String) -> String {
+        var parts = directory.split(separator: "/").map(String.init)
+        for part in relative.split(separator: "/") where part != "." {
+            if part == ".." {
+                _ = parts.popLast()
+            } else {
+                parts.append(String(part))
+            }
+        }
+        return "/" + parts.joined(separator: "/")
     }
 
     /// `user@host:port/dir` after the scheme. A password in it (`user:password@`) would show in

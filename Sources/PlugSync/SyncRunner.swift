@@ -26,6 +26,11 @@ public struct RunOptions: Sendable {
     /// The report's lines go to standard error instead of standard output (`run --json`
     /// keeps standard output for its JSON).
     public var reportToStandardError = false
+    /// The name the run's lock and what a server's run keeps for the next go by, when not the
+    /// definition's (`plugsync sync`: one per pair of endpoints).
+    public var stateName: String?
+    /// Whether the run goes into the run history (`plugsync sync`'s runs, of no definition, do not).
+    public var recordsHistory = true
 
     public init() {}
 }
@@ -166,7 +171,7 @@ public final class SyncRunner {
         if let logError { printError("warning: \(logError)") }
         let lock: DefinitionLock
         do {
-            lock = try DefinitionLock(stateDirectory: stateDirectory, name: definition.name) {
+            lock = try DefinitionLock(stateDirectory: stateDirectory, name: options.stateName ?? definition.name) {
                 reporter.say("Waiting for the running sync of \(definition.name) to finish.")
                 reporter.flush()
             }
@@ -350,7 +355,8 @@ public final class SyncRunner {
         func side(_ resolved: ResolvedEndpoint, _ spec: EndpointSpec, _ role: String) -> SyncSide {
             SyncSide(
                 endpoint: resolved.endpoint, excluded: resolved.excluded, isDrive: resolved.drive != nil,
-                memoryFile: remembers(spec) ? memoryFolder + "/" + definition.name + "." + role : nil,
+                memoryFile: remembers(spec)
+                    ? memoryFolder + "/" + (options.stateName ?? definition.name) + "." + role : nil,
                 translate: { ServerKind.translate($0, role: role) })
         }
         return try job.run(
@@ -373,7 +379,7 @@ public final class SyncRunner {
         let summary = Self.summary(statistics, seconds: seconds, dryRun: options.dryRun, status: status)
         reporter.say(summary)
         reporter.flush()
-        if !options.dryRun {
+        if !options.dryRun && options.recordsHistory {
             let record = RunRecord(
                 definition: definition.name, trigger: options.trigger, started: recordedStart, seconds: seconds,
                 result: status.rawValue, transferred: statistics.transferred, deleted: statistics.deleted,

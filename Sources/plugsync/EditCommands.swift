@@ -1,7 +1,10 @@
 import ArgumentParser
 import PlugSync
+import SyncEngine
 
-/// The fields of a definition as flags; each given flag replaces that field.
+/// The fields of a definition as flags; each given flag replaces that field. Every field of the
+/// definitions file has one (a server's and a drive's own fields apply to the endpoint that is
+/// one).
 struct DefinitionFlags: ParsableArguments {
     @Option(help: "Free text shown in listings.") var description: String?
     @Option(help: "Group for 'run --group'.") var group: String?
@@ -17,8 +20,12 @@ struct DefinitionFlags: ParsableArguments {
     var destinationCheck: String?
     @Option(help: "Regex of names to ignore (repeat for several; replaces the list).") var ignore: [String] = []
     @Option(name: .customLong("log-file"), help: "Absolute path of the definition's log.") var logFile: String?
-    @Option(name: .customLong("max-delete"), help: "Most a mirror may delete: a count or a percentage.") var maxDelete:
-        String?
+    @Option(
+        name: .customLong("log-level"),
+        help: "What the log file gets: normal (what a run prints; the default) or full (a line for every entry).")
+    var logLevel: String?
+    @Option(name: .customLong("max-delete"), help: "Most a mirror may delete: a count or a percentage (default 50%).")
+    var maxDelete: String?
     @Option(help: "Schedule rule, e.g. \"mon,fri at 18:30\" (repeat; replaces the schedule).") var schedule: [String] =
         []
     @Option(
@@ -31,34 +38,95 @@ struct DefinitionFlags: ParsableArguments {
         name: .customLong("notify-events"),
         help: "What to ping for, comma-separated: start, success, failure, overdue, removable.")
     var notifyEvents: String?
-    @Flag(inversion: .prefixedNo, help: "Synchronize subfolders too.") var recursive: Bool?
+    @Flag(
+        name: .customLong("notify-desktop"), inversion: .prefixedNo,
+        help: "Desktop notifications for this definition.")
+    var notifyDesktop: Bool?
+    @Flag(inversion: .prefixedNo, help: "Synchronize subfolders too (default: yes).") var recursive: Bool?
+    @Flag(
+        name: .customLong("on-mount"), inversion: .prefixedNo,
+        help: "Run when a matching drive is mounted (default: yes when an endpoint is a drive).")
+    var onMount: Bool?
+    @Option(help: "Files transferred at once, 1-64 (default 4).") var parallel: Int?
+    @Option(help: "Shell command run before each run; its failure refuses the run (\"\" removes it).")
+    var before: String?
+    @Option(help: "Shell command run after each run (\"\" removes it).") var after: String?
+    @Option(
+        name: .customLong("on-error"), help: "Shell command run after a run that did not succeed (\"\" removes it).")
+    var onError: String?
+    @Option(
+        name: .customLong("password-file"),
+        help: "The server's password is in this file (absolute path; \"\" removes it).")
+    var passwordFile: String?
+    @Option(
+        name: .customLong("password-env"),
+        help: "The server's password is in this environment variable (\"\" removes it).")
+    var passwordEnv: String?
+    @Option(help: "FTP: none, explicit (AUTH TLS) or implicit.") var tls: String?
+    @Flag(inversion: .prefixedNo, help: "FTP: passive mode (default: yes).") var passive: Bool?
+    @Option(
+        name: .customLong("clock-diff"), parsing: .unconditional,
+        help: "FTP: the server's clock minus this one's, in seconds, or auto (measured; the default).")
+    var clockDiff: String?
+    @Option(name: .customLong("ca-file"), help: "FTP: the certificates to trust (absolute path; \"\" removes it).")
+    var caFile: String?
+    @Option(name: .customLong("key-file"), help: "SFTP: the private key (\"\" removes it: the usual ~/.ssh keys).")
+    var keyFile: String?
+    @Option(name: .customLong("known-hosts"), help: "SFTP: the known_hosts file (\"\" removes it: ~/.ssh/known_hosts).")
+    var knownHosts: String?
+    @Flag(
+        name: .customLong("unmount-after"), inversion: .prefixedNo,
+        help: "Drive: unmount it after the runs its mount started.")
+    var unmountAfter: Bool?
+    @Flag(
+        name: .customLong("power-off-after"), inversion: .prefixedNo,
+        help: "Drive: unmount and power it off after the runs its mount started.")
+    var powerOffAfter: Bool?
     @Flag var enablement: Enablement?
+
+    /// No field is given.
+    var isEmpty: Bool {
+        let texts: [String?] = [
+            description, group, type, source, destination, sourceCheck, destinationCheck, logFile, logLevel,
+            maxDelete, maxAge, notifyURL, notifyEvents, before, after, onError, passwordFile, passwordEnv, tls,
+            clockDiff, caFile, keyFile, knownHosts,
+        ]
+        let flags: [Bool?] = [notifyDesktop, recursive, onMount, passive, unmountAfter, powerOffAfter]
+        return texts.allSatisfy { $0 == nil } && flags.allSatisfy { $0 == nil } && ignore.isEmpty
+            && schedule.isEmpty && parallel == nil && enablement == nil
+    }
 
     func apply(to definition: inout Definition) throws {
         if let description { definition.description = description.isEmpty ? nil : description }
         if let group { definition.group = group.isEmpty ? nil : group }
-        if let type {
-            guard let value = SyncType(rawValue: type) else {
-                throw UsageError("--type \(type): give mirror or backup")
-            }
-            definition.type = value
+        if let type { definition.type = try Self.syncType(type) }
+        if let source { definition.source.location = try Self.location(source, flag: "--source") }
+        if let destination {
+            definition.destination.location = try Self.location(destination, flag: "--destination")
         }
-        if let source { definition.source.location = try EndpointSyntax.parseLocation(source) }
-        if let destination { definition.destination.location = try EndpointSyntax.parseLocation(destination) }
         if let sourceCheck { definition.source.fileCheck = try Self.check(sourceCheck, flag: "--source-check") }
         if let destinationCheck {
             definition.destination.fileCheck = try Self.check(destinationCheck, flag: "--destination-check")
         }
-        if !ignore.isEmpty { definition.ignore = ignore.filter { !$0.isEmpty } }
-        if let logFile { definition.logFile = logFile.isEmpty ? nil : logFile }
-        if let maxDelete {
-            if let limit = MaxDelete(parsing: maxDelete) {
-                definition.maxDelete = limit
-            } else {
-                throw UsageError("--max-delete \(maxDelete): give a count (100) or a percentage (50%)")
+        if !ignore.isEmpty { definition.ignore = try Self.ignorePatterns(ignore) }
+        if let logFile {
+            if !logFile.isEmpty && !logFile.hasPrefix("/") {
+                throw UsageError("--log-file \(logFile): give an absolute path")
+            }
+            definition.logFile = logFile.isEmpty ? nil : logFile
+        }
+        if let logLevel {
+            guard let level = LogLevel(rawValue: logLevel) else {
+                throw UsageError("--log-level \(logLevel): give normal or full")
+            }
+            definition.logLevel = level
+        }
+        if let maxDelete { definition.maxDelete = try Self.maxDelete(maxDelete) }
+        if !schedule.isEmpty {
+            definition.schedule = try schedule.filter { !$0.isEmpty }.map {
+                do { return try EndpointSyntax.parseRule($0) } catch { throw UsageError("--schedule: \(error)") }
             }
         }
-        if !schedule.isEmpty { definition.schedule = try schedule.filter { !$0.isEmpty }.map(EndpointSyntax.parseRule) }
         if let maxAge {
             if maxAge.isEmpty {
                 definition.maxAge = nil
@@ -88,8 +156,153 @@ struct DefinitionFlags: ParsableArguments {
             notify.events = NotifySettings.Event.allCases.filter(chosen.contains)
             definition.notify = notify
         }
+        if let notifyDesktop {
+            var notify = definition.notify ?? NotifySettings()
+            notify.desktop = notifyDesktop
+            definition.notify = notify
+        }
         if let recursive { definition.recursive = recursive }
+        if let onMount { definition.onMount = onMount }
+        if let parallel {
+            guard (1...64).contains(parallel) else { throw UsageError("--parallel \(parallel): give 1 to 64") }
+            definition.parallel = parallel
+        }
+        if let before { definition.hooks.before = before.isEmpty ? nil : before }
+        if let after { definition.hooks.after = after.isEmpty ? nil : after }
+        if let onError { definition.hooks.onError = onError.isEmpty ? nil : onError }
+        try applyServerFields(to: &definition)
+        try applyDriveFields(to: &definition)
         if let enablement { definition.enabled = enablement == .enable }
+    }
+
+    /// `--password-file`, `--tls`, … on the endpoint that is a server.
+    private func applyServerFields(to definition: inout Definition) throws {
+        var changes: [(String, (inout any ServerSpec) throws -> Void)] = []
+        func password(_ option: String, _ value: String?, _ make: (String) -> ServerPassword) {
+            guard let value else { return }
+            let password = value.isEmpty ? nil : make(value)
+            changes.append((option, { spec in spec.password = password ?? (spec is FTPSpec ? .netrc : .none) }))
+        }
+        if let passwordFile, !passwordFile.isEmpty, !passwordFile.hasPrefix("/") {
+            throw UsageError("--password-file \(passwordFile): give an absolute path")
+        }
+        password("--password-file", passwordFile) { .file($0) }
+        password("--password-env", passwordEnv) { .environment($0) }
+        func ftp(_ option: String, _ change: @escaping (inout FTPSpec) throws -> Void) {
+            changes.append(
+                (
+                    option,
+                    { spec in
+                        guard var ftp = spec as? FTPSpec else {
+                            throw UsageError("\(option): the server endpoint is not an FTP server")
+                        }
+                        try change(&ftp)
+                        spec = ftp
+                    }
+                ))
+        }
+        func sftp(_ option: String, _ change: @escaping (inout SFTPSpec) -> Void) {
+            changes.append(
+                (
+                    option,
+                    { spec in
+                        guard var sftp = spec as? SFTPSpec else {
+                            throw UsageError("\(option): the server endpoint is not an SFTP server")
+                        }
+                        change(&sftp)
+                        spec = sftp
+                    }
+                ))
+        }
+        if let tls {
+            guard let value = FTPSpec.TLS(rawValue: tls) else {
+                throw UsageError("--tls \(tls): give none, explicit or implicit")
+            }
+            ftp("--tls") { $0.tls = value }
+        }
+        if let passive { ftp(passive ? "--passive" : "--no-passive") { $0.passive = passive } }
+        if let clockDiff {
+            let value: FTPSpec.ClockDiff
+            if clockDiff == "auto" {
+                value = .auto
+            } else if let seconds = Int(clockDiff), seconds.magnitude <= 366 * 86_400 {
+                value = .seconds(seconds)
+            } else {
+                throw UsageError("--clock-diff \(clockDiff): give auto or a number of seconds (at most a year)")
+            }
+            ftp("--clock-diff") { $0.clockDiff = value }
+        }
+        if let caFile {
+            if !caFile.isEmpty && !caFile.hasPrefix("/") {
+                throw UsageError("--ca-file \(caFile): give an absolute path")
+            }
+            ftp("--ca-file") { $0.caFile = caFile.isEmpty ? nil : caFile }
+        }
+        if let keyFile { sftp("--key-file") { $0.keyFile = keyFile.isEmpty ? nil : keyFile } }
+        if let knownHosts { sftp("--known-hosts") { $0.knownHosts = knownHosts.isEmpty ? nil : knownHosts } }
+        guard let (option, _) = changes.first else { return }
+        let servers = [definition.source.location.server, definition.destination.location.server]
+        guard servers.contains(where: { $0 != nil }) else {
+            throw UsageError("\(option): neither endpoint is a server (ftp://, ftps://, ftpes://, sftp://)")
+        }
+        if servers.allSatisfy({ $0 != nil }) {
+            throw UsageError(
+                "\(option): both endpoints are servers; set it in the definitions file under the one it is for")
+        }
+        let onSource = servers[0] != nil
+        var spec = servers[0] ?? servers[1]!
+        for (_, change) in changes { try change(&spec) }
+        if onSource {
+            definition.source.location = .server(spec)
+        } else {
+            definition.destination.location = .server(spec)
+        }
+    }
+
+    /// `--unmount-after`, `--power-off-after` on the endpoints that are drives.
+    private func applyDriveFields(to definition: inout Definition) throws {
+        guard unmountAfter != nil || powerOffAfter != nil else { return }
+        var found = false
+        for keyPath in [\Definition.source, \Definition.destination] {
+            guard case .device(var device) = definition[keyPath: keyPath].location else { continue }
+            if let unmountAfter { device.unmountAfter = unmountAfter }
+            if let powerOffAfter { device.powerOffAfter = powerOffAfter }
+            definition[keyPath: keyPath].location = .device(device)
+            found = true
+        }
+        if !found {
+            let option = unmountAfter != nil ? "--unmount-after" : "--power-off-after"
+            throw UsageError("\(option): neither endpoint is a drive (device:…)")
+        }
+    }
+
+    static func syncType(_ text: String) throws -> SyncType {
+        guard let value = SyncType(rawValue: text) else { throw UsageError("--type \(text): give mirror or backup") }
+        return value
+    }
+
+    static func location(_ text: String, flag: String) throws -> Location {
+        do { return try EndpointSyntax.parseLocation(text) } catch { throw UsageError("\(flag): \(error)") }
+    }
+
+    static func maxDelete(_ text: String) throws -> MaxDelete {
+        guard let limit = MaxDelete(parsing: text) else {
+            throw UsageError("--max-delete \(text): give a count (100) or a percentage (50%)")
+        }
+        return limit
+    }
+
+    /// The patterns, each checked: a bad one is reported as `--ignore`'s.
+    static func ignorePatterns(_ patterns: [String]) throws -> [String] {
+        let kept = patterns.filter { !$0.isEmpty }
+        for pattern in kept {
+            do { _ = try IgnoreList([pattern]) } catch {
+                var text = "--ignore \"\(pattern)\": \(error)"
+                if let error = error as? IgnoreList.PatternError { text = "--ignore: \(error.description)" }
+                throw UsageError(text)
+            }
+        }
+        return kept
     }
 
     static func check(_ text: String, flag: String) throws -> FileCheck? {
@@ -103,7 +316,7 @@ struct Add: ParsableCommand {
         commandName: "add",
         abstract: "Add a definition.",
         discussion:
-            "Example: plugsync add docs --source /home/ana/Documents --destination device:label=BLUEDISK,directory=backups/docs --destination-check '.plugsync-id=^ana-blue$'"
+            "Example: plugsync add docs --source /home/ana/Documents --destination device:label=BLUEDISK,directory=backups/docs --destination-check '.plugsync-id=^ana-blue$' (plugsync init-drive writes such a file on a drive and prints these options)"
     )
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The new definition's name.") var name: String
@@ -143,11 +356,21 @@ struct Edit: ParsableCommand {
 
     func run() throws {
         try failing {
+            if fields.isEmpty && rename == nil {
+                throw UsageError(
+                    "edit \(name): nothing to change; give the fields to change, e.g. --description TEXT (plugsync edit --help lists them)"
+                )
+            }
             var file = try options.load()
             var definition = try file.definition(named: name)
             try fields.apply(to: &definition)
             if let rename { definition.name = rename }
+            let before = file.text
             try file.replace(name, with: definition)
+            if file.text == before {
+                print("\(name) is already as given; \(file.path) is unchanged")
+                return
+            }
             try file.save()
             print("Changed \(definition.name) in \(file.path)")
         }

@@ -20,8 +20,8 @@ struct Plugsync: ParsableCommand {
             """,
         version: PlugSyncVersion.current,
         subcommands: [
-            Add.self, Edit.self, Copy.self, Delete.self, List.self, Show.self, Run.self, Log.self,
-            Status.self, Devices.self, Check.self, Verify.self, AgentCommand.self,
+            Add.self, Edit.self, Copy.self, Delete.self, List.self, Show.self, Run.self, SyncNow.self, Log.self,
+            Status.self, Devices.self, Check.self, Verify.self, InitDrive.self, AgentCommand.self,
         ]
     )
 
@@ -61,7 +61,10 @@ struct Plugsync: ParsableCommand {
             if let exit = error as? ExitCode { Glibc.exit(exit.rawValue) }
             // Argument errors are usage errors: exit code 2, as for every usage error.
             let message = fullMessage(for: error)
-            if !message.isEmpty { FileHandleOut.error(message) }
+            // The parser's message has several lines (the error, the usage): each escaped.
+            for line in message.split(separator: "\n", omittingEmptySubsequences: false) where !message.isEmpty {
+                FileHandleOut.error(String(line))
+            }
             Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
         }
     }

@@ -15,6 +15,30 @@ struct Run: ParsableCommand {
     @Argument(help: "Definitions to run.") var names: [String] = []
     @Option(help: "Run every definition of this group.") var group: String?
     @Flag(help: "Run every enabled definition.") var all = false
+    @OptionGroup var flags: RunFlags
+
+    func validate() throws {
+        let chosen = (names.isEmpty ? 0 : 1) + (group == nil ? 0 : 1) + (all ? 1 : 0)
+        if chosen != 1 { throw ValidationError("give definition names, --group G, or --all (one of them)") }
+    }
+
+    func run() throws {
+        let signals = StopSignals()
+        let outcomes: [RunOutcome] = try failing {
+            let file = try options.load()
+            var definitions = try file.select(names: names, group: group, all: all)
+            if all || group != nil { definitions = definitions.filter(\.enabled) }
+            SyncRunner.loadLibraries(for: definitions)
+            let runner = try SyncRunner(stateDirectory: StateDirectory.path())
+            runner.use(file)
+            return try flags.run(definitions, with: runner, signals: signals)
+        }
+        try flags.exit(outcomes, signals: signals)
+    }
+}
+
+/// How a run is asked for on the command line: `run` and `sync` take these.
+struct RunFlags: ParsableArguments {
     @Flag(name: .customLong("dry-run"), help: "Print the plan; change nothing.") var dryRun = false
     @Flag(name: .customLong("force-delete"), help: "Allow deleting beyond max_delete, or from an empty source.")
     var forceDelete = false
@@ -34,42 +58,46 @@ struct Run: ParsableCommand {
     var json = false
 
     func validate() throws {
-        let chosen = (names.isEmpty ? 0 : 1) + (group == nil ? 0 : 1) + (all ? 1 : 0)
-        if chosen != 1 { throw ValidationError("give definition names, --group G, or --all (one of them)") }
         if quiet && verbose { throw ValidationError("--quiet and --verbose: choose one") }
     }
 
-    func run() throws {
-        let signals = StopSignals()
-        let outcomes: [RunOutcome] = try failing {
-            let file = try options.load()
-            var definitions = try file.select(names: names, group: group, all: all)
-            if all || group != nil { definitions = definitions.filter(\.enabled) }
-            SyncRunner.loadLibraries(for: definitions)
-            let runner = try SyncRunner(stateDirectory: StateDirectory.path())
-            runner.use(file)
-            var runOptions = RunOptions()
-            runOptions.dryRun = dryRun
-            runOptions.forceDelete = forceDelete
-            runOptions.verbosity = quiet ? .quiet : verbose ? .verbose : .normal
-            runOptions.cancellation = signals.cancellation
-            runOptions.reportToStandardError = json
-            var outcomes: [RunOutcome] = []
-            for definition in definitions {
-                let outcome = runner.run(definition, options: runOptions)
-                if quiet {
-                    let line = "\(outcome.name): \(outcome.summary)"
-                    if json { FileHandleOut.error(line) } else { print(line) }
-                }
-                if json { try printJSON(RunResultJSON(outcome, dryRun: dryRun, trigger: runOptions.trigger)) }
-                outcomes.append(outcome)
-                if signals.cancellation.isCancelled { break }  // the definitions after it are not started
+    func options(_ signals: StopSignals) -> RunOptions {
+        var runOptions = RunOptions()
+        runOptions.dryRun = dryRun
+        runOptions.forceDelete = forceDelete
+        runOptions.verbosity = quiet ? .quiet : verbose ? .verbose : .normal
+        runOptions.cancellation = signals.cancellation
+        runOptions.reportToStandardError = json
+        return runOptions
+    }
+
+    /// Runs the definitions one after the other; a signal leaves the rest not started.
+    /// - Parameter oneShot: for `plugsync sync`: not recorded, and locked by this name.
+    func run(
+        _ definitions: [Definition], with runner: SyncRunner, signals: StopSignals, oneShot: String? = nil
+    ) throws -> [RunOutcome] {
+        var runOptions = options(signals)
+        runOptions.recordsHistory = oneShot == nil
+        runOptions.stateName = oneShot
+        var outcomes: [RunOutcome] = []
+        for definition in definitions {
+            let outcome = runner.run(definition, options: runOptions)
+            if quiet {
+                let line = "\(outcome.name): \(outcome.summary)"
+                if json { FileHandleOut.error(line) } else { print(line) }
             }
-            return outcomes
+            if json { try printJSON(RunResultJSON(outcome, dryRun: dryRun, trigger: runOptions.trigger)) }
+            outcomes.append(outcome)
+            if signals.cancellation.isCancelled { break }  // the definitions after it are not started
         }
-        // Stopped by a signal: 128 + its number, as a shell reports it (130 for Ctrl-C).
+        return outcomes
+    }
+
+    /// Ends as the outcomes say: 128 + the signal's number when one stopped the run (130 for
+    /// Ctrl-C, as a shell reports it); else the worst outcome decides (refused > error >
+    /// failures > success).
+    func exit(_ outcomes: [RunOutcome], signals: StopSignals) throws {
         if let code = signals.exitCode { throw ExitCode(code) }
-        // Several runs: the worst outcome decides (refused > error > failures > success).
         let code = outcomes.map(\.exitCode).max { rank($0) < rank($1) } ?? 0
         if code != 0 { throw ExitCode(code) }
     }
