@@ -169,6 +169,19 @@ public struct NotifySettings: Sendable, Equatable {
     /// In the order of `Event.allCases`, without repeats.
     public var events: [Event] = NotifySettings.defaultEvents
 
+    /// `url` to be shown: its scheme and host only. A ping URL's path is its secret (whoever has
+    /// it can report a backup as done), and a user name and password may come before the host.
+    public var shownURL: String? {
+        guard let url else { return nil }
+        let parts = url.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return "…" }
+        let rest = parts[1]
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        let host = authority.split(separator: "@", omittingEmptySubsequences: false).last.map(String.init) ?? ""
+        let hidden = authority.count < rest.count || authority.contains("@")
+        return parts[0] + "://" + host + (hidden ? "/…" : "")
+    }
+
     public init(desktop: Bool? = nil, url: String? = nil, events: [Event] = NotifySettings.defaultEvents) {
         self.desktop = desktop
         self.url = url

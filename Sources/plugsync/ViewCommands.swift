@@ -39,7 +39,7 @@ struct List: ParsableCommand {
 
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "show", abstract: "Show one definition as YAML (passwords hidden).")
+        commandName: "show", abstract: "Show one definition as YAML (passwords and the path of a ping URL hidden).")
     @OptionGroup var options: ConfigOptions
     @Argument(help: "The definition to show.") var name: String
 
@@ -53,6 +53,8 @@ struct Show: ParsableCommand {
                     definition[keyPath: keyPath].location = .server(server)
                 }
             }
+            let shown = definition.notify?.shownURL
+            definition.notify?.url = shown
             print(DefinitionEmitter.lines(for: definition, indent: 0).joined(separator: "\n"))
             if let next = definition.schedule.nextRun(after: Date()) {
                 print("# next scheduled run: \(formatDate(next))")

@@ -390,8 +390,10 @@ final class FeedbackTests: IntegrationTestCase {
         assertExit(show, 0)
         XCTAssertTrue(
             show.stdout.contains(
-                "  max_age: 12h\n  notify:\n    url: 'https://hc.example.org/ping/abc'\n    events: [start, success, failure]\n"
+                "  max_age: 12h\n  notify:\n    url: 'https://hc.example.org/…'\n    events: [start, success, failure]\n"
             ), "\(show)")
+        XCTAssertFalse(show.stdout.contains("/ping/abc"), "a ping URL's path is its secret: not shown")
+        XCTAssertTrue(read("plugsync.yaml")?.contains("url: 'https://hc.example.org/ping/abc'") == true)
         assertExit(try plugsync("edit", "pics", "--max-age", "90m", "--notify-url", ""), 0)
         let edited = try plugsync("show", "pics")
         XCTAssertTrue(
