@@ -18,7 +18,11 @@ struct DefinitionFlags: ParsableArguments {
     @Option(name: .customLong("source-check"), help: "File Check on the source: path[=regex].") var sourceCheck: String?
     @Option(name: .customLong("destination-check"), help: "File Check on the destination: path[=regex].")
     var destinationCheck: String?
-    @Option(help: "Regex of names to ignore (repeat for several; replaces the list).") var ignore: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "A pattern of entries to ignore: a regex on names, re:REGEX, or glob:SHELL-PATTERN (on paths with a /); repeat for several; replaces the list.",
+            valueName: "pattern"))
+    var ignore: [String] = []
     @Option(name: .customLong("log-file"), help: "Absolute path of the definition's log.") var logFile: String?
     @Option(
         name: .customLong("log-level"),

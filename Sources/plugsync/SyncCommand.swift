@@ -33,7 +33,11 @@ struct SyncNow: ParsableCommand {
     @Option(name: .customLong("source-check"), help: "File Check on the source: path[=regex].") var sourceCheck: String?
     @Option(name: .customLong("destination-check"), help: "File Check on the destination: path[=regex].")
     var destinationCheck: String?
-    @Option(help: "Regex of names to ignore (repeat for several).") var ignore: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "A pattern of entries to ignore: a regex on names, re:REGEX, or glob:SHELL-PATTERN (on paths with a /); repeat for several.",
+            valueName: "pattern"))
+    var ignore: [String] = []
     @Option(name: .customLong("max-delete"), help: "Most a mirror may delete: a count or a percentage (default 50%).")
     var maxDelete: String?
     @Option(help: "Files transferred at once (1-64, default 4).") var parallel: Int?

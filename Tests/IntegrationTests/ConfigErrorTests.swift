@@ -29,6 +29,13 @@ final class ConfigErrorTests: IntegrationTestCase {
             bad(endpoints + ["ignore: ['\\.tmp$', '(unclosed']"]), atLine: 12, field: "ignore", problem: "(unclosed")
     }
 
+    /// A shell pattern where a regex is expected: the error says how to write it.
+    func testAGlobInIgnoreIsExplained() throws {
+        try assertConfigError(
+            bad(endpoints + ["ignore: ['*.tmp']"]), atLine: 12, field: "ignore",
+            problem: "for a shell pattern write glob:*.tmp")
+    }
+
     func testBadScheduleTime() throws {
         try assertConfigError(
             bad(endpoints + ["schedule:", "  - days: [mon, fri]", "    at: \"25:00\""]), atLine: 14, field: "at",

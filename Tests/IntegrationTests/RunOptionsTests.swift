@@ -97,6 +97,36 @@ final class RunOptionsTests: IntegrationTestCase {
         }
     }
 
+    /// `glob:` patterns (shell-style; with a `/`, on the path from the endpoint's root, `**`
+    /// across folders) and `re:` beside bare regexes, on both sides.
+    func testGlobAndRegexIgnorePatterns() throws {
+        let src = path("src")
+        let dst = path("dst")
+        for file in [
+            "a.txt", "a.tmp", "notes.TMP", "build/out.o", "build/keep.c", "lib/build/x.o", "deep/a/cache/c.bin",
+            "cache/top.bin", "~lock", "[x].txt",
+        ] {
+            try write("src/" + file, file + "\n")
+        }
+        try write("dst/old.tmp", "an ignored orphan\n")
+        try writeConfig(
+            definition(
+                "globs", source: src, destination: dst,
+                [
+                    "ignore: ['glob:*.tmp', 'glob:/build/*.o', 'glob:**/cache/**', 're:^~', 'glob:\\[x].txt']",
+                    "type: mirror",
+                ]))
+        let result = try plugsync("run", "globs")
+        assertExit(result, 0)
+        XCTAssertEqual(
+            Set(try snapshot(dst).keys),
+            [
+                "a.txt", "notes.TMP", "build", "build/keep.c", "lib", "lib/build", "lib/build/x.o", "deep", "deep/a",
+                "deep/a/cache", "cache", "old.tmp",
+            ], "\(result)")
+        XCTAssertEqual(read("dst/old.tmp"), "an ignored orphan\n")
+    }
+
     func testIgnoredEntriesAreNeitherCopiedNorDeleted() throws {
         let src = path("src")
         let dst = path("dst")

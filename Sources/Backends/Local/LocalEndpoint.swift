@@ -433,7 +433,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
                 listing.temporaryFiles.append(path)
                 continue
             }
-            if filter.ignore.matches(name) || (folder.mayHoldExcluded && filter.excludedPaths.contains(path)) {
+            if filter.ignore.matches(name, path: path) || (folder.mayHoldExcluded && filter.excludedPaths.contains(path)) {
                 continue
             }
             let status =

@@ -153,7 +153,7 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
                 if item.kind == .file { listing.temporaryFiles.append(path) }
                 continue
             }
-            if filter.ignore.matches(name) || filter.excludedPaths.contains(path) { continue }
+            if filter.ignore.matches(name, path: path) || filter.excludedPaths.contains(path) { continue }
             var entry = Entry(
                 name: name, kind: item.kind, size: item.size, mtime: Timestamp(seconds: 0), mode: item.mode)
             if item.kind == .symlink {

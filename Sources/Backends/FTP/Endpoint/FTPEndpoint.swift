@@ -807,7 +807,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     if item.kind == .directory { temporaryFolders.append(path) } else { temporary.append(path) }
                     continue
                 }
-                if filter.ignore.matches(name) || filter.excludedPaths.contains(path) { continue }
+                if filter.ignore.matches(name, path: path) || filter.excludedPaths.contains(path) { continue }
                 let mtime = Timestamp(seconds: item.time)  // the server's clock (see `list`)
                 switch item.kind {
                 case .file:
