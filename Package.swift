@@ -7,7 +7,7 @@ import PackageDescription
 //   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl, SFTPBackend -> CCurl;
 //   PlugSync -> Devices -> CUdev, SystemSupport; PlugSync -> CCurl (pings), Prometheus (the metrics file);
 //   PlugSync -> DesktopNotifications (Sources/Notifications) -> CSystemd, SystemSupport;
-//   C shims: CCurl (libcurl), CTLS (libssl), CUdev (libudev), CSQLite, CYAML (libyaml), CSystemd (libsystemd), CPosix
+//   C shims: CCurl (libcurl), CTLS (libssl), CUdev (libudev), CSQLite, CYAML (libyaml), CSystemd (libsystemd, loaded with dlopen), CPosix
 let package = Package(
     name: "plugsync",
     platforms: [.macOS(.v13)],
@@ -30,10 +30,9 @@ let package = Package(
         .systemLibrary(
             name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
             providers: [.apt(["libyaml-dev"])]),
-        // sd-bus and sd-login, for desktop notifications; libsystemd0 is on every Debian system.
-        .systemLibrary(
-            name: "CSystemd", path: "Sources/CSystemd", pkgConfig: "libsystemd",
-            providers: [.apt(["libsystemd-dev"])]),
+        // libsystemd's sd-bus and sd-login (headers from libsystemd-dev), for desktop
+        // notifications: loaded with dlopen at the first notification (CSystemd.h says why).
+        .target(name: "CSystemd", path: "Sources/CSystemd", linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "DesktopNotifications", dependencies: ["CSystemd", "CPosix", "SystemSupport"],
             path: "Sources/Notifications"),

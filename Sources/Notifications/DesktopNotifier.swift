@@ -35,6 +35,10 @@ public enum DesktopNotifier {
     /// The most one notification may take: connecting, authenticating and the call.
     public static let timeout = 2.0
 
+    /// Why notifications cannot be sent at all (libsystemd cannot be loaded), or nil. Loads
+    /// libsystemd at the first call.
+    public static var unavailable: String? { csd_load() == 0 ? nil : String(cString: csd_load_error()) }
+
     /// The session bus of this process: `DBUS_SESSION_BUS_ADDRESS`, else /run/user/UID/bus.
     public static var sessionBusAddress: String {
         if let address = Posix.environment("DBUS_SESSION_BUS_ADDRESS"), !address.isEmpty { return address }
@@ -75,8 +79,9 @@ public enum DesktopNotifier {
     /// The users with an active graphical session (logind's sessions of type x11, wayland or
     /// mir), each once, in logind's order.
     public static func graphicalSessionUsers() -> [uid_t] {
+        guard unavailable == nil else { return [] }
         var sessions: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
-        let count = sd_get_sessions(&sessions)
+        let count = csd_get_sessions(&sessions)
         guard count > 0, let sessions else { return [] }
         defer {
             for index in 0..<Int(count) { free(sessions[index]) }
@@ -84,13 +89,13 @@ public enum DesktopNotifier {
         }
         var users: [uid_t] = []
         for index in 0..<Int(count) {
-            guard let session = sessions[index], sd_session_is_active(session) > 0 else { continue }
+            guard let session = sessions[index], csd_session_is_active(session) > 0 else { continue }
             var type: UnsafeMutablePointer<CChar>?
-            guard sd_session_get_type(session, &type) >= 0, let type else { continue }
+            guard csd_session_get_type(session, &type) >= 0, let type else { continue }
             let kind = String(cString: type)
             free(type)
             var uid = uid_t()
-            guard ["x11", "wayland", "mir"].contains(kind), sd_session_get_uid(session, &uid) >= 0,
+            guard ["x11", "wayland", "mir"].contains(kind), csd_session_get_uid(session, &uid) >= 0,
                 !users.contains(uid)
             else { continue }
             users.append(uid)
@@ -112,44 +117,45 @@ public enum DesktopNotifier {
 
     /// Connects to `address`, waits for the bus's greeting and calls Notify, all before `deadline`.
     static func deliver(_ notification: DesktopNotification, address: String, deadline: Double) -> String? {
+        if let unavailable { return unavailable }
         var made: OpaquePointer?
-        guard sd_bus_new(&made) >= 0, let bus = made else { return "cannot create a D-Bus connection" }
+        guard csd_bus_new(&made) >= 0, let bus = made else { return "cannot create a D-Bus connection" }
         // Closed without a flush: a flush waits for a bus that may never answer.
-        defer { sd_bus_close_unref(bus) }
-        var code = sd_bus_set_address(bus, address)
-        if code >= 0 { code = sd_bus_set_bus_client(bus, 1) }
-        if code >= 0 { code = sd_bus_start(bus) }
+        defer { csd_bus_close_unref(bus) }
+        var code = csd_bus_set_address(bus, address)
+        if code >= 0 { code = csd_bus_set_bus_client(bus, 1) }
+        if code >= 0 { code = csd_bus_start(bus) }
         if code < 0 { return "no session bus at \(address): \(text(code))" }
         // Authentication and Hello, within the deadline (sd-bus would wait its own 90 s).
         while true {
-            code = sd_bus_is_ready(bus)
+            code = csd_bus_is_ready(bus)
             if code > 0 { break }
-            if code < 0 || sd_bus_is_open(bus) <= 0 {
+            if code < 0 || csd_bus_is_open(bus) <= 0 {
                 return "the session bus at \(address) closed the connection" + (code < 0 ? ": \(text(code))" : "")
             }
             let left = deadline - Condition.now()
             if left <= 0 { return "the session bus at \(address) did not answer in time" }
-            code = sd_bus_process(bus, nil)
+            code = csd_bus_process(bus, nil)
             if code < 0 { return "the session bus at \(address) refused the connection: \(text(code))" }
             if code > 0 { continue }
-            code = sd_bus_wait(bus, UInt64(left * 1e6))
+            code = csd_bus_wait(bus, UInt64(left * 1e6))
             if code < 0 { return "the session bus at \(address) failed: \(text(code))" }
         }
         var made2: OpaquePointer?
-        code = sd_bus_message_new_method_call(
+        code = csd_bus_message_new_method_call(
             bus, &made2, "org.freedesktop.Notifications", "/org/freedesktop/Notifications",
             "org.freedesktop.Notifications", "Notify")
         guard code >= 0, let message = made2 else { return "cannot make the Notify call: \(text(code))" }
-        defer { sd_bus_message_unref(message) }
+        defer { csd_bus_message_unref(message) }
         code = append(notification, to: message)
         if code < 0 { return "cannot make the Notify call: \(text(code))" }
         let left = deadline - Condition.now()
         if left <= 0 { return "the session bus at \(address) did not answer in time" }
         var error = sd_bus_error()
-        defer { sd_bus_error_free(&error) }
+        defer { csd_bus_error_free(&error) }
         var reply: OpaquePointer?
-        code = sd_bus_call(bus, message, UInt64(left * 1e6), &error, &reply)
-        if let reply { sd_bus_message_unref(reply) }
+        code = csd_bus_call(bus, message, UInt64(left * 1e6), &error, &reply)
+        if let reply { csd_bus_message_unref(reply) }
         guard code >= 0 else {
             if let text = error.message { return "Notify failed: " + String(cString: text) }
             if let name = error.name { return "Notify failed: " + String(cString: name) }
@@ -163,33 +169,33 @@ public enum DesktopNotifier {
     private static func append(_ notification: DesktopNotification, to message: OpaquePointer) -> Int32 {
         func type(_ character: Unicode.Scalar) -> CChar { CChar(UInt8(ascii: character)) }
         func string(_ value: String) -> Int32 {
-            value.withCString { sd_bus_message_append_basic(message, type("s"), $0) }
+            value.withCString { csd_bus_message_append_basic(message, type("s"), $0) }
         }
         var steps: [() -> Int32] = []
         steps.append { string(appName) }
         steps.append {
             var replaces: UInt32 = 0
-            return sd_bus_message_append_basic(message, type("u"), &replaces)
+            return csd_bus_message_append_basic(message, type("u"), &replaces)
         }
         steps.append { string(notification.icon) }
         steps.append { string(notification.summary) }
         steps.append { string(notification.body) }
-        steps.append { sd_bus_message_open_container(message, type("a"), "s") }
-        steps.append { sd_bus_message_close_container(message) }
-        steps.append { sd_bus_message_open_container(message, type("a"), "{sv}") }
-        steps.append { sd_bus_message_open_container(message, type("e"), "sv") }
+        steps.append { csd_bus_message_open_container(message, type("a"), "s") }
+        steps.append { csd_bus_message_close_container(message) }
+        steps.append { csd_bus_message_open_container(message, type("a"), "{sv}") }
+        steps.append { csd_bus_message_open_container(message, type("e"), "sv") }
         steps.append { string("urgency") }
-        steps.append { sd_bus_message_open_container(message, type("v"), "y") }
+        steps.append { csd_bus_message_open_container(message, type("v"), "y") }
         steps.append {
             var urgency = notification.urgency.rawValue
-            return sd_bus_message_append_basic(message, type("y"), &urgency)
+            return csd_bus_message_append_basic(message, type("y"), &urgency)
         }
-        steps.append { sd_bus_message_close_container(message) }
-        steps.append { sd_bus_message_close_container(message) }
-        steps.append { sd_bus_message_close_container(message) }
+        steps.append { csd_bus_message_close_container(message) }
+        steps.append { csd_bus_message_close_container(message) }
+        steps.append { csd_bus_message_close_container(message) }
         steps.append {
             var expiry: Int32 = -1
-            return sd_bus_message_append_basic(message, type("i"), &expiry)
+            return csd_bus_message_append_basic(message, type("i"), &expiry)
         }
         for step in steps {
             let code = step()

@@ -24,6 +24,10 @@ enum DesktopNotices {
                 log("\(name): the desktop notification was not shown: \(problem)")
             }
         case .graphicalSessions:
+            if let problem = DesktopNotifier.unavailable {
+                log("\(name): the desktop notification was not shown: \(problem)")
+                return
+            }
             let users = DesktopNotifier.graphicalSessionUsers()
             var problems = [String?](repeating: nil, count: users.count)
             let lock = Lock()
@@ -120,11 +124,13 @@ final class RunNotices: @unchecked Sendable {
     }
 
     func finished(_ outcome: RunOutcome) {
-        guard notify.wants(outcome.status == .success ? .success : .failure) else { return }
+        // The start's notification first, even when the result shows none: the process may exit
+        // next, and must not while that thread still loads libsystemd.
         let deadline = Condition.now() + DesktopNotifier.timeout
         done.lock()
         while startPending && done.wait(until: deadline) {}
         done.unlock()
+        guard notify.wants(outcome.status == .success ? .success : .failure) else { return }
         DesktopNotices.show(
             DesktopNotices.finished(outcome), to: audience, name: name,
             timeout: max(0.1, deadline - Condition.now()), log: warn)

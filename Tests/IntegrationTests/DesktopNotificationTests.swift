@@ -189,4 +189,40 @@ final class DesktopNotificationTests: IntegrationTestCase {
         XCTAssertFalse(log().contains("was not shown"), log())
         XCTAssertEqual(session.notifications.count, 1)
     }
+
+    /// libsystemd (with the libraries it links, about 1.1 MiB) is loaded at the first
+    /// notification only: an agent whose definitions show none never maps it.
+    func testLibsystemdIsLoadedOnlyToNotify() throws {
+        let session = try startDesktopSession()
+        try write("src/a.txt", "hello\n")
+        try writeConfig(definition("docs", source: path("src"), destination: path("dst"), ["max_age: 7d"]))
+        assertExit(try plugsync("run", "docs"), 0)
+        func maps(_ agent: Running) -> String {
+            // Through cat: /proc files have no size, and reading by it stops early.
+            (try? shell("cat /proc/\(agent.process.processIdentifier)/maps")) ?? ""
+        }
+        func log(_ agent: Running) -> String { (try? String(contentsOfFile: agent.errPath, encoding: .utf8)) ?? "" }
+        let later = ["PLUGSYNC_NOW": "\(Int(Date().timeIntervalSince1970 + 9.5 * 86400))"]
+        var environment = later
+        environment["DBUS_SESSION_BUS_ADDRESS"] = session.address
+        let quiet = try startPlugsync(["agent", "--config", configPath], environment: environment)
+        defer { quiet.stop() }
+        for _ in 0..<500 where !log(quiet).contains("docs: OVERDUE") && quiet.process.isRunning { usleep(10_000) }
+        XCTAssertTrue(log(quiet).contains("docs: OVERDUE 9 days"), log(quiet))
+        XCTAssertTrue(maps(quiet).contains("/libudev.so"), "the maps are read")
+        XCTAssertFalse(maps(quiet).contains("/libsystemd.so"), maps(quiet))
+        quiet.stop()
+
+        // With `desktop: true`: the overdue notification loads it. (As root, the agent notifies
+        // the graphical sessions, of which there may be none: the library is loaded either way.)
+        try writeConfig(
+            definition("docs", source: path("src"), destination: path("dst"), ["max_age: 7d"] + desktop(events: nil)))
+        let notifying = try startPlugsync(["agent", "--config", configPath], environment: environment)
+        defer { notifying.stop() }
+        for _ in 0..<500 where !maps(notifying).contains("/libsystemd.so") && notifying.process.isRunning {
+            usleep(10_000)
+        }
+        XCTAssertTrue(maps(notifying).contains("/libsystemd.so"), log(notifying))
+        if getuid() != 0 { XCTAssertEqual(session.waitFor(1).map(\.summary), ["docs: backup overdue"]) }
+    }
 }
