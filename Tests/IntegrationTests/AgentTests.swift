@@ -419,7 +419,7 @@ final class AgentTests: IntegrationTestCase {
         try shell("mount \(right) \(quote(mount))")
         defer {
             if let text = read("holder.pid"), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-                kill(pid, SIGTERM)
+                kill(pid, SIGKILL)  // gone before the teardown unmounts the drive
             }
         }
         try waitForAgentLog("NOT safe to remove", timeout: 10)
