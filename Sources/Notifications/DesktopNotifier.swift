@@ -58,6 +58,7 @@ public enum DesktopNotifier {
     public static func send(_ notification: DesktopNotification, toUser uid: uid_t, timeout: Double = timeout)
         -> String?
     {
+        if let unavailable { return unavailable }  // loaded with root's IDs, before they change
         let address = "unix:path=/run/user/\(uid)/bus"
         let deadline = Condition.now() + timeout
         if uid == geteuid() { return deliver(notification, address: address, deadline: deadline) }

@@ -27,9 +27,13 @@ struct DefinitionFlags: ParsableArguments {
     var maxAge: String?
     @Option(name: .customLong("notify-url"), help: "Ping this URL (healthchecks style) after runs (\"\" removes it).")
     var notifyURL: String?
+    @Flag(
+        name: .customLong("notify-desktop"), inversion: .prefixedNo,
+        help: "Show desktop notifications for the events.")
+    var notifyDesktop: Bool?
     @Option(
         name: .customLong("notify-events"),
-        help: "What to ping for, comma-separated: start, success, failure, overdue, removable.")
+        help: "What to ping and notify for, comma-separated: start, success, failure, overdue, removable.")
     var notifyEvents: String?
     @Flag(inversion: .prefixedNo, help: "Synchronize subfolders too.") var recursive: Bool?
     @Flag var enablement: Enablement?
@@ -71,6 +75,11 @@ struct DefinitionFlags: ParsableArguments {
         if let notifyURL {
             var notify = definition.notify ?? NotifySettings()
             notify.url = notifyURL.isEmpty ? nil : notifyURL
+            definition.notify = notify == NotifySettings() ? nil : notify
+        }
+        if let notifyDesktop {
+            var notify = definition.notify ?? NotifySettings()
+            notify.desktop = notifyDesktop ? true : nil
             definition.notify = notify == NotifySettings() ? nil : notify
         }
         if let notifyEvents {

@@ -392,10 +392,16 @@ final class FeedbackTests: IntegrationTestCase {
             show.stdout.contains(
                 "  max_age: 12h\n  notify:\n    url: 'https://hc.example.org/ping/abc'\n    events: [start, success, failure]\n"
             ), "\(show)")
-        assertExit(try plugsync("edit", "pics", "--max-age", "90m", "--notify-url", ""), 0)
+        assertExit(try plugsync("edit", "pics", "--max-age", "90m", "--notify-url", "", "--notify-desktop"), 0)
         let edited = try plugsync("show", "pics")
         XCTAssertTrue(
-            edited.stdout.contains("  max_age: 90m\n  notify:\n    events: [start, success, failure]\n"), "\(edited)")
+            edited.stdout.contains(
+                "  max_age: 90m\n  notify:\n    desktop: true\n    events: [start, success, failure]\n"),
+            "\(edited)")
+        assertExit(try plugsync("edit", "pics", "--no-notify-desktop"), 0)
+        let off = try plugsync("show", "pics")
+        XCTAssertTrue(
+            off.stdout.contains("  max_age: 90m\n  notify:\n    events: [start, success, failure]\n"), "\(off)")
 
         let bad = try plugsync("edit", "pics", "--max-age", "soon")
         assertExit(bad, 2)
