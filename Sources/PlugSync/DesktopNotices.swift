@@ -14,19 +14,21 @@ enum DesktopAudience: Sendable {
 /// most `DesktopNotifier.timeout` and one warning line.
 enum DesktopNotices {
     /// Shows `notification` to `audience`; `log` gets one line per desktop it did not reach.
+    /// True when at least one desktop showed it.
+    @discardableResult
     static func show(
         _ notification: DesktopNotification, to audience: DesktopAudience, name: String,
         timeout: Double = DesktopNotifier.timeout, log: (String) -> Void
-    ) {
+    ) -> Bool {
         switch audience {
         case .ownSession:
-            if let problem = DesktopNotifier.send(notification, timeout: timeout) {
-                log("\(name): the desktop notification was not shown: \(problem)")
-            }
+            guard let problem = DesktopNotifier.send(notification, timeout: timeout) else { return true }
+            log("\(name): the desktop notification was not shown: \(problem)")
+            return false
         case .graphicalSessions:
             if let problem = DesktopNotifier.unavailable {
                 log("\(name): the desktop notification was not shown: \(problem)")
-                return
+                return false
             }
             let users = DesktopNotifier.graphicalSessionUsers()
             var problems = [String?](repeating: nil, count: users.count)
@@ -39,6 +41,7 @@ enum DesktopNotices {
             for (uid, problem) in zip(users, problems) {
                 if let problem { log("\(name): the desktop notification to user \(uid) was not shown: \(problem)") }
             }
+            return problems.contains { $0 == nil }
         }
     }
 

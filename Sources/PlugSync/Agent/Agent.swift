@@ -41,7 +41,7 @@ public final class Agent: @unchecked Sendable {
     /// last pinged as failing for it (once a day).
     private var overdueLogged: Set<String> = []
     private var overduePinged: [String: Date] = [:]
-    /// When each overdue definition was last shown on the desktop (once a day).
+    /// When each overdue definition was last shown on a desktop (once a day).
     private var overdueShown: [String: Date] = [:]
     /// The overdue checks: at start, after each run, every hour; one at a time.
     private let overdueQueue = DispatchQueue(label: "plugsync-overdue")
@@ -172,9 +172,11 @@ public final class Agent: @unchecked Sendable {
         }
         runner.writeMetrics()
         for (definition, line) in notices {
-            DesktopNotices.show(
+            let shown = DesktopNotices.show(
                 DesktopNotices.overdue(definition.name, line: line), to: runner.desktopAudience,
                 name: definition.name, log: say)
+            // Nobody saw it (no desktop session yet): tried again at the next check.
+            if !shown { lock.withLock { overdueShown[definition.name] = nil } }
         }
         for (definition, line) in pings {
             let url = definition.notify!.url!
