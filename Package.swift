@@ -6,7 +6,8 @@ import PackageDescription
 //   the CLI imports PlugSync and SystemSupport only (PlugSync/EngineTypes.swift);
 //   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl, SFTPBackend -> CCurl;
 //   PlugSync -> Devices -> CUdev, SystemSupport; PlugSync -> CCurl (pings), Prometheus (the metrics file);
-//   C shims: CCurl (libcurl), CTLS (libssl), CUdev (libudev), CSQLite, CYAML (libyaml), CPosix
+//   PlugSync -> DesktopNotifications (Sources/Notifications) -> CSystemd, SystemSupport;
+//   C shims: CCurl (libcurl), CTLS (libssl), CUdev (libudev), CSQLite, CYAML (libyaml), CSystemd (libsystemd, loaded with dlopen), CPosix
 let package = Package(
     name: "plugsync",
     platforms: [.macOS(.v13)],
@@ -29,6 +30,12 @@ let package = Package(
         .systemLibrary(
             name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
             providers: [.apt(["libyaml-dev"])]),
+        // libsystemd's sd-bus and sd-login (headers from libsystemd-dev), for desktop
+        // notifications: loaded with dlopen at the first notification (CSystemd.h says why).
+        .target(name: "CSystemd", path: "Sources/CSystemd", linkerSettings: [.linkedLibrary("dl")]),
+        .target(
+            name: "DesktopNotifications", dependencies: ["CSystemd", "CPosix", "SystemSupport"],
+            path: "Sources/Notifications"),
         .target(name: "Devices", dependencies: ["CUdev", "SystemSupport"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
         // libcurl is loaded with dlopen at the first FTP or SFTP connection or ping (CCurl.h says why).
@@ -53,7 +60,7 @@ let package = Package(
             name: "PlugSync",
             dependencies: [
                 "SystemSupport", "SyncEngine", "LocalBackend", "FTPBackend", "CurlFTP", "SFTPBackend", "Devices",
-                "CSQLite", "CYAML", "CCurl",
+                "CSQLite", "CYAML", "CCurl", "DesktopNotifications",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

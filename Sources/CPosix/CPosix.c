@@ -106,3 +106,17 @@ int cposix_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
 int cposix_open_beneath_walk(int dirfd, const char *path, int flags, mode_t mode) {
     return open_beneath_walk(dirfd, path, flags, mode);
 }
+
+int cposix_thread_become(uid_t uid, gid_t gid) {
+    if (syscall(SYS_setresgid, (gid_t)-1, gid, (gid_t)-1) != 0) return -1;
+    if (syscall(SYS_setresuid, (uid_t)-1, uid, (uid_t)-1) != 0) {
+        syscall(SYS_setresgid, (gid_t)-1, getgid(), (gid_t)-1);
+        return -1;
+    }
+    return 0;
+}
+
+int cposix_thread_restore(void) {
+    if (syscall(SYS_setresuid, (uid_t)-1, getuid(), (uid_t)-1) != 0) return -1;
+    return (int)syscall(SYS_setresgid, (gid_t)-1, getgid(), (gid_t)-1);
+}

@@ -154,8 +154,8 @@ public struct HookCommands: Sendable, Equatable {
     public var isEmpty: Bool { before == nil && after == nil && onError == nil }
 }
 
-/// The `notify:` of a definition: a healthchecks-style ping URL and, kept for the desktop
-/// notifications, `desktop`.
+/// The `notify:` of a definition: desktop notifications (`desktop`), a healthchecks-style ping
+/// URL, and the events both are for.
 public struct NotifySettings: Sendable, Equatable {
     /// What a notification is sent for.
     public enum Event: String, Sendable, CaseIterable {

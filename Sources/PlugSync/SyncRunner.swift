@@ -147,14 +147,24 @@ public final class SyncRunner {
         }
     }
 
-    /// Runs a definition; then rewrites the metrics file and sends the result's ping (after the
-    /// run is recorded: neither changes its outcome).
+    /// Whose desktop `notify: desktop: true` notifies: this process's session, or (the system
+    /// agent) each user with an active graphical session.
+    var desktopAudience = DesktopAudience.ownSession
+
+    /// Runs a definition; then rewrites the metrics file, sends the result's ping and shows its
+    /// desktop notification, the two at once (after the run is recorded: neither changes its
+    /// outcome).
     public func run(_ definition: Definition, options: RunOptions) -> RunOutcome {
         let pings = options.dryRun ? nil : RunPings(definition)
-        pings?.started("Sync \(definition.name) started (trigger: \(options.trigger))")
+        let notices = options.dryRun ? nil : RunNotices(definition, audience: desktopAudience)
+        let line = "Sync \(definition.name) started (trigger: \(options.trigger))"
+        pings?.started(line)
+        notices?.started(line)
         let outcome = runAndRecord(definition, options: options)
         if !options.dryRun { writeMetrics() }
+        let shown = notices.map { notices in Background { notices.finished(outcome) } }
         pings?.finished(outcome)
+        _ = shown?.value
         return outcome
     }
 

@@ -38,14 +38,14 @@ struct DefinitionFlags: ParsableArguments {
     var maxAge: String?
     @Option(name: .customLong("notify-url"), help: "Ping this URL (healthchecks style) after runs (\"\" removes it).")
     var notifyURL: String?
-    @Option(
-        name: .customLong("notify-events"),
-        help: "What to ping for, comma-separated: start, success, failure, overdue, removable.")
-    var notifyEvents: String?
     @Flag(
         name: .customLong("notify-desktop"), inversion: .prefixedNo,
-        help: "Desktop notifications for this definition.")
+        help: "Show desktop notifications for the events.")
     var notifyDesktop: Bool?
+    @Option(
+        name: .customLong("notify-events"),
+        help: "What to ping and notify for, comma-separated: start, success, failure, overdue, removable.")
+    var notifyEvents: String?
     @Flag(inversion: .prefixedNo, help: "Synchronize subfolders too (default: yes).") var recursive: Bool?
     @Flag(
         name: .customLong("on-mount"), inversion: .prefixedNo,
@@ -145,6 +145,11 @@ struct DefinitionFlags: ParsableArguments {
             notify.url = notifyURL.isEmpty ? nil : notifyURL
             definition.notify = notify == NotifySettings() ? nil : notify
         }
+        if let notifyDesktop {
+            var notify = definition.notify ?? NotifySettings()
+            notify.desktop = notifyDesktop ? true : nil
+            definition.notify = notify == NotifySettings() ? nil : notify
+        }
         if let notifyEvents {
             var chosen = Set<NotifySettings.Event>()
             for name in notifyEvents.split(separator: ",").map({ $0.filter { $0 != " " && $0 != "\t" } })
@@ -158,11 +163,6 @@ struct DefinitionFlags: ParsableArguments {
             }
             var notify = definition.notify ?? NotifySettings()
             notify.events = NotifySettings.Event.allCases.filter(chosen.contains)
-            definition.notify = notify
-        }
-        if let notifyDesktop {
-            var notify = definition.notify ?? NotifySettings()
-            notify.desktop = notifyDesktop
             definition.notify = notify
         }
         if let recursive { definition.recursive = recursive }

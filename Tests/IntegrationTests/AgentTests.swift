@@ -408,4 +408,68 @@ final class AgentTests: IntegrationTestCase {
         try shell("mount \(drive) \(quote(mount))")
         XCTAssertEqual(read("mnt-d/backup/a.txt"), "a\n")
     }
+
+    /// The system agent's desktop notifications about drives, to a user with an active
+    /// graphical session (on that user's bus at /run/user/UID/bus): a drive with the label but
+    /// another File Check content is left alone; the right one is synced, unmounted and safe to
+    /// remove; a drive that something keeps busy cannot be unmounted, and the notification says
+    /// it is not safe to remove.
+    func testDesktopNotificationsAboutDrives() throws {
+        try requireDrives()
+        try requireRoot("a session bus of another user at /run/user/UID/bus", tools: ["setpriv", "dbus-daemon"])
+        let user = uid_t(65534)  // nobody
+        let session = try startUserDesktop(uid: user)
+        let t = token()
+        let label = "PSDN" + t
+        try write("src/a.txt", "a\n")
+        let right = try makeUnmountedDrive(label: label, name: "right", id: "right-\(t)")
+        let clone = try makeUnmountedDrive(label: label, name: "clone", id: "clone-\(t)")
+        let notify = ["notify:", "  desktop: true"]
+        try writeConfig(
+            driveDefinition("usb", label: label, id: "right-\(t)", extra: notify, device: ["unmount_after: true"]))
+        try startAgent(environment: ["DBUS_SESSION_BUS_ADDRESS": ""])
+
+        let cloneMount = try mountPoint("clone")
+        try shell("mount \(clone) \(quote(cloneMount))")
+        addTeardownBlock { [self] in unmount(cloneMount, fuse: false) }
+        try waitForAgentLog("left alone")
+        var got = session.waitFor(1)
+        XCTAssertEqual(got.map(\.summary), ["\(label) was plugged in, but its File Check failed: left alone"], agentLog)
+        XCTAssertTrue(got.first?.body.hasPrefix("usb: ") == true, "\(got)")
+        XCTAssertEqual(got.first?.uid, Int(user))
+
+        let mount = try mountPoint("right")
+        try shell("mount \(right) \(quote(mount))")
+        addTeardownBlock { [self] in unmount(mount, fuse: false) }
+        try waitForAgentLog("safe to remove", timeout: 10)
+        got = session.waitFor(2)
+        XCTAssertEqual(got.dropFirst().map(\.summary), ["\(label): backup done, safe to remove"], agentLog)
+        XCTAssertTrue(got.last?.body.contains("unmounted from \(mount): safe to remove") == true, "\(got)")
+        XCTAssertFalse(isMounted(mount), agentLog)
+        XCTAssertEqual(got.count, 2, "a success is not notified with the default events: \(got)")
+
+        // An after hook leaves a process in the drive's folder: the unmount fails.
+        stopAgent()
+        let holder = path("holder.pid")
+        try writeConfig(
+            driveDefinition(
+                "usb", label: label, id: "right-\(t)",
+                extra: notify + [
+                    "hooks:",
+                    "  after: '(cd \(mount) && exec sleep 20 </dev/null >/dev/null 2>&1) & echo $! > \(holder)'",
+                ], device: ["unmount_after: true"]))
+        try startAgent(environment: ["DBUS_SESSION_BUS_ADDRESS": ""])
+        try shell("mount \(right) \(quote(mount))")
+        defer {
+            if let text = read("holder.pid"), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                kill(pid, SIGKILL)  // gone before the teardown unmounts the drive
+            }
+        }
+        try waitForAgentLog("NOT safe to remove", timeout: 10)
+        got = session.waitFor(3)
+        XCTAssertEqual(got.dropFirst(2).map(\.summary), ["\(label): backup done, but NOT safe to remove"], agentLog)
+        XCTAssertTrue(got.last?.body.hasPrefix("cannot unmount \(mount)") == true, "\(got)")
+        XCTAssertEqual(got.last?.hints["urgency"], 2, "\(got)")
+        XCTAssertTrue(isMounted(mount), agentLog)
+    }
 }

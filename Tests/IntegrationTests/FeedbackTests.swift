@@ -394,10 +394,16 @@ final class FeedbackTests: IntegrationTestCase {
             ), "\(show)")
         XCTAssertFalse(show.stdout.contains("/ping/abc"), "a ping URL's path is its secret: not shown")
         XCTAssertTrue(read("plugsync.yaml")?.contains("url: 'https://hc.example.org/ping/abc'") == true)
-        assertExit(try plugsync("edit", "pics", "--max-age", "90m", "--notify-url", ""), 0)
+        assertExit(try plugsync("edit", "pics", "--max-age", "90m", "--notify-url", "", "--notify-desktop"), 0)
         let edited = try plugsync("show", "pics")
         XCTAssertTrue(
-            edited.stdout.contains("  max_age: 90m\n  notify:\n    events: [start, success, failure]\n"), "\(edited)")
+            edited.stdout.contains(
+                "  max_age: 90m\n  notify:\n    desktop: true\n    events: [start, success, failure]\n"),
+            "\(edited)")
+        assertExit(try plugsync("edit", "pics", "--no-notify-desktop"), 0)
+        let off = try plugsync("show", "pics")
+        XCTAssertTrue(
+            off.stdout.contains("  max_age: 90m\n  notify:\n    events: [start, success, failure]\n"), "\(off)")
 
         let bad = try plugsync("edit", "pics", "--max-age", "soon")
         assertExit(bad, 2)

@@ -30,3 +30,9 @@ int cposix_malloc_trim(void);
 int cposix_open_beneath(int dirfd, const char *path, int flags, mode_t mode);
 /// The fallback walk alone (for tests of it on kernels that have openat2).
 int cposix_open_beneath_walk(int dirfd, const char *path, int flags, mode_t mode);
+/// Sets the effective group, then user ID of the calling thread alone (the raw setresgid(2) and
+/// setresuid(2) system calls: glibc's wrappers change every thread of the process). A socket
+/// connected from this thread then carries these IDs as its peer's credentials. 0 or -1.
+int cposix_thread_become(uid_t uid, gid_t gid);
+/// Back to the real user and group IDs (root's) on the calling thread. 0 or -1.
+int cposix_thread_restore(void);

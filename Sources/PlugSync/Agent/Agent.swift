@@ -41,6 +41,8 @@ public final class Agent: @unchecked Sendable {
     /// are on time again), and when each was last pinged as failing for it (once a day).
     private var overdueLogged: Set<String> = []
     private var overduePinged: [String: Date] = [:]
+    /// When each overdue definition was last shown on a desktop (once a day).
+    private var overdueShown: [String: Date] = [:]
     /// The overdue checks: at start, after each run, every hour; one at a time.
     private let overdueQueue = DispatchQueue(label: "plugsync-overdue")
     private let overdueTimer: DispatchSourceTimer
@@ -54,6 +56,7 @@ public final class Agent: @unchecked Sendable {
         for warning in file.warnings { Self.say(warning) }
         runner = try SyncRunner(stateDirectory: stateDirectory)
         runner.use(file)
+        runner.desktopAudience = getuid() == 0 ? .graphicalSessions : .ownSession
         watch = try DeviceWatch()
         timer = DispatchSource.makeTimerSource(queue: timerQueue)
         overdueTimer = DispatchSource.makeTimerSource(queue: overdueQueue)
@@ -137,7 +140,8 @@ public final class Agent: @unchecked Sendable {
     }
 
     /// Logs a definition that became overdue (once, until it is on time again), pings it as a
-    /// failure once a day when its `notify: events` has `overdue`, and rewrites the metrics file.
+    /// failure and shows it on the desktop (`desktop: true`) once a day when its `notify: events`
+    /// has `overdue`, and rewrites the metrics file.
     private func checkOverdue() {
         let now = FeedbackClock.now()
         let watched = snapshot().filter { $0.enabled && $0.maxAge != nil }
@@ -147,19 +151,21 @@ public final class Agent: @unchecked Sendable {
                 watched.map { ($0, Overdue.late($0, history: history, now: now)) }
             } ?? []
         var pings: [(Definition, String, key: String)] = []
+        var notices: [(Definition, String, key: String)] = []
         for (definition, parts) in late {
             let keys = parts.map { definition.name + "\t" + ($0.drive?.drive.key ?? "") }
             lock.withLock {
-                // On time again: logged anew, and pinged, when it is late again.
+                // On time again: logged anew, pinged and shown, when it is late again.
                 for key in overdueLogged
                 where key.hasPrefix(definition.name + "\t") && !keys.contains(key) {
                     overdueLogged.remove(key)
                     overduePinged[key] = nil
+                    overdueShown[key] = nil
                 }
             }
             for (part, key) in zip(parts, keys) {
                 let line = Overdue.line(definition, drive: part.drive, age: part.age)
-                let (fresh, ping) = lock.withLock {
+                let (fresh, ping, show) = lock.withLock {
                     let fresh = overdueLogged.insert(key).inserted
                     var ping = false
                     if let notify = definition.notify, notify.url != nil, notify.wants(.overdue),
@@ -168,13 +174,28 @@ public final class Agent: @unchecked Sendable {
                         overduePinged[key] = now
                         ping = true
                     }
-                    return (fresh, ping)
+                    var show = false
+                    if let notify = definition.notify, notify.desktopWants(.overdue),
+                        overdueShown[key].map({ now.timeIntervalSince($0) >= 86400 }) ?? true
+                    {
+                        overdueShown[key] = now
+                        show = true
+                    }
+                    return (fresh, ping, show)
                 }
                 if fresh { say(line) }
                 if ping { pings.append((definition, line, key)) }
+                if show { notices.append((definition, line, key)) }
             }
         }
         runner.writeMetrics()
+        for (definition, line, key) in notices {
+            let shown = DesktopNotices.show(
+                DesktopNotices.overdue(definition.name, line: line), to: runner.desktopAudience,
+                name: definition.name, log: say)
+            // Nobody saw it (no desktop session yet): tried again at the next check.
+            if !shown { lock.withLock { overdueShown[key] = nil } }
+        }
         for (definition, line, key) in pings {
             let url = definition.notify!.url!
             if let problem = Ping.send(Ping.url(url, suffix: "fail"), body: line + "\n") {
@@ -282,6 +303,14 @@ public final class Agent: @unchecked Sendable {
                         say(
                             "\(definition.name): drive \(entry.source) at \(entry.mountPoint) left alone: File Check failed: \(failure)"
                         )
+                        if definition.notify?.desktopWants(.failure) == true {
+                            let notice = DesktopNotices.leftAlone(
+                                drive: Self.driveName(block, entry.source), definition: definition.name, why: failure)
+                            startThread { [self] in
+                                DesktopNotices.show(
+                                    notice, to: runner.desktopAudience, name: definition.name, log: say)
+                            }
+                        }
                     }
                     continue
                 }
@@ -313,29 +342,47 @@ public final class Agent: @unchecked Sendable {
             }
         }
         if unmount {
+            let notified = matched.map(\.0).filter { $0.notify?.desktopWants(.removable) == true }
+            let drive = Self.driveName(block, entry.source)
             group.notify(queue: .global()) { [self] in
-                release(mountPoint: entry.mountPoint, device: entry.source, powerOff: powerOff)
+                release(
+                    mountPoint: entry.mountPoint, device: entry.source, powerOff: powerOff, drive: drive,
+                    notified: notified)
             }
         }
     }
 
-    /// Flushes and unmounts a drive after its runs (and powers it off when asked).
-    private func release(mountPoint: String, device: String, powerOff: Bool) {
+    /// How a notification names a drive: its label, else its device.
+    static func driveName(_ block: BlockDevice?, _ device: String) -> String {
+        if let label = block?.label, !label.isEmpty { return label }
+        return block?.devnode ?? device
+    }
+
+    /// Flushes and unmounts a drive after its runs (and powers it off when asked); `notified`
+    /// (the definitions with `desktop: true` and the `removable` event) are told whether it is
+    /// safe to remove, once.
+    private func release(
+        mountPoint: String, device: String, powerOff: Bool, drive: String, notified: [Definition]
+    ) {
         try? LocalEndpoint(root: mountPoint).flush()
         let status = Hooks.program(["umount", mountPoint], environment: pathEnvironment())
-        guard status == 0 else {
-            say("cannot unmount \(mountPoint) (umount exit status \(status)); the drive is NOT safe to remove")
-            return
-        }
-        if powerOff {
+        let line: String
+        if status != 0 {
+            line = "cannot unmount \(mountPoint) (umount exit status \(status)); the drive is NOT safe to remove"
+        } else if powerOff {
             let off = Hooks.program(["udisksctl", "power-off", "-b", device], environment: pathEnvironment())
-            say(
+            line =
                 off == 0
-                    ? "\(device) unmounted and powered off: safe to remove"
-                    : "\(device) unmounted (power-off unavailable or failed): safe to remove")
+                ? "\(device) unmounted and powered off: safe to remove"
+                : "\(device) unmounted (power-off unavailable or failed): safe to remove"
         } else {
-            say("\(device) unmounted from \(mountPoint): safe to remove")
+            line = "\(device) unmounted from \(mountPoint): safe to remove"
         }
+        say(line)
+        guard !notified.isEmpty else { return }
+        DesktopNotices.show(
+            DesktopNotices.released(drive: drive, detail: line, safe: status == 0), to: runner.desktopAudience,
+            name: notified.map(\.name).joined(separator: ", "), log: say)
     }
 
     /// `mount: auto`: a matching drive nobody mounted is mounted under /run/plugsync/, its
@@ -387,7 +434,9 @@ public final class Agent: @unchecked Sendable {
                 request(definition.name, trigger: "mount", why: "drive mounted at \(point)") { group.leave() }
             }
             group.wait()
-            release(mountPoint: point, device: block.devnode, powerOff: false)
+            release(
+                mountPoint: point, device: block.devnode, powerOff: false, drive: Self.driveName(block, block.devnode),
+                notified: wanting.filter { $0.notify?.desktopWants(.removable) == true })
             rmdir(point)
             lock.lock()
             autoMountDone.insert(block.devnode)
