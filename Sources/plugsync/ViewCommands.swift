@@ -27,7 +27,7 @@ struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show", abstract: "Show one definition as YAML (passwords hidden).")
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "The definition to show.") var name: String
+    @Argument(help: "The definition to show.", completion: .custom(Completion.names)) var name: String
 
     func run() throws {
         try failing {
@@ -52,7 +52,7 @@ struct Check: ParsableCommand {
         commandName: "check",
         abstract: "Resolve a definition's endpoints and evaluate its File Checks, without syncing.")
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "The definition to check.") var name: String
+    @Argument(help: "The definition to check.", completion: .custom(Completion.names)) var name: String
 
     func run() throws {
         try failing {

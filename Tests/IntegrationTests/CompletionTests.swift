@@ -1,0 +1,110 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Shell completion as the package installs it (`plugsync --generate-completion-script bash`):
+/// bash's completion function, called as bash calls it on TAB, offers the definitions of the
+/// file the command line names (or `$PLUGSYNC_CONFIG`), their groups after `--group`, the types
+/// after `--type` and files after `--config`.
+final class CompletionTests: IntegrationTestCase {
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        try writeConfig(
+            definition("alpha", source: path("a"), destination: path("b"), ["group: laptop"]),
+            definition("beta", source: path("a"), destination: path("c"), ["group: server"]),
+            definition("gamma", source: path("a"), destination: path("d"), ["group: laptop"]),
+            definition("alpine", source: path("a"), destination: path("e")))
+        let script = try plugsync("--generate-completion-script", "bash", config: nil)
+        XCTAssertEqual(script.status, 0, "\(script)")
+        try write("completion.bash", script.stdout)
+    }
+
+    /// What bash offers for `line` (the cursor at its end): `_plugsync` run with COMP_WORDS,
+    /// COMP_CWORD, COMP_LINE and COMP_POINT set as bash sets them, the binary under test as the
+    /// command's first word. Sorted.
+    func complete(_ line: String, environment: [String: String] = [:]) throws -> [String] {
+        let binary = try PlugsyncBinary.path()
+        let script = """
+            source \(quote(path("completion.bash")))
+            line=\(quote(binary + " " + line))
+            read -ra COMP_WORDS <<<"$line"
+            [[ $line == *" " ]] && COMP_WORDS+=("")
+            COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+            COMP_LINE=$line
+            COMP_POINT=${#line}
+            COMPREPLY=()
+            _plugsync "${COMP_WORDS[0]}" "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+            printf '%s\\n' "${COMPREPLY[@]}"
+            """
+        try write("complete.sh", script)
+        // The environment of the shell, so that PLUGSYNC_CONFIG reaches the binary it calls;
+        // HOME and XDG_CONFIG_HOME point into the test's folder, so no definitions file of the
+        // machine's user is read.
+        let settings = ["HOME": root!, "XDG_CONFIG_HOME": path("xdg"), "PLUGSYNC_CONFIG": ""].merging(environment) {
+            $1
+        }
+        let assignments = settings.map { "\($0.key)=\(quote($0.value))" }.joined(separator: " ")
+        let out = try shell("env \(assignments) bash \(quote(path("complete.sh")))")
+        return out.split(separator: "\n").map(String.init).filter { !$0.isEmpty }.sorted()
+    }
+
+    func testDefinitionNamesAfterEveryCommandThatTakesOne() throws {
+        let names = ["alpha", "alpine", "beta", "gamma"]
+        for command in ["run", "edit", "show", "log", "check", "verify", "copy", "delete"] {
+            XCTAssertEqual(try complete("\(command) --config \(configPath) "), names, command)
+        }
+        // What is typed of the name narrows them.
+        XCTAssertEqual(try complete("run --config \(configPath) al"), ["alpha", "alpine"])
+        XCTAssertEqual(try complete("show --config \(configPath) g"), ["gamma"])
+        // run takes several.
+        XCTAssertEqual(try complete("run --config \(configPath) alpha b"), ["beta"])
+        // --config after the name, and --config=FILE.
+        XCTAssertEqual(try complete("run alpha --config \(configPath) "), names)
+        XCTAssertEqual(try complete("check --config=\(configPath) "), names)
+        // $PLUGSYNC_CONFIG, as the commands read it.
+        XCTAssertEqual(try complete("run ", environment: ["PLUGSYNC_CONFIG": configPath]), names)
+        XCTAssertEqual(try complete("edit a", environment: ["PLUGSYNC_CONFIG": configPath]), ["alpha", "alpine"])
+    }
+
+    func testNoFileNoNames() throws {
+        // No file: nothing to offer, and nothing printed (no error in the middle of a line).
+        XCTAssertEqual(try complete("run --config \(path("none.yaml")) "), [])
+        // A file that does not load, likewise.
+        try write("bad.yaml", "definitions:\n  - name: [\n")
+        XCTAssertEqual(try complete("run --config \(path("bad.yaml")) "), [])
+        // The new name of `copy` is new: no definition's name is offered for it.
+        XCTAssertEqual(try complete("copy --config \(configPath) alpha "), [])
+    }
+
+    func testGroupsTypesAndFiles() throws {
+        XCTAssertEqual(try complete("run --config \(configPath) --group "), ["laptop", "server"])
+        XCTAssertEqual(
+            try complete("run --group ", environment: ["PLUGSYNC_CONFIG": configPath]), ["laptop", "server"])
+        XCTAssertEqual(try complete("edit alpha --config \(configPath) --group s"), ["server"])
+        XCTAssertEqual(try complete("add new --type "), ["backup", "mirror"])
+        XCTAssertEqual(try complete("edit alpha --type m"), ["mirror"])
+        // Files after --config.
+        try write("other.yaml", "definitions: []\n")
+        XCTAssertEqual(try complete("list --config \(path("oth"))"), [path("other.yaml")])
+        XCTAssertEqual(try complete("run --config \(path("plugsync."))"), [configPath])
+    }
+
+    /// The scripts for zsh and fish are generated from the same description: they call the
+    /// binary back for the same three kinds of words.
+    func testEveryShellsScriptCallsBackForNamesAndGroups() throws {
+        for shell in ["bash", "zsh", "fish"] {
+            let script = try plugsync("--generate-completion-script", shell, config: nil)
+            XCTAssertEqual(script.status, 0, "\(script)")
+            for command in ["run", "edit", "show", "log", "check", "verify"] {
+                XCTAssert(
+                    script.stdout.contains("---completion \(command) -- positional@0"),
+                    "the \(shell) script does not complete \(command)'s definition names")
+            }
+            XCTAssert(script.stdout.contains("---completion run -- --group"), "\(shell): run --group")
+            XCTAssert(script.stdout.contains("mirror") && script.stdout.contains("backup"), "\(shell): --type")
+        }
+    }
+}
