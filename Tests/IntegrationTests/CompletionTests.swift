@@ -107,4 +107,33 @@ final class CompletionTests: IntegrationTestCase {
             XCTAssert(script.stdout.contains("mirror") && script.stdout.contains("backup"), "\(shell): --type")
         }
     }
+
+    /// zsh and fish read their scripts; fish, which can complete without a terminal, offers the
+    /// types and files as bash does. (fish 3 reads the cursor of an interactive command line to
+    /// call plugsync back, so the names and groups are left to bash's test above.)
+    func testZshAndFishReadTheirScripts() throws {
+        for tool in ["zsh", "fish"] where !hasTool(tool) {
+            throw HarnessError("\(tool) is not installed (scripts/setup installs it)")
+        }
+        for shell in ["zsh", "fish"] {
+            let script = try plugsync("--generate-completion-script", shell, config: nil)
+            XCTAssertEqual(script.status, 0, "\(script)")
+            try write("completion.\(shell)", script.stdout)
+        }
+        try shell("zsh -n \(quote(path("completion.zsh")))")
+        try shell("fish --no-config --no-execute \(quote(path("completion.fish")))")
+        // `plugsync` on PATH: the fish script completes that command.
+        try FileManager.default.createDirectory(atPath: path("bin"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(
+            atPath: path("bin/plugsync"), withDestinationPath: PlugsyncBinary.path())
+        try write("other.yaml", "definitions: []\n")
+        func fish(_ line: String) throws -> [String] {
+            let out = try shell(
+                "PATH=\(quote(path("bin"))):$PATH fish --no-config -c \(quote("source \(quote(path("completion.fish"))); complete -C \(quote(line))"))"
+            )
+            return out.split(separator: "\n").map { String($0.prefix { $0 != "\t" }) }.sorted()
+        }
+        XCTAssertEqual(try fish("plugsync add new --type "), ["backup", "mirror"])
+        XCTAssertEqual(try fish("plugsync list --config \(path("oth"))"), [path("other.yaml")])
+    }
 }
