@@ -136,4 +136,65 @@ final class CompletionTests: IntegrationTestCase {
         XCTAssertEqual(try fish("plugsync add new --type "), ["backup", "mirror"])
         XCTAssertEqual(try fish("plugsync list --config \(path("oth"))"), [path("other.yaml")])
     }
+
+    /// What zsh offers for `line`: an interactive zsh on a pseudo-terminal (zpty) with the
+    /// completion system and the generated script loaded, sent the line and a TAB; `compadd`
+    /// prints the matches it is given, between `<<` and `>>`, before adding them.
+    func zshComplete(_ line: String, environment: [String: String] = [:]) throws -> [String] {
+        let driver = """
+            zmodload zsh/zpty
+            zpty z zsh -f -i
+            zpty -w z "PROMPT=''"
+            zpty -w z "autoload -U compinit; compinit -u -D"
+            zpty -w z "source ${(q)1}"
+            zpty -w z "compdef _plugsync plugsync"
+            zpty -w z 'compadd () { builtin compadd -O __hits "$@"; print -l -- "<<" $__hits ">>"; builtin compadd "$@" }'
+            zpty -w z "print ready-now"
+            zpty -r z out '*ready-now*'
+            zpty -w -n z "$2"$'\\t'
+            while zpty -r z out; do
+              print -r -- ${out//$'\\r'/}
+              [[ $out == *'>>'* ]] && break
+            done
+            zpty -d z
+            """
+        try write("zsh-complete.zsh", driver)
+        let settings = [
+            "HOME": root!, "XDG_CONFIG_HOME": path("xdg"), "PLUGSYNC_CONFIG": "",
+            "PATH": path("bin") + ":/usr/bin:/bin",
+        ].merging(environment) { $1 }
+        let assignments = settings.map { "\($0.key)=\(quote($0.value))" }.joined(separator: " ")
+        let out = try shell(
+            "env \(assignments) timeout 20 zsh -f \(quote(path("zsh-complete.zsh"))) \(quote(path("completion.zsh"))) \(quote(line))"
+        )
+        // The lines between the first `<<` and the `>>` after it.
+        var matches: [String] = []
+        var inside = false
+        for row in out.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) {
+            if row.hasSuffix("<<") {
+                inside = true
+            } else if row == ">>" {
+                break
+            } else if inside && !row.isEmpty {
+                matches.append(row)
+            }
+        }
+        return matches.sorted()
+    }
+
+    func testZshCompletesNamesGroupsAndTypes() throws {
+        guard hasTool("zsh") else { throw HarnessError("zsh is not installed (scripts/setup installs it)") }
+        let script = try plugsync("--generate-completion-script", "zsh", config: nil)
+        try write("completion.zsh", script.stdout)
+        try FileManager.default.createDirectory(atPath: path("bin"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(
+            atPath: path("bin/plugsync"), withDestinationPath: PlugsyncBinary.path())
+        let names = ["alpha", "alpine", "beta", "gamma"]
+        XCTAssertEqual(try zshComplete("plugsync run --config \(configPath) "), names)
+        XCTAssertEqual(try zshComplete("plugsync show ", environment: ["PLUGSYNC_CONFIG": configPath]), names)
+        XCTAssertEqual(
+            try zshComplete("plugsync edit al", environment: ["PLUGSYNC_CONFIG": configPath]), ["alpha", "alpine"])
+        XCTAssertEqual(try zshComplete("plugsync run --config \(configPath) --group "), ["laptop", "server"])
+        XCTAssertEqual(try zshComplete("plugsync add new --type "), ["backup", "mirror"])
+    }
 }
