@@ -44,7 +44,7 @@ struct DefinitionsParser {
         if let node = fields.node("settings") {
             settings = try parseSettings(node)
         }
-        try fields.finish(allowed: ["settings", "definitions"])
+        try fields.finish(allowed: Self.topKeys)
         return (settings, result)
     }
 
@@ -64,7 +64,7 @@ struct DefinitionsParser {
             }
             settings.metricsFile = file
         }
-        try fields.finish(allowed: ["metrics_file"])
+        try fields.finish(allowed: Self.settingsKeys)
         return settings
     }
 
@@ -98,15 +98,38 @@ struct DefinitionsParser {
             }
             notify.events = NotifySettings.Event.allCases.filter(chosen.contains)
         }
-        try fields.finish(allowed: ["desktop", "url", "events"])
+        try fields.finish(allowed: Self.notifyKeys)
         return notify
     }
 
+    // The keys each mapping of the file accepts (`Fields.finish` refuses any other). The
+    // manual page of the file, docs/plugsync.yaml.5, is tested against `acceptedKeys`, so each
+    // list is named here rather than written where it is used.
+    static let topKeys = ["settings", "definitions"]
+    static let settingsKeys = ["metrics_file"]
     static let definitionKeys = [
         "name", "description", "group", "type", "recursive", "max_delete", "source", "destination",
         "ignore", "log_file", "log_level", "schedule", "on_mount", "enabled", "parallel", "hooks", "max_age",
         "notify",
     ]
+    /// An endpoint: one kind (`local`, `device`, a server's key) and its File Check.
+    static var endpointKeys: [String] { ["local", "device"] + ServerKind.allKeys + ["file_check"] }
+    static let deviceKeys = ["label", "uuid", "serial", "directory", "mount", "unmount_after", "power_off_after"]
+    static let hookKeys = ["before", "after", "on_error"]
+    static let notifyKeys = ["desktop", "url", "events"]
+    /// A schedule rule.
+    static let ruleKeys = ["days", "month_days", "at", "every", "between"]
+
+    /// Every mapping of the file and the keys it accepts: `settings`, a definition, an
+    /// endpoint, a device, each kind of server (by its keys), `hooks`, `notify`, a schedule rule.
+    static var acceptedKeys: [(mapping: String, keys: [String])] {
+        [
+            ("top level", topKeys), ("settings", settingsKeys), ("definition", definitionKeys),
+            ("endpoint", endpointKeys), ("device", deviceKeys),
+        ] + serverKinds.map { ($0.keys.joined(separator: ", "), $0.fieldKeys) } + [
+            ("hooks", hookKeys), ("notify", notifyKeys), ("schedule rule", ruleKeys),
+        ]
+    }
 
     func parseDefinition(_ node: Node, index: Int) throws -> Definition {
         guard case .mapping(let map) = node.kind else {
@@ -174,7 +197,7 @@ struct DefinitionsParser {
             definition.hooks.before = try hooks.string("before")
             definition.hooks.after = try hooks.string("after")
             definition.hooks.onError = try hooks.string("on_error")
-            try hooks.finish(allowed: ["before", "after", "on_error"])
+            try hooks.finish(allowed: Self.hookKeys)
         }
         if let age = try fields.string("max_age") {
             guard let seconds = AgeText.seconds(age) else {
@@ -230,7 +253,7 @@ struct DefinitionsParser {
             let kind = ServerKind.named(key)!
             location = .server(try kind.parse(key, fields.node(key)!, field + "." + key, self))
         }
-        try fields.finish(allowed: keys + ["file_check"])
+        try fields.finish(allowed: Self.endpointKeys)
         return EndpointSpec(location, fileCheck: fileCheck)
     }
 
@@ -258,9 +281,7 @@ struct DefinitionsParser {
             throw error(
                 node, field, "needs a label, uuid or serial, or a file_check on the endpoint, to recognize the drive")
         }
-        try fields.finish(allowed: [
-            "label", "uuid", "serial", "directory", "mount", "unmount_after", "power_off_after",
-        ])
+        try fields.finish(allowed: Self.deviceKeys)
         return device
     }
 
@@ -366,7 +387,7 @@ struct DefinitionsParser {
             guard case .every = when else { throw fields.invalid("between", "applies only to 'every'") }
             between = range
         }
-        try fields.finish(allowed: ["days", "month_days", "at", "every", "between"])
+        try fields.finish(allowed: Self.ruleKeys)
         return ScheduleRule(days: days, when: when, between: between)
     }
 

@@ -7,10 +7,11 @@ import SyncEngine
 /// one).
 struct DefinitionFlags: ParsableArguments {
     @Option(help: "Free text shown in listings.") var description: String?
-    @Option(help: "Group for 'run --group'.") var group: String?
+    @Option(help: "Group for 'run --group'.", completion: .custom(Completion.groups)) var group: String?
     @Option(
         help:
-            "mirror (the destination becomes a copy of the source: what the source lacks is deleted) or backup (nothing is deleted). add: backup when not given."
+            "mirror (the destination becomes a copy of the source: what the source lacks is deleted) or backup (nothing is deleted). add: backup when not given.",
+        completion: .list(["mirror", "backup"])
     ) var type: String?
     @Option(help: "Source endpoint: /path, device:label=…,directory=…, ftp://user@host/dir or sftp://user@host/dir.")
     var source: String?
@@ -23,7 +24,8 @@ struct DefinitionFlags: ParsableArguments {
             "A pattern of entries to ignore: a regex on names, re:REGEX, or glob:SHELL-PATTERN (on paths with a /); repeat for several; replaces the list.",
             valueName: "pattern"))
     var ignore: [String] = []
-    @Option(name: .customLong("log-file"), help: "Absolute path of the definition's log.") var logFile: String?
+    @Option(name: .customLong("log-file"), help: "Absolute path of the definition's log.", completion: .file())
+    var logFile: String?
     @Option(
         name: .customLong("log-level"),
         help: "What the log file gets: normal (what a run prints; the default) or full (a line for every entry).")
@@ -354,7 +356,7 @@ struct Edit: ParsableCommand {
         commandName: "edit",
         abstract: "Change fields of a definition; the others stay as they are.")
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "The definition to change.") var name: String
+    @Argument(help: "The definition to change.", completion: .custom(Completion.names)) var name: String
     @Option(help: "A new name.") var rename: String?
     @OptionGroup var fields: DefinitionFlags
 
@@ -386,7 +388,7 @@ struct Copy: ParsableCommand {
         commandName: "copy",
         abstract: "Copy a definition under a new name, with optional changes.")
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "The definition to copy.") var name: String
+    @Argument(help: "The definition to copy.", completion: .custom(Completion.names)) var name: String
     @Argument(help: "The copy's name.") var newName: String
     @OptionGroup var fields: DefinitionFlags
 
@@ -408,7 +410,7 @@ struct Delete: ParsableCommand {
         commandName: "delete",
         abstract: "Delete a definition (its files and logs are left alone).")
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "The definition to delete.") var name: String
+    @Argument(help: "The definition to delete.", completion: .custom(Completion.names)) var name: String
 
     func run() throws {
         try failing {

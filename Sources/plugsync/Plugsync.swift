@@ -1,5 +1,6 @@
 import ArgumentParser
 import PlugSync
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -72,7 +73,7 @@ struct Plugsync: ParsableCommand {
 
 /// Options every command takes.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The definitions file.", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("The definitions file.", valueName: "file"), completion: .file())
     var config: String?
 
     var path: String { config ?? DefinitionsFile.defaultPath() }
@@ -112,5 +113,36 @@ enum FileHandleOut {
         var text = TerminalText.escaped(line)
         if !text.hasSuffix("\n") { text += "\n" }
         _ = text.withCString { fputs($0, stderr) }
+    }
+}
+
+/// Shell completion of what the definitions file holds: the generated completion scripts call
+/// plugsync back with the words typed so far, and these read the file those words name
+/// (`--config FILE`), else the one plugsync would use. A file that does not load completes
+/// nothing, silently.
+enum Completion {
+    /// The definitions' names.
+    static func names(_ words: [String], _ index: Int, _ prefix: String) -> [String] {
+        definitions(words).map(\.name).filter { $0.hasPrefix(prefix) }
+    }
+
+    /// The groups of the definitions, each once.
+    static func groups(_ words: [String], _ index: Int, _ prefix: String) -> [String] {
+        var seen = Set<String>()
+        return definitions(words).compactMap(\.group).filter { $0.hasPrefix(prefix) && seen.insert($0).inserted }
+    }
+
+    private static func definitions(_ words: [String]) -> [Definition] {
+        var path = Plugsync.configOption(in: words[...]).map(unquoted) ?? DefinitionsFile.defaultPath()
+        if path.hasPrefix("~/"), let home = Posix.environment("HOME") { path = home + path.dropFirst(1) }
+        return (try? DefinitionsFile.load(path: path).definitions) ?? []
+    }
+
+    /// A word as the shell passes it (`'my file.yaml'`, `my\ file.yaml`), as the shell would read it.
+    private static func unquoted(_ word: String) -> String {
+        if word.count >= 2, let first = word.first, first == "'" || first == "\"", word.last == first {
+            return String(word.dropFirst().dropLast())
+        }
+        return word.replacing("\\ ", with: " ")
     }
 }

@@ -12,8 +12,8 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Synchronize now.")
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "Definitions to run.") var names: [String] = []
-    @Option(help: "Run every definition of this group.") var group: String?
+    @Argument(help: "Definitions to run.", completion: .custom(Completion.names)) var names: [String] = []
+    @Option(help: "Run every definition of this group.", completion: .custom(Completion.groups)) var group: String?
     @Flag(help: "Run every enabled definition.") var all = false
     @OptionGroup var flags: RunFlags
 
@@ -149,7 +149,7 @@ final class StopSignals: @unchecked Sendable {
 struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "log", abstract: "Print a definition's log file.")
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "The definition.") var name: String
+    @Argument(help: "The definition.", completion: .custom(Completion.names)) var name: String
     @Option(name: [.customShort("n"), .customLong("lines")], help: "Print only the last N lines.") var count: Int?
     @Flag(name: .shortAndLong, help: "Follow the running sync (or wait for the next one) until it ends.") var follow =
         false

@@ -22,9 +22,11 @@ struct SyncNow: ParsableCommand {
     @Argument(
         help: ArgumentHelp(
             "A folder (relative or absolute), device:label=…,directory=…, ftp://user@host/dir or sftp://user@host/dir.",
-            valueName: "source"))
+            valueName: "source"), completion: .directory)
     var source: String
-    @Argument(help: ArgumentHelp("Where the files go, same forms as SOURCE.", valueName: "destination"))
+    @Argument(
+        help: ArgumentHelp("Where the files go, same forms as SOURCE.", valueName: "destination"),
+        completion: .directory)
     var destination: String
     @Option(
         help:

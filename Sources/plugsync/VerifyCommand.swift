@@ -15,7 +15,7 @@ struct Verify: ParsableCommand {
             fails). Changes nothing.
             """)
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "The definition to verify.") var name: String
+    @Argument(help: "The definition to verify.", completion: .custom(Completion.names)) var name: String
     @Option(help: "Compare only this percentage of the files, chosen at random (e.g. 10).") var sample: Double?
     @Option(
         help:

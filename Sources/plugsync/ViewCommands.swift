@@ -41,7 +41,7 @@ struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show", abstract: "Show one definition as YAML (passwords and the path of a ping URL hidden).")
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "The definition to show.") var name: String
+    @Argument(help: "The definition to show.", completion: .custom(Completion.names)) var name: String
 
     func run() throws {
         try failing {
@@ -68,7 +68,7 @@ struct Check: ParsableCommand {
         commandName: "check",
         abstract: "Resolve a definition's endpoints and evaluate its File Checks, without syncing.")
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "The definition to check.") var name: String
+    @Argument(help: "The definition to check.", completion: .custom(Completion.names)) var name: String
     @Flag(help: "Print the result as one JSON object.") var json = false
 
     func run() throws {
@@ -117,7 +117,7 @@ struct Status: ParsableCommand {
             With a name: that definition's last runs, newest first.
             """)
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "A definition: show its last runs.") var name: String?
+    @Argument(help: "A definition: show its last runs.", completion: .custom(Completion.names)) var name: String?
     @Option(
         name: [.customShort("n"), .customLong("runs")],
         help: ArgumentHelp("With a name: how many runs to show.", valueName: "N"))

@@ -43,6 +43,10 @@ public struct FTPSpec: ServerSpec, Equatable {
 
     static let kind = ServerKind(
         keys: ["ftp", "ftps"], schemes: ["ftp://", "ftps://", "ftpes://"],
+        fieldKeys: [
+            "server", "username", "password", "password_file", "password_env", "directory", "tls", "passive",
+            "clock_diff", "ca_file",
+        ],
         parse: { key, node, field, parser in try parser.parseFTP(node, field: field, secure: key == "ftps") },
         parseURL: { text, scheme in
             let (user, host, port, directory) = try EndpointSyntax.parseServerURL(
@@ -172,10 +176,7 @@ extension DefinitionsParser {
             guard ca.hasPrefix("/") else { throw fields.invalid("ca_file", "\"\(ca)\" must be an absolute path") }
             ftp.caFile = ca
         }
-        try fields.finish(allowed: [
-            "server", "username", "password", "password_file", "password_env", "directory", "tls", "passive",
-            "clock_diff", "ca_file",
-        ])
+        try fields.finish(allowed: FTPSpec.kind.fieldKeys)
         return ftp
     }
 }

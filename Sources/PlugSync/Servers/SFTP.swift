@@ -39,6 +39,9 @@ public struct SFTPSpec: ServerSpec, Equatable {
 
     static let kind = ServerKind(
         keys: ["sftp"], schemes: ["sftp://"],
+        fieldKeys: [
+            "server", "username", "password", "password_file", "password_env", "key_file", "known_hosts", "directory",
+        ],
         parse: { _, node, field, parser in try parser.parseSFTP(node, field: field) },
         parseURL: { text, scheme in
             let (user, host, port, directory) = try EndpointSyntax.parseServerURL(
@@ -148,9 +151,7 @@ extension DefinitionsParser {
         if let directory = try fields.string("directory") {
             sftp.directory = try relativeDirectory(directory, fields: fields, key: "directory")
         }
-        try fields.finish(allowed: [
-            "server", "username", "password", "password_file", "password_env", "key_file", "known_hosts", "directory",
-        ])
+        try fields.finish(allowed: SFTPSpec.kind.fieldKeys)
         return sftp
     }
 }

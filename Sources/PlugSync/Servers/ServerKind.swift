@@ -51,6 +51,8 @@ struct ServerKind: Sendable {
     let keys: [String]
     /// `ftp://`, `ftps://`: the command line's.
     let schemes: [String]
+    /// The keys of the mapping under `key` (`server`, `username`, …).
+    let fieldKeys: [String]
     /// Reads the mapping under `key`.
     let parse:
         @Sendable (_ key: String, _ node: YAML.Node, _ field: String, _ parser: DefinitionsParser) throws ->
