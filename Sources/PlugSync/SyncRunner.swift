@@ -263,6 +263,10 @@ public final class SyncRunner {
         settings.forceDelete = options.forceDelete
         settings.parallel = connections
         settings.cancellation = options.cancellation
+        settings.versions = definition.versions
+        let now = Int(FeedbackClock.now().timeIntervalSince1970)
+        settings.started = now
+        settings.now = now
         let job = SyncJob(settings, observer: reporter)
         // A local side and a server: the two are resolved at once, and the local side is listed
         // on a thread of its own from then on, while the server logs in and lists
@@ -370,7 +374,8 @@ public final class SyncRunner {
         if dryRun && (status == .success || status == .failures || s.refusal != nil) {
             var text =
                 "Dry run: would copy \(s.transferred) (\(formatBytes(s.bytes))), create \(s.foldersCreated) folders, "
-                + "delete \(s.deleted); \(s.skipped) skipped, \(s.failed) would fail"
+                + "delete \(s.deleted)\(s.versioned > 0 ? ", keep \(s.versioned) versions" : ""); "
+                + "\(s.skipped) skipped, \(s.failed) would fail"
             if s.refusal != nil { text += "; the real run would be refused" }
             return text + " (planned in " + formatFixed(seconds, decimals: 2) + " s)"
         }
@@ -385,7 +390,9 @@ public final class SyncRunner {
         let rate = seconds > 0 ? Int64(Double(s.bytes) / seconds) : 0
         var text =
             "\(head): \(s.transferred) copied (\(formatBytes(s.bytes))), \(s.foldersCreated) folders created, "
-            + "\(s.deleted) deleted, \(s.skipped) skipped, \(s.failed) failed"
+            + "\(s.deleted) deleted, "
+            + (s.versioned > 0 ? "\(s.versioned) versioned, " : "") + (s.pruned > 0 ? "\(s.pruned) pruned, " : "")
+            + "\(s.skipped) skipped, \(s.failed) failed"
         if s.notStarted > 0 || status == .stopped { text += ", \(s.notStarted) not started" }
         if s.temporaryFilesRemoved > 0 { text += ", \(s.temporaryFilesRemoved) leftover temporary files removed" }
         text += " in " + formatFixed(seconds, decimals: 2) + " s" + " (\(formatBytes(rate))/s)"
