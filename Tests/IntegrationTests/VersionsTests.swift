@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -234,5 +235,99 @@ final class VersionsTests: IntegrationTestCase {
         XCTAssertTrue(bad.stderr.contains("keep_min (6) is more than keep_max (5)"), "\(bad)")
         XCTAssertEqual(try plugsync("edit", "m", "--versions", "off").status, 0)
         XCTAssertFalse(try plugsync("show", "m").stdout.contains("versions"))
+    }
+    /// A dry run says what it would keep, and keeps nothing; a backup (which never deletes)
+    /// keeps what it replaces.
+    func testDryRunAndBackup() throws {
+        try write("src/a.txt", "old")
+        try write("src/b.txt", "bee")
+        try writeConfig(
+            definition("m", source: path("src"), destination: path("dst"), ["type: mirror", "versions: {}"]),
+            definition("b", source: path("src"), destination: path("bak"), ["type: backup", "versions: {}"]))
+        XCTAssertEqual(try run("m", at: base).status, 0)
+        XCTAssertEqual(try run("b", at: base).status, 0)
+        try write("src/a.txt", "newer")
+        try remove("src/b.txt")
+        let dry = try run("m", at: base + 60, "--dry-run")
+        XCTAssertEqual(dry.status, 0, "\(dry)")
+        XCTAssertEqual(
+            dry.actions("Versioning"),
+            [
+                action("Versioning", "destination file size differs", "a.txt"),
+                action("Versioning", "destination file is orphaned", "b.txt"),
+            ], "\(dry)")
+        XCTAssertTrue(dry.summary?.contains("keep 2 versions") == true, "\(dry)")
+        XCTAssertFalse(exists("dst/.plugsync-versions"), "a dry run changes nothing")
+        XCTAssertEqual(read("dst/a.txt"), "old")
+
+        let backup = try run("b", at: base + 60)
+        XCTAssertEqual(backup.status, 0, "\(backup)")
+        XCTAssertEqual(backup.actions("Versioning"), [action("Versioning", "destination file size differs", "a.txt")])
+        XCTAssertEqual(read("bak/.plugsync-versions/\(stamp(base + 60))/a.txt"), "old")
+        XCTAssertEqual(read("bak/b.txt"), "bee", "a backup deletes nothing")
+    }
+
+    /// Runs killed (SIGKILL) at seeded moments while they replace files: every final name holds
+    /// the whole old or the whole new file (or, where the destination has no hard links, is
+    /// absent while its old file lies in the versions folder), and the next run completes.
+    func checkKilledWhileReplacing(_ destination: String, trials: Int, files: Int, linksKeepName: Bool) throws {
+        var random = SplitMix64(seed: 2222)
+        func content(_ round: Int, _ file: Int) -> String {
+            "round \(round) file \(file)\n" + String(repeating: "r", count: (round * 7 + file) % 50)
+        }
+        for file in 0..<files { try write("src/d\(file % 4)/f\(file).txt", content(0, file)) }
+        try writeConfig(
+            definition(
+                "m", source: path("src"), destination: destination, ["type: mirror", "versions: {keep_days: 0}"]))
+        XCTAssertEqual(try run("m", at: base).status, 0)
+        var killedBetween = 0
+        for trial in 1...trials {
+            for file in 0..<files { try write("src/d\(file % 4)/f\(file).txt", content(trial, file)) }
+            let started = base + trial * 60
+            let folder = destination + "/.plugsync-versions/" + stamp(started)
+            let running = try startPlugsync(
+                ["run", "m", "--config", configPath], environment: ["PLUGSYNC_NOW": "\(started)"])
+            let deadline = Date().addingTimeInterval(30)
+            while running.process.isRunning && !FileManager.default.fileExists(atPath: folder) && Date() < deadline {
+                usleep(100)
+            }
+            usleep(useconds_t(random.below(30_000)))
+            kill(running.process.processIdentifier, SIGKILL)
+            running.process.waitUntilExit()
+            for file in 0..<files {
+                let relative = "d\(file % 4)/f\(file).txt"
+                let final = try? String(contentsOfFile: destination + "/" + relative, encoding: .utf8)
+                let kept = try? String(contentsOfFile: folder + "/" + relative, encoding: .utf8)
+                if let final {
+                    XCTAssertTrue(
+                        final == content(trial, file) || final == content(trial - 1, file),
+                        "trial \(trial): \(relative) holds neither the whole old nor the whole new file")
+                    if final == content(trial - 1, file) && kept != nil { killedBetween += 1 }
+                } else {
+                    XCTAssertFalse(linksKeepName, "trial \(trial): \(relative) is absent")
+                    XCTAssertEqual(kept, content(trial - 1, file), "trial \(trial): \(relative) is absent and not kept")
+                    killedBetween += 1
+                }
+            }
+            let next = try run("m", at: started + 30)
+            XCTAssertEqual(next.status, 0, "trial \(trial): \(next)")
+            for file in 0..<files {
+                XCTAssertEqual(
+                    try? String(contentsOfFile: destination + "/d\(file % 4)/f\(file).txt", encoding: .utf8),
+                    content(trial, file), "trial \(trial): the next run completes")
+            }
+        }
+        print("killed between the two steps: \(killedBetween) files in \(trials) trials")
+    }
+
+    func testKilledWhileReplacingInALocalFolder() throws {
+        try checkKilledWhileReplacing(path("dst"), trials: 20, files: 400, linksKeepName: true)
+    }
+
+    func testKilledWhileReplacingOnAFatDrive() throws {
+        try requireLoopDrives(["fat"])
+        let drive = try makeLoopDrive("versions", kind: "fat", megabytes: 32)
+        try checkKilledWhileReplacing(drive.mount + "/backup", trials: 6, files: 60, linksKeepName: false)
+        XCTAssertNil(try fsckLoopDrive(drive))
     }
 }
