@@ -272,6 +272,18 @@ public final class Executor: @unchecked Sendable {
                 copies.append(index)
                 continue
             }
+            // The file a link replaces is kept like any other (moved, then the link made: a kill
+            // between leaves the name absent, and the next run links it again).
+            if let versionFolder, let old = action.destination, old.kind == .file {
+                do {
+                    try destination.moveToVersions(action.path, to: versionFolder.appending(action.path), entry: old)
+                    versioned(action.path, reason: action.reason, stats)
+                } catch  where EndpointErrorKind.of(error) == .notFound {
+                } catch {
+                    record(action, outcome(error), stats)
+                    continue
+                }
+            }
             do {
                 try destination.link(action.path, to: existing)
                 record(action, .done, stats)
@@ -286,6 +298,7 @@ public final class Executor: @unchecked Sendable {
         let fallbacks = copies.map { index -> Action in
             var copy = plan.actions[index]
             copy.kind = .transfer
+            if versionFolder != nil { copy.destination = nil }  // kept above already, or not there
             return copy
         }
         runTransfers(fallbacks, Array(fallbacks.indices), stats: stats)

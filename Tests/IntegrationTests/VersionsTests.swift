@@ -92,6 +92,23 @@ final class VersionsTests: IntegrationTestCase {
 
     func testEditDeleteAndFolderDeletedInALocalFolder() throws {
         try checkEditAndDelete(path("dst"))
+        let verified = try plugsync("verify", "m")
+        XCTAssertEqual(verified.status, 0, "verify leaves the versions folder out\n\(verified)")
+    }
+
+    /// A file that becomes a hard link of another (as on the source) is kept first.
+    func testAFileReplacedByAHardLinkIsKept() throws {
+        try write("src/a.txt", "AAAA")
+        try write("src/b.txt", "B")
+        try versionsConfig(path("dst"))
+        XCTAssertEqual(try run("m", at: base).status, 0)
+        try remove("src/b.txt")
+        XCTAssertEqual(link(path("src/a.txt"), path("src/b.txt")), 0)
+        let result = try run("m", at: base + 60)
+        XCTAssertEqual(result.status, 0, "\(result)")
+        XCTAssertEqual(result.actions("Versioning").count, 1, "\(result)")
+        XCTAssertEqual(read("dst/b.txt"), "AAAA")
+        XCTAssertEqual(read("dst/.plugsync-versions/\(stamp(base + 60))/b.txt"), "B")
     }
 
     func testEditDeleteAndFolderDeletedOnAnExt4Drive() throws {

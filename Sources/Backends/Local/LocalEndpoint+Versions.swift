@@ -18,7 +18,7 @@ extension LocalEndpoint {
     public func moveToVersions(_ path: FileName, to version: FileName, entry: Entry) throws {
         try onDrive {
             try folders.withFolder(path.parent, display: display) { dirfd in
-                try keepVersion(path, in: dirfd, at: version, old: entry, link: false)
+                try keepVersion(path, in: dirfd, at: version, old: entry, link: false, required: true)
             }
         }
     }
@@ -42,9 +42,11 @@ extension LocalEndpoint {
     }
 
     /// Keeps the file `path` (in the folder `dirfd`) at `version`: a hard link with `link`
-    /// (the name stays), else a rename. Nothing at `path`: nothing to keep, no error for a
-    /// link (a retried transfer whose first try moved it already), `notFound` for a rename.
-    func keepVersion(_ path: FileName, in dirfd: Int32, at version: FileName, old: Entry, link: Bool) throws {
+    /// (the name stays), else a rename. Nothing at `path` keeps nothing: a `notFound` error when
+    /// `required`, else no error (a retried transfer whose first try moved it already).
+    func keepVersion(
+        _ path: FileName, in dirfd: Int32, at version: FileName, old: Entry, link: Bool, required: Bool = false
+    ) throws {
         try makeVersionFolders(version.parent)
         let name = path.lastComponent
         let versionName = version.lastComponent
@@ -61,12 +63,12 @@ extension LocalEndpoint {
                             linked = linkat(dirfd, from, versionFD, to, 0)
                         }
                         if linked == 0 { return }
-                        if errno == ENOENT { return }
+                        if errno == ENOENT && !required { return }
                         // No links here after all (EPERM, EMLINK, EXDEV...): the rename below.
                     }
                     if renameat(dirfd, from, versionFD, to) != 0 {
                         let code = errno
-                        if code == ENOENT && link { return }
+                        if code == ENOENT && !required { return }
                         throw SystemError("move to versions", path: display(path), errno: code)
                     }
                     // FUSE filesystems (fusefat) stamp a renamed file with the current time: the
