@@ -125,6 +125,13 @@ final class VersionsTests: IntegrationTestCase {
         XCTAssertNil(try fsckLoopDrive(drive))
     }
 
+    func testEditDeleteAndFolderDeletedOnAnExFatDrive() throws {
+        try requireLoopDrives(["exfat"])
+        let drive = try makeLoopDrive("versions", kind: "exfat", megabytes: 32)
+        try checkEditAndDelete(drive.mount + "/backup")
+        XCTAssertNil(try fsckLoopDrive(drive))
+    }
+
     /// Without versions, the same deletions are refused by max_delete; with them, an empty
     /// source still is.
     func testMaxDeleteCountsOnlyWhatWouldBeLost() throws {
