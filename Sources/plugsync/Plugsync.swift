@@ -21,7 +21,7 @@ struct Plugsync: ParsableCommand {
         version: PlugSyncVersion.current,
         subcommands: [
             Add.self, Edit.self, Copy.self, Delete.self, List.self, Show.self, Run.self, Log.self,
-            Status.self, Devices.self, Check.self, Verify.self, Versions.self, AgentCommand.self,
+            Status.self, Devices.self, Check.self, Verify.self, Versions.self, Restore.self, AgentCommand.self,
         ]
     )
 

@@ -354,4 +354,58 @@ final class VersionsTests: IntegrationTestCase {
         try checkKilledWhileReplacing(drive.mount + "/backup", trials: 6, files: 60, linksKeepName: false)
         XCTAssertNil(try fsckLoopDrive(drive))
     }
+    /// `restore`: a deleted file back into the source, a file as it was between two versions
+    /// (not over a newer one without --force), a folder at a time into another folder.
+    func testRestore() throws {
+        func minute(_ seconds: Int) -> String {
+            var time = time_t(seconds)
+            var parts = tm()
+            localtime_r(&time, &parts)
+            var text = [CChar](repeating: 0, count: 32)
+            strftime(&text, text.count, "%Y-%m-%d %H:%M", &parts)
+            return String(cString: text)
+        }
+        let when = 1_700_000_000
+        try write("src/doc/report.odt", "v1", mtime: FileTime(when))
+        try write("src/doc/notes.txt", "notes", mtime: FileTime(when + 5))
+        try write("src/other.txt", "other")
+        try versionsConfig(path("dst"))
+        XCTAssertEqual(try run("m", at: base).status, 0)
+        try write("src/doc/report.odt", "v2-", mtime: FileTime(when + 100))
+        XCTAssertEqual(try run("m", at: base + 3600).status, 0)
+        try write("src/doc/report.odt", "v3--", mtime: FileTime(when + 200))
+        try remove("src/doc/notes.txt")
+        XCTAssertEqual(try run("m", at: base + 7200).status, 0)
+
+        let dry = try plugsync("restore", "m", "doc/notes.txt", "--dry-run")
+        XCTAssertEqual(dry.status, 0, "\(dry)")
+        XCTAssertFalse(exists("src/doc/notes.txt"), "a dry run restores nothing")
+        let deleted = try plugsync("restore", "m", "doc/notes.txt")
+        XCTAssertEqual(deleted.status, 0, "\(deleted)")
+        XCTAssertEqual(read("src/doc/notes.txt"), "notes")
+        XCTAssertEqual(mtime("src/doc/notes.txt"), Int64(when + 5) * 1_000_000_000, "its time comes back")
+
+        // Between the first and the second run: v1, older than the source's v3.
+        let early = minute(base + 1800)
+        let kept = try plugsync("restore", "m", "doc/report.odt", "--at", early)
+        XCTAssertEqual(kept.status, 0, "\(kept)")
+        XCTAssertTrue(
+            kept.lines.contains(action("Skipping", "target file is newer; --force replaces it", "doc/report.odt")),
+            "\(kept)")
+        XCTAssertEqual(read("src/doc/report.odt"), "v3--")
+        let forced = try plugsync("restore", "m", "doc/report.odt", "--at", early, "--force")
+        XCTAssertEqual(forced.status, 0, "\(forced)")
+        XCTAssertEqual(read("src/doc/report.odt"), "v1")
+
+        // Between the second and the third run, the folder, elsewhere.
+        let folder = try plugsync("restore", "m", "doc", "--at", minute(base + 5400), "--to", path("restored"))
+        XCTAssertEqual(folder.status, 0, "\(folder)")
+        XCTAssertEqual(read("restored/doc/report.odt"), "v2-")
+        XCTAssertEqual(read("restored/doc/notes.txt"), "notes")
+        XCTAssertFalse(exists("restored/other.txt"))
+
+        let nothing = try plugsync("restore", "m", "no-such.txt")
+        XCTAssertEqual(nothing.status, 1, "\(nothing)")
+        XCTAssertEqual(try plugsync("restore", "m", "doc", "--at", "yesterday").status, 2)
+    }
 }
