@@ -267,6 +267,7 @@ public final class SyncRunner {
         let now = Int(FeedbackClock.now().timeIntervalSince1970)
         settings.started = now
         settings.now = now
+        if definition.versions != nil && !options.dryRun { settings.started = versionsStart(definition.name, now) }
         let job = SyncJob(settings, observer: reporter)
         // A local side and a server: the two are resolved at once, and the local side is listed
         // on a thread of its own from then on, while the server logs in and lists
@@ -333,6 +334,22 @@ public final class SyncRunner {
         return try job.run(
             source: side(source, definition.source, "source"),
             destination: side(destination, definition.destination, "destination"))
+    }
+
+    /// The run's start for its versions folder's name: `now`, or a second after the last run
+    /// of the definition that kept versions when that one started in the same second (or later:
+    /// a clock set back), so that two runs never share a versions folder and one's version of a
+    /// path never takes the place of the other's. Called under the definition's lock.
+    private func versionsStart(_ name: String, _ now: Int) -> Int {
+        let file = stateDirectory + "/versions-" + name
+        var start = now
+        if let bytes = Posix.readFile(file, limit: 32), let last = Int(String(decoding: bytes, as: UTF8.self)),
+            last >= now
+        {
+            start = last + 1
+        }
+        _ = Posix.writeFileAtomically(file, Array("\(start)".utf8))
+        return start
     }
 
     private func finish(

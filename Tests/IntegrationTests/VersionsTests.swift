@@ -154,6 +154,20 @@ final class VersionsTests: IntegrationTestCase {
         XCTAssertTrue(exists("kept/d.txt"))
     }
 
+    /// Two runs that start in the same second keep their versions in two folders.
+    func testRunsInTheSameSecondKeepEachTheirVersions() throws {
+        try write("src/a.txt", "one")
+        try versionsConfig(path("dst"))
+        XCTAssertEqual(try run("m", at: base).status, 0)
+        try write("src/a.txt", "two-")
+        XCTAssertEqual(try run("m", at: base).status, 0)
+        try write("src/a.txt", "three")
+        XCTAssertEqual(try run("m", at: base).status, 0)
+        XCTAssertEqual(read("dst/.plugsync-versions/\(stamp(base + 1))/a.txt"), "one")
+        XCTAssertEqual(read("dst/.plugsync-versions/\(stamp(base + 2))/a.txt"), "two-")
+        XCTAssertEqual(read("dst/a.txt"), "three")
+    }
+
     /// A `.plugsync-versions` folder on the source is not copied.
     func testTheVersionsFolderIsNeverSynchronized() throws {
         try write("src/a.txt", "a")
