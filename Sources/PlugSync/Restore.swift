@@ -105,7 +105,7 @@ public struct Restore {
         let there = target.list(recursive: true, filter: ListingFilter(excludedPaths: targetExcluded))
         var targetFiles: [FileName: Entry] = [:]
         var targetFolders: Set<FileName> = []
-        Self.files(there.entries, .empty, folders: { targetFolders.insert($0) }) { targetFiles[$0] = $1 }
+        Self.files(there.entries, .empty, folders: { targetFolders.insert($0) }, { targetFiles[$0] = $1 })
 
         for (path, from, entry, what) in chosen {
             if targetExcluded.contains(path) { continue }
