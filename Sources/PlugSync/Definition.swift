@@ -31,6 +31,9 @@ public struct Definition: Sendable, Equatable {
     public var maxAge: Int?
     /// Where to tell about runs (`notify:`); nil when the definition has none.
     public var notify: NotifySettings?
+    /// Keep what runs replace or delete in `.plugsync-versions` on the destination (`versions:`);
+    /// nil keeps nothing.
+    public var versions: VersionPolicy?
 
     public init(name: String, source: EndpointSpec, destination: EndpointSpec) {
         self.name = name

@@ -430,6 +430,13 @@ public enum DefinitionEmitter {
                 add(1, "events", "[" + notify.events.map(\.rawValue).joined(separator: ", ") + "]")
             }
         }
+        if let versions = d.versions {
+            add(0, "versions", "")
+            out[out.count - 1].removeLast()
+            add(1, "keep_days", "\(versions.keepDays)")
+            add(1, "keep_min", "\(versions.keepMin)")
+            add(1, "keep_max", "\(versions.keepMax)")
+        }
         return out
     }
 

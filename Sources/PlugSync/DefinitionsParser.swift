@@ -110,7 +110,7 @@ struct DefinitionsParser {
     static let definitionKeys = [
         "name", "description", "group", "type", "recursive", "max_delete", "source", "destination",
         "ignore", "log_file", "log_level", "schedule", "on_mount", "enabled", "parallel", "hooks", "max_age",
-        "notify",
+        "notify", "versions",
     ]
     /// An endpoint: one kind (`local`, `device`, a server's key) and its File Check.
     static var endpointKeys: [String] { ["local", "device"] + ServerKind.allKeys + ["file_check"] }
@@ -208,8 +208,36 @@ struct DefinitionsParser {
         if let notifyNode = fields.node("notify"), !notifyNode.isNull {
             definition.notify = try parseNotify(notifyNode, fields: fields)
         }
+        if let versionsNode = fields.node("versions") {
+            definition.versions = try parseVersions(versionsNode, fields: fields)
+        }
         try fields.finish(allowed: Self.definitionKeys)
         return definition
+    }
+
+    /// `versions: {keep_days, keep_min, keep_max}`; each key is optional (`versions: {}` keeps
+    /// the defaults).
+    func parseVersions(_ node: Node, fields outer: Fields) throws -> VersionPolicy {
+        if node.isNull { return VersionPolicy() }
+        guard case .mapping(let map) = node.kind else {
+            throw outer.invalid("versions", "must be a mapping (keep_days, keep_min, keep_max)")
+        }
+        let fields = try Fields(map, prefix: outer.prefix + "versions.", parser: self)
+        var policy = VersionPolicy()
+        func count(_ key: String) throws -> Int? {
+            guard let value = try fields.int(key) else { return nil }
+            guard value >= 0, value <= 100_000 else { throw fields.invalid(key, "must be between 0 and 100000") }
+            return value
+        }
+        if let days = try count("keep_days") { policy.keepDays = days }
+        if let minimum = try count("keep_min") { policy.keepMin = minimum }
+        if let maximum = try count("keep_max") { policy.keepMax = maximum }
+        if policy.keepMax > 0 && policy.keepMin > policy.keepMax {
+            throw fields.invalid(
+                "keep_min", "\(policy.keepMin) is more than keep_max (\(policy.keepMax)): keep_min must not exceed it")
+        }
+        try fields.finish(allowed: ["keep_days", "keep_min", "keep_max"])
+        return policy
     }
 
     func parseMaxDelete(_ text: String, fields: Fields) throws -> MaxDelete {

@@ -235,6 +235,15 @@ public final class RunReporter: RunObserver, @unchecked Sendable {
         }
     }
 
+    public func versioned(_ path: FileName, reason: Reason) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let formatter else { return }
+        emit(
+            ActionFormatter.format(
+                verb: "Versioning", reason: reason.text(side: formatter.side), path: path.description))
+    }
+
     public func retrying(_ action: Action, error: String, delay: Double) {
         say("Retrying    (\(error)) \(action.path) in \(delay) s")
     }

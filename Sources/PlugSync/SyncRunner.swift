@@ -303,6 +303,11 @@ public final class SyncRunner {
         settings.forceDelete = options.forceDelete
         settings.parallel = connections
         settings.cancellation = options.cancellation
+        settings.versions = definition.versions
+        let now = Int(FeedbackClock.now().timeIntervalSince1970)
+        settings.started = now
+        settings.now = now
+        if definition.versions != nil && !options.dryRun { settings.started = versionsStart(definition.name, now) }
         let job = SyncJob(settings, observer: reporter)
         // A local side and a server: the two are resolved at once, and the local side is listed
         // on a thread of its own from then on, while the server logs in and lists
@@ -374,6 +379,22 @@ public final class SyncRunner {
             destination: side(destination, definition.destination, "destination"))
     }
 
+    /// The run's start for its versions folder's name: `now`, or a second after the last run
+    /// of the definition that kept versions when that one started in the same second (or later:
+    /// a clock set back), so that two runs never share a versions folder and one's version of a
+    /// path never takes the place of the other's. Called under the definition's lock.
+    private func versionsStart(_ name: String, _ now: Int) -> Int {
+        let file = stateDirectory + "/versions-" + name
+        var start = now
+        if let bytes = Posix.readFile(file, limit: 32), let last = Int(String(decoding: bytes, as: UTF8.self)),
+            last >= now
+        {
+            start = last + 1
+        }
+        _ = Posix.writeFileAtomically(file, Array("\(start)".utf8))
+        return start
+    }
+
     private func finish(
         _ definition: Definition, _ options: RunOptions, _ reporter: RunReporter, _ status: RunOutcome.Status,
         _ statistics: SyncStatistics, _ message: String, started: Date, drive: DriveIdentity? = nil
@@ -417,7 +438,8 @@ public final class SyncRunner {
         if dryRun && (status == .success || status == .failures || s.refusal != nil) {
             var text =
                 "Dry run: would copy \(s.transferred) (\(formatBytes(s.bytes))), create \(s.foldersCreated) folders, "
-                + "delete \(s.deleted); \(s.skipped) skipped, \(s.failed) would fail"
+                + "delete \(s.deleted)\(s.versioned > 0 ? ", keep \(s.versioned) versions" : ""); "
+                + "\(s.skipped) skipped, \(s.failed) would fail"
             if s.refusal != nil { text += "; the real run would be refused" }
             return text + " (planned in " + formatFixed(seconds, decimals: 2) + " s)"
         }
@@ -432,7 +454,9 @@ public final class SyncRunner {
         let rate = seconds > 0 ? Int64(Double(s.bytes) / seconds) : 0
         var text =
             "\(head): \(s.transferred) copied (\(formatBytes(s.bytes))), \(s.foldersCreated) folders created, "
-            + "\(s.deleted) deleted, \(s.skipped) skipped, \(s.failed) failed"
+            + "\(s.deleted) deleted, "
+            + (s.versioned > 0 ? "\(s.versioned) versioned, " : "") + (s.pruned > 0 ? "\(s.pruned) pruned, " : "")
+            + "\(s.skipped) skipped, \(s.failed) failed"
         if s.notStarted > 0 || status == .stopped { text += ", \(s.notStarted) not started" }
         if s.temporaryFilesRemoved > 0 { text += ", \(s.temporaryFilesRemoved) leftover temporary files removed" }
         text += " in " + formatFixed(seconds, decimals: 2) + " s" + " (\(formatBytes(rate))/s)"

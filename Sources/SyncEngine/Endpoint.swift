@@ -31,6 +31,9 @@ public struct EndpointCapabilities: Sendable {
     /// control characters; fusefat: anything outside ASCII too): such an entry fails with one
     /// line instead of an unclear error.
     public var forbiddenNameBytes: [UInt8]
+    /// Whether what a run replaces or deletes can be kept in `.plugsync-versions` here
+    /// (`Endpoint.receive(_:from:entry:keepingVersion:of:progress:)`, `moveToVersions`).
+    public var keepsVersions: Bool
 
     /// What FAT and exFAT refuse in a name.
     public static let fatForbiddenNameBytes = Array("\"*:<>?\\|".utf8) + Array(1...31)
@@ -39,8 +42,9 @@ public struct EndpointCapabilities: Sendable {
         timePrecision: Int64 = 1, setsModificationTimes: Bool = true, keepsModes: Bool = true,
         keepsSymlinks: Bool = true, isRemote: Bool = false, keepsHardLinks: Bool = false,
         caseInsensitiveNames: Bool = false, maximumPathLength: Int? = nil, serialWrites: Bool = false,
-        forbiddenNameBytes: [UInt8] = [], spreadsWritesOverFolders: Bool = false
+        forbiddenNameBytes: [UInt8] = [], spreadsWritesOverFolders: Bool = false, keepsVersions: Bool = false
     ) {
+        self.keepsVersions = keepsVersions
         self.timePrecision = timePrecision
         self.setsModificationTimes = setsModificationTimes
         self.keepsModes = keepsModes
@@ -246,6 +250,32 @@ public protocol Endpoint: AnyObject, Sendable {
     /// keeps them; elsewhere it does nothing.
     func setOwner(_ path: FileName, _ owner: Owner) throws
 
+    // MARK: versions
+    // What a run replaces or deletes is kept at `.plugsync-versions/<run start>/<its path>`
+    // (`VersionsFolder`), moved there by a rename on the endpoint itself, never copied. The
+    // final name holds the whole old file or the whole new one at every moment, also when the
+    // run is killed between the steps. Where the endpoint has hard links (a local folder, ext4,
+    // most Linux filesystems) the old file is linked into the versions folder and the new one
+    // renamed over it: the final name is never absent. Where it has none (FAT, exFAT, FTP,
+    // SFTP) the old file is renamed into the versions folder, then the new one into place: a
+    // kill between the two leaves the final name absent (never partial), and the next run
+    // copies it again. An endpoint that cannot keep versions has `keepsVersions` false, and
+    // a run that asks for them is refused before anything is changed.
+
+    /// As `receive`, but the file at `path`, if there is one, is kept at `version` (its
+    /// missing folders are created): `old` is what the listing saw there (its time is kept
+    /// where a rename would change it). No file at `path` keeps nothing.
+    func receive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, keepingVersion version: FileName, of old: Entry,
+        progress: (Int64) -> Void
+    ) throws
+    /// Moves the file or link at `path` to `version` (creating its missing folders): a rename,
+    /// no copy. Nothing at `path` throws a `notFound` error.
+    func moveToVersions(_ path: FileName, to version: FileName, entry: Entry) throws
+    /// The entries of the versions folder (`.plugsync-versions`, recursively: the run folders,
+    /// the files below them); empty when there is none.
+    func listVersions() -> Listing
+
     // MARK: a run's life cycle
     // A run calls these in this order; each has a default that does nothing, so an endpoint
     // implements only the steps it needs (a server measures its clock, remembers exact times
@@ -279,6 +309,16 @@ extension Endpoint {
     public func link(_ path: FileName, to existing: FileName) throws {
         throw Unsupported("\(displayName) cannot hold hard links")
     }
+    public func receive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, keepingVersion version: FileName, of old: Entry,
+        progress: (Int64) -> Void
+    ) throws {
+        throw Unsupported("\(displayName) cannot keep versions")
+    }
+    public func moveToVersions(_ path: FileName, to version: FileName, entry: Entry) throws {
+        throw Unsupported("\(displayName) cannot keep versions")
+    }
+    public func listVersions() -> Listing { Listing() }
     public func owner(of path: FileName) -> Owner? { nil }
     public func setOwner(_ path: FileName, _ owner: Owner) throws {}
 

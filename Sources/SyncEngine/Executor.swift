@@ -18,6 +18,9 @@ public final class Executor: @unchecked Sendable {
     public let observer: SyncObserver
     /// When set, transfers not yet started are not started (they fail as "stopped").
     public let cancellation: Cancellation?
+    /// Where this run keeps what it replaces or deletes (`.plugsync-versions/<run start>`);
+    /// nil keeps nothing.
+    public var versionFolder: FileName?
 
     public init(
         source: Endpoint, destination: Endpoint, parallelism: Int = 4, observer: SyncObserver,
@@ -55,6 +58,11 @@ public final class Executor: @unchecked Sendable {
         linkedFiles = Set(plan.hardLinks.values)
         for (index, action) in plan.actions.enumerated() {
             if dryRun {
+                if versionFolder != nil, action.kind == .delete || action.kind == .replace,
+                    let entry = action.destination
+                {
+                    planVersions(action.path, entry: entry, reason: action.reason, stats)
+                }
                 record(action, .planned, stats)
                 continue
             }
@@ -72,7 +80,7 @@ public final class Executor: @unchecked Sendable {
             case .conflict:
                 record(action, .failed("not copied"), stats)
             case .delete:
-                record(action, deleteTree(action.path, entry: action.destination!), stats)
+                record(action, deleteTree(action.path, entry: action.destination!, reason: action.reason, stats), stats)
             case .createFolder:
                 if let staging, buildable[action.path] != nil, (try? staging.buildFolder(action.path)) != nil {
                     building[action.path] = FolderBuild(action)  // recorded when it is in place
@@ -90,7 +98,7 @@ public final class Executor: @unchecked Sendable {
             case .replace where Self.unstorable(action, on: destination):
                 record(action, .kept(Self.noSymlinks), stats)  // what is there stays
             case .replace:
-                let outcome = deleteTree(action.path, entry: action.destination!)
+                let outcome = deleteTree(action.path, entry: action.destination!, reason: action.reason, stats)
                 if case .done = outcome, let entry = action.source {
                     if entry.kind == .directory {
                         do {
@@ -132,7 +140,44 @@ public final class Executor: @unchecked Sendable {
         return result
     }
 
+    /// Whether a transfer keeps the file it replaces in the versions folder.
+    private func keepsVersion(_ action: Action) -> Bool {
+        versionFolder != nil && action.kind == .transfer && action.destination?.kind == .file
+            && action.source?.kind == .file
+    }
+
+    /// Counts and tells of a file or link kept in the versions folder.
+    private func versioned(_ path: FileName, reason: Reason, _ stats: Counter) {
+        stats.update { $0.versioned += 1 }
+        observer.versioned(path, reason: reason)
+    }
+
+    /// The reason told for a version of `entry`, kept for an action with `reason`: an orphan
+    /// folder's files are orphans themselves.
+    private static func versionReason(_ reason: Reason, _ entry: Entry) -> Reason {
+        if case .orphaned = reason { return .orphaned(entry.kind) }
+        return reason
+    }
+
+    /// A dry run's versions for a deletion: every file and link of the tree.
+    private func planVersions(_ path: FileName, entry: Entry, reason: Reason, _ stats: Counter) {
+        var pending: [(FileName, Entry)] = [(path, entry)]
+        while let (path, entry) = pending.popLast() {
+            if entry.kind == .directory {
+                for child in (entry.children ?? []).reversed() { pending.append((path.appending(child.name), child)) }
+            } else {
+                versioned(path, reason: Self.versionReason(reason, entry), stats)
+            }
+        }
+    }
+
     private func record(_ action: Action, _ outcome: Outcome, _ stats: Counter) {
+        if keepsVersion(action) {
+            switch outcome {
+            case .done, .planned: versioned(action.path, reason: action.reason, stats)
+            default: break
+            }
+        }
         if !linkedFiles.isEmpty, case .failed = outcome, linkedFiles.contains(action.path) {
             failedLinkedFiles.update { $0.insert(action.path) }
         }
@@ -167,7 +212,10 @@ public final class Executor: @unchecked Sendable {
 
     /// Deletes a destination entry, a folder's contents first. With a stack of its own, not
     /// recursion: a tree can be deeper than a thread's stack.
-    private func deleteTree(_ path: FileName, entry: Entry) -> Outcome {
+    ///
+    /// With a versions folder, files and links are moved there instead (folders are removed
+    /// once emptied, as without).
+    private func deleteTree(_ path: FileName, entry: Entry, reason: Reason, _ stats: Counter) -> Outcome {
         // Each folder is removed once its entries are: it is visited again after them.
         var pending: [(path: FileName, entry: Entry, emptied: Bool)] = [(path, entry, false)]
         do {
@@ -177,7 +225,14 @@ public final class Executor: @unchecked Sendable {
                     for child in children.reversed() { pending.append((path.appending(child.name), child, false)) }
                     continue
                 }
-                do { try destination.remove(path, kind: entry.kind) } catch
+                do {
+                    if let versionFolder, entry.kind != .directory {
+                        try destination.moveToVersions(path, to: versionFolder.appending(path), entry: entry)
+                        versioned(path, reason: Self.versionReason(reason, entry), stats)
+                    } else {
+                        try destination.remove(path, kind: entry.kind)
+                    }
+                } catch
                     where EndpointErrorKind.of(error) == .notFound
                 {
                     // Gone already (deleted by someone else since the listing): what was wanted.
@@ -217,6 +272,18 @@ public final class Executor: @unchecked Sendable {
                 copies.append(index)
                 continue
             }
+            // The file a link replaces is kept like any other (moved, then the link made: a kill
+            // between leaves the name absent, and the next run links it again).
+            if let versionFolder, let old = action.destination, old.kind == .file {
+                do {
+                    try destination.moveToVersions(action.path, to: versionFolder.appending(action.path), entry: old)
+                    versioned(action.path, reason: action.reason, stats)
+                } catch  where EndpointErrorKind.of(error) == .notFound {
+                } catch {
+                    record(action, outcome(error), stats)
+                    continue
+                }
+            }
             do {
                 try destination.link(action.path, to: existing)
                 record(action, .done, stats)
@@ -231,6 +298,7 @@ public final class Executor: @unchecked Sendable {
         let fallbacks = copies.map { index -> Action in
             var copy = plan.actions[index]
             copy.kind = .transfer
+            if versionFolder != nil { copy.destination = nil }  // kept above already, or not there
             return copy
         }
         runTransfers(fallbacks, Array(fallbacks.indices), stats: stats)
@@ -285,7 +353,10 @@ public final class Executor: @unchecked Sendable {
 
     /// The destination, when it stages files in batches (an FTP server without TLS).
     private var staging: StagingEndpoint? {
-        guard let staging = destination as? StagingEndpoint, staging.stagesInBatches else { return nil }
+        // Versions are kept file by file (`receive(…keepingVersion:…)`), not in batches.
+        guard versionFolder == nil, let staging = destination as? StagingEndpoint, staging.stagesInBatches else {
+            return nil
+        }
         return staging
     }
 
@@ -480,6 +551,14 @@ public final class Executor: @unchecked Sendable {
             let file = try source.openForReading(action.path, entry: entry)
             defer { file.close() }
             let replacing = action.destination?.kind == .file
+            if let versionFolder, replacing, let old = action.destination {
+                try destination.receive(
+                    action.path, from: file, entry: entry, keepingVersion: versionFolder.appending(action.path), of: old
+                ) { [observer] bytes in
+                    observer.transferred(bytes: bytes)
+                }
+                return
+            }
             try destination.receive(action.path, from: file, entry: entry, replacing: replacing) { [observer] bytes in
                 observer.transferred(bytes: bytes)
             }

@@ -18,10 +18,14 @@ public protocol SyncObserver: AnyObject, Sendable {
     func transferred(bytes: Int64)
     /// A transfer failed with a transient error and will be tried again after `delay` seconds.
     func retrying(_ action: Action, error: String, delay: Double)
+    /// What was at `path` went to the versions folder (or will, in a dry run) before the
+    /// action replaced or deleted it: heard just before the action's own line.
+    func versioned(_ path: FileName, reason: Reason)
 }
 
 extension SyncObserver {
     public func retrying(_ action: Action, error: String, delay: Double) {}
+    public func versioned(_ path: FileName, reason: Reason) {}
 }
 
 /// Counts of one run, for the summary line and the run history.
@@ -30,6 +34,10 @@ public struct SyncStatistics: Sendable, Equatable {
     public var bytes: Int64 = 0
     public var foldersCreated = 0
     public var deleted = 0
+    /// Files and links moved to the versions folder before they were replaced or deleted.
+    public var versioned = 0
+    /// Versions pruned after the run (`keep_days`, `keep_max`).
+    public var pruned = 0
     public var skipped = 0
     public var failed = 0
     public var temporaryFilesRemoved = 0

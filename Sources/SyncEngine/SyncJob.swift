@@ -1,5 +1,9 @@
 import SystemSupport
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What a run of one definition is asked to do (the definition's settings and the command's).
 public struct SyncSettings: Sendable {
     public var type: SyncType
@@ -13,6 +17,12 @@ public struct SyncSettings: Sendable {
     /// Files transferred at once.
     public var parallel = 4
     public var cancellation: Cancellation?
+    /// Keep what the run replaces or deletes in `.plugsync-versions`, and prune by this.
+    public var versions: VersionPolicy?
+    /// When the run started (seconds since 1970): its versions folder's name.
+    public var started = Int(time(nil))
+    /// "Now" for pruning (seconds since 1970); nil: the clock.
+    public var now: Int?
 
     public init(type: SyncType) { self.type = type }
 }
@@ -124,7 +134,7 @@ public final class SyncJob: @unchecked Sendable {
     /// thread of its own, while the other side still connects: its folders become the other
     /// side's listing hint as soon as they are known. At most one side is listed early.
     public func startListing(_ endpoint: Endpoint, excluded: Set<FileName>) {
-        let filter = ListingFilter(ignore: settings.ignore, excludedPaths: excluded)
+        let filter = ListingFilter(ignore: settings.ignore, excludedPaths: excluded.union([VersionsFolder.name]))
         let recursive = settings.recursive
         let hint = self.hint
         let listing = Background {
@@ -139,6 +149,11 @@ public final class SyncJob: @unchecked Sendable {
         let early = lock.withLock { self.early }
         let earlyIndex: Int? =
             early.map { $0.endpoint == ObjectIdentifier(source.endpoint) ? 0 : 1 }
+        if settings.versions != nil && !destination.endpoint.capabilities.keepsVersions {
+            throw PreconditionError(
+                "the destination \(destination.endpoint.displayName) cannot keep versions yet (versions: is set on the definition); nothing was changed"
+            )
+        }
         // Safety rail 1: an absent source never empties a mirror.
         if try source.translating({ try source.endpoint.rootState() }) == .missing {
             throw PreconditionError(
@@ -150,8 +165,10 @@ public final class SyncJob: @unchecked Sendable {
         source.endpoint.beginRun(RunSettings(side: .source, dryRun: settings.dryRun, memoryFile: source.memoryFile))
         destination.endpoint.beginRun(
             RunSettings(side: .destination, dryRun: settings.dryRun, memoryFile: destination.memoryFile))
+        // The versions folder is never synchronized, on either side, nor an orphan.
         let filter = ListingFilter(
-            ignore: settings.ignore, excludedPaths: source.excluded.union(destination.excluded))
+            ignore: settings.ignore,
+            excludedPaths: source.excluded.union(destination.excluded).union([VersionsFolder.name]))
         // The preparations and the listings at once: a listing does not wait for the other's
         // round trips (`willPrepare`), once the synchronized folder is listed without a probe in
         // it (the source's was, for safety rail 1).
@@ -215,7 +232,9 @@ public final class SyncJob: @unchecked Sendable {
         withholdDeletions(&plan, listingFailed: listingFailed, unreadable: sourceListing.unreadableFiles)
         // Safety rail 3: max_delete. A dry run goes on to show the whole plan, and says why the
         // real run would be refused.
-        let deletions = plan.deletionCount
+        // With versions, what a mirror deletes goes to the versions folder: nothing is lost, and
+        // only what would be lost counts.
+        let deletions = settings.versions == nil ? plan.deletionCount : 0
         var refusal: String?
         if settings.type == .mirror && !settings.maxDelete.allows(deletions, of: destinationCount)
             && !settings.forceDelete
@@ -240,9 +259,20 @@ public final class SyncJob: @unchecked Sendable {
         let executor = Executor(
             source: source.endpoint, destination: destination.endpoint, parallelism: settings.parallel,
             observer: observer, cancellation: settings.cancellation)
+        if settings.versions != nil {
+            executor.versionFolder = VersionsFolder.runFolder(stamp: VersionsFolder.stamp(settings.started))
+        }
         var statistics = executor.execute(
             plan, temporaryFiles: destinationListing.temporaryFiles,
             temporaryFolders: destinationListing.temporaryFolders, dryRun: settings.dryRun)
+        // Pruning, only after a run that succeeded.
+        if let policy = settings.versions, !settings.dryRun, statistics.failed == 0, statistics.notStarted == 0,
+            statistics.stoppedBecause == nil, !listingFailed, settings.cancellation?.isCancelled != true
+        {
+            statistics.pruned = VersionPruning.prune(
+                destination.endpoint, policy: policy, now: settings.now ?? Int(time(nil)), say: observer.say,
+                sayError: observer.sayError)
+        }
         if !settings.dryRun && destination.isDrive && statistics.stoppedBecause == nil {
             do { try destination.endpoint.flush() } catch {
                 observer.sayError("Cannot flush the destination drive: \(error)")

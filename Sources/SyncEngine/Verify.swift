@@ -60,10 +60,13 @@ public struct Verifier {
         destinationExcluded: Set<FileName> = []
     ) -> Report {
         var report = Report()
+        // The versions folder is no data of the tree: left out on both sides, as a run does.
         let sourceListing = source.list(
-            recursive: recursive, filter: ListingFilter(ignore: ignore, excludedPaths: sourceExcluded))
+            recursive: recursive,
+            filter: ListingFilter(ignore: ignore, excludedPaths: sourceExcluded.union([VersionsFolder.name])))
         let destinationListing = destination.list(
-            recursive: recursive, filter: ListingFilter(ignore: ignore, excludedPaths: destinationExcluded))
+            recursive: recursive,
+            filter: ListingFilter(ignore: ignore, excludedPaths: destinationExcluded.union([VersionsFolder.name])))
         report.listingErrors =
             sourceListing.errors.map { "source: \($0)" } + destinationListing.errors.map { "destination: \($0)" }
 

@@ -48,6 +48,10 @@ struct DefinitionFlags: ParsableArguments {
         name: .customLong("notify-events"),
         help: "What to ping and notify for, comma-separated: start, success, failure, overdue, removable.")
     var notifyEvents: String?
+    @Option(
+        help:
+            "Keep what runs replace or delete in .plugsync-versions on the destination: KEEP_DAYS[,KEEP_MIN[,KEEP_MAX]] (defaults 30,3,20; 0 days: never by age, 0 max: no limit; \"off\" keeps none)."
+    ) var versions: String?
     @Flag(inversion: .prefixedNo, help: "Synchronize subfolders too (default: yes).") var recursive: Bool?
     @Flag(
         name: .customLong("on-mount"), inversion: .prefixedNo,
@@ -167,6 +171,7 @@ struct DefinitionFlags: ParsableArguments {
             notify.events = NotifySettings.Event.allCases.filter(chosen.contains)
             definition.notify = notify
         }
+        if let versions { definition.versions = try Self.versions(versions) }
         if let recursive { definition.recursive = recursive }
         if let onMount { definition.onMount = onMount }
         if let parallel {
@@ -309,6 +314,27 @@ struct DefinitionFlags: ParsableArguments {
             }
         }
         return kept
+
+    }
+
+    /// `--versions 30,3,20`: keep_days, then optionally keep_min and keep_max; `off` (or "")
+    /// turns versions off.
+    static func versions(_ text: String) throws -> VersionPolicy? {
+        if text.isEmpty || text == "off" { return nil }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map {
+            String($0.filter { $0 != " " })
+        }
+        let numbers = parts.map { Int($0) }
+        guard (1...3).contains(parts.count), numbers.allSatisfy({ $0 != nil && $0! >= 0 && $0! <= 100_000 }) else {
+            throw UsageError(
+                "--versions \(text): give KEEP_DAYS[,KEEP_MIN[,KEEP_MAX]], whole numbers from 0, e.g. 30 or 30,3,20 (or off)"
+            )
+        }
+        var policy = VersionPolicy(keepDays: numbers[0]!)
+        if numbers.count > 1 { policy.keepMin = numbers[1]! }
+        if numbers.count > 2 { policy.keepMax = numbers[2]! }
+        if let problem = policy.problem { throw UsageError("--versions \(text): \(problem)") }
+        return policy
     }
 
     static func check(_ text: String, flag: String) throws -> FileCheck? {

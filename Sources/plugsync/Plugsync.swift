@@ -22,7 +22,8 @@ struct Plugsync: ParsableCommand {
         version: PlugSyncVersion.current,
         subcommands: [
             Add.self, Edit.self, Copy.self, Delete.self, List.self, Show.self, Run.self, SyncNow.self, Log.self,
-            Status.self, Devices.self, Check.self, Verify.self, InitDrive.self, AgentCommand.self,
+            Status.self, Devices.self, Check.self, Verify.self, Versions.self, Restore.self, InitDrive.self,
+            AgentCommand.self,
         ]
     )
 

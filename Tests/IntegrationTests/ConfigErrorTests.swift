@@ -58,6 +58,23 @@ final class ConfigErrorTests: IntegrationTestCase {
             bad(["source:", "  local: /tmp/a", "type: mirror"]), atLine: 7, field: "destination", problem: "missing")
     }
 
+    func testBadVersions() throws {
+        try assertConfigError(
+            bad(endpoints + ["versions:", "  keep_days: soon"]), atLine: 13, field: "versions.keep_days",
+            problem: "soon")
+        try assertConfigError(
+            bad(endpoints + ["versions:", "  keep_min: -1"]), atLine: 13, field: "versions.keep_min",
+            problem: "between 0 and")
+        try assertConfigError(
+            bad(endpoints + ["versions:", "  keep_min: 5", "  keep_max: 3"]), atLine: 13, field: "versions.keep_min",
+            problem: "more than keep_max")
+        try assertConfigError(
+            bad(endpoints + ["versions:", "  keep_dayz: 3"]), atLine: 13, field: "versions.keep_dayz",
+            problem: "did you mean \"keep_days\"")
+        try assertConfigError(
+            bad(endpoints + ["versions: 30"]), atLine: 12, field: "versions", problem: "must be a mapping")
+    }
+
     func testBadTypeAndMaxDelete() throws {
         try assertConfigError(bad(endpoints + ["type: sideways"]), atLine: 12, field: "type", problem: "sideways")
         try assertConfigError(bad(endpoints + ["max_delete: lots"]), atLine: 12, field: "max_delete", problem: "lots")

@@ -99,7 +99,7 @@ struct CommandResult: CustomStringConvertible {
 
 let actionVerbs = [
     "Copying", "Uploading", "Downloading", "Skipping", "Deleting", "Creating", "Replacing", "Removing", "Failed",
-    "Keeping",
+    "Keeping", "Versioning", "Pruning",
 ]
 
 func isActionLine(_ line: String) -> Bool {

@@ -278,6 +278,7 @@ final class ConfigTests: XCTestCase {
         definition.onMount = false
         definition.enabled = false
         definition.parallel = 3
+        definition.versions = VersionPolicy(keepDays: 0, keepMin: 1, keepMax: 0)
         var ftp = FTPSpec(host: "h")
         ftp.port = 2121
         ftp.username = "u"

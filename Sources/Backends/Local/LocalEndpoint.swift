@@ -14,6 +14,8 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
     public let capabilities: EndpointCapabilities
     private let rootBytes: [UInt8]
     let folders: FolderHandles
+    /// Folders under `.plugsync-versions` made (or found) in this run: each is made once.
+    let versionFolders = FolderSet()
 
     /// - Parameters:
     ///   - root: absolute path of the folder.
@@ -94,7 +96,7 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             keepsSymlinks: keepsSymlinks, isRemote: false, keepsHardLinks: keepsHardLinks,
             caseInsensitiveNames: caseInsensitiveNames,
             maximumPathLength: Int(PATH_MAX) - 2 - trimmed.utf8.count,  // the root, a slash, a NUL
-            serialWrites: serialWrites, forbiddenNameBytes: forbiddenNameBytes)
+            serialWrites: serialWrites, forbiddenNameBytes: forbiddenNameBytes, keepsVersions: true)
     }
 
     public var displayName: String { root }
@@ -242,6 +244,11 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         }
         listDirectory(fd: fd, recursive: recursive, filter: filter, into: &listing)
         return listing
+    }
+
+    /// Lists the versions folder, opened as `fd` (closed here), into `listing.entries`.
+    func listVersionsFolder(fd: Int32, into listing: inout Listing) {
+        listDirectory(fd: fd, recursive: true, filter: ListingFilter(), into: &listing)
     }
 
     @inline(__always)
@@ -599,6 +606,17 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         }
     }
 
+    public func receive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, keepingVersion version: FileName, of old: Entry,
+        progress: (Int64) -> Void
+    ) throws {
+        try onDrive {
+            try folders.withFolder(path.parent, display: display) { dirfd in
+                try receiveNamed(path, in: dirfd, from: file, entry: entry, version: (version, old), progress: progress)
+            }
+        }
+    }
+
     private func receiveOnDrive(
         _ path: FileName, in dirfd: Int32, from file: ReadableFile, entry: Entry, replacing: Bool,
         progress: (Int64) -> Void
@@ -679,7 +697,8 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
 
     /// The portable way: a temporary name in the destination folder, renamed when complete.
     private func receiveNamed(
-        _ path: FileName, in dirfd: Int32, from file: ReadableFile, entry: Entry, progress: (Int64) -> Void
+        _ path: FileName, in dirfd: Int32, from file: ReadableFile, entry: Entry,
+        version: (path: FileName, old: Entry)? = nil, progress: (Int64) -> Void
     ) throws {
         let temporary = ListingFilter.temporaryName(for: path)
         let tmpName = temporary.lastComponent
@@ -718,6 +737,14 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             let code = errno
             removeTemporary()
             throw SystemError("set time", path: display(path), errno: code)
+        }
+        if let version {
+            do {
+                try keepVersion(path, in: dirfd, at: version.path, old: version.old, link: capabilities.keepsHardLinks)
+            } catch {
+                removeTemporary()
+                throw error
+            }
         }
         let renamed = tmpName.withCString { tmp in name.withCString { renameat(dirfd, tmp, dirfd, $0) } }
         if renamed != 0 {
@@ -994,6 +1021,15 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         }
         if cposix_syncfs(fd) != 0 { throw SystemError("syncfs", path: root, errno: errno) }
     }
+}
+
+/// A set of folders that several threads look up and add to.
+final class FolderSet: @unchecked Sendable {
+    private var paths = Set<FileName>()
+    private let lock = Lock()
+
+    func contains(_ path: FileName) -> Bool { lock.withLock { paths.contains(path) } }
+    func insert(_ path: FileName) { _ = lock.withLock { paths.insert(path) } }
 }
 
 /// A flag that several threads read and that flips at most once.

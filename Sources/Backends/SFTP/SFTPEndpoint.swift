@@ -26,6 +26,8 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
     public let root: FileName
     public let displayName: String
     private let pool: SFTPPool
+    /// Folders under `.plugsync-versions` made (or found) in this run.
+    private let versionFolders = VersionFolderSet()
 
     public init(options: SFTPOptions, directory: String, connections: Int) {
         self.options = options
@@ -37,7 +39,7 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
     public var capabilities: EndpointCapabilities {
         EndpointCapabilities(
             timePrecision: 1_000_000_000, setsModificationTimes: true, keepsModes: true, keepsSymlinks: true,
-            isRemote: true)
+            isRemote: true, keepsVersions: true)
     }
 
     /// Logs in (one connection; the host key is checked). Throws `SFTPError`.
@@ -414,6 +416,14 @@ final class SFTPDownload: ReadableFile {
     deinit { close() }
 }
 
+/// Folders several threads look up and add to.
+final class VersionFolderSet: @unchecked Sendable {
+    private var folders = Set<FileName>()
+    private let lock = Lock()
+    func contains(_ folder: FileName) -> Bool { lock.withLock { folders.contains(folder) } }
+    func insert(_ more: [FileName]) { lock.withLock { folders.formUnion(more) } }
+}
+
 /// A number guarded by a lock.
 final class Counter: @unchecked Sendable {
     private var value = 0
@@ -450,5 +460,104 @@ final class SFTPPool: @unchecked Sendable {
             closed = true
             idle.removeAll()
         }
+    }
+}
+
+// MARK: versions
+
+// No hard links over SFTP: once the whole new file is on the server under its temporary name
+// (with its mode and time), the old one is renamed into the versions folder, then the new one
+// into place. A run killed between the two leaves the final name absent, never partial; the
+// next run uploads the file again. Should the old file not move, the new one is not renamed
+// over it (an OpenSSH server renames onto no existing name anyway): the old one stays.
+extension SFTPEndpoint {
+    public func receive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, keepingVersion version: FileName, of old: Entry,
+        progress: (Int64) -> Void
+    ) throws {
+        let temporary = absolute(ListingFilter.temporaryName(for: path))
+        let quotedTemporary = SFTPConnection.quoted(temporary)
+        var after: [String] = []
+        if let mode = entry.mode { after.append("chmod \(String(mode & 0o7777, radix: 8)) \(quotedTemporary)") }
+        if entry.mtime.seconds >= 0 {
+            after.append("mtime \"\(SFTPConnection.httpDate(entry.mtime.seconds))\" \(quotedTemporary)")
+        }
+        var sent: Int64 = 0
+        let expected = entry.size
+        do {
+            try withoutActuallyEscaping(progress) { progress in
+                try pool.with { connection in
+                    try connection.upload(temporary, size: expected, mode: entry.mode ?? 0o644, after: after) {
+                        buffer in
+                        let n = try file.read(into: buffer)
+                        if n == 0 && sent < expected {
+                            throw SFTPError(.local, "\(path): the source ended after \(sent) of \(expected) bytes")
+                        }
+                        sent += Int64(n)
+                        progress(Int64(n))
+                        return n
+                    }
+                    do {
+                        try moveOnServer(path, to: version, connection)
+                    } catch let error where EndpointErrorKind.of(error) == .notFound {
+                        // Nothing there to keep (a retried transfer whose first try moved it).
+                    }
+                    try connection.run(
+                        ["rename \(quotedTemporary) \(SFTPConnection.quoted(absolute(path)))"], about: path)
+                }
+            }
+        } catch {
+            try? pool.with { try $0.run(["*rm " + quotedTemporary], about: path) }
+            throw error
+        }
+    }
+
+    public func moveToVersions(_ path: FileName, to version: FileName, entry: Entry) throws {
+        try pool.with { connection in try moveOnServer(path, to: version, connection) }
+    }
+
+    /// Renames `path` to `version` (both relative to the root), the version's missing folders
+    /// made first. Nothing at `path` throws a `notFound` error.
+    private func moveOnServer(_ path: FileName, to version: FileName, _ connection: SFTPConnection) throws {
+        var missing: [FileName] = []
+        var folder = version.parent
+        while !folder.isEmpty && !versionFolders.contains(folder) {
+            missing.append(folder)
+            folder = folder.parent
+        }
+        if !missing.isEmpty {
+            // From the top; one that exists fails and is passed over.
+            try connection.run(missing.reversed().map { "*mkdir " + SFTPConnection.quoted(absolute($0)) }, about: path)
+            versionFolders.insert(missing)
+        }
+        do {
+            try connection.run(
+                ["rename \(SFTPConnection.quoted(absolute(path))) \(SFTPConnection.quoted(absolute(version)))"],
+                about: path)
+        } catch let error as SFTPError where error.kind == .notFound || error.kind == .refused {
+            // Told apart by the folder's listing: a file not there, or a real refusal.
+            if let data = try? connection.listing(absolute(path.parent)),
+                !SFTPListingParser.parse(data).entries.contains(where: { $0.name == path.lastComponent.bytes })
+            {
+                throw EndpointError(.notFound, "\(display(path)): not there")
+            }
+            throw error
+        }
+    }
+
+    public func listVersions() -> Listing {
+        var listing = Listing()
+        var paths: [FileName] = []
+        do {
+            try pool.with { connection in
+                listing.entries = try entries(
+                    of: VersionsFolder.name, recursive: true, ListingFilter(), &listing, &paths, connection)
+            }
+        } catch let error as SFTPError where error.kind == .notFound {
+            return Listing()  // no versions yet
+        } catch {
+            listing.errors.append(error)
+        }
+        return listing
     }
 }

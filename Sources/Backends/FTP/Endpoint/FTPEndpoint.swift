@@ -38,6 +38,8 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     let clockSetting: ClockDifference
     private let pool: ConnectionPool
     private let state = Lock()
+    /// Folders under `.plugsync-versions` made (or found) in this run (guarded by `state`).
+    private var versionFolders: Set<FileName> = []
 
     // Learned by `connect` and `prepare`; read-only afterwards.
     private(set) var features = FTPFeatures()
@@ -85,7 +87,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     public var capabilities: EndpointCapabilities {
         EndpointCapabilities(
             timePrecision: 1_000_000_000, setsModificationTimes: setter != .none, keepsModes: false,
-            keepsSymlinks: false, isRemote: true, spreadsWritesOverFolders: true)
+            keepsSymlinks: false, isRemote: true, spreadsWritesOverFolders: true, keepsVersions: true)
     }
 
     // MARK: run preparation
@@ -1706,4 +1708,129 @@ func monotonicNanoseconds() -> UInt64 {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
+
+// MARK: versions
+
+// A server holds no hard links: the old file is renamed (RNFR, RNTO) into the versions folder
+// once the whole new file is on the server under its temporary name, then the new one is
+// renamed into place. A run killed between the two leaves the final name absent, never
+// partial; the next run uploads the file again.
+extension FTPEndpoint {
+    public func receive(
+        _ path: FileName, from file: ReadableFile, entry: Entry, keepingVersion version: FileName, of old: Entry,
+        progress: (Int64) -> Void
+    ) throws {
+        forgetRootListing()
+        let staged = [StagedFile(path: path, entry: entry, replacing: true)]
+        try pool.with { connection in
+            let names = Names(staged, self, connection, staged: false)
+            let replies = try upload(
+                names.temporary[0], file, entry, progress, after: afterUpload(staged[0], names, 0, size: true),
+                connection)
+            // Only a complete upload moves the old file: a short one fails in `putInPlace`.
+            var complete = true
+            if let reply = replies.first, reply.code == 213, let size = Int64(reply.text.trimmingSpaces) {
+                complete = size == entry.size
+            }
+            if complete {
+                do {
+                    try moveOnServer(path, to: version, connection)
+                } catch let error where EndpointErrorKind.of(error) == .notFound {
+                    // Nothing there to keep (a retried transfer whose first try moved it).
+                } catch {
+                    _ = try? connection.command([Array("*DELE ".utf8) + names.temporaryPaths[0]])
+                    throw error
+                }
+            }
+            var results: [Error?] = [nil]
+            var open: Set<Int> = [0]
+            try putInPlace(staged, names, sizes: [nil], replies: [.success(replies)], &results, &open, connection)
+            if let error = results[0] { throw error }
+        }
+    }
+
+    public func moveToVersions(_ path: FileName, to version: FileName, entry: Entry) throws {
+        forgetRootListing()
+        try pool.with { connection in try moveOnServer(path, to: version, connection) }
+    }
+
+    /// RNFR and RNTO of `path` to `version` (both relative), its missing folders made first
+    /// (MKD). Nothing at `path` throws a `notFound` error.
+    private func moveOnServer(_ path: FileName, to version: FileName, _ connection: FTPConnection) throws {
+        var missing: [FileName] = []
+        var folder = version.parent
+        while !folder.isEmpty && !state.withLock({ versionFolders.contains(folder) }) {
+            missing.append(folder)
+            folder = folder.parent
+        }
+        for folder in missing.reversed() {
+            do {
+                try connection.command([Array("MKD ".utf8) + connection.commandPath(absolute(folder).bytes)])
+            } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
+                if try !directoryExists(absolute(folder), connection) { throw error }
+            }
+            _ = state.withLock { versionFolders.insert(folder) }
+        }
+        do {
+            try connection.pipeline([
+                Array("RNFR ".utf8) + connection.commandPath(absolute(path).bytes),
+                Array("RNTO ".utf8) + connection.commandPath(absolute(version).bytes),
+            ])
+        } catch let error as FTPError where (error.replyCode ?? 0) >= 500 {
+            guard let siblings = try? entries(of: absolute(path.parent), connection) else { throw error }
+            if !siblings.contains(where: { $0.name == path.lastComponent.bytes }) {
+                throw EndpointError(.notFound, "\(display(path)): not there")
+            }
+            throw error
+        }
+    }
+
+    public func listVersions() -> Listing {
+        var listing = Listing()
+        do {
+            try pool.with { connection in
+                // Folder by folder, with a stack of its own (a tree on a server can be deep).
+                let top = absolute(VersionsFolder.name)
+                guard try directoryExists(top, connection) else { return }
+                var root: [Entry] = []
+                var pending: [(folder: FileName, path: [Int])] = [(top, [])]
+                while let (folder, position) = pending.popLast() {
+                    var entries: [Entry] = []
+                    for item in try self.entries(of: folder, connection) {
+                        guard FTPListingParser.isSafeName(item.name),
+                            !item.name.starts(with: ListingFilter.temporaryPrefix)
+                        else { continue }
+                        let name = FileName(bytes: item.name)
+                        let mtime = Timestamp(seconds: item.time - clockOffset)
+                        switch item.kind {
+                        case .file: entries.append(Entry(name: name, kind: .file, size: item.size, mtime: mtime))
+                        case .directory: entries.append(Entry(name: name, kind: .directory, mtime: mtime, children: []))
+                        default: continue
+                        }
+                    }
+                    entries.sortByName()
+                    for index in entries.indices where entries[index].kind == .directory {
+                        pending.append((folder.appending(entries[index].name), position + [index]))
+                    }
+                    Self.place(entries, at: position, in: &root)
+                }
+                listing.entries = root
+            }
+        } catch {
+            listing.errors.append(error)
+        }
+        return listing
+    }
+
+    /// Puts a folder's entries at `position` (indexes from the root) of `tree`.
+    private static func place(_ entries: [Entry], at position: [Int], in tree: inout [Entry]) {
+        guard let first = position.first else {
+            tree = entries
+            return
+        }
+        var children = tree[first].children ?? []
+        place(entries, at: Array(position.dropFirst()), in: &children)
+        tree[first].children = children
+    }
 }
