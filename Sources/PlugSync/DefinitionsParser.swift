@@ -117,6 +117,7 @@ struct DefinitionsParser {
     static let deviceKeys = ["label", "uuid", "serial", "directory", "mount", "unmount_after", "power_off_after"]
     static let hookKeys = ["before", "after", "on_error"]
     static let notifyKeys = ["desktop", "url", "events"]
+    static let versionKeys = ["keep_days", "keep_min", "keep_max"]
     /// A schedule rule.
     static let ruleKeys = ["days", "month_days", "at", "every", "between"]
 
@@ -127,7 +128,7 @@ struct DefinitionsParser {
             ("top level", topKeys), ("settings", settingsKeys), ("definition", definitionKeys),
             ("endpoint", endpointKeys), ("device", deviceKeys),
         ] + serverKinds.map { ($0.keys.joined(separator: ", "), $0.fieldKeys) } + [
-            ("hooks", hookKeys), ("notify", notifyKeys), ("schedule rule", ruleKeys),
+            ("hooks", hookKeys), ("notify", notifyKeys), ("versions", versionKeys), ("schedule rule", ruleKeys),
         ]
     }
 
@@ -236,7 +237,7 @@ struct DefinitionsParser {
             throw fields.invalid(
                 "keep_min", "\(policy.keepMin) is more than keep_max (\(policy.keepMax)): keep_min must not exceed it")
         }
-        try fields.finish(allowed: ["keep_days", "keep_min", "keep_max"])
+        try fields.finish(allowed: Self.versionKeys)
         return policy
     }
 

@@ -99,7 +99,7 @@ struct DefinitionFlags: ParsableArguments {
         let texts: [String?] = [
             description, group, type, source, destination, sourceCheck, destinationCheck, logFile, logLevel,
             maxDelete, maxAge, notifyURL, notifyEvents, before, after, onError, passwordFile, passwordEnv, tls,
-            clockDiff, caFile, keyFile, knownHosts,
+            clockDiff, caFile, keyFile, knownHosts, versions,
         ]
         let flags: [Bool?] = [notifyDesktop, recursive, onMount, passive, unmountAfter, powerOffAfter]
         return texts.allSatisfy { $0 == nil } && flags.allSatisfy { $0 == nil } && ignore.isEmpty

@@ -26,6 +26,11 @@ final class ReadmeCommandTests: IntegrationTestCase {
         "plugsync run -v": "a sentence's mention of the option (\"as `plugsync run -v` prints it\")",
         "plugsync --generate-completion-script":
             "a sentence's mention of the option; the completion tests run it with each shell",
+        "plugsync run --json": "a sentence's mention of the option; `run … --json` runs from the command table",
+        "plugsync run --all --json 2>/dev/null | jq .":
+            "a shell pipeline; `run --all --json` runs from the command table",
+        "plugsync sync Documents /media/ana/BLUE/docs":
+            "an example with a user's folders this machine does not have; the synopsis of sync runs",
     ]
 
     /// Commands that run until stopped: started, and stopped once they have run for a while
@@ -44,10 +49,21 @@ final class ReadmeCommandTests: IntegrationTestCase {
         case "D": return path("added-dst")
         case "G": return "laptop"
         case "N": return "3"
+        case "SECONDS": return "-3600"
+        case "CMD": return "true"
         case "PERCENT": return "50"
         case "FILE": return configPath
         case "URL": return "https://hc.example.com/ping/1"
         case "REGEX": return "\\.tmp$"
+        case "PATTERN": return "glob:*.tmp"
+        case "SOURCE": return path("src")
+        case "DESTINATION": return path("sync-dst")
+        case "C": return ".plugsync-id"
+        case "MOUNTPOINT": return path("src")
+        case "device:label=L": return "device:label=PSREADMENONE"
+        case "PATH", "PATH…": return "a.txt"
+        case "DIR": return path("restored")
+        case "YYYY-MM-DD HH:MM": return "2026-01-01 00:00"
         default: return nil
         }
     }
@@ -55,13 +71,30 @@ final class ReadmeCommandTests: IntegrationTestCase {
     static let optionSamples: [String: String] = [
         "--description": "Documents", "--group": "laptop", "--source": "/srv/other", "--destination": "/srv/elsewhere",
         "--log-file": "/tmp/plugsync-readme-docs.txt", "--max-delete": "25%", "--source-check": ".plugsync-id",
-        "--destination-check": ".plugsync-id=^docs$",
+        "--destination-check": ".plugsync-id=^docs$", "--versions": "30,3,20", "--password-file": "/etc/plugsync/pw",
+        "--password-env": "SITE_PASSWORD", "--ca-file": "/etc/ssl/certs/ca-certificates.crt",
+        "--key-file": "/root/.ssh/id_ed25519", "--known-hosts": "/root/.ssh/known_hosts",
     ]
+
+    /// The definition an option of the fields is tried on: the server's and the drive's fields
+    /// need an endpoint of their kind.
+    static func definition(for option: String) -> String {
+        switch option {
+        case "--password-file", "--password-env", "--tls", "--passive", "--no-passive", "--clock-diff", "--ca-file":
+            return "site"
+        case "--key-file", "--known-hosts": return "ssh"
+        case "--unmount-after", "--no-unmount-after", "--power-off-after", "--no-power-off-after": return "usb"
+        default: return "docs"
+        }
+    }
 
     override func setUpWithError() throws {
         try super.setUpWithError()
         try write("src/a.txt", "a")
         try write("src/sub/b.txt", "b")
+        // The File Check files the README's `--source-check C` and `--destination-check C` name.
+        try write("src/.plugsync-id", "docs\n")
+        try write("sync-dst/.plugsync-id", "docs\n")
     }
 
     /// A new scratch file: `docs` (a mirror with a log that exists, group laptop) and `other`.
@@ -70,7 +103,11 @@ final class ReadmeCommandTests: IntegrationTestCase {
             definition(
                 "docs", source: path("src"), destination: path("dst"),
                 ["group: laptop", "log_file: \(path("docs.log"))"]),
-            definition("other", source: path("src"), destination: path("dst2")))
+            definition("other", source: path("src"), destination: path("dst2")),
+            "  - name: site\n    source:\n      local: '\(path("src"))'\n    destination:\n      ftp:\n        server: 127.0.0.1:2121\n        username: web\n        directory: www\n    enabled: false\n",
+            "  - name: ssh\n    source:\n      local: '\(path("src"))'\n    destination:\n      sftp:\n        server: 127.0.0.1:2922\n        username: web\n        directory: www\n    enabled: false\n",
+            "  - name: usb\n    source:\n      local: '\(path("src"))'\n    destination:\n      device:\n        label: PSREADME\n        directory: docs\n    enabled: false\n"
+        )
         try? FileManager.default.removeItem(atPath: path("docs.log"))
         let run = try plugsync("run", "docs")
         XCTAssertEqual(run.status, 0, "\(run)")
@@ -97,7 +134,9 @@ final class ReadmeCommandTests: IntegrationTestCase {
             XCTAssertFalse(isUsageError(result), "\(line) (README: \(source)) is a usage error:\n\(result)")
             return
         }
-        result = try plugsync(arguments: args)
+        // sync and init-drive read no definitions file.
+        let fileless = ["sync", "init-drive"].contains(args.first ?? "")
+        result = try plugsync(arguments: args, config: fileless ? nil : "")
         XCTAssertFalse(isUsageError(result), "\(line) (README: \(source)) is a usage error:\n\(result)")
         XCTAssert(expect.contains(result.status), "\(line) (README: \(source)) exited \(result.status):\n\(result)")
         if let stderrHas {
@@ -168,7 +207,14 @@ final class ReadmeCommandTests: IntegrationTestCase {
                 rest.append(character)
             }
         }
-        let parts = rest.components(separatedBy: "|").map { Self.words($0) }
+        let parts = rest.components(separatedBy: "|").map { Self.words($0).filter { $0 != "…" } }
+        // `[--type mirror|backup]`: the second alternative is a value of the first's option.
+        optional = optional.map { choices in
+            guard let first = choices.first.map(Self.words), first.count == 2, first[0].hasPrefix("-") else {
+                return choices
+            }
+            return choices.map { $0.hasPrefix("-") ? $0 : first[0] + " " + $0 }
+        }
         guard let command = parts.first?.first else { return [] }
         func fill(_ words: [String]) throws -> [String] {
             try words.map { word in
@@ -240,7 +286,15 @@ final class ReadmeCommandTests: IntegrationTestCase {
         }
         XCTAssertGreaterThan(lines.count, 25)
         for (arguments, source) in lines {
-            try check(arguments, from: source, expect: arguments.first == "verify" ? [0, 1] : [0])
+            // verify and restore: 1 when a file differs or had nothing to restore; init-drive on a
+            // folder that is no drive's: 2, or 3 for a drive that is not there.
+            let expected: Set<Int32> =
+                switch arguments.first {
+                case "verify", "restore": [0, 1]
+                case "init-drive": [2, 3]
+                default: [0]
+                }
+            try check(arguments, from: source, expect: expected)
         }
     }
 
@@ -289,7 +343,9 @@ final class ReadmeCommandTests: IntegrationTestCase {
                 }
                 for name in names {
                     for value in values {
-                        try check(["edit", "docs", name] + (value.map { [$0] } ?? []), from: "Fields, `\(span)`")
+                        try check(
+                            ["edit", Self.definition(for: name), name] + (value.map { [$0] } ?? []),
+                            from: "Fields, `\(span)`")
                         checked += 1
                     }
                 }

@@ -18,7 +18,7 @@ final class ManualPageTests: XCTestCase {
     static let sections: [String: [String]] = [
         "top level": ["FILE LAYOUT"], "settings": ["SETTINGS"], "definition": ["DEFINITION KEYS"],
         "endpoint": ["ENDPOINTS", "FILE CHECK"], "device": ["device"], "ftp, ftps": ["ftp, ftps"], "sftp": ["sftp"],
-        "hooks": ["HOOKS"], "notify": ["NOTIFY"], "schedule rule": ["SCHEDULE"],
+        "hooks": ["HOOKS"], "notify": ["NOTIFY"], "versions": ["VERSIONS"], "schedule rule": ["SCHEDULE"],
     ]
 
     /// One `.SH` or `.SS` section of the page: its heading, its tagged paragraphs (the tag line
@@ -188,6 +188,7 @@ final class ManualPageTests: XCTestCase {
                 max_age: 7d
                 hooks: {before: 'true', after: 'true', on_error: 'true'}
                 notify: {desktop: false, url: 'https://example.com/x', events: [failure]}
+                versions: {keep_days: 30, keep_min: 3, keep_max: 20}
                 schedule:
                   - {days: [mon], at: '18:30'}
                   - {month_days: [1], every: 2h, between: '08:00-20:00'}
