@@ -1036,8 +1036,10 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual([1, 2, 4, 8, 16].map(FTPEndpoint.listingConnections), [2, 4, 8, 8, 16])
         let server = try start("vsftpd", connectionsPerAddress: 6)
         let options = FTPOptions(host: server.host, port: server.port, username: server.user, password: server.password)
-        let pool = ConnectionPool(options: options, size: 8, opened: 4)
+        // As far away as a server can be: the places beyond the 4 opened are kept.
+        let pool = ConnectionPool(options: options, size: 8, opened: 4, nearBelow: 0)
         try pool.connect { _ in [] }
+        XCTAssertEqual(pool.retired, 0)
         let opened = Date().addingTimeInterval(10)
         while pool.idleCount < 4 && Date() < opened { usleep(10_000) }
         XCTAssertEqual(pool.idleCount, 4, "connect opens the first and 3 others alongside it")
@@ -1052,6 +1054,26 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertTrue(seventh.value === returned, "the waiting caller gets the connection checked in")
         for connection in held { pool.checkIn(connection) }
         pool.checkIn(returned)
+        pool.drain()
+    }
+
+    /// A server whose set-up answers within 5 ms is near: logging in more connections costs more
+    /// than the listing's waits they would save, so the pool keeps to the transfers' connections.
+    func testANearServerGetsNoExtraListingConnections() throws {
+        let server = try start("vsftpd")
+        let options = FTPOptions(host: server.host, port: server.port, username: server.user, password: server.password)
+        let pool = ConnectionPool(options: options, size: 8, opened: 4)
+        try pool.connect { connection in
+            _ = try connection.exchange([Array("NOOP".utf8)])  // one round trip, as the real set-up
+            return []
+        }
+        XCTAssertEqual(pool.retired, 4, "the 4 places beyond the opened ones are given up")
+        let held = try (0..<4).map { _ in try pool.checkOut() }
+        let fifth = Background { try? pool.checkOut() }
+        pool.checkIn(held[0])
+        XCTAssertTrue(fifth.value === held[0], "a fifth caller waits for a connection checked in")
+        for connection in held.dropFirst() { pool.checkIn(connection) }
+        pool.checkIn(held[0])
         pool.drain()
     }
 

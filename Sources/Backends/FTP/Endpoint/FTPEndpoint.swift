@@ -1456,12 +1456,18 @@ final class ConnectionPool: @unchecked Sendable {
 
     /// Connections `connect` opens (the others open on first need).
     let opened: Int
+    /// A server whose set-up round trip takes less (nanoseconds) is near: the places beyond
+    /// `opened` are given up (`retired`).
+    let nearBelow: UInt64
+    /// Places given up because the server is near.
+    private(set) var retired = 0
 
-    init(options: FTPOptions, size: Int, opened: Int? = nil) {
+    init(options: FTPOptions, size: Int, opened: Int? = nil, nearBelow: UInt64 = 5_000_000) {
         self.options = options
         self.size = size
         self.opened = min(size, opened ?? size)
         self.free = size
+        self.nearBelow = nearBelow
     }
 
     func checkOut() throws -> FTPConnection {
@@ -1488,6 +1494,15 @@ final class ConnectionPool: @unchecked Sendable {
         }
         free -= 1
         return true
+    }
+
+    /// Gives up the places beyond `opened` (no checkout has reached them yet: `connect` runs
+    /// before any).
+    private func retireListingPlaces() {
+        freed.lock()
+        retired = min(free, size - opened)
+        free -= retired
+        freed.unlock()
     }
 
     private func givePlace() {
@@ -1544,7 +1559,12 @@ final class ConnectionPool: @unchecked Sendable {
         defer { checkIn(first) }
         let commands: [String]
         do {
+            let started = monotonicNanoseconds()
             commands = try setup(first)
+            // The set-up is one round trip: where it is short (the server is on this machine or
+            // its network), a login costs more than the waiting it saves, and the listing gets
+            // no connections beyond those of the transfers.
+            if monotonicNanoseconds() - started < nearBelow { retireListingPlaces() }
         } catch {
             gate.finish()
             waitForOpenings(seconds: Double(options.connectTimeout + options.responseTimeout))
