@@ -200,37 +200,46 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
         _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
     ) throws {
         let temporary = absolute(ListingFilter.temporaryName(for: path))
-        let final = absolute(path)
         let quotedTemporary = SFTPConnection.quoted(temporary)
-        var after: [String] = []
-        if let mode = entry.mode { after.append("chmod \(String(mode & 0o7777, radix: 8)) \(quotedTemporary)") }
-        if entry.mtime.seconds >= 0 {
-            after.append("mtime \"\(SFTPConnection.httpDate(entry.mtime.seconds))\" \(quotedTemporary)")
-        }
-        let rename = "rename \(quotedTemporary) \(SFTPConnection.quoted(final))"
-        var sent: Int64 = 0
-        let expected = entry.size
+        let rename = "rename \(quotedTemporary) \(SFTPConnection.quoted(absolute(path)))"
         do {
-            try withoutActuallyEscaping(progress) { progress in
-                try pool.with { connection in
-                    try connection.upload(temporary, size: expected, mode: entry.mode ?? 0o644, after: after + [rename])
-                    {
-                        buffer in
-                        let n = try file.read(into: buffer)
-                        if n == 0 && sent < expected {
-                            throw SFTPError(.local, "\(path): the source ended after \(sent) of \(expected) bytes")
-                        }
-                        sent += Int64(n)
-                        progress(Int64(n))
-                        return n
-                    }
-                }
+            try pool.with { connection in
+                try upload(
+                    path, to: temporary, from: file, entry: entry, then: [rename], connection, progress: progress)
             }
         } catch let error as SFTPError where Self.renameFailed(error) {
             try replace(path, with: temporary)
         } catch {
             try? pool.with { try $0.run(["*rm " + quotedTemporary], about: path) }
             throw error
+        }
+    }
+
+    /// Uploads `file` to `temporary` on `connection`, gives it the entry's mode and time, and
+    /// runs `then` (the rename into place, if any) in the same batch of commands.
+    private func upload(
+        _ path: FileName, to temporary: FileName, from file: ReadableFile, entry: Entry, then: [String],
+        _ connection: SFTPConnection, progress: (Int64) -> Void
+    ) throws {
+        let quoted = SFTPConnection.quoted(temporary)
+        var after: [String] = []
+        if let mode = entry.mode { after.append("chmod \(String(mode & 0o7777, radix: 8)) \(quoted)") }
+        if entry.mtime.seconds >= 0 {
+            after.append("mtime \"\(SFTPConnection.httpDate(entry.mtime.seconds))\" \(quoted)")
+        }
+        var sent: Int64 = 0
+        let expected = entry.size
+        try withoutActuallyEscaping(progress) { progress in
+            try connection.upload(temporary, size: expected, mode: entry.mode ?? 0o644, after: after + then) {
+                buffer in
+                let n = try file.read(into: buffer)
+                if n == 0 && sent < expected {
+                    throw SFTPError(.local, "\(path): the source ended after \(sent) of \(expected) bytes")
+                }
+                sent += Int64(n)
+                progress(Int64(n))
+                return n
+            }
         }
     }
 
@@ -477,34 +486,16 @@ extension SFTPEndpoint {
     ) throws {
         let temporary = absolute(ListingFilter.temporaryName(for: path))
         let quotedTemporary = SFTPConnection.quoted(temporary)
-        var after: [String] = []
-        if let mode = entry.mode { after.append("chmod \(String(mode & 0o7777, radix: 8)) \(quotedTemporary)") }
-        if entry.mtime.seconds >= 0 {
-            after.append("mtime \"\(SFTPConnection.httpDate(entry.mtime.seconds))\" \(quotedTemporary)")
-        }
-        var sent: Int64 = 0
-        let expected = entry.size
         do {
-            try withoutActuallyEscaping(progress) { progress in
-                try pool.with { connection in
-                    try connection.upload(temporary, size: expected, mode: entry.mode ?? 0o644, after: after) {
-                        buffer in
-                        let n = try file.read(into: buffer)
-                        if n == 0 && sent < expected {
-                            throw SFTPError(.local, "\(path): the source ended after \(sent) of \(expected) bytes")
-                        }
-                        sent += Int64(n)
-                        progress(Int64(n))
-                        return n
-                    }
-                    do {
-                        try moveOnServer(path, to: version, connection)
-                    } catch let error where EndpointErrorKind.of(error) == .notFound {
-                        // Nothing there to keep (a retried transfer whose first try moved it).
-                    }
-                    try connection.run(
-                        ["rename \(quotedTemporary) \(SFTPConnection.quoted(absolute(path)))"], about: path)
+            try pool.with { connection in
+                try upload(path, to: temporary, from: file, entry: entry, then: [], connection, progress: progress)
+                do {
+                    try moveOnServer(path, to: version, connection)
+                } catch let error where EndpointErrorKind.of(error) == .notFound {
+                    // Nothing there to keep (a retried transfer whose first try moved it).
                 }
+                try connection.run(
+                    ["rename \(quotedTemporary) \(SFTPConnection.quoted(absolute(path)))"], about: path)
             }
         } catch {
             try? pool.with { try $0.run(["*rm " + quotedTemporary], about: path) }
