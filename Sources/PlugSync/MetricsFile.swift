@@ -10,7 +10,7 @@ import SystemSupport
 /// with each definition's last run, rewritten atomically after every run and at each overdue
 /// check of the agent.
 public enum MetricsFile {
-    static let results = ["success", "failures", "refused", "error"]
+    static let results = ["success", "failures", "refused", "error", "stopped"]
 
     /// The file's text for `definitions`, from the run history.
     public static func render(_ definitions: [Definition], history: RunHistory, now: Date) -> [UInt8] {
@@ -49,7 +49,7 @@ public enum MetricsFile {
                 last.started.timeIntervalSince1970 + last.seconds)
             for result in results {
                 gauge(
-                    "plugsync_last_run_result", "1 for the result of the last run (success, failures, refused, error)",
+                    "plugsync_last_run_result", "1 for the result of the last run (success, failures, refused, error, stopped)",
                     label + [("result", result)], last.result == result ? 1 : 0)
             }
             for (action, count) in [("copied", last.transferred), ("deleted", last.deleted), ("failed", last.failed)] {

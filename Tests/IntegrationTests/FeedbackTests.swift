@@ -318,6 +318,7 @@ final class FeedbackTests: IntegrationTestCase {
         let docs = ["definition": "docs"]
         XCTAssertEqual(value("plugsync_last_run_result", ["definition": "docs", "result": "success"]), 1, "\(samples)")
         XCTAssertEqual(value("plugsync_last_run_result", ["definition": "docs", "result": "refused"]), 0)
+        XCTAssertEqual(value("plugsync_last_run_result", ["definition": "docs", "result": "stopped"]), 0)
         XCTAssertEqual(value("plugsync_last_run_result", ["definition": "gone", "result": "refused"]), 1)
         XCTAssertEqual(value("plugsync_last_run_files", ["definition": "docs", "action": "copied"]), 2)
         XCTAssertEqual(value("plugsync_last_run_files", ["definition": "docs", "action": "deleted"]), 0)
