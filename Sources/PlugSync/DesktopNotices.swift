@@ -1,12 +1,46 @@
 import DesktopNotifications
 import SystemSupport
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Whose desktop a notification goes to.
-enum DesktopAudience: Sendable {
+enum DesktopAudience: Sendable, Equatable {
     /// This process's session bus: `plugsync run` and the user agent.
     case ownSession
     /// Each user with an active graphical session, on that user's session bus: the system agent.
-    case graphicalSessions
+    /// For a drive a desktop's disk service (udisks) mounted, also the user it mounted it for.
+    case graphicalSessions(mountedFor: uid_t? = nil)
+
+    static let graphicalSessions = DesktopAudience.graphicalSessions(mountedFor: nil)
+
+    /// This audience for news about the drive mounted at `mountPoint`.
+    func about(driveAt mountPoint: String?) -> DesktopAudience {
+        guard case .graphicalSessions = self, let mountPoint else { return self }
+        return .graphicalSessions(mountedFor: Self.mountedFor(mountPoint))
+    }
+
+    /// The user udisks mounted a drive for: it mounts under /media/USER/ (Debian) or
+    /// /run/media/USER/ (where /media is shared); nil for any other mount point.
+    static func mountedFor(_ mountPoint: String) -> uid_t? {
+        let parts = mountPoint.split(separator: "/")
+        let user: Substring
+        if parts.count >= 3 && parts[0] == "media" {
+            user = parts[1]
+        } else if parts.count >= 4 && parts[0] == "run" && parts[1] == "media" {
+            user = parts[2]
+        } else {
+            return nil
+        }
+        var entry = passwd()
+        var found: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getpwnam_r(String(user), &entry, &buffer, buffer.count, &found) == 0, found != nil,
+            entry.pw_uid != 0
+        else { return nil }
+        return entry.pw_uid
+    }
 }
 
 /// Desktop notifications (`notify: desktop: true`): what they say, and sending them to the
@@ -25,12 +59,13 @@ enum DesktopNotices {
             guard let problem = DesktopNotifier.send(notification, timeout: timeout) else { return true }
             log("\(name): the desktop notification was not shown: \(problem)")
             return false
-        case .graphicalSessions:
+        case .graphicalSessions(let mountedFor):
             if let problem = DesktopNotifier.unavailable {
                 log("\(name): the desktop notification was not shown: \(problem)")
                 return false
             }
-            let users = DesktopNotifier.graphicalSessionUsers()
+            var users = DesktopNotifier.graphicalSessionUsers()
+            if let mountedFor, !users.contains(mountedFor) { users.append(mountedFor) }
             var problems = [String?](repeating: nil, count: users.count)
             let lock = Lock()
             // One thread per user: several desktops cost one timeout, not one each.

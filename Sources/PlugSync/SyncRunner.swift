@@ -156,7 +156,9 @@ public final class SyncRunner {
     /// outcome).
     public func run(_ definition: Definition, options: RunOptions) -> RunOutcome {
         let pings = options.dryRun ? nil : RunPings(definition)
-        let notices = options.dryRun ? nil : RunNotices(definition, audience: desktopAudience)
+        let notices =
+            options.dryRun
+            ? nil : RunNotices(definition, audience: desktopAudience.about(driveAt: options.drive?.mountPoint))
         let line = "Sync \(definition.name) started (trigger: \(options.trigger))"
         pings?.started(line)
         notices?.started(line)

@@ -472,4 +472,35 @@ final class AgentTests: IntegrationTestCase {
         XCTAssertEqual(got.last?.hints["urgency"], 2, "\(got)")
         XCTAssertTrue(isMounted(mount), agentLog)
     }
+
+    /// A drive a desktop's disk service mounted for a user (udisks mounts under
+    /// /run/media/USER/ or /media/USER/): the system agent tells that user, on the user's bus,
+    /// also when the user has no graphical session logind knows of (here: a tty session).
+    func testTheUserADriveWasMountedForIsNotified() throws {
+        try requireDrives()
+        try requireRoot("a session bus of another user at /run/user/UID/bus", tools: ["setpriv", "dbus-daemon"])
+        let user = uid_t(65534)  // nobody
+        guard let entry = getpwuid(user) else { throw HarnessError("no user \(user) (nobody)") }
+        let name = String(cString: entry.pointee.pw_name)
+        let session = try startUserDesktop(uid: user, type: "tty")
+        let t = token()
+        let label = "PSUD" + t
+        try write("src/a.txt", "a\n")
+        let drive = try makeUnmountedDrive(label: label, name: "d", id: "id-\(t)")
+        try writeConfig(
+            driveDefinition(
+                "usb", label: label, id: "id-\(t)", extra: ["notify:", "  desktop: true", "  events: [success]"]))
+        try startAgent(environment: ["DBUS_SESSION_BUS_ADDRESS": ""])
+        let media = "/run/media/\(name)/\(label)"
+        try FileManager.default.createDirectory(atPath: media, withIntermediateDirectories: true)
+        addTeardownBlock { [self] in
+            unmount(media, fuse: false)
+            try? FileManager.default.removeItem(atPath: media)
+        }
+        try shell("mount \(drive) \(quote(media))")
+        try waitForAgentLog("usb: Done: 1 copied", timeout: 10)
+        let got = session.waitFor(1, timeout: 10)
+        XCTAssertEqual(got.map(\.summary), ["usb: backup done"], agentLog)
+        XCTAssertEqual(got.first?.uid, Int(user), "connected as the user the drive was mounted for")
+    }
 }

@@ -308,7 +308,8 @@ public final class Agent: @unchecked Sendable {
                                 drive: Self.driveName(block, entry.source), definition: definition.name, why: failure)
                             startThread { [self] in
                                 DesktopNotices.show(
-                                    notice, to: runner.desktopAudience, name: definition.name, log: say)
+                                    notice, to: runner.desktopAudience.about(driveAt: entry.mountPoint),
+                                    name: definition.name, log: say)
                             }
                         }
                     }
@@ -381,7 +382,8 @@ public final class Agent: @unchecked Sendable {
         say(line)
         guard !notified.isEmpty else { return }
         DesktopNotices.show(
-            DesktopNotices.released(drive: drive, detail: line, safe: status == 0), to: runner.desktopAudience,
+            DesktopNotices.released(drive: drive, detail: line, safe: status == 0),
+            to: runner.desktopAudience.about(driveAt: mountPoint),
             name: notified.map(\.name).joined(separator: ", "), log: say)
     }
 
