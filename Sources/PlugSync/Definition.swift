@@ -6,7 +6,7 @@ public struct Definition: Sendable, Equatable {
     public var name: String
     public var description: String?
     public var group: String?
-    public var type: SyncType = .mirror
+    public var type: SyncType = .backup
     public var recursive = true
     /// The deletion safety rail of a mirror; 50 % of the destination's entries by default.
     public var maxDelete: MaxDelete = .percent(50)

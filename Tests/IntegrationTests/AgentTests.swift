@@ -79,13 +79,14 @@ final class AgentTests: IntegrationTestCase {
         _ name: String, label: String, id: String, directory: String = "backup", extra: [String] = [],
         device: [String] = []
     ) -> String {
-        ([
-            "  - name: \(name)", "    source:", "      local: '\(path("src"))'", "    destination:", "      device:",
-            "        label: \(label)", "        directory: \(directory)",
-        ] + device.map { "        " + $0 } + [
-            "      file_check: \".plugsync-id=^\(id)$\"", "    log_file: '\(path(name + ".log"))'",
-        ]
-            + extra.map { "    " + $0 }).joined(separator: "\n") + "\n"
+        Self.mirrorUnlessTyped(
+            [
+                "  - name: \(name)", "    source:", "      local: '\(path("src"))'", "    destination:",
+                "      device:",
+                "        label: \(label)", "        directory: \(directory)",
+            ] + device.map { "        " + $0 } + [
+                "      file_check: \".plugsync-id=^\(id)$\"", "    log_file: '\(path(name + ".log"))'",
+            ] + extra.map { "    " + $0 })
     }
 
     private func waitForFile(_ file: String, timeout: Double) -> Double? {

@@ -9,8 +9,13 @@ import XCTest
 /// line, the field and the problem, never a crash or a stack trace, and nothing touched.
 final class ConfigErrorTests: IntegrationTestCase {
     /// A valid definition first (lines 2-6), so that the broken one starts at line 7.
+    /// Lines 2-6 of the file (the broken definition starts at line 7).
     private func good() -> String {
-        definition("good", source: path("src"), destination: path("dst"))
+        [
+            "  - name: good", "    source:", "      local: '\(path("src"))'", "    destination:",
+            "      local: '\(path("dst"))'",
+        ]
+        .joined(separator: "\n") + "\n"
     }
 
     private func bad(_ lines: [String]) -> String {

@@ -65,7 +65,7 @@ final class FTPTests: IntegrationTestCase {
         var lines = ["  - name: \(name)", "    source:"] + source.map { "    " + $0 }
         lines += ["    destination:"] + destination.map { "    " + $0 }
         lines += extra.map { "    " + $0 }
-        return lines.joined(separator: "\n") + "\n"
+        return Self.mirrorUnlessTyped(lines)
     }
 
     func local(_ folder: String) -> [String] { ["  local: '\(folder)'"] }

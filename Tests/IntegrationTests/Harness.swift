@@ -309,6 +309,14 @@ class IntegrationTestCase: XCTestCase {
 
     /// A definition with two local endpoints; `extra` lines go under the definition (indent 4),
     /// `destinationExtra`/`sourceExtra` under the endpoint (indent 6), e.g. a `file_check`.
+    /// A definition's lines, with `type: mirror` unless they give a type: the tests' definitions
+    /// are mirrors unless they say otherwise (the file's default is a backup).
+    static func mirrorUnlessTyped(_ lines: [String]) -> String {
+        let typed = lines.contains { $0.trimmingCharacters(in: .whitespaces).hasPrefix("type:") }
+        // Last: the line numbers of the other lines stay as the tests count them.
+        return (typed ? lines : lines + ["    type: mirror"]).joined(separator: "\n") + "\n"
+    }
+
     func definition(
         _ name: String, source: String, destination: String, _ extra: [String] = [],
         sourceExtra: [String] = [], destinationExtra: [String] = []
@@ -318,7 +326,7 @@ class IntegrationTestCase: XCTestCase {
         lines += ["    destination:", "      local: '\(destination)'"]
         lines += destinationExtra.map { "      " + $0 }
         lines += extra.map { "    " + $0 }
-        return lines.joined(separator: "\n") + "\n"
+        return Self.mirrorUnlessTyped(lines)
     }
 
     // MARK: running

@@ -127,6 +127,24 @@ final class RunOptionsTests: IntegrationTestCase {
         XCTAssertEqual(read("dst/old.tmp"), "an ignored orphan\n")
     }
 
+    /// A definition without `type:` is a backup: new and changed files are copied, an orphan on
+    /// the destination stays (only a definition that says `type: mirror` deletes).
+    func testADefinitionWithoutATypeIsABackup() throws {
+        try write("src/a.txt", "new\n")
+        try write("dst/mine.txt", "the user's own file\n")
+        try
+            ([
+                "definitions:", "  - name: plain", "    source:", "      local: '\(path("src"))'", "    destination:",
+                "      local: '\(path("dst"))'",
+            ].joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
+        let result = try plugsync("run", "plain")
+        assertExit(result, 0)
+        XCTAssertTrue(result.lines.contains { $0.hasPrefix("Sync plain started (backup,") }, "\(result)")
+        XCTAssertEqual(read("dst/a.txt"), "new\n")
+        XCTAssertEqual(read("dst/mine.txt"), "the user's own file\n", "a backup deletes nothing")
+        XCTAssertTrue(try plugsync("show", "plain").stdout.contains("type: backup"))
+    }
+
     func testIgnoredEntriesAreNeitherCopiedNorDeleted() throws {
         let src = path("src")
         let dst = path("dst")

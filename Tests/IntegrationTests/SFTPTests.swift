@@ -41,7 +41,7 @@ final class SFTPTests: IntegrationTestCase {
         let lines =
             ["  - name: \(name)", "    source:"] + source.map { "    " + $0 } + ["    destination:"]
             + destination.map { "    " + $0 }
-        return lines.joined(separator: "\n") + "\n"
+        return Self.mirrorUnlessTyped(lines)
     }
 
     func run(_ name: String, _ more: String...) throws -> CommandResult {

@@ -22,7 +22,7 @@ extension SFTPTests {
         try write("src/dir/c.txt", "sea\n")
         try writeConfig(
             definition("up", source: ["  local: '\(path("src"))'"], destination: sftp(directory: folder + "/copy"))
-                + "    type: mirror\n    versions: {keep_days: 30, keep_min: 1, keep_max: 2}\n")
+                + "    versions: {keep_days: 30, keep_min: 1, keep_max: 2}\n")
         // The first run an hour before: the versions folder's name is the second run's start.
         let before = ["PLUGSYNC_TEST_SFTP_PW": server.password, "PLUGSYNC_NOW": "\(started - 3600)"]
         XCTAssertEqual(try plugsync(arguments: ["run", "up"], environment: before).status, 0)

@@ -26,7 +26,8 @@ final class SecretsTests: IntegrationTestCase {
 
     private func ftpDefinition(_ name: String, password: String, hooks: Bool = false) -> String {
         var lines = [
-            "  - name: \(name)", "    source:", "      local: '\(path("src"))'", "    destination:", "      ftp:",
+            "  - name: \(name)", "    type: mirror", "    source:", "      local: '\(path("src"))'", "    destination:",
+            "      ftp:",
             "        server: 127.0.0.1:\(server!.port)", "        username: \(server!.user)",
             "        password: '\(password)'", "        directory: www", "    log_file: '\(path(name + ".log"))'",
         ]

@@ -202,7 +202,7 @@ final class TriggerStormTests: IntegrationTestCase {
         let events = path("events.txt")
         try writeConfig(
             ([
-                "  - name: stormdev", "    source:", "      local: '\(path("src"))'", "    destination:",
+                "  - name: stormdev", "    type: mirror", "    source:", "      local: '\(path("src"))'", "    destination:",
                 "      device:", "        label: \(label)", "        directory: backup", "    schedule:",
                 "      - every: 1m",
             ] + hookLines(events).map { "    " + $0 }).joined(separator: "\n") + "\n")
