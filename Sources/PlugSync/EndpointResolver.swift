@@ -79,7 +79,7 @@ public struct EndpointResolver {
             if mounts.contains(where: { $0.mountPoint == real }) { excluded.insert(Self.lostAndFound) }
             return ResolvedEndpoint(endpoint: localEndpoint(path), root: path, excluded: excluded)
         case .device(let device):
-            let (mountPoint, drive) =
+            let (mountPoint, drive, check) =
                 try matched.map { try confirm($0, role: role) } ?? locate(device, fileCheck: spec.fileCheck, role: role)
             let root =
                 device.directory.isEmpty ? mountPoint : (mountPoint == "/" ? "" : mountPoint) + "/" + device.directory
@@ -106,7 +106,11 @@ public struct EndpointResolver {
             endpoint.fileSync = ["ext3", "ext4", "xfs", "btrfs"].contains(fsType) ? .data : .full
             return ResolvedEndpoint(
                 endpoint: endpoint, root: root, excluded: excluded, drive: drive, mountPoint: mountPoint,
-                driveIdentity: identity(ofMountAt: mountPoint))
+                driveIdentity: identity(ofMountAt: mountPoint).map { identity in
+                    var identity = identity
+                    identity.check = check
+                    return identity
+                })
         case .server(let server):
             return try server.resolve(fileCheck: spec.fileCheck, role: role, connections: connections)
         }
@@ -225,16 +229,18 @@ public struct EndpointResolver {
     }
 
     /// The drive the agent matched, if the same mount is still there.
-    func confirm(_ drive: MatchedDrive, role: String) throws -> (String, String) {
+    func confirm(_ drive: MatchedDrive, role: String) throws -> (String, String, String?) {
         guard mounts.contains(where: { $0.mountID == drive.mountID && $0.mountPoint == drive.mountPoint }) else {
             throw PreconditionError(
                 "the \(role) drive \(drive.description) that started this run is not mounted at \(drive.mountPoint) any more"
             )
         }
-        return (drive.mountPoint, drive.description)
+        return (drive.mountPoint, drive.description, drive.check)
     }
 
-    func locate(_ device: DeviceSpec, fileCheck: FileCheck?, role: String) throws -> (String, String) {
+    /// The one mounted drive that matches `device` and passes its File Check: its mount point,
+    /// how the report names it, and what its check file holds.
+    func locate(_ device: DeviceSpec, fileCheck: FileCheck?, role: String) throws -> (String, String, String?) {
         let found = candidates(for: device)
         if found.isEmpty {
             var message = "the \(role) drive \(device.summary) is not mounted"
@@ -252,15 +258,16 @@ public struct EndpointResolver {
                     "\(points.count) mounted drives match the \(role) \(device.summary) (\(points.sorted().joined(separator: ", "))); add a file_check to tell them apart"
                 )
             }
-            return found[0]
+            return (found[0].mountPoint, found[0].drive, nil)
         }
-        var passed: [(String, String)] = []
+        var passed: [(String, String, String?)] = []
         var failures: [String] = []
         for candidate in found {
-            if let failure = fileCheck.failure(root: candidate.mountPoint, drive: true) {
+            let outcome = fileCheck.outcome(root: candidate.mountPoint, drive: true)
+            if let failure = outcome.failure {
                 failures.append(failure)
             } else if !passed.contains(where: { $0.0 == candidate.mountPoint }) {
-                passed.append(candidate)
+                passed.append((candidate.mountPoint, candidate.drive, outcome.content))
             }
         }
         if passed.isEmpty {

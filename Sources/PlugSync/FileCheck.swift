@@ -115,16 +115,36 @@ public struct FileCheck: Sendable, Equatable, CustomStringConvertible {
     /// With `drive`, `root` is a drive's mount point and an absolute path must lie on it.
     /// Gives up after `timeout` seconds.
     public func failure(root: String, drive: Bool = false, timeout: Double = FileCheck.timeLimit) -> String? {
+        outcome(root: root, drive: drive, timeout: timeout).failure
+    }
+
+    /// What a check found: why it failed, or, when it passed, what the file holds (to tell
+    /// apart drives that share a label and even a UUID, as clones do, by their check files).
+    public struct Outcome: Sendable, Equatable {
+        /// Why the check failed; nil when it passed.
+        public var failure: String?
+        /// When it passed: a short name for the file's content (`FileCheck.contentName`); nil
+        /// when a check without a regex could not read the file.
+        public var content: String?
+
+        public init(failure: String? = nil, content: String? = nil) {
+            self.failure = failure
+            self.content = content
+        }
+    }
+
+    /// The check as `failure(root:drive:timeout:)` makes it, with the content it read.
+    public func outcome(root: String, drive: Bool = false, timeout: Double = FileCheck.timeLimit) -> Outcome {
         final class Answer: @unchecked Sendable {
             let done = Condition()
-            var value: String??
+            var value: Outcome?
         }
         let answer = Answer()
         let check = self
         startThread {
             let value = check.evaluate(root: root, drive: drive)
             answer.done.lock()
-            answer.value = .some(value)
+            answer.value = value
             answer.done.broadcast()
             answer.done.unlock()
         }
@@ -133,7 +153,27 @@ public struct FileCheck: Sendable, Equatable, CustomStringConvertible {
         defer { answer.done.unlock() }
         while answer.value == nil && answer.done.wait(until: deadline) {}
         if let value = answer.value { return value }
-        return "\(displayPath(root: root)): no answer within \(Int(timeout)) s (the drive does not respond)"
+        return Outcome(
+            failure: "\(displayPath(root: root)): no answer within \(Int(timeout)) s (the drive does not respond)")
+    }
+
+    /// A short name for a check file's content: its first line when that is short printable
+    /// text (`offsite-b`, the id `init-drive` writes), else `#` and a 64-bit FNV-1a digest of
+    /// the bytes read. FNV-1a, written here, because it only has to tell a user's few drives
+    /// apart, not resist anyone: a drive that forges another's content passes its check anyway.
+    public static func contentName(_ content: [UInt8]) -> String {
+        let line = content.prefix { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: "\r") }
+        if !line.isEmpty, line.count <= 40, line.count + 2 >= content.count,
+            line.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
+        {
+            return String(decoding: line, as: UTF8.self)
+        }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in content {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return "#" + String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     private func displayPath(root: String) -> String {
@@ -141,16 +181,17 @@ public struct FileCheck: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The check, on the caller's thread.
-    func evaluate(root: String, drive: Bool) -> String? {
+    func evaluate(root: String, drive: Bool) -> Outcome {
+        func failed(_ why: String) -> Outcome { Outcome(failure: why) }
         let full = displayPath(root: root)
         var parts = Self.components(of: path)
-        if parts.contains("..") { return "\(full): a File Check path may not contain '..'" }
+        if parts.contains("..") { return failed("\(full): a File Check path may not contain '..'") }
         var base = root
         if path.hasPrefix("/") {
             if let inside = Self.remainder(of: parts, after: Self.components(of: root)) {
                 parts = Self.components(of: inside.description)
             } else if drive {
-                return "\(full): not on the drive mounted at \(root)"
+                return failed("\(full): not on the drive mounted at \(root)")
             } else {
                 // A host file the definition names outside its folder: the folders on the way
                 // are the host's; the file itself is not followed.
@@ -158,43 +199,49 @@ public struct FileCheck: Sendable, Equatable, CustomStringConvertible {
                 parts = Array(parts.suffix(1))
             }
         }
-        guard let name = parts.last else { return "\(full): names a folder, not a file" }
+        guard let name = parts.last else { return failed("\(full): names a folder, not a file") }
         var folder = open(base, openPath | O_DIRECTORY | O_CLOEXEC)
-        if folder < 0 { return "\(full): \(Self.reason(errno))" }
+        if folder < 0 { return failed("\(full): \(Self.reason(errno))") }
         defer { close(folder) }
         var walked = base == "/" ? "" : base
         for component in parts.dropLast() {
             walked += "/" + component
             let next = openat(folder, String(component), openPath | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            if next < 0 { return "\(full): \(problem(folder, String(component), walked, errno))" }
+            if next < 0 { return failed("\(full): \(problem(folder, String(component), walked, errno))") }
             close(folder)
             folder = next
         }
         var st = stat()
-        if fstatat(folder, String(name), &st, AT_SYMLINK_NOFOLLOW) != 0 { return "\(full): \(Self.reason(errno))" }
-        if st.st_mode & S_IFMT == S_IFLNK { return "\(full): is a symbolic link; a File Check does not follow links" }
-        if st.st_mode & S_IFMT != S_IFREG { return "\(full): is \(Self.kind(st.st_mode)), not a regular file" }
-        guard pattern != nil else { return nil }
+        if fstatat(folder, String(name), &st, AT_SYMLINK_NOFOLLOW) != 0 {
+            return failed("\(full): \(Self.reason(errno))")
+        }
+        if st.st_mode & S_IFMT == S_IFLNK {
+            return failed("\(full): is a symbolic link; a File Check does not follow links")
+        }
+        if st.st_mode & S_IFMT != S_IFREG { return failed("\(full): is \(Self.kind(st.st_mode)), not a regular file") }
+        // Without a regex the file need only exist; it is still read (when it can be) for the
+        // name of its content, which tells rotating drives apart.
         let fd = openat(folder, String(name), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC)
-        if fd < 0 { return "\(full): \(Self.reason(errno))" }
+        if fd < 0 { return pattern == nil ? Outcome() : failed("\(full): \(Self.reason(errno))") }
         defer { close(fd) }
         var opened = stat()
         guard fstat(fd, &opened) == 0, opened.st_mode & S_IFMT == S_IFREG, opened.st_dev == st.st_dev,
             opened.st_ino == st.st_ino
-        else { return "\(full): changed while it was being checked" }
+        else { return failed("\(full): changed while it was being checked") }
         var content = [UInt8](repeating: 0, count: Self.contentLimit)
         var total = 0
         while total < content.count {
             let n = content.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, $0.count - total) }
             if n < 0 {
                 if errno == EINTR { continue }
-                return "\(full): \(Self.reason(errno))"
+                return pattern == nil ? Outcome() : failed("\(full): \(Self.reason(errno))")
             }
             if n == 0 { break }
             total += n
         }
         content.removeSubrange(total...)
-        return contentFailure(content, where: full)
+        if let failure = contentFailure(content, where: full) { return failed(failure) }
+        return Outcome(content: Self.contentName(content))
     }
 
     /// Why a folder on the way could not be opened.

@@ -78,7 +78,8 @@ public enum Overdue {
 public struct DriveStatus: Sendable {
     public var drive: DriveIdentity
     /// How `status` names it: its label, with the start of its UUID (or serial) beside it when
-    /// several drives of the definition share the label.
+    /// several drives of the definition share the label, or what its File Check file holds when
+    /// they share the UUID too (clones).
     public var name: String
     public var last: RunRecord
     public var lastSuccess: RunRecord?
@@ -89,17 +90,42 @@ public struct DriveStatus: Sendable {
     public static func all(of definition: Definition, history: RunHistory, now: Date) -> [DriveStatus] {
         let latest = history.drives(of: definition.name)
         var labels: [String: Int] = [:]
-        for run in latest { labels[run.drive!.name, default: 0] += 1 }
+        var bases: [String: Int] = [:]
+        for run in latest {
+            labels[run.drive!.name, default: 0] += 1
+            bases[run.drive!.baseKey, default: 0] += 1
+        }
         return latest.map { run in
             let drive = run.drive!
             var name = drive.name
-            if labels[name, default: 0] > 1, let other = drive.uuid ?? drive.serial ?? drive.device, other != name {
-                name += " [" + (other.count <= 9 ? other : String(other.prefix(8))) + "]"
+            let other =
+                bases[drive.baseKey, default: 0] > 1
+                ? drive.check.map { $0.count <= 13 ? $0 : String($0.prefix(12)) + "…" }
+                : (drive.uuid ?? drive.serial ?? drive.device).map { $0.count <= 9 ? $0 : String($0.prefix(8)) }
+            if labels[name, default: 0] > 1, let other, other != name {
+                name += " [" + other + "]"
             }
             return DriveStatus(
                 drive: drive, name: name, last: run,
                 lastSuccess: history.lastRun(of: definition.name, result: "success", drive: drive.key),
                 overdue: Overdue.age(of: definition, drive: drive.key, history: history, now: now))
+        }
+    }
+}
+
+extension DriveStatus {
+    /// The drives of `drives` that `text` names: as `status` shows it (`OFFSITE [3f9a1c2e]`), or
+    /// by its label, UUID (or its start, 4 characters at least), serial, device or File Check
+    /// content.
+    public static func named(_ text: String, in drives: [DriveStatus]) -> [DriveStatus] {
+        if let exact = drives.first(where: { $0.name == text }) { return [exact] }
+        let lower = text.lowercased()
+        return drives.filter { status in
+            let drive = status.drive
+            if let uuid = drive.uuid?.lowercased(), uuid == lower || (lower.count >= 4 && uuid.hasPrefix(lower)) {
+                return true
+            }
+            return [drive.label, drive.serial, drive.device, drive.check].contains { $0 == text }
         }
     }
 }

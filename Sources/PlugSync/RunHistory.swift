@@ -8,17 +8,27 @@ public struct DriveIdentity: Sendable, Hashable {
     public var serial: String?
     /// The device node (`/dev/sdb1`) or, for a mount udev knows nothing of, the mount's source.
     public var device: String?
+    /// What the drive's File Check file holds (`FileCheck.contentName`), when the definition
+    /// checks one: drives cloned from one another share a UUID, but not what `init-drive` wrote.
+    public var check: String?
 
-    public init(label: String? = nil, uuid: String? = nil, serial: String? = nil, device: String? = nil) {
+    public init(
+        label: String? = nil, uuid: String? = nil, serial: String? = nil, device: String? = nil, check: String? = nil
+    ) {
         self.label = label
         self.uuid = uuid
         self.serial = serial
         self.device = device
+        self.check = check
     }
 
     /// What tells this drive from the others a definition rotates through: the filesystem's
-    /// UUID, else the serial number, else the label, else the device.
-    public var key: String {
+    /// UUID, else the serial number, else the label, else the device; and the content of its
+    /// File Check file, where the definition has one.
+    public var key: String { baseKey + (check.map { " check:" + $0 } ?? "") }
+
+    /// The key without the File Check's content, as runs recorded before it was kept have it.
+    public var baseKey: String {
         if let uuid { return "uuid:" + uuid.lowercased() }
         if let serial { return "serial:" + serial }
         if let label { return "label:" + label }
@@ -111,9 +121,13 @@ public final class RunHistory {
             }
         }
         try execute("CREATE INDEX IF NOT EXISTS runs_by_drive ON runs(definition, drive_key, started)")
+        // Drives a user retired (`forget-drive`): left out of rotation until they run again.
+        try execute(
+            "CREATE TABLE IF NOT EXISTS forgotten_drives (definition TEXT NOT NULL, drive_key TEXT NOT NULL, at REAL NOT NULL)"
+        )
     }
 
-    static let driveColumns = ["drive_key", "drive_label", "drive_uuid", "drive_serial", "drive_device"]
+    static let driveColumns = ["drive_key", "drive_label", "drive_uuid", "drive_serial", "drive_device", "drive_check"]
     static let columns =
         "definition, trigger, started, seconds, result, transferred, deleted, skipped, failed, bytes, message, "
         + driveColumns.joined(separator: ", ")
@@ -145,7 +159,8 @@ public final class RunHistory {
 
     public func record(_ run: RunRecord) throws {
         var statement: OpaquePointer?
-        let sql = "INSERT INTO runs (\(Self.columns)) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        if let drive = run.drive, drive.check != nil { adoptUncheckedRuns(of: run.definition, for: drive) }
+        let sql = "INSERT INTO runs (\(Self.columns)) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
         guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else {
             throw UsageError("run history \(path): \(String(cString: sqlite3_errmsg(db)))")
         }
@@ -162,7 +177,9 @@ public final class RunHistory {
         sqlite3_bind_int64(statement, 10, run.bytes)
         sqlite3_bind_text(statement, 11, run.message, -1, Self.transient)
         let drive = run.drive
-        for (index, value) in [drive?.key, drive?.label, drive?.uuid, drive?.serial, drive?.device].enumerated() {
+        for (index, value) in [drive?.key, drive?.label, drive?.uuid, drive?.serial, drive?.device, drive?.check]
+            .enumerated()
+        {
             let position = Int32(12 + index)
             if let value {
                 sqlite3_bind_text(statement, position, value, -1, Self.transient)
@@ -173,6 +190,25 @@ public final class RunHistory {
         guard sqlite3_step(statement) == SQLITE_DONE else {
             throw UsageError("run history \(path): \(String(cString: sqlite3_errmsg(db)))")
         }
+    }
+
+    /// Runs recorded before drives were told apart by their File Check file (under the key
+    /// without it) become this drive's, the first time a run on it is recorded with its check:
+    /// it is the drive they were made on, unless clones took turns, which nothing recorded
+    /// then can tell. Nothing is done once any run has the new key.
+    private func adoptUncheckedRuns(of definition: String, for drive: DriveIdentity) {
+        let sql = """
+            UPDATE runs SET drive_key = ?1, drive_check = ?2
+            WHERE definition = ?3 AND drive_key = ?4
+              AND NOT EXISTS (SELECT 1 FROM runs WHERE definition = ?3 AND substr(drive_key, 1, length(?4) + 7) = ?4 || ' check:')
+            """
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else { return }
+        defer { sqlite3_finalize(statement) }
+        for (index, value) in [drive.key, drive.check ?? "", definition, drive.baseKey].enumerated() {
+            sqlite3_bind_text(statement, Int32(index + 1), value, -1, Self.transient)
+        }
+        _ = sqlite3_step(statement)
     }
 
     /// The most recent runs of a definition (on one drive, given its `key`), newest first.
@@ -212,12 +248,41 @@ public final class RunHistory {
         return query("WHERE definition = ? ORDER BY started ASC, id ASC LIMIT 1", [.text(definition)]).first
     }
 
-    /// Every drive a definition's runs used, each with its latest run, the most recent first.
+    /// Every drive a definition's runs used, each with its latest run, the most recent first;
+    /// a drive forgotten after its latest run is left out.
     public func drives(of definition: String) -> [RunRecord] {
         // SQLite takes the other columns from the row with the largest `started`.
         query(
-            "WHERE definition = ? AND drive_key IS NOT NULL GROUP BY drive_key ORDER BY MAX(started) DESC",
+            """
+            WHERE definition = ?1 AND drive_key IS NOT NULL GROUP BY drive_key
+            HAVING MAX(started) > COALESCE((SELECT MAX(f.at) FROM forgotten_drives f
+                                            WHERE f.definition = ?1 AND f.drive_key = runs.drive_key), -1)
+            ORDER BY MAX(started) DESC
+            """,
             [.text(definition)], select: "MAX(started), id")
+    }
+
+    /// Leaves a drive (its `key`) out of a definition's rotation: `drives(of:)` no longer lists
+    /// it, so it is neither shown nor overdue. Its runs stay; a later run brings it back.
+    public func forget(drive key: String, of definition: String, at time: Date) throws {
+        var statement: OpaquePointer?
+        let sql = "INSERT INTO forgotten_drives (definition, drive_key, at) VALUES (?, ?, ?)"
+        guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else {
+            throw UsageError("run history \(path): \(String(cString: sqlite3_errmsg(db)))")
+        }
+        defer { sqlite3_finalize(statement) }
+        sqlite3_bind_text(statement, 1, definition, -1, Self.transient)
+        sqlite3_bind_text(statement, 2, key, -1, Self.transient)
+        // Not before the drive's latest run, whatever the clock says: forgetting must take.
+        let latest = lastStarted(of: definition, drive: key) ?? 0
+        sqlite3_bind_double(statement, 3, max(time.timeIntervalSince1970, latest))
+        guard sqlite3_step(statement) == SQLITE_DONE else {
+            throw UsageError("run history \(path): \(String(cString: sqlite3_errmsg(db)))")
+        }
+    }
+
+    private func lastStarted(of definition: String, drive key: String) -> Double? {
+        runs(of: definition, limit: 1, drive: key).first?.started.timeIntervalSince1970
     }
 
     private enum Value {
@@ -248,7 +313,9 @@ public final class RunHistory {
             let drive =
                 optional(11) == nil
                 ? nil
-                : DriveIdentity(label: optional(12), uuid: optional(13), serial: optional(14), device: optional(15))
+                : DriveIdentity(
+                    label: optional(12), uuid: optional(13), serial: optional(14), device: optional(15),
+                    check: optional(16))
             records.append(
                 RunRecord(
                     definition: text(0), trigger: text(1),

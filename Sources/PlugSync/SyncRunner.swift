@@ -46,12 +46,15 @@ public struct MatchedDrive: Sendable, Equatable {
     public var description: String
     /// The side whose `device:` it matched: "source" or "destination".
     public var role: String
+    /// What its File Check file held when it passed (`FileCheck.contentName`).
+    public var check: String?
 
-    public init(mountID: Int, mountPoint: String, description: String, role: String) {
+    public init(mountID: Int, mountPoint: String, description: String, role: String, check: String? = nil) {
         self.mountID = mountID
         self.mountPoint = mountPoint
         self.description = description
         self.role = role
+        self.check = check
     }
 }
 

@@ -34,6 +34,8 @@ struct DriveJSON: Encodable {
     @OrNull var uuid: String?
     @OrNull var serial: String?
     @OrNull var device: String?
+    /// What its File Check file held.
+    @OrNull var check: String?
 
     init(_ drive: DriveIdentity, name: String? = nil) {
         self.name = name ?? drive.name
@@ -41,6 +43,7 @@ struct DriveJSON: Encodable {
         uuid = drive.uuid
         serial = drive.serial
         device = drive.device
+        check = drive.check
     }
 }
 

@@ -23,6 +23,7 @@ struct Plugsync: ParsableCommand {
         subcommands: [
             Add.self, Edit.self, Copy.self, Delete.self, List.self, Show.self, Run.self, SyncNow.self, Log.self,
             Status.self, Devices.self, Check.self, Verify.self, Versions.self, Restore.self, InitDrive.self,
+            ForgetDrive.self,
             AgentCommand.self,
         ]
     )

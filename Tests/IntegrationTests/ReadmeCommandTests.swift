@@ -60,6 +60,7 @@ final class ReadmeCommandTests: IntegrationTestCase {
         case "DESTINATION": return path("sync-dst")
         case "C": return ".plugsync-id"
         case "MOUNTPOINT": return path("src")
+        case "DRIVE": return "OFFSITE-B"
         case "device:label=L": return "device:label=PSREADMENONE"
         case "PATH", "PATH…": return "a.txt"
         case "DIR": return path("restored")
@@ -287,11 +288,13 @@ final class ReadmeCommandTests: IntegrationTestCase {
         XCTAssertGreaterThan(lines.count, 25)
         for (arguments, source) in lines {
             // verify and restore: 1 when a file differs or had nothing to restore; init-drive on a
-            // folder that is no drive's: 2, or 3 for a drive that is not there.
+            // folder that is no drive's: 2, or 3 for a drive that is not there; forget-drive: 2,
+            // the scratch definitions never ran on a drive.
             let expected: Set<Int32> =
                 switch arguments.first {
                 case "verify", "restore": [0, 1]
                 case "init-drive": [2, 3]
+                case "forget-drive": [2]
                 default: [0]
                 }
             try check(arguments, from: source, expect: expected)

@@ -468,4 +468,104 @@ final class StatusJSONTests: IntegrationTestCase {
         XCTAssertEqual((returned.first?["last_run"] as? [String: Any])?["trigger"] as? String, "mount", "\(back)")
         XCTAssertEqual(returned.map { boolean($0["overdue"]) }, [false, false], "\(back)")
     }
+
+    /// Two clones (one image copied: the same label and UUID) given their own ids, as
+    /// `init-drive --force --id` does: the File Check file tells them apart, each keeps its own
+    /// last run and `max_age`; `forget-drive` takes the retired one out of the rotation until
+    /// it runs again.
+    func testClonedDrivesAreToldApartByTheirFileCheckAndCanBeForgotten() throws {
+        try requireRoot(
+            "loop devices, mounts and udevd",
+            tools: ["truncate", "mkfs.ext4", "losetup", "udevadm", "mount", "umount", "blkid"])
+        try ensureUdevd()
+        let label = "PSCLN" + String(UInt32.random(in: 0...UInt32.max), radix: 16, uppercase: true)
+        let imageA = try makeImage("a.img")
+        try shell("mkfs.ext4 -q -F -L \(label) \(quote(imageA))")
+        let imageB = path("b.img")
+        try shell("cp --sparse=always \(quote(imageA)) \(quote(imageB))")
+        var drives: [(device: String, mount: String)] = []
+        for (name, image) in [("a", imageA), ("b", imageB)] {
+            let device = try attach(image)
+            try shell("udevadm trigger --action=change \(device) && udevadm settle --timeout=20")
+            try waitForUdevLabel(device, label)
+            let mount = try mountPoint(name)
+            addTeardownBlock { [self] in unmount(mount, fuse: false) }
+            drives.append((device, mount))
+        }
+        let uuids = try drives.map {
+            try shell("blkid -s UUID -o value \($0.device)").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        XCTAssertEqual(uuids[0], uuids[1], "the clone has the original's UUID")
+        try write("src/a.txt", "a\n")
+        try [
+            "definitions:", "  - name: offsite", "    max_age: 7d", "    source:", "      local: '\(path("src"))'",
+            "    destination:", "      device:", "        label: \(label)", "      file_check: .plugsync-id=^offsite-",
+            "",
+        ].joined(separator: "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
+        let now = Date().timeIntervalSince1970
+        for (index, drive) in drives.enumerated() {
+            try shell("mount \(drive.device) \(quote(drive.mount))")
+            let id = index == 0 ? "offsite-a" : "offsite-b"
+            assertExit(try plugsync("init-drive", drive.mount, "--id", id, "--force", config: nil), 0)
+            let at = index == 0 ? ["PLUGSYNC_NOW": "\(Int(now - 20 * 86400))"] : [:]
+            assertExit(try plugsync("run", "offsite", environment: at), 0)
+            unmount(drive.mount, fuse: false)
+        }
+
+        let nameA = "\(label) [offsite-a]"
+        let nameB = "\(label) [offsite-b]"
+        let status = try plugsync("status")
+        let rows = status.lines.filter { $0.hasPrefix("offsite ") }
+        XCTAssertEqual(rows.count, 2, "\(status)")
+        XCTAssertTrue(
+            rows.first?.hasPrefix("offsite \(nameB) ") == true && rows.first?.hasSuffix(" ok") == true, "\(status)")
+        XCTAssertTrue(
+            rows.last?.hasPrefix("offsite \(nameA) ") == true && rows.last?.hasSuffix(" OVERDUE 20 days") == true,
+            "\(status)")
+        let json = object(try plugsync("status", "--json"))
+        let perDrive = ((json["definitions"] as? [[String: Any]])?.first?["drives"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(
+            perDrive.map { ($0["drive"] as? [String: Any])?["check"] as? String }, ["offsite-b", "offsite-a"])
+
+        // A name that fits no drive, or both: one line, exit 2, nothing forgotten.
+        let unknown = try plugsync("forget-drive", "offsite", "NOSUCH")
+        assertExit(unknown, 2)
+        XCTAssertEqual(unknown.stderr.split(separator: "\n").count, 1, "\(unknown)")
+        XCTAssertTrue(unknown.stderr.contains("'\(nameA)'") && unknown.stderr.contains("'\(nameB)'"), "\(unknown)")
+        let both = try plugsync("forget-drive", "offsite", label)
+        assertExit(both, 2)
+        XCTAssertTrue(both.stderr.contains("names 2 drives"), "\(both)")
+
+        // The retired drive forgotten: one row, on time.
+        let forget = try plugsync("forget-drive", "offsite", "offsite-a")
+        assertExit(forget, 0)
+        XCTAssertTrue(forget.stdout.contains("offsite: \(nameA) forgotten"), "\(forget)")
+        let after = try plugsync("status")
+        let left = after.lines.filter { $0.hasPrefix("offsite ") }
+        XCTAssertEqual(left.count, 1, "\(after)")
+        XCTAssertTrue(
+            left.first?.hasPrefix("offsite \(label) ") == true && left.first?.hasSuffix(" ok") == true, "\(after)")
+        let calm = object(try plugsync("status", "--json"))
+        XCTAssertEqual(boolean((calm["definitions"] as? [[String: Any]])?.first?["overdue"]), false, "\(calm)")
+        // Its runs stay in the history.
+        XCTAssertEqual(try plugsync("status", "offsite").lines.count, 3)
+
+        // Plugged in again, the agent's run (the drive as it matched it) brings it back.
+        let agent = try startPlugsync(["agent", "--config", configPath])
+        defer {
+            if agent.process.isRunning {
+                kill(agent.process.processIdentifier, SIGTERM)
+                agent.process.waitUntilExit()
+            }
+        }
+        func log() -> String { (try? String(contentsOfFile: agent.errPath, encoding: .utf8)) ?? "" }
+        for _ in 0..<500 where !log().contains("started") && agent.process.isRunning { usleep(20_000) }
+        try shell("mount \(drives[0].device) \(quote(drives[0].mount))")
+        for _ in 0..<500 where !log().contains("offsite: Done: ") && agent.process.isRunning { usleep(20_000) }
+        XCTAssertTrue(log().contains("offsite: Done: 0 copied"), log())
+        let back = try plugsync("status")
+        let backRows = back.lines.filter { $0.hasPrefix("offsite ") }
+        XCTAssertEqual(backRows.count, 2, "\(back)")
+        XCTAssertTrue(backRows.first?.hasPrefix("offsite \(nameA) ") == true, "\(back)")
+    }
 }

@@ -284,7 +284,7 @@ public final class Agent: @unchecked Sendable {
 
     /// The File Checks of a new mount and the runs they call for (on a thread of its own).
     private func evaluate(_ entry: MountEntry, block: BlockDevice?) {
-        var matched: [(Definition, DeviceSpec, role: String)] = []
+        var matched: [(Definition, DeviceSpec, role: String, check: String?)] = []
         var waitForUdev = false
         for definition in snapshot() where definition.enabled && definition.runsOnMount {
             for (spec, role) in [(definition.source, "source"), (definition.destination, "destination")] {
@@ -298,7 +298,8 @@ public final class Agent: @unchecked Sendable {
                     }
                     guard EndpointResolver.matches(block, device) else { continue }
                 }
-                if let check = spec.fileCheck, let failure = check.failure(root: entry.mountPoint, drive: true) {
+                let outcome = spec.fileCheck?.outcome(root: entry.mountPoint, drive: true)
+                if let failure = outcome?.failure {
                     if hasIdentity {
                         say(
                             "\(definition.name): drive \(entry.source) at \(entry.mountPoint) left alone: File Check failed: \(failure)"
@@ -316,7 +317,7 @@ public final class Agent: @unchecked Sendable {
                     continue
                 }
                 if !hasIdentity && spec.fileCheck == nil { continue }
-                matched.append((definition, device, role))
+                matched.append((definition, device, role, outcome?.content))
                 break
             }
         }
@@ -332,10 +333,11 @@ public final class Agent: @unchecked Sendable {
         // The run uses this mount, as matched here (`MatchedDrive`).
         let description =
             block.map { "\($0.devnode) (\(EndpointResolver.identity($0)))" } ?? "\(entry.source) (\(entry.fsType))"
-        for (definition, _, role) in matched {
+        for (definition, _, role, check) in matched {
             group.enter()
             let drive = MatchedDrive(
-                mountID: entry.mountID, mountPoint: entry.mountPoint, description: description, role: role)
+                mountID: entry.mountID, mountPoint: entry.mountPoint, description: description, role: role,
+                check: check)
             request(
                 definition.name, trigger: RunTrigger("mount", drive: drive), why: "drive mounted at \(entry.mountPoint)"
             ) {
