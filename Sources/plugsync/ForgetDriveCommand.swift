@@ -38,6 +38,12 @@ struct ForgetDrive: ParsableCommand {
                 )
             }
             try history.forget(drive: found.drive.key, of: name, at: now)
+            // The metrics drop its series now, not at the agent's next hourly check.
+            if let metrics = file.settings.metricsFile,
+                let problem = MetricsFile.write(metrics, file.definitions, history: history, now: now)
+            {
+                FileHandleOut.error("plugsync: warning: \(problem)")
+            }
             print(
                 "\(name): \(found.name) forgotten: status no longer shows it and it is never overdue; its runs stay in the history, and a run on it brings it back."
             )

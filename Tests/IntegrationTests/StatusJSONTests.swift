@@ -498,6 +498,7 @@ final class StatusJSONTests: IntegrationTestCase {
         XCTAssertEqual(uuids[0], uuids[1], "the clone has the original's UUID")
         try write("src/a.txt", "a\n")
         try [
+            "settings:", "  metrics_file: '\(path("plugsync.prom"))'",
             "definitions:", "  - name: offsite", "    max_age: 7d", "    source:", "      local: '\(path("src"))'",
             "    destination:", "      device:", "        label: \(label)", "      file_check: .plugsync-id=^offsite-",
             "",
@@ -545,6 +546,10 @@ final class StatusJSONTests: IntegrationTestCase {
         XCTAssertEqual(left.count, 1, "\(after)")
         XCTAssertTrue(
             left.first?.hasPrefix("offsite \(label) ") == true && left.first?.hasSuffix(" ok") == true, "\(after)")
+        // The metrics file has lost the retired drive's series.
+        let metrics = read("plugsync.prom") ?? ""
+        XCTAssertFalse(metrics.contains("drive=\"\(nameA)\""), metrics)
+        XCTAssertTrue(metrics.contains("plugsync_overdue{definition=\"offsite\"} 0"), metrics)
         let calm = object(try plugsync("status", "--json"))
         XCTAssertEqual(boolean((calm["definitions"] as? [[String: Any]])?.first?["overdue"]), false, "\(calm)")
         // Its runs stay in the history.
