@@ -1842,6 +1842,7 @@ extension FTPEndpoint {
                 var pending: [(folder: FileName, path: [Int])] = [(top, [])]
                 while let (folder, position) = pending.popLast() {
                     var entries: [Entry] = []
+                    var coarseHere: [(FileName, Int64)] = []
                     for item in try self.entries(of: folder, connection) {
                         guard FTPListingParser.isSafeName(item.name),
                             !item.name.starts(with: ListingFilter.temporaryPrefix)
@@ -1849,10 +1850,18 @@ extension FTPEndpoint {
                         let name = FileName(bytes: item.name)
                         let mtime = Timestamp(seconds: item.time - clockOffset)
                         switch item.kind {
-                        case .file: entries.append(Entry(name: name, kind: .file, size: item.size, mtime: mtime))
+                        case .file:
+                            entries.append(Entry(name: name, kind: .file, size: item.size, mtime: mtime))
+                            // A coarse time is made exact on demand (`refineTimes`: a restore).
+                            if item.precision > 1 {
+                                coarseHere.append((relative(folder).appending(name), item.precision))
+                            }
                         case .directory: entries.append(Entry(name: name, kind: .directory, mtime: mtime, children: []))
                         default: continue
                         }
+                    }
+                    if !coarseHere.isEmpty {
+                        state.withLock { for (path, width) in coarseHere { coarse[path] = width } }
                     }
                     entries.sortByName()
                     for index in entries.indices where entries[index].kind == .directory {
