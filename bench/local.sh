@@ -10,7 +10,8 @@
 #   --folders N   number of folders (default 200)
 #
 # Environment: PLUGSYNC (binary; default: built by this script, release with static stdlib, into <repo>/.build-bench), BENCH_DIR (work dir,
-# default bench/data), BENCH_SEED (tree seed, default 20240601).
+# default bench/data), BENCH_SEED (tree seed, default 20240601), BENCH_DEFINITION (more lines for
+# plugsync's definition, one field a line, e.g. 'verify: true' or 'versions: {}').
 set -euo pipefail
 export LC_ALL=C
 
@@ -18,7 +19,7 @@ BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH")
 GEN_VERSION=1   # bump when gentree.py's "gen" output changes
 
-usage() { sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 die() { echo "bench: $*" >&2; exit 2; }
 
 reps=5; files=10000; folders=200; quick=0; reps_set=0; files_set=0; only="plugsync,rsync,cp,rclone"
@@ -132,6 +133,9 @@ definitions:
     destination:
       local: $RUN/dst-plugsync
 EOF
+if [ -n "${BENCH_DEFINITION:-}" ]; then
+  while IFS= read -r line; do [ -z "$line" ] || printf '    %s\n' "$line" >>"$CFG"; done <<<"$BENCH_DEFINITION"
+fi
 RAW=$RUN/raw.tsv; : >"$RAW"
 LOG=$RUN/stderr.log; : >"$LOG"
 bad=0

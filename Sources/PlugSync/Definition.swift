@@ -34,6 +34,9 @@ public struct Definition: Sendable, Equatable {
     /// Keep what runs replace or delete in `.plugsync-versions` on the destination (`versions:`);
     /// nil keeps nothing.
     public var versions: VersionPolicy?
+    /// Read each file a run copies back from the destination and compare it with what was sent
+    /// before it gets its final name (`verify: true`).
+    public var verify = false
 
     public init(name: String, source: EndpointSpec, destination: EndpointSpec) {
         self.name = name

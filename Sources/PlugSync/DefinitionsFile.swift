@@ -430,6 +430,7 @@ public enum DefinitionEmitter {
                 add(1, "events", "[" + notify.events.map(\.rawValue).joined(separator: ", ") + "]")
             }
         }
+        if d.verify { add(0, "verify", "true") }
         if let versions = d.versions {
             add(0, "versions", "")
             out[out.count - 1].removeLast()

@@ -110,7 +110,7 @@ struct DefinitionsParser {
     static let definitionKeys = [
         "name", "description", "group", "type", "recursive", "max_delete", "source", "destination",
         "ignore", "log_file", "log_level", "schedule", "on_mount", "enabled", "parallel", "hooks", "max_age",
-        "notify", "versions",
+        "notify", "versions", "verify",
     ]
     /// An endpoint: one kind (`local`, `device`, a server's key) and its File Check.
     static var endpointKeys: [String] { ["local", "device"] + ServerKind.allKeys + ["file_check"] }
@@ -209,6 +209,7 @@ struct DefinitionsParser {
         if let notifyNode = fields.node("notify"), !notifyNode.isNull {
             definition.notify = try parseNotify(notifyNode, fields: fields)
         }
+        definition.verify = try fields.bool("verify") ?? false
         if let versionsNode = fields.node("versions") {
             definition.versions = try parseVersions(versionsNode, fields: fields)
         }

@@ -63,6 +63,10 @@ public struct Restore {
         }
         defer { if options.to == nil { target.disconnect() } }
 
+        // The destination gives files, as a run's source does: a server's listed times that are
+        // coarse (an FTP LIST: the minute, or only the day for older files) are made exact for
+        // the files restored (`refineTimes`), which get them back.
+        destination.endpoint.beginRun(RunSettings(side: .source, dryRun: options.dryRun))
         let current = destination.endpoint.list(
             recursive: true, filter: ListingFilter(excludedPaths: destination.excluded.union([VersionsFolder.name])))
         let versionsListing = destination.endpoint.listVersions()
@@ -100,6 +104,8 @@ public struct Restore {
             }
             if !found { result.notFound.append(text) }
         }
+
+        Self.refineTimes(&chosen, on: destination.endpoint)
 
         if !options.dryRun, try target.rootState() == .missing { try target.prepareRoot() }
         let there = target.list(recursive: true, filter: ListingFilter(excludedPaths: targetExcluded))
@@ -153,6 +159,64 @@ public struct Restore {
             }
         }
         return result
+    }
+
+    /// Gives the chosen files their exact times where the destination listed coarse ones: a
+    /// listing of just these files (at the paths they are read from) goes through
+    /// `refineTimes` as a run's source listing does.
+    static func refineTimes(
+        _ chosen: inout [(path: FileName, from: FileName, entry: Entry, what: String)], on endpoint: Endpoint
+    ) {
+        if chosen.isEmpty { return }
+        var listing = Listing()
+        listing.entries = tree(chosen.map { ($0.from, $0.entry) })
+        endpoint.refineTimes(&listing, comparedWith: [])
+        var times: [FileName: Timestamp] = [:]
+        files(listing.entries, .empty) { times[$0] = $1.mtime }
+        for index in chosen.indices {
+            if let time = times[chosen[index].from] { chosen[index].entry.mtime = time }
+        }
+    }
+
+    /// The tree of entries that holds these files at their paths, with the folders on the way
+    /// (each folder's entries sorted by name).
+    static func tree(_ files: [(path: FileName, entry: Entry)]) -> [Entry] {
+        final class Folder {
+            var files: [Entry] = []
+            var folders: [FileName: Folder] = [:]
+        }
+        let root = Folder()
+        for (path, entry) in files {
+            var names: [FileName] = []
+            var rest = path.parent
+            while !rest.isEmpty {
+                names.append(rest.lastComponent)
+                rest = rest.parent
+            }
+            var folder = root
+            for name in names.reversed() {
+                if let next = folder.folders[name] {
+                    folder = next
+                } else {
+                    let next = Folder()
+                    folder.folders[name] = next
+                    folder = next
+                }
+            }
+            var file = entry
+            file.name = path.lastComponent
+            folder.files.append(file)
+        }
+        // As deep as a path (within PATH_MAX), not as a tree on a drive could be.
+        func entries(_ folder: Folder) -> [Entry] {
+            var out = folder.files
+            for (name, child) in folder.folders {
+                out.append(Entry(name: name, kind: .directory, mtime: Timestamp(seconds: 0), children: entries(child)))
+            }
+            out.sort { $0.name < $1.name }
+            return out
+        }
+        return entries(root)
     }
 
     static func words(_ version: KeptVersion) -> String {

@@ -309,6 +309,7 @@ public final class SyncRunner {
         settings.parallel = connections
         settings.cancellation = options.cancellation
         settings.versions = definition.versions
+        settings.verifyWrites = definition.verify
         let now = Int(FeedbackClock.now().timeIntervalSince1970)
         settings.started = now
         settings.now = now

@@ -34,6 +34,9 @@ public struct EndpointCapabilities: Sendable {
     /// Whether what a run replaces or deletes can be kept in `.plugsync-versions` here
     /// (`Endpoint.receive(_:from:entry:keepingVersion:of:progress:)`, `moveToVersions`).
     public var keepsVersions: Bool
+    /// Whether each file received can be read back before it gets its final name (`verify: true`:
+    /// `ReadableFile.writeCheck`); a run that asks for it elsewhere is refused.
+    public var readsBack: Bool
 
     /// What FAT and exFAT refuse in a name.
     public static let fatForbiddenNameBytes = Array("\"*:<>?\\|".utf8) + Array(1...31)
@@ -42,9 +45,11 @@ public struct EndpointCapabilities: Sendable {
         timePrecision: Int64 = 1, setsModificationTimes: Bool = true, keepsModes: Bool = true,
         keepsSymlinks: Bool = true, isRemote: Bool = false, keepsHardLinks: Bool = false,
         caseInsensitiveNames: Bool = false, maximumPathLength: Int? = nil, serialWrites: Bool = false,
-        forbiddenNameBytes: [UInt8] = [], spreadsWritesOverFolders: Bool = false, keepsVersions: Bool = false
+        forbiddenNameBytes: [UInt8] = [], spreadsWritesOverFolders: Bool = false, keepsVersions: Bool = false,
+        readsBack: Bool = false
     ) {
         self.keepsVersions = keepsVersions
+        self.readsBack = readsBack
         self.timePrecision = timePrecision
         self.setsModificationTimes = setsModificationTimes
         self.keepsModes = keepsModes
@@ -207,6 +212,13 @@ public protocol ReadableFile: AnyObject {
     /// Reads up to `buffer.count` bytes; 0 at the end.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
     func close()
+    /// With `verify: true`, what the destination must pass before the file gets its final name
+    /// (`Endpoint.receive`); nil: nothing to check.
+    var writeCheck: WriteCheck? { get }
+}
+
+extension ReadableFile {
+    public var writeCheck: WriteCheck? { nil }
 }
 
 /// Where files live: a local folder, a folder on a drive, an FTP directory.
@@ -228,6 +240,13 @@ public protocol Endpoint: AnyObject, Sendable {
     /// Writes `file` to `path` atomically and gives it the entry's mtime and mode.
     /// `replacing` says the listing saw a file there (a hint; both cases must work).
     /// `progress` is called with byte counts as they are written.
+    ///
+    /// Reading back (`verify: true`, where `capabilities.readsBack`): when `file.writeCheck` is
+    /// set, the endpoint reads the complete temporary file back, in one place for every way it
+    /// writes (a drive or folder: written out and dropped from the page cache first, so the
+    /// bytes come from the disk; a server: downloaded), and gives it to
+    /// `WriteCheck.compare(readBack:)` before the rename. When that throws, the temporary is
+    /// removed, the final name keeps what it held (no version is kept), and the error is thrown.
     func receive(
         _ path: FileName, from file: ReadableFile, entry: Entry, replacing: Bool, progress: (Int64) -> Void
     ) throws

@@ -21,6 +21,9 @@ public final class Executor: @unchecked Sendable {
     /// Where this run keeps what it replaces or deletes (`.plugsync-versions/<run start>`);
     /// nil keeps nothing.
     public var versionFolder: FileName?
+    /// `verify: true`: each file sent is hashed as it is read, and the destination reads it back
+    /// and compares before it gets its final name (`WriteCheck`).
+    public var verifyWrites = false
 
     public init(
         source: Endpoint, destination: Endpoint, parallelism: Int = 4, observer: SyncObserver,
@@ -353,8 +356,11 @@ public final class Executor: @unchecked Sendable {
 
     /// The destination, when it stages files in batches (an FTP server without TLS).
     private var staging: StagingEndpoint? {
-        // Versions are kept file by file (`receive(…keepingVersion:…)`), not in batches.
-        guard versionFolder == nil, let staging = destination as? StagingEndpoint, staging.stagesInBatches else {
+        // Versions are kept file by file (`receive(…keepingVersion:…)`), not in batches, and a
+        // file read back is checked before its own rename.
+        guard versionFolder == nil, !verifyWrites, let staging = destination as? StagingEndpoint,
+            staging.stagesInBatches
+        else {
             return nil
         }
         return staging
@@ -548,7 +554,8 @@ public final class Executor: @unchecked Sendable {
                 if let owner = source.owner(of: action.path) { try destination.setOwner(action.path, owner) }
                 return
             }
-            let file = try source.openForReading(action.path, entry: entry)
+            let opened = try source.openForReading(action.path, entry: entry)
+            let file: ReadableFile = verifyWrites ? CheckedFile(opened) : opened
             defer { file.close() }
             let replacing = action.destination?.kind == .file
             if let versionFolder, replacing, let old = action.destination {

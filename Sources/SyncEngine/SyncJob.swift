@@ -19,6 +19,8 @@ public struct SyncSettings: Sendable {
     public var cancellation: Cancellation?
     /// Keep what the run replaces or deletes in `.plugsync-versions`, and prune by this.
     public var versions: VersionPolicy?
+    /// Read each copied file back and compare it with what was sent (`verify: true`).
+    public var verifyWrites = false
     /// When the run started (seconds since 1970): its versions folder's name.
     public var started = Int(time(nil))
     /// "Now" for pruning (seconds since 1970); nil: the clock.
@@ -154,6 +156,11 @@ public final class SyncJob: @unchecked Sendable {
                 "the destination \(destination.endpoint.displayName) cannot keep versions yet (versions: is set on the definition); nothing was changed"
             )
         }
+        if settings.verifyWrites && !destination.endpoint.capabilities.readsBack {
+            throw PreconditionError(
+                "the destination \(destination.endpoint.displayName) cannot read back what a run writes yet (verify: true is set on the definition); nothing was changed"
+            )
+        }
         // Safety rail 1: an absent source never empties a mirror.
         if try source.translating({ try source.endpoint.rootState() }) == .missing {
             throw PreconditionError(
@@ -262,6 +269,7 @@ public final class SyncJob: @unchecked Sendable {
         if settings.versions != nil {
             executor.versionFolder = VersionsFolder.runFolder(stamp: VersionsFolder.stamp(settings.started))
         }
+        executor.verifyWrites = settings.verifyWrites
         var statistics = executor.execute(
             plan, temporaryFiles: destinationListing.temporaryFiles,
             temporaryFolders: destinationListing.temporaryFolders, dryRun: settings.dryRun)

@@ -52,6 +52,11 @@ struct DefinitionFlags: ParsableArguments {
         help:
             "Keep what runs replace or delete in .plugsync-versions on the destination: KEEP_DAYS[,KEEP_MIN[,KEEP_MAX]] (defaults 30,3,20; 0 days: never by age, 0 max: no limit; \"off\" keeps none)."
     ) var versions: String?
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Read each file a run copies back from the destination and compare it with what was sent, before it takes the old one's place (default: no)."
+    ) var verify: Bool?
     @Flag(inversion: .prefixedNo, help: "Synchronize subfolders too (default: yes).") var recursive: Bool?
     @Flag(
         name: .customLong("on-mount"), inversion: .prefixedNo,
@@ -101,7 +106,7 @@ struct DefinitionFlags: ParsableArguments {
             maxDelete, maxAge, notifyURL, notifyEvents, before, after, onError, passwordFile, passwordEnv, tls,
             clockDiff, caFile, keyFile, knownHosts, versions,
         ]
-        let flags: [Bool?] = [notifyDesktop, recursive, onMount, passive, unmountAfter, powerOffAfter]
+        let flags: [Bool?] = [notifyDesktop, verify, recursive, onMount, passive, unmountAfter, powerOffAfter]
         return texts.allSatisfy { $0 == nil } && flags.allSatisfy { $0 == nil } && ignore.isEmpty
             && schedule.isEmpty && parallel == nil && enablement == nil
     }
@@ -172,6 +177,7 @@ struct DefinitionFlags: ParsableArguments {
             definition.notify = notify
         }
         if let versions { definition.versions = try Self.versions(versions) }
+        if let verify { definition.verify = verify }
         if let recursive { definition.recursive = recursive }
         if let onMount { definition.onMount = onMount }
         if let parallel {

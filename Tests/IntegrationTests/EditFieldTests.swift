@@ -172,13 +172,14 @@ final class EditFieldTests: IntegrationTestCase {
             "--password-file", path("pw"), "--tls", "implicit", "--no-passive", "--clock-diff", "-3600",
             "--ca-file", "/etc/ssl/certs/ca-certificates.crt", "--parallel", "2", "--before", "echo before",
             "--after", "echo after", "--on-error", "echo failed", "--no-on-mount", "--log-level", "full",
-            "--log-file", path("site.log"), "--notify-desktop")
+            "--log-file", path("site.log"), "--notify-desktop", "--verify")
         assertExit(add, 0)
         let text = try XCTUnwrap(read("plugsync.yaml"))
         for expected in [
             "password_file: \(path("pw"))", "tls: implicit", "passive: false", "clock_diff: -3600",
             "ca_file: /etc/ssl/certs/ca-certificates.crt", "parallel: 2", "before: 'echo before'",
             "after: 'echo after'", "on_error: 'echo failed'", "on_mount: false", "log_level: full", "desktop: true",
+            "verify: true",
         ] {
             XCTAssertTrue(text.contains(expected), "no \(expected)\n\(text)")
         }
@@ -188,7 +189,7 @@ final class EditFieldTests: IntegrationTestCase {
         // Changed and removed again with edit; the password from the environment instead.
         let edit = try plugsync(
             "edit", "site", "--password-env", "SITE_PASSWORD", "--tls", "explicit", "--passive", "--clock-diff",
-            "auto", "--before", "", "--on-mount")
+            "auto", "--before", "", "--on-mount", "--no-verify")
         assertExit(edit, 0)
         let edited = try XCTUnwrap(read("plugsync.yaml"))
         XCTAssertTrue(edited.contains("password_env: SITE_PASSWORD"), edited)
@@ -197,6 +198,7 @@ final class EditFieldTests: IntegrationTestCase {
         XCTAssertFalse(
             edited.contains("passive: false") || edited.contains("clock_diff") || edited.contains("before:"), edited)
         XCTAssertTrue(edited.contains("on_mount: true"), edited)
+        XCTAssertFalse(edited.contains("verify:"), edited)
 
         // SFTP's own fields; FTP's are refused on it.
         assertExit(

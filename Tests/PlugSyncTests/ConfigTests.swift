@@ -184,6 +184,7 @@ final class ConfigTests: XCTestCase {
         assertError(minimal("    type: sync"), line: 7, field: nil, contains: "not one of mirror, backup")
         assertError(minimal("    max_delete: lots"), line: 7, field: nil, contains: "neither a count")
         assertError(minimal("    recursive: maybe"), line: 7, field: nil, contains: "not true or false")
+        assertError(minimal("    verify: yes please"), line: 7, field: nil, contains: "not true or false")
         assertError(
             minimal("    log_level: verbose"), line: 7, field: "definition \"job\": log_level",
             contains: "\"verbose\" is not one of normal, full")
@@ -279,6 +280,7 @@ final class ConfigTests: XCTestCase {
         definition.enabled = false
         definition.parallel = 3
         definition.versions = VersionPolicy(keepDays: 0, keepMin: 1, keepMax: 0)
+        definition.verify = true
         var ftp = FTPSpec(host: "h")
         ftp.port = 2121
         ftp.username = "u"

@@ -189,6 +189,7 @@ final class ManualPageTests: XCTestCase {
                 hooks: {before: 'true', after: 'true', on_error: 'true'}
                 notify: {desktop: false, url: 'https://example.com/x', events: [failure]}
                 versions: {keep_days: 30, keep_min: 3, keep_max: 20}
+                verify: true
                 schedule:
                   - {days: [mon], at: '18:30'}
                   - {month_days: [1], every: 2h, between: '08:00-20:00'}

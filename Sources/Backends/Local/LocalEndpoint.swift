@@ -96,7 +96,8 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             keepsSymlinks: keepsSymlinks, isRemote: false, keepsHardLinks: keepsHardLinks,
             caseInsensitiveNames: caseInsensitiveNames,
             maximumPathLength: Int(PATH_MAX) - 2 - trimmed.utf8.count,  // the root, a slash, a NUL
-            serialWrites: serialWrites, forbiddenNameBytes: forbiddenNameBytes, keepsVersions: true)
+            serialWrites: serialWrites, forbiddenNameBytes: forbiddenNameBytes, keepsVersions: true,
+            readsBack: true)
     }
 
     public var displayName: String { root }
@@ -651,6 +652,10 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         try finishAttributes(fd: fd, path: path, entry: entry)
         try makeDurable(fd: fd, path: path)
         let procPath = "/proc/self/fd/\(fd)"
+        if let check = file.writeCheck {
+            // Unnamed still: read through a descriptor of its own (this one only writes).
+            try readBack(Glibc.open(procPath, O_RDONLY | O_CLOEXEC), path: path, check: check)
+        }
         let name = path.lastComponent
         let linked = name.withCString { linkat(AT_FDCWD, procPath, dirfd, $0, AT_SYMLINK_FOLLOW) }
         if linked == 0 {
@@ -674,10 +679,24 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
         }
     }
 
+    /// Reads a file just written back through `fd` (a new descriptor of it, closed here), from
+    /// the disk: what is dirty is written out and the file's pages dropped from the page cache
+    /// first (`WriteCheck.dropCachedPages`), so a block the drive stored wrongly, or data that
+    /// never reached it, shows. The one place a local folder or a drive reads back
+    /// (`verify: true`), for every way it writes.
+    private func readBack(_ fd: Int32, path: FileName, check: WriteCheck) throws {
+        if fd < 0 { throw ReadBackFailed("\(SystemError("open", path: display(path), errno: errno))") }
+        let copy = LocalFile(fd: fd, path: display(path))
+        defer { copy.close() }
+        WriteCheck.dropCachedPages(fd)
+        try check.compare(readBack: copy)
+    }
+
     /// Gives a file the source file's owner and group (`LocalFile.owner`), where modes are kept.
     /// Before the mode: a change of owner clears setuid and setgid.
     private func applyOwner(fd: Int32, path: FileName, from file: ReadableFile) throws {
-        guard capabilities.keepsModes, let owner = (file as? LocalFile)?.owner else { return }
+        let local = (file as? LocalFile) ?? ((file as? CheckedFile)?.original as? LocalFile)
+        guard capabilities.keepsModes, let owner = local?.owner else { return }
         // A new file is ours already: no call for the common case of root's own files.
         if owner == Self.runningAs { return }
         if fchown(fd, owner.uid, owner.gid) != 0 { throw SystemError("chown", path: display(path), errno: errno) }
@@ -737,6 +756,16 @@ public final class LocalEndpoint: Endpoint, @unchecked Sendable {
             let code = errno
             removeTemporary()
             throw SystemError("set time", path: display(path), errno: code)
+        }
+        if let check = file.writeCheck {
+            do {
+                try readBack(
+                    tmpName.withCString { openat(dirfd, $0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }, path: temporary,
+                    check: check)
+            } catch {
+                removeTemporary()
+                throw error
+            }
         }
         if let version {
             do {

@@ -39,7 +39,7 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
     public var capabilities: EndpointCapabilities {
         EndpointCapabilities(
             timePrecision: 1_000_000_000, setsModificationTimes: true, keepsModes: true, keepsSymlinks: true,
-            isRemote: true, keepsVersions: true)
+            isRemote: true, keepsVersions: true, readsBack: true)
     }
 
     /// Logs in (one connection; the host key is checked). Throws `SFTPError`.
@@ -204,8 +204,13 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
         let rename = "rename \(quotedTemporary) \(SFTPConnection.quoted(absolute(path)))"
         do {
             try pool.with { connection in
-                try upload(
-                    path, to: temporary, from: file, entry: entry, then: [rename], connection, progress: progress)
+                guard let check = file.writeCheck else {
+                    return try upload(
+                        path, to: temporary, from: file, entry: entry, then: [rename], connection, progress: progress)
+                }
+                try upload(path, to: temporary, from: file, entry: entry, then: [], connection, progress: progress)
+                try readBack(temporary, check, connection)
+                try connection.run([rename], about: path)
             }
         } catch let error as SFTPError where Self.renameFailed(error) {
             try replace(path, with: temporary)
@@ -239,6 +244,21 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
                 sent += Int64(n)
                 progress(Int64(n))
                 return n
+            }
+        }
+    }
+
+    /// With `verify: true` (`check`): downloads the file just uploaded under its temporary name
+    /// and has it compared with what was sent, before it is renamed (the caller removes the
+    /// temporary file when this throws). The one place this endpoint reads back.
+    func readBack(_ temporary: FileName, _ check: WriteCheck?, _ connection: SFTPConnection) throws {
+        guard let check else { return }
+        try check.compare { consume in
+            try withoutActuallyEscaping(consume) { consume in
+                try connection.download(temporary) { buffer in
+                    consume(buffer)
+                    return true
+                }
             }
         }
     }
@@ -489,6 +509,7 @@ extension SFTPEndpoint {
         do {
             try pool.with { connection in
                 try upload(path, to: temporary, from: file, entry: entry, then: [], connection, progress: progress)
+                try readBack(temporary, file.writeCheck, connection)  // a copy that differs moves nothing
                 do {
                     try moveOnServer(path, to: version, connection)
                 } catch let error where EndpointErrorKind.of(error) == .notFound {

@@ -87,7 +87,8 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     public var capabilities: EndpointCapabilities {
         EndpointCapabilities(
             timePrecision: 1_000_000_000, setsModificationTimes: setter != .none, keepsModes: false,
-            keepsSymlinks: false, isRemote: true, spreadsWritesOverFolders: true, keepsVersions: true)
+            keepsSymlinks: false, isRemote: true, spreadsWritesOverFolders: true, keepsVersions: true,
+            readsBack: true)
     }
 
     // MARK: run preparation
@@ -1082,10 +1083,32 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             let replies = try upload(
                 names.temporary[0], file, entry, progress, after: afterUpload(staged[0], names, 0, size: true),
                 connection)
+            try readBack(names, entry, file.writeCheck, connection)
             var results: [Error?] = [nil]
             var open: Set<Int> = [0]
             try putInPlace(staged, names, sizes: [nil], replies: [.success(replies)], &results, &open, connection)
             if let error = results[0] { throw error }
+        }
+    }
+
+    /// With `verify: true` (`check`): downloads the file just uploaded under its temporary name
+    /// (the first of `names`) and has it compared with what was sent, before anything is renamed;
+    /// when it differs or cannot be read, the temporary file is removed. The one place this
+    /// endpoint reads back: a run that verifies puts each file in place on its own (`receive`),
+    /// not in batches (`commit`).
+    private func readBack(_ names: Names, _ entry: Entry, _ check: WriteCheck?, _ connection: FTPConnection) throws {
+        guard let check else { return }
+        do {
+            let download = try connection.download(names.temporary[0].bytes, size: entry.size)
+            let file = RemoteFile(
+                download: download, expected: entry.size,
+                display: options.display + "/" + names.temporary[0].description
+            ) {}
+            defer { file.close() }
+            try check.compare(readBack: file)
+        } catch {
+            _ = try? connection.command([Array("*DELE ".utf8) + names.temporaryPaths[0]])
+            throw error
         }
     }
 
@@ -1753,6 +1776,8 @@ extension FTPEndpoint {
             if let reply = replies.first, reply.code == 213, let size = Int64(reply.text.trimmingSpaces) {
                 complete = size == entry.size
             }
+            // A copy that does not read back as sent moves nothing either.
+            if complete { try readBack(names, entry, file.writeCheck, connection) }
             if complete {
                 do {
                     try moveOnServer(path, to: version, connection)
@@ -1817,6 +1842,7 @@ extension FTPEndpoint {
                 var pending: [(folder: FileName, path: [Int])] = [(top, [])]
                 while let (folder, position) = pending.popLast() {
                     var entries: [Entry] = []
+                    var coarseHere: [(FileName, Int64)] = []
                     for item in try self.entries(of: folder, connection) {
                         guard FTPListingParser.isSafeName(item.name),
                             !item.name.starts(with: ListingFilter.temporaryPrefix)
@@ -1824,10 +1850,18 @@ extension FTPEndpoint {
                         let name = FileName(bytes: item.name)
                         let mtime = Timestamp(seconds: item.time - clockOffset)
                         switch item.kind {
-                        case .file: entries.append(Entry(name: name, kind: .file, size: item.size, mtime: mtime))
+                        case .file:
+                            entries.append(Entry(name: name, kind: .file, size: item.size, mtime: mtime))
+                            // A coarse time is made exact on demand (`refineTimes`: a restore).
+                            if item.precision > 1 {
+                                coarseHere.append((relative(folder).appending(name), item.precision))
+                            }
                         case .directory: entries.append(Entry(name: name, kind: .directory, mtime: mtime, children: []))
                         default: continue
                         }
+                    }
+                    if !coarseHere.isEmpty {
+                        state.withLock { for (path, width) in coarseHere { coarse[path] = width } }
                     }
                     entries.sortByName()
                     for index in entries.indices where entries[index].kind == .directory {
