@@ -146,4 +146,40 @@ final class SFTPTests: IntegrationTestCase {
                 FileManager.default.fileExists(atPath: server.home + "/" + folder), "nothing was written\n\(result)")
         }
     }
+
+    /// A server that takes the connection and never says a word (no SSH banner) is given up
+    /// after the timeout: the run is refused, it does not hang.
+    func testSilentServerRefusesTheRunAfterTheTimeout() throws {
+        try write("src/a.txt", "alpha\n")
+        // A listening socket nobody answers on: the kernel completes the connection.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(listener, 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+                bind(listener, pointer, length) == 0 && listen(listener, 8) == 0
+                    && getsockname(listener, pointer, &length) == 0
+            }
+        }
+        XCTAssertTrue(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        try writeConfig(
+            definition(
+                "silent", source: ["  local: '\(path("src"))'"],
+                destination: [
+                    "  sftp:", "    server: 127.0.0.1:\(port)", "    username: \(server.user)",
+                    "    known_hosts: '\(server.knownHosts)'", "    key_file: '\(server.keyFile)'",
+                    "    directory: '\(folder)'",
+                ]))
+        let started = Date()
+        let result = try plugsync(arguments: ["run", "silent"], environment: ["PLUGSYNC_FTP_TIMEOUT": "2"])
+        let seconds = Date().timeIntervalSince(started)
+        XCTAssertEqual(result.status, 3, "\(result)")
+        XCTAssertTrue(result.stderr.contains("cannot be reached"), "\(result)")
+        XCTAssertLessThan(seconds, 20, "given up after the timeout\n\(result)")
+    }
 }
