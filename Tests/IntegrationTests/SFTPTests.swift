@@ -182,4 +182,41 @@ final class SFTPTests: IntegrationTestCase {
         XCTAssertTrue(result.stderr.contains("cannot be reached"), "\(result)")
         XCTAssertLessThan(seconds, 20, "given up after the timeout\n\(result)")
     }
+
+    /// A tree of many folders is listed on several connections at once: every file is seen
+    /// (a second run copies nothing, the way back brings all of them), deletions reach every
+    /// folder.
+    func testManyFoldersListedOnSeveralConnections() throws {
+        var files: [String] = []
+        for top in 0..<6 {
+            for sub in 0..<5 {
+                let name = "src/t\(top)/s\(sub)/f.txt"
+                try write(name, "\(top)-\(sub)\n")
+                files.append(name)
+            }
+            try write("src/t\(top)/top.txt", "\(top)\n")
+            files.append("src/t\(top)/top.txt")
+        }
+        try writeConfig(
+            definition("up", source: ["  local: '\(path("src"))'"], destination: sftp(directory: folder + "/many")),
+            definition("down", source: sftp(directory: folder + "/many"), destination: ["  local: '\(path("back"))'"]))
+        let first = try run("up")
+        XCTAssertEqual(first.status, 0, "\(first)")
+        XCTAssertEqual(first.actions("Uploading").count, files.count, "\(first)")
+        let second = try run("up", "-v")
+        XCTAssertEqual(second.status, 0, "\(second)")
+        XCTAssertEqual(second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second)")
+        XCTAssertEqual(second.actions.count, files.count, "\(second)")
+        try FileManager.default.removeItem(atPath: path("src/t5/s4/f.txt"))
+        let third = try run("up")
+        XCTAssertEqual(third.status, 0, "\(third)")
+        XCTAssertEqual(third.actions("Deleting").count, 1, "\(third)")
+        let down = try run("down")
+        XCTAssertEqual(down.status, 0, "\(down)")
+        for name in files where name != "src/t5/s4/f.txt" {
+            let back = "back/" + name.dropFirst(4)
+            XCTAssertEqual(try String(contentsOfFile: path(back)), try String(contentsOfFile: path(name)), back)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("back/t5/s4/f.txt")))
+    }
 }

@@ -82,27 +82,49 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
     }
 
     /// The listing of `top` (relative to the root; nothing when it is missing) and, when
-    /// `recursive`, of every folder below it. The folders below are read several at once, each
-    /// on a connection of the pool. A folder below the top that cannot be listed is an error
-    /// of the listing, not of the run; one gone since its parent was listed is left out.
+    /// `recursive`, of every folder below it. The first folders are read on one connection,
+    /// until there are enough to share; then they are read several at once, each on a
+    /// connection of the pool (a small tree opens no other connection). A folder below the top
+    /// that cannot be listed is an error of the listing, not of the run; one gone since its
+    /// parent was listed is left out.
     private func listTree(_ top: FileName, recursive: Bool, _ filter: ListingFilter) -> Listing {
         var listing = Listing()
         var folders: [FileName: [Entry]] = [:]
         var gone = Set<FileName>()
         var pending: [FileName] = []
-        func record(_ part: FolderListing, _ folder: FileName) {
-            folders[folder] = part.entries
-            listing.temporaryFiles += part.temporaryFiles
-            listing.errors += part.errors
-            if recursive {
-                for entry in part.entries where entry.kind == .directory {
-                    pending.append(folder.appending(entry.name))
+        /// Takes in a folder's listing; returns the error that ends the whole listing, if any.
+        func absorb(_ result: Result<FolderListing, Error>, _ folder: FileName) -> Error? {
+            switch result {
+            case .success(let part):
+                folders[folder] = part.entries
+                listing.temporaryFiles += part.temporaryFiles
+                listing.errors += part.errors
+                if recursive {
+                    for entry in part.entries where entry.kind == .directory {
+                        pending.append(folder.appending(entry.name))
+                    }
                 }
+            case .failure(let error as SFTPError) where error.kind == .notFound: gone.insert(folder)
+            case .failure(let error as SFTPError) where error.kind != .connection: listing.errors.append(error)
+            case .failure(let error): return error
             }
+            return nil
         }
         do {
-            record(try pool.with { try folderListing(top, filter, $0) }, top)
-        } catch let error as SFTPError where error.kind == .notFound {
+            try pool.with { connection in
+                let part = try folderListing(top, filter, connection)
+                _ = absorb(.success(part), top)
+                var next = 0
+                while next < pending.count && pending.count - next < 2 * pool.size {
+                    let folder = pending[next]
+                    next += 1
+                    if let error = absorb(Result { try folderListing(folder, filter, connection) }, folder) {
+                        throw error
+                    }
+                }
+                pending.removeFirst(next)
+            }
+        } catch let error as SFTPError where error.kind == .notFound && folders[top] == nil {
             return Listing()
         } catch {
             listing.errors.append(error)
@@ -128,13 +150,7 @@ public final class SFTPEndpoint: Endpoint, @unchecked Sendable {
                             let result = Result { try folderListing(folder, filter, connection) }
                             condition.lock()
                             busy -= 1
-                            switch result {
-                            case .success(let part): record(part, folder)
-                            case .failure(let error as SFTPError) where error.kind == .notFound: gone.insert(folder)
-                            case .failure(let error as SFTPError) where error.kind != .connection:
-                                listing.errors.append(error)
-                            case .failure(let error): failure = error
-                            }
+                            if let error = absorb(result, folder) { failure = error }
                             condition.broadcast()
                         }
                     }
