@@ -4,10 +4,10 @@ import PackageDescription
 // Layers: each target depends only on the ones below it (docs/ARCHITECTURE.md).
 //   plugsync (CLI) -> PlugSync -> backends -> SyncEngine -> SystemSupport;
 //   the CLI imports PlugSync and SystemSupport only (PlugSync/EngineTypes.swift);
-//   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl, SFTPBackend -> CCurl;
+//   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl, SFTPBackend -> CSSH2;
 //   PlugSync -> Devices -> CUdev, SystemSupport; PlugSync -> CCurl (pings), Prometheus (the metrics file);
 //   PlugSync -> DesktopNotifications (Sources/Notifications) -> CSystemd, SystemSupport;
-//   C shims: CCurl (libcurl), CTLS (libssl), CUdev (libudev), CSQLite, CYAML (libyaml), CSystemd (libsystemd, loaded with dlopen), CPosix
+//   C shims: CCurl (libcurl), CSSH2 (libssh2), CTLS (libssl), CUdev (libudev), CSQLite, CYAML (libyaml), CSystemd (libsystemd, loaded with dlopen), CPosix
 let package = Package(
     name: "plugsync",
     platforms: [.macOS(.v13)],
@@ -38,9 +38,13 @@ let package = Package(
             path: "Sources/Notifications"),
         .target(name: "Devices", dependencies: ["CUdev", "SystemSupport"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
-        // libcurl is loaded with dlopen at the first FTP or SFTP connection or ping (CCurl.h says why).
+        // libcurl is loaded with dlopen at the first FTP connection or ping (CCurl.h says why).
         .target(
             name: "CCurl", path: "Sources/CCurl", cSettings: [.define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("dl")]),
+        // libssh2 likewise, at the first SFTP connection (CSSH2.h; headers from libssh2-1-dev).
+        .target(
+            name: "CSSH2", path: "Sources/CSSH2", cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [.linkedLibrary("dl")]),
         // libssl likewise, at the first TLS connection of the FTP client (CTLS.h).
         .target(name: "CTLS", path: "Sources/CTLS", linkerSettings: [.linkedLibrary("dl")]),
@@ -55,7 +59,7 @@ let package = Package(
             name: "FTPBackend", dependencies: ["SyncEngine", "SystemSupport", "CurlFTP"],
             path: "Sources/Backends/FTP/Endpoint"),
         .target(
-            name: "SFTPBackend", dependencies: ["SyncEngine", "SystemSupport", "CCurl"], path: "Sources/Backends/SFTP"),
+            name: "SFTPBackend", dependencies: ["SyncEngine", "SystemSupport", "CSSH2"], path: "Sources/Backends/SFTP"),
         .target(
             name: "PlugSync",
             dependencies: [

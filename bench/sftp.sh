@@ -27,7 +27,8 @@
 # (default bench/data), BENCH_SEED (default 20240601), BENCH_TIMEOUT (seconds per run, default
 # 1800; a run killed by it counts as failed, exit 124). The server runs with
 # PLUGSYNC_SSH_PORT=2962 and state in /tmp/plugsync-sshd-bench, apart from the tests' sshd (both
-# overridable); logins by key only, the host key checked against the fixture's known_hosts.
+# overridable), in the folder BENCH_SFTP_FOLDER (default plugsync-bench-sftp) of its login
+# folder; logins by key only, the host key checked against the fixture's known_hosts.
 set -euo pipefail
 export LC_ALL=C
 
@@ -222,8 +223,9 @@ field() { echo "$info" | sed -n "s/^$1=//p"; }
 PORT=$(field PORT); SSH_USER=$(field USER); KEY=$(field KEY); KNOWN_HOSTS=$(field KNOWN_HOSTS)
 SFTPLOG=$(field STATE)/sftp.log
 : >"$SFTPLOG"  # this run's operations only
-# The bench's folders, in the login folder (which the tests' sshd shares: they use others).
-BASE=plugsync-bench-sftp
+# The bench's folders, in the login folder (which the tests' sshd shares: they use others;
+# BENCH_SFTP_FOLDER names another one, for two benches at once).
+BASE=${BENCH_SFTP_FOLDER:-plugsync-bench-sftp}
 ROOT=$(field HOME)/$BASE
 rm -rf "$ROOT"; install -d -o "$SSH_USER" "$ROOT"
 if [ "$tmpfs" = yes ]; then

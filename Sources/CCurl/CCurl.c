@@ -177,31 +177,4 @@ CURLcode ccurl_verbose_without_secrets(CURL *handle) {
 
 CURLcode ccurl_easy_perform(CURL *handle) { return curl.easy_perform(handle); }
 
-curl_off_t ccurl_filetime(CURL *handle) {
-    curl_off_t time = -1;
-    if (curl.easy_getinfo(handle, CURLINFO_FILETIME_T, &time) != CURLE_OK) return -1;
-    return time;
-}
-
-curl_off_t ccurl_content_length(CURL *handle) {
-    curl_off_t size = -1;
-    if (curl.easy_getinfo(handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &size) != CURLE_OK) return -1;
-    return size;
-}
-
-static int ccurl_known_host(CURL *handle, const struct curl_khkey *known, const struct curl_khkey *found,
-                            enum curl_khmatch match, void *user) {
-    (void)handle;
-    (void)known;
-    (void)found;
-    *(int *)user = (int)match;
-    return match == CURLKHMATCH_OK ? CURLKHSTAT_FINE : CURLKHSTAT_REJECT;
-}
-
-CURLcode ccurl_ssh_known_hosts_strict(CURL *handle, int *match) {
-    CURLcode code = curl.easy_setopt(handle, CURLOPT_SSH_KEYFUNCTION, ccurl_known_host);
-    if (code != CURLE_OK) return code;
-    return curl.easy_setopt(handle, CURLOPT_SSH_KEYDATA, (void *)match);
-}
-
 const size_t ccurl_readfunc_abort = CURL_READFUNC_ABORT;

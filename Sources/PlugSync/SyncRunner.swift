@@ -256,17 +256,19 @@ public final class SyncRunner {
         return outcome
     }
 
-    /// Starts loading libcurl on another thread when a definition has a server, so that its
-    /// first login does not wait for the loader: call it as soon as the definitions are known
-    /// (`run` calls it too, for the agent's runs; a library loads once).
+    /// Starts loading libcurl on another thread when a definition has an FTP server, so that
+    /// its first login does not wait for the loader: call it as soon as the definitions are
+    /// known (`run` calls it too, for the agent's runs; a library loads once). An SFTP server
+    /// needs no libcurl.
     public static func loadLibraries(for definitions: [Definition]) {
-        if definitions.contains(where: { $0.source.location.isRemote || $0.destination.location.isRemote }) {
+        func isFTP(_ side: Location) -> Bool { side.server.map { $0.key.hasPrefix("ftp") } ?? false }
+        if definitions.contains(where: { isFTP($0.source.location) || isFTP($0.destination.location) }) {
             FTPConnection.loadLibraryInBackground()
         }
     }
 
     /// Before the command line is parsed: a `plugsync run` whose definitions file (`path`, or
-    /// the default one) mentions `ftp` starts loading libcurl at once, 2-3 ms before the
+    /// the default one) mentions `ftp` (not as part of `sftp`) starts loading libcurl at once, 2-3 ms before the
     /// definitions are read and checked (the loader then has a core to itself). Only a head
     /// start: a file that mentions `ftp` without a server costs a library loaded for nothing,
     /// and `loadLibraries(for:)` decides as before.
@@ -278,7 +280,7 @@ public final class SyncRunner {
     /// during the load can crash), a few milliseconds at most.
     public static func finishLoadingLibraries() { FTPConnection.waitForBackgroundLoad() }
 
-    /// The definitions file holds `ftp` somewhere.
+    /// The definitions file holds `ftp` somewhere, other than in `sftp`.
     static func mentionsServers(definitionsFile path: String?) -> Bool {
         // Only a regular file is read: a FIFO put there would block before the load refuses it.
         let file = path ?? DefinitionsFile.defaultPath()
@@ -286,7 +288,12 @@ public final class SyncRunner {
         guard stat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG,
             let text = Posix.readFile(file, limit: 1 << 20)
         else { return false }
-        return text.firstRange(of: Array("ftp".utf8)) != nil
+        var from = text.startIndex
+        while let found = text[from...].firstRange(of: Array("ftp".utf8)) {
+            if found.lowerBound == text.startIndex || text[found.lowerBound - 1] != UInt8(ascii: "s") { return true }
+            from = found.upperBound
+        }
+        return false
     }
 
     /// The drive a run found, once its endpoints are resolved.

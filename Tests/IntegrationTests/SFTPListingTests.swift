@@ -3,40 +3,38 @@ import XCTest
 
 @testable import SFTPBackend
 
-/// The long listing of an SFTP folder (OpenSSH's `ls -l` lines, a link's target added by curl).
+/// What an SFTP listing's attributes (OpenSSH sends an lstat's) say of an entry, and what the
+/// server's status codes mean to a run.
 final class SFTPListingTests: XCTestCase {
-    func testLines() {
-        let text = """
-            drwxr-xr-x    3 ana      ana          4096 Dec  3 03:35 .
-            drwxr-xr-x    9 root     root         4096 Jan  1  2025 ..
-            -rw-r-----    1 ana      ana             6 Sep 13  2020 a.txt
-            -rwsr-sr-T    1 ana      ana          1234 Dec  3 03:35  leading space and -> arrow
-            drwx------    2 ana      ana          4096 Dec  3 03:35 sub folder
-            lrwxrwxrwx    1 ana      ana             5 Dec  3 03:35 link -> a.txt
-            srwxr-xr-x    1 ana      ana             0 Dec  3 03:35 socket
-            not a listing line
-
-            """
-        let (entries, unreadable) = SFTPListingParser.parse(Array(text.utf8))
-        XCTAssertEqual(unreadable, 2)
+    func testAttributes() {
+        let all: UInt = 0x1 | 0x4 | 0x8  // size, permissions, times
         XCTAssertEqual(
-            entries,
-            [
-                SFTPListedEntry(name: Array("a.txt".utf8), kind: .file, size: 6, mode: 0o640, linkTarget: nil),
-                SFTPListedEntry(
-                    name: Array(" leading space and -> arrow".utf8), kind: .file, size: 1234, mode: 0o7754,
-                    linkTarget: nil),
-                SFTPListedEntry(
-                    name: Array("sub folder".utf8), kind: .directory, size: 0, mode: 0o700, linkTarget: nil),
-                SFTPListedEntry(
-                    name: Array("link".utf8), kind: .symlink, size: 0, mode: 0o777, linkTarget: Array("a.txt".utf8)),
-            ])
+            SFTPAttributes(flags: all, permissions: 0o100640, size: 6, mtime: 1_600_000_000),
+            SFTPAttributes(kind: .file, size: 6, mode: 0o640, mtime: 1_600_000_000))
+        XCTAssertEqual(
+            SFTPAttributes(flags: all, permissions: 0o107754, size: 1234, mtime: 7),
+            SFTPAttributes(kind: .file, size: 1234, mode: 0o7754, mtime: 7), "set-id and sticky bits are kept")
+        XCTAssertEqual(
+            SFTPAttributes(flags: all, permissions: 0o040700, size: 4096, mtime: 9),
+            SFTPAttributes(kind: .directory, size: 0, mode: 0o700, mtime: 9), "a folder's size is no file size")
+        XCTAssertEqual(
+            SFTPAttributes(flags: all, permissions: 0o120777, size: 5, mtime: 9),
+            SFTPAttributes(kind: .symlink, size: 0, mode: 0o777, mtime: 9))
+        for other: UInt in [0o140755, 0o020644, 0o060644, 0o010644] {
+            XCTAssertNil(SFTPAttributes(flags: all, permissions: other, size: 0, mtime: 0).kind, "\(other)")
+        }
+        // Without permissions the kind is unknown; without times there is no time.
+        XCTAssertNil(SFTPAttributes(flags: 0x1 | 0x8, permissions: 0o100644, size: 3, mtime: 1).kind)
+        XCTAssertNil(SFTPAttributes(flags: 0x1 | 0x4, permissions: 0o100644, size: 3, mtime: 1).mtime)
+        XCTAssertEqual(SFTPAttributes(flags: 0x4 | 0x8, permissions: 0o100644, size: 3, mtime: 1).size, 0)
     }
 
-    func testCommandArguments() {
-        XCTAssertEqual(SFTPConnection.quoted(FileName("d/it's \"q\" \\ x")), "\"d/it's \\\"q\\\" \\\\ x\"")
-        XCTAssertEqual(SFTPConnection.quoted(.empty), "\".\"")
-        XCTAssertEqual(SFTPConnection.httpDate(1_600_000_000), "Sun, 13 Sep 2020 12:26:40 GMT")
-        XCTAssertEqual(SFTPConnection.percentEncoded(Array("a b/ü%#?".utf8)), "a%20b/%C3%BC%25%23%3F")
+    func testStatusCodes() {
+        XCTAssertEqual(SFTPConnection.meaning(ofStatus: 2).0, .notFound)
+        XCTAssertEqual(SFTPConnection.meaning(ofStatus: 10).0, .notFound)
+        XCTAssertEqual(SFTPConnection.meaning(ofStatus: 3).0, .refused)
+        XCTAssertEqual(SFTPConnection.meaning(ofStatus: 4).0, .refused)
+        XCTAssertEqual(SFTPConnection.meaning(ofStatus: 7).0, .connection)
+        XCTAssertEqual(SFTPConnection.meaning(ofStatus: 99).1, "the server refused it (SFTP status 99)")
     }
 }

@@ -146,4 +146,77 @@ final class SFTPTests: IntegrationTestCase {
                 FileManager.default.fileExists(atPath: server.home + "/" + folder), "nothing was written\n\(result)")
         }
     }
+
+    /// A server that takes the connection and never says a word (no SSH banner) is given up
+    /// after the timeout: the run is refused, it does not hang.
+    func testSilentServerRefusesTheRunAfterTheTimeout() throws {
+        try write("src/a.txt", "alpha\n")
+        // A listening socket nobody answers on: the kernel completes the connection.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(listener, 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+                bind(listener, pointer, length) == 0 && listen(listener, 8) == 0
+                    && getsockname(listener, pointer, &length) == 0
+            }
+        }
+        XCTAssertTrue(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        try writeConfig(
+            definition(
+                "silent", source: ["  local: '\(path("src"))'"],
+                destination: [
+                    "  sftp:", "    server: 127.0.0.1:\(port)", "    username: \(server.user)",
+                    "    known_hosts: '\(server.knownHosts)'", "    key_file: '\(server.keyFile)'",
+                    "    directory: '\(folder)'",
+                ]))
+        let started = Date()
+        let result = try plugsync(arguments: ["run", "silent"], environment: ["PLUGSYNC_FTP_TIMEOUT": "2"])
+        let seconds = Date().timeIntervalSince(started)
+        XCTAssertEqual(result.status, 3, "\(result)")
+        XCTAssertTrue(result.stderr.contains("cannot be reached"), "\(result)")
+        XCTAssertLessThan(seconds, 20, "given up after the timeout\n\(result)")
+    }
+
+    /// A tree of many folders is listed on several connections at once: every file is seen
+    /// (a second run copies nothing, the way back brings all of them), deletions reach every
+    /// folder.
+    func testManyFoldersListedOnSeveralConnections() throws {
+        var files: [String] = []
+        for top in 0..<6 {
+            for sub in 0..<5 {
+                let name = "src/t\(top)/s\(sub)/f.txt"
+                try write(name, "\(top)-\(sub)\n")
+                files.append(name)
+            }
+            try write("src/t\(top)/top.txt", "\(top)\n")
+            files.append("src/t\(top)/top.txt")
+        }
+        try writeConfig(
+            definition("up", source: ["  local: '\(path("src"))'"], destination: sftp(directory: folder + "/many")),
+            definition("down", source: sftp(directory: folder + "/many"), destination: ["  local: '\(path("back"))'"]))
+        let first = try run("up")
+        XCTAssertEqual(first.status, 0, "\(first)")
+        XCTAssertEqual(first.actions("Uploading").count, files.count, "\(first)")
+        let second = try run("up", "-v")
+        XCTAssertEqual(second.status, 0, "\(second)")
+        XCTAssertEqual(second.actions.filter { !$0.hasPrefix("Skipping ") }, [], "\(second)")
+        XCTAssertEqual(second.actions.count, files.count, "\(second)")
+        try FileManager.default.removeItem(atPath: path("src/t5/s4/f.txt"))
+        let third = try run("up")
+        XCTAssertEqual(third.status, 0, "\(third)")
+        XCTAssertEqual(third.actions("Deleting").count, 1, "\(third)")
+        let down = try run("down")
+        XCTAssertEqual(down.status, 0, "\(down)")
+        for name in files where name != "src/t5/s4/f.txt" {
+            let back = "back/" + name.dropFirst(4)
+            XCTAssertEqual(try String(contentsOfFile: path(back)), try String(contentsOfFile: path(name)), back)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("back/t5/s4/f.txt")))
+    }
 }

@@ -1,4 +1,4 @@
-import CCurl
+import CSSH2
 import SyncEngine
 
 #if canImport(Glibc)
@@ -47,7 +47,7 @@ public struct SFTPError: Error, CustomStringConvertible, Sendable {
         case notFound
         /// The server refused the operation.
         case refused
-        /// Here, not on the server (a source that could not be read, libcurl missing).
+        /// Here, not on the server (a source that could not be read, libssh2 missing).
         case local
     }
     public var kind: Kind
@@ -70,288 +70,363 @@ extension SFTPError: EndpointFailure {
     }
 }
 
-/// One SSH connection's SFTP session, through a libcurl easy handle that keeps it open between
-/// requests. Not thread-safe: one thread uses it at a time (`SFTPPool`).
+/// What the server says of an entry (a stat's or a listing's attributes).
+struct SFTPAttributes: Equatable {
+    /// nil: neither a file, a folder nor a symbolic link (a device, a socket).
+    var kind: EntryKind?
+    /// A file's size (0 for the rest).
+    var size: Int64
+    /// The permission bits.
+    var mode: UInt32
+    /// Seconds; nil where the server gave no time.
+    var mtime: Int64?
+
+    init(kind: EntryKind?, size: Int64, mode: UInt32, mtime: Int64?) {
+        self.kind = kind
+        self.size = size
+        self.mode = mode
+        self.mtime = mtime
+    }
+
+    /// From the attributes of an SFTP reply: the kind from the permissions' type bits.
+    init(flags: UInt, permissions: UInt, size: UInt64, mtime: UInt) {
+        let hasPermissions = flags & UInt(LIBSSH2_SFTP_ATTR_PERMISSIONS) != 0
+        switch permissions & 0o170000 {
+        case _ where !hasPermissions: kind = nil
+        case 0o100000: kind = .file
+        case 0o040000: kind = .directory
+        case 0o120000: kind = .symlink
+        default: kind = nil
+        }
+        self.size = kind == .file && flags & UInt(LIBSSH2_SFTP_ATTR_SIZE) != 0 ? Int64(clamping: size) : 0
+        self.mode = hasPermissions ? UInt32(permissions & 0o7777) : 0
+        self.mtime = flags & UInt(LIBSSH2_SFTP_ATTR_ACMODTIME) != 0 ? Int64(mtime) : nil
+    }
+
+    init(_ attributes: LIBSSH2_SFTP_ATTRIBUTES) {
+        self.init(
+            flags: attributes.flags, permissions: attributes.permissions, size: UInt64(attributes.filesize),
+            mtime: attributes.mtime)
+    }
+}
+
+/// A folder's entry as the server lists it.
+struct SFTPListedEntry: Equatable {
+    var name: [UInt8]
+    var attributes: SFTPAttributes
+}
+
+/// An open remote file of an `SFTPConnection`.
+struct SFTPFile {
+    fileprivate let handle: OpaquePointer
+}
+
+/// One SSH connection's SFTP session, through libssh2 (blocking calls, each bounded by the
+/// stall timeout). Not thread-safe: one thread uses it at a time (`SFTPPool`). Once a request
+/// failed for the connection's sake (a timeout, a broken socket), `broken` is set and the pool
+/// drops the connection.
 ///
-/// Paths are relative to the login folder. A request's URL is `sftp://host/~/path`; the
-/// commands curl sends before or after a request (QUOTE, POSTQUOTE: mkdir, rm, rmdir, rename,
-/// chmod, mtime) take the same path in double quotes, which the server resolves from the login
-/// folder too.
+/// Paths are relative to the login folder, from where the server resolves them (`.` for it).
 final class SFTPConnection {
     let options: SFTPOptions
-    private let easy: UnsafeMutableRawPointer
-    private let errorBuffer: UnsafeMutablePointer<CChar>
-    private let hostKeyMatch: UnsafeMutablePointer<Int32>
-    private var lists: [UnsafeMutablePointer<curl_slist>] = []
+    private var connection = cssh2_connection()
+    private(set) var broken = false
+    /// The uploads' buffer, made at the first upload.
+    private var buffer: UnsafeMutableRawBufferPointer?
+    /// What an upload hands libssh2 at once: it sends it in several write requests without
+    /// waiting for each one's answer.
+    static let uploadBuffer = 1 << 20
 
-    // The request in progress, for the callbacks.
-    fileprivate var body: [UInt8] = []
-    fileprivate var sink: ((UnsafeRawBufferPointer) -> Bool)?
-    fileprivate var source: ((UnsafeMutableRawBufferPointer) throws -> Int)?
-    fileprivate var callbackError: Error?
-
+    /// Connects, checks the host key and logs in.
     init(_ options: SFTPOptions) throws {
-        guard ccurl_global_init() == CURLE_OK else {
-            throw SFTPError(.local, String(cString: ccurl_load_error()))
-        }
-        guard let easy = ccurl_easy_init() else { throw SFTPError(.local, "cannot initialize libcurl") }
         self.options = options
-        self.easy = easy
-        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
-        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
-        hostKeyMatch = .allocate(capacity: 1)
-        hostKeyMatch.initialize(to: -1)
-    }
-
-    deinit {
-        ccurl_easy_cleanup(easy)
-        freeLists()
-        errorBuffer.deallocate()
-        hostKeyMatch.deallocate()
-    }
-
-    /// Logs in (a request that only lists the login folder's own entry).
-    func open() throws {
-        _ = try stat(.empty, what: "login")
-    }
-
-    // MARK: requests
-
-    /// A folder's long listing (`ls -l` lines, as the server words them).
-    func listing(_ folder: FileName) throws -> [UInt8] {
-        begin(url(folder, directory: true))
-        body = []
-        collect()
-        try perform("list", folder)
-        return body
-    }
-
-    /// The modification time (seconds) and size of `path`, from a stat of it (the size where the
-    /// server gave one).
-    func stat(_ path: FileName, what: String = "stat") throws -> (mtime: Int64, size: Int64?) {
-        begin(url(path, directory: false))
-        ccurl_setopt_long(easy, CURLOPT_NOBODY, 1)
-        ccurl_setopt_long(easy, CURLOPT_FILETIME, 1)
-        try perform(what, path)
-        let size = Int64(ccurl_content_length(easy))
-        return (Int64(ccurl_filetime(easy)), size >= 0 ? size : nil)
-    }
-
-    /// Downloads `path`, handing its bytes to `sink` as they come (false from it stops).
-    func download(_ path: FileName, into sink: @escaping (UnsafeRawBufferPointer) -> Bool) throws {
-        begin(url(path, directory: false))
-        self.sink = sink
-        defer { self.sink = nil }
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        ccurl_setopt_callback(easy, CURLOPT_WRITEFUNCTION, sinkCallback)
-        ccurl_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
-        try perform("download", path)
-    }
-
-    /// Uploads `size` bytes from `source` to `path`, then runs `after` (commands as for `run`)
-    /// when the upload is whole.
-    func upload(
-        _ path: FileName, size: Int64, mode: UInt32, after: [String],
-        from source: @escaping (UnsafeMutableRawBufferPointer) throws -> Int
-    ) throws {
-        begin(url(path, directory: false))
-        self.source = source
-        defer { self.source = nil }
-        ccurl_setopt_long(easy, CURLOPT_UPLOAD, 1)
-        ccurl_setopt_off(easy, CURLOPT_INFILESIZE_LARGE, curl_off_t(size))
-        ccurl_setopt_long(easy, CURLOPT_NEW_FILE_PERMS, Int(mode))
-        ccurl_setopt_callback(easy, CURLOPT_READFUNCTION, sourceCallback)
-        ccurl_setopt_pointer(easy, CURLOPT_READDATA, Unmanaged.passUnretained(self).toOpaque())
-        if !after.isEmpty { ccurl_setopt_slist(easy, CURLOPT_POSTQUOTE, list(after)) }
-        try perform("upload", path)
-    }
-
-    /// Runs SFTP commands (`mkdir "a/b"`, `rename "x" "y"`; a leading `*` ignores the command's
-    /// failure), one after the other, stopping at the first that fails.
-    func run(_ commands: [String], about path: FileName) throws {
-        begin(url(.empty, directory: true))
-        ccurl_setopt_long(easy, CURLOPT_NOBODY, 1)
-        ccurl_setopt_slist(easy, CURLOPT_QUOTE, list(commands))
-        try perform(commands.first.map { String($0.prefix { $0 != " " }) } ?? "command", path)
-    }
-
-    // MARK: commands
-
-    /// `path` (from the login folder) as a quoted argument of an SFTP command.
-    static func quoted(_ path: FileName) -> String {
-        var text = "\""
-        for character in path.isEmpty ? "." : String(decoding: path.bytes, as: UTF8.self) {
-            if character == "\"" || character == "\\" { text.append("\\") }
-            text.append(character)
-        }
-        return text + "\""
-    }
-
-    /// The `mtime` command's date: an HTTP date, which curl reads.
-    static func httpDate(_ seconds: Int64) -> String {
-        var time = time_t(seconds)
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return
-            "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
-    }
-
-    // MARK: the handle
-
-    private func url(_ path: FileName, directory: Bool) -> String {
-        let host = options.host.contains(":") ? "[\(options.host)]" : options.host
-        var url = "sftp://\(host):\(options.port)/~/"
-        url += Self.percentEncoded(path.bytes)
-        if directory && !path.isEmpty { url += "/" }
-        return url
-    }
-
-    static func percentEncoded(_ bytes: [UInt8]) -> String {
-        var text = ""
-        let hex = Array("0123456789ABCDEF".utf8)
-        for byte in bytes {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"), UInt8(ascii: "/"):
-                text.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                text += "%" + String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 15)]], as: UTF8.self)
-            }
-        }
-        return text
-    }
-
-    /// Resets the handle (its connection stays open) and sets what every request needs.
-    private func begin(_ url: String) {
-        ccurl_easy_reset(easy)
-        freeLists()
-        callbackError = nil
-        errorBuffer[0] = 0
-        hostKeyMatch.pointee = -1
-        ccurl_setopt_string(easy, CURLOPT_URL, url)
-        ccurl_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        ccurl_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "sftp")
-        ccurl_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
-        ccurl_setopt_string(easy, CURLOPT_USERNAME, options.username)
-        var auth = 0
-        if let keyFile = options.keyFile {
-            auth |= Int(CURLSSH_AUTH_PUBLICKEY)
-            ccurl_setopt_string(easy, CURLOPT_SSH_PRIVATE_KEYFILE, keyFile)
-            // An empty public key lets libssh2 derive it from the private one.
-            let publicKey = keyFile + ".pub"
-            ccurl_setopt_string(easy, CURLOPT_SSH_PUBLIC_KEYFILE, access(publicKey, R_OK) == 0 ? publicKey : "")
-            if let password = options.password { ccurl_setopt_string(easy, CURLOPT_KEYPASSWD, password) }
-        }
-        if let password = options.password {
-            auth |= Int(CURLSSH_AUTH_PASSWORD) | Int(CURLSSH_AUTH_KEYBOARD)
-            ccurl_setopt_string(easy, CURLOPT_PASSWORD, password)
-        }
-        // The keys of a running ssh-agent too (SSH_AUTH_SOCK), as ssh tries them.
-        if getenv("SSH_AUTH_SOCK") != nil { auth |= Int(CURLSSH_AUTH_AGENT) }
-        ccurl_setopt_long(easy, CURLOPT_SSH_AUTH_TYPES, auth == 0 ? Int(CURLSSH_AUTH_PUBLICKEY) : auth)
-        ccurl_setopt_string(easy, CURLOPT_SSH_KNOWNHOSTS, options.knownHosts)
-        ccurl_ssh_known_hosts_strict(easy, hostKeyMatch)
-        ccurl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT, options.connectTimeout)
-        ccurl_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
-        ccurl_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, options.stallTimeout)
-        if getenv("PLUGSYNC_CURL_VERBOSE") != nil { ccurl_verbose_without_secrets(easy) }
-    }
-
-    private func collect() {
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        ccurl_setopt_callback(easy, CURLOPT_WRITEFUNCTION, bodyCallback)
-        ccurl_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
-    }
-
-    private func list(_ items: [String]) -> UnsafeMutablePointer<curl_slist>? {
-        var list: UnsafeMutablePointer<curl_slist>?
-        for item in items { list = ccurl_slist_append(list, item) }
-        if let list { lists.append(list) }
-        return list
-    }
-
-    private func freeLists() {
-        for list in lists { ccurl_slist_free_all(list) }
-        lists = []
-    }
-
-    private func perform(_ what: String, _ path: FileName) throws {
-        let code = ccurl_easy_perform(easy)
-        freeLists()
-        if code == CURLE_OK { return }
-        if let callbackError, code == CURLE_ABORTED_BY_CALLBACK || code == CURLE_WRITE_ERROR {
-            throw callbackError
-        }
-        throw error(code, what, path)
-    }
-
-    private func error(_ code: CURLcode, _ what: String, _ path: FileName) -> SFTPError {
-        let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: ccurl_easy_strerror(code))
-        let place = options.display + "/" + path.description
-        switch code {
-        case CURLE_PEER_FAILED_VERIFICATION:
-            let server =
-                options.host.contains(":") ? "[\(options.host)]:\(options.port)" : "\(options.host):\(options.port)"
-            if hostKeyMatch.pointee == Int32(CURLKHMATCH_MISMATCH.rawValue) {
-                return SFTPError(
-                    .hostKey,
-                    "the host key of \(server) is not the one \(options.knownHosts) holds for it: refused (the server's key was replaced, or someone is in between)"
-                )
-            }
-            return SFTPError(
+        var error = [CChar](repeating: 0, count: 1024)
+        let errorSize = error.count
+        let agent = getenv("SSH_AUTH_SOCK") != nil
+        let result = cssh2_open(
+            &connection, options.host, Int32(clamping: options.port), options.username, options.keyFile,
+            options.password, agent ? 1 : 0, options.knownHosts, Int32(clamping: options.connectTimeout * 1000),
+            Int32(clamping: options.stallTimeout * 1000), &error, errorSize)
+        let detail = String(cString: error)
+        let server =
+            options.host.contains(":") ? "[\(options.host)]:\(options.port)" : "\(options.host):\(options.port)"
+        switch result {
+        case CSSH2_OPENED:
+            return
+        case CSSH2_HOST_KEY_CHANGED:
+            throw SFTPError(
+                .hostKey,
+                "the host key of \(server) is not the one \(options.knownHosts) holds for it: refused (the server's key was replaced, or someone is in between)"
+            )
+        case CSSH2_HOST_KEY_UNKNOWN:
+            throw SFTPError(
                 .hostKey,
                 "the host key of \(server) is not in \(options.knownHosts): refused (check the server's key fingerprint, then add it, e.g. with ssh-keyscan -p \(options.port) \(options.host) >> \(options.knownHosts))"
             )
-        case CURLE_LOGIN_DENIED:
-            return SFTPError(.login, "\(options.display): login refused (\(detail))")
-        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_OPERATION_TIMEDOUT, CURLE_SEND_ERROR,
-            CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE:
-            return SFTPError(.connection, "\(place): \(what): \(detail)")
-        case CURLE_REMOTE_FILE_NOT_FOUND:
-            return SFTPError(.notFound, "\(place): \(what): \(detail)")
-        case CURLE_SSH:
-            // A broken session, or a failure curl words as an SSH error.
-            if detail.contains("No such file") { return SFTPError(.notFound, "\(place): \(what): \(detail)") }
-            return SFTPError(.connection, "\(place): \(what): \(detail)")
+        case CSSH2_LOGIN_REFUSED:
+            throw SFTPError(.login, "\(options.display): login refused (\(detail))")
+        case CSSH2_NO_LIBRARY:
+            throw SFTPError(.local, detail)
+        case CSSH2_NO_SFTP:
+            throw SFTPError(.refused, "\(options.display): \(detail)")
         default:
-            if detail.contains("No such file") { return SFTPError(.notFound, "\(place): \(what): \(detail)") }
-            return SFTPError(.refused, "\(place): \(what): \(detail)")
+            throw SFTPError(.connection, "\(options.display): \(detail)")
         }
     }
 
-    // MARK: callbacks
-
-    fileprivate func received(_ pointer: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
-        if let sink {
-            return sink(UnsafeRawBufferPointer(start: pointer, count: count)) ? count : 0
-        }
-        body.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
-        return count
+    deinit {
+        cssh2_close(&connection)
+        buffer?.deallocate()
     }
 
-    fileprivate func fill(_ pointer: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
-        guard let source else { return 0 }
-        do {
-            return try source(UnsafeMutableRawBufferPointer(start: pointer, count: count))
-        } catch {
-            callbackError = error
-            return ccurl_readfunc_abort
+    // MARK: folders
+
+    /// A folder's entries, without `.` and `..`, in the server's order.
+    func listing(_ folder: FileName) throws -> [SFTPListedEntry] {
+        var entries: [SFTPListedEntry] = []
+        try eachEntry(folder) { name, attributes in
+            entries.append(SFTPListedEntry(name: name, attributes: attributes))
+            return true
+        }
+        return entries
+    }
+
+    /// Whether a folder holds anything (its listing read up to the first entry).
+    func holdsEntries(_ folder: FileName) throws -> Bool {
+        var found = false
+        try eachEntry(folder) { _, _ in
+            found = true
+            return false
+        }
+        return found
+    }
+
+    /// Hands each entry of `folder` but `.` and `..` to `body`, until it returns false.
+    private func eachEntry(_ folder: FileName, _ body: ([UInt8], SFTPAttributes) -> Bool) throws {
+        guard
+            let handle = withPath(folder, { cssh2_sftp_open(&connection, $0, $1, 0, 0, Int32(LIBSSH2_SFTP_OPENDIR)) })
+        else { throw failure("list", folder) }
+        defer { _ = cssh2_sftp_close(handle) }
+        var name = [CChar](repeating: 0, count: 4096)
+        let capacity = name.count
+        var attributes = LIBSSH2_SFTP_ATTRIBUTES()
+        while true {
+            let n = cssh2_sftp_readdir(handle, &name, capacity, &attributes)
+            if n == 0 { return }
+            if n < 0 { throw failure("list", folder) }
+            let bytes = name.prefix(Int(n)).map { UInt8(bitPattern: $0) }
+            if bytes == [UInt8(ascii: ".")] || bytes == [UInt8(ascii: "."), UInt8(ascii: ".")] { continue }
+            if !body(bytes, SFTPAttributes(attributes)) { return }
         }
     }
-}
 
-private let bodyCallback: ccurl_data_callback = { pointer, size, count, user in
-    guard let pointer, let user else { return 0 }
-    return Unmanaged<SFTPConnection>.fromOpaque(user).takeUnretainedValue().received(pointer, size * count)
-}
+    /// What is at `path` (a link's own attributes, not its target's).
+    func stat(_ path: FileName) throws -> SFTPAttributes {
+        var attributes = LIBSSH2_SFTP_ATTRIBUTES()
+        let code = withPath(path) { cssh2_sftp_stat(&connection, $0, $1, Int32(LIBSSH2_SFTP_LSTAT), &attributes) }
+        if code < 0 { throw failure("stat", path) }
+        return SFTPAttributes(attributes)
+    }
 
-private let sinkCallback = bodyCallback
+    /// A symbolic link's target.
+    func readLink(_ path: FileName) throws -> [UInt8] {
+        var target = [CChar](repeating: 0, count: 4096)
+        let capacity = UInt32(target.count)
+        let n = withPath(path) {
+            cssh2_sftp_symlink(&connection, $0, $1, &target, capacity, Int32(LIBSSH2_SFTP_READLINK))
+        }
+        if n < 0 { throw failure("readlink", path) }
+        return target.prefix(Int(n)).map { UInt8(bitPattern: $0) }
+    }
 
-private let sourceCallback: ccurl_data_callback = { pointer, size, count, user in
-    guard let pointer, let user else { return 0 }
-    return Unmanaged<SFTPConnection>.fromOpaque(user).takeUnretainedValue().fill(pointer, size * count)
+    func makeDirectory(_ path: FileName) throws {
+        if withPath(path, { cssh2_sftp_mkdir(&connection, $0, $1, 0o755) }) < 0 { throw failure("mkdir", path) }
+    }
+
+    func removeDirectory(_ path: FileName) throws {
+        if withPath(path, { cssh2_sftp_rmdir(&connection, $0, $1) }) < 0 { throw failure("rmdir", path) }
+    }
+
+    func removeFile(_ path: FileName) throws {
+        if withPath(path, { cssh2_sftp_unlink(&connection, $0, $1) }) < 0 { throw failure("rm", path) }
+    }
+
+    /// Renames `source` to `destination`. A server of protocol version 3 (OpenSSH) renames onto
+    /// no existing name: it refuses.
+    func rename(_ source: FileName, to destination: FileName) throws {
+        let flags = LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC | LIBSSH2_SFTP_RENAME_NATIVE
+        let code = withPath(source) { from, fromLength in
+            withPath(destination) { cssh2_sftp_rename(&connection, from, fromLength, $0, $1, Int(flags)) }
+        }
+        if code < 0 { throw failure("rename", source) }
+    }
+
+    /// Makes a symbolic link at `path` that points to `target`.
+    func makeSymlink(_ path: FileName, to target: FileName) throws {
+        // OpenSSH's server takes the target first (the protocol's draft says the other order),
+        // as every client sends it.
+        var targetBytes = target.bytes.map { CChar(bitPattern: $0) }
+        let targetLength = UInt32(targetBytes.count)
+        let code = withPath(path) { link, linkLength in
+            cssh2_sftp_symlink(
+                &connection, &targetBytes, targetLength, UnsafeMutablePointer(mutating: link),
+                linkLength, Int32(LIBSSH2_SFTP_SYMLINK))
+        }
+        if code >= 0 { return }
+        let error = failure("symlink", path)
+        // Some builds of libssh2 (Debian 12's 1.10.0-3+deb12u1) misread the server's answer to
+        // this request and report a failure with the request's number as its status, the link
+        // made: the link itself tells.
+        if error.kind != .connection, (try? readLink(path)) == target.bytes { return }
+        throw error
+    }
+
+    /// Sets the permission bits and the modification time (either where not nil).
+    func setAttributes(_ path: FileName, mode: UInt32?, mtime: Int64?) throws {
+        guard var attributes = Self.attributes(mode: mode, mtime: mtime) else { return }
+        let code = withPath(path) { cssh2_sftp_stat(&connection, $0, $1, Int32(LIBSSH2_SFTP_SETSTAT), &attributes) }
+        if code < 0 { throw failure("setstat", path) }
+    }
+
+    private static func attributes(mode: UInt32?, mtime: Int64?) -> LIBSSH2_SFTP_ATTRIBUTES? {
+        var attributes = LIBSSH2_SFTP_ATTRIBUTES()
+        if let mode {
+            attributes.flags |= UInt(LIBSSH2_SFTP_ATTR_PERMISSIONS)
+            attributes.permissions = UInt(mode & 0o7777)
+        }
+        // The protocol's times are unsigned 32-bit seconds.
+        if let mtime, mtime >= 0, mtime <= Int64(UInt32.max) {
+            attributes.flags |= UInt(LIBSSH2_SFTP_ATTR_ACMODTIME)
+            attributes.atime = UInt(mtime)
+            attributes.mtime = UInt(mtime)
+        }
+        return attributes.flags == 0 ? nil : attributes
+    }
+
+    // MARK: files
+
+    /// Writes `path` (made or emptied) with the bytes `source` gives until it returns 0, then
+    /// sets its mode and time (either where not nil) and closes it: the file is whole once this
+    /// returns.
+    func upload(
+        _ path: FileName, mode: UInt32?, mtime: Int64?, from source: (UnsafeMutableRawBufferPointer) throws -> Int
+    ) throws {
+        let flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC
+        guard
+            let handle = withPath(
+                path,
+                {
+                    cssh2_sftp_open(
+                        &connection, $0, $1, UInt(flags), Int(mode ?? 0o644) & 0o777, Int32(LIBSSH2_SFTP_OPENFILE))
+                })
+        else { throw failure("upload", path) }
+        var open = true
+        defer { if open { _ = cssh2_sftp_close(handle) } }
+        let buffer = self.buffer ?? .allocate(byteCount: Self.uploadBuffer, alignment: 16)
+        self.buffer = buffer
+        let base = buffer.baseAddress!
+        // libssh2 answers once the first of the write requests it sent is acknowledged, with
+        // the bytes that one held: the rest of the buffer is handed again (it sends what it
+        // has not sent yet). The buffer is topped up when half of it is acknowledged.
+        var start = 0
+        var end = 0
+        var ended = false
+        while true {
+            if !ended && end - start < buffer.count / 2 {
+                if start > 0 {
+                    memmove(base, base + start, end - start)
+                    end -= start
+                    start = 0
+                }
+                while end < buffer.count {
+                    let n = try source(UnsafeMutableRawBufferPointer(rebasing: buffer[end...]))
+                    if n == 0 {
+                        ended = true
+                        break
+                    }
+                    end += n
+                }
+            }
+            if start == end {
+                if ended { break }
+                continue
+            }
+            let n = cssh2_sftp_write(handle, base.assumingMemoryBound(to: CChar.self) + start, end - start)
+            if n < 0 { throw failure("upload", path) }
+            start += n
+        }
+        if var attributes = Self.attributes(mode: mode, mtime: mtime) {
+            if cssh2_sftp_fstat(handle, &attributes, 1) < 0 { throw failure("setstat", path) }
+        }
+        open = false
+        // The server reports a write it could not finish (a full disk) at the latest here.
+        if cssh2_sftp_close(handle) < 0 { throw failure("upload", path) }
+    }
+
+    /// Opens `path` for reading.
+    func openForReading(_ path: FileName) throws -> SFTPFile {
+        guard
+            let handle = withPath(
+                path,
+                {
+                    cssh2_sftp_open(&connection, $0, $1, UInt(LIBSSH2_FXF_READ), 0, Int32(LIBSSH2_SFTP_OPENFILE))
+                })
+        else { throw failure("download", path) }
+        return SFTPFile(handle: handle)
+    }
+
+    /// Reads the next bytes of `file` (0 at its end). libssh2 asks for the following ones ahead.
+    func read(_ file: SFTPFile, into buffer: UnsafeMutableRawBufferPointer, path: FileName) throws -> Int {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        let n = cssh2_sftp_read(file.handle, base.assumingMemoryBound(to: CChar.self), buffer.count)
+        if n < 0 { throw failure("download", path) }
+        return n
+    }
+
+    func close(_ file: SFTPFile) {
+        _ = cssh2_sftp_close(file.handle)
+    }
+
+    // MARK: errors
+
+    /// `path` (from the login folder) as libssh2 takes it: its bytes and their count; `.` for
+    /// the login folder.
+    private func withPath<R>(_ path: FileName, _ body: (UnsafePointer<CChar>, UInt32) -> R) -> R {
+        let bytes = path.isEmpty ? [UInt8(ascii: ".")] : path.bytes
+        return bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { body($0.baseAddress!, UInt32($0.count)) }
+        }
+    }
+
+    /// The error of the request that just failed: the server's refusal (the connection is
+    /// fine), or the connection's failure (it is dropped).
+    private func failure(_ what: String, _ path: FileName) -> SFTPError {
+        var text: UnsafePointer<CChar>?
+        let code = cssh2_last_error(&connection, &text)
+        let place = options.display + "/" + path.description
+        if code == LIBSSH2_ERROR_SFTP_PROTOCOL {
+            let status = cssh2_sftp_last_error(&connection)
+            let (kind, words) = Self.meaning(ofStatus: status)
+            if kind == .connection { broken = true }
+            return SFTPError(kind, "\(place): \(what): \(words)")
+        }
+        broken = true
+        let detail = text.map { String(cString: $0) } ?? "error \(code)"
+        return SFTPError(.connection, "\(place): \(what): \(detail)")
+    }
+
+    /// What an SFTP status code means to a run, and its words.
+    static func meaning(ofStatus status: UInt) -> (SFTPError.Kind, String) {
+        switch status {
+        case LIBSSH2_FX_NO_SUCH_FILE, LIBSSH2_FX_NO_SUCH_PATH: return (.notFound, "no such file")
+        case LIBSSH2_FX_PERMISSION_DENIED: return (.refused, "permission denied")
+        case LIBSSH2_FX_FILE_ALREADY_EXISTS: return (.refused, "already there")
+        case LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM: return (.refused, "no space left on the server")
+        case LIBSSH2_FX_QUOTA_EXCEEDED: return (.refused, "quota exceeded")
+        case LIBSSH2_FX_DIR_NOT_EMPTY: return (.refused, "the folder is not empty")
+        case LIBSSH2_FX_OP_UNSUPPORTED: return (.refused, "not supported by the server")
+        case LIBSSH2_FX_NO_CONNECTION, LIBSSH2_FX_CONNECTION_LOST: return (.connection, "connection lost")
+        default: return (.refused, "the server refused it (SFTP status \(status))")
+        }
+    }
 }

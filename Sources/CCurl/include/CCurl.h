@@ -56,16 +56,8 @@ CURLcode ccurl_setopt_callback(CURL *handle, CURLoption option, ccurl_data_callb
 /// `PASS ****` instead of the password (curl's own verbose output prints it in clear).
 CURLcode ccurl_verbose_without_secrets(CURL *handle);
 
-// For SFTP (libcurl's SFTP is built on libssh2): one request at a time on an easy handle.
+// One request at a time on an easy handle (the pings).
 CURLcode ccurl_easy_perform(CURL *handle);
-/// The remote file's modification time after a request with CURLOPT_FILETIME, or -1.
-curl_off_t ccurl_filetime(CURL *handle);
-/// The size of the download a request announced (CURLINFO_CONTENT_LENGTH_DOWNLOAD_T), or -1.
-curl_off_t ccurl_content_length(CURL *handle);
-/// Accepts the server only when its host key is in the CURLOPT_SSH_KNOWNHOSTS file and matches:
-/// an unknown or a changed key is refused, and `*match` is set to curl's finding
-/// (CURLKHMATCH_OK, CURLKHMATCH_MISMATCH or CURLKHMATCH_MISSING). Never writes the file.
-CURLcode ccurl_ssh_known_hosts_strict(CURL *handle, int *match);
 
 /// CURL_READFUNC_ABORT, a macro Swift cannot import.
 extern const size_t ccurl_readfunc_abort;
