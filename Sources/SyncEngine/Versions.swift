@@ -300,22 +300,35 @@ extension VersionPruning {
             if !oldListing.errors.isEmpty { return nil }
         }
         var versions = KeptVersion.all(in: oldListing.entries)
-        var paths = Set(versions.map(\.path))
-        if counted { paths.formUnion(versioned) }
-        let sorted = paths.sorted()
-        var asked: [(run: (name: FileName, seconds: Int), path: FileName)] = []
-        asked.reserveCapacity(sorted.count * recent.count)
-        for path in sorted { for run in recent { asked.append((run, path)) } }
-        let answers: [Entry?]
+        let aged = Set(versions.map(\.path))
+        // Each path's versions in the recent run folders, asked in `runs` for `paths`.
+        func ask(_ paths: [FileName], in runs: [(name: FileName, seconds: Int)]) throws -> Set<FileName> {
+            var asked: [(run: (name: FileName, seconds: Int), path: FileName)] = []
+            asked.reserveCapacity(paths.count * runs.count)
+            for path in paths { for run in runs { asked.append((run, path)) } }
+            var found = Set<FileName>()
+            let answers = try lookup.versionEntries(asked.map { $0.run.name.appending($0.path) })
+            for ((run, path), entry) in zip(asked, answers) {
+                guard let entry else { continue }
+                found.insert(path)
+                versions.append(
+                    KeptVersion(stamp: run.name.description, seconds: run.seconds, path: path, entry: entry))
+            }
+            return found
+        }
         do {
-            answers = try lookup.versionEntries(asked.map { $0.run.name.appending($0.path) })
+            // A path in an old run folder: all its versions (keep_min counts the newer ones).
+            _ = try ask(aged.sorted(), in: recent)
+            // A path only this run kept is over keep_max only with a version in each of more than
+            // keep_max run folders, so with one in any (run folders - keep_max) of them: first
+            // the oldest of those (where versions would go), the rest only for the paths found.
+            let fresh = counted ? versioned.subtracting(aged).sorted() : []
+            let probe = max(0, runs.count - policy.keepMax - old.count)
+            let oldest = recent.sorted { $0.seconds < $1.seconds }
+            let found = try ask(fresh, in: Array(oldest.prefix(probe)))
+            _ = try ask(fresh.filter { found.contains($0) }, in: Array(oldest.dropFirst(probe)))
         } catch {
             return nil
-        }
-        for ((run, path), entry) in zip(asked, answers) {
-            guard let entry else { continue }
-            versions.append(
-                KeptVersion(stamp: run.name.description, seconds: run.seconds, path: path, entry: entry))
         }
         let plan = plan(versions, policy: policy, now: now)
         var pruned = 0
