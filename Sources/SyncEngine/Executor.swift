@@ -77,6 +77,12 @@ public final class Executor: @unchecked Sendable {
                 record(action, .stopped, stats)  // no deletion or folder either once asked to stop
                 continue
             }
+            if action.kind == .delete, versionMover != nil {
+                deletions.append(index)  // their files go to the versions folder together
+                continue
+            }
+            // Gathered deletions go first where a change here may depend on them.
+            if action.kind == .createFolder || action.kind == .replace { deleteTogether(plan.actions, stats) }
             switch action.kind {
             case .skip:
                 record(action, .done, stats)
@@ -122,6 +128,7 @@ public final class Executor: @unchecked Sendable {
                 links.append(index)
             }
         }
+        deleteTogether(plan.actions, stats)
         if !dryRun {
             for index in transfers { building[plan.actions[index].path.parent]?.outstanding += 1 }
             runTransfers(plan.actions, transfers, stats: stats)
@@ -152,8 +159,13 @@ public final class Executor: @unchecked Sendable {
     /// Counts and tells of a file or link kept in the versions folder.
     private func versioned(_ path: FileName, reason: Reason, _ stats: Counter) {
         stats.update { $0.versioned += 1 }
+        if versionFolder != nil { keptPaths.update { $0.insert(path) } }
         observer.versioned(path, reason: reason)
     }
+
+    /// The paths this run kept a version of (pruning looks at these: `VersionPruning.prune`).
+    public var versionedPaths: Set<FileName> { keptPaths.value }
+    private let keptPaths = Guarded<Set<FileName>>([])
 
     /// The reason told for a version of `entry`, kept for an action with `reason`: an orphan
     /// folder's files are orphans themselves.
@@ -251,6 +263,99 @@ public final class Executor: @unchecked Sendable {
             return .failed(Self.message(error))
         }
     }
+
+    /// The destination, when it moves files to the versions folder many at once.
+    private var versionMover: BatchVersionsEndpoint? {
+        versionFolder == nil ? nil : destination as? BatchVersionsEndpoint
+    }
+
+    /// Deletions waiting for `deleteTogether` (indexes into the plan's actions).
+    private var deletions: [Int] = []
+
+    /// Carries out the deletions gathered since the last change of another kind, with versions
+    /// on an endpoint that moves files many at once: every file and link of their trees goes to
+    /// the versions folder together (in batches of `moveBatch`), then each tree's folders are
+    /// removed, children first, and each deletion is recorded in plan order, its files'
+    /// `Versioning` lines before its own. A tree one of whose files could not be moved keeps its
+    /// folders and fails with that file's error, as one deleted file by file would.
+    private func deleteTogether(_ actions: [Action], _ stats: Counter) {
+        guard let mover = versionMover, let versionFolder, !deletions.isEmpty else { return }
+        let indexes = deletions
+        deletions = []
+        // Each deletion's files (and links), then its folders, children before parents.
+        var files: [(action: Int, path: FileName, entry: Entry)] = []
+        var folders: [Int: [(FileName, Entry)]] = [:]
+        for index in indexes {
+            let action = actions[index]
+            var pending: [(FileName, Entry, Bool)] = [(action.path, action.destination!, false)]
+            while let (path, entry, emptied) = pending.popLast() {
+                if entry.kind == .directory {
+                    if emptied {
+                        folders[index, default: []].append((path, entry))
+                    } else {
+                        pending.append((path, entry, true))
+                        for child in (entry.children ?? []).reversed() {
+                            pending.append((path.appending(child.name), child, false))
+                        }
+                    }
+                } else {
+                    files.append((index, path, entry))
+                }
+            }
+        }
+        var results: [Error?] = []
+        results.reserveCapacity(files.count)
+        var start = 0
+        while start < files.count {
+            let end = min(files.count, start + Self.moveBatch)
+            if let gone = stopped.value {
+                results += Array(repeating: SyncFailure("not done: \(gone)"), count: end - start)
+            } else {
+                results += mover.moveToVersions(
+                    files[start..<end].map {
+                        VersionMove(path: $0.path, version: versionFolder.appending($0.path), entry: $0.entry)
+                    })
+            }
+            start = end
+        }
+        var next = 0
+        for index in indexes {
+            let action = actions[index]
+            var failure: Outcome?
+            while next < files.count && files[next].action == index {
+                let (_, path, entry) = files[next]
+                let error = results[next]
+                next += 1
+                guard let error else {
+                    versioned(path, reason: Self.versionReason(action.reason, entry), stats)
+                    continue
+                }
+                if EndpointErrorKind.of(error) == .notFound || failure != nil { continue }
+                failure = outcome(error)
+            }
+            if let failure {
+                record(action, failure, stats)
+                continue
+            }
+            var outcome = Outcome.done
+            for (path, _) in folders[index] ?? [] {
+                do {
+                    try destination.remove(path, kind: .directory)
+                } catch  where EndpointErrorKind.of(error) == .notFound {
+                } catch  where EndpointErrorKind.of(error) == .notEmpty {
+                    outcome = .kept("folder still holds ignored entries")
+                    break
+                } catch {
+                    outcome = self.outcome(error)
+                    break
+                }
+            }
+            record(action, outcome, stats)
+        }
+    }
+
+    /// Files moved to the versions folder in one call of `moveToVersions`.
+    static let moveBatch = 256
 
     /// Files that `link` actions make further names of, and those of them whose copy failed
     /// in this run (a link to such a file would give the old contents another name).
@@ -354,12 +459,13 @@ public final class Executor: @unchecked Sendable {
         }
     }
 
-    /// The destination, when it stages files in batches (an FTP server without TLS).
+    /// The destination, when it stages files in batches (an FTP server without TLS). With
+    /// versions, only where it keeps them within its batches (`BatchVersionsEndpoint`); else
+    /// they are kept file by file (`receive(…keepingVersion:…)`).
     private var staging: StagingEndpoint? {
-        // Versions are kept file by file (`receive(…keepingVersion:…)`), not in batches, and a
-        // file read back is checked before its own rename.
-        guard versionFolder == nil, !verifyWrites, let staging = destination as? StagingEndpoint,
-            staging.stagesInBatches
+        // A file read back is checked before its own rename: no batches then.
+        guard !verifyWrites, let staging = destination as? StagingEndpoint, staging.stagesInBatches,
+            versionFolder == nil || staging is BatchVersionsEndpoint
         else {
             return nil
         }
@@ -508,7 +614,15 @@ public final class Executor: @unchecked Sendable {
             StagedFile(path: $0.path, entry: $0.source!, replacing: $0.destination?.kind == .file)
         }
         var again: [Action] = []
-        for (action, error) in zip(batch, staging.commit(files)) {
+        let results: [Error?]
+        if let versionFolder, let keeper = staging as? BatchVersionsEndpoint {
+            // The files replaced are kept: moved to the versions folder within the batch.
+            results = keeper.commit(
+                files, keepingVersions: batch.map { keepsVersion($0) ? versionFolder.appending($0.path) : nil })
+        } else {
+            results = staging.commit(files)
+        }
+        for (action, error) in zip(batch, results) {
             guard let error else {
                 settle(action, .done, stats)
                 continue

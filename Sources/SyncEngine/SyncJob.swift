@@ -278,8 +278,8 @@ public final class SyncJob: @unchecked Sendable {
             statistics.stoppedBecause == nil, !listingFailed, settings.cancellation?.isCancelled != true
         {
             statistics.pruned = VersionPruning.prune(
-                destination.endpoint, policy: policy, now: settings.now ?? Int(time(nil)), say: observer.say,
-                sayError: observer.sayError)
+                destination.endpoint, policy: policy, now: settings.now ?? Int(time(nil)),
+                versioned: executor.versionedPaths, say: observer.say, sayError: observer.sayError)
         }
         if !settings.dryRun && destination.isDrive && statistics.stoppedBecause == nil {
             do { try destination.endpoint.flush() } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -59,5 +60,210 @@ extension FTPTests {
         let listed = try plugsync(arguments: ["versions", "up"], environment: environment)
         XCTAssertEqual(listed.status, 0, "\(listed)")
         XCTAssertEqual(listed.lines.count, 3, "\(listed)")
+    }
+
+    /// The versions folder's name for a run started at `seconds` (local time, as plugsync names it).
+    func versionStamp(_ seconds: Int) -> String {
+        var time = time_t(seconds)
+        var parts = tm()
+        localtime_r(&time, &parts)
+        var text = [CChar](repeating: 0, count: 32)
+        strftime(&text, text.count, "%Y-%m-%d_%H%M%S", &parts)
+        return String(cString: text)
+    }
+
+    func run(_ name: String, _ server: FTPServer, at seconds: Int) throws -> CommandResult {
+        try plugsync(
+            arguments: ["run", name],
+            environment: ["PLUGSYNC_TEST_FTP_PW": server.password, "PLUGSYNC_NOW": "\(seconds)"])
+    }
+
+    /// Listings of folders of the versions folder a vsftpd logging its commands has seen (STAT
+    /// of the folder, or CWD into it for a LIST).
+    func versionListings(_ server: FTPServer) -> Int { versionListingLines(server).count }
+
+    func versionListingLines(_ server: FTPServer) -> [String] {
+        let log = (try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? ""
+        return log.split(separator: "\n").map(String.init).filter {
+            ($0.contains("\"STAT ") || $0.contains("\"CWD ")) && $0.contains(".plugsync-versions")
+        }
+    }
+
+    // MARK: pruning, which lists only the top of the versions folder and what can go
+
+    func testPruningByCountOnVsftpd() throws { try pruningByCount("vsftpd") }
+    func testPruningByCountOnProftpd() throws { try pruningByCount("proftpd") }
+
+    /// The same file changed in five runs with `keep_max: 3`, `keep_min: 2` (as in a local
+    /// folder): the three newest versions stay, the run folders left empty go, and each run
+    /// lists only the top of the versions folder (no run folder is old).
+    func pruningByCount(_ name: String) throws {
+        let server = try start(name, loggingCommands: name == "vsftpd")
+        let base = 1_790_856_000
+        try write("src/doc/deep/report.odt", "v0")
+        try write("src/other.txt", "o0")
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")), destination: ftp(server, directory: "www"),
+                ["type: mirror", "versions: {keep_days: 0, keep_min: 2, keep_max: 3}"]))
+        XCTAssertEqual(try run("up", server, at: base).status, 0)
+        var pruned: [String] = []
+        for i in 1...5 {
+            try write("src/doc/deep/report.odt", "v\(i)" + String(repeating: "+", count: i))
+            if i == 1 { try write("src/other.txt", "o1-") }
+            let listed = versionListings(server)
+            let result = try run("up", server, at: base + i * 3600)
+            XCTAssertEqual(result.status, 0, "\(result)")
+            pruned += result.lines.filter { $0.hasPrefix("Pruning ") }
+            if name == "vsftpd" {
+                XCTAssertEqual(versionListings(server) - listed, 1, "only the top of the versions folder\n\(result)")
+            }
+        }
+        XCTAssertEqual(
+            pruned,
+            [
+                action("Pruning", "more than 3 versions", versionStamp(base + 3600) + "/doc/deep/report.odt"),
+                action("Pruning", "more than 3 versions", versionStamp(base + 2 * 3600) + "/doc/deep/report.odt"),
+            ])
+        let folder = server.root + "/www/.plugsync-versions"
+        let kept = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        XCTAssertEqual(
+            kept, [1, 3, 4, 5].map { versionStamp(base + $0 * 3600) },
+            "the run folder left empty is removed; the one still holding other.txt stays")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: folder + "/" + versionStamp(base + 3600)), ["other.txt"]
+        )
+        XCTAssertEqual(
+            read("server/www/.plugsync-versions/\(versionStamp(base + 5 * 3600))/doc/deep/report.odt"), "v4++++")
+        let listed = try plugsync(
+            arguments: ["versions", "up", "doc/deep/report.odt"], environment: ["PLUGSYNC_TEST_FTP_PW": server.password]
+        )
+        XCTAssertEqual(listed.status, 0, "\(listed)")
+        XCTAssertEqual(listed.lines.count, 3, "\(listed)")
+    }
+
+    func testPruningByAgeOnVsftpd() throws { try pruningByAge("vsftpd") }
+    func testPruningByAgeOnProftpd() throws { try pruningByAge("proftpd") }
+
+    /// `keep_days: 2`, `keep_min: 2` (as in a local folder): versions older than two days go
+    /// but the two newest of each path, found in the newer run folder without listing it; only
+    /// the old run folders are listed whole.
+    func pruningByAge(_ name: String) throws {
+        let server = try start(name, loggingCommands: name == "vsftpd")
+        let base = 1_790_856_000
+        let day = 86400
+        try write("src/a.txt", "a0")
+        try write("src/b.txt", "b0")
+        try write("src/c/d.txt", "d0")
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")), destination: ftp(server, directory: "www"),
+                ["type: mirror", "versions: {keep_days: 2, keep_min: 2, keep_max: 0}"]))
+        XCTAssertEqual(try run("up", server, at: base - 60).status, 0)
+        // Day 0: a.txt and c/d.txt changed, b.txt deleted; days 1 and 2: a.txt changed again.
+        try write("src/a.txt", "a1-")
+        try write("src/c/d.txt", "d1-")
+        try remove("src/b.txt")
+        XCTAssertEqual(try run("up", server, at: base).status, 0)
+        for i in 1...2 {
+            try write("src/a.txt", "a\(i + 1)" + String(repeating: "-", count: i + 1))
+            let result = try run("up", server, at: base + i * day)
+            XCTAssertEqual(result.status, 0, "\(result)")
+            XCTAssertFalse(result.stdout.contains("Pruning"), "nothing is older than two days yet\n\(result)")
+        }
+        // Day 10: a.txt's versions of days 0 and 1 go (two stay: days 2 and 10); b.txt's and
+        // c/d.txt's only versions stay (keep_min), so day 0's folder stays too.
+        try write("src/a.txt", "a10")
+        let listed = versionListings(server)
+        let late = try run("up", server, at: base + 10 * day)
+        XCTAssertEqual(late.status, 0, "\(late)")
+        XCTAssertEqual(
+            late.lines.filter { $0.hasPrefix("Pruning ") },
+            [
+                action("Pruning", "older than 2 days", versionStamp(base) + "/a.txt"),
+                action("Pruning", "older than 2 days", versionStamp(base + day) + "/a.txt"),
+            ], "\(late)")
+        XCTAssertTrue(late.summary?.contains("2 pruned") == true, "\(late)")
+        if name == "vsftpd" {
+            // The top, the three run folders older than two days (days 0, 1 and 2) and day 0's
+            // folder c; not day 10's.
+            XCTAssertEqual(
+                versionListings(server) - listed, 5,
+                "\(late)\n\(versionListingLines(server).suffix(8).joined(separator: "\n"))")
+        }
+        let folder = server.root + "/www/.plugsync-versions"
+        let kept = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        XCTAssertEqual(kept, [versionStamp(base), versionStamp(base + 2 * day), versionStamp(base + 10 * day)])
+        XCTAssertEqual(read("server/www/.plugsync-versions/\(versionStamp(base))/b.txt"), "b0")
+        XCTAssertEqual(read("server/www/.plugsync-versions/\(versionStamp(base))/c/d.txt"), "d0")
+        XCTAssertFalse(exists("server/www/.plugsync-versions/\(versionStamp(base))/a.txt"))
+    }
+
+    // MARK: a run killed while it replaces files in batches
+
+    func testKilledWhileReplacingOnVsftpd() throws { try killedWhileReplacing("vsftpd") }
+    func testKilledWhileReplacingOnProftpd() throws { try killedWhileReplacing("proftpd") }
+
+    /// Runs killed (SIGKILL) at seeded moments while they replace files in batches (the old
+    /// files moved to the versions folder, the new ones renamed into place, both pipelined):
+    /// every final name holds the whole old or the whole new file, or is absent while its old
+    /// file lies in the versions folder, and the next run completes.
+    func killedWhileReplacing(_ name: String) throws {
+        let server = try start(name)
+        let base = 1_790_856_000
+        let files = 400
+        let trials = 20
+        var random = SplitMix64(seed: 2222)
+        func content(_ round: Int, _ file: Int) -> String {
+            "round \(round) file \(file)\n" + String(repeating: "r", count: (round * 7 + file) % 50)
+        }
+        for file in 0..<files { try write("src/d\(file % 4)/f\(file).txt", content(0, file)) }
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")), destination: ftp(server, directory: "www"),
+                ["type: mirror", "versions: {keep_days: 0}"]))
+        XCTAssertEqual(try run("up", server, at: base).status, 0)
+        let site = server.root + "/www"
+        var killedBetween = 0
+        var killedWhileRunning = 0
+        for trial in 1...trials {
+            for file in 0..<files { try write("src/d\(file % 4)/f\(file).txt", content(trial, file)) }
+            let started = base + trial * 60
+            let folder = site + "/.plugsync-versions/" + versionStamp(started)
+            let running = try startPlugsync(
+                ["run", "up", "--config", configPath],
+                environment: ["PLUGSYNC_TEST_FTP_PW": server.password, "PLUGSYNC_NOW": "\(started)"])
+            let deadline = Date().addingTimeInterval(30)
+            while running.process.isRunning && !FileManager.default.fileExists(atPath: folder) && Date() < deadline {
+                usleep(100)
+            }
+            usleep(useconds_t(random.below(30_000)))
+            if running.process.isRunning { killedWhileRunning += 1 }
+            kill(running.process.processIdentifier, SIGKILL)
+            running.process.waitUntilExit()
+            for file in 0..<files {
+                let relative = "d\(file % 4)/f\(file).txt"
+                let final = try? String(contentsOfFile: site + "/" + relative, encoding: .utf8)
+                let kept = try? String(contentsOfFile: folder + "/" + relative, encoding: .utf8)
+                if let final {
+                    XCTAssertTrue(
+                        final == content(trial, file) || final == content(trial - 1, file),
+                        "trial \(trial): \(relative) holds neither the whole old nor the whole new file")
+                } else {
+                    XCTAssertEqual(kept, content(trial - 1, file), "trial \(trial): \(relative) is absent and not kept")
+                    killedBetween += 1
+                }
+            }
+            let next = try run("up", server, at: started + 30)
+            XCTAssertEqual(next.status, 0, "trial \(trial): \(next)")
+            for file in 0..<files {
+                XCTAssertEqual(
+                    try? String(contentsOfFile: site + "/d\(file % 4)/f\(file).txt", encoding: .utf8),
+                    content(trial, file), "trial \(trial): the next run completes")
+            }
+            XCTAssertEqual(temporaryFiles(in: site), [], "trial \(trial): the next run removed what was left")
+        }
+        XCTAssertGreaterThan(killedWhileRunning, trials / 2, "most kills hit a run at work")
+        print("\(name): killed between the two steps: \(killedBetween) files in \(trials) trials")
     }
 }

@@ -1257,7 +1257,10 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     ///    leaves the old file with the new file's time.
     /// 2. The renames (RNFR and RNTO) of the files whose size and time are right.
     /// 3. The removal of the temporary files that are not renamed.
-    public func commit(_ files: [StagedFile]) -> [Error?] {
+    public func commit(_ files: [StagedFile]) -> [Error?] { commit(files, versions: nil) }
+
+    /// `commit`, and with `versions`, the files replaced kept first (`putInPlace`).
+    private func commit(_ files: [StagedFile], versions: [FileName?]?) -> [Error?] {
         if files.isEmpty { return [] }
         forgetRootListing()
         var results = [Error?](repeating: nil, count: files.count)
@@ -1268,7 +1271,8 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 let sizes = listedSizes(names.temporary, connection)
                 let groups = files.indices.map { afterUpload(files[$0], names, $0, size: sizes[$0] == nil) }
                 let replies = try connection.pipeline(groups: groups)
-                try putInPlace(files, names, sizes: sizes, replies: replies, &results, &open, connection)
+                try putInPlace(
+                    files, names, sizes: sizes, replies: replies, &results, &open, connection, versions: versions)
             }
         } catch {
             for index in open { results[index] = error }
@@ -1306,9 +1310,17 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     }
 
     /// Steps 1 (the replies' side), 2 and 3 of `commit`: `replies` answer `afterUpload`.
+    ///
+    /// With `versions` (one per file, nil for none), the files to be replaced are first moved to
+    /// their version paths, all in one round trip (`moveAll`), then those moved, and those
+    /// with nothing there, are renamed into place in the next. Not in one write with their
+    /// renames: a move refused after its RNFR was taken (a folder that could not be made, a
+    /// path too long) would let the rename that follows replace the old file, which would then
+    /// be lost. A file whose old one could not be kept stays as it is, and fails. One whose
+    /// rename fails after its old file was moved gets the old one back.
     private func putInPlace(
         _ files: [StagedFile], _ names: Names, sizes: [Int64?], replies: [Result<[FTPReply], FTPError>],
-        _ results: inout [Error?], _ open: inout Set<Int>, _ connection: FTPConnection
+        _ results: inout [Error?], _ open: inout Set<Int>, _ connection: FTPConnection, versions: [FileName?]? = nil
     ) throws {
         var renames: [Int] = []
         var done: [Int] = []
@@ -1332,6 +1344,25 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 }
             }
         }
+        var moved: [Int: FileName] = [:]  // file -> where its old file went
+        if let versions {
+            let keeping = renames.filter { versions[$0] != nil }
+            if !keeping.isEmpty {
+                let outcomes = try moveAll(keeping.map { (files[$0].path, versions[$0]!) }, connection)
+                var refused = Set<Int>()
+                for (index, error) in zip(keeping, outcomes) {
+                    if let error {
+                        // Nothing there to keep (a retried batch whose first try moved it): renamed.
+                        if EndpointErrorKind.of(error) == .notFound { continue }
+                        results[index] = error
+                        refused.insert(index)
+                    } else {
+                        moved[index] = versions[index]!
+                    }
+                }
+                renames.removeAll { refused.contains($0) }
+            }
+        }
         func rename(_ index: Int) -> [[UInt8]] {
             [Array("RNFR ".utf8) + names.temporaryPaths[index], Array("RNTO ".utf8) + names.finalPaths[index]]
         }
@@ -1353,6 +1384,16 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             }
         }
         let failed = files.indices.filter { results[$0] != nil }
+        // An old file moved for a new one that did not take its place comes back.
+        let back = failed.compactMap { index in
+            moved[index].map {
+                [
+                    Array("*RNFR ".utf8) + connection.commandPath(absolute($0).bytes),
+                    Array("*RNTO ".utf8) + names.finalPaths[index],
+                ]
+            }
+        }
+        if !back.isEmpty { _ = try? connection.pipeline(groups: back) }
         open.subtract(done)
         open.subtract(failed)
         _ = try? connection.pipeline(groups: failed.map { [Array("*DELE ".utf8) + names.temporaryPaths[$0]] })
@@ -1800,6 +1841,78 @@ extension FTPEndpoint {
         try pool.with { connection in try moveOnServer(path, to: version, connection) }
     }
 
+    public func commit(_ files: [StagedFile], keepingVersions versions: [FileName?]) -> [Error?] {
+        commit(files, versions: versions)
+    }
+
+    public func moveToVersions(_ moves: [VersionMove]) -> [Error?] {
+        if moves.isEmpty { return [] }
+        forgetRootListing()
+        do {
+            return try pool.with { connection in try moveAll(moves.map { ($0.path, $0.version) }, connection) }
+        } catch {
+            return moves.map { _ in error }
+        }
+    }
+
+    /// Moves files (`path` to `version`, both relative) together: the MKD of each version
+    /// folder not made yet in this run (each once, parents first; one that is there already is
+    /// refused, and that is all), then RNFR and RNTO for each file, in one round trip where the
+    /// connection can pipeline. A move the server refuses is tried again on its own
+    /// (`moveOnServer`: nothing there gives a `notFound` error). One result per move.
+    private func moveAll(_ moves: [(path: FileName, version: FileName)], _ connection: FTPConnection) throws
+        -> [Error?]
+    {
+        var folders: [FileName] = []
+        state.withLock {
+            var seen = Set<FileName>()
+            for move in moves {
+                var missing: [FileName] = []
+                var folder = move.version.parent
+                while !folder.isEmpty && !versionFolders.contains(folder) && seen.insert(folder).inserted {
+                    missing.append(folder)
+                    folder = folder.parent
+                }
+                folders += missing.reversed()
+            }
+        }
+        let made = folders.map { [Array("*MKD ".utf8) + connection.commandPath(absolute($0).bytes)] }
+        let renames = moves.map {
+            [
+                Array("RNFR ".utf8) + connection.commandPath(absolute($0.path).bytes),
+                Array("RNTO ".utf8) + connection.commandPath(absolute($0.version).bytes),
+            ]
+        }
+        let replies = try connection.pipeline(groups: made + renames)
+        state.withLock {
+            for (folder, reply) in zip(folders, replies) {
+                if case .success(let lines) = reply, lines.first?.code == 257 { versionFolders.insert(folder) }
+            }
+            // A file moved: its folders are there.
+            for (move, reply) in zip(moves, replies.dropFirst(folders.count)) {
+                guard case .success = reply else { continue }
+                var folder = move.version.parent
+                while !folder.isEmpty && versionFolders.insert(folder).inserted { folder = folder.parent }
+            }
+        }
+        var results: [Error?] = []
+        for (move, reply) in zip(moves, replies.dropFirst(folders.count)) {
+            guard case .failure = reply else {
+                results.append(nil)
+                continue
+            }
+            do {
+                try moveOnServer(move.path, to: move.version, connection)
+                results.append(nil)
+            } catch let error as FTPError where error.kind == .interrupted || error.kind == .connection {
+                throw error  // the connection failed: the whole batch is tried again
+            } catch {
+                results.append(error)
+            }
+        }
+        return results
+    }
+
     /// RNFR and RNTO of `path` to `version` (both relative), its missing folders made first
     /// (MKD). Nothing at `path` throws a `notFound` error.
     private func moveOnServer(_ path: FileName, to version: FileName, _ connection: FTPConnection) throws {
@@ -1835,46 +1948,54 @@ extension FTPEndpoint {
         var listing = Listing()
         do {
             try pool.with { connection in
-                // Folder by folder, with a stack of its own (a tree on a server can be deep).
                 let top = absolute(VersionsFolder.name)
                 guard try directoryExists(top, connection) else { return }
-                var root: [Entry] = []
-                var pending: [(folder: FileName, path: [Int])] = [(top, [])]
-                while let (folder, position) = pending.popLast() {
-                    var entries: [Entry] = []
-                    var coarseHere: [(FileName, Int64)] = []
-                    for item in try self.entries(of: folder, connection) {
-                        guard FTPListingParser.isSafeName(item.name),
-                            !item.name.starts(with: ListingFilter.temporaryPrefix)
-                        else { continue }
-                        let name = FileName(bytes: item.name)
-                        let mtime = Timestamp(seconds: item.time - clockOffset)
-                        switch item.kind {
-                        case .file:
-                            entries.append(Entry(name: name, kind: .file, size: item.size, mtime: mtime))
-                            // A coarse time is made exact on demand (`refineTimes`: a restore).
-                            if item.precision > 1 {
-                                coarseHere.append((relative(folder).appending(name), item.precision))
-                            }
-                        case .directory: entries.append(Entry(name: name, kind: .directory, mtime: mtime, children: []))
-                        default: continue
-                        }
-                    }
-                    if !coarseHere.isEmpty {
-                        state.withLock { for (path, width) in coarseHere { coarse[path] = width } }
-                    }
-                    entries.sortByName()
-                    for index in entries.indices where entries[index].kind == .directory {
-                        pending.append((folder.appending(entries[index].name), position + [index]))
-                    }
-                    Self.place(entries, at: position, in: &root)
-                }
-                listing.entries = root
+                listing.entries = try tree(top, connection)
             }
         } catch {
             listing.errors.append(error)
         }
         return listing
+    }
+
+    /// What `folder` (from the login directory) holds, its folders with their contents: folder
+    /// by folder, with a stack of its own (a tree on a server can be deep).
+    private func tree(_ folder: FileName, _ connection: FTPConnection) throws -> [Entry] {
+        var root: [Entry] = []
+        var pending: [(folder: FileName, path: [Int])] = [(folder, [])]
+        while let (folder, position) = pending.popLast() {
+            var entries = try versionEntries(in: folder, connection)
+            entries.sortByName()
+            for index in entries.indices where entries[index].kind == .directory {
+                pending.append((folder.appending(entries[index].name), position + [index]))
+            }
+            Self.place(entries, at: position, in: &root)
+        }
+        return root
+    }
+
+    /// The files and folders of one folder under the versions folder.
+    private func versionEntries(in folder: FileName, _ connection: FTPConnection) throws -> [Entry] {
+        var entries: [Entry] = []
+        var coarseHere: [(FileName, Int64)] = []
+        for item in try self.entries(of: folder, connection) {
+            guard FTPListingParser.isSafeName(item.name), !item.name.starts(with: ListingFilter.temporaryPrefix)
+            else { continue }
+            let name = FileName(bytes: item.name)
+            let mtime = Timestamp(seconds: item.time - clockOffset)
+            switch item.kind {
+            case .file:
+                entries.append(Entry(name: name, kind: .file, size: item.size, mtime: mtime))
+                // A coarse time is made exact on demand (`refineTimes`: a restore).
+                if item.precision > 1 { coarseHere.append((relative(folder).appending(name), item.precision)) }
+            case .directory: entries.append(Entry(name: name, kind: .directory, mtime: mtime, children: []))
+            default: continue
+            }
+        }
+        if !coarseHere.isEmpty {
+            state.withLock { for (path, width) in coarseHere { coarse[path] = width } }
+        }
+        return entries
     }
 
     /// Puts a folder's entries at `position` (indexes from the root) of `tree`.
@@ -1886,5 +2007,175 @@ extension FTPEndpoint {
         var children = tree[first].children ?? []
         place(entries, at: Array(position.dropFirst()), in: &children)
         tree[first].children = children
+    }
+}
+
+// MARK: pruning without listing the whole versions folder
+
+extension FTPEndpoint: BatchVersionsEndpoint, VersionsLookup {
+    public func listVersionRuns() -> Listing {
+        var listing = Listing()
+        do {
+            try pool.with { connection in
+                let top = absolute(VersionsFolder.name)
+                do {
+                    listing.entries = try versionEntries(in: top, connection).filter { $0.kind == .directory }
+                    listing.entries.sortByName()
+                } catch let error as FTPError where error.kind == .notFound || error.kind == .refused {
+                    if try directoryExists(top, connection) { throw error }  // there, but not listed
+                }
+            }
+        } catch {
+            listing.errors.append(error)
+        }
+        return listing
+    }
+
+    public func listVersionRuns(_ runs: [FileName]) -> Listing {
+        var listing = Listing()
+        do {
+            try pool.with { connection in
+                for run in runs {
+                    let children = try tree(absolute(VersionsFolder.name.appending(run)), connection)
+                    listing.entries.append(
+                        Entry(name: run, kind: .directory, mtime: Timestamp(seconds: 0), children: children))
+                }
+            }
+        } catch {
+            listing.errors.append(error)
+        }
+        return listing
+    }
+
+    /// `MLST` (where the server has it) or `SIZE` for each path, pipelined, in batches shared by
+    /// the connections; where many paths share a folder (`listingFrom`), one listing of the
+    /// folder instead. Not SIZE on an MLST server: proftpd refuses it in ASCII mode, which a
+    /// connection is in after a listing. A file's answer is `250` (MLST) or `213` (SIZE); `550`
+    /// (or `450`) is nothing there; anything else (a server with neither) cannot tell.
+    public func versionEntries(_ paths: [FileName]) throws -> [Entry?] {
+        if paths.isEmpty { return [] }
+        var byFolder: [FileName: [Int]] = [:]
+        for (index, path) in paths.enumerated() { byFolder[path.parent, default: []].append(index) }
+        var listed: [(folder: FileName, indexes: [Int])] = []
+        var asked: [Int] = []
+        for (folder, indexes) in byFolder {
+            if indexes.count >= Self.listingFrom { listed.append((folder, indexes)) } else { asked += indexes }
+        }
+        asked.sort()
+        var answers = [Entry?](repeating: nil, count: paths.count)
+        var failure: Error?
+        let lock = Lock()
+        let batch = 64
+        let chunks = (asked.count + batch - 1) / batch
+        let queue = WorkQueue(count: listed.count + chunks)
+        runOnThreads(min(pool.size, listed.count + chunks)) { _ in
+            while let item = queue.next() {
+                if lock.withLock({ failure != nil }) { return }
+                do {
+                    let found: [(Int, Entry?)]
+                    if item < listed.count {
+                        found = try pool.with {
+                            try versionsListed(listed[item].indexes, in: listed[item].folder, paths, $0)
+                        }
+                    } else {
+                        let start = (item - listed.count) * batch
+                        let chunk = Array(asked[start..<min(asked.count, start + batch)])
+                        found = try pool.with { try versionsAsked(chunk, paths, $0) }
+                    }
+                    lock.withLock { for (index, entry) in found { answers[index] = entry } }
+                } catch {
+                    lock.withLock { if failure == nil { failure = error } }
+                    return
+                }
+            }
+        }
+        if let failure { throw failure }
+        return answers
+    }
+
+    /// A folder holding at least this many of the paths `versionEntries` asks for is listed: one
+    /// listing (a round trip by STAT, about four by MLSD) against as many commands.
+    static let listingFrom = 16
+
+    /// The answers for `paths[indexes]`, all in `folder`, from its listing (none where it is not).
+    private func versionsListed(_ indexes: [Int], in folder: FileName, _ paths: [FileName], _ connection: FTPConnection)
+        throws -> [(Int, Entry?)]
+    {
+        var files: [FileName: Entry] = [:]
+        do {
+            for entry in try versionEntries(in: absolute(VersionsFolder.name.appending(folder)), connection)
+            where entry.kind == .file {
+                files[entry.name] = entry
+            }
+        } catch let error as FTPError where error.kind == .notFound {
+        }
+        return indexes.map { ($0, files[paths[$0].lastComponent]) }
+    }
+
+    /// The answers for `paths[indexes]`, asked with one command each, pipelined.
+    private func versionsAsked(_ indexes: [Int], _ paths: [FileName], _ connection: FTPConnection) throws
+        -> [(Int, Entry?)]
+    {
+        let verb = features.names.contains("MLST") ? "MLST " : "SIZE "
+        let commands = indexes.map {
+            Array(("*" + verb).utf8) + connection.commandPath(absolute(VersionsFolder.name.appending(paths[$0])).bytes)
+        }
+        let replies = try connection.exchange(commands) ?? commands.map { try connection.command([$0]) }
+        var found: [(Int, Entry?)] = []
+        for (index, reply) in zip(indexes, replies) {
+            let name = paths[index].lastComponent
+            switch reply.code {
+            case 213 where verb == "SIZE ":
+                let size = Int64(reply.text.trimmingSpaces) ?? 0
+                found.append((index, Entry(name: name, kind: .file, size: size, mtime: Timestamp(seconds: 0))))
+            case 250 where verb == "MLST ":
+                // ` type=file;size=12;modify=…; /path`: a folder is no version.
+                let line = reply.lines.dropFirst().first { $0.contains("=") } ?? ""
+                let facts = line.drop { $0 == " " }.prefix { $0 != " " }.lowercased()
+                if facts.contains("type=dir") || facts.contains("type=cdir") || facts.contains("type=pdir") {
+                    found.append((index, nil))
+                    continue
+                }
+                var size: Int64 = 0
+                for fact in facts.split(separator: ";") where fact.hasPrefix("size=") {
+                    size = Int64(fact.dropFirst(5)) ?? 0
+                }
+                found.append((index, Entry(name: name, kind: .file, size: size, mtime: Timestamp(seconds: 0))))
+            case 450, 550:
+                found.append((index, nil))
+            default:
+                throw FTPError(
+                    .protocolError, "\(options.display): \(verb)unexpected reply \(reply.code) \(reply.text)",
+                    replyCode: reply.code)
+            }
+        }
+        return found
+    }
+
+    public func removeVersions(_ versions: [FileName]) -> [Error?] {
+        if versions.isEmpty { return [] }
+        do {
+            return try pool.with { connection in
+                let groups = versions.map {
+                    [Array("DELE ".utf8) + connection.commandPath(absolute(VersionsFolder.name.appending($0)).bytes)]
+                }
+                return try connection.pipeline(groups: groups).map { result -> Error? in
+                    if case .failure(let error) = result { return error }
+                    return nil
+                }
+            }
+        } catch {
+            return versions.map { _ in error }
+        }
+    }
+
+    public func removeEmptyVersionFolders(_ folders: [FileName]) {
+        if folders.isEmpty { return }
+        _ = try? pool.with { connection in
+            try connection.pipeline(
+                folders.map {
+                    Array("*RMD ".utf8) + connection.commandPath(absolute(VersionsFolder.name.appending($0)).bytes)
+                })
+        }
     }
 }
