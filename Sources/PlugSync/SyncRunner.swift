@@ -1,4 +1,4 @@
-import CurlFTP
+import CCurl
 import Dispatch
 import FTPBackend
 import FoundationEssentials
@@ -253,29 +253,32 @@ public final class SyncRunner {
         return outcome
     }
 
-    /// Starts loading libcurl on another thread when a definition has a server, so that its
-    /// first login does not wait for the loader: call it as soon as the definitions are known
-    /// (`run` calls it too, for the agent's runs; a library loads once).
+    /// Starts loading libcurl on another thread when a definition has an SFTP server, so that
+    /// its first login does not wait for the loader: call it as soon as the definitions are
+    /// known (`run` calls it too, for the agent's runs; a library loads once). The FTP client
+    /// needs no library (libssl for FTPS loads at its first TLS connection).
     public static func loadLibraries(for definitions: [Definition]) {
-        if definitions.contains(where: { $0.source.location.isRemote || $0.destination.location.isRemote }) {
-            FTPConnection.loadLibraryInBackground()
+        if definitions.contains(where: {
+            $0.source.location.server is SFTPSpec || $0.destination.location.server is SFTPSpec
+        }) {
+            ccurl_load_in_background()
         }
     }
 
     /// Before the command line is parsed: a `plugsync run` whose definitions file (`path`, or
-    /// the default one) mentions `ftp` starts loading libcurl at once, 2-3 ms before the
+    /// the default one) mentions `sftp` starts loading libcurl at once, 2-3 ms before the
     /// definitions are read and checked (the loader then has a core to itself). Only a head
-    /// start: a file that mentions `ftp` without a server costs a library loaded for nothing,
+    /// start: a file that mentions `sftp` without a server costs a library loaded for nothing,
     /// and `loadLibraries(for:)` decides as before.
     public static func loadLibrariesEarly(definitionsFile path: String?) {
-        if mentionsServers(definitionsFile: path) { FTPConnection.loadLibraryInBackground() }
+        if mentionsServers(definitionsFile: path) { ccurl_load_in_background() }
     }
 
     /// Before the process exits: waits for a library load begun on another thread (an exit
     /// during the load can crash), a few milliseconds at most.
-    public static func finishLoadingLibraries() { FTPConnection.waitForBackgroundLoad() }
+    public static func finishLoadingLibraries() { ccurl_wait_for_background_load() }
 
-    /// The definitions file holds `ftp` somewhere.
+    /// The definitions file holds `sftp` somewhere.
     static func mentionsServers(definitionsFile path: String?) -> Bool {
         // Only a regular file is read: a FIFO put there would block before the load refuses it.
         let file = path ?? DefinitionsFile.defaultPath()
@@ -283,7 +286,7 @@ public final class SyncRunner {
         guard stat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG,
             let text = Posix.readFile(file, limit: 1 << 20)
         else { return false }
-        return text.firstRange(of: Array("ftp".utf8)) != nil
+        return text.firstRange(of: Array("sftp".utf8)) != nil
     }
 
     /// The drive a run found, once its endpoints are resolved.

@@ -222,17 +222,20 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(missing?.contains("file not found") == true, missing ?? "passed")
     }
 
-    /// `plugsync run` starts loading libcurl before the command line is parsed when the
-    /// definitions file it names mentions `ftp`; no other file does.
-    func testOnlyARunWhoseDefinitionsMentionFTPLoadsLibcurlEarly() throws {
+    /// `plugsync run` starts loading libcurl (for SFTP) before the command line is parsed when
+    /// the definitions file it names mentions `sftp`; no other file does (FTP needs no curl).
+    func testOnlyARunWhoseDefinitionsMentionSFTPLoadsLibcurlEarly() throws {
         let root = NSTemporaryDirectory() + "plugsync-early-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
+        try "definitions:\n  - name: up\n    destination:\n      sftp: { server: h }\n"
+            .write(toFile: root + "/sftp.yaml", atomically: true, encoding: .utf8)
         try "definitions:\n  - name: up\n    destination:\n      ftp: { server: h }\n"
             .write(toFile: root + "/ftp.yaml", atomically: true, encoding: .utf8)
         try "definitions:\n  - name: usb\n    destination: { local: /mnt }\n"
             .write(toFile: root + "/local.yaml", atomically: true, encoding: .utf8)
-        XCTAssertTrue(SyncRunner.mentionsServers(definitionsFile: root + "/ftp.yaml"))
+        XCTAssertTrue(SyncRunner.mentionsServers(definitionsFile: root + "/sftp.yaml"))
+        XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root + "/ftp.yaml"))
         XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root + "/local.yaml"))
         XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root + "/absent.yaml"))
         XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root))  // a folder is not read

@@ -1,5 +1,3 @@
-import CCurl
-
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -33,15 +31,6 @@ public final class FTPConnection {
     /// Commands a new login sends after its set-up (`OPTS UTF8 ON` where the server takes it):
     /// a connection logged in anew sees the same names as before. Their answers do not matter.
     public var afterLogin: [String] = []
-
-    /// Loads libcurl on a thread of its own (once), for a run that will connect soon: the
-    /// dynamic loader maps and links libcurl and about thirty libraries it needs (4 ms here), and
-    /// the first connection then finds them ready instead of waiting.
-    public static func loadLibraryInBackground() { ccurl_load_in_background() }
-
-    /// Waits for the load `loadLibraryInBackground` started, if any: call it before the process
-    /// exits (an exit while the loader runs can crash in OpenSSL's cleanup).
-    public static func waitForBackgroundLoad() { ccurl_wait_for_background_load() }
 
     /// Connects and logs in; throws `FTPError` (`.connection`, `.login`, `.tls`, …).
     ///
