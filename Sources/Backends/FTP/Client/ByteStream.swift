@@ -172,9 +172,36 @@ final class TLSStream: ByteStream {
         try step { ctls_read(ssl, buffer.baseAddress, buffer.count) }
     }
 
+    /// Ends an upload: says close_notify, then reads (and drops) what the server still sends on
+    /// this connection (TLS 1.3 session tickets, its own close_notify) until it closes it or
+    /// `control` has something to read (the transfer's last reply). A socket closed with bytes
+    /// unread is reset, and the server would lose the end of the file (vsftpd: 426).
+    func endUpload(watching control: Int32) {
+        guard let ssl, !saidClose else { return }
+        saidClose = true
+        ctls_close(ssl)
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        let deadline = DataConnection.monotonicSeconds() + Double(timeout)
+        while true {
+            let n = ctls_read(ssl, &scratch, scratch.count)
+            if n > 0 { continue }
+            guard n == Int(CTLS_WANT_READ) || n == Int(CTLS_WANT_WRITE) else { return }
+            let left = deadline - DataConnection.monotonicSeconds()
+            if left <= 0 { return }
+            var entries = [
+                pollfd(fd: fd, events: Int16(n == Int(CTLS_WANT_READ) ? POLLIN : POLLOUT), revents: 0),
+                pollfd(fd: control, events: Int16(POLLIN), revents: 0),
+            ]
+            let ready = poll(&entries, 2, Int32(left * 1000))
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 || entries[1].revents != 0 { return }
+        }
+    }
+    private var saidClose = false
+
     func close() {
         if let ssl {
-            ctls_close(ssl)
+            if !saidClose { ctls_close(ssl) }
             ctls_free(ssl)
         }
         ssl = nil

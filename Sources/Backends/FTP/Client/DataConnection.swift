@@ -19,6 +19,8 @@ final class DataConnection {
     /// The transfer's last reply where the server sent it before the data (a 226 at once).
     private var early: FTPReply?
     private var ended = false
+    /// An upload (set by `FTPConnection.upload`): its end is said before the connection closes.
+    var uploading = false
 
     init(connection: FTPConnection, stream: ByteStream, what: String, early: FTPReply?) {
         self.connection = connection
@@ -77,6 +79,9 @@ final class DataConnection {
     /// last reply: thrown when it is not 226 or 250.
     @discardableResult
     func finish() throws -> FTPReply {
+        if uploading, let tls = stream as? TLSStream, let control = connection.controlDescriptor {
+            tls.endUpload(watching: control)
+        }
         stream?.close()
         stream = nil
         ended = true

@@ -284,6 +284,9 @@ public final class FTPConnection {
     /// No reply read ahead of the ones asked for.
     var inStep: Bool { reader?.isEmpty ?? false }
 
+    /// The control connection's socket, while it is open.
+    var controlDescriptor: Int32? { control?.fd }
+
     /// The next reply on the control connection (a transfer's end).
     func nextReply() throws -> FTPReply {
         guard reader != nil else {
@@ -788,6 +791,7 @@ public final class FTPConnection {
         read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int
     ) throws -> [FTPReply] {
         let data = try openData(Array("STOR ".utf8) + commandPath(path), what: "STOR " + Self.printable(path))
+        data.uploading = true
         var readError: Error?
         do {
             // As large as the file (most are small), at most 256 KiB.
