@@ -4,7 +4,7 @@ import PackageDescription
 // Layers: each target depends only on the ones below it (docs/ARCHITECTURE.md).
 //   plugsync (CLI) -> PlugSync -> backends -> SyncEngine -> SystemSupport;
 //   the CLI imports PlugSync and SystemSupport only (PlugSync/EngineTypes.swift);
-//   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CCurl, SFTPBackend -> CSSH2;
+//   backends: LocalBackend (folders and drives), FTPBackend -> CurlFTP -> CTLS, SFTPBackend -> CSSH2;
 //   PlugSync -> Devices -> CUdev, SystemSupport; PlugSync -> CCurl (pings), Prometheus (the metrics file);
 //   PlugSync -> DesktopNotifications (Sources/Notifications) -> CSystemd, SystemSupport;
 //   C shims: CCurl (libcurl), CSSH2 (libssh2), CTLS (libssl), CUdev (libudev), CSQLite, CYAML (libyaml), CSystemd (libsystemd, loaded with dlopen), CPosix
@@ -38,7 +38,7 @@ let package = Package(
             path: "Sources/Notifications"),
         .target(name: "Devices", dependencies: ["CUdev", "SystemSupport"], path: "Sources/Devices"),
         .target(name: "CPosix", path: "Sources/CPosix", cSettings: [.define("_GNU_SOURCE")]),
-        // libcurl is loaded with dlopen at the first FTP connection or ping (CCurl.h says why).
+        // libcurl is loaded with dlopen at the first ping (CCurl.h says why).
         .target(
             name: "CCurl", path: "Sources/CCurl", cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [.linkedLibrary("dl")]),
@@ -54,7 +54,8 @@ let package = Package(
         .target(
             name: "LocalBackend", dependencies: ["SyncEngine", "SystemSupport", "CPosix"],
             path: "Sources/Backends/Local"),
-        .target(name: "CurlFTP", dependencies: ["CCurl", "CTLS"], path: "Sources/Backends/FTP/Client"),
+        // The FTP client: its own sockets, TLS through CTLS; no curl.
+        .target(name: "CurlFTP", dependencies: ["CTLS"], path: "Sources/Backends/FTP/Client"),
         .target(
             name: "FTPBackend", dependencies: ["SyncEngine", "SystemSupport", "CurlFTP"],
             path: "Sources/Backends/FTP/Endpoint"),

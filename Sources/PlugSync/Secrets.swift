@@ -7,7 +7,7 @@ import SyncEngine
 /// Reading a server's password from where the definitions file says it is (FTP and SFTP).
 enum Secrets {
     /// The password, read now (never stored in the definitions file's memory beyond the run);
-    /// nil where none is given (curl then reads ~/.netrc for an FTP server).
+    /// nil where none is given (the FTP client then reads ~/.netrc).
     static func password(_ password: ServerPassword, role: String) throws -> String? {
         switch password {
         case .none, .netrc:

@@ -1,4 +1,4 @@
-import CurlFTP
+import CCurl
 import Dispatch
 import FTPBackend
 import FoundationEssentials
@@ -174,7 +174,6 @@ public final class SyncRunner {
     }
 
     private func runAndRecord(_ definition: Definition, options: RunOptions) -> RunOutcome {
-        Self.loadLibraries(for: [definition])
         var log: LogFile?
         var logError: String?
         if let path = definition.logFile {
@@ -254,46 +253,6 @@ public final class SyncRunner {
         hooks.after(outcome, reporter)
         reporter.flush()  // the hooks' lines come after the summary
         return outcome
-    }
-
-    /// Starts loading libcurl on another thread when a definition has an FTP server, so that
-    /// its first login does not wait for the loader: call it as soon as the definitions are
-    /// known (`run` calls it too, for the agent's runs; a library loads once). An SFTP server
-    /// needs no libcurl.
-    public static func loadLibraries(for definitions: [Definition]) {
-        func isFTP(_ side: Location) -> Bool { side.server.map { $0.key.hasPrefix("ftp") } ?? false }
-        if definitions.contains(where: { isFTP($0.source.location) || isFTP($0.destination.location) }) {
-            FTPConnection.loadLibraryInBackground()
-        }
-    }
-
-    /// Before the command line is parsed: a `plugsync run` whose definitions file (`path`, or
-    /// the default one) mentions `ftp` (not as part of `sftp`) starts loading libcurl at once, 2-3 ms before the
-    /// definitions are read and checked (the loader then has a core to itself). Only a head
-    /// start: a file that mentions `ftp` without a server costs a library loaded for nothing,
-    /// and `loadLibraries(for:)` decides as before.
-    public static func loadLibrariesEarly(definitionsFile path: String?) {
-        if mentionsServers(definitionsFile: path) { FTPConnection.loadLibraryInBackground() }
-    }
-
-    /// Before the process exits: waits for a library load begun on another thread (an exit
-    /// during the load can crash), a few milliseconds at most.
-    public static func finishLoadingLibraries() { FTPConnection.waitForBackgroundLoad() }
-
-    /// The definitions file holds `ftp` somewhere, other than in `sftp`.
-    static func mentionsServers(definitionsFile path: String?) -> Bool {
-        // Only a regular file is read: a FIFO put there would block before the load refuses it.
-        let file = path ?? DefinitionsFile.defaultPath()
-        var st = stat()
-        guard stat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG,
-            let text = Posix.readFile(file, limit: 1 << 20)
-        else { return false }
-        var from = text.startIndex
-        while let found = text[from...].firstRange(of: Array("ftp".utf8)) {
-            if found.lowerBound == text.startIndex || text[found.lowerBound - 1] != UInt8(ascii: "s") { return true }
-            from = found.upperBound
-        }
-        return false
     }
 
     /// The drive a run found, once its endpoints are resolved.

@@ -45,18 +45,10 @@ struct Plugsync: ParsableCommand {
     }
 
     static func main() {
-        // `plugsync run …`: the definitions file it names, before the arguments are parsed.
-        let arguments = CommandLine.arguments
-        if arguments.count > 1 && arguments[1] == "run" {
-            SyncRunner.loadLibrariesEarly(definitionsFile: configOption(in: arguments.dropFirst(2)))
-        }
-        // Every way out of here ends the process: not while a library is being loaded.
-        defer { SyncRunner.finishLoadingLibraries() }
         do {
             var command = try parseAsRoot()
             try command.run()
         } catch {
-            SyncRunner.finishLoadingLibraries()
             let code = exitCode(for: error)
             if code == .success || error is CleanExit {
                 exit(withError: error)

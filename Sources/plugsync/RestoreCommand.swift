@@ -39,7 +39,6 @@ struct Restore: ParsableCommand {
         let result = try failing {
             let file = try options.load()
             let definition = try file.definition(named: name)
-            SyncRunner.loadLibraries(for: [definition])
             return try PlugSync.Restore().restore(
                 definition, paths: paths, options: restoreOptions,
                 say: { print(TerminalText.escaped($0)) }, sayError: { FileHandleOut.error($0) })

@@ -28,7 +28,6 @@ struct Run: ParsableCommand {
             let file = try options.load()
             var definitions = try file.select(names: names, group: group, all: all)
             if all || group != nil { definitions = definitions.filter(\.enabled) }
-            SyncRunner.loadLibraries(for: definitions)
             let runner = try SyncRunner(stateDirectory: StateDirectory.path())
             runner.use(file)
             return try flags.run(definitions, with: runner, signals: signals)

@@ -50,7 +50,6 @@ struct SyncNow: ParsableCommand {
         let signals = StopSignals()
         let outcomes: [RunOutcome] = try failing {
             let definition = try self.definition()
-            SyncRunner.loadLibraries(for: [definition])
             let runner = try SyncRunner(stateDirectory: StateDirectory.path())
             let key = Self.stateName(definition.source.location, definition.destination.location)
             return try flags.run([definition], with: runner, signals: signals, oneShot: key)

@@ -33,7 +33,6 @@ struct Verify: ParsableCommand {
         let result = try failing {
             let file = try options.load()
             let definition = try file.definition(named: name)
-            SyncRunner.loadLibraries(for: [definition])
             var verifyOptions = Verification.Options()
             verifyOptions.sample = sample ?? 100
             verifyOptions.seed = seed

@@ -21,7 +21,6 @@ struct Versions: ParsableCommand {
         let result = try failing {
             let file = try options.load()
             let definition = try file.definition(named: name)
-            SyncRunner.loadLibraries(for: [definition])
             return try VersionHistory.list(definition, path: path)
         }
         if result.versions.isEmpty {

@@ -4,14 +4,25 @@ import XCTest
 
 final class DirectRetrievalTests: XCTestCase {
     func testEPSVPorts() {
-        XCTAssertEqual(DirectTransfer.epsvPort("Entering Extended Passive Mode (|||6446|)"), 6446)
-        XCTAssertEqual(DirectTransfer.epsvPort("Entering Extended Passive Mode (!!!65535!)"), 65535)
-        XCTAssertEqual(DirectTransfer.epsvPort("ok (|||1|) trailing"), 1)
+        XCTAssertEqual(DataConnection.epsvPort("Entering Extended Passive Mode (|||6446|)"), 6446)
+        XCTAssertEqual(DataConnection.epsvPort("Entering Extended Passive Mode (!!!65535!)"), 65535)
+        XCTAssertEqual(DataConnection.epsvPort("ok (|||1|) trailing"), 1)
         for bad in [
             "Entering Extended Passive Mode", "(|||99999|)", "(|||0|)", "(|||port|)", "(||6446|)", "(|!|6446|)",
             "(|||6446", "(|||6446!)", "(|||)", "(", "(|||123456789012345678901234567890|)",
         ] {
-            XCTAssertNil(DirectTransfer.epsvPort(bad), bad)
+            XCTAssertNil(DataConnection.epsvPort(bad), bad)
+        }
+    }
+
+    func testPASVPorts() {
+        XCTAssertEqual(DataConnection.pasvPort("Entering Passive Mode (127,0,0,1,25,46)."), 25 * 256 + 46)
+        XCTAssertEqual(DataConnection.pasvPort("Entering Passive Mode 10,0,0,5,0,21"), 21)
+        for bad in [
+            "Entering Passive Mode", "(127,0,0,1,25)", "(127,0,0,1,256,1)", "(127,0,0,1,0,0)", "(1,2,3,4,5,6,7)",
+            "(127,0,0,1,99999999999999999999,1)",
+        ] {
+            XCTAssertNil(DataConnection.pasvPort(bad), bad)
         }
     }
 

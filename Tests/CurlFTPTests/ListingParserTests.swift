@@ -181,12 +181,38 @@ final class ListingParserTests: XCTestCase {
         }
     }
 
-    func testURLPaths() {
-        XCTAssertEqual(
-            FTPConnection.urlPath(Array("a b/c%d".utf8), home: Array("/".utf8), isDirectory: false), "%2Fa%20b/c%25d")
-        XCTAssertEqual(
-            FTPConnection.urlPath(Array("www".utf8), home: Array("/home/u".utf8), isDirectory: true), "%2Fhome/u/www/")
-        XCTAssertEqual(FTPConnection.urlPath([0xe9], home: nil, isDirectory: false), "%E9")
+    /// The login directory in `PWD`'s answer: between the quotes, a doubled quote for one.
+    func testTheQuotedPathOfAPWDReply() {
+        func path(_ reply: String) -> String? {
+            FTPConnection.quotedPath(Array(reply.utf8)).map { String(decoding: $0, as: UTF8.self) }
+        }
+        XCTAssertEqual(path("257 \"/home/u\" is the current directory\r\n"), "/home/u")
+        XCTAssertEqual(path("257 \"/a \"\"quoted\"\" b\" created\r\n"), "/a \"quoted\" b")
+        XCTAssertEqual(path("257 \"/\"\r\n"), "/")
+        XCTAssertNil(path("257 /home/u\r\n"), "no quotes")
+        XCTAssertNil(path("257 \"/never/ends\r\n"), "no closing quote")
+        XCTAssertEqual(FTPConnection.quotedPath([50, 53, 55, 32, 34, 47, 0xe9, 34]), [47, 0xe9], "any bytes")
+    }
+
+    /// `~/.netrc` as curl reads it: the machine's entry (the given login's where there is one),
+    /// else `default`; never a password written for another login.
+    func testNetrcEntries() {
+        let text = """
+            # a comment
+            machine other.example login x password y
+            machine ftp.example.com
+              login backup
+              password s3cret
+            default login anonymous password me@example.com
+            """
+        let entry = Netrc.parse(text, host: "ftp.example.com", login: nil)
+        XCTAssertEqual(entry?.login, "backup")
+        XCTAssertEqual(entry?.password, "s3cret")
+        XCTAssertEqual(Netrc.parse(text, host: "ftp.example.com", login: "backup")?.password, "s3cret")
+        XCTAssertNil(Netrc.parse(text, host: "ftp.example.com", login: "someone"), "another user's password")
+        XCTAssertEqual(Netrc.parse("default password p", host: "any", login: "someone")?.password, "p")
+        XCTAssertEqual(Netrc.parse(text, host: "unknown.example", login: nil)?.login, "anonymous")
+        XCTAssertNil(Netrc.parse("machine a login b password c", host: "d", login: nil))
     }
 
     /// A listing in a reply to `STAT path`: vsftpd's lines as they are, proftpd's without their

@@ -37,7 +37,7 @@ final class TLSStreamTests: XCTestCase {
 
         init(_ stream: ByteStream) {
             self.stream = stream
-            self.replies = ReplyReader(stream: stream, timeout: 10, display: "test")
+            self.replies = ReplyReader(stream: stream, display: "test")
         }
 
         /// Sends the commands in one write and returns their replies.
@@ -54,7 +54,7 @@ final class TLSStreamTests: XCTestCase {
         let context = try TLSContext(caFile: server.caFile)
 
         let plain = PlainStream(fd: try connect(server.port), timeout: 10, display: "test")
-        var greeting = ReplyReader(stream: plain, timeout: 10, display: "test")
+        var greeting = ReplyReader(stream: plain, display: "test")
         XCTAssertEqual(try greeting.next().code, 220)
         try plain.send(Array("AUTH TLS\r\n".utf8))
         XCTAssertEqual(try greeting.next().code, 234)
@@ -67,7 +67,7 @@ final class TLSStreamTests: XCTestCase {
         let login = try control.send(
             "USER \(server.user)", "PASS \(server.password)", "PBSZ 0", "PROT P", "TYPE I", "EPSV")
         XCTAssertEqual(login.map(\.code), [331, 230, 200, 200, 200, 229], "\(login)")
-        let port = try XCTUnwrap(DirectTransfer.epsvPort(login[5].text), login[5].text)
+        let port = try XCTUnwrap(DataConnection.epsvPort(login[5].text), login[5].text)
         let tlsControl = try XCTUnwrap(control.stream as? TLSStream)
         let session = try XCTUnwrap(tlsControl.session)
 

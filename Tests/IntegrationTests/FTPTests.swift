@@ -1079,6 +1079,25 @@ final class FTPTests: IntegrationTestCase {
         pool.drain()
     }
 
+    /// Uploads over FTPS end cleanly: the client says close_notify and reads what the server
+    /// still sends on the data connection (TLS 1.3 session tickets) before it closes it; a socket
+    /// closed with bytes unread is reset, and vsftpd answered such an upload 426.
+    func testManyUploadsOverFTPSEndCleanly() throws {
+        let server = try start("vsftpd-tls")
+        for index in 1...80 {
+            try write("src/d\(index % 4)/f\(index).txt", String(repeating: "x", count: index) + "\n")
+        }
+        try write("src/empty.txt", "")
+        try chownToServer(server)
+        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        let first = try run("up", server)
+        assertExit(first, 0)
+        XCTAssertTrue(first.stdout.contains("Done: 81 copied"), "\(first)")
+        XCTAssertFalse(first.stdout.contains("Retrying") || first.stdout.contains("Failed"), "\(first)")
+        XCTAssertEqual(read("server/www/d1/f77.txt"), String(repeating: "x", count: 77) + "\n")
+        XCTAssertEqual(read("server/www/empty.txt"), "")
+    }
+
     func testMissingSourceFolderIsRefused() throws {
         let server = try start("vsftpd")
         try write("dst/keep.txt", "precious\n")

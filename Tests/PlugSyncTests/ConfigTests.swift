@@ -223,28 +223,6 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(missing?.contains("file not found") == true, missing ?? "passed")
     }
 
-    /// `plugsync run` starts loading libcurl before the command line is parsed when the
-    /// definitions file it names mentions `ftp`; no other file does (`sftp` needs no libcurl).
-    func testOnlyARunWhoseDefinitionsMentionFTPLoadsLibcurlEarly() throws {
-        let root = NSTemporaryDirectory() + "plugsync-early-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        try "definitions:\n  - name: up\n    destination:\n      ftp: { server: h }\n"
-            .write(toFile: root + "/ftp.yaml", atomically: true, encoding: .utf8)
-        try "definitions:\n  - name: usb\n    destination: { local: /mnt }\n"
-            .write(toFile: root + "/local.yaml", atomically: true, encoding: .utf8)
-        try "definitions:\n  - name: up\n    destination:\n      sftp: { server: h, directory: sftp }\n"
-            .write(toFile: root + "/sftp.yaml", atomically: true, encoding: .utf8)
-        try "definitions:\n  - name: up\n    source:\n      sftp: { server: h }\n    destination:\n      ftps: { server: h }\n"
-            .write(toFile: root + "/both.yaml", atomically: true, encoding: .utf8)
-        XCTAssertTrue(SyncRunner.mentionsServers(definitionsFile: root + "/ftp.yaml"))
-        XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root + "/sftp.yaml"))
-        XCTAssertTrue(SyncRunner.mentionsServers(definitionsFile: root + "/both.yaml"))
-        XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root + "/local.yaml"))
-        XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root + "/absent.yaml"))
-        XCTAssertFalse(SyncRunner.mentionsServers(definitionsFile: root))  // a folder is not read
-    }
-
     func testEditingKeepsOtherDefinitionsAndComments() throws {
         var file = try parse(Self.designExample)
         var copy = file.definitions[1]

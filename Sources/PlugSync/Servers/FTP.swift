@@ -88,7 +88,7 @@ public struct FTPSpec: ServerSpec, Equatable {
     }
 
     /// The client's options; the password is read now (never kept beyond the run), nil lets
-    /// curl read ~/.netrc.
+    /// the client read ~/.netrc.
     func options(role: String) throws -> FTPOptions {
         var options = FTPOptions(host: host, port: port, username: username ?? "")
         options.password = try Secrets.password(password, role: role)

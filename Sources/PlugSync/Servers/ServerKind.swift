@@ -40,7 +40,7 @@ public enum ServerPassword: Sendable, Equatable {
     case literal(String)
     case file(String)
     case environment(String)
-    /// FTP only: curl reads ~/.netrc.
+    /// FTP only: the client reads ~/.netrc.
     case netrc
 }
 

@@ -10,6 +10,8 @@ import CTLS
 /// `timeout` seconds, then throws `FTPError(.interrupted)`.
 protocol ByteStream: AnyObject {
     var fd: Int32 { get }
+    /// Seconds a call waits for the peer before it throws.
+    var timeout: Int { get set }
     /// Sends all of `bytes`.
     func send(_ bytes: UnsafeRawBufferPointer) throws
     /// Reads what is there (waiting for something first): a count > 0, or 0 at the end.
@@ -25,7 +27,7 @@ extension ByteStream {
 /// A plain TCP connection.
 final class PlainStream: ByteStream {
     private(set) var fd: Int32
-    let timeout: Int
+    var timeout: Int
     let display: String
 
     init(fd: Int32, timeout: Int, display: String) {
@@ -65,6 +67,12 @@ final class PlainStream: ByteStream {
         if fd >= 0 { Glibc.close(fd) }
         fd = -1
     }
+
+    /// Hands the socket over (to a TLS stream after `AUTH TLS`): this stream no longer owns it.
+    func detach() -> Int32 {
+        defer { fd = -1 }
+        return fd
+    }
 }
 
 /// What TLS connections to one server share: the certificates they trust.
@@ -94,15 +102,16 @@ final class TLSSession: @unchecked Sendable {
 /// first byte for implicit FTPS), through OpenSSL's libssl (loaded at the first use).
 final class TLSStream: ByteStream {
     private(set) var fd: Int32
-    let timeout: Int
+    var timeout: Int
     let display: String
     private var ssl: UnsafeMutableRawPointer?
 
     /// Shakes hands on `fd` (connected, non-blocking); the server's certificate must be trusted
-    /// by `context` and name `host`. `session`: the control connection's, to resume.
+    /// by `context` and name `host`. `session`: the control connection's, to resume. Without
+    /// `handshake`, the caller drives it (`handshakeStep`).
     init(
         fd: Int32, host: String, context: TLSContext, resuming session: TLSSession? = nil, timeout: Int,
-        display: String
+        display: String, handshake: Bool = true
     ) throws {
         self.fd = fd
         self.timeout = timeout
@@ -113,12 +122,34 @@ final class TLSStream: ByteStream {
             throw FTPError(.tls, "\(display): \(String(cString: ctls_error()))")
         }
         self.ssl = ssl
+        guard handshake else { return }
         do {
             try step { ctls_handshake(ssl) }
         } catch {
             close()
             throw error
         }
+    }
+
+    /// One step of a handshake the caller drives: nil when it is done, else the poll events it
+    /// waits for (`POLLIN` or `POLLOUT`).
+    func handshakeStep() throws -> Int16? {
+        guard let ssl else { throw FTPError(.interrupted, "\(display): the connection is closed") }
+        switch ctls_handshake(ssl) {
+        case 1: return nil
+        case CTLS_WANT_READ: return Int16(POLLIN)
+        case CTLS_WANT_WRITE: return Int16(POLLOUT)
+        default: throw FTPError(.tls, "\(display): \(String(cString: ctls_error()))")
+        }
+    }
+
+    /// Whether the peer sent something or ended the session without being asked: reads what
+    /// is there without waiting (a TLS 1.3 session ticket is no data).
+    func hasUnsolicitedInput() -> Bool {
+        guard let ssl else { return true }
+        var byte: UInt8 = 0
+        let result = ctls_read(ssl, &byte, 1)
+        return result != Int(CTLS_WANT_READ) && result != Int(CTLS_WANT_WRITE)
     }
 
     deinit { close() }
@@ -141,9 +172,36 @@ final class TLSStream: ByteStream {
         try step { ctls_read(ssl, buffer.baseAddress, buffer.count) }
     }
 
+    /// Ends an upload: says close_notify, then reads (and drops) what the server still sends on
+    /// this connection (TLS 1.3 session tickets, its own close_notify) until it closes it or
+    /// `control` has something to read (the transfer's last reply). A socket closed with bytes
+    /// unread is reset, and the server would lose the end of the file (vsftpd: 426).
+    func endUpload(watching control: Int32) {
+        guard let ssl, !saidClose else { return }
+        saidClose = true
+        ctls_close(ssl)
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        let deadline = DataConnection.monotonicSeconds() + Double(timeout)
+        while true {
+            let n = ctls_read(ssl, &scratch, scratch.count)
+            if n > 0 { continue }
+            guard n == Int(CTLS_WANT_READ) || n == Int(CTLS_WANT_WRITE) else { return }
+            let left = deadline - DataConnection.monotonicSeconds()
+            if left <= 0 { return }
+            var entries = [
+                pollfd(fd: fd, events: Int16(n == Int(CTLS_WANT_READ) ? POLLIN : POLLOUT), revents: 0),
+                pollfd(fd: control, events: Int16(POLLIN), revents: 0),
+            ]
+            let ready = poll(&entries, 2, Int32(left * 1000))
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 || entries[1].revents != 0 { return }
+        }
+    }
+    private var saidClose = false
+
     func close() {
         if let ssl {
-            ctls_close(ssl)
+            if !saidClose { ctls_close(ssl) }
             ctls_free(ssl)
         }
         ssl = nil

@@ -1,81 +1,311 @@
-import CCurl
-
 #if canImport(Glibc)
     import Glibc
 #endif
 
 /// One logged-in FTP control connection, kept open across operations.
 ///
-/// Every operation runs on the same curl easy handle through one multi handle, so curl reuses
-/// the control connection (one login for the whole run) and a download can be read piece by
-/// piece by its caller instead of being pushed into a callback. Not thread-safe: one thread uses
-/// a connection at a time (a pool hands them out).
+/// The client owns its sockets: the control connection is a `ByteStream` (plain, or TLS after
+/// `AUTH TLS` or from the first byte) that commands are written to, as many at once as the
+/// protocol allows, and replies read from in order; each listing or transfer opens a data
+/// connection of its own (`openData`: EPSV, else PASV, or EPRT/PORT in active mode), under TLS
+/// resuming the control connection's session. Not thread-safe: one thread uses a connection at
+/// a time (a pool hands them out).
+///
+/// A connection that got out of step with its server (a broken or stalled transfer, replies
+/// that do not match) is closed (`lostStep`), and the next operation logs in anew, as curl did.
 ///
 /// Paths are bytes relative to the login directory, components joined by `/`.
 public final class FTPConnection {
     public let options: FTPOptions
-    private let easy: UnsafeMutableRawPointer
-    private let multi: UnsafeMutableRawPointer
+    /// The control connection and its replies; nil once given up.
+    private var control: ByteStream?
+    private var reader: ReplyReader?
     /// The login directory as `PWD` reported it, when it is a usable absolute path: operations
-    /// then name absolute paths and curl never has to change back to it first.
+    /// then name absolute paths and the current directory never matters.
     private var home: [UInt8]?
-
-    // State of the operation in progress, read by the C callbacks.
-    private var replyBytes: [UInt8] = []
-    private var body: [UInt8] = []
-    private var bodyLimit = 0
-    private var bodyOverflow = false
-    private var reader: ((UnsafeMutableRawBufferPointer) throws -> Int)?
-    private var callbackError: Error?
-    private var lists: [UnsafeMutablePointer<curl_slist>] = []
-
-    /// Loads libcurl on a thread of its own (once), for a run that will connect soon: the
-    /// dynamic loader maps and links libcurl and about thirty libraries it needs (4 ms here), and
-    /// the first connection then finds them ready instead of waiting.
-    public static func loadLibraryInBackground() { ccurl_load_in_background() }
-
-    /// Waits for the load `loadLibraryInBackground` started, if any: call it before the process
-    /// exits (an exit while the loader runs can crash in OpenSSL's cleanup).
-    public static func waitForBackgroundLoad() { ccurl_wait_for_background_load() }
+    private var tlsContext: TLSContext?
+    /// The control connection's TLS session, resumed by its data connections.
+    private var session: TLSSession?
+    /// Off once the server refused EPSV: PASV from then on.
+    private var extendedPassive = true
+    /// Commands a new login sends after its set-up (`OPTS UTF8 ON` where the server takes it):
+    /// a connection logged in anew sees the same names as before. Their answers do not matter.
+    public var afterLogin: [String] = []
 
     /// Connects and logs in; throws `FTPError` (`.connection`, `.login`, `.tls`, …).
     ///
     /// `greeted` is called once the server's greeting (220) arrived, under explicit TLS once the
-    /// handshake is done (the reply to USER): the connection is then counted by the server. `beforePassword` is called when the server asks for the password
-    /// (331) and holds the login until it returns; false gives up before the password is sent
-    /// (`.login`), so that a wrong password is tried once, not once per connection.
+    /// handshake is done: the connection is then counted by the server. `beforePassword` is
+    /// called when the server asks for the password (331) and holds the login until it returns;
+    /// false gives up before the password is sent (`.login`), so that a wrong password is tried
+    /// once, not once per connection.
     public init(_ options: FTPOptions, greeted: (() -> Void)? = nil, beforePassword: (() -> Bool)? = nil) throws {
-        guard ccurl_global_init() == CURLE_OK else {
-            throw FTPError(.local, String(cString: ccurl_load_error()))
-        }
-        guard let easy = ccurl_easy_init(), let multi = ccurl_multi_init() else {
-            throw FTPError(.local, "cannot initialize libcurl")
-        }
         self.options = options
-        self.easy = easy
-        self.multi = multi
-        self.greeted = greeted
-        self.beforePassword = beforePassword
-        defer {
-            self.greeted = nil
-            self.beforePassword = nil
-        }
-        // Connects and logs in. curl sends its own PWD after the login and keeps the answer (its
-        // entry path), so the login directory costs no second PWD.
-        try begin(path: nil)
-        set(CURLOPT_NOBODY, 1)
-        try perform(what: "login")
-        if let path = ccurl_entry_path(easy) {
-            let bytes = Array(UnsafeRawBufferPointer(start: path, count: strlen(path)))
-            home = bytes.first == UInt8(ascii: "/") ? bytes : nil
-        }
+        try logIn(greeted: greeted, beforePassword: beforePassword)
     }
 
     deinit {
-        freeLists()
-        ccurl_easy_cleanup(easy)
-        ccurl_multi_cleanup(multi)
-        errorBufferPointer.deallocate()
+        // QUIT, and its answer awaited a moment: the server ends the session cleanly.
+        if let control, reader?.isEmpty == true {
+            control.timeout = min(options.responseTimeout, 2)
+            trace("> QUIT")
+            if (try? control.send(Array("QUIT\r\n".utf8))) != nil { _ = try? reader?.next() }
+        }
+        control?.close()
+    }
+
+    // MARK: login
+
+    /// Connects, shakes hands where TLS is asked for, and logs in: `USER` and `PASS` in one
+    /// write (two where `beforePassword` holds the password), and the set-up after them in the
+    /// same write (`PBSZ 0` and `PROT P` under TLS, `PWD`, `TYPE I`).
+    private func logIn(greeted: (() -> Void)?, beforePassword: (() -> Bool)?) throws {
+        let display = options.display
+        let port = options.port ?? (options.tls == .implicit ? 990 : 21)
+        let fd = try Self.connect(host: options.host, port: port, timeout: options.connectTimeout, display: display)
+        var stream: ByteStream
+        if options.tls == .implicit {
+            stream = try TLSStream(
+                fd: fd, host: options.host, context: try context(), timeout: options.connectTimeout, display: display)
+        } else {
+            stream = PlainStream(fd: fd, timeout: options.responseTimeout, display: display)
+        }
+        var reader = ReplyReader(stream: stream, display: display)
+        do {
+            stream.timeout = options.responseTimeout
+            var greeting = try reader.next()
+            while greeting.code < 200 { greeting = try reader.next() }  // 120: ready in a moment
+            trace(greeting)
+            guard greeting.code == 220 else {
+                throw FTPError(
+                    .interrupted, "\(display): the server refused the connection: \(Self.describe(greeting))",
+                    replyCode: greeting.code)
+            }
+            if options.tls == .explicit {
+                trace("> AUTH TLS")
+                try stream.send(Array("AUTH TLS\r\n".utf8))
+                let auth = try reader.next()
+                trace(auth)
+                guard auth.code == 234 || auth.code == 334, reader.isEmpty else {
+                    throw FTPError(
+                        .tls, "\(display): the server does not take AUTH TLS: \(Self.describe(auth))",
+                        replyCode: auth.code)
+                }
+                let plain = stream as! PlainStream
+                stream = try TLSStream(
+                    fd: plain.detach(), host: options.host, context: try context(), timeout: options.connectTimeout,
+                    display: display)
+                stream.timeout = options.responseTimeout
+                reader = ReplyReader(stream: stream, display: display)
+            }
+            greeted?()
+            let (user, password) = credentials()
+            var setup: [String] = []
+            if options.tls != .none { setup += ["PBSZ 0", "PROT P"] }
+            setup += ["PWD", "TYPE I"] + afterLogin.map { $0.hasPrefix("*") ? String($0.dropFirst()) : $0 }
+            let userCommand = "USER " + user
+            let passCommand = "PASS " + (password ?? "")
+            try Self.validate([Array(userCommand.utf8), Array(passCommand.utf8)])
+            // Where no one holds the password back, it goes with the user name, and the set-up
+            // with both: a server answers them in order, the set-up after the login.
+            let together = beforePassword == nil
+            var first = [userCommand]
+            if together { first += [passCommand] + setup }
+            try send(first, on: stream)
+            let userReply = try reader.next()
+            trace(userReply)
+            var loggedIn = userReply.code == 230 || userReply.code == 202
+            if !loggedIn {
+                guard userReply.code == 331 || userReply.code == 332 else {
+                    throw loginError(userReply)
+                }
+                if let beforePassword, !beforePassword() {
+                    throw FTPError(
+                        .login, "\(display): the login was not tried (another connection's login failed)")
+                }
+                if !together { try send([passCommand] + setup, on: stream) }
+            } else if together {
+                _ = try reader.next()  // PASS after a login without one: answered, not needed
+            } else {
+                try send(setup, on: stream)
+            }
+            if !loggedIn {
+                let passReply = try reader.next()
+                trace(passReply)
+                guard passReply.code == 230 || passReply.code == 202 else { throw loginError(passReply) }
+                loggedIn = true
+            }
+            for command in setup {
+                let bytes = try reader.nextBytes()
+                guard let reply = FTPReply.parse(bytes).first else {
+                    throw FTPError(.protocolError, "\(display): a reply that cannot be read")
+                }
+                trace(reply)
+                switch command {
+                case "PWD":
+                    home =
+                        reply.code == 257
+                        ? Self.quotedPath(bytes).flatMap { $0.first == UInt8(ascii: "/") ? $0 : nil } : nil
+                case "TYPE I":
+                    guard reply.code < 300 else {
+                        throw FTPError(
+                            .refused, "\(display): the server refused binary mode: \(Self.describe(reply))",
+                            replyCode: reply.code)
+                    }
+                case "PBSZ 0", "PROT P":
+                    guard reply.code < 300 else {
+                        throw FTPError(
+                            .tls, "\(display): \(command): \(Self.describe(reply))", replyCode: reply.code)
+                    }
+                default:  // `afterLogin`: answered, whatever the answer
+                    break
+                }
+            }
+            guard reader.isEmpty else { throw FTPError(.protocolError, "\(display): replies out of step at login") }
+        } catch {
+            stream.close()
+            throw error
+        }
+        if let tls = stream as? TLSStream { session = tls.session }
+        control = stream
+        self.reader = reader
+    }
+
+    private func loginError(_ reply: FTPReply) -> FTPError {
+        FTPError(
+            reply.code >= 500 ? .login : .interrupted,
+            "\(options.display): the login was refused: \(Self.describe(reply))", replyCode: reply.code)
+    }
+
+    /// The user name and password: the options', else ~/.netrc's for the host (as curl read it),
+    /// else anonymous.
+    private func credentials() -> (String, String?) {
+        var user = options.username
+        var password = options.password
+        if password == nil, let entry = Netrc.entry(host: options.host, login: user.isEmpty ? nil : user) {
+            if user.isEmpty, let login = entry.login { user = login }
+            password = entry.password
+        }
+        if user.isEmpty {
+            user = "anonymous"
+            if password == nil { password = "ftp@example.com" }
+        }
+        return (user, password)
+    }
+
+    private func context() throws -> TLSContext {
+        if let tlsContext { return tlsContext }
+        let context = try TLSContext(caFile: options.caFile)
+        tlsContext = context
+        return context
+    }
+
+    /// The path in a `257 "path" …` reply (a quote in it doubled), as bytes.
+    static func quotedPath(_ reply: [UInt8]) -> [UInt8]? {
+        guard let open = reply.firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+        var path: [UInt8] = []
+        var index = open + 1
+        while index < reply.count {
+            let byte = reply[index]
+            if byte == UInt8(ascii: "\"") {
+                if index + 1 < reply.count && reply[index + 1] == UInt8(ascii: "\"") {
+                    path.append(byte)
+                    index += 2
+                    continue
+                }
+                return path
+            }
+            if byte == 13 || byte == 10 { return nil }
+            path.append(byte)
+            index += 1
+        }
+        return nil
+    }
+
+    /// A TCP connection to `host`:`port` (its addresses in turn), within `timeout` seconds.
+    static func connect(host: String, port: Int, timeout: Int, display: String) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        let resolved = getaddrinfo(bare, String(port), &hints, &list)
+        guard resolved == 0, let list else {
+            throw FTPError(
+                .connection, "\(display): cannot resolve \(bare) (\(String(cString: gai_strerror(resolved))))")
+        }
+        defer { freeaddrinfo(list) }
+        var failure = "no address"
+        var entry: UnsafeMutablePointer<addrinfo>? = list
+        while let current = entry {
+            entry = current.pointee.ai_next
+            var address = sockaddr_storage()
+            let length = current.pointee.ai_addrlen
+            withUnsafeMutableBytes(of: &address) {
+                $0.copyMemory(from: UnsafeRawBufferPointer(start: current.pointee.ai_addr, count: Int(length)))
+            }
+            do {
+                let fd = try DataConnection.connectSocket(&address, length: length, timeout: timeout)
+                var one: Int32 = 1
+                setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, socklen_t(MemoryLayout<Int32>.size))
+                return fd
+            } catch let error as DataConnection.SocketError {
+                failure = error.detail
+            }
+        }
+        throw FTPError(.connection, "\(display): cannot connect to \(bare) port \(port) (\(failure))")
+    }
+
+    /// The control connection, logged in anew where it was given up or the server closed it
+    /// while it was idle (a timeout of its own: 421 and the end).
+    private func ready() throws -> ByteStream {
+        if let control, let reader, reader.isEmpty, !Self.hasInput(control) { return control }
+        lostStep()
+        try logIn(greeted: nil, beforePassword: nil)
+        return control!
+    }
+
+    /// Whether an idle control connection has something to read (an unasked reply, or its end).
+    private static func hasInput(_ stream: ByteStream) -> Bool {
+        var entry = pollfd(fd: stream.fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, 0) > 0 else { return false }
+        if let tls = stream as? TLSStream { return tls.hasUnsolicitedInput() }
+        return true
+    }
+
+    /// Out of step with the server (or broken): the control connection is closed, and the next
+    /// operation logs in anew.
+    func lostStep() {
+        control?.close()
+        control = nil
+        reader = nil
+    }
+
+    /// No reply read ahead of the ones asked for.
+    var inStep: Bool { reader?.isEmpty ?? false }
+
+    /// The control connection's socket, while it is open.
+    var controlDescriptor: Int32? { control?.fd }
+
+    /// The next reply on the control connection (a transfer's end).
+    func nextReply() throws -> FTPReply {
+        guard reader != nil else {
+            throw FTPError(.interrupted, "\(options.display): the control connection is closed")
+        }
+        do {
+            let reply = try reader!.next()
+            trace(reply)
+            return reply
+        } catch {
+            lostStep()
+            throw error
+        }
+    }
+
+    private func send(_ commands: [String], on stream: ByteStream) throws {
+        if commands.isEmpty { return }
+        for command in commands { trace("> " + (command.hasPrefix("PASS ") ? "PASS ****" : command)) }
+        try stream.send(Array(commands.map { $0 + "\r\n" }.joined().utf8))
     }
 
     // MARK: operations
@@ -90,13 +320,7 @@ public final class FTPConnection {
     /// Commands as bytes (paths in them may be any bytes but NUL, CR and LF).
     @discardableResult
     public func command(_ commands: [[UInt8]]) throws -> FTPReply {
-        try Self.validate(commands)
-        try begin(path: nil)
-        set(CURLOPT_NOBODY, 1)
-        // After the (possible) CWD curl makes for the request itself, so the last replies are ours.
-        set(CURLOPT_POSTQUOTE, list(commands))
-        try perform(what: commands.first.map { Self.verb(of: $0) } ?? "command")
-        guard let reply = FTPReply.parse(replyBytes).last else {
+        guard let reply = try pipeline(commands).last else {
             throw FTPError(.protocolError, "no reply from \(options.display)")
         }
         return reply
@@ -109,17 +333,12 @@ public final class FTPConnection {
     }
 
     /// Sends `commands` together on the control connection and reads a reply for each: one
-    /// round trip per KiB of commands instead of one per command. Only on a
-    /// plain connection that curl has finished with, so nothing else is in flight on it; under
-    /// TLS, or once a server got out of step, the commands go one by one through curl. A reply
-    /// of 400 or more ends it with that command's error (a command starting with `*` may fail).
+    /// round trip per KiB of commands instead of one per command. A reply of 400 or more ends
+    /// it with that command's error (a command starting with `*` may fail).
     @discardableResult
     public func pipeline(_ commands: [[UInt8]]) throws -> [FTPReply] {
         if commands.isEmpty { return [] }
-        guard let replies = try exchange(commands) else {
-            try command(commands)
-            return Array(FTPReply.parse(replyBytes).suffix(commands.count))
-        }
+        let replies = try exchange(commands)
         if let error = refusal(commands, replies) { throw error }
         return replies
     }
@@ -130,47 +349,40 @@ public final class FTPConnection {
             guard reply.code >= 400, command.first != UInt8(ascii: "*") else { continue }
             let verb = Self.verb(of: command)
             let argument = command.count > verb.utf8.count + 1 ? Array(command[(verb.utf8.count + 1)...]) : []
-            let missing = (reply.code == 550 || reply.code == 450) && Self.soundsMissing(reply.text)
-            return FTPError(
-                missing ? .notFound : .refused,
-                "\(options.display): \(verb) \(Self.printable(argument)): server replied \(reply.code) \(reply.text)",
-                replyCode: reply.code)
+            return refusal(verb + " " + Self.printable(argument), reply)
         }
         return nil
     }
 
+    private func refusal(_ what: String, _ reply: FTPReply) -> FTPError {
+        let missing = (reply.code == 550 || reply.code == 450) && Self.soundsMissing(reply.text)
+        return FTPError(
+            missing ? .notFound : .refused, "\(options.display): \(what): server replied \(Self.describe(reply))",
+            replyCode: reply.code)
+    }
+
     /// Several `pipeline`s at once: each group's replies, or the error of its first refused
-    /// command (a group's later commands are still sent). Where the connection can pipeline,
-    /// all groups go in a few round trips (`exchange`), else group by group. Throws only when
-    /// the connection fails.
+    /// command (a group's later commands are still sent), all groups in a few round trips.
+    /// Throws only when the connection fails.
     public func pipeline(groups: [[[UInt8]]]) throws -> [Result<[FTPReply], FTPError>] {
-        if let replies = try exchange(groups.flatMap { $0 }) {
-            var offset = 0
-            return groups.map { group in
-                let mine = Array(replies[offset..<(offset + group.count)])
-                offset += group.count
-                return refusal(group, mine).map { .failure($0) } ?? .success(mine)
-            }
-        }
-        return try groups.map { group in
-            do {
-                return .success(try pipeline(group))
-            } catch let error as FTPError where error.kind == .refused || error.kind == .notFound {
-                return .failure(error)
-            }
+        let replies = try exchange(groups.flatMap { $0 })
+        var offset = 0
+        return groups.map { group in
+            let mine = Array(replies[offset..<(offset + group.count)])
+            offset += group.count
+            return refusal(group, mine).map { .failure($0) } ?? .success(mine)
         }
     }
 
     /// The most bytes of commands one write of `exchange` sends.
     static let pipelineBytes = 1024
 
-    /// The replies to `commands`, sent together (see `pipeline`), whatever their codes; nil
-    /// where this connection cannot pipeline (TLS, no finished request yet, out of step before).
-    /// Throws only when the connection fails.
-    public func exchange(_ commands: [[UInt8]]) throws -> [FTPReply]? {
+    /// The replies to `commands`, sent together (see `pipeline`), whatever their codes. Throws
+    /// only when the connection fails.
+    public func exchange(_ commands: [[UInt8]]) throws -> [FTPReply] {
         try Self.validate(commands)
-        let fd = options.tls == .none && pipelining ? controlSocket : -1
-        guard fd >= 0, !commands.isEmpty else { return nil }
+        if commands.isEmpty { return [] }
+        let stream = try ready()
         var replies: [FTPReply] = []
         replies.reserveCapacity(commands.count)
         do {
@@ -178,7 +390,6 @@ public final class FTPConnection {
             // proftpd joins two commands into one (and never answers the second) when a read of
             // its own ends between a command's CR and LF; a write that small arrives whole in
             // one TCP segment and finds the server's buffer empty.
-            var reader = ReplyReader(fd: fd, timeout: options.responseTimeout, display: options.display)
             var start = 0
             while start < commands.count {
                 var request: [UInt8] = []
@@ -187,45 +398,20 @@ public final class FTPConnection {
                     let command = commands[end]
                     let text = command.first == UInt8(ascii: "*") ? Array(command.dropFirst()) : command
                     if end > start && request.count + text.count + 2 > Self.pipelineBytes { break }
-                    if ProcessEnvironment.verbose { fputs("> \(Self.printable(text)) (pipelined)\n", stderr) }
+                    trace("> " + Self.printable(text))
                     request += text + [13, 10]
                     end += 1
                 }
-                try Self.send(request, on: fd, timeout: options.responseTimeout, display: options.display)
-                for _ in start..<end { replies.append(try reader.next()) }
+                try stream.send(request)
+                for _ in start..<end { replies.append(try reader!.next()) }
                 start = end
             }
         } catch {
             lostStep()
             throw error
         }
-        if ProcessEnvironment.verbose { for reply in replies { fputs("< \(reply.code) \(reply.text)\n", stderr) } }
+        for reply in replies { trace(reply) }
         return replies
-    }
-    var pipelining = true
-
-    /// Out of step with the server: curl must not use this connection again (it sees it closed
-    /// and logs in anew), and this connection pipelines no more.
-    func lostStep() {
-        if controlSocket >= 0 { shutdown(controlSocket, Int32(SHUT_RDWR)) }
-        pipelining = false
-    }
-
-    static func send(_ bytes: [UInt8], on fd: Int32, timeout: Int, display: String) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes {
-                Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
-            }
-            if n > 0 {
-                offset += n
-            } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
-                try wait(for: Int16(POLLOUT), on: fd, timeout: timeout, display: display)
-            } else {
-                throw FTPError(
-                    .interrupted, "\(display): the control connection broke (\(String(cString: strerror(errno))))")
-            }
-        }
     }
 
     static func wait(for events: Int16, on fd: Int32, timeout: Int, display: String) throws {
@@ -237,28 +423,263 @@ public final class FTPConnection {
         }
     }
 
-    /// Runs a listing command (`MLSD`, `LIST -a`) in `directory` and returns the raw data.
-    public func listing(_ directory: [UInt8], verb: String) throws -> [UInt8] {
-        if verb == "MLSD", home != nil, !directory.contains(UInt8(ascii: " ")) {
-            // MLSD names its folder (RFC 3659: a path, never a pattern), so curl stays in the
-            // login directory instead of changing into each folder first: one round trip less.
-            // A name with a space keeps the CWD way (servers may trim a trailing one).
-            try begin(path: [], isDirectory: true)
-            let request = Array("MLSD ".utf8) + commandPath(directory) + [0]
-            request.withUnsafeBufferPointer {
-                $0.withMemoryRebound(to: CChar.self) {
-                    _ = ccurl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, $0.baseAddress)
+    // MARK: data connections
+
+    /// Sends `before` (a `CWD`: each must succeed), opens the data connection, sends `command`
+    /// and returns the data connection once the server announced the transfer (150). A refusal
+    /// (550 and the like) is answered in step and thrown; any other surprise gives the control
+    /// connection up (`lostStep`).
+    func openData(_ command: [UInt8], what: String, before: [[UInt8]] = []) throws -> DataConnection {
+        try Self.validate(before + [command])
+        let stream = try ready()
+        let display = options.display
+        let what = "\(display): \(what)"
+        var data: Int32 = -1
+        var listener: Int32 = -1
+        var refused: FTPError?
+        do {
+            defer { if listener >= 0 { close(listener) } }
+            if options.passive {
+                let port = try passivePort(before: before, on: stream)
+                guard let port else { throw refusedBefore! }
+                data = try DataConnection.connect(port: port, control: stream.fd, options: options)
+            } else {
+                listener = try activeListener(before: before, on: stream)
+                if listener < 0 { throw refusedBefore! }
+            }
+            trace("> " + Self.printable(command))
+            try stream.send(command + [13, 10])
+            var tls: TLSStream?
+            var waitingFor: Int16?
+            if options.tls != .none && data >= 0 {
+                // The handshake starts now and goes on while the server's answer is awaited: a
+                // server may take it before or after its 150.
+                let fd = data
+                data = -1  // the TLS stream owns it (and closes it when it fails)
+                tls = try TLSStream(
+                    fd: fd, host: options.host, context: try context(), resuming: session,
+                    timeout: options.connectTimeout, display: what, handshake: false)
+                waitingFor = try tls!.handshakeStep()
+                while let events = waitingFor, reader!.isEmpty {
+                    var entries = [
+                        pollfd(fd: stream.fd, events: Int16(POLLIN), revents: 0),
+                        pollfd(fd: tls!.fd, events: events, revents: 0),
+                    ]
+                    let ready = poll(&entries, 2, Int32(options.responseTimeout * 1000))
+                    if ready == 0 {
+                        throw FTPError(.interrupted, "\(what): no reply within \(options.responseTimeout) s")
+                    }
+                    if entries[0].revents != 0 { break }
+                    if entries[1].revents != 0 { waitingFor = try tls!.handshakeStep() }
                 }
             }
-        } else {
-            try begin(path: directory, isDirectory: true)
-            set(CURLOPT_CUSTOMREQUEST, verb)
+            let opening = try reader!.next()
+            trace(opening)
+            if opening.code >= 400 && reader!.isEmpty {
+                let missing = (opening.code == 550 || opening.code == 450) && Self.soundsMissing(opening.text)
+                refused = FTPError(
+                    missing ? .notFound : .refused, "\(what): server replied \(Self.describe(opening))",
+                    replyCode: opening.code)
+                tls?.close()
+                throw refused!
+            }
+            var early: FTPReply?
+            if opening.code == 226 || opening.code == 250 {
+                early = opening  // done at once (an empty listing, on some servers)
+            } else if opening.code != 150 && opening.code != 125 {
+                throw FTPError(
+                    .protocolError, "\(what): unexpected reply \(Self.describe(opening))", replyCode: opening.code)
+            }
+            if listener >= 0 {
+                data = try Self.accept(listener, timeout: options.connectTimeout, what: what)
+                if options.tls != .none {
+                    let fd = data
+                    data = -1
+                    tls = try TLSStream(
+                        fd: fd, host: options.host, context: try context(), resuming: session,
+                        timeout: options.connectTimeout, display: what)
+                }
+            }
+            if let tls {
+                while let events = waitingFor {
+                    try Self.wait(for: events, on: tls.fd, timeout: options.connectTimeout, display: what)
+                    waitingFor = try tls.handshakeStep()
+                }
+                tls.timeout = options.responseTimeout
+                return DataConnection(connection: self, stream: tls, what: what, early: early)
+            }
+            return DataConnection(
+                connection: self, stream: PlainStream(fd: data, timeout: options.responseTimeout, display: what),
+                what: what, early: early)
+        } catch let error as FTPError where refused != nil || refusedBefore != nil {
+            refusedBefore = nil
+            if data >= 0 { close(data) }
+            throw error  // answered in step: the connection goes on
+        } catch {
+            if data >= 0 { close(data) }
+            lostStep()
+            throw error
         }
-        set(CURLOPT_FTP_FILEMETHOD, Int(CURLFTPMETHOD_SINGLECWD.rawValue))
-        collectBody(limit: options.maximumListingBytes)
+    }
+    /// The refusal of a command sent before a transfer (`openData`'s `before`), answered in step.
+    private var refusedBefore: FTPError?
+
+    /// Sends `before` and `EPSV` (`PASV` where EPSV is refused or its answer unusable) in one
+    /// write; the port to connect to, or nil when a command of `before` was refused
+    /// (`refusedBefore`).
+    private func passivePort(before: [[UInt8]], on stream: ByteStream) throws -> Int? {
+        refusedBefore = nil
+        let verb = extendedPassive ? "EPSV" : "PASV"
+        let sent = before + [Array(verb.utf8)]
+        for command in sent { trace("> " + Self.printable(command)) }
+        try stream.send(Array(sent.map { $0 + [13, 10] }.joined()))
+        var replies: [FTPReply] = []
+        for _ in sent {
+            replies.append(try reader!.next())
+            trace(replies.last!)
+        }
+        if let error = refusal(before, replies) {
+            refusedBefore = error
+            return nil
+        }
+        let reply = replies.last!
+        if extendedPassive, reply.code == 229, let port = DataConnection.epsvPort(reply.text) { return port }
+        if extendedPassive {
+            if reply.code >= 500 { extendedPassive = false }
+            trace("> PASV")
+            try stream.send(Array("PASV\r\n".utf8))
+            let pasv = try reader!.next()
+            trace(pasv)
+            if pasv.code == 227, let port = DataConnection.pasvPort(pasv.text) { return port }
+            throw FTPError(
+                .protocolError,
+                "\(options.display): no usable passive mode: \(Self.describe(reply)); \(Self.describe(pasv))",
+                replyCode: pasv.code)
+        }
+        if reply.code == 227, let port = DataConnection.pasvPort(reply.text) { return port }
+        throw FTPError(
+            .protocolError, "\(options.display): no usable passive mode: \(Self.describe(reply))", replyCode: reply.code
+        )
+    }
+
+    /// Active mode: a socket listening on the control connection's local address, announced
+    /// with `EPRT` (IPv6) or `PORT` (IPv4) after `before`; -1 when a command of `before` was
+    /// refused (`refusedBefore`).
+    private func activeListener(before: [[UInt8]], on stream: ByteStream) throws -> Int32 {
+        refusedBefore = nil
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(stream.fd, $0, &length) }
+        }
+        guard DataConnection.setPort(0, of: &address) else {
+            throw FTPError(.local, "\(options.display): active mode needs an IPv4 or IPv6 connection")
+        }
+        let fd = socket(
+            Int32(address.ss_family),
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard fd >= 0, bound == 0, listen(fd, 1) == 0 else {
+            let error = FTPError(.local, "cannot listen for active mode (\(String(cString: strerror(errno))))")
+            if fd >= 0 { close(fd) }
+            throw error
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        var text = [CChar](repeating: 0, count: 64)
+        let announce: String
+        if Int32(address.ss_family) == AF_INET {
+            let (host, port) = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    (UInt32(bigEndian: $0.pointee.sin_addr.s_addr), Int(UInt16(bigEndian: $0.pointee.sin_port)))
+                }
+            }
+            let parts = [host >> 24, (host >> 16) & 255, (host >> 8) & 255, host & 255].map { String($0) }
+            announce = "PORT " + (parts + [String(port >> 8), String(port & 255)]).joined(separator: ",")
+        } else {
+            let port = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { entry in
+                    _ = inet_ntop(AF_INET6, &entry.pointee.sin6_addr, &text, 64)
+                    return Int(UInt16(bigEndian: entry.pointee.sin6_port))
+                }
+            }
+            announce = "EPRT |2|\(String(cString: text))|\(port)|"
+        }
+        do {
+            let sent = before + [Array(announce.utf8)]
+            for command in sent { trace("> " + Self.printable(command)) }
+            try stream.send(Array(sent.map { $0 + [13, 10] }.joined()))
+            var replies: [FTPReply] = []
+            for _ in sent {
+                replies.append(try reader!.next())
+                trace(replies.last!)
+            }
+            if let error = refusal(before, replies) {
+                refusedBefore = error
+                close(fd)
+                return -1
+            }
+            guard replies.last!.code < 300 else {
+                throw FTPError(
+                    .refused, "\(options.display): active mode refused: \(Self.describe(replies.last!))",
+                    replyCode: replies.last!.code)
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// The server's data connection to `listener`, within `timeout` seconds.
+    private static func accept(_ listener: Int32, timeout: Int, what: String) throws -> Int32 {
+        try wait(for: Int16(POLLIN), on: listener, timeout: timeout, display: what)
+        let fd = Glibc.accept(listener, nil, nil)
+        guard fd >= 0, fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 else {
+            throw FTPError(.interrupted, "\(what): the server did not connect (\(String(cString: strerror(errno))))")
+        }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return fd
+    }
+
+    // MARK: listings
+
+    /// Runs a listing command (`MLSD`, `LIST -a`) in `directory` and returns the raw data.
+    public func listing(_ directory: [UInt8], verb: String) throws -> [UInt8] {
         listingCutShort = nil
-        try perform(what: verb, path: directory)
-        if let end = FTPReply.parse(replyBytes).last, end.saysListingWasCutShort { listingCutShort = end.text }
+        let data: DataConnection
+        if verb == "MLSD", home != nil, !directory.contains(UInt8(ascii: " ")) {
+            // MLSD names its folder (RFC 3659: a path, never a pattern). A name with a space
+            // goes the CWD way (servers may trim a trailing one).
+            data = try openData(Array("MLSD ".utf8) + commandPath(directory), what: "MLSD " + Self.printable(directory))
+        } else {
+            let before = directory.isEmpty && home == nil ? [] : [Array("CWD ".utf8) + commandPath(directory)]
+            data = try openData(Array(verb.utf8), what: verb + " " + Self.printable(directory), before: before)
+        }
+        var body: [UInt8] = []
+        let limit = options.maximumListingBytes
+        do {
+            try withUnsafeTemporaryAllocation(byteCount: 1 << 16, alignment: 16) { chunk in
+                while true {
+                    let n = try data.receive(into: chunk)
+                    if n == 0 { break }
+                    if body.count + n > limit {
+                        throw FTPError(
+                            .protocolError, "\(data.what): the server sent more than \(limit) bytes")
+                    }
+                    body += chunk[0..<n]
+                }
+            }
+        } catch {
+            data.abandon()
+            throw error
+        }
+        let end = try data.finish()
+        if end.saysListingWasCutShort { listingCutShort = end.text }
         return body
     }
 
@@ -272,35 +693,30 @@ public final class FTPConnection {
     /// look like the reply's end, and the replies after it would be read out of step. So
     /// `REST N`, with N a random number the server's answer repeats, goes in the same write and
     /// its answer must come right after the listing, alone on its line; then `REST 0` undoes it.
-    /// Anything else gives up the connection (`lostStep`: curl logs in anew for the next
-    /// operation) and returns nil, as where this connection cannot ask (TLS, out of step, no
-    /// absolute login directory, or curl is not done with it). Throws only when the connection
-    /// fails.
+    /// Anything else gives up the connection (`lostStep`: the next operation logs in anew) and
+    /// returns nil, as where this connection cannot ask (no absolute login directory). Throws
+    /// only when the connection fails.
     public func statReply(_ directory: [UInt8]) throws -> [UInt8]? {
-        let fd = options.tls == .none && pipelining && home != nil ? controlSocket : -1
-        guard fd >= 0 else { return nil }
+        guard home != nil else { return nil }
         let command = Array("STAT ".utf8) + commandPath(directory)
         try Self.validate([command])
+        let stream = try ready()
         let token = String(UInt64.random(in: 1_000_000_000_000...999_999_999_999_999))
         restRefused = false
-        var reader = ReplyReader(fd: fd, timeout: options.responseTimeout, display: options.display)
-        reader.limit = options.maximumListingBytes
+        reader!.limit = options.maximumListingBytes
+        defer { reader?.limit = 1 << 16 }
         let replies: [[UInt8]]
         do {
-            if ProcessEnvironment.verbose {
-                fputs("> \(Self.printable(command)) (with REST \(token), REST 0)\n", stderr)
-            }
+            trace("> \(Self.printable(command)) (with REST \(token), REST 0)")
             let request = command + Array("\r\nREST \(token)\r\nREST 0\r\n".utf8)
-            try Self.send(request, on: fd, timeout: options.responseTimeout, display: options.display)
-            replies = [try reader.nextBytes(), try reader.nextBytes(), try reader.nextBytes()]
+            try stream.send(request)
+            replies = [try reader!.nextBytes(), try reader!.nextBytes(), try reader!.nextBytes()]
         } catch {
             lostStep()
             throw error
         }
-        if ProcessEnvironment.verbose {
-            fputs("< \(replies[0].count) bytes; \(Self.printable(replies[1] + replies[2]))\n", stderr)
-        }
-        guard reader.isEmpty, Self.isMarker(replies[1], token: token), Self.isLine(replies[2], below: 400) else {
+        trace("< \(replies[0].count) bytes; \(Self.printable(replies[1] + replies[2]))")
+        guard reader!.isEmpty, Self.isMarker(replies[1], token: token), Self.isLine(replies[2], below: 400) else {
             // A server that answers `REST N` with a refusal of one line (proftpd in ASCII mode)
             // gives no proof here, and will not later: `restRefused` tells the caller.
             restRefused = Self.isLine(replies[1], below: 600) && !Self.isLine(replies[1], below: 400)
@@ -338,61 +754,81 @@ public final class FTPConnection {
         return code < limit
     }
 
+    // MARK: transfers
+
     /// Reads a small file whole (File Checks, clock probes); at most `limit` bytes are kept.
     public func contents(of path: [UInt8], limit: Int) throws -> [UInt8] {
-        try begin(path: path)
-        set(CURLOPT_IGNORE_CONTENT_LENGTH, 1)
-        collectBody(limit: limit)
-        bodyOverflowIsError = false
-        try perform(what: "RETR", path: path)
+        let data = try openData(Array("RETR ".utf8) + commandPath(path), what: "RETR " + Self.printable(path))
+        var body: [UInt8] = []
+        do {
+            try withUnsafeTemporaryAllocation(byteCount: 1 << 16, alignment: 16) { chunk in
+                while body.count <= limit {
+                    let n = try data.receive(into: chunk)
+                    if n == 0 { break }
+                    body += chunk[0..<n]
+                }
+            }
+        } catch {
+            data.abandon()
+            throw error
+        }
+        if body.count > limit {
+            data.abandon()  // the rest is not wanted
+            return Array(body.prefix(limit))
+        }
+        try data.finish()
         return body
     }
-    private var bodyOverflowIsError = true
 
     /// Uploads `size` bytes from `read` to `path`, then sends `after` (e.g. SIZE and setting the
-    /// time) on the same connection, pipelined where it can be. `read` fills the buffer and
-    /// returns 0 at the end. Returns the replies to `after`, in order.
+    /// time) on the same connection, pipelined. `read` fills the buffer and returns 0 at the end.
+    /// Returns the replies to `after`, in order. The end of the data connection is the end of
+    /// the file for the server: when `read` fails, the server still gets (and keeps) what was
+    /// sent, and the caller's size check and temporary names deal with it; the error is `read`'s.
     @discardableResult
     public func upload(
         to path: [UInt8], size: Int64, after: [[UInt8]] = [],
         read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int
     ) throws -> [FTPReply] {
-        if canTransferDirectly, try DirectTransfer.store(path, size: size, on: self, read: read) {
-            return try pipeline(after)
+        let data = try openData(Array("STOR ".utf8) + commandPath(path), what: "STOR " + Self.printable(path))
+        data.uploading = true
+        var readError: Error?
+        do {
+            // As large as the file (most are small), at most 256 KiB.
+            let buffer = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: Int(min(max(size, 4096), 1 << 18)), alignment: 16)
+            defer { buffer.deallocate() }
+            while true {
+                let n: Int
+                do {
+                    n = try read(buffer)
+                } catch {
+                    readError = error
+                    break
+                }
+                if n == 0 { break }
+                try data.send(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            }
+        } catch {
+            data.abandon()
+            throw error
         }
-        try begin(path: path)
-        set(CURLOPT_UPLOAD, 1)
-        setOff(CURLOPT_INFILESIZE_LARGE, size)
-        reader = read
-        ccurl_setopt_callback(easy, CURLOPT_READFUNCTION, readCallback)
-        ccurl_setopt_pointer(easy, CURLOPT_READDATA, Unmanaged.passUnretained(self).toOpaque())
-        let pipelined = options.tls == .none && pipelining
-        if !after.isEmpty && !pipelined { set(CURLOPT_POSTQUOTE, list(after)) }
-        defer { reader = nil }
-        try perform(what: "STOR", path: path)
-        if pipelined { return try pipeline(after) }
-        return Array(FTPReply.parse(replyBytes).suffix(after.count))
+        do {
+            try data.finish()
+        } catch let error as FTPError {
+            if let readError { throw readError }
+            throw error
+        }
+        if let readError { throw readError }
+        return try pipeline(after)
     }
 
     /// Starts downloading `path`; the caller reads it piece by piece and must `close` it.
-    /// `size` (as listed) gives a large file a larger receive buffer.
+    /// `size` (as listed) is not needed: the end of the data is the end of the file.
     public func download(_ path: [UInt8], size: Int64 = 0) throws -> FTPDownload {
-        if canTransferDirectly, let direct = try DirectRetrieval.start(path, on: self) {
-            return FTPDownload(connection: self, path: path, direct: direct)
-        }
-        try begin(path: path)
-        set(CURLOPT_IGNORE_CONTENT_LENGTH, 1)  // no SIZE round trip: the listing said the size
-        // curl reads 16 KiB at a time by default: a 20 MiB file is then 1,280 reads, writes and
-        // polls. Small files keep the default (a larger buffer is allocated for each transfer).
-        if size >= Self.largeDownload { set(CURLOPT_BUFFERSIZE, Self.largeBuffer) }
-        collectBody(limit: Int.max)
-        let added = ccurl_multi_add_handle(multi, easy)
-        guard added == CURLM_OK else { throw FTPError(.local, "curl_multi_add_handle failed (\(added.rawValue))") }
-        return FTPDownload(connection: self, path: path)
+        let data = try openData(Array("RETR ".utf8) + commandPath(path), what: "RETR " + Self.printable(path))
+        return FTPDownload(path: path, data: data)
     }
-
-    static let largeDownload: Int64 = 1 << 20
-    static let largeBuffer = 1 << 18
 
     /// The path commands must name for `relative` (a path from the login directory): absolute
     /// when the login directory is known, so the server's current directory never matters.
@@ -402,358 +838,25 @@ public final class FTPConnection {
         return (home.last == UInt8(ascii: "/") ? home : home + [UInt8(ascii: "/")]) + relative
     }
 
-    // MARK: download steps (used by FTPDownload)
-
-    /// Moves a download forward until data is waiting or it has ended; returns false at the end.
-    func step() throws -> Bool {
-        if !body.isEmpty { return true }
-        var running: Int32 = 0
-        while body.isEmpty {
-            let code = ccurl_multi_perform(multi, &running)
-            guard code == CURLM_OK else { throw FTPError(.local, "curl_multi_perform failed (\(code.rawValue))") }
-            if running == 0 { break }
-            if body.isEmpty { waitForActivity() }
-        }
-        if running == 0 && body.isEmpty {
-            let result = finishedResult()
-            controlSocket = result == CURLE_OK ? ccurl_control_socket(easy) : -1
-            binaryType = result == CURLE_OK
-            ccurl_multi_remove_handle(multi, easy)
-            try check(result, what: "RETR", path: downloadPath)
-            return false
-        }
-        return true
-    }
-
-    /// Hands over up to `buffer.count` waiting bytes.
-    func take(into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        let n = min(buffer.count, body.count - bodyStart)
-        body.withUnsafeBytes { source in
-            buffer.baseAddress!.copyMemory(from: source.baseAddress! + bodyStart, byteCount: n)
-        }
-        bodyStart += n
-        if bodyStart == body.count {
-            body.removeAll(keepingCapacity: true)
-            bodyStart = 0
-        }
-        return n
-    }
-    private var bodyStart = 0
-    var downloadPath: [UInt8] = []
-
-    /// Ends a download early (the caller stopped reading): the connection is reset by curl.
-    func abandonDownload() {
-        ccurl_multi_remove_handle(multi, easy)
-        body.removeAll()
-        bodyStart = 0
-    }
-
-    // MARK: plumbing
-
-    /// Resets the handle for a new operation and applies the connection-wide options.
-    private func begin(path: [UInt8]?, isDirectory: Bool = false) throws {
-        ccurl_easy_reset(easy)  // keeps the live connection
-        controlSocket = -1
-        binaryType = false
-        freeLists()
-        replyBytes.removeAll(keepingCapacity: true)
-        body.removeAll(keepingCapacity: true)
-        bodyStart = 0
-        bodyLimit = 0
-        bodyOverflow = false
-        bodyOverflowIsError = true
-        callbackError = nil
-        errorBufferPointer[0] = 0
-        downloadPath = path ?? []
-        let url = options.baseURL + (path.map { Self.urlPath($0, home: home, isDirectory: isDirectory) } ?? "")
-        set(CURLOPT_URL, url)
-        if !options.username.isEmpty { set(CURLOPT_USERNAME, options.username) }
-        if let password = options.password {
-            set(CURLOPT_PASSWORD, password)
-        } else {
-            set(CURLOPT_NETRC, Int(CURL_NETRC_OPTIONAL.rawValue))
-        }
-        set(CURLOPT_FTP_FILEMETHOD, Int(CURLFTPMETHOD_NOCWD.rawValue))
-        set(CURLOPT_CONNECTTIMEOUT, options.connectTimeout)
-        set(CURLOPT_SERVER_RESPONSE_TIMEOUT, options.responseTimeout)
-        // Under 1 KiB/s for the whole timeout is a stall: a server trickling a few bytes a second
-        // (a hostile one) would otherwise hold a run forever.
-        set(CURLOPT_LOW_SPEED_LIMIT, 1024)
-        set(CURLOPT_LOW_SPEED_TIME, options.responseTimeout)
-        set(CURLOPT_NOSIGNAL, 1)
-        set(CURLOPT_TCP_KEEPALIVE, 1)
-        // curl caches every address it resolves under "host:port", and each passive-mode reply
-        // names a new port, so one entry per transfer piles up, and curl walks the whole cache
-        // before each resolve: quadratic in the files of a run (3.5 % of a 10,000-file upload's
-        // CPU). Nothing is lost without the cache: the data connection's address is the control
-        // connection's numeric IP, which curl converts without a lookup, and the server's name
-        // is resolved once per connection, at login.
-        set(CURLOPT_DNS_CACHE_TIMEOUT, 0)
-        set(CURLOPT_PROTOCOLS_STR, "ftp,ftps")
-        if !options.passive { set(CURLOPT_FTPPORT, "-") }
-        if options.tls != .none {
-            if options.tls == .explicit { set(CURLOPT_USE_SSL, Int(CURLUSESSL_ALL.rawValue)) }
-            if let caFile = options.caFile { set(CURLOPT_CAINFO, caFile) }
-            set(CURLOPT_SSL_VERIFYPEER, 1)
-            set(CURLOPT_SSL_VERIFYHOST, 2)
-        }
-        ccurl_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBufferPointer)
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        ccurl_setopt_callback(easy, CURLOPT_HEADERFUNCTION, headerCallback)
-        ccurl_setopt_pointer(easy, CURLOPT_HEADERDATA, me)
-        ccurl_setopt_callback(easy, CURLOPT_WRITEFUNCTION, writeCallback)
-        ccurl_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
-        if ProcessEnvironment.verbose { ccurl_verbose_without_secrets(easy) }
-    }
-
-    private lazy var errorBufferPointer: UnsafeMutablePointer<CChar> = {
-        let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
-        pointer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
-        return pointer
-    }()
-
-    private func collectBody(limit: Int) {
-        bodyLimit = limit
-    }
-
-    /// Runs the prepared operation to its end.
-    private func perform(what: String, path: [UInt8]? = nil) throws {
-        let added = ccurl_multi_add_handle(multi, easy)
-        guard added == CURLM_OK else { throw FTPError(.local, "curl_multi_add_handle failed (\(added.rawValue))") }
-        var running: Int32 = 1
-        while true {
-            let code = ccurl_multi_perform(multi, &running)
-            guard code == CURLM_OK else {
-                ccurl_multi_remove_handle(multi, easy)
-                throw FTPError(.local, "curl_multi_perform failed (\(code.rawValue))")
-            }
-            if running == 0 { break }
-            waitForActivity()
-        }
-        let result = finishedResult()
-        // The connection's socket, while curl can still name it (a removed handle has no
-        // connection cache to look in): `pipeline` writes to it.
-        controlSocket = result == CURLE_OK ? ccurl_control_socket(easy) : -1
-        binaryType = result == CURLE_OK && (what == "RETR" || what == "STOR")
-        ccurl_multi_remove_handle(multi, easy)
-        try check(result, what: what, path: path)
-    }
-    var controlSocket: Int32 = -1
-    /// curl's last operation on the connection was a binary transfer that succeeded: the server
-    /// is in TYPE I, and curl believes so (a direct transfer must not change what curl believes).
-    private var binaryType = false
-    /// Off once the server answered a direct transfer's EPSV with anything but a usable 229.
-    var directTransfers = true
-
-    /// Whether the next download or upload can go without curl (`DirectTransfer`): a plain
-    /// connection in passive mode, in step, in TYPE I, with absolute paths.
-    private var canTransferDirectly: Bool {
-        options.tls == .none && options.passive && pipelining && directTransfers && binaryType && home != nil
-            && controlSocket >= 0
-    }
-
-    /// Waits for socket activity, but never past curl's own timer, and not at all when curl has
-    /// no socket to wait on (a blind one-second wait after each passive-mode reply stalled
-    /// transfers by a second).
-    private func waitForActivity() {
-        var timeout = -1
-        ccurl_multi_timeout(multi, &timeout)
-        if timeout == 0 { return }
-        _ = ccurl_multi_wait(multi, Int32(timeout < 0 ? 1000 : min(timeout, 1000)))
-    }
-
-    private func finishedResult() -> CURLcode {
-        var result = CURLE_OK
-        var queued: Int32 = 0
-        while let message = ccurl_multi_info_read(multi, &queued) {
-            if message.pointee.msg == CURLMSG_DONE { result = message.pointee.data.result }
-        }
-        return result
-    }
-
-    /// Turns curl's result and the server's last reply into an `FTPError`.
-    private func check(_ result: CURLcode, what: String, path: [UInt8]?) throws {
-        if result == CURLE_OK {
-            if bodyOverflow && bodyOverflowIsError {
-                throw FTPError(
-                    .protocolError,
-                    "\(what) \(path.map(Self.printable) ?? ""): the server sent more than \(bodyLimit) bytes")
-            }
-            return
-        }
-        if let callbackError { throw callbackError }
-        if bodyOverflow && result == CURLE_WRITE_ERROR {
-            if !bodyOverflowIsError { return }
-            throw FTPError(
-                .protocolError,
-                "\(options.display): \(what) \(path.map(Self.printable) ?? ""): the server sent more than \(bodyLimit) bytes"
-            )
-        }
-        let reply = FTPReply.parse(replyBytes).last
-        let curlText = String(cString: errorBufferPointer)
-        let detail = curlText.isEmpty ? String(cString: ccurl_easy_strerror(result)) : curlText
-        let target = path.map { " " + Self.printable($0) } ?? ""
-        var message = "\(options.display): \(what)\(target): \(detail)"
-        if let reply, !detail.contains(reply.text) { message += " (server: \(reply.code) \(reply.text))" }
-        let kind: FTPError.Kind
-        switch result {
-        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
-            kind = .connection
-        case CURLE_LOGIN_DENIED:
-            kind = .login
-        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CONNECT_ERROR, CURLE_USE_SSL_FAILED, CURLE_SSL_CERTPROBLEM,
-            CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CIPHER, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CRL_BADFILE:
-            kind = .tls
-        case CURLE_REMOTE_FILE_NOT_FOUND:
-            kind = .notFound
-        case CURLE_REMOTE_ACCESS_DENIED, CURLE_FTP_COULDNT_RETR_FILE, CURLE_QUOTE_ERROR, CURLE_UPLOAD_FAILED,
-            CURLE_REMOTE_DISK_FULL, CURLE_FTP_COULDNT_USE_REST:
-            if let code = reply?.code, code == 550 || code == 450, Self.soundsMissing(reply!.text) {
-                kind = .notFound
-            } else {
-                kind = .refused
-            }
-        case CURLE_OPERATION_TIMEDOUT:
-            kind = replyBytes.isEmpty ? .connection : .interrupted
-        case CURLE_FTP_WEIRD_PASV_REPLY, CURLE_FTP_WEIRD_227_FORMAT,
-            CURLE_BAD_CONTENT_ENCODING:
-            kind = .protocolError
-        default:
-            kind = .interrupted  // broken or reset connection, partial transfer: worth a retry
-        }
-        throw FTPError(kind, message, replyCode: reply?.code)
-    }
-
     public static func soundsMissing(_ text: String) -> Bool {
         let lower = text.lowercased()
         return lower.contains("no such file") || lower.contains("not found") || lower.contains("does not exist")
             || lower.contains("failed to change directory") || lower.contains("can't check for file existence")
     }
 
-    private func set(_ option: CURLoption, _ value: Int) {
-        ccurl_setopt_long(easy, option, value)
-    }
-
-    private func setOff(_ option: CURLoption, _ value: Int64) {
-        ccurl_setopt_off(easy, option, curl_off_t(value))
-    }
-
-    private func set(_ option: CURLoption, _ value: String) {
-        ccurl_setopt_string(easy, option, value)  // curl copies strings
-    }
-
-    private func set(_ option: CURLoption, _ list: UnsafeMutablePointer<curl_slist>?) {
-        ccurl_setopt_slist(easy, option, list)
-    }
-
-    /// A curl string list kept until the next operation (curl does not copy lists).
-    private func list(_ items: [[UInt8]]) -> UnsafeMutablePointer<curl_slist>? {
-        var head: UnsafeMutablePointer<curl_slist>?
-        for item in items {
-            var bytes = item
-            bytes.append(0)
-            head = bytes.withUnsafeBufferPointer {
-                $0.withMemoryRebound(to: CChar.self) { ccurl_slist_append(head, $0.baseAddress) }
-            }
-        }
-        if let head { lists.append(head) }
-        return head
-    }
-
-    private func freeLists() {
-        for list in lists { ccurl_slist_free_all(list) }
-        lists.removeAll()
-    }
-
-    // MARK: callbacks
-
-    /// The login's hooks (see `init`), each called once.
-    private var greeted: (() -> Void)?
-    private var beforePassword: (() -> Bool)?
-
-    fileprivate func receivedReply(_ pointer: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
-        if greeted != nil || beforePassword != nil, count >= 3 {
-            let code = pointer.withMemoryRebound(to: UInt8.self, capacity: 3) {
-                Array(UnsafeBufferPointer(start: $0, count: 3))
-            }
-            // Under explicit TLS the greeting comes before the handshake: the reply to USER
-            // (after it) tells that the certificate was taken.
-            let ready = options.tls == .explicit ? ["331", "230"] : ["220"]
-            if ready.contains(where: { Array($0.utf8) == code }), let greeted {
-                self.greeted = nil
-                greeted()
-            }
-            if code == Array("331".utf8), let beforePassword {
-                self.beforePassword = nil
-                if !beforePassword() {
-                    callbackError = FTPError(
-                        .login, "\(options.display): the login was not tried (another connection's login failed)")
-                    return 0  // curl stops before it sends the password
-                }
-            }
-        }
-        if replyBytes.count < 1 << 20 {
-            pointer.withMemoryRebound(to: UInt8.self, capacity: count) {
-                replyBytes.append(contentsOf: UnsafeBufferPointer(start: $0, count: count))
-            }
-        }
-        return count
-    }
-
-    fileprivate func receivedBody(_ pointer: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
-        if body.count + count > bodyLimit {
-            bodyOverflow = true
-            return 0  // curl stops with CURLE_WRITE_ERROR
-        }
-        pointer.withMemoryRebound(to: UInt8.self, capacity: count) {
-            body.append(contentsOf: UnsafeBufferPointer(start: $0, count: count))
-        }
-        return count
-    }
-
-    fileprivate func fill(_ pointer: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
-        guard let reader else { return 0 }
-        do {
-            return try reader(UnsafeMutableRawBufferPointer(start: pointer, count: count))
-        } catch {
-            callbackError = error
-            return ccurl_readfunc_abort
-        }
-    }
-
     // MARK: text helpers
 
-    /// The URL path for `path`: absolute (from the login directory) when it is known, each byte
-    /// outside the unreserved set percent-encoded.
-    static func urlPath(_ path: [UInt8], home: [UInt8]?, isDirectory: Bool) -> String {
-        var full: [UInt8]
-        if let home {
-            full = home
-            if full.last != UInt8(ascii: "/") { full.append(UInt8(ascii: "/")) }
-            full.append(contentsOf: path)
-        } else {
-            full = path
-        }
-        var out = ""
-        out.reserveCapacity(full.count + 8)
-        for (index, byte) in full.enumerated() {
-            // A leading slash is written %2F: RFC 1738 reads the first path segment as relative.
-            if byte == UInt8(ascii: "/") && index > 0 {
-                out.append("/")
-            } else if (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
-                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_")
-                || byte == UInt8(ascii: "~")
-            {
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            } else {
-                let hex = Array("0123456789ABCDEF".utf8)
-                out.append("%")
-                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte >> 4)]))
-                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte & 15)]))
-            }
-        }
-        if isDirectory && !out.hasSuffix("/") { out.append("/") }
-        return out
+    /// `code text` of a reply for a message, the server's text escaped.
+    static func describe(_ reply: FTPReply) -> String {
+        "\(reply.code) \(printable(Array(reply.text.utf8)))"
+    }
+
+    private func trace(_ line: @autoclosure () -> String) {
+        if ProcessEnvironment.verbose { fputs(line() + "\n", stderr) }
+    }
+
+    private func trace(_ reply: FTPReply) {
+        if ProcessEnvironment.verbose { fputs("< \(Self.describe(reply))\n", stderr) }
     }
 
     static func verb(of command: [UInt8]) -> String {
@@ -784,59 +887,116 @@ public final class FTPConnection {
 
 /// A download in progress: read it like a file, then close it.
 public final class FTPDownload {
-    private let connection: FTPConnection
     public let path: [UInt8]
+    private let data: DataConnection
     private var ended = false
-    private let direct: DirectRetrieval?
 
-    init(connection: FTPConnection, path: [UInt8], direct: DirectRetrieval? = nil) {
-        self.connection = connection
+    init(path: [UInt8], data: DataConnection) {
         self.path = path
-        self.direct = direct
+        self.data = data
     }
 
-    /// Reads up to `buffer.count` bytes; 0 at the end of the file. Throws `FTPError`.
+    /// Reads up to `buffer.count` bytes; 0 at the end of the file (after the server's 226).
+    /// Throws `FTPError`.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        if let direct { return try direct.read(into: buffer) }
         if ended || buffer.count == 0 { return 0 }
         do {
-            guard try connection.step() else {
-                ended = true
-                return 0
-            }
+            let n = try data.receive(into: buffer)
+            if n > 0 { return n }
         } catch {
             ended = true
+            data.abandon()
             throw error
         }
-        return connection.take(into: buffer)
+        ended = true
+        try data.finish()
+        return 0
     }
 
     /// Ends the download; a download closed before its end is abandoned.
     public func close() {
-        if let direct { return direct.abandon() }
         if !ended {
             ended = true
-            connection.abandonDownload()
+            data.abandon()
         }
     }
 }
 
-/// Debugging aid: `PLUGSYNC_CURL_VERBOSE=1` makes curl print the FTP dialogue on stderr.
+/// Debugging aid: `PLUGSYNC_CURL_VERBOSE=1` prints the FTP dialogue on stderr, passwords
+/// masked and the server's text escaped.
 enum ProcessEnvironment {
     static let verbose = getenv("PLUGSYNC_CURL_VERBOSE") != nil
 }
 
-private let headerCallback: ccurl_data_callback = { pointer, size, count, user in
-    guard let pointer, let user else { return 0 }
-    return Unmanaged<FTPConnection>.fromOpaque(user).takeUnretainedValue().receivedReply(pointer, size * count)
-}
+/// `~/.netrc`'s login and password for a host, as curl read them: `machine NAME login USER
+/// password PASS`, or `default`.
+enum Netrc {
+    struct Entry {
+        var login: String?
+        var password: String?
+    }
 
-private let writeCallback: ccurl_data_callback = { pointer, size, count, user in
-    guard let pointer, let user else { return 0 }
-    return Unmanaged<FTPConnection>.fromOpaque(user).takeUnretainedValue().receivedBody(pointer, size * count)
-}
+    static func entry(host: String, login: String?) -> Entry? {
+        guard let home = getenv("HOME").map({ String(cString: $0) }),
+            let file = fopen(home + "/.netrc", "r")
+        else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < 1 << 20 {
+            let n = fread(&chunk, 1, chunk.count, file)
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return parse(String(decoding: bytes, as: UTF8.self), host: host, login: login)
+    }
 
-private let readCallback: ccurl_data_callback = { pointer, size, count, user in
-    guard let pointer, let user else { return 0 }
-    return Unmanaged<FTPConnection>.fromOpaque(user).takeUnretainedValue().fill(pointer, size * count)
+    static func parse(_ text: String, host: String, login: String?) -> Entry? {
+        var tokens: [String] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.drop(while: { $0 == " " || $0 == "\t" }).hasPrefix("#") { continue }
+            tokens += line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+        }
+        var found: Entry?
+        var current: Entry?
+        var matching = false
+        func endEntry() {
+            if matching, let entry = current, login == nil || entry.login == nil || entry.login == login,
+                found == nil
+            {
+                found = entry
+            }
+            current = nil
+            matching = false
+        }
+        var index = 0
+        while index < tokens.count {
+            let token = tokens[index]
+            let value = index + 1 < tokens.count ? tokens[index + 1] : nil
+            switch token {
+            case "machine":
+                endEntry()
+                matching = value == host
+                current = Entry()
+                index += 2
+            case "default":
+                endEntry()
+                matching = true
+                current = Entry()
+                index += 1
+            case "login":
+                current?.login = value
+                index += 2
+            case "password":
+                current?.password = value
+                index += 2
+            case "account", "macdef":
+                index += 2
+            default:
+                index += 1
+            }
+        }
+        endEntry()
+        return found
+    }
 }

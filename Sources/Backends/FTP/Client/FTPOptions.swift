@@ -1,4 +1,4 @@
-/// How to reach one FTP or FTPS server. Plain Swift values: no libcurl types.
+/// How to reach one FTP or FTPS server.
 public struct FTPOptions: Sendable {
     public enum TLS: String, Sendable {
         /// Plain FTP.
@@ -12,7 +12,7 @@ public struct FTPOptions: Sendable {
     public var host: String
     public var port: Int?
     public var username: String
-    /// nil: take it from ~/.netrc (curl's netrc reader), or log in without one.
+    /// nil: take it from ~/.netrc (`Netrc`), or log in anonymously.
     public var password: String?
     public var tls: TLS = .none
     /// Passive mode (EPSV/PASV); active mode (EPRT/PORT) when false.

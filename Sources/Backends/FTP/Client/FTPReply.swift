@@ -30,7 +30,7 @@ public struct FTPReply: Sendable, Equatable {
             } else if pendingCode != nil {
                 pending.append(text)
             }
-            // Anything else (curl's own notes) is not part of a reply.
+            // Anything else (a line without a code) is not part of a reply.
         }
         return replies
     }

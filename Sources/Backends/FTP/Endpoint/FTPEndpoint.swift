@@ -97,17 +97,10 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     ///
     /// The other connections open while the first logs in (`ConnectionPool.connect`): their
     /// greetings overlap its login, and their passwords wait for its answer. After the login
-    /// FEAT and OPTS UTF8 go in one write where the connection can pipeline.
+    /// FEAT and OPTS UTF8 go in one write.
     public func connect() throws {
         try pool.connect { connection in
-            guard let replies = try connection.exchange(["*FEAT", "*OPTS UTF8 ON"].map { Array($0.utf8) }) else {
-                // No pipelining (TLS): one command after the other, OPTS only where offered.
-                let reply = try connection.command("*FEAT")
-                features = reply.code == 211 ? FTPFeatures(reply: reply) : FTPFeatures()
-                guard features.utf8 else { return [] }
-                try connection.command("*OPTS UTF8 ON")
-                return ["*OPTS UTF8 ON"]
-            }
+            let replies = try connection.exchange(["*FEAT", "*OPTS UTF8 ON"].map { Array($0.utf8) })
             features = replies[0].code == 211 ? FTPFeatures(reply: replies[0]) : FTPFeatures()
             // Sent before FEAT's answer was known: where the server took it, every connection
             // asks for it (the same names on all), unless the server says it is always in
@@ -235,14 +228,11 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 return
             }
             if timeInBatch {
-                // A source: the time and the removal together where the connection pipelines.
+                // A source: the time and the removal together.
                 let path = connection.commandPath(probe.bytes)
-                if let replies = try connection.exchange([Array("MDTM ".utf8) + path, Array("*DELE ".utf8) + path]) {
-                    removed = true
-                    measure(try time(from: replies[0], probe))
-                } else {
-                    measure(try modificationTime(probe, connection))
-                }
+                let replies = try connection.exchange([Array("MDTM ".utf8) + path, Array("*DELE ".utf8) + path])
+                removed = true
+                measure(try time(from: replies[0], probe))
                 say("Clock time difference is \(clockOffset) seconds.")
             }
             if needsTimeSetter { try detectTimeSetter(probe, connection, candidates: candidates) }
@@ -268,8 +258,8 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
 
     /// On a LIST server: the clock difference from the probe's MDTM (`measure`), and the
     /// offset of LIST times (the server's wall clock) from the probe's listed time. MDTM and
-    /// `STAT path` go together where the connection pipelines and the server lists the probe
-    /// that way; else MDTM, then a listing of `folder`.
+    /// `STAT path` go together, and where the server does not list the probe that way, a
+    /// listing of `folder` follows.
     private func measureWithListing(
         _ probe: FileName, in folder: FileName, after: Double, _ measure: (Int64) -> Void, _ connection: FTPConnection
     ) throws {
@@ -277,16 +267,13 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         let name = probe.lastComponent.bytes
         var listed: [UInt8]?
         let serverTime: Int64
-        if let replies = try connection.exchange([Array("MDTM ".utf8) + path, Array("*STAT ".utf8) + path]) {
-            serverTime = try time(from: replies[0], probe)
-            let status = replies[1]
-            if (211...213).contains(status.code), status.lines.count > 2 {
-                // The lines between the first and the last are `ls -l` lines (proftpd indents them).
-                listed = Array(
-                    status.lines.dropFirst().dropLast().map { $0.drop { $0 == " " } }.joined(separator: "\r\n").utf8)
-            }
-        } else {
-            serverTime = try modificationTime(probe, connection)
+        let replies = try connection.exchange([Array("MDTM ".utf8) + path, Array("*STAT ".utf8) + path])
+        serverTime = try time(from: replies[0], probe)
+        let status = replies[1]
+        if (211...213).contains(status.code), status.lines.count > 2 {
+            // The lines between the first and the last are `ls -l` lines (proftpd indents them).
+            listed = Array(
+                status.lines.dropFirst().dropLast().map { $0.drop { $0 == " " } }.joined(separator: "\r\n").utf8)
         }
         measure(serverTime)
         let serverNow = Int64(after) + clockOffset
@@ -358,8 +345,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     private var timeSetters: [TimeSetter] { (features.mfmt ? [.mfmt] : []) + [.mdtmWrite, .siteUtime] }
 
     /// Pipelined on the probe: MDTM (with `time`), `setter` with a time 400 days back, MDTM, DELE.
-    /// Returns the replies and the time set (server clock), or nil where the connection cannot
-    /// pipeline.
+    /// Returns the replies and the time set (server clock), or nil where `setter` has no command.
     private func probeAtOnce(_ probe: FileName, setter: TimeSetter, time: Bool, _ connection: FTPConnection) throws
         -> ([FTPReply], Int64)?
     {
@@ -371,7 +357,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         let mdtm = Array("MDTM ".utf8) + path
         let commands =
             (time ? [mdtm] : []) + [Array("*".utf8) + set, Array("*".utf8) + mdtm, Array("*DELE ".utf8) + path]
-        return try connection.exchange(commands).map { ($0, target) }
+        return (try connection.exchange(commands), target)
     }
 
     /// Tries each way of setting a remote mtime on the probe and keeps the first that reads back.
@@ -414,14 +400,10 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
 
     static let mdtmBatch = 32
 
-    /// MDTM for each path (nil where it failed), in one round trip where the connection can
-    /// pipeline, else one by one.
+    /// MDTM for each path (nil where it failed), in one round trip.
     private func modificationTimes(_ paths: [FileName], _ connection: FTPConnection) throws -> [Int64?] {
         let commands = paths.map { Array("MDTM ".utf8) + connection.commandPath($0.bytes) }
-        guard let replies = try connection.exchange(commands) else {
-            return paths.map { try? modificationTime($0, connection) }
-        }
-        return replies.map { $0.code == 213 ? FTPListingParser.parseTimeValue($0.text) : nil }
+        return try connection.exchange(commands).map { $0.code == 213 ? FTPListingParser.parseTimeValue($0.text) : nil }
     }
 
     private func directoryExists(_ path: FileName, _ connection: FTPConnection) throws -> Bool {
@@ -566,8 +548,8 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         case unclear(shape: Bool)
     }
 
-    /// `STAT path` for `folder`, on a LIST server (an MLSD server's exact times are kept) over a
-    /// plain connection, when the path can be named safely (`statNameable`). A folder's listing
+    /// `STAT path` for `folder`, on a LIST server (an MLSD server's exact times are kept), when
+    /// the path can be named safely (`statNameable`). A folder's listing
     /// is used only when it names the folder itself (`.`, which also shows that hidden files are
     /// listed) and every line reads. The server refusing STAT with a path (5xx), or the REST
     /// that goes with it, ends its use for the run.
@@ -1112,9 +1094,9 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         }
     }
 
-    /// Whether `stage` and `commit` pay: on a connection that can pipeline (not under TLS),
-    /// where a batch's checks, times and renames take a few round trips instead of two per file.
-    public var stagesInBatches: Bool { options.tls == .none }
+    /// Whether `stage` and `commit` pay: they do on every connection (each pipelines), where a
+    /// batch's checks, times and renames take a few round trips instead of two per file.
+    public var stagesInBatches: Bool { true }
 
     /// Uploads a file under its temporary name in its folder (`commit` puts it in place), or
     /// under its own name into a folder being built (`buildFolder`).
@@ -1458,7 +1440,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
 
     public func flush() throws {}
 
-    /// Closes every connection (QUIT is sent by curl when a handle is cleaned up).
+    /// Closes every connection (each sends QUIT as it goes).
     public func disconnect() { pool.drain() }
 
     // MARK: paths
@@ -1614,7 +1596,7 @@ final class ConnectionPool: @unchecked Sendable {
         } catch {
             givePlace()
             gate.finish()
-            // The run ends with this error: not while the others are still in curl (TLS)
+            // The run ends with this error: not while the others are still logging in (TLS)
             waitForOpenings(seconds: Double(options.connectTimeout + options.responseTimeout))
             throw error
         }
@@ -1634,6 +1616,7 @@ final class ConnectionPool: @unchecked Sendable {
             waitForOpenings(seconds: Double(options.connectTimeout + options.responseTimeout))
             throw error
         }
+        first.afterLogin = commands
         setupCommands = commands
         gate.setUp(commands)
     }
@@ -1697,6 +1680,7 @@ final class ConnectionPool: @unchecked Sendable {
         }
         mutex.withLock { live += 1 }
         for command in commands { try connection.command(command) }
+        connection.afterLogin = commands
         return connection
     }
 
@@ -1713,7 +1697,7 @@ final class ConnectionPool: @unchecked Sendable {
             defer { idle.removeAll() }
             return idle.map { Unmanaged.passRetained($0) }
         }
-        // Each says QUIT and waits for the server's 221 as it goes (curl): all at once, not
+        // Each says QUIT and waits a moment for the server's 221 as it goes: all at once, not
         // one after the other at the end of every run.
         runOnThreads(connections.count) { connections[$0].release() }
     }
