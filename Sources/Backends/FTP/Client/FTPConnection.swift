@@ -302,6 +302,18 @@ public final class FTPConnection {
         }
     }
 
+    /// Sends `commands` in one write and reads a reply for each, in order.
+    private func exchangeInOneWrite(_ commands: [[UInt8]], on stream: ByteStream) throws -> [FTPReply] {
+        for command in commands { trace("> " + Self.printable(command)) }
+        try stream.send(Array(commands.map { $0 + [13, 10] }.joined()))
+        var replies: [FTPReply] = []
+        for _ in commands {
+            replies.append(try reader!.next())
+            trace(replies.last!)
+        }
+        return replies
+    }
+
     private func send(_ commands: [String], on stream: ByteStream) throws {
         if commands.isEmpty { return }
         for command in commands { trace("> " + (command.hasPrefix("PASS ") ? "PASS ****" : command)) }
@@ -530,14 +542,7 @@ public final class FTPConnection {
     private func passivePort(before: [[UInt8]], on stream: ByteStream) throws -> Int? {
         refusedBefore = nil
         let verb = extendedPassive ? "EPSV" : "PASV"
-        let sent = before + [Array(verb.utf8)]
-        for command in sent { trace("> " + Self.printable(command)) }
-        try stream.send(Array(sent.map { $0 + [13, 10] }.joined()))
-        var replies: [FTPReply] = []
-        for _ in sent {
-            replies.append(try reader!.next())
-            trace(replies.last!)
-        }
+        let replies = try exchangeInOneWrite(before + [Array(verb.utf8)], on: stream)
         if let error = refusal(before, replies) {
             refusedBefore = error
             return nil
@@ -609,14 +614,7 @@ public final class FTPConnection {
             announce = "EPRT |2|\(String(cString: text))|\(port)|"
         }
         do {
-            let sent = before + [Array(announce.utf8)]
-            for command in sent { trace("> " + Self.printable(command)) }
-            try stream.send(Array(sent.map { $0 + [13, 10] }.joined()))
-            var replies: [FTPReply] = []
-            for _ in sent {
-                replies.append(try reader!.next())
-                trace(replies.last!)
-            }
+            let replies = try exchangeInOneWrite(before + [Array(announce.utf8)], on: stream)
             if let error = refusal(before, replies) {
                 refusedBefore = error
                 close(fd)
