@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """An FTP proxy on 127.0.0.1 that adds network latency, and counts what crosses it.
 
-    latency-proxy.py --listen PORT --upstream PORT --rtt MS [--data-ports LO-HI]
-                     [--window BYTES] [--counters FILE] [--trace FILE]
+    latency-proxy.py --listen PORT --upstream PORT --rtt MS [--data-ports LO-HI|any]
+                     [--window BYTES] [--counters FILE] [--trace FILE] [--port-file FILE]
 
 It listens on 127.0.0.1:PORT and relays each control connection to the FTP server on
 127.0.0.1:UPSTREAM. Every chunk of bytes, in either direction, is stamped when it arrives and
@@ -96,8 +96,10 @@ class DataPorts:
     """Hands out listening ports from a fixed range, round robin, skipping busy ones."""
 
     def __init__(self, spec):
+        if spec == "any":  # ports the system chooses
+            spec = "0-0"
         lo, hi = (int(x) for x in spec.split("-"))
-        if not 0 < lo <= hi < 65536:
+        if not (0 < lo <= hi < 65536 or lo == hi == 0):
             raise SystemExit(f"latency-proxy: bad --data-ports {spec}")
         self.lo, self.hi, self.next = lo, hi, lo
 
@@ -310,13 +312,18 @@ async def main():
             pass
 
     server = await asyncio.start_server(on_control, HOST, args.listen, reuse_address=True, backlog=128)
-    print(f"latency-proxy: 127.0.0.1:{args.listen} -> 127.0.0.1:{args.upstream}, rtt {args.rtt * 1000:g} ms",
+    port = server.sockets[0].getsockname()[1]
+    print(f"latency-proxy: 127.0.0.1:{port} -> 127.0.0.1:{args.upstream}, rtt {args.rtt * 1000:g} ms",
           file=sys.stderr, flush=True)
     global trace_file, trace_start
     if args.trace:
         trace_file = open(args.trace, "w", buffering=1)
         trace_start = loop.time()
     dump()
+    if args.port_file:  # written last: a reader that sees the port finds the proxy ready
+        with open(args.port_file + ".tmp", "w") as fh:
+            fh.write("%d\n" % port)
+        os.replace(args.port_file + ".tmp", args.port_file)
     await stop.wait()
     server.close()
     dump()
@@ -325,14 +332,16 @@ async def main():
 def parse():
     global args, data_ports
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--listen", type=int, required=True, help="port to listen on (127.0.0.1)")
+    p.add_argument("--listen", type=int, required=True, help="port to listen on (127.0.0.1; 0: any)")
     p.add_argument("--upstream", type=int, required=True, help="the FTP server's control port (127.0.0.1)")
     p.add_argument("--rtt", type=float, required=True, help="round-trip time to add, in milliseconds")
-    p.add_argument("--data-ports", default="30100-30999", help="range for the passive data listeners")
+    p.add_argument("--data-ports", default="30100-30999",
+                   help="range for the passive data listeners (any: ports the system chooses)")
     p.add_argument("--window", type=int, default=4 << 20, help="bytes in flight per direction and connection")
     p.add_argument("--counters", help="file for the counters (JSON), written on SIGUSR1 and at exit")
     p.add_argument("--trace", help="file for a line per connection opened or closed and per command line "
                    "(its verb only), with the milliseconds since the start")
+    p.add_argument("--port-file", help="file to write the port listened on to, once ready")
     args = p.parse_args()
     if args.rtt < 0 or args.window < CHUNK:
         p.error("--rtt must be >= 0 and --window >= 65536")

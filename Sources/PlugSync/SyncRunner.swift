@@ -273,6 +273,7 @@ public final class SyncRunner {
         settings.dryRun = options.dryRun
         settings.forceDelete = options.forceDelete
         settings.parallel = connections
+        settings.parallelGiven = definition.parallel != nil
         settings.cancellation = options.cancellation
         settings.versions = definition.versions
         settings.verifyWrites = definition.verify

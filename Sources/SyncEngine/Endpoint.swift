@@ -317,6 +317,10 @@ public protocol Endpoint: AnyObject, Sendable {
     /// Makes coarse listed times exact where comparing with `other` (the other side's
     /// listing) needs it.
     func refineTimes(_ listing: inout Listing, comparedWith other: [Entry])
+    /// How many files to transfer at once when the definition does not say (`given`, the
+    /// default): more where the endpoint measured that they pay (a server far away, where each
+    /// file costs round trips rather than bandwidth).
+    func transfersAtOnce(_ given: Int) -> Int
     /// After the run's changes were made (not after a dry run or a refusal): keeps what this
     /// run learned in the file `beginRun` named.
     func finishRun()
@@ -342,6 +346,7 @@ extension Endpoint {
     public func setOwner(_ path: FileName, _ owner: Owner) throws {}
 
     public func beginRun(_ run: RunSettings) {}
+    public func transfersAtOnce(_ given: Int) -> Int { given }
     public func willPrepare() {}
     public func prepare(say: (String) -> Void) throws {}
     public func cancelPrepare() {}

@@ -16,6 +16,8 @@ public struct SyncSettings: Sendable {
     public var forceDelete = false
     /// Files transferred at once.
     public var parallel = 4
+    /// `parallel` was chosen by the user: the endpoints may not raise it (`transfersAtOnce`).
+    public var parallelGiven = false
     public var cancellation: Cancellation?
     /// Keep what the run replaces or deletes in `.plugsync-versions`, and prune by this.
     public var versions: VersionPolicy?
@@ -161,17 +163,18 @@ public final class SyncJob: @unchecked Sendable {
                 "the destination \(destination.endpoint.displayName) cannot read back what a run writes yet (verify: true is set on the definition); nothing was changed"
             )
         }
+        // What the last run learned (a server's exact times and clock: how the first listing may
+        // go), then what this run needs to learn (the clock difference and how times are set: a
+        // server uploads a probe file and deletes it again; a dry run takes the last run's
+        // measurement where there is one).
+        source.endpoint.beginRun(RunSettings(side: .source, dryRun: settings.dryRun, memoryFile: source.memoryFile))
+        destination.endpoint.beginRun(
+            RunSettings(side: .destination, dryRun: settings.dryRun, memoryFile: destination.memoryFile))
         // Safety rail 1: an absent source never empties a mirror.
         if try source.translating({ try source.endpoint.rootState() }) == .missing {
             throw PreconditionError(
                 "the source folder \(source.endpoint.displayName) does not exist; nothing was changed")
         }
-        // What the last run learned (a server's exact times and clock), then what this run needs
-        // to learn (the clock difference and how times are set: a server uploads a probe file and
-        // deletes it again; a dry run takes the last run's measurement where there is one).
-        source.endpoint.beginRun(RunSettings(side: .source, dryRun: settings.dryRun, memoryFile: source.memoryFile))
-        destination.endpoint.beginRun(
-            RunSettings(side: .destination, dryRun: settings.dryRun, memoryFile: destination.memoryFile))
         // The versions folder is never synchronized, on either side, nor an orphan.
         let filter = ListingFilter(
             ignore: settings.ignore,
@@ -263,8 +266,14 @@ public final class SyncJob: @unchecked Sendable {
             source: source.endpoint.capabilities, destination: destination.endpoint.capabilities)
         let transfers = plan.actions.filter { $0.kind == .transfer || $0.kind == .replace }
         observer.begin(formatter: formatter, files: transfers.count, bytes: plan.transferBytes)
+        var parallelism = settings.parallel
+        if !settings.parallelGiven {
+            parallelism = max(
+                source.endpoint.transfersAtOnce(settings.parallel),
+                destination.endpoint.transfersAtOnce(settings.parallel))
+        }
         let executor = Executor(
-            source: source.endpoint, destination: destination.endpoint, parallelism: settings.parallel,
+            source: source.endpoint, destination: destination.endpoint, parallelism: parallelism,
             observer: observer, cancellation: settings.cancellation)
         if settings.versions != nil {
             executor.versionFolder = VersionsFolder.runFolder(stamp: VersionsFolder.stamp(settings.started))

@@ -201,7 +201,9 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertEqual(first.actions.filter { $0.hasPrefix("Uploading ") }.count, 7, "\(first)")
         let memory = try XCTUnwrap(
             try? String(contentsOfFile: path("state/ftp-times/up.destination"), encoding: .utf8))
-        XCTAssertEqual(memory.split(separator: "\n").count, 9, memory)  // header, the clock and 7 files
+        // The header, the clock, its LIST zone measured, and 7 files.
+        XCTAssertEqual(memory.split(separator: "\n").count, 10, memory)
+        XCTAssertTrue(memory.contains("\nclock-zone\n"), memory)
 
         let before = mdtmReads(server.transferLog)
         let second = try run("up", server)
@@ -1077,6 +1079,52 @@ final class FTPTests: IntegrationTestCase {
         for connection in held.dropFirst() { pool.checkIn(connection) }
         pool.checkIn(held[0])
         pool.drain()
+    }
+
+    /// A server far away (20 ms a round trip here, through the bench's latency proxy) gets as
+    /// many transfers at once as the listing's connections (8) when the definition does not set
+    /// `parallel`: there a small file costs round trips, not bandwidth. A definition's
+    /// `parallel` is kept as it is.
+    func testAFarServerGetsMoreTransfersAtOnceUnlessTheDefinitionSaysHowMany() throws {
+        let server = try start("vsftpd")
+        for index in 0..<64 {
+            try write("src/d\(index % 16)/f\(index).bin", String(repeating: "x", count: 2000 + index))
+        }
+        try chownToServer(server)
+        let proxyScript =
+            (FTPServer.script as NSString).deletingLastPathComponent + "/../../bench/latency-proxy.py"
+        func mostTransfersAtOnce(_ directory: String, parallel: Int?) throws -> Int {
+            let counters = path("counters-\(directory).json")
+            let proxy = try startFixture(
+                "latency-proxy.py",
+                [
+                    "--listen", "0", "--upstream", "\(server.port)", "--rtt", "20", "--data-ports", "any",
+                    "--counters", counters,
+                ], script: proxyScript)
+            defer { stopFixture(proxy.pid) }
+            try writeConfig(
+                definition(
+                    "up", source: local(path("src")), destination: ftp(server, directory: directory, port: proxy.port),
+                    parallel.map { ["parallel: \($0)"] } ?? []))
+            let result = try run("up", server)
+            assertExit(result, 0)
+            XCTAssertTrue(result.stdout.contains("Done: 64 copied"), "\(result)")
+            kill(proxy.pid, SIGUSR1)  // the proxy writes its counters (its second time)
+            for _ in 0..<200 {
+                if let text = read("counters-\(directory).json"),
+                    let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+                    (json["dumps"] as? Int ?? 0) >= 2
+                {
+                    return json["max_data_open"] as? Int ?? 0
+                }
+                usleep(25_000)
+            }
+            XCTFail("the proxy wrote no counters")
+            return 0
+        }
+        XCTAssertGreaterThan(try mostTransfersAtOnce("default", parallel: nil), 4)
+        XCTAssertLessThanOrEqual(try mostTransfersAtOnce("given", parallel: 4), 4)
+        XCTAssertEqual(read("server/given/d3/f3.bin"), String(repeating: "x", count: 2003))
     }
 
     /// Uploads over FTPS end cleanly: the client says close_notify and reads what the server

@@ -181,10 +181,10 @@ class IntegrationTestCase: XCTestCase {
     }
 
     /// Starts a Python fixture with `arguments` (plus `--port-file`) and returns its pid and the
-    /// port it listens on (127.0.0.1).
-    func startFixture(_ name: String, _ arguments: [String]) throws -> (pid: pid_t, port: Int) {
+    /// port it listens on (127.0.0.1). `script`: its path, where it is not in Tests/Fixtures.
+    func startFixture(_ name: String, _ arguments: [String], script: String? = nil) throws -> (pid: pid_t, port: Int) {
         let portFile = path(".port-\(UInt32.random(in: 0...UInt32.max))")
-        let argv = ["python3", fixtureScript(name)] + arguments + ["--port-file", portFile]
+        let argv = ["python3", script ?? fixtureScript(name)] + arguments + ["--port-file", portFile]
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

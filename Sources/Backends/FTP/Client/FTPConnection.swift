@@ -685,46 +685,70 @@ public final class FTPConnection {
     /// 10,000 by default and ends with `226 Output truncated to 10000 matches`), else nil.
     public private(set) var listingCutShort: String?
 
-    /// The reply to `STAT path` for a folder, as the server sent it: most servers put the
-    /// folder's listing in it, in LIST's form, on the control connection (one round trip, no data
-    /// connection). A line of the listing is a name's: one holding a line break could make a line
-    /// look like the reply's end, and the replies after it would be read out of step. So
-    /// `REST N`, with N a random number the server's answer repeats, goes in the same write and
-    /// its answer must come right after the listing, alone on its line; then `REST 0` undoes it.
-    /// Anything else gives up the connection (`lostStep`: the next operation logs in anew) and
-    /// returns nil, as where this connection cannot ask (no absolute login directory). Throws
-    /// only when the connection fails.
-    public func statReply(_ directory: [UInt8]) throws -> [UInt8]? {
-        guard home != nil else { return nil }
-        let command = Array("STAT ".utf8) + commandPath(directory)
-        try Self.validate([command])
+    /// The replies to `STAT path` for folders, as the server sent them: most servers put the
+    /// folder's listing in it, in LIST's form, on the control connection (no data connection;
+    /// the folders asked together, a round trip per KiB of commands). A line of a listing
+    /// is a name's: one holding a line break could make a line look like the reply's end, and
+    /// the replies after it would be read out of step. So each `STAT` is followed in the same
+    /// write by `REST N`, N a random number the server's answer must repeat, alone on its line,
+    /// right after that listing; a last `REST 0` undoes them. From the first reply without its
+    /// proof on, the connection is given up (`lostStep`: the next operation logs in anew) and the
+    /// folders get nil, as all do where this connection cannot ask (no absolute login
+    /// directory). Throws only when the connection fails.
+    public func statReplies(_ directories: [[UInt8]]) throws -> [[UInt8]?] {
+        guard home != nil, !directories.isEmpty else { return directories.map { _ in nil } }
+        let commands = directories.map { Array("STAT ".utf8) + commandPath($0) }
+        try Self.validate(commands)
         let stream = try ready()
-        let token = String(UInt64.random(in: 1_000_000_000_000...999_999_999_999_999))
+        let tokens = directories.map { _ in String(UInt64.random(in: 1_000_000_000_000...999_999_999_999_999)) }
         restRefused = false
         reader!.limit = options.maximumListingBytes
         defer { reader?.limit = 1 << 16 }
-        let replies: [[UInt8]]
+        var replies: [[UInt8]?] = []
+        replies.reserveCapacity(directories.count)
         do {
-            trace("> \(Self.printable(command)) (with REST \(token), REST 0)")
-            let request = command + Array("\r\nREST \(token)\r\nREST 0\r\n".utf8)
-            try stream.send(request)
-            replies = [try reader!.nextBytes(), try reader!.nextBytes(), try reader!.nextBytes()]
+            // In writes of at most `pipelineBytes` (see `exchange`), each after the replies to
+            // the one before; `REST 0` ends the last.
+            var start = 0
+            while start < commands.count {
+                var request: [UInt8] = []
+                var end = start
+                while end < commands.count {
+                    let pair = commands[end] + Array("\r\nREST \(tokens[end])\r\n".utf8)
+                    if end > start && request.count + pair.count > Self.pipelineBytes { break }
+                    trace("> \(Self.printable(commands[end])) (with REST \(tokens[end]))")
+                    request += pair
+                    end += 1
+                }
+                if end == commands.count { request += Array("REST 0\r\n".utf8) }
+                try stream.send(request)
+                for token in tokens[start..<end] {
+                    let reply = try reader!.nextBytes()
+                    let marker = try reader!.nextBytes()
+                    trace("< \(reply.count) bytes; \(Self.printable(marker))")
+                    guard Self.isMarker(marker, token: token) else {
+                        // A server that answers `REST N` with a refusal of one line (proftpd in
+                        // ASCII mode) gives no proof here, and will not later: `restRefused`
+                        // tells the caller.
+                        restRefused = Self.isLine(marker, below: 600) && !Self.isLine(marker, below: 400)
+                        lostStep()
+                        return replies + Array(repeating: nil, count: directories.count - replies.count)
+                    }
+                    replies.append(reply)
+                }
+                start = end
+            }
+            let reset = try reader!.nextBytes()
+            trace("< " + Self.printable(reset))
+            if !reader!.isEmpty || !Self.isLine(reset, below: 400) { lostStep() }
         } catch {
             lostStep()
             throw error
         }
-        trace("< \(replies[0].count) bytes; \(Self.printable(replies[1] + replies[2]))")
-        guard reader!.isEmpty, Self.isMarker(replies[1], token: token), Self.isLine(replies[2], below: 400) else {
-            // A server that answers `REST N` with a refusal of one line (proftpd in ASCII mode)
-            // gives no proof here, and will not later: `restRefused` tells the caller.
-            restRefused = Self.isLine(replies[1], below: 600) && !Self.isLine(replies[1], below: 400)
-            lostStep()
-            return nil
-        }
-        return replies[0]
+        return replies
     }
 
-    /// The last `statReply` returned nil because the server refused `REST N`.
+    /// The last `statReplies` gave up because the server refused `REST N`.
     public private(set) var restRefused = false
 
     /// Whether `reply` is one line, a 3xx answer that names `token` as a number of its own.

@@ -120,6 +120,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     ///     (`rememberTimes`); it uses that one.
     public func prepare(needsTimeSetter: Bool, dryRun: Bool = false, say: (String) -> Void) throws {
         defer { clockMeasured() }
+        zoneMeasured = false
         if case .seconds(let seconds) = clockSetting {
             clockOffset = seconds
             listOffset = seconds
@@ -131,6 +132,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             if clockSetting == .auto {
                 clockOffset = clock.offset
                 listOffset = clock.listOffset
+                zoneMeasured = clock.zone
                 say(
                     "Clock time difference is \(clockOffset) seconds (as the last run measured it; a dry run uploads no probe)."
                 )
@@ -212,7 +214,9 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 removed = true
                 var rest = replies[...]
                 if timeInBatch {
-                    measure(try time(from: rest.removeFirst(), probe))
+                    let serverTime = try time(from: rest.removeFirst(), probe)
+                    measure(serverTime)
+                    measureZone(rest.removeFirst(), probe, serverTime: serverTime)
                     say("Clock time difference is \(clockOffset) seconds.")
                 }
                 let (set, read) = (rest[rest.startIndex], rest[rest.startIndex + 1])
@@ -230,9 +234,12 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             if timeInBatch {
                 // A source: the time and the removal together.
                 let path = connection.commandPath(probe.bytes)
-                let replies = try connection.exchange([Array("MDTM ".utf8) + path, Array("*DELE ".utf8) + path])
+                let replies = try connection.exchange(
+                    [Array("MDTM ".utf8) + path, Array("*STAT ".utf8) + path, Array("*DELE ".utf8) + path])
                 removed = true
-                measure(try time(from: replies[0], probe))
+                let serverTime = try time(from: replies[0], probe)
+                measure(serverTime)
+                measureZone(replies[1], probe, serverTime: serverTime)
                 say("Clock time difference is \(clockOffset) seconds.")
             }
             if needsTimeSetter { try detectTimeSetter(probe, connection, candidates: candidates) }
@@ -289,7 +296,30 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             // LIST shows the server's wall clock: its time zone, a multiple of 15 minutes.
             let zone = ((Double(entry.time - serverTime) + 30) / 900).rounded() * 900
             listOffset = clockOffset + Int64(zone)
+            zoneMeasured = true
         }
+    }
+
+    /// Whether this run's clock probe measured the offset of LIST times from a listing of the
+    /// probe (on an MLSD server: `STAT path` sent with its MDTM), not taken as MDTM's.
+    private(set) var zoneMeasured = false
+
+    /// On an MLSD server, the offset of LIST times from the probe's `STAT path` (`status`) and
+    /// its MDTM time, for listings by STAT (`statOnMLSD`); `zoneMeasured` where it lists it.
+    private func measureZone(_ status: FTPReply, _ probe: FileName, serverTime: Int64) {
+        guard (211...213).contains(status.code), status.lines.count > 2 else { return }
+        let lines = Array(
+            status.lines.dropFirst().dropLast().map { $0.drop { $0 == " " } }.joined(separator: "\r\n").utf8)
+        let name = probe.lastComponent.bytes
+        let serverNow = Int64(wallClockSeconds()) + clockOffset
+        guard
+            let entry = FTPListingParser.parseLIST(lines, serverNow: serverNow).entries.first(where: {
+                $0.name == name || $0.name.reversed().starts(with: ([UInt8(ascii: "/")] + name).reversed())
+            })
+        else { return }
+        let zone = ((Double(entry.time - serverTime) + 30) / 900).rounded() * 900
+        listOffset = clockOffset + Int64(zone)
+        zoneMeasured = true
     }
 
     // MARK: the clock probe alongside the listing
@@ -298,6 +328,8 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// meanwhile corrects its times only once the clock is measured.
     private var clockPending = false
     private let clock = Condition()
+    /// This run's `prepare` is over (guarded by `clock`).
+    private var probeOver = false
 
     /// Announces a `prepare` that will run alongside this endpoint's `list`, on another thread.
     /// The probe needs one round trip or four, and the listing need not wait for them: on an
@@ -316,6 +348,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     private func clockMeasured() {
         clock.lock()
         clockPending = false
+        probeOver = true
         clock.broadcast()
         clock.unlock()
     }
@@ -356,7 +389,8 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         }
         let mdtm = Array("MDTM ".utf8) + path
         let commands =
-            (time ? [mdtm] : []) + [Array("*".utf8) + set, Array("*".utf8) + mdtm, Array("*DELE ".utf8) + path]
+            (time ? [mdtm, Array("*STAT ".utf8) + path] : [])
+            + [Array("*".utf8) + set, Array("*".utf8) + mdtm, Array("*DELE ".utf8) + path]
         return (try connection.exchange(commands), target)
     }
 
@@ -421,13 +455,14 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// one listing of the folder instead of three. Any change this endpoint makes drops it.
     private var rootData: Listed?
 
-    /// A folder's listing as the server sent it, and its words when it said it cut it short.
-    private typealias Listed = (data: [UInt8], cutShort: String?)
+    /// A folder's listing as the server sent it, and its words when it said it cut it short;
+    /// `byStat`: in LIST's form from `STAT path` (on an MLSD server too).
+    private typealias Listed = (data: [UInt8], cutShort: String?, byStat: Bool)
 
     /// Lists `folder`; the synchronized folder's listing is kept for the next caller (`take`).
-    private func rootOrListing(_ folder: FileName, _ connection: FTPConnection?, take: Bool = false) throws
-        -> Listed
-    {
+    private func rootOrListing(
+        _ folder: FileName, _ connection: FTPConnection?, take: Bool = false, given: StatOutcome? = nil
+    ) throws -> Listed {
         if folder == root,
             let listed = state.withLock({ () -> Listed? in
                 defer { if take { rootData = nil } }
@@ -436,7 +471,9 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         {
             return listed
         }
-        let listed = try connection.map { try listing(folder, $0) } ?? pool.with { try listing(folder, $0) }
+        let listed =
+            try connection.map { try listing(folder, $0, given: given) }
+            ?? pool.with { try listing(folder, $0, given: given) }
         if folder == root && !take { state.withLock { rootData = listed } }
         return listed
     }
@@ -461,8 +498,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             try pool.with { connection in
                 let known: RootState
                 do {
-                    let data = try rootOrListing(root, connection).data
-                    known = parse(data).entries.isEmpty ? .empty : .nonEmpty
+                    known = parse(try rootOrListing(root, connection)).entries.isEmpty ? .empty : .nonEmpty
                 } catch let error as FTPError where error.kind == .notFound {
                     known = .missing
                 }
@@ -489,37 +525,36 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         }
     }
 
-    /// Parses one folder's listing (no filtering); `unreadable` counts lines it could not read.
-    /// How folders are listed: MLSD where the server has it (exact times), else LIST.
+    /// How folders are listed on a data connection: MLSD where the server has it (exact
+    /// times), else LIST.
     private var listVerb: String { features.mlsd ? "MLSD" : "LIST -a" }
 
     /// The entries of `folder` (a path from the login directory), listed on `connection`.
     private func entries(of folder: FileName, _ connection: FTPConnection) throws -> [RemoteEntry] {
-        parse(try listing(folder, connection).data).entries
+        parse(try listing(folder, connection)).entries
     }
 
     /// The listing of `folder` (a path from the login directory) in the form `parse` reads:
-    /// by `STAT path` on the control connection where it can be (`statListing`), else by
-    /// MLSD or LIST on a data connection.
-    /// The folder's listing, and the server's words where it said it left entries out (a
+    /// by `STAT path` on the control connection where it can be (`statListings`; `given`: its
+    /// outcome when asked already, with other folders), else by MLSD or LIST on a data
+    /// connection. Its `cutShort`: the server's words where it said it left entries out (a
     /// listing on a data connection only: a `STAT` reply says nothing of the kind).
-    private func listing(_ folder: FileName, _ connection: FTPConnection) throws -> Listed {
+    private func listing(_ folder: FileName, _ connection: FTPConnection, given: StatOutcome? = nil) throws -> Listed {
         func overData() throws -> Listed {
             let data = try connection.listing(folder.bytes, verb: listVerb)
-            return (data, connection.listingCutShort)
+            return (data, connection.listingCutShort, false)
         }
-        switch try statListing(folder, connection) {
+        switch try given ?? statListings([folder], connection)[0] {
         case .listed(let data):
-            return (data, nil)
-        case .skipped:
+            return (data, nil, true)
+        case .skipped, .missing, .unanswered:
             return try overData()
         case .unclear(let shape):
             let listed = try overData()
-            let data = listed.data
             // The folder is there and its listing reads well: the server's STAT does not give
             // what its LIST gives (hidden files left out, another form). Twice, and the run
             // lists every folder the other way (a folder that is a link is listed as the link).
-            if shape && parse(data).unreadable == 0 {
+            if shape && parse(listed).unreadable == 0 {
                 state.withLock {
                     statMisses += 1
                     if statMisses >= 2 { statWorks = false }
@@ -537,41 +572,89 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     private var statWorks = true
     private var statMisses = 0
 
+    /// Whether an MLSD server's folders may be listed by `STAT path`, in LIST's form: only
+    /// where the clock probe measured the time zone of its LIST times (this run's, or the last
+    /// run's until this one's is over), and exact times of the last run are remembered to make
+    /// LIST's minutes exact without an MDTM each.
+    private var statOnMLSD: Bool {
+        guard clockSetting == .auto, !remembered.isEmpty else { return false }
+        clock.lock()
+        defer { clock.unlock() }
+        return probeOver ? zoneMeasured : rememberedClock?.zone == true
+    }
+
     private enum StatOutcome {
         /// The folder's listing, in LIST's form.
         case listed([UInt8])
-        /// Not asked (see `statListing`), or the server refused: list the other way.
+        /// Not asked (see `statListings`), or the server refused: list the other way.
         case skipped
+        /// Asked with others, and not answered: an earlier reply of the write gave up the
+        /// connection. Ask again.
+        case unanswered
+        /// The server says there is no such folder (or lists nothing at all, not even the
+        /// folder itself): only a guessed folder takes this as its answer.
+        case missing
         /// An answer that is not the folder's full listing: list the other way. `shape`: lines
-        /// the parser cannot read, or no `.` (a folder that is not there, a file, a server whose
-        /// STAT leaves hidden files out); else a line break in a name.
+        /// the parser cannot read, or no `.` (a file, a server whose STAT leaves hidden files
+        /// out); else a line break in a name.
         case unclear(shape: Bool)
     }
 
-    /// `STAT path` for `folder`, on a LIST server (an MLSD server's exact times are kept), when
-    /// the path can be named safely (`statNameable`). A folder's listing
-    /// is used only when it names the folder itself (`.`, which also shows that hidden files are
+    /// Whether `STAT path` may list folders now (`statListings`).
+    private var statUsable: Bool {
+        listsByStat && state.withLock { statWorks } && (!features.mlsd || statOnMLSD)
+    }
+
+    /// `STAT path` for each of `folders` (in one write), where the server may list that way
+    /// (`statUsable`) and the path can be named safely (`statNameable`). A folder's listing is
+    /// used only when it names the folder itself (`.`, which also shows that hidden files are
     /// listed) and every line reads. The server refusing STAT with a path (5xx), or the REST
     /// that goes with it, ends its use for the run.
-    private func statListing(_ folder: FileName, _ connection: FTPConnection) throws -> StatOutcome {
-        guard listsByStat, !features.mlsd, state.withLock({ statWorks }) else { return .skipped }
-        let path = connection.commandPath(folder.bytes)
-        guard Self.statNameable(path) else { return .skipped }
-        guard let reply = try connection.statReply(folder.bytes) else {
+    private func statListings(_ folders: [FileName], _ connection: FTPConnection) throws -> [StatOutcome] {
+        var outcomes = [StatOutcome](repeating: .skipped, count: folders.count)
+        guard statUsable else { return outcomes }
+        let asked = folders.indices.filter { Self.statNameable(connection.commandPath(folders[$0].bytes)) }
+        if asked.isEmpty { return outcomes }
+        let replies = try connection.statReplies(asked.map { folders[$0].bytes })
+        if replies.contains(where: { $0 == nil }), connection.restRefused {
             // Without `REST N` answered, no STAT reply can be shown to have been read whole.
-            if connection.restRefused { state.withLock { statWorks = false } }
-            return .skipped
-        }
-        let (code, lines) = FTPListingParser.statListing(reply)
-        if code >= 500 && !FTPConnection.soundsMissing(String(decoding: reply.dropFirst(4), as: UTF8.self)) {
             state.withLock { statWorks = false }
-            return .skipped
         }
-        guard code >= 200 && code < 300, let lines else { return .unclear(shape: false) }
-        let parsed = FTPListingParser.parseLIST(lines, serverNow: Int64(wallClockSeconds()) + listOffset)
-        guard parsed.unreadable == 0, parsed.entries.contains(where: { $0.name == [0x2e] && $0.kind == .directory })
-        else { return .unclear(shape: true) }
-        return .listed(lines)
+        let serverNow = Int64(wallClockSeconds()) + listOffset
+        // The first reply without its proof is listed the other way, the ones after it asked again.
+        let refused = state.withLock { !statWorks }
+        var proofFailed = false
+        for (index, reply) in zip(asked, replies) {
+            guard let reply else {
+                if !refused { outcomes[index] = proofFailed ? .unanswered : .unclear(shape: false) }
+                proofFailed = true
+                continue
+            }
+            let (code, lines) = FTPListingParser.statListing(reply)
+            if code >= 500 || code == 450 {
+                if FTPConnection.soundsMissing(String(decoding: reply.dropFirst(4), as: UTF8.self)) {
+                    outcomes[index] = .missing
+                } else if code >= 500 {
+                    state.withLock { statWorks = false }
+                }
+                continue
+            }
+            guard code >= 200 && code < 300, let lines else {
+                outcomes[index] = .unclear(shape: false)
+                continue
+            }
+            let parsed = FTPListingParser.parseLIST(lines, serverNow: serverNow)
+            if parsed.entries.isEmpty && parsed.unreadable == 0 {
+                outcomes[index] = .missing  // not even `.`: vsftpd's answer for a missing path
+            } else if parsed.unreadable == 0,
+                parsed.entries.contains(where: { $0.name == [0x2e] && $0.kind == .directory })
+            {
+                outcomes[index] = .listed(lines)
+            } else {
+                outcomes[index] = .unclear(shape: true)
+            }
+        }
+        return outcomes
     }
 
     /// Whether `STAT` can name `path` (absolute) as it is: servers read its argument as `ls`
@@ -595,10 +678,22 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         return true
     }
 
-    private func parse(_ data: [UInt8]) -> (entries: [RemoteEntry], unreadable: Int) {
-        let serverNow = Int64(wallClockSeconds()) + (state.withLock { parseOffset } ?? listOffset)
-        let parsed =
-            features.mlsd ? FTPListingParser.parseMLSD(data) : FTPListingParser.parseLIST(data, serverNow: serverNow)
+    /// One folder's listing parsed (no filtering); `unreadable` counts lines it could not read.
+    /// A listing by STAT on an MLSD server shows links as MLSD does: with no target (so they are
+    /// left out, whichever way the folder was listed).
+    private func parse(_ listed: Listed) -> (entries: [RemoteEntry], unreadable: Int) {
+        var parsed: (entries: [RemoteEntry], unreadable: Int)
+        if features.mlsd && !listed.byStat {
+            parsed = FTPListingParser.parseMLSD(listed.data)
+        } else {
+            let serverNow = Int64(wallClockSeconds()) + (state.withLock { parseOffset } ?? listOffset)
+            parsed = FTPListingParser.parseLIST(listed.data, serverNow: serverNow)
+            if features.mlsd {
+                for i in parsed.entries.indices where parsed.entries[i].kind == .symlink {
+                    parsed.entries[i].linkTarget = nil
+                }
+            }
+        }
         return (parsed.entries.filter { $0.name != [0x2e] && $0.name != [0x2e, 0x2e] }, parsed.unreadable)
     }
 
@@ -612,11 +707,18 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         // probe measures it, the last run's measurement (or the one given) stands in, and the
         // listing is read again if the probe finds another. Without one, and where the
         // synchronized folder not yet listed may hold the probe soon, the listing waits.
-        let guess = features.mlsd || !clockIsPending ? nil : guessedListOffset
+        // On an MLSD server, STAT lists in LIST's form where its zone is measured (`statOnMLSD`).
+        let probing = clockIsPending
+        let mlsdByStat = features.mlsd && listsByStat && statOnMLSD
+        let guess = (features.mlsd && !mlsdByStat) || !probing ? nil : guessedListOffset
         if (!features.mlsd && guess == nil) || state.withLock({ rootData == nil && listedRoot == nil }) {
             waitForClock()
         }
-        state.withLock { parseOffset = guess }
+        state.withLock {
+            parseOffset = guess
+            // Listed by STAT before this run's probe found that the zone cannot be measured.
+            if features.mlsd && !mlsdByStat && rootData?.byStat == true { rootData = nil }
+        }
         var results: [FileName: Result<FolderListing, Error>] = [:]
         // Folders to list (paths from the login directory), shared by the workers in the order
         // they were found: a folder's subfolders are listed as soon as it is, with no wait for
@@ -635,9 +737,37 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             let name = folder.lastComponent
             return parent.entries.contains { $0.name == name && $0.kind == .directory }
         }
+        func record(_ folder: FileName, guess: Bool, _ result: Result<FolderListing, Error>) {
+            if guess, case .failure = result {
+                guessed.remove(folder)
+                if shownAsFolder(folder) { pending.append(folder) } else { failedGuesses.insert(folder) }
+                return
+            }
+            results[folder] = result
+            if folder == root {
+                switch result {
+                case .failure(let error):
+                    if (error as? FTPError)?.kind == .notFound { state.withLock { listedRoot = .missing } }
+                case .success(let listed):
+                    let empty =
+                        listed.entries.isEmpty && listed.problems.isEmpty && listed.temporary.isEmpty
+                        && listed.temporaryFolders.isEmpty
+                    state.withLock { listedRoot = empty ? .empty : .nonEmpty }
+                }
+            }
+            if recursive, case .success(let listed) = result {
+                for entry in listed.entries where entry.kind == .directory {
+                    let child = folder.appending(entry.name)
+                    if requested.insert(child).inserted || failedGuesses.remove(child) != nil {
+                        pending.append(child)
+                    }
+                }
+            }
+        }
         var busy = 0
         let work = Condition()
-        runOnThreads(recursive ? pool.size : 1) { _ in
+        let threads = recursive ? pool.size : 1
+        runOnThreads(threads) { _ in
             work.lock()
             defer { work.unlock() }
             while true {
@@ -659,54 +789,48 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     _ = work.wait(until: Condition.now() + 1)
                     continue
                 }
-                let folder = pending[next]
+                // Where STAT lists, several folders in one write: this connection's share of
+                // those waiting (so that every connection gets some), at most `statBatch`.
+                var batch = [pending[next]]
                 next += 1
+                if batch[0] != root && statUsable {
+                    let share = min(Self.statBatch, (pending.count - next + threads) / threads)
+                    while batch.count < share, next < pending.count, pending[next] != root {
+                        batch.append(pending[next])
+                        next += 1
+                    }
+                }
                 if next == pending.count {
                     pending.removeAll(keepingCapacity: true)
                     next = 0
                 }
                 busy += 1
-                let guess = guessed.contains(folder)
+                let guesses = batch.map { guessed.contains($0) }
                 work.unlock()
-                let result = listFolder(folder, filter: filter, retries: !guess)
+                var given = [StatOutcome?](repeating: nil, count: batch.count)
+                if batch.count > 1, let outcomes = try? pool.with({ try statListings(batch, $0) }) {
+                    given = outcomes.map { if case .unanswered = $0 { nil } else { $0 } }
+                }
+                var listed: [Result<FolderListing, Error>] = []
+                for (index, folder) in batch.enumerated() {
+                    listed.append(listFolder(folder, filter: filter, retries: !guesses[index], given: given[index]))
+                }
                 work.lock()
                 busy -= 1
-                if guess, case .failure = result {
-                    guessed.remove(folder)
-                    if shownAsFolder(folder) { pending.append(folder) } else { failedGuesses.insert(folder) }
-                    work.broadcast()
-                    continue
-                }
-                results[folder] = result
-                if folder == root {
-                    switch result {
-                    case .failure(let error):
-                        if (error as? FTPError)?.kind == .notFound { state.withLock { listedRoot = .missing } }
-                    case .success(let listed):
-                        let empty =
-                            listed.entries.isEmpty && listed.problems.isEmpty && listed.temporary.isEmpty
-                            && listed.temporaryFolders.isEmpty
-                        state.withLock { listedRoot = empty ? .empty : .nonEmpty }
-                    }
-                }
-                if recursive, case .success(let listed) = result {
-                    for entry in listed.entries where entry.kind == .directory {
-                        let child = folder.appending(entry.name)
-                        if requested.insert(child).inserted || failedGuesses.remove(child) != nil {
-                            pending.append(child)
-                        }
-                    }
-                }
+                for (index, folder) in batch.enumerated() { record(folder, guess: guesses[index], listed[index]) }
                 work.broadcast()
             }
         }
         waitForClock()
         state.withLock { parseOffset = nil }
-        if let guess, guess != listOffset {
+        if let guess, guess != listOffset || (mlsdByStat && !zoneMeasured) {
             forgetRootListing()
             return list(recursive: recursive, filter: filter)
         }
-        let offset = features.mlsd ? clockOffset : listOffset
+        // An MLSD listing's exact times are remembered, so that the next run may list by STAT.
+        let remembers = features.mlsd && listsByStat && memoryPath != nil
+        var exact: [FileName: KnownTime] = [:]
+        let now = Int64(wallClockSeconds())
         var listing = Listing()
         // From the root down through the folders the listings found: a guessed folder that is
         // not there (or not a folder) is left out, with its errors.
@@ -722,8 +846,19 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 listing.temporaryFiles += listed.temporary
                 listing.temporaryFolders += listed.temporaryFolders
                 var entries = listed.entries
+                let offset = features.mlsd && !listed.byStat ? clockOffset : listOffset
+                let base = remembers && !listed.byStat ? relative(folder) : nil
                 for i in entries.indices {
                     entries[i].mtime = Timestamp(seconds: entries[i].mtime.seconds - offset)
+                    if let base, entries[i].kind == .file {
+                        let path = base.appending(entries[i].name)
+                        let time = KnownTime(size: entries[i].size, seconds: entries[i].mtime.seconds, knownAt: now)
+                        if let known = remembered[path], known.size == time.size, known.seconds == time.seconds {
+                            exact[path] = known
+                        } else {
+                            exact[path] = time
+                        }
+                    }
                     if recursive && entries[i].kind == .directory {
                         entries[i].children = assemble(folder.appending(entries[i].name))
                     }
@@ -734,27 +869,40 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             }
         }
         listing.entries = assemble(root)
+        if !exact.isEmpty { state.withLock { learned.merge(exact) { old, _ in old } } }
         return listing
     }
+
+    /// The most folders asked by `STAT path` in one write.
+    static let statBatch = 32
 
     /// Pauses before another try of a folder's listing whose error is transient.
     static let listingRetryDelays: [Double] = [1]
 
     /// Lists one folder (a path from the login directory): entries sorted by name, problems
     /// with names, and leftover temporary files and folders (relative to the root).
+    /// `byStat`: listed by `STAT path` (in LIST's form, also on an MLSD server).
     private typealias FolderListing = (
-        entries: [Entry], problems: [Error], temporary: [FileName], temporaryFolders: [FileName]
+        entries: [Entry], problems: [Error], temporary: [FileName], temporaryFolders: [FileName], byStat: Bool
     )
 
-    private func listFolder(_ folder: FileName, filter: ListingFilter, retries: Bool = true) -> Result<
-        FolderListing, Error
-    > {
+    /// `given`: the folder's `STAT path` outcome when asked already (with other folders); a
+    /// guessed folder (`retries` false) the server says is not there fails at once.
+    private func listFolder(
+        _ folder: FileName, filter: ListingFilter, retries: Bool = true, given: StatOutcome? = nil
+    ) -> Result<FolderListing, Error> {
+        if !retries, case .missing? = given {
+            return .failure(FTPError(.notFound, "\(display(folder)): no such folder"))
+        }
         do {
             // A connection cut mid-listing: one more try on a fresh login, as for transfers.
-            let (data, cutShort) = try retrying(delays: retries ? Self.listingRetryDelays : []) {
-                try rootOrListing(folder, nil, take: true)
+            var given = given
+            let listed = try retrying(delays: retries ? Self.listingRetryDelays : []) {
+                defer { given = nil }
+                return try rootOrListing(folder, nil, take: true, given: given)
             }
-            let (remote, unreadable) = parse(data)
+            let cutShort = listed.cutShort
+            let (remote, unreadable) = parse(listed)
             var entries: [Entry] = []
             var problems: [Error] = []
             if let cutShort {
@@ -815,7 +963,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             }
             entries.sortByName()
             state.withLock { folderEntries[folder] = remote.count }
-            return .success((entries, problems, temporary, temporaryFolders))
+            return .success((entries, problems, temporary, temporaryFolders, listed.byStat))
         } catch {
             return .failure(error)
         }
@@ -924,6 +1072,11 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
 
     public func useListingHint(_ hint: ListingHint) { listingHint = hint }
 
+    /// A far server (see `ConnectionPool.nearBelow`) transfers on as many connections as it
+    /// lists on: a small file there costs round trips (the data connection's set-up, the
+    /// command, the transfer's end), not bandwidth, so more at once finish sooner.
+    public func transfersAtOnce(_ given: Int) -> Int { max(given, pool.size - pool.retired) }
+
     /// A source gives its times to the files it writes: every coarse time is made exact.
     public func refineTimes(_ listing: inout Listing, comparedWith other: [Entry]) {
         refineTimes(&listing, comparedWith: other, slack: 1, everyFile: run.side == .source)
@@ -954,22 +1107,28 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             if fields.count == 4, let offset = Int64(fields[1]), let list = Int64(fields[2]),
                 let setter = TimeSetter(rawValue: fields[3])
             {
-                rememberedClock = (offset, list, setter)
+                rememberedClock = (offset, list, setter, false)
             }
         }
+        // "clock-zone": the LIST offset was measured on the server (not taken as MDTM's).
+        if rememberedClock != nil, lines.contains(where: { Array($0) == Self.zoneTag }) { rememberedClock!.zone = true }
     }
     private static let clockTag = Array("clock ".utf8)
-    private var rememberedClock: (offset: Int64, listOffset: Int64, setter: TimeSetter)?
+    private static let zoneTag = Array("clock-zone".utf8)
+    private var rememberedClock: (offset: Int64, listOffset: Int64, setter: TimeSetter, zone: Bool)?
 
     /// Saves what this run set or read (files of the previous run not seen again are dropped).
     /// Writes nothing when that is what the file holds already (a run that changed nothing).
     func saveRememberedTimes() {
         guard let memoryPath else { return }
         let known = state.withLock { learned }
-        if let last = rememberedClock, last == (clockOffset, listOffset, setter), known == remembered { return }
+        if let last = rememberedClock, last == (clockOffset, listOffset, setter, zoneMeasured), known == remembered {
+            return
+        }
         var bytes = Self.memoryHeader(displayName) + [UInt8(ascii: "\n")]
         bytes.reserveCapacity(known.count * 48)
         bytes += Self.clockTag + Array("\(clockOffset) \(listOffset) \(setter.rawValue)\n".utf8)
+        if zoneMeasured { bytes += Self.zoneTag + [UInt8(ascii: "\n")] }
         for (path, time) in known {
             bytes += Array("\(time.size) \(time.seconds) \(time.knownAt) ".utf8) + path.bytes + [UInt8(ascii: "\n")]
         }
