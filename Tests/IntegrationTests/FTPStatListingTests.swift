@@ -56,8 +56,9 @@ extension FTPTests {
         XCTAssertEqual(count("STAT", in: newLog), 5, newLog)
         XCTAssertEqual(count("LIST", in: newLog), 6, newLog)
         XCTAssertEqual(count("EPSV", in: newLog), 6, newLog)
-        // Each STAT went with a REST whose number came back, and REST 0 after it.
-        XCTAssertEqual(count("REST 0", in: newLog), 5, newLog)
+        // Each STAT went with a REST whose number came back, and a REST 0 ended each write.
+        XCTAssertEqual(count("REST", in: newLog) - count("REST 0", in: newLog), 5, newLog)
+        XCTAssertTrue((1...5).contains(count("REST 0", in: newLog)), newLog)
     }
 
     /// Names with a line break cannot travel in a STAT reply unambiguously: a folder holding one

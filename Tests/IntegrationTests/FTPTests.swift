@@ -990,7 +990,11 @@ final class FTPTests: IntegrationTestCase {
         let server = try start("vsftpd", loggingCommands: true)
         try write("src/a.txt", "a\n")
         try chownToServer(server)
-        try writeConfig(definition("up", source: local(path("src")), destination: ftp(server, directory: "www")))
+        // `parallel` given: a loaded machine may take this server for a far one, which would get
+        // more connections by default.
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")), destination: ftp(server, directory: "www"), ["parallel: 4"]))
         let before = commandsLogged("PASS", by: server)
         let bad = try plugsync(arguments: ["run", "up"], environment: ["PLUGSYNC_TEST_FTP_PW": "wrong-password"])
         assertExit(bad, 2)
@@ -1091,16 +1095,9 @@ final class FTPTests: IntegrationTestCase {
             try write("src/d\(index % 16)/f\(index).bin", String(repeating: "x", count: 2000 + index))
         }
         try chownToServer(server)
-        let proxyScript =
-            (FTPServer.script as NSString).deletingLastPathComponent + "/../../bench/latency-proxy.py"
         func mostTransfersAtOnce(_ directory: String, parallel: Int?) throws -> Int {
             let counters = path("counters-\(directory).json")
-            let proxy = try startFixture(
-                "latency-proxy.py",
-                [
-                    "--listen", "0", "--upstream", "\(server.port)", "--rtt", "20", "--data-ports", "any",
-                    "--counters", counters,
-                ], script: proxyScript)
+            let proxy = try startLatencyProxy(server, counters: counters)
             defer { stopFixture(proxy.pid) }
             try writeConfig(
                 definition(
@@ -1125,6 +1122,50 @@ final class FTPTests: IntegrationTestCase {
         XCTAssertGreaterThan(try mostTransfersAtOnce("default", parallel: nil), 4)
         XCTAssertLessThanOrEqual(try mostTransfersAtOnce("given", parallel: 4), 4)
         XCTAssertEqual(read("server/given/d3/f3.bin"), String(repeating: "x", count: 2003))
+    }
+
+    /// The bench's latency proxy (20 ms a round trip) in front of `server`; its counters go to
+    /// `counters` (JSON) on SIGUSR1.
+    func startLatencyProxy(_ server: FTPServer, counters: String) throws -> (pid: pid_t, port: Int) {
+        let script = (FTPServer.script as NSString).deletingLastPathComponent + "/../../bench/latency-proxy.py"
+        return try startFixture(
+            "latency-proxy.py",
+            [
+                "--listen", "0", "--upstream", "\(server.port)", "--rtt", "20", "--data-ports", "any", "--counters",
+                counters,
+            ], script: script)
+    }
+
+    /// On a far server each connection asks for the next transfer's passive port while a
+    /// download runs, and the next transfer uses it: downloads from vsftpd and proftpd through
+    /// the latency proxy come whole, with a fresh `EPSV` only for each connection's first.
+    func testAFarServersNextPassivePortIsAskedForDuringATransfer() throws {
+        for name in ["vsftpd", "proftpd"] {
+            let server = try start(name)
+            for index in 0..<40 {
+                try write("server/\(name)/d\(index % 4)/f\(index).bin", String(repeating: "y", count: 30_000 + index))
+            }
+            try chownToServer(server)
+            let proxy = try startLatencyProxy(server, counters: path("counters-\(name).json"))
+            defer { stopFixture(proxy.pid) }
+            try writeConfig(
+                definition(
+                    "down", source: ftp(server, directory: name, port: proxy.port),
+                    destination: local(path("dst-\(name)"))
+                ))
+            let result = try plugsync(
+                arguments: ["run", "down"],
+                environment: ["PLUGSYNC_TEST_FTP_PW": server.password, "PLUGSYNC_CURL_VERBOSE": "1"])
+            assertExit(result, 0)
+            XCTAssertTrue(result.stdout.contains("Done: 40 copied"), "\(result.stdout)")
+            XCTAssertEqual(read("dst-\(name)/d3/f39.bin"), String(repeating: "y", count: 30_039))
+            let ahead = result.stderrLines.filter { $0 == "> EPSV (for the next transfer)" }.count
+            let fresh = result.stderrLines.filter { $0 == "> EPSV" }.count
+            // 40 files on at most 8 connections; fresh: each connection's first download, the
+            // clock probe's upload, and on proftpd the 5 folders' MLSD listings of a first run.
+            XCTAssertGreaterThanOrEqual(ahead, 32, "\(name)")
+            XCTAssertLessThanOrEqual(fresh, 9 + (name == "proftpd" ? 5 : 0), "\(name)")
+        }
     }
 
     /// Uploads over FTPS end cleanly: the client says close_notify and reads what the server

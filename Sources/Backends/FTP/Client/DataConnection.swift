@@ -85,12 +85,13 @@ final class DataConnection {
         stream?.close()
         stream = nil
         ended = true
-        let reply: FTPReply
+        var reply: FTPReply
         if let early {
             reply = early
         } else {
             reply = try connection.nextReply()
         }
+        if connection.passiveSentAhead { try connection.collectPassiveAhead(after: &reply) }
         guard connection.inStep else {
             connection.lostStep()
             throw FTPError(.protocolError, "\(what): replies out of step")

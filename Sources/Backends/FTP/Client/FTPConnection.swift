@@ -279,6 +279,38 @@ public final class FTPConnection {
         control?.close()
         control = nil
         reader = nil
+        passiveSentAhead = false
+        portAhead = nil
+    }
+
+    /// On a far server: the passive port of the next transfer is asked for (`EPSV`) as soon as a
+    /// download has started, so that its answer comes right after that download's end instead
+    /// of a round trip later (vsftpd and proftpd read it only once the download is over). Off
+    /// where the server answers it otherwise than with a port.
+    public var passiveAhead = false
+    /// The server answered an `EPSV` sent during a transfer otherwise than with a port.
+    public private(set) var passiveAheadRefused = false
+    /// An `EPSV` sent during the current transfer: its answer follows the transfer's end.
+    private(set) var passiveSentAhead = false
+    /// The port it gave, for the next transfer (`passivePort`).
+    private var portAhead: Int?
+
+    /// Reads the answer to the `EPSV` sent during a transfer (`end`: the reply read as the
+    /// transfer's last). A server that answered it first (a port, or a refusal such as
+    /// proftpd's `450 data transfer in progress`) gets its order put right: the transfer's end is
+    /// its `226`.
+    func collectPassiveAhead(after end: inout FTPReply) throws {
+        passiveSentAhead = false
+        var ahead = try nextReply()
+        let ends = { (reply: FTPReply) in reply.code == 226 || reply.code == 250 }
+        if end.code == 229 || (ends(ahead) && !ends(end)) { swap(&end, &ahead) }
+        trace(ahead)
+        if ahead.code == 229, let port = DataConnection.epsvPort(ahead.text) {
+            portAhead = port
+        } else {
+            passiveAhead = false
+            passiveAheadRefused = true
+        }
     }
 
     /// No reply read ahead of the ones asked for.
@@ -442,6 +474,16 @@ public final class FTPConnection {
     /// (550 and the like) is answered in step and thrown; any other surprise gives the control
     /// connection up (`lostStep`).
     func openData(_ command: [UInt8], what: String, before: [[UInt8]] = []) throws -> DataConnection {
+        let ahead = before.isEmpty && portAhead != nil
+        do {
+            return try openDataOnce(command, what: what, before: before)
+        } catch let error as FTPError where ahead && error.replyCode == 425 && inStep {
+            // The port asked for ahead is gone (the server closed its listener): ask again.
+            return try openDataOnce(command, what: what, before: before)
+        }
+    }
+
+    private func openDataOnce(_ command: [UInt8], what: String, before: [[UInt8]]) throws -> DataConnection {
         try Self.validate(before + [command])
         let stream = try ready()
         let display = options.display
@@ -452,9 +494,15 @@ public final class FTPConnection {
         do {
             defer { if listener >= 0 { close(listener) } }
             if options.passive {
-                let port = try passivePort(before: before, on: stream)
-                guard let port else { throw refusedBefore! }
-                data = try DataConnection.connect(port: port, control: stream.fd, options: options)
+                let ahead = before.isEmpty ? portAhead : nil
+                portAhead = nil
+                if let ahead, let fd = try? DataConnection.connect(port: ahead, control: stream.fd, options: options) {
+                    data = fd
+                } else {
+                    let port = try passivePort(before: before, on: stream)
+                    guard let port else { throw refusedBefore! }
+                    data = try DataConnection.connect(port: port, control: stream.fd, options: options)
+                }
             } else {
                 listener = try activeListener(before: before, on: stream)
                 if listener < 0 { throw refusedBefore! }
@@ -501,6 +549,14 @@ public final class FTPConnection {
             } else if opening.code != 150 && opening.code != 125 {
                 throw FTPError(
                     .protocolError, "\(what): unexpected reply \(Self.describe(opening))", replyCode: opening.code)
+            }
+            // Downloads only: proftpd reads commands during an upload and refuses this one.
+            if passiveAhead && options.passive && extendedPassive && early == nil
+                && command.starts(with: Array("RETR ".utf8))
+            {
+                trace("> EPSV (for the next transfer)")
+                try stream.send(Array("EPSV\r\n".utf8))
+                passiveSentAhead = true
             }
             if listener >= 0 {
                 data = try Self.accept(listener, timeout: options.connectTimeout, what: what)

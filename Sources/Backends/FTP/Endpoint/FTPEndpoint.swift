@@ -362,10 +362,13 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         return clockPending
     }
 
-    /// The offset of LIST times before the probe measured it: the one given, or the last run's.
-    private var guessedListOffset: Int64? {
+    /// The offset of LIST times before the probe measured it: the one given, or the last run's,
+    /// else none (a server's clock is mostly set, and its LIST times in UTC): a listing read
+    /// against a guess the probe then finds wrong is read again (`list`), where waiting for the
+    /// probe would hold every first listing back by its round trips.
+    private var guessedListOffset: Int64 {
         if case .seconds(let seconds) = clockSetting { return seconds }
-        return rememberedClock?.listOffset
+        return rememberedClock?.listOffset ?? 0
     }
 
     private func waitForClock() {
@@ -704,9 +707,9 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// the listing may run alongside `prepare` (`willPrepare`).
     public func list(recursive: Bool, filter: ListingFilter) -> Listing {
         // A LIST time is read against the server's date (the year of a recent entry): while the
-        // probe measures it, the last run's measurement (or the one given) stands in, and the
-        // listing is read again if the probe finds another. Without one, and where the
-        // synchronized folder not yet listed may hold the probe soon, the listing waits.
+        // probe measures it, the last run's measurement (or the one given, else none) stands
+        // in, and the listing is read again if the probe finds another. Where the synchronized
+        // folder not yet listed may hold the probe soon, the listing waits.
         // On an MLSD server, STAT lists in LIST's form where its zone is measured (`statOnMLSD`).
         let probing = clockIsPending
         let mlsdByStat = features.mlsd && listsByStat && statOnMLSD
@@ -790,11 +793,13 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                     continue
                 }
                 // Where STAT lists, several folders in one write: this connection's share of
-                // those waiting (so that every connection gets some), at most `statBatch`.
+                // those waiting, shared with the connections not busy (so that every idle one
+                // gets some), at most `statBatch`.
                 var batch = [pending[next]]
                 next += 1
                 if batch[0] != root && statUsable {
-                    let share = min(Self.statBatch, (pending.count - next + threads) / threads)
+                    let idle = max(1, threads - busy)
+                    let share = min(Self.statBatch, (pending.count - next + idle) / idle)
                     while batch.count < share, next < pending.count, pending[next] != root {
                         batch.append(pending[next])
                         next += 1
@@ -1666,6 +1671,11 @@ final class ConnectionPool: @unchecked Sendable {
     let nearBelow: UInt64
     /// Places given up because the server is near.
     private(set) var retired = 0
+    /// The set-up round trip took `nearBelow` or more: each connection asks for the next
+    /// transfer's passive port while a transfer runs (`FTPConnection.passiveAhead`), until a
+    /// connection finds the server answers that otherwise.
+    private(set) var far = false
+    private var aheadRefused = false
 
     init(options: FTPOptions, size: Int, opened: Int? = nil, nearBelow: UInt64 = 5_000_000) {
         self.options = options
@@ -1678,9 +1688,9 @@ final class ConnectionPool: @unchecked Sendable {
     func checkOut() throws -> FTPConnection {
         while true {
             _ = takePlace(waiting: true)
-            if let connection = mutex.withLock({ idle.popLast() }) { return connection }
+            if let connection = mutex.withLock({ idle.popLast() }) { return ahead(connection) }
             do {
-                return try open()
+                return ahead(try open())
             } catch let error as FTPError where refusesMore(error) {
                 continue  // its place stays empty (the permit is not given back): wait for another
             } catch {
@@ -1718,8 +1728,16 @@ final class ConnectionPool: @unchecked Sendable {
     }
 
     func checkIn(_ connection: FTPConnection) {
-        mutex.withLock { if !closed { idle.append(connection) } }
+        mutex.withLock {
+            if connection.passiveAheadRefused { aheadRefused = true }
+            if !closed { idle.append(connection) }
+        }
         givePlace()
+    }
+
+    private func ahead(_ connection: FTPConnection) -> FTPConnection {
+        connection.passiveAhead = mutex.withLock { far && !aheadRefused }
+        return connection
     }
 
     /// Whether `error`, from opening one more connection while others are logged in with the
@@ -1769,7 +1787,11 @@ final class ConnectionPool: @unchecked Sendable {
             // The set-up is one round trip: where it is short (the server is on this machine or
             // its network), a login costs more than the waiting it saves, and the listing gets
             // no connections beyond those of the transfers.
-            if monotonicNanoseconds() - started < nearBelow { retireListingPlaces() }
+            if monotonicNanoseconds() - started < nearBelow {
+                retireListingPlaces()
+            } else {
+                mutex.withLock { far = true }
+            }
         } catch {
             gate.finish()
             waitForOpenings(seconds: Double(options.connectTimeout + options.responseTimeout))
