@@ -420,11 +420,11 @@ extension VersionPruning {
     /// path, as without an index. The index may be wrong: anyone can change the folder. It only
     /// chooses what is asked; what is removed and every version counted are found on the
     /// endpoint in this run. A version the index does not know of is then not counted (its
-    /// path keeps more than `keepMax`, or more than `keepMin` old versions, until that folder is
-    /// listed again); one it knows of that is gone is not found, and forgotten. Not counting a
-    /// version can only move the others of its path towards the newest, never past where the
-    /// whole listing has them: a stale index makes pruning keep more, never remove a version
-    /// that pruning from the whole listing would keep.
+    /// path keeps more than `keepMax`, or more than `keepMin` old versions, until its folder
+    /// grows old and is listed whole); one it knows of that is gone is not found, and
+    /// forgotten. Not counting a version can only move the others of its path towards the
+    /// newest, never past where the whole listing has them: a stale index makes pruning keep
+    /// more, never remove a version that pruning from the whole listing would keep.
     static func pruneInParts(
         _ lookup: VersionsLookup, policy: VersionPolicy, now: Int, versioned: Set<FileName>, run: String?,
         say: (String) -> Void, sayError: (String) -> Void
@@ -443,7 +443,10 @@ extension VersionPruning {
         var index = lookup.rememberedVersions()
         if index != nil {
             index!.keepOnly(Set(runs.map(\.name.description)))
-            if let run, runs.contains(where: { $0.name.description == run }) { index!.add(run, versioned) }
+            // (A folder of this run's time that this run put nothing in is another's: not known.)
+            if let run, !versioned.isEmpty, runs.contains(where: { $0.name.description == run }) {
+                index!.add(run, versioned)
+            }
         }
         defer {
             if var index {
