@@ -288,7 +288,8 @@ public final class SyncJob: @unchecked Sendable {
         {
             statistics.pruned = VersionPruning.prune(
                 destination.endpoint, policy: policy, now: settings.now ?? Int(time(nil)),
-                versioned: executor.versionedPaths, say: observer.say, sayError: observer.sayError)
+                versioned: executor.versionedPaths, run: executor.versionFolder?.lastComponent.description,
+                say: observer.say, sayError: observer.sayError)
         }
         if !settings.dryRun && destination.isDrive && statistics.stoppedBecause == nil {
             do { try destination.endpoint.flush() } catch {

@@ -152,16 +152,17 @@ public enum VersionPruning {
     /// Each pruned version is told to `say` as a `Pruning` line; what cannot be removed to
     /// `sayError`. Returns how many versions were pruned.
     ///
-    /// `versioned`: the paths this run kept versions of. Where the endpoint reads its versions
-    /// folder in parts (`VersionsLookup`) and this is given, only what can go is read
-    /// (`pruneInParts`); else the whole folder is listed.
+    /// `versioned`: the paths this run kept versions of, in run folder `run`
+    /// (`2026-10-01_120000`). Where the endpoint reads its versions folder in parts
+    /// (`VersionsLookup`) and this is given, only what can go is read (`pruneInParts`); else the
+    /// whole folder is listed.
     public static func prune(
-        _ endpoint: Endpoint, policy: VersionPolicy, now: Int, versioned: Set<FileName>? = nil,
+        _ endpoint: Endpoint, policy: VersionPolicy, now: Int, versioned: Set<FileName>? = nil, run: String? = nil,
         say: (String) -> Void, sayError: (String) -> Void
     ) -> Int {
         if let lookup = endpoint as? VersionsLookup, let versioned,
             let pruned = pruneInParts(
-                lookup, policy: policy, now: now, versioned: versioned, say: say, sayError: sayError)
+                lookup, policy: policy, now: now, versioned: versioned, run: run, say: say, sayError: sayError)
         {
             return pruned
         }
@@ -205,6 +206,21 @@ public enum VersionPruning {
         for run in listing.entries
         where run.kind == .directory && VersionsFolder.seconds(ofStamp: run.name.description) != nil {
             _ = removeEmpty(run, run.name)
+        }
+        // An endpoint that remembers what its run folders hold now knows all of them.
+        if let lookup = endpoint as? VersionsLookup, lookup.rememberedVersions() != nil {
+            var held: [String: Set<FileName>] = [:]
+            for run in listing.entries
+            where run.kind == .directory && VersionsFolder.seconds(ofStamp: run.name.description) != nil {
+                held[run.name.description] = []
+            }
+            for version in KeptVersion.all(in: listing.entries) where !removed.contains(version.pathInVersions) {
+                held[version.stamp, default: []].insert(version.path)
+            }
+            var index = VersionsIndex()
+            for (stamp, paths) in held { index.set(stamp, paths) }
+            index.bound()
+            lookup.rememberVersions(index)
         }
         return pruned
     }
@@ -257,9 +273,130 @@ public protocol VersionsLookup: Endpoint {
     /// Removes those of these folders (relative to the versions folder, deepest first) that are
     /// empty; the others stay.
     func removeEmptyVersionFolders(_ folders: [FileName])
+    /// What the endpoint remembers of its run folders from earlier runs (`VersionsIndex`), or nil
+    /// where it keeps no such memory (every run folder is then asked about by name).
+    func rememberedVersions() -> VersionsIndex?
+    /// Keeps `index` for the next run's `rememberedVersions` (saved when the run finishes).
+    func rememberVersions(_ index: VersionsIndex)
+}
+
+extension VersionsLookup {
+    public func rememberedVersions() -> VersionsIndex? { nil }
+    public func rememberVersions(_ index: VersionsIndex) {}
+}
+
+/// What an endpoint remembers of its versions folder between runs: for each run folder it
+/// knows, the paths of the versions in it (what the run that made it versioned, less what
+/// pruning removed since). Pruning uses it only to choose which paths it asks about, and in
+/// which run folders; every version it removes, and every version that counts for `keep_min`
+/// and `keep_max`, it has found on the endpoint itself in that run.
+public struct VersionsIndex: Sendable, Equatable {
+    /// Per run folder (`2026-10-01_120000`): the paths of its versions (relative to it).
+    public private(set) var runs: [String: Set<FileName>] = [:]
+    /// Run folders that hold more versions than are remembered (`largestRun`): asked about for
+    /// every path, as before there was an index.
+    public private(set) var unknown: Set<String> = []
+
+    /// A run folder holding more versions than this is remembered as `unknown`: a large run
+    /// (a deleted folder) does not make the state file grow with it.
+    public static let largestRun = 1000
+    /// Nor do all of them together: beyond this many paths the largest run folders are
+    /// remembered as `unknown`.
+    public static let largest = 20_000
+
+    public init() {}
+
+    /// Whether the index knows run folder `stamp` (what it holds, or that it holds too much).
+    public func knows(_ stamp: String) -> Bool { runs[stamp] != nil || unknown.contains(stamp) }
+
+    /// Run folder `stamp` holds exactly `paths`.
+    public mutating func set(_ stamp: String, _ paths: Set<FileName>) {
+        if paths.count > Self.largestRun {
+            runs[stamp] = nil
+            unknown.insert(stamp)
+        } else {
+            runs[stamp] = paths
+            unknown.remove(stamp)
+        }
+    }
+
+    /// Run folder `stamp` holds `paths` too.
+    public mutating func add(_ stamp: String, _ paths: Set<FileName>) {
+        if unknown.contains(stamp) { return }
+        set(stamp, runs[stamp, default: []].union(paths))
+    }
+
+    /// Run folder `stamp` no longer holds `path`.
+    public mutating func remove(_ stamp: String, _ path: FileName) { runs[stamp]?.remove(path) }
+
+    /// Whether the index says run folder `stamp` holds `path` (false for an unknown folder).
+    public func holds(_ stamp: String, _ path: FileName) -> Bool { runs[stamp]?.contains(path) == true }
+
+    /// Forgets the run folders not among `stamps` (removed, by pruning or by hand).
+    public mutating func keepOnly(_ stamps: Set<String>) {
+        runs = runs.filter { stamps.contains($0.key) }
+        unknown.formIntersection(stamps)
+    }
+
+    /// Within `largest` paths in all: the run folders holding the most become `unknown`.
+    mutating func bound() {
+        var total = runs.values.reduce(0) { $0 + $1.count }
+        if total <= Self.largest { return }
+        for (stamp, paths) in runs.sorted(by: { $0.value.count > $1.value.count }) where total > Self.largest {
+            runs[stamp] = nil
+            unknown.insert(stamp)
+            total -= paths.count
+        }
+    }
+
+    /// The index as lines of a state file: `versions STAMP COUNT`, then a line `v PATH` for each
+    /// of its COUNT paths, or `versions STAMP unknown`. No field of these is a number first.
+    public var stateLines: [UInt8] {
+        var bytes: [UInt8] = []
+        for stamp in unknown.sorted() { bytes += Array("versions \(stamp) unknown\n".utf8) }
+        for (stamp, paths) in runs.sorted(by: { $0.key < $1.key }) {
+            bytes += Array("versions \(stamp) \(paths.count)\n".utf8)
+            for path in paths.sorted() { bytes += Self.pathTag + path.bytes + [UInt8(ascii: "\n")] }
+        }
+        return bytes
+    }
+    private static let runTag = Array("versions ".utf8)
+    private static let pathTag = Array("v ".utf8)
+
+    /// The index in a state file's lines (`stateLines`); other lines are passed over. A run
+    /// folder whose paths are not all there (a damaged file) is unknown.
+    public init<Lines: Sequence>(stateLines lines: Lines) where Lines.Element == ArraySlice<UInt8> {
+        var current: (stamp: String, count: Int, paths: Set<FileName>)?
+        func close() {
+            guard let run = current else { return }
+            if run.paths.count == run.count { runs[run.stamp] = run.paths } else { unknown.insert(run.stamp) }
+            current = nil
+        }
+        for line in lines {
+            if line.starts(with: Self.pathTag), current != nil {
+                let path = line.dropFirst(Self.pathTag.count)
+                if !path.isEmpty { current!.paths.insert(FileName(bytes: Array(path))) }
+                continue
+            }
+            close()
+            guard line.starts(with: Self.runTag) else { continue }
+            let fields = line.dropFirst(Self.runTag.count).split(separator: UInt8(ascii: " "))
+                .map { String(decoding: $0, as: UTF8.self) }
+            guard fields.count == 2, VersionsFolder.seconds(ofStamp: fields[0]) != nil else { continue }
+            if let count = Int(fields[1]), count >= 0 {
+                current = (fields[0], count, [])
+            } else {
+                unknown.insert(fields[0])
+            }
+        }
+        close()
+    }
 }
 
 extension VersionPruning {
+    /// A run folder: its name (`2026-10-01_120000`) and when that run started.
+    typealias Run = (name: FileName, seconds: Int)
+
     /// Pruning that reads only what can go, or nil where the endpoint could not tell (the
     /// whole folder is then listed).
     ///
@@ -271,21 +408,50 @@ extension VersionPruning {
     /// version of (every earlier run that succeeded left each path within `keepMax`; a path
     /// versioned by a run that failed is brought back within it the next time it is versioned,
     /// or when its versions grow old). For these paths every version is then found by asking the
-    /// other run folders for each path (on a server, a batch of commands in one round
-    /// trip), not by listing them: the counts that `keepMin` and `keepMax` need are then exact.
-    /// An index kept between runs was the other choice; it would be wrong as soon as anyone
-    /// (another computer, a user restoring by hand) changed the folder.
+    /// run folders for each path (on a server, a batch of commands in one round trip), not by
+    /// listing them: the counts that `keepMin` and `keepMax` need are then exact.
+    ///
+    /// Where the endpoint remembers what its run folders hold (`VersionsIndex`, with `run`, this
+    /// run's folder, and `versioned`, what it put there), a path is asked for only in the run
+    /// folders the index says hold it, and only when those (with the folders the index does not
+    /// know) are more than `keepMax`, or when it is in an old run folder; a run folder the index
+    /// does not know (made by another computer, by hand, or by a run that did not prune) is
+    /// listed whole, then known; one the index remembers as too large is asked about for every
+    /// path, as without an index. The index may be wrong: anyone can change the folder. It only
+    /// chooses what is asked; what is removed and every version counted are found on the
+    /// endpoint in this run. A version the index does not know of is then not counted (its
+    /// path keeps more than `keepMax`, or more than `keepMin` old versions, until its folder
+    /// grows old and is listed whole); one it knows of that is gone is not found, and
+    /// forgotten. Not counting a version can only move the others of its path towards the
+    /// newest, never past where the whole listing has them: a stale index makes pruning keep
+    /// more, never remove a version that pruning from the whole listing would keep.
     static func pruneInParts(
-        _ lookup: VersionsLookup, policy: VersionPolicy, now: Int, versioned: Set<FileName>,
+        _ lookup: VersionsLookup, policy: VersionPolicy, now: Int, versioned: Set<FileName>, run: String?,
         say: (String) -> Void, sayError: (String) -> Void
     ) -> Int? {
         if policy.keepDays == 0 && policy.keepMax == 0 { return 0 }  // nothing ever goes
         let top = lookup.listVersionRuns()
         if !top.errors.isEmpty { return nil }
-        var runs: [(name: FileName, seconds: Int)] = []
+        var runs: [Run] = []
         for entry in top.entries where entry.kind == .directory {
             if let seconds = VersionsFolder.seconds(ofStamp: entry.name.description) {
                 runs.append((entry.name, seconds))
+            }
+        }
+        runs.sort { $0.seconds < $1.seconds }  // oldest first
+        // What earlier runs put in the run folders there are, and what this one did.
+        var index = lookup.rememberedVersions()
+        if index != nil {
+            index!.keepOnly(Set(runs.map(\.name.description)))
+            // (A folder of this run's time that this run put nothing in is another's: not known.)
+            if let run, !versioned.isEmpty, runs.contains(where: { $0.name.description == run }) {
+                index!.add(run, versioned)
+            }
+        }
+        defer {
+            if var index {
+                index.bound()
+                lookup.rememberVersions(index)
             }
         }
         let isOld = { (seconds: Int) in policy.keepDays > 0 && now - seconds > policy.keepDays * 86400 }
@@ -294,45 +460,103 @@ extension VersionPruning {
         // No path has more versions than there are run folders.
         let counted = policy.keepMax > 0 && runs.count > policy.keepMax
         if old.isEmpty && !counted { return 0 }
-        var oldListing = Listing()
-        if !old.isEmpty {
-            oldListing = lookup.listVersionRuns(old.map(\.name))
-            if !oldListing.errors.isEmpty { return nil }
+        // Listed whole: the old run folders, and the recent ones the index does not know.
+        let unindexed = index.map { index in recent.filter { !index.knows($0.name.description) } } ?? []
+        let whole = old + unindexed
+        var listing = Listing()
+        if !whole.isEmpty {
+            listing = lookup.listVersionRuns(whole.map(\.name))
+            if !listing.errors.isEmpty { return nil }
         }
-        var versions = KeptVersion.all(in: oldListing.entries)
-        let aged = Set(versions.map(\.path))
-        // Each path's versions in the recent run folders, asked in `runs` for `paths`.
-        func ask(_ paths: [FileName], in runs: [(name: FileName, seconds: Int)]) throws -> Set<FileName> {
-            var asked: [(run: (name: FileName, seconds: Int), path: FileName)] = []
-            asked.reserveCapacity(paths.count * runs.count)
-            for path in paths { for run in runs { asked.append((run, path)) } }
+        var versions = KeptVersion.all(in: listing.entries)
+        if index != nil {
+            var held: [String: Set<FileName>] = [:]
+            for version in versions { held[version.stamp, default: []].insert(version.path) }
+            for run in whole { index!.set(run.name.description, held[run.name.description] ?? []) }
+        }
+        // A path in an old run folder: all its versions (keep_min counts the newer ones).
+        let aged = Set(versions.lazy.filter { isOld($0.seconds) }.map(\.path))
+        // Recent run folders listed whole, by the paths they hold.
+        let listedNames = Set(unindexed.map(\.name))
+        var listedHolding: [FileName: [Run]] = [:]
+        for version in versions where !isOld(version.seconds) {
+            listedHolding[version.path, default: []].append((FileName(version.stamp), version.seconds))
+        }
+        // The run folders asked by name, and those of them that may hold a path: those the index
+        // says hold it and those it remembers as too large; without an index, all.
+        let asked = recent.filter { !listedNames.contains($0.name) }
+        func mayHold(_ path: FileName) -> [Run] {
+            guard let index else { return asked }
+            return asked.filter {
+                let stamp = $0.name.description
+                return index.unknown.contains(stamp) || index.holds(stamp, path)
+            }
+        }
+        var emptied = Set<FileName>()  // folders that may be empty now (relative to the versions folder)
+        // Each path's versions in the run folders asked: the paths found.
+        func ask(_ pairs: [(run: Run, path: FileName)]) throws -> Set<FileName> {
             var found = Set<FileName>()
-            let answers = try lookup.versionEntries(asked.map { $0.run.name.appending($0.path) })
-            for ((run, path), entry) in zip(asked, answers) {
-                guard let entry else { continue }
+            if pairs.isEmpty { return found }
+            let answers = try lookup.versionEntries(pairs.map { $0.run.name.appending($0.path) })
+            for ((run, path), entry) in zip(pairs, answers) {
+                let stamp = run.name.description
+                guard let entry else {
+                    // Gone, though the index had it (removed by hand): forgotten, and its folders
+                    // tidied as a pruned version's.
+                    if index?.holds(stamp, path) == true {
+                        index!.remove(stamp, path)
+                        var folder = run.name.appending(path).parent
+                        while !folder.isEmpty && emptied.insert(folder).inserted { folder = folder.parent }
+                    }
+                    continue
+                }
                 found.insert(path)
-                versions.append(
-                    KeptVersion(stamp: run.name.description, seconds: run.seconds, path: path, entry: entry))
+                versions.append(KeptVersion(stamp: stamp, seconds: run.seconds, path: path, entry: entry))
             }
             return found
         }
+        var first: [(run: Run, path: FileName)] = []
+        for path in aged.sorted() { first += mayHold(path).map { ($0, path) } }
+        // A path not in an old run folder goes over keep_max only with a version in more than
+        // keep_max of the folders that may hold it, so with one in any (those - keep_max) of them:
+        // first the oldest of those (where versions would go), the rest only for the paths found
+        // there; all at once where a folder listed whole or the index says a probed one holds it.
+        var later: [(path: FileName, runs: [Run])] = []
+        if counted {
+            var candidates = versioned
+            if let index {
+                // And paths the index says are over keep_max already (a run that failed).
+                var held: [FileName: Int] = [:]
+                for run in asked {
+                    for path in index.runs[run.name.description] ?? [] { held[path, default: 0] += 1 }
+                }
+                for (path, runs) in listedHolding { held[path, default: 0] += runs.count }
+                for (path, count) in held where count > policy.keepMax { candidates.insert(path) }
+            }
+            for path in candidates.subtracting(aged).sorted() {
+                let listedHere = listedHolding[path] ?? []
+                let askable = mayHold(path)
+                let count = listedHere.count + askable.count
+                if count <= policy.keepMax { continue }
+                let all = (listedHere.map { ($0, true) } + askable.map { ($0, false) })
+                    .sorted { $0.0.seconds < $1.0.seconds }
+                let probe = all.prefix(count - policy.keepMax)
+                if probe.contains(where: { $0.1 || index?.holds($0.0.name.description, path) == true }) {
+                    first += askable.map { ($0, path) }
+                } else {
+                    first += probe.map { ($0.0, path) }
+                    later.append((path, all.dropFirst(probe.count).filter { !$0.1 }.map(\.0)))
+                }
+            }
+        }
         do {
-            // A path in an old run folder: all its versions (keep_min counts the newer ones).
-            _ = try ask(aged.sorted(), in: recent)
-            // A path only this run kept is over keep_max only with a version in each of more than
-            // keep_max run folders, so with one in any (run folders - keep_max) of them: first
-            // the oldest of those (where versions would go), the rest only for the paths found.
-            let fresh = counted ? versioned.subtracting(aged).sorted() : []
-            let probe = max(0, runs.count - policy.keepMax - old.count)
-            let oldest = recent.sorted { $0.seconds < $1.seconds }
-            let found = try ask(fresh, in: Array(oldest.prefix(probe)))
-            _ = try ask(fresh.filter { found.contains($0) }, in: Array(oldest.dropFirst(probe)))
+            let found = try ask(first)
+            _ = try ask(later.filter { found.contains($0.path) }.flatMap { item in item.runs.map { ($0, item.path) } })
         } catch {
             return nil
         }
         let plan = plan(versions, policy: policy, now: now)
         var pruned = 0
-        var emptied = Set<FileName>()  // folders that may be empty now (relative to the versions folder)
         for ((version, reason), error) in zip(plan, lookup.removeVersions(plan.map { $0.0.pathInVersions })) {
             let inVersions = version.pathInVersions
             if let error, EndpointErrorKind.of(error) != .notFound {
@@ -340,11 +564,12 @@ extension VersionPruning {
                 continue
             }
             pruned += 1
+            index?.remove(version.stamp, version.path)
             say(ActionFormatter.format(verb: "Pruning", reason: reason, path: inVersions.description))
             var folder = inVersions.parent
             while !folder.isEmpty && emptied.insert(folder).inserted { folder = folder.parent }
         }
-        // The old run folders' own empty folders too, as the whole listing would have found them.
+        // The listed run folders' own empty folders too, as the whole listing would have found them.
         func collect(_ entries: [Entry], _ base: FileName) {
             for entry in entries where entry.kind == .directory {
                 let path = base.appending(entry.name)
@@ -352,7 +577,7 @@ extension VersionPruning {
                 collect(entry.children ?? [], path)
             }
         }
-        collect(oldListing.entries, .empty)
+        collect(listing.entries, .empty)
         if !emptied.isEmpty {
             // Deepest first: a folder is emptied by removing its empty folders.
             let depth = { (path: FileName) in path.bytes.reduce(0) { $0 + ($1 == UInt8(ascii: "/") ? 1 : 0) } }

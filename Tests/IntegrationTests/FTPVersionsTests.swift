@@ -199,6 +199,122 @@ extension FTPTests {
         XCTAssertFalse(exists("server/www/.plugsync-versions/\(versionStamp(base))/a.txt"))
     }
 
+    /// Versions asked for by name (`SIZE` on vsftpd) that a vsftpd logging its commands has seen.
+    func versionQueries(_ server: FTPServer) -> Int {
+        let log = (try? String(contentsOfFile: server.transferLog, encoding: .utf8)) ?? ""
+        return log.split(separator: "\n").filter { $0.contains("\"SIZE ") && $0.contains(".plugsync-versions") }.count
+    }
+
+    func testPruningBesideManyRunFoldersOnVsftpd() throws { try pruningBesideManyRunFolders("vsftpd") }
+    func testPruningBesideManyRunFoldersOnProftpd() throws { try pruningBesideManyRunFolders("proftpd") }
+
+    /// `keep_max: 3` beside more run folders than that: the first six runs each also keep a
+    /// file of their own (so their folders stay), and report.odt changes in every run. Pruning
+    /// knows from what it remembers of each run folder where report.odt is: it asks for it in
+    /// the four run folders that hold it (none before there are four), for no other path, and
+    /// lists only the top of the versions folder.
+    func pruningBesideManyRunFolders(_ name: String) throws {
+        let server = try start(name, loggingCommands: name == "vsftpd")
+        let base = 1_790_856_000
+        try write("src/doc/report.odt", "r0")
+        for i in 1...6 { try write("src/once/f\(i).txt", "f\(i)") }
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")), destination: ftp(server, directory: "www"),
+                ["type: mirror", "versions: {keep_days: 0, keep_min: 1, keep_max: 3}"]))
+        XCTAssertEqual(try run("up", server, at: base).status, 0)
+        var pruned: [String] = []
+        for i in 1...10 {
+            try write("src/doc/report.odt", "r\(i)" + String(repeating: "+", count: i))
+            if i <= 6 { try write("src/once/f\(i).txt", "f\(i) changed") }
+            let listed = versionListings(server)
+            let asked = versionQueries(server)
+            let result = try run("up", server, at: base + i * 3600)
+            XCTAssertEqual(result.status, 0, "\(result)")
+            pruned += result.lines.filter { $0.hasPrefix("Pruning ") }
+            if name == "vsftpd" {
+                XCTAssertEqual(versionListings(server) - listed, 1, "run \(i): only the top\n\(result)")
+                XCTAssertEqual(versionQueries(server) - asked, i >= 4 ? 4 : 0, "run \(i)\n\(result)")
+            }
+        }
+        XCTAssertEqual(
+            pruned,
+            (1...7).map {
+                action("Pruning", "more than 3 versions", versionStamp(base + $0 * 3600) + "/doc/report.odt")
+            })
+        let folder = server.root + "/www/.plugsync-versions"
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: folder).sorted(),
+            [1, 2, 3, 4, 5, 6, 8, 9, 10].map { versionStamp(base + $0 * 3600) },
+            "run 7's folder, left empty, is removed")
+        for i in 8...10 {
+            XCTAssertEqual(
+                read("server/www/.plugsync-versions/\(versionStamp(base + i * 3600))/doc/report.odt"),
+                "r\(i - 1)" + String(repeating: "+", count: i - 1))
+        }
+        let memory = (try? String(contentsOfFile: path("state/ftp-times/up.destination"), encoding: .utf8)) ?? ""
+        XCTAssertTrue(memory.contains("versions \(versionStamp(base + 10 * 3600)) 1\nv doc/report.odt\n"), memory)
+    }
+
+    func testRunFolderMadeByHandOnVsftpd() throws { try runFolderMadeByHand("vsftpd") }
+    func testRunFolderMadeByHandOnProftpd() throws { try runFolderMadeByHand("proftpd") }
+
+    /// A run folder made behind plugsync's back (by hand, or by another computer) is not in
+    /// what pruning remembers: the next pruning lists it whole and counts its versions, so it
+    /// prunes exactly what the whole listing would; after that it is known, and only the top of
+    /// the versions folder is listed again.
+    func runFolderMadeByHand(_ name: String) throws {
+        let server = try start(name, loggingCommands: name == "vsftpd")
+        let base = 1_790_856_000
+        try write("src/doc/report.odt", "r0")
+        try writeConfig(
+            definition(
+                "up", source: local(path("src")), destination: ftp(server, directory: "www"),
+                ["type: mirror", "versions: {keep_days: 0, keep_min: 1, keep_max: 2}"]))
+        XCTAssertEqual(try run("up", server, at: base).status, 0)
+        for i in 1...2 {
+            try write("src/doc/report.odt", "r\(i)" + String(repeating: "+", count: i))
+            let result = try run("up", server, at: base + i * 3600)
+            XCTAssertEqual(result.status, 0, "\(result)")
+            XCTAssertFalse(result.stdout.contains("Pruning"), "\(result)")
+        }
+        // Half an hour after run 2, by hand: a version of report.odt, and a file of its own.
+        let byHand = versionStamp(base + 2 * 3600 + 1800)
+        try write("server/www/.plugsync-versions/\(byHand)/doc/report.odt", "by hand")
+        try write("server/www/.plugsync-versions/\(byHand)/extra/x.txt", "x")
+        try chownToServer(server)
+        // Run 3: report.odt has four versions (runs 1 and 2, by hand, run 3): two go.
+        try write("src/doc/report.odt", "r3+++")
+        var listed = versionListings(server)
+        let third = try run("up", server, at: base + 3 * 3600)
+        XCTAssertEqual(third.status, 0, "\(third)")
+        XCTAssertEqual(
+            third.lines.filter { $0.hasPrefix("Pruning ") },
+            [1, 2].map {
+                action("Pruning", "more than 2 versions", versionStamp(base + $0 * 3600) + "/doc/report.odt")
+            },
+            "\(third)")
+        if name == "vsftpd" {
+            // The top, and the folder made by hand with its two folders.
+            XCTAssertEqual(versionListings(server) - listed, 4, "\(third)")
+        }
+        // Run 4: the version made by hand is the oldest of three now; its folder is known.
+        try write("src/doc/report.odt", "r4++++")
+        listed = versionListings(server)
+        let fourth = try run("up", server, at: base + 4 * 3600)
+        XCTAssertEqual(fourth.status, 0, "\(fourth)")
+        XCTAssertEqual(
+            fourth.lines.filter { $0.hasPrefix("Pruning ") },
+            [action("Pruning", "more than 2 versions", byHand + "/doc/report.odt")], "\(fourth)")
+        if name == "vsftpd" { XCTAssertEqual(versionListings(server) - listed, 1, "only the top\n\(fourth)") }
+        let folder = server.root + "/www/.plugsync-versions"
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: folder).sorted(),
+            [byHand, versionStamp(base + 3 * 3600), versionStamp(base + 4 * 3600)])
+        XCTAssertEqual(read("server/www/.plugsync-versions/\(byHand)/extra/x.txt"), "x")
+        XCTAssertFalse(exists("server/www/.plugsync-versions/\(byHand)/doc"), "the folder left empty is removed")
+    }
+
     // MARK: a run killed while it replaces files in batches
 
     func testKilledWhileReplacingOnVsftpd() throws { try killedWhileReplacing("vsftpd") }

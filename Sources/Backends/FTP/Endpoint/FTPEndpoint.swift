@@ -63,6 +63,10 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// What this run set or read (guarded by `state`), saved by `saveRememberedTimes`.
     private var learned: [FileName: KnownTime] = [:]
     private var memoryPath: String?
+    /// What the versions folder's run folders hold, as the last run left it (`rememberTimes`)
+    /// and as pruning in this run leaves it (guarded by `state`): saved with the times.
+    private var rememberedIndex = VersionsIndex()
+    private var versionsIndex: VersionsIndex?
 
     /// - Parameter listing: how many connections may list at once (default
     ///   `listingConnections(connections)`).
@@ -1105,6 +1109,8 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             else { continue }
             remembered[FileName(bytes: Array(fields[3]))] = KnownTime(size: size, seconds: seconds, knownAt: knownAt)
         }
+        // What the run folders of the versions folder hold (lines no older reader takes either).
+        rememberedIndex = VersionsIndex(stateLines: lines)
         // The last run's clock measurement: "clock OFFSET LIST-OFFSET SETTER" (a line no older
         // reader takes for a file: its first field is not a number).
         for line in lines where line.starts(with: Self.clockTag) {
@@ -1127,7 +1133,10 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     func saveRememberedTimes() {
         guard let memoryPath else { return }
         let known = state.withLock { learned }
-        if let last = rememberedClock, last == (clockOffset, listOffset, setter, zoneMeasured), known == remembered {
+        let index = state.withLock { versionsIndex } ?? rememberedIndex
+        if let last = rememberedClock, last == (clockOffset, listOffset, setter, zoneMeasured), known == remembered,
+            index == rememberedIndex
+        {
             return
         }
         var bytes = Self.memoryHeader(displayName) + [UInt8(ascii: "\n")]
@@ -1137,6 +1146,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
         for (path, time) in known {
             bytes += Array("\(time.size) \(time.seconds) \(time.knownAt) ".utf8) + path.bytes + [UInt8(ascii: "\n")]
         }
+        bytes += index.stateLines
         _ = Posix.writeFileAtomically(memoryPath, bytes)
     }
 
@@ -2196,21 +2206,41 @@ extension FTPEndpoint: BatchVersionsEndpoint, VersionsLookup {
         return listing
     }
 
+    /// The run folders listed on the connections of the pool at once, a run folder each.
     public func listVersionRuns(_ runs: [FileName]) -> Listing {
         var listing = Listing()
-        do {
-            try pool.with { connection in
-                for run in runs {
-                    let children = try tree(absolute(VersionsFolder.name.appending(run)), connection)
-                    listing.entries.append(
-                        Entry(name: run, kind: .directory, mtime: Timestamp(seconds: 0), children: children))
+        var trees = [[Entry]?](repeating: nil, count: runs.count)
+        var failure: Error?
+        let lock = Lock()
+        let queue = WorkQueue(count: runs.count)
+        runOnThreads(min(pool.size, runs.count)) { _ in
+            while let item = queue.next() {
+                if lock.withLock({ failure != nil }) { return }
+                do {
+                    let children = try pool.with { try tree(absolute(VersionsFolder.name.appending(runs[item])), $0) }
+                    lock.withLock { trees[item] = children }
+                } catch {
+                    lock.withLock { if failure == nil { failure = error } }
+                    return
                 }
             }
-        } catch {
-            listing.errors.append(error)
+        }
+        if let failure {
+            listing.errors.append(failure)
+            return listing
+        }
+        for (run, children) in zip(runs, trees) {
+            listing.entries.append(Entry(name: run, kind: .directory, mtime: Timestamp(seconds: 0), children: children))
         }
         return listing
     }
+
+    /// Kept in the state file with the remembered times (`saveRememberedTimes`).
+    public func rememberedVersions() -> VersionsIndex? {
+        memoryPath == nil ? nil : state.withLock { versionsIndex } ?? rememberedIndex
+    }
+
+    public func rememberVersions(_ index: VersionsIndex) { state.withLock { versionsIndex = index } }
 
     /// `MLST` (where the server has it) or `SIZE` for each path, pipelined, in batches shared by
     /// the connections; where many paths share a folder (`listingFrom`), one listing of the
