@@ -205,7 +205,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
             // MDTM and `STAT path` (the listing on the control connection) in one round trip.
             let auto = clockSetting == .auto
             if auto && !features.mlsd {
-                try measureWithListing(probe, in: folder, after: after, measure, connection)
+                try measureWithListing(probe, in: folder, measure, connection)
                 say("Clock time difference is \(clockOffset) seconds.")
             }
             // The probe's time (MLSD servers), the test of the first way to set times and the
@@ -220,7 +220,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 if timeInBatch {
                     let serverTime = try time(from: rest.removeFirst(), probe)
                     measure(serverTime)
-                    measureZone(rest.removeFirst(), probe, serverTime: serverTime)
+                    _ = measureZone(Self.statLines(rest.removeFirst()), probe, serverTime: serverTime)
                     say("Clock time difference is \(clockOffset) seconds.")
                 }
                 let (set, read) = (rest[rest.startIndex], rest[rest.startIndex + 1])
@@ -243,7 +243,7 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
                 removed = true
                 let serverTime = try time(from: replies[0], probe)
                 measure(serverTime)
-                measureZone(replies[1], probe, serverTime: serverTime)
+                _ = measureZone(Self.statLines(replies[1]), probe, serverTime: serverTime)
                 say("Clock time difference is \(clockOffset) seconds.")
             }
             if needsTimeSetter { try detectTimeSetter(probe, connection, candidates: candidates) }
@@ -272,35 +272,14 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// `STAT path` go together, and where the server does not list the probe that way, a
     /// listing of `folder` follows.
     private func measureWithListing(
-        _ probe: FileName, in folder: FileName, after: Double, _ measure: (Int64) -> Void, _ connection: FTPConnection
+        _ probe: FileName, in folder: FileName, _ measure: (Int64) -> Void, _ connection: FTPConnection
     ) throws {
         let path = connection.commandPath(probe.bytes)
-        let name = probe.lastComponent.bytes
-        var listed: [UInt8]?
-        let serverTime: Int64
         let replies = try connection.exchange([Array("MDTM ".utf8) + path, Array("*STAT ".utf8) + path])
-        serverTime = try time(from: replies[0], probe)
-        let status = replies[1]
-        if (211...213).contains(status.code), status.lines.count > 2 {
-            // The lines between the first and the last are `ls -l` lines (proftpd indents them).
-            listed = Array(
-                status.lines.dropFirst().dropLast().map { $0.drop { $0 == " " } }.joined(separator: "\r\n").utf8)
-        }
+        let serverTime = try time(from: replies[0], probe)
         measure(serverTime)
-        let serverNow = Int64(after) + clockOffset
-        func probeEntry(_ data: [UInt8]) -> RemoteEntry? {
-            // A file named by its path is listed by that path on some servers.
-            FTPListingParser.parseLIST(data, serverNow: serverNow).entries.first {
-                $0.name == name || $0.name.reversed().starts(with: ([UInt8(ascii: "/")] + name).reversed())
-            }
-        }
-        var entry = listed.flatMap(probeEntry)
-        if entry == nil { entry = probeEntry(try connection.listing(folder.bytes, verb: "LIST -a")) }
-        if let entry {
-            // LIST shows the server's wall clock: its time zone, a multiple of 15 minutes.
-            let zone = ((Double(entry.time - serverTime) + 30) / 900).rounded() * 900
-            listOffset = clockOffset + Int64(zone)
-            zoneMeasured = true
+        if !measureZone(Self.statLines(replies[1]), probe, serverTime: serverTime) {
+            _ = measureZone(try connection.listing(folder.bytes, verb: "LIST -a"), probe, serverTime: serverTime)
         }
     }
 
@@ -308,22 +287,29 @@ public final class FTPEndpoint: StagingEndpoint, @unchecked Sendable {
     /// probe (on an MLSD server: `STAT path` sent with its MDTM), not taken as MDTM's.
     private(set) var zoneMeasured = false
 
-    /// On an MLSD server, the offset of LIST times from the probe's `STAT path` (`status`) and
-    /// its MDTM time, for listings by STAT (`statOnMLSD`); `zoneMeasured` where it lists it.
-    private func measureZone(_ status: FTPReply, _ probe: FileName, serverTime: Int64) {
-        guard (211...213).contains(status.code), status.lines.count > 2 else { return }
-        let lines = Array(
-            status.lines.dropFirst().dropLast().map { $0.drop { $0 == " " } }.joined(separator: "\r\n").utf8)
+    /// The `ls -l` lines of a reply to `STAT path` for a file (between its first and last line;
+    /// proftpd indents them), nil where it holds none.
+    static func statLines(_ status: FTPReply) -> [UInt8]? {
+        guard (211...213).contains(status.code), status.lines.count > 2 else { return nil }
+        return Array(status.lines.dropFirst().dropLast().map { $0.drop { $0 == " " } }.joined(separator: "\r\n").utf8)
+    }
+
+    /// The offset of LIST times (the server's wall clock: its time zone, a multiple of 15
+    /// minutes) from the probe's line in `listing` (LIST's form) and its MDTM time; whether the
+    /// probe was there (`zoneMeasured`).
+    private func measureZone(_ listing: [UInt8]?, _ probe: FileName, serverTime: Int64) -> Bool {
         let name = probe.lastComponent.bytes
         let serverNow = Int64(wallClockSeconds()) + clockOffset
-        guard
-            let entry = FTPListingParser.parseLIST(lines, serverNow: serverNow).entries.first(where: {
+        // A file named by its path is listed by that path on some servers.
+        guard let listing,
+            let entry = FTPListingParser.parseLIST(listing, serverNow: serverNow).entries.first(where: {
                 $0.name == name || $0.name.reversed().starts(with: ([UInt8(ascii: "/")] + name).reversed())
             })
-        else { return }
+        else { return false }
         let zone = ((Double(entry.time - serverTime) + 30) / 900).rounded() * 900
         listOffset = clockOffset + Int64(zone)
         zoneMeasured = true
+        return true
     }
 
     // MARK: the clock probe alongside the listing
